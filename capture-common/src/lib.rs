@@ -1,0 +1,108 @@
+//! Records and map layouts shared by ringcap's kernel programs and its daemon.
+//!
+//! Everything here is `#[repr(C)]` with explicit padding so that both sides of the
+//! kernel boundary agree on every byte. The crate is `no_std` on the BPF target; the
+//! `user` feature adds the `aya::Pod` impls the daemon needs to read maps.
+#![cfg_attr(target_arch = "bpf", no_std)]
+
+/// Name of the BPF ring buffer map that carries packet records to user space.
+pub const RING_MAP: &str = "PACKETS";
+/// Name of the per-CPU array of [`Counter`]s.
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the load-time global holding the snap length (bytes copied per packet).
+pub const SNAPLEN_GLOBAL: &str = "SNAPLEN";
+/// Name of the XDP capture program in the eBPF object.
+pub const XDP_PROGRAM: &str = "ringcap_xdp";
+
+/// Largest number of packet bytes the kernel side copies into one record.
+///
+/// Records are reserved in power-of-two size classes (the ring buffer needs a
+/// constant reservation size); the largest class covers 9000-byte jumbo frames.
+pub const MAX_CAPTURE_BYTES: u32 = 16384;
+/// Smallest size class: a 64-byte frame fits, so minimum-size traffic wastes little ring space.
+pub const MIN_CAPTURE_CLASS: u32 = 64;
+
+/// Header of every packet record in the ring buffer; `cap_len` packet bytes follow it.
+///
+/// The record is reserved in a size class at least `cap_len` long, so the bytes after
+/// `cap_len` are undefined and must be ignored.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Kernel CLOCK_MONOTONIC time in nanoseconds (`bpf_ktime_get_ns`).
+    pub timestamp_ns: u64,
+    /// Length of the packet on the wire.
+    pub orig_len: u32,
+    /// Number of packet bytes captured after this header.
+    pub cap_len: u32,
+    /// Interface the packet was seen on.
+    pub ifindex: u32,
+    /// [`RecordFlags`] bits.
+    pub flags: u32,
+}
+
+/// Size of [`RecordHeader`] in bytes.
+pub const RECORD_HEADER_LEN: usize = core::mem::size_of::<RecordHeader>();
+
+/// Bits of [`RecordHeader::flags`].
+pub struct RecordFlags;
+impl RecordFlags {
+    /// Seen on ingress (XDP or TC ingress).
+    pub const INGRESS: u32 = 1 << 0;
+    /// Seen on egress (TC egress).
+    pub const EGRESS: u32 = 1 << 1;
+}
+
+/// Indexes of the per-CPU counter array. Every way a packet can leave the capture
+/// path without reaching user space has its own counter: nothing is lost silently.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Packets the program ran on.
+    Seen = 0,
+    /// Records successfully submitted to the ring buffer.
+    Captured = 1,
+    /// Records lost because the ring buffer had no room (`bpf_ringbuf_reserve` failed).
+    RingFull = 2,
+    /// Records lost because the packet bytes could not be read (`bpf_xdp_load_bytes` failed).
+    CopyFailed = 3,
+}
+
+impl Counter {
+    /// Number of counters, the size of the per-CPU array.
+    pub const COUNT: u32 = 4;
+    /// All counters, in index order.
+    pub const ALL: [Counter; Self::COUNT as usize] =
+        [Counter::Seen, Counter::Captured, Counter::RingFull, Counter::CopyFailed];
+
+    /// Prometheus-style name of the counter.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Seen => "seen",
+            Counter::Captured => "captured",
+            Counter::RingFull => "ring_full",
+            Counter::CopyFailed => "copy_failed",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for RecordHeader {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_header_has_no_implicit_padding() {
+        assert_eq!(RECORD_HEADER_LEN, 8 + 4 * 4);
+        assert_eq!(core::mem::align_of::<RecordHeader>(), 8);
+    }
+
+    #[test]
+    fn counter_indexes_are_dense() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+}

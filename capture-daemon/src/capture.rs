@@ -1,0 +1,233 @@
+//! The ring-buffer reader: turns kernel records into batches of pcap records.
+//!
+//! Each record is copied exactly once, from the ring straight into the pcap bytes of a
+//! [`Batch`]; batches go to the sinks through a bounded queue. The reader never blocks on
+//! the queue: when it is full the batch is dropped and counted, so compression or a slow
+//! disk can never stall the ring (which would turn into uncounted kernel drops).
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aya::maps::{MapData, RingBuf};
+use bytes::{BufMut, Bytes, BytesMut};
+use capture_common::{RecordHeader, RECORD_HEADER_LEN};
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::clock::WallClock;
+use crate::pcap;
+
+/// Pcap records of consecutive packets, in capture order.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Pcap record headers and packet bytes, ready to append to a pcap file.
+    pub records: Bytes,
+    /// Number of packets in `records`.
+    pub packets: u64,
+    /// Wall-clock time of the first and last packet.
+    pub first: Duration,
+    pub last: Duration,
+}
+
+/// Counters of the user-space side of the capture path, shared with the session.
+#[derive(Debug, Default)]
+pub struct ReaderCounters {
+    /// Packets handed to the sinks.
+    pub packets: AtomicU64,
+    /// Packets dropped because the queue to the sinks was full.
+    pub queue_dropped: AtomicU64,
+    /// Records that were too short to hold their header (should never happen).
+    pub malformed: AtomicU64,
+}
+
+/// Settings of the reader.
+#[derive(Clone, Copy, Debug)]
+pub struct ReaderConfig {
+    /// Snap length written in the pcap records (bounds `incl_len`).
+    pub snaplen: u32,
+    /// Stop after this many packets.
+    pub max_packets: Option<u64>,
+    /// A batch is sent once it holds this many bytes...
+    pub batch_bytes: usize,
+    /// ...or once its first packet is this old.
+    pub batch_age: Duration,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            snaplen: pcap::DEFAULT_SNAPLEN,
+            max_packets: None,
+            batch_bytes: 256 * 1024,
+            batch_age: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Flags the session uses to steer the reader.
+#[derive(Debug, Default)]
+pub struct ReaderControl {
+    /// Set by the session once the programs are detached: drain what is left, then stop.
+    pub drain_and_stop: AtomicBool,
+    /// Set by the reader when `max_packets` is reached.
+    pub count_reached: AtomicBool,
+}
+
+/// Reads the ring until told to drain and stop (or the packet count is reached).
+pub struct RingReader {
+    ring: RingBuf<MapData>,
+    config: ReaderConfig,
+    counters: Arc<ReaderCounters>,
+    control: Arc<ReaderControl>,
+    output: Sender<Batch>,
+}
+
+impl RingReader {
+    pub fn new(
+        ring: RingBuf<MapData>,
+        config: ReaderConfig,
+        counters: Arc<ReaderCounters>,
+        control: Arc<ReaderControl>,
+        output: Sender<Batch>,
+    ) -> Self {
+        RingReader { ring, config, counters, control, output }
+    }
+
+    /// The reader loop; returns when drained after a stop or when the count is reached.
+    pub fn run(mut self) {
+        let mut clock = WallClock::sample();
+        let mut clock_sampled = Instant::now();
+        let mut batch = BatchBuilder::new(self.config.batch_bytes);
+        let mut emitted = 0u64;
+        let limit = self.config.max_packets.unwrap_or(u64::MAX);
+        loop {
+            let stopping = self.control.drain_and_stop.load(Ordering::Acquire);
+            if clock_sampled.elapsed() >= Duration::from_secs(1) {
+                clock = WallClock::sample();
+                clock_sampled = Instant::now();
+            }
+            let mut read_any = false;
+            while emitted < limit {
+                let Some(item) = self.ring.next() else { break };
+                read_any = true;
+                if batch.push_record(&item, &clock, self.config.snaplen) {
+                    emitted += 1;
+                } else {
+                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+                // Releases the record's ring space before anything else happens.
+                drop(item);
+                if batch.bytes() >= self.config.batch_bytes {
+                    self.send(batch.take());
+                }
+            }
+            if emitted >= limit {
+                self.control.count_reached.store(true, Ordering::Release);
+                self.send(batch.take());
+                return;
+            }
+            if batch.age().is_some_and(|age| age >= self.config.batch_age) || stopping {
+                self.send(batch.take());
+            }
+            if stopping && !read_any {
+                return;
+            }
+            if !read_any {
+                self.wait_for_data(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn send(&self, batch: Option<Batch>) {
+        let Some(batch) = batch else { return };
+        let packets = batch.packets;
+        match self.output.try_send(batch) {
+            Ok(()) => self.counters.packets.fetch_add(packets, Ordering::Relaxed),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.counters.queue_dropped.fetch_add(packets, Ordering::Relaxed)
+            }
+        };
+    }
+
+    fn wait_for_data(&self, timeout: Duration) {
+        let mut fds = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut fds, 1, timeout.as_millis() as libc::c_int) };
+    }
+}
+
+/// Accumulates pcap records into one buffer.
+struct BatchBuilder {
+    buffer: BytesMut,
+    capacity: usize,
+    packets: u64,
+    first: Duration,
+    last: Duration,
+    started: Option<Instant>,
+}
+
+impl BatchBuilder {
+    fn new(capacity: usize) -> Self {
+        BatchBuilder {
+            buffer: BytesMut::with_capacity(capacity + 64 * 1024),
+            capacity,
+            packets: 0,
+            first: Duration::ZERO,
+            last: Duration::ZERO,
+            started: None,
+        }
+    }
+
+    /// Appends a kernel record; false if it is malformed.
+    fn push_record(&mut self, record: &[u8], clock: &WallClock, snaplen: u32) -> bool {
+        if record.len() < RECORD_HEADER_LEN {
+            return false;
+        }
+        // SAFETY: the length was checked; the header is plain data written by the kernel.
+        let header: RecordHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+        let Some(data) = record.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + header.cap_len as usize) else {
+            return false;
+        };
+        self.push(clock.to_unix(header.timestamp_ns), header.orig_len, data, snaplen);
+        true
+    }
+
+    fn push(&mut self, timestamp: Duration, orig_len: u32, data: &[u8], snaplen: u32) {
+        if self.packets == 0 {
+            self.first = timestamp;
+            self.started = Some(Instant::now());
+        }
+        self.last = timestamp;
+        self.packets += 1;
+        let data = &data[..data.len().min(snaplen as usize)];
+        let mut writer = (&mut self.buffer).writer();
+        pcap::write_record(&mut writer, timestamp, orig_len.max(data.len() as u32), data, snaplen)
+            .expect("writing into memory cannot fail");
+    }
+
+    fn bytes(&self) -> usize {
+        self.buffer.len()
+    }
+
+    fn age(&self) -> Option<Duration> {
+        self.started.map(|started| started.elapsed())
+    }
+
+    fn take(&mut self) -> Option<Batch> {
+        if self.packets == 0 {
+            return None;
+        }
+        let batch = Batch {
+            records: self.buffer.split().freeze(),
+            packets: self.packets,
+            first: self.first,
+            last: self.last,
+        };
+        if self.buffer.capacity() < self.capacity {
+            self.buffer.reserve(self.capacity + 64 * 1024);
+        }
+        self.packets = 0;
+        self.started = None;
+        Some(batch)
+    }
+}

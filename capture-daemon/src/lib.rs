@@ -1,0 +1,11 @@
+//! ringcap: an always-on packet capture appliance (a network flight recorder).
+//!
+//! Data flows one way: the kernel programs ([`kernel`]) fill a ring buffer, the
+//! [`capture`] reader turns records into pcap batches stamped with wall-clock time
+//! ([`clock`]), and sinks ([`output`]) write them.
+pub mod capture;
+pub mod clock;
+pub mod kernel;
+pub mod output;
+pub mod pcap;
+pub mod session;

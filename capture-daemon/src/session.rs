@@ -1,0 +1,155 @@
+//! A capture session: loads and attaches the programs, runs the reader and writer
+//! threads, stops on count, duration or signal, and detaches cleanly.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+
+use crate::capture::{Batch, ReaderConfig, ReaderControl, ReaderCounters, RingReader};
+use crate::kernel::{AttachMode, CaptureProgram, KernelConfig, KernelCounters, KernelError, XdpModeChoice};
+use crate::output::Sink;
+
+/// What to capture and how.
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpModeChoice,
+    pub kernel: KernelConfig,
+    pub reader: ReaderConfig,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Batches the queue between reader and writer holds.
+    pub queue_batches: usize,
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("could not install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Everything a session counted; printed on exit like tcpdump's summary.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureSummary {
+    /// Packets delivered to the sink.
+    pub captured: u64,
+    pub kernel: KernelCounters,
+    /// Packets lost because the writer fell behind.
+    pub queue_dropped: u64,
+    /// Packets lost to write errors.
+    pub write_dropped: u64,
+    /// The write error that ended the session early, if any.
+    pub write_error: Option<String>,
+}
+
+/// Runs a capture session until count, duration, SIGINT or SIGTERM.
+/// `on_attached` is told the mode each interface got, before traffic flows to the sink.
+pub fn run_capture(
+    options: &CaptureOptions,
+    sink: Box<dyn Sink>,
+    on_attached: impl FnOnce(&[(String, AttachMode)]),
+) -> Result<CaptureSummary, SessionError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(SessionError::Signals)?;
+    }
+    let mut program = CaptureProgram::load(options.kernel)?;
+    let mut attached = Vec::new();
+    for iface in &options.interfaces {
+        let mode = program.attach_xdp(iface, options.xdp_mode)?;
+        attached.push((iface.clone(), mode));
+    }
+    on_attached(&attached);
+
+    let (sender, receiver) = bounded::<Batch>(options.queue_batches);
+    let reader_counters = Arc::new(ReaderCounters::default());
+    let control = Arc::new(ReaderControl::default());
+    let reader = RingReader::new(
+        program.take_ring(),
+        options.reader,
+        Arc::clone(&reader_counters),
+        Arc::clone(&control),
+        sender,
+    );
+    let reader = thread::Builder::new()
+        .name("ring-reader".into())
+        .spawn(move || reader.run())
+        .expect("spawning a thread");
+    let writer_failed = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let writer_failed = Arc::clone(&writer_failed);
+        thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || write_batches(receiver, sink, &writer_failed))
+            .expect("spawning a thread")
+    };
+
+    let deadline = options.duration.map(|d| Instant::now() + d);
+    while !stop.load(Ordering::Acquire)
+        && !control.count_reached.load(Ordering::Acquire)
+        && !writer_failed.load(Ordering::Acquire)
+        && deadline.is_none_or(|d| Instant::now() < d)
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Detach first, so that draining the ring afterwards gets every captured packet.
+    program.detach_all();
+    control.drain_and_stop.store(true, Ordering::Release);
+    reader.join().expect("the reader does not panic");
+    let written = writer.join().expect("the writer does not panic");
+    let kernel = program.counters();
+    Ok(CaptureSummary {
+        captured: reader_counters.packets.load(Ordering::Relaxed) - written.lost_packets,
+        kernel,
+        queue_dropped: reader_counters.queue_dropped.load(Ordering::Relaxed),
+        write_dropped: written.lost_packets,
+        write_error: written.error,
+    })
+}
+
+/// What the writer thread reports when it ends.
+struct WriterOutcome {
+    lost_packets: u64,
+    error: Option<String>,
+}
+
+/// The writer thread: feeds batches to the sink and ticks it on a timer. After a write
+/// error the sink gets nothing more; the packets that reach it then are counted as lost.
+fn write_batches(receiver: Receiver<Batch>, mut sink: Box<dyn Sink>, failed: &AtomicBool) -> WriterOutcome {
+    let mut outcome = WriterOutcome { lost_packets: 0, error: None };
+    let tick = Duration::from_millis(100);
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        let result = match receiver.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            Ok(batch) if outcome.error.is_some() => {
+                outcome.lost_packets += batch.packets;
+                Ok(())
+            }
+            Ok(batch) => sink.write(&batch).inspect_err(|_| outcome.lost_packets += batch.packets),
+            Err(RecvTimeoutError::Timeout) => Ok(()),
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let result = result.and_then(|()| {
+            if Instant::now() < next_tick || outcome.error.is_some() {
+                return Ok(());
+            }
+            next_tick = Instant::now() + tick;
+            sink.tick()
+        });
+        if let Err(e) = result {
+            outcome.error.get_or_insert(e.to_string());
+            failed.store(true, Ordering::Release);
+        }
+    }
+    if outcome.error.is_none() {
+        if let Err(e) = sink.finish() {
+            outcome.error = Some(e.to_string());
+        }
+    }
+    outcome
+}

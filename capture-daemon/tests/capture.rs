@@ -1,0 +1,334 @@
+//! End-to-end tests of `ringcap capture`: the real eBPF programs in the real kernel,
+//! real frames through a veth pair between two network namespaces, and the files
+//! read back by ringcap's tests, tcpdump and tshark.
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use ringcap_tools::frames::{sequence_of, FrameTemplate};
+use ringcap_tools::generator::{transmit, Plan};
+use ringcap_tools::harness::{read_pcap, summary_count, RingcapProcess};
+use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP, SINK_MAC, TX_IF, TX_MAC};
+
+const RINGCAP: &str = env!("CARGO_BIN_EXE_ringcap");
+const WAIT: Duration = Duration::from_secs(30);
+
+fn bed() -> TestBed {
+    TestBed::remove_stale();
+    TestBed::new().expect("creating the test bed (needs root)")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringcap-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn start_capture(bed: &TestBed, args: &[&str]) -> RingcapProcess {
+    let mut command = bed.rx(RINGCAP);
+    command.args(["capture", "-i", RX_IF]).args(args);
+    let mut process = RingcapProcess::spawn(command).unwrap();
+    assert!(process.wait_listening(), "ringcap did not start: {:?}", process.stderr);
+    process
+}
+
+/// Frames with sequence numbers and sizes cycling through 60..=1514 bytes.
+fn mixed_frames(count: usize) -> Vec<Vec<u8>> {
+    let template = FrameTemplate { src_mac: TX_MAC, dst_mac: SINK_MAC, ..FrameTemplate::default() };
+    let sizes = [60, 61, 64, 100, 127, 128, 129, 256, 300, 512, 513, 1000, 1024, 1025, 1400, 1513, 1514];
+    (0..count).map(|i| template.udp(sizes[i % sizes.len()], (i % 7) as u16, i as u64)).collect()
+}
+
+/// Sends every frame once, in order, out of the sending end of the bed.
+fn send(bed: &TestBed, frames: Vec<Vec<u8>>) {
+    let count = frames.len() as u64;
+    let report = TestBed::in_namespace(&bed.tx_ns, move || {
+        let ifindex = ringcap_daemon_ifindex(TX_IF);
+        transmit(ifindex, &Plan { frames, count, chunk: 1, rate: None })
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    assert_eq!(report.sent, count);
+}
+
+fn ringcap_daemon_ifindex(name: &str) -> u32 {
+    capture_daemon::kernel::interface_index(name).unwrap()
+}
+
+fn run_reader(program: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(program).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// tcpdump and tshark both read the file without a warning and count `expected` packets.
+fn assert_readers_agree(path: &Path, expected: usize) {
+    let file = path.to_str().unwrap();
+    let (ok, stdout, stderr) = run_reader("tcpdump", &["-nn", "-r", file]);
+    assert!(ok, "tcpdump failed: {stderr}");
+    let warnings: Vec<_> = stderr.lines().filter(|l| !l.starts_with("reading from file")).collect();
+    assert!(warnings.is_empty(), "tcpdump warned: {warnings:?}");
+    assert_eq!(stdout.lines().count(), expected, "tcpdump's packet count");
+    let (ok, stdout, stderr) = run_reader("tshark", &["-n", "-r", file]);
+    assert!(ok, "tshark failed: {stderr}");
+    let warnings: Vec<_> = stderr.lines().filter(|l| !l.contains("Running as user \"root\"")).collect();
+    assert!(warnings.is_empty(), "tshark warned: {warnings:?}");
+    assert_eq!(stdout.lines().count(), expected, "tshark's packet count");
+}
+
+#[test]
+fn known_frames_are_captured_byte_exact_with_wall_clock_timestamps() {
+    let bed = bed();
+    let file = scratch("known.pcap");
+    let frames = mixed_frames(1000);
+    let capture = start_capture(&bed, &["-w", file.to_str().unwrap(), "-c", "1000"]);
+    let before = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    send(&bed, frames.clone());
+    let after = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    assert_eq!(summary_count(&stderr, "packets captured"), Some(1000), "{stderr:?}");
+    assert_eq!(summary_count(&stderr, "packets dropped by kernel"), Some(0), "{stderr:?}");
+
+    let packets = read_pcap(&file).unwrap();
+    assert_eq!(packets.len(), frames.len());
+    for (packet, frame) in packets.iter().zip(&frames) {
+        assert_eq!(sequence_of(&packet.data), sequence_of(frame), "packets out of order");
+        assert_eq!(packet.data, *frame, "bytes differ for frame {:?}", sequence_of(frame));
+        assert_eq!(packet.orig_len as usize, frame.len());
+        assert!(
+            packet.timestamp >= before && packet.timestamp <= after,
+            "timestamp {:?} outside [{before:?}, {after:?}]",
+            packet.timestamp
+        );
+    }
+    assert!(packets.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+    assert_readers_agree(&file, frames.len());
+}
+
+#[test]
+fn snaplen_truncates_and_keeps_the_original_length() {
+    let bed = bed();
+    let file = scratch("snaplen.pcap");
+    let frames = mixed_frames(100);
+    let capture = start_capture(&bed, &["-w", file.to_str().unwrap(), "-s", "100", "-c", "100"]);
+    send(&bed, frames.clone());
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    let packets = read_pcap(&file).unwrap();
+    assert_eq!(packets.len(), 100);
+    for (packet, frame) in packets.iter().zip(&frames) {
+        let kept = frame.len().min(100);
+        assert_eq!(packet.data, frame[..kept]);
+        assert_eq!(packet.orig_len as usize, frame.len());
+    }
+    assert_readers_agree(&file, 100);
+}
+
+#[test]
+fn count_stops_after_exactly_count_packets() {
+    let bed = bed();
+    let file = scratch("count.pcap");
+    let capture = start_capture(&bed, &["-w", file.to_str().unwrap(), "-c", "10"]);
+    send(&bed, mixed_frames(50));
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    assert_eq!(read_pcap(&file).unwrap().len(), 10);
+    assert_eq!(summary_count(&stderr, "packets captured"), Some(10));
+}
+
+#[test]
+fn duration_stops_on_a_quiet_link() {
+    let bed = bed();
+    let file = scratch("duration.pcap");
+    let started = std::time::Instant::now();
+    let capture = start_capture(&bed, &["-w", file.to_str().unwrap(), "--duration", "1"]);
+    let (status, stderr) = capture.finish(WAIT);
+    let took = started.elapsed();
+    assert!(status.success(), "{stderr:?}");
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(read_pcap(&file).unwrap().len(), 0);
+    assert_readers_agree(&file, 0);
+}
+
+#[test]
+fn sigint_and_sigterm_flush_every_captured_packet() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let bed = bed();
+        let file = scratch(&format!("signal{signal}.pcap"));
+        let capture = start_capture(&bed, &["-w", file.to_str().unwrap()]);
+        send(&bed, mixed_frames(700));
+        capture.signal(signal);
+        let (status, stderr) = capture.finish(WAIT);
+        assert!(status.success(), "{stderr:?}");
+        assert_eq!(read_pcap(&file).unwrap().len(), 700, "{stderr:?}");
+        assert_eq!(summary_count(&stderr, "packets captured"), Some(700));
+    }
+}
+
+#[test]
+fn stdout_output_is_a_pcap_stream() {
+    let bed = bed();
+    let mut command = bed.rx(RINGCAP);
+    command.args(["capture", "-i", RX_IF, "-w", "-", "-c", "200"]).stdout(Stdio::piped());
+    let mut capture = RingcapProcess::spawn(command).unwrap();
+    assert!(capture.wait_listening());
+    let mut stdout = capture.child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stdout.read_to_end(&mut bytes).unwrap();
+        bytes
+    });
+    send(&bed, mixed_frames(200));
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    let bytes = reader.join().unwrap();
+    assert_eq!(ringcap_tools::harness::read_pcap_bytes(&bytes).unwrap().len(), 200);
+    let mut tcpdump = Command::new("tcpdump")
+        .args(["-nn", "-r", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tcpdump.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = tcpdump.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 200);
+}
+
+#[test]
+fn real_tcp_and_icmp_traffic_is_captured_and_decoded() {
+    let bed = bed();
+    let file = scratch("tcp.pcap");
+    let capture = start_capture(&bed, &["-w", file.to_str().unwrap()]);
+    let server = TestBed::in_namespace(&bed.rx_ns, || {
+        let listener = TcpListener::bind((RX_IP, 8080)).unwrap();
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).unwrap();
+        received
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    TestBed::in_namespace(&bed.tx_ns, || {
+        let mut stream = TcpStream::connect((RX_IP, 8080)).unwrap();
+        stream.write_all(b"hello through the flight recorder").unwrap();
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    assert_eq!(server.join().unwrap().unwrap(), b"hello through the flight recorder");
+    let ping = bed.tx("ping").args(["-c", "3", "-i", "0.2", RX_IP]).output().unwrap();
+    assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stderr));
+    std::thread::sleep(Duration::from_millis(200));
+    capture.signal(libc::SIGINT);
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+
+    // XDP sees what arrives at veth-rx: the client's side of the connection and the echo requests.
+    let fields = |filter: &str, field: &str| {
+        let (ok, stdout, stderr) = run_reader(
+            "tshark",
+            &["-n", "-r", file.to_str().unwrap(), "-Y", filter, "-T", "fields", "-e", field],
+        );
+        assert!(ok, "{stderr}");
+        stdout.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        fields("tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.dstport == 8080", "tcp.srcport").len(),
+        1
+    );
+    let payload = fields("tcp.len > 0", "tcp.payload");
+    assert_eq!(payload, vec![hex(b"hello through the flight recorder")]);
+    assert_eq!(fields("tcp.flags.fin == 1", "tcp.dstport"), vec!["8080"]);
+    assert_eq!(fields("icmp.type == 8", "icmp.seq").len(), 3);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn auto_mode_falls_back_to_generic_when_native_xdp_is_refused() {
+    // veth refuses native XDP when its peer's MTU does not fit in a page.
+    let bed = TestBed::with_options(TestBedOptions { mtu: 9000, ..TestBedOptions::default() }).unwrap();
+    let file = scratch("generic.pcap");
+    let mut command = bed.rx(RINGCAP);
+    command.args(["capture", "-i", RX_IF, "-w", file.to_str().unwrap()]);
+    let mut capture = RingcapProcess::spawn(command).unwrap();
+    assert!(capture.wait_listening(), "{:?}", capture.stderr);
+    assert!(capture.stderr.iter().any(|l| l.contains("XDP generic mode")), "{:?}", capture.stderr);
+    let ping = bed.tx("ping").args(["-c", "2", "-i", "0.2", "-s", "5000", RX_IP]).output().unwrap();
+    assert!(ping.status.success());
+    capture.signal(libc::SIGINT);
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    let packets = read_pcap(&file).unwrap();
+    assert!(packets.iter().any(|p| p.orig_len == 5042), "jumbo echo request missing");
+}
+
+fn expect_failure(command: &mut Command, message: &str) {
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "succeeded: {stderr}");
+    assert!(stderr.contains(message), "expected {message:?} in {stderr}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_a_failing_exit_code() {
+    let bed = bed();
+    let file = scratch("errors.pcap");
+    let file = file.to_str().unwrap();
+    expect_failure(
+        bed.rx(RINGCAP).args(["capture", "-i", "nosuch0", "-w", file]),
+        "interface nosuch0 not found",
+    );
+    expect_failure(
+        bed.rx(RINGCAP).args(["capture", "-i", RX_IF, "-w", file, "-s", "300000"]),
+        "snaplen 300000 is too large",
+    );
+    expect_failure(
+        bed.rx(RINGCAP).args(["capture", "-i", RX_IF, "-w", file, "-s", "big"]),
+        "is not a number of bytes",
+    );
+    expect_failure(
+        bed.rx(RINGCAP).args(["capture", "-i", "lo", "-w", file, "--xdp-mode", "native"]),
+        "refused XDP in native mode",
+    );
+    expect_failure(
+        bed.rx("setpriv").args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            RINGCAP,
+            "capture",
+            "-i",
+            RX_IF,
+            "-w",
+            "/tmp/ringcap-nobody.pcap",
+        ]),
+        "permission denied",
+    );
+    expect_failure(
+        bed.rx(RINGCAP).args(["capture", "-i", RX_IF, "-w", "/nonexistent/dir/x.pcap"]),
+        "cannot create /nonexistent/dir/x.pcap",
+    );
+
+    let first = start_capture(&bed, &["-w", file]);
+    let second = scratch("second.pcap");
+    expect_failure(
+        bed.rx(RINGCAP).args(["capture", "-i", RX_IF, "-w", second.to_str().unwrap()]),
+        "already attached to veth-rx",
+    );
+    first.signal(libc::SIGINT);
+    let (status, stderr) = first.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+}

@@ -1,0 +1,110 @@
+//! Writing packet records into the ring buffer, shared by every attach point.
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+    Global,
+};
+use capture_common::{Counter, RecordHeader, MAX_CAPTURE_BYTES};
+
+/// Bytes copied per packet, set by the loader (`-s SNAPLEN`).
+#[unsafe(no_mangle)]
+static SNAPLEN: Global<u32> = Global::new(MAX_CAPTURE_BYTES);
+
+/// Packet records for user space. The loader sizes it (`-B`); this is only the default.
+#[map]
+static PACKETS: RingBuf = RingBuf::with_byte_size(64 * 1024 * 1024, 0);
+
+/// Per-CPU counters indexed by [`Counter`].
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+/// What a capture point must provide to have its packets recorded.
+pub trait PacketBytes {
+    /// Length of the packet on the wire.
+    fn len(&self) -> u32;
+    /// Interface the packet was seen on.
+    fn ifindex(&self) -> u32;
+    /// Copies the first `len` bytes of the packet to `dst`; false on failure.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `len` bytes.
+    unsafe fn load(&self, dst: *mut u8, len: u32) -> bool;
+}
+
+/// One ring buffer record: a header and a payload area of a power-of-two size class.
+/// The ring buffer needs a reservation size known to the verifier, so the size class
+/// is picked by branching on the length, each branch reserving a constant size.
+#[repr(C)]
+struct Slot<const N: usize> {
+    header: RecordHeader,
+    data: [u8; N],
+}
+
+#[inline(always)]
+fn count(counter: Counter) {
+    if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU value, only this CPU writes it while the program runs.
+        unsafe { *value += 1 };
+    }
+}
+
+/// Records the packet (up to SNAPLEN bytes) and counts the outcome.
+#[inline(always)]
+pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
+    count(Counter::Seen);
+    let orig_len = packet.len();
+    let mut cap_len = orig_len;
+    let snaplen = SNAPLEN.load();
+    if cap_len > snaplen {
+        cap_len = snaplen;
+    }
+    if cap_len > MAX_CAPTURE_BYTES {
+        cap_len = MAX_CAPTURE_BYTES;
+    }
+    let header = RecordHeader {
+        // SAFETY: helper without arguments.
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        orig_len,
+        cap_len,
+        ifindex: packet.ifindex(),
+        flags,
+    };
+    let outcome = match cap_len {
+        0 => return,
+        1..=64 => emit::<64, P>(packet, header),
+        65..=128 => emit::<128, P>(packet, header),
+        129..=256 => emit::<256, P>(packet, header),
+        257..=512 => emit::<512, P>(packet, header),
+        513..=1024 => emit::<1024, P>(packet, header),
+        1025..=2048 => emit::<2048, P>(packet, header),
+        2049..=4096 => emit::<4096, P>(packet, header),
+        4097..=8192 => emit::<8192, P>(packet, header),
+        _ => emit::<16384, P>(packet, header),
+    };
+    count(match outcome {
+        Ok(()) => Counter::Captured,
+        Err(lost) => lost,
+    });
+}
+
+#[inline(always)]
+fn emit<const N: usize, P: PacketBytes>(packet: &P, header: RecordHeader) -> Result<(), Counter> {
+    let mut entry = PACKETS.reserve::<Slot<N>>(0).ok_or(Counter::RingFull)?;
+    let slot = entry.as_mut_ptr();
+    // The verifier must see a length in 1..=N: for cap_len in that range this is the
+    // identity, and the mask makes the bound provable (a plain comparison gets optimised away).
+    let len = ((header.cap_len.wrapping_sub(1)) & (N as u32 - 1)) + 1;
+    // SAFETY: `slot` points to a reserved record of `size_of::<Slot<N>>()` bytes and
+    // `len <= N`, the size of its data area.
+    let loaded = unsafe { packet.load((*slot).data.as_mut_ptr(), len) };
+    if !loaded {
+        entry.discard(0);
+        return Err(Counter::CopyFailed);
+    }
+    // SAFETY: as above; the header is plain data.
+    unsafe { (*slot).header = RecordHeader { cap_len: len, ..header } };
+    entry.submit(0);
+    Ok(())
+}

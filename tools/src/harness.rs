@@ -1,0 +1,117 @@
+//! Driving the `ringcap` binary from tests, the demo and benchmarks: start it in a
+//! namespace, wait until it listens, stop it with a signal, and read what it wrote.
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pcap_file::pcap::PcapReader;
+
+/// A running `ringcap` process whose stderr is collected line by line.
+pub struct RingcapProcess {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub stderr: Vec<String>,
+}
+
+impl RingcapProcess {
+    /// Spawns `command` (usually `bed.rx(ringcap)` with arguments) with stderr piped.
+    pub fn spawn(mut command: Command) -> std::io::Result<Self> {
+        let mut child = command.stderr(Stdio::piped()).spawn()?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(RingcapProcess { child, lines, stderr: Vec::new() })
+    }
+
+    /// Waits for a stderr line containing `needle`; false on timeout or exit.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.stderr.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Waits until the capture programs are attached (the "listening on" line).
+    pub fn wait_listening(&mut self) -> bool {
+        self.wait_for("listening on", Duration::from_secs(20))
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
+    /// Waits for the process to exit (killing it after `timeout`) and collects all stderr.
+    pub fn finish(mut self, timeout: Duration) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for ringcap") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                break self.child.wait().expect("waiting for ringcap");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.stderr.push(line);
+        }
+        (status, self.stderr)
+    }
+}
+
+/// A packet read back from a pcap file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadPacket {
+    pub timestamp: Duration,
+    pub orig_len: u32,
+    pub data: Vec<u8>,
+}
+
+/// Reads every packet of a classic pcap file.
+pub fn read_pcap(path: &Path) -> Result<Vec<ReadPacket>, pcap_file::PcapError> {
+    read_pcap_bytes(&std::fs::read(path).map_err(pcap_file::PcapError::IoError)?)
+}
+
+/// Reads every packet of classic pcap bytes. Raw records are read because pcap-file's
+/// checked reader rejects `orig_len > snaplen`, which libpcap writes for every sliced packet.
+pub fn read_pcap_bytes(bytes: &[u8]) -> Result<Vec<ReadPacket>, pcap_file::PcapError> {
+    let mut reader = PcapReader::new(bytes)?;
+    let nanos = reader.header().ts_resolution == pcap_file::TsResolution::NanoSecond;
+    let mut packets = Vec::new();
+    while let Some(packet) = reader.next_raw_packet() {
+        let packet = packet?;
+        let frac = if nanos { packet.ts_frac } else { packet.ts_frac * 1000 };
+        packets.push(ReadPacket {
+            timestamp: Duration::new(u64::from(packet.ts_sec), frac),
+            orig_len: packet.orig_len,
+            data: packet.data.into_owned(),
+        });
+    }
+    Ok(packets)
+}
+
+/// The number followed by `what` in a summary line such as "12 packets captured".
+pub fn summary_count(stderr: &[String], what: &str) -> Option<u64> {
+    stderr.iter().find_map(|line| line.strip_suffix(what)?.trim().parse().ok())
+}

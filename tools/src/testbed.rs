@@ -1,0 +1,166 @@
+//! A test bed of two network namespaces joined by a veth pair.
+//!
+//! Every test bed gets uniquely named namespaces, so tests run in parallel without
+//! clashing; inside them the interface names and addresses are always the same.
+//! Dropping the bed deletes both namespaces (and with them the veth pair), also when
+//! a test panics; [`TestBed::remove_stale`] cleans up after killed test processes.
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Interface name of the sending end, in the `tx` namespace.
+pub const TX_IF: &str = "veth-tx";
+/// Interface name of the receiving (captured) end, in the `rx` namespace.
+pub const RX_IF: &str = "veth-rx";
+pub const TX_IP: &str = "10.77.0.1";
+pub const RX_IP: &str = "10.77.0.2";
+pub const TX_MAC: [u8; 6] = [0x02, 0x72, 0x63, 0, 0, 1];
+pub const RX_MAC: [u8; 6] = [0x02, 0x72, 0x63, 0, 0, 2];
+/// Destination of generated frames: no host has it, so the receiving stack drops them
+/// quietly (no ICMP errors, no ARP) and captures hold exactly what was generated.
+pub const SINK_MAC: [u8; 6] = [0x02, 0x72, 0x63, 0, 0, 0xff];
+const PREFIX: &str = "rcap";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestBedError {
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("cannot run `{command}`: {source}")]
+    Spawn { command: String, source: std::io::Error },
+}
+
+/// Two namespaces, `tx` and `rx`, joined by `veth-tx` <-> `veth-rx`.
+pub struct TestBed {
+    pub tx_ns: String,
+    pub rx_ns: String,
+}
+
+/// Options of a new test bed.
+#[derive(Clone, Copy, Debug)]
+pub struct TestBedOptions {
+    pub mtu: u32,
+    /// IPv6 stays off by default: its router and multicast chatter would add packets
+    /// to captures whose exact contents a test controls.
+    pub ipv6: bool,
+}
+
+impl Default for TestBedOptions {
+    fn default() -> Self {
+        TestBedOptions { mtu: 1500, ipv6: false }
+    }
+}
+
+impl TestBed {
+    /// Creates a test bed with the default options.
+    pub fn new() -> Result<Self, TestBedError> {
+        Self::with_options(TestBedOptions::default())
+    }
+
+    pub fn with_options(options: TestBedOptions) -> Result<Self, TestBedError> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let id = format!("{PREFIX}{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let bed = TestBed { tx_ns: format!("{id}-tx"), rx_ns: format!("{id}-rx") };
+        bed.build(options)?;
+        Ok(bed)
+    }
+
+    fn build(&self, options: TestBedOptions) -> Result<(), TestBedError> {
+        let (tx, rx) = (self.tx_ns.as_str(), self.rx_ns.as_str());
+        let mtu = options.mtu.to_string();
+        run(&["ip", "netns", "add", tx])?;
+        run(&["ip", "netns", "add", rx])?;
+        if !options.ipv6 {
+            for ns in [tx, rx] {
+                for conf in ["all", "default"] {
+                    run(&[
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{conf}.disable_ipv6=1"),
+                    ])?;
+                }
+            }
+        }
+        run(&["ip", "-n", tx, "link", "add", TX_IF, "type", "veth", "peer", "name", RX_IF, "netns", rx])?;
+        for (ns, ifname, mac, ip) in [(tx, TX_IF, TX_MAC, TX_IP), (rx, RX_IF, RX_MAC, RX_IP)] {
+            let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+            run(&["ip", "-n", ns, "link", "set", ifname, "address", &mac, "mtu", &mtu])?;
+            run(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", ifname])?;
+            run(&["ip", "-n", ns, "link", "set", ifname, "up"])?;
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
+    /// A command that runs `program` inside namespace `ns`.
+    pub fn command_in(ns: &str, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns, program]);
+        command
+    }
+
+    /// A command run in the sending namespace.
+    pub fn tx(&self, program: &str) -> Command {
+        Self::command_in(&self.tx_ns, program)
+    }
+
+    /// A command run in the receiving (captured) namespace.
+    pub fn rx(&self, program: &str) -> Command {
+        Self::command_in(&self.rx_ns, program)
+    }
+
+    /// Runs `work` on a thread that has entered namespace `ns` (namespace switches are
+    /// per thread, so the caller's own thread stays where it is).
+    pub fn in_namespace<T: Send + 'static>(
+        ns: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<std::io::Result<T>> {
+        let path = format!("/var/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path)?;
+            // SAFETY: a valid namespace file descriptor; only this thread switches.
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(work())
+        })
+    }
+
+    /// Removes namespaces left behind by test processes that no longer exist.
+    pub fn remove_stale() {
+        let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else { return };
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+            let pid: Option<u32> = rest.split('x').next().and_then(|p| p.parse().ok());
+            if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = run(&["ip", "netns", "del", name]);
+            }
+        }
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        let _ = run(&["ip", "netns", "del", &self.tx_ns]);
+        let _ = run(&["ip", "netns", "del", &self.rx_ns]);
+    }
+}
+
+/// Runs a command, turning a non-zero exit into an error with its stderr.
+pub fn run(args: &[&str]) -> Result<Output, TestBedError> {
+    let command = args.join(" ");
+    let output = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|source| TestBedError::Spawn { command: command.clone(), source })?;
+    if !output.status.success() {
+        return Err(TestBedError::Command {
+            command,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(output)
+}

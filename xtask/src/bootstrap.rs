@@ -1,0 +1,83 @@
+//! Installs what a fresh machine lacks to build and test ringcap; a no-op when all is there.
+use std::process::{Command, Stdio};
+
+use anyhow::Result;
+
+use crate::run as run_checked;
+
+/// Debian packages: LLVM 22 for bpf-linker, zstd for the zstd crate and the CLI, and the
+/// real peers the tests compare against (tcpdump, tshark).
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libclang-22-dev",
+    "libpolly-22-dev",
+    "zlib1g-dev",
+    "libzstd-dev",
+    "iproute2",
+    "iputils-ping",
+    "tcpdump",
+    "tshark",
+    "zstd",
+    "util-linux",
+];
+
+fn run_quiet(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).stderr(Stdio::null()).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Installs what is missing.
+pub fn run() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            run_quiet("dpkg-query", &["-W", "-f=${Status}", package])
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: installing {}", missing.join(" "));
+        run_checked(Command::new("apt-get").arg("update").arg("-q"))?;
+        run_checked(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    let has_nightly = run_quiet("rustup", &["toolchain", "list"]).is_some_and(|l| l.contains("nightly"));
+    if !has_nightly {
+        eprintln!("xtask: installing the nightly toolchain");
+        run_checked(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let has_rust_src = run_quiet("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
+        .is_some_and(|l| l.lines().any(|c| c.starts_with("rust-src")));
+    if !has_rust_src {
+        eprintln!("xtask: adding rust-src to nightly");
+        run_checked(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    if run_quiet("bpf-linker", &["--version"]).is_none() {
+        eprintln!("xtask: building bpf-linker against LLVM 22 (about 2 minutes)");
+        run_checked(
+            Command::new("cargo")
+                .args([
+                    "install",
+                    "bpf-linker",
+                    "--version",
+                    "0.13.0",
+                    "--no-default-features",
+                    "--features",
+                    "llvm-22",
+                ])
+                .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+        )?;
+    }
+    Ok(())
+}

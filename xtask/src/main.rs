@@ -1,0 +1,120 @@
+//! `cargo xtask`: set up a machine, build, test, demo and benchmark ringcap.
+//!
+//! Every command that needs the toolchain first runs [`bootstrap`], which installs only
+//! what is missing (apt packages, nightly `rust-src`, `bpf-linker` for LLVM 22), so each
+//! command works on a fresh machine and costs nothing extra on a prepared one.
+mod bootstrap;
+mod demo;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "ringcap's build, test, demo and benchmark tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install whatever is missing to build and test ringcap (idempotent).
+    Bootstrap,
+    /// Build the eBPF object and target/release/ringcap (the object embedded in it).
+    Build,
+    /// Run every test: formatting, clippy (user space and eBPF), unit and kernel tests.
+    Test {
+        /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Run the built-in demo: a test bed, generated and real traffic, capture, summary.
+    Demo,
+    /// Run a benchmark (capture, ...) and write its figures to target/bench/NAME.json.
+    Bench {
+        /// Which benchmark.
+        name: String,
+        /// Extra arguments for the benchmark.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match Cli::parse().command {
+        Task::Bootstrap => bootstrap::run(),
+        Task::Build => {
+            bootstrap::run()?;
+            build()
+        }
+        Task::Test { args } => {
+            bootstrap::run()?;
+            test(&args)
+        }
+        Task::Demo => {
+            bootstrap::run()?;
+            build()?;
+            demo::run(&root)
+        }
+        Task::Bench { name, args } => {
+            bootstrap::run()?;
+            build()?;
+            let status = Command::new(root.join("target/release/ringcap-bench"))
+                .arg(&name)
+                .args(&args)
+                .status()
+                .context("running ringcap-bench")?;
+            if !status.success() {
+                bail!("benchmark {name} failed");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Runs a command, failing with its description if it fails.
+pub(crate) fn run(command: &mut Command) -> Result<()> {
+    let description = format!("{command:?}");
+    let status = command.status().with_context(|| format!("cannot run {description}"))?;
+    if !status.success() {
+        bail!("{description} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn build() -> Result<()> {
+    run(cargo().args(["build", "--release"]))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--release", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new("rustup")
+        .args(["run", "nightly", "cargo", "clippy", "--release", "-p", "capture-ebpf"])
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+            "-C",
+            "panic=abort",
+        ]))?;
+    build()?;
+    run(cargo().args(["test", "--release", "--"]).args(args))
+}
