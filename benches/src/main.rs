@@ -1,1 +1,27 @@
-fn main() {}
+//! `ringcap-bench`: ringcap's benchmarks. Each measures ringcap next to its peers
+//! (tcpdump, ...) in the same run, prints a table and writes its figures as JSON under
+//! `target/bench/`. Speed is measured here, never asserted in tests.
+mod capture;
+mod report;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "ringcap benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Zero-loss capture rate of ringcap and `tcpdump -w` on the veth test bed.
+    Capture(capture::Options),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().bench {
+        Bench::Capture(options) => capture::run(&options),
+    }
+}

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
-use bytes::{BufMut, Bytes, BytesMut};
 use capture_common::{RecordHeader, RECORD_HEADER_LEN};
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::clock::WallClock;
 use crate::pcap;
@@ -21,12 +20,40 @@ use crate::pcap;
 #[derive(Clone, Debug)]
 pub struct Batch {
     /// Pcap record headers and packet bytes, ready to append to a pcap file.
-    pub records: Bytes,
+    pub records: Vec<u8>,
     /// Number of packets in `records`.
     pub packets: u64,
     /// Wall-clock time of the first and last packet.
     pub first: Duration,
     pub last: Duration,
+}
+
+/// Batch buffers travel back from the writer to the reader for reuse: allocating a
+/// fresh quarter-megabyte buffer per batch costs page faults on every batch.
+#[derive(Clone, Debug)]
+pub struct BufferPool {
+    returned: Sender<Vec<u8>>,
+    available: Receiver<Vec<u8>>,
+    capacity: usize,
+}
+
+impl BufferPool {
+    /// A pool of buffers of `capacity` bytes, keeping at most `keep` idle ones.
+    pub fn new(capacity: usize, keep: usize) -> Self {
+        let (returned, available) = crossbeam_channel::bounded(keep);
+        BufferPool { returned, available, capacity }
+    }
+
+    /// An empty buffer, reused when one is available.
+    pub fn take(&self) -> Vec<u8> {
+        self.available.try_recv().unwrap_or_else(|_| Vec::with_capacity(self.capacity))
+    }
+
+    /// Gives a buffer back (dropped if the pool is full).
+    pub fn give(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let _ = self.returned.try_send(buffer);
+    }
 }
 
 /// Counters of the user-space side of the capture path, shared with the session.
@@ -80,6 +107,7 @@ pub struct RingReader {
     counters: Arc<ReaderCounters>,
     control: Arc<ReaderControl>,
     output: Sender<Batch>,
+    pool: BufferPool,
 }
 
 impl RingReader {
@@ -89,15 +117,16 @@ impl RingReader {
         counters: Arc<ReaderCounters>,
         control: Arc<ReaderControl>,
         output: Sender<Batch>,
+        pool: BufferPool,
     ) -> Self {
-        RingReader { ring, config, counters, control, output }
+        RingReader { ring, config, counters, control, output, pool }
     }
 
     /// The reader loop; returns when drained after a stop or when the count is reached.
     pub fn run(mut self) {
         let mut clock = WallClock::sample();
         let mut clock_sampled = Instant::now();
-        let mut batch = BatchBuilder::new(self.config.batch_bytes);
+        let mut batch = BatchBuilder::new(self.pool.clone());
         let mut emitted = 0u64;
         let limit = self.config.max_packets.unwrap_or(u64::MAX);
         loop {
@@ -142,11 +171,14 @@ impl RingReader {
         let Some(batch) = batch else { return };
         let packets = batch.packets;
         match self.output.try_send(batch) {
-            Ok(()) => self.counters.packets.fetch_add(packets, Ordering::Relaxed),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.counters.queue_dropped.fetch_add(packets, Ordering::Relaxed)
+            Ok(()) => {
+                self.counters.packets.fetch_add(packets, Ordering::Relaxed);
             }
-        };
+            Err(TrySendError::Full(batch)) | Err(TrySendError::Disconnected(batch)) => {
+                self.counters.queue_dropped.fetch_add(packets, Ordering::Relaxed);
+                self.pool.give(batch.records);
+            }
+        }
     }
 
     fn wait_for_data(&self, timeout: Duration) {
@@ -158,8 +190,8 @@ impl RingReader {
 
 /// Accumulates pcap records into one buffer.
 struct BatchBuilder {
-    buffer: BytesMut,
-    capacity: usize,
+    pool: BufferPool,
+    buffer: Vec<u8>,
     packets: u64,
     first: Duration,
     last: Duration,
@@ -167,10 +199,10 @@ struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    fn new(capacity: usize) -> Self {
+    fn new(pool: BufferPool) -> Self {
         BatchBuilder {
-            buffer: BytesMut::with_capacity(capacity + 64 * 1024),
-            capacity,
+            buffer: pool.take(),
+            pool,
             packets: 0,
             first: Duration::ZERO,
             last: Duration::ZERO,
@@ -200,8 +232,7 @@ impl BatchBuilder {
         self.last = timestamp;
         self.packets += 1;
         let data = &data[..data.len().min(snaplen as usize)];
-        let mut writer = (&mut self.buffer).writer();
-        pcap::write_record(&mut writer, timestamp, orig_len.max(data.len() as u32), data, snaplen)
+        pcap::write_record(&mut self.buffer, timestamp, orig_len.max(data.len() as u32), data, snaplen)
             .expect("writing into memory cannot fail");
     }
 
@@ -218,14 +249,11 @@ impl BatchBuilder {
             return None;
         }
         let batch = Batch {
-            records: self.buffer.split().freeze(),
+            records: std::mem::replace(&mut self.buffer, self.pool.take()),
             packets: self.packets,
             first: self.first,
             last: self.last,
         };
-        if self.buffer.capacity() < self.capacity {
-            self.buffer.reserve(self.capacity + 64 * 1024);
-        }
         self.packets = 0;
         self.started = None;
         Some(batch)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
-use crate::capture::{Batch, ReaderConfig, ReaderControl, ReaderCounters, RingReader};
+use crate::capture::{Batch, BufferPool, ReaderConfig, ReaderControl, ReaderCounters, RingReader};
 use crate::kernel::{AttachMode, CaptureProgram, KernelConfig, KernelCounters, KernelError, XdpModeChoice};
 use crate::output::Sink;
 
@@ -69,12 +69,14 @@ pub fn run_capture(
     let (sender, receiver) = bounded::<Batch>(options.queue_batches);
     let reader_counters = Arc::new(ReaderCounters::default());
     let control = Arc::new(ReaderControl::default());
+    let pool = BufferPool::new(options.reader.batch_bytes + 64 * 1024, options.queue_batches);
     let reader = RingReader::new(
         program.take_ring(),
         options.reader,
         Arc::clone(&reader_counters),
         Arc::clone(&control),
         sender,
+        pool.clone(),
     );
     let reader = thread::Builder::new()
         .name("ring-reader".into())
@@ -85,7 +87,7 @@ pub fn run_capture(
         let writer_failed = Arc::clone(&writer_failed);
         thread::Builder::new()
             .name("writer".into())
-            .spawn(move || write_batches(receiver, sink, &writer_failed))
+            .spawn(move || write_batches(receiver, sink, &pool, &writer_failed))
             .expect("spawning a thread")
     };
 
@@ -120,17 +122,27 @@ struct WriterOutcome {
 
 /// The writer thread: feeds batches to the sink and ticks it on a timer. After a write
 /// error the sink gets nothing more; the packets that reach it then are counted as lost.
-fn write_batches(receiver: Receiver<Batch>, mut sink: Box<dyn Sink>, failed: &AtomicBool) -> WriterOutcome {
+fn write_batches(
+    receiver: Receiver<Batch>,
+    mut sink: Box<dyn Sink>,
+    pool: &BufferPool,
+    failed: &AtomicBool,
+) -> WriterOutcome {
     let mut outcome = WriterOutcome { lost_packets: 0, error: None };
     let tick = Duration::from_millis(100);
     let mut next_tick = Instant::now() + tick;
     loop {
         let result = match receiver.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
-            Ok(batch) if outcome.error.is_some() => {
-                outcome.lost_packets += batch.packets;
-                Ok(())
+            Ok(batch) => {
+                let result = if outcome.error.is_some() {
+                    outcome.lost_packets += batch.packets;
+                    Ok(())
+                } else {
+                    sink.write(&batch).inspect_err(|_| outcome.lost_packets += batch.packets)
+                };
+                pool.give(batch.records);
+                result
             }
-            Ok(batch) => sink.write(&batch).inspect_err(|_| outcome.lost_packets += batch.packets),
             Err(RecvTimeoutError::Timeout) => Ok(()),
             Err(RecvTimeoutError::Disconnected) => break,
         };

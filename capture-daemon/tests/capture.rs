@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use ringcap_tools::frames::{sequence_of, FrameTemplate};
 use ringcap_tools::generator::{transmit, Plan};
-use ringcap_tools::harness::{read_pcap, summary_count, RingcapProcess};
+use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP, SINK_MAC, TX_IF, TX_MAC};
 
 const RINGCAP: &str = env!("CARGO_BIN_EXE_ringcap");
@@ -26,10 +26,10 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn start_capture(bed: &TestBed, args: &[&str]) -> RingcapProcess {
+fn start_capture(bed: &TestBed, args: &[&str]) -> CaptureProcess {
     let mut command = bed.rx(RINGCAP);
     command.args(["capture", "-i", RX_IF]).args(args);
-    let mut process = RingcapProcess::spawn(command).unwrap();
+    let mut process = CaptureProcess::spawn(command).unwrap();
     assert!(process.wait_listening(), "ringcap did not start: {:?}", process.stderr);
     process
 }
@@ -178,7 +178,7 @@ fn stdout_output_is_a_pcap_stream() {
     let bed = bed();
     let mut command = bed.rx(RINGCAP);
     command.args(["capture", "-i", RX_IF, "-w", "-", "-c", "200"]).stdout(Stdio::piped());
-    let mut capture = RingcapProcess::spawn(command).unwrap();
+    let mut capture = CaptureProcess::spawn(command).unwrap();
     assert!(capture.wait_listening());
     let mut stdout = capture.child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -262,7 +262,7 @@ fn auto_mode_falls_back_to_generic_when_native_xdp_is_refused() {
     let file = scratch("generic.pcap");
     let mut command = bed.rx(RINGCAP);
     command.args(["capture", "-i", RX_IF, "-w", file.to_str().unwrap()]);
-    let mut capture = RingcapProcess::spawn(command).unwrap();
+    let mut capture = CaptureProcess::spawn(command).unwrap();
     assert!(capture.wait_listening(), "{:?}", capture.stderr);
     assert!(capture.stderr.iter().any(|l| l.contains("XDP generic mode")), "{:?}", capture.stderr);
     let ping = bed.tx("ping").args(["-c", "2", "-i", "0.2", "-s", "5000", RX_IP]).output().unwrap();

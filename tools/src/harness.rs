@@ -1,6 +1,7 @@
 //! Driving the `ringcap` binary from tests, the demo and benchmarks: start it in a
 //! namespace, wait until it listens, stop it with a signal, and read what it wrote.
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -8,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use pcap_file::pcap::PcapReader;
 
-/// A running `ringcap` process whose stderr is collected line by line.
-pub struct RingcapProcess {
+/// A running capture process (ringcap, or tcpdump in benchmarks) whose stderr is
+/// collected line by line.
+pub struct CaptureProcess {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     pub stderr: Vec<String>,
 }
 
-impl RingcapProcess {
+impl CaptureProcess {
     /// Spawns `command` (usually `bed.rx(ringcap)` with arguments) with stderr piped.
     pub fn spawn(mut command: Command) -> std::io::Result<Self> {
         let mut child = command.stderr(Stdio::piped()).spawn()?;
@@ -28,7 +30,7 @@ impl RingcapProcess {
                 }
             }
         });
-        Ok(RingcapProcess { child, lines, stderr: Vec::new() })
+        Ok(CaptureProcess { child, lines, stderr: Vec::new() })
     }
 
     /// Waits for a stderr line containing `needle`; false on timeout or exit.
@@ -61,23 +63,46 @@ impl RingcapProcess {
     }
 
     /// Waits for the process to exit (killing it after `timeout`) and collects all stderr.
-    pub fn finish(mut self, timeout: Duration) -> (ExitStatus, Vec<String>) {
+    pub fn finish(self, timeout: Duration) -> (ExitStatus, Vec<String>) {
+        let finished = self.finish_measured(timeout);
+        (finished.status, finished.stderr)
+    }
+
+    /// Like [`CaptureProcess::finish`], also returning the CPU time the process used.
+    pub fn finish_measured(mut self, timeout: Duration) -> Finished {
         let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for ringcap") {
-                break status;
+        let pid = self.child.id() as libc::pid_t;
+        let (status, usage) = loop {
+            let mut status = 0;
+            // SAFETY: zeroed rusage is a valid out-parameter.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: waiting for our own child with valid out-pointers.
+            let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if reaped == pid {
+                break (ExitStatus::from_raw(status), usage);
+            }
+            if reaped < 0 {
+                panic!("wait4 on the capture process failed: {}", std::io::Error::last_os_error());
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                break self.child.wait().expect("waiting for ringcap");
             }
             std::thread::sleep(Duration::from_millis(10));
         };
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
             self.stderr.push(line);
         }
-        (status, self.stderr)
+        let cpu = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        Finished { status, stderr: self.stderr, cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime) }
     }
+}
+
+/// How a capture process ended.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stderr: Vec<String>,
+    /// User plus system CPU time of the process.
+    pub cpu: Duration,
 }
 
 /// A packet read back from a pcap file.

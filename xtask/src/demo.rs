@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ringcap_tools::harness::RingcapProcess;
+use ringcap_tools::harness::CaptureProcess;
 use ringcap_tools::testbed::{TestBed, RX_IF, RX_IP, TX_IF};
 
 /// SIGINT, as typed at a terminal: ringcap flushes and prints its summary.
@@ -24,7 +24,7 @@ pub fn run(root: &Path) -> Result<()> {
 
     let mut command = bed.rx(release.join("ringcap").to_str().expect("utf-8 path"));
     command.args(["capture", "-i", RX_IF, "-w", pcap.to_str().expect("utf-8 path")]);
-    let mut capture = RingcapProcess::spawn(command)?;
+    let mut capture = CaptureProcess::spawn(command)?;
     if !capture.wait_listening() {
         bail!("ringcap did not start: {:?}", capture.stderr);
     }

@@ -1,0 +1,242 @@
+//! `bench capture`: the highest rate at which each tool captures every packet.
+//!
+//! The generator (`ringcap-gen`, BPF live frames) is paced by the receiver, so a run
+//! at full speed measures the most the receiving side takes; when a tool loses packets
+//! at that speed, paced runs at falling fractions of it find the highest rate with
+//! zero loss. Loss is what reached the receiving interface (its rx counter) minus what
+//! was written to the file; frames the veth pair itself dropped in a burst never reach
+//! either tool and are reported apart as test-bed drops.
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ringcap_tools::harness::{summary_count, CaptureProcess};
+use ringcap_tools::testbed::{TestBed, RX_IF, TX_IF};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::report;
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Frames per run for 64-byte frames (1514-byte runs send a quarter of it).
+    #[arg(long, default_value_t = 2_000_000)]
+    packets: u64,
+    /// Frame sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "64,1514")]
+    sizes: Vec<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Tool {
+    Ringcap,
+    Tcpdump,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Run {
+    tool: Tool,
+    frame_bytes: usize,
+    target_pps: Option<f64>,
+    sent: u64,
+    /// Frames that reached the receiving interface.
+    delivered: u64,
+    /// Frames the veth pair dropped before any capture tool could see them.
+    bed_dropped: u64,
+    captured: u64,
+    lost: u64,
+    offered_pps: f64,
+    seconds: f64,
+    capture_cpu_seconds: f64,
+}
+
+impl Run {
+    /// The rate at which frames reached the capture tool.
+    fn delivered_pps(&self) -> f64 {
+        self.delivered as f64 / self.seconds.max(1e-9)
+    }
+}
+
+fn release_dir() -> PathBuf {
+    std::env::current_exe().expect("own path").parent().expect("in target/release").to_path_buf()
+}
+
+fn scratch_file() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    dir.join(format!("ringcap-bench-{}.pcap", std::process::id()))
+}
+
+fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>) -> Result<Run> {
+    let bed = TestBed::new()?;
+    let release = release_dir();
+    let output = scratch_file();
+    // tcpdump has no XDP program of its own; veth needs one on the receiver to accept live frames.
+    let mut holder = None;
+    let mut command = match tool {
+        Tool::Ringcap => {
+            let mut c = bed.rx(release.join("ringcap").to_str().expect("utf-8"));
+            c.args(["capture", "-i", RX_IF, "-B", "65536", "-w", output.to_str().expect("utf-8")]);
+            c
+        }
+        Tool::Tcpdump => {
+            let mut pass = bed.rx(release.join("ringcap-gen").to_str().expect("utf-8"));
+            pass.args(["hold-pass", "-i", RX_IF]).stdout(Stdio::piped());
+            let mut child = pass.spawn()?;
+            let mut ready = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.as_mut().expect("piped")),
+                &mut ready,
+            )?;
+            holder = Some(child);
+            let mut c = bed.rx("tcpdump");
+            c.args(["-i", RX_IF, "-n", "-s", "262144", "-B", "65536", "-w", output.to_str().expect("utf-8")]);
+            c
+        }
+    };
+    command.stdout(Stdio::null());
+    let mut capture = CaptureProcess::spawn(command)?;
+    if !capture.wait_listening() {
+        bail!("{tool:?} did not start: {:?}", capture.stderr);
+    }
+    let chunk = match target_pps {
+        None => count,
+        Some(rate) => ((rate * 0.05) as u64).clamp(1000, count),
+    };
+    let mut generator = bed.tx(release.join("ringcap-gen").to_str().expect("utf-8"));
+    generator.args([
+        "send",
+        "-i",
+        TX_IF,
+        "-c",
+        &count.to_string(),
+        "--sizes",
+        &frame_bytes.to_string(),
+        "--flows",
+        "16",
+        "--chunk",
+        &chunk.to_string(),
+    ]);
+    if let Some(rate) = target_pps {
+        generator.args(["--rate", &format!("{rate:.0}")]);
+    }
+    let rx_before = rx_packets(&bed)?;
+    let generated = generator.output().context("running ringcap-gen")?;
+    if !generated.status.success() {
+        bail!("ringcap-gen failed: {}", String::from_utf8_lossy(&generated.stderr));
+    }
+    let report: serde_json::Value = serde_json::from_slice(&generated.stdout)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered = rx_packets(&bed)? - rx_before;
+    capture.signal(libc::SIGINT);
+    let finished = capture.finish_measured(Duration::from_secs(60));
+    if let Some(mut holder) = holder {
+        let _ = holder.kill();
+        let _ = holder.wait();
+    }
+    let _ = std::fs::remove_file(&output);
+    let captured = summary_count(&finished.stderr, "packets captured")
+        .with_context(|| format!("no summary from {tool:?}: {:?}", finished.stderr))?;
+    let sent = report["sent"].as_u64().unwrap_or(0);
+    Ok(Run {
+        tool,
+        frame_bytes,
+        target_pps,
+        sent,
+        delivered,
+        bed_dropped: sent.saturating_sub(delivered),
+        captured,
+        lost: delivered.saturating_sub(captured),
+        offered_pps: report["pps"].as_f64().unwrap_or(0.0),
+        seconds: report["seconds"].as_f64().unwrap_or(0.0),
+        capture_cpu_seconds: finished.cpu.as_secs_f64(),
+    })
+}
+
+/// Packets received by the captured interface so far (what veth delivered, XDP or not).
+fn rx_packets(bed: &TestBed) -> Result<u64> {
+    let output = bed.rx("ip").args(["-s", "-j", "link", "show", RX_IF]).output()?;
+    let links: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    links[0]["stats64"]["rx"]["packets"].as_u64().context("no rx counter in `ip -s -j link`")
+}
+
+/// Full speed first; if anything is lost, paced runs at falling fractions of that speed.
+fn zero_loss_rate(tool: Tool, frame_bytes: usize, count: u64, runs: &mut Vec<Run>) -> Result<Option<f64>> {
+    let full = run_once(tool, frame_bytes, count, None)?;
+    println!(
+        "  {tool:?} {frame_bytes} B full speed: {:.0} pps offered, {} of {} delivered lost ({} dropped by veth)",
+        full.offered_pps, full.lost, full.delivered, full.bed_dropped
+    );
+    let ceiling = full.offered_pps;
+    let lossless = (full.lost == 0).then_some(full.delivered_pps());
+    runs.push(full);
+    if lossless.is_some() {
+        return Ok(lossless);
+    }
+    for fraction in [0.8, 0.6, 0.45, 0.3, 0.2, 0.1] {
+        let run = run_once(tool, frame_bytes, count, Some(ceiling * fraction))?;
+        println!(
+            "  {tool:?} {frame_bytes} B paced at {:.0} pps: {:.0} pps offered, {} of {} delivered lost ({} dropped by veth)",
+            ceiling * fraction,
+            run.offered_pps,
+            run.lost,
+            run.delivered,
+            run.bed_dropped
+        );
+        let found = (run.lost == 0).then_some(run.delivered_pps());
+        runs.push(run);
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+pub fn run(options: &Options) -> Result<()> {
+    TestBed::remove_stale();
+    let mut runs = Vec::new();
+    let mut rows = Vec::new();
+    let mut summary = Vec::new();
+    for &size in &options.sizes {
+        let count = if size > 512 { options.packets / 4 } else { options.packets };
+        let ringcap = zero_loss_rate(Tool::Ringcap, size, count, &mut runs)?;
+        let tcpdump = zero_loss_rate(Tool::Tcpdump, size, count, &mut runs)?;
+        let cpu = |tool: Tool| {
+            runs.iter()
+                .filter(|r| r.tool == tool && r.frame_bytes == size)
+                .map(|r| r.capture_cpu_seconds / r.captured.max(1) as f64 * 1e9)
+                .next()
+                .unwrap_or(0.0)
+        };
+        let ratio = match (ringcap, tcpdump) {
+            (Some(r), Some(t)) if t > 0.0 => Some(r / t),
+            _ => None,
+        };
+        let fmt = |rate: Option<f64>| rate.map_or("none found".into(), |r| format!("{:.3} Mpps", r / 1e6));
+        rows.push(vec![
+            format!("{size} B"),
+            fmt(ringcap),
+            fmt(tcpdump),
+            ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            format!("{:.0}", cpu(Tool::Ringcap)),
+            format!("{:.0}", cpu(Tool::Tcpdump)),
+        ]);
+        summary.push(json!({
+            "frame_bytes": size,
+            "ringcap_zero_loss_pps": ringcap,
+            "tcpdump_zero_loss_pps": tcpdump,
+            "ratio": ratio,
+            "ringcap_cpu_ns_per_packet": cpu(Tool::Ringcap),
+            "tcpdump_cpu_ns_per_packet": cpu(Tool::Tcpdump),
+        }));
+    }
+    println!();
+    println!("zero-loss capture rate on the veth test bed (generator and capture share 2 cores)");
+    report::print_table(
+        &["frame", "ringcap", "tcpdump -w", "ringcap/tcpdump", "ringcap CPU ns/pkt", "tcpdump CPU ns/pkt"],
+        &rows,
+    );
+    report::save_json("capture", &json!({ "benchmark": "capture", "summary": summary, "runs": runs }))
+}
