@@ -11,6 +11,9 @@ pub const RING_MAP: &str = "PACKETS";
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Name of the load-time global holding the snap length (bytes copied per packet).
 pub const SNAPLEN_GLOBAL: &str = "SNAPLEN";
+/// Name of the load-time global holding the ring fill level (bytes) above which the
+/// kernel wakes the reader; below it records are submitted without a wakeup.
+pub const WAKEUP_GLOBAL: &str = "WAKEUP_BYTES";
 /// Name of the XDP capture program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ringcap_xdp";
 

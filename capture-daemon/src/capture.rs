@@ -162,7 +162,9 @@ impl RingReader {
                 return;
             }
             if !read_any {
-                self.wait_for_data(Duration::from_millis(20));
+                // The kernel wakes us only when the ring fills up; otherwise poll every
+                // millisecond, which bounds the latency and batches the wakeups.
+                self.wait_for_data(Duration::from_millis(1));
             }
         }
     }

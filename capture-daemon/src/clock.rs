@@ -45,8 +45,9 @@ impl WallClock {
 
     /// Time since the Unix epoch of a kernel monotonic timestamp.
     pub fn to_unix(&self, monotonic_ns: u64) -> Duration {
-        let ns = (monotonic_ns as i128 + self.offset_ns).max(0);
-        Duration::new((ns / 1_000_000_000) as u64, (ns % 1_000_000_000) as u32)
+        // 64-bit arithmetic: this runs once per packet (i128 division is a libcall).
+        let ns = (monotonic_ns as i64).saturating_add(self.offset_ns as i64).max(0) as u64;
+        Duration::new(ns / 1_000_000_000, (ns % 1_000_000_000) as u32)
     }
 
     /// Upper bound of the conversion error of this sample, in nanoseconds.

@@ -5,7 +5,9 @@ use std::io;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use capture_common::{Counter, COUNTERS_MAP, MAX_CAPTURE_BYTES, RING_MAP, SNAPLEN_GLOBAL, XDP_PROGRAM};
+use capture_common::{
+    Counter, COUNTERS_MAP, MAX_CAPTURE_BYTES, RING_MAP, SNAPLEN_GLOBAL, WAKEUP_GLOBAL, XDP_PROGRAM,
+};
 
 /// The eBPF object built by `build.rs`, embedded so binary and programs never drift apart.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ringcap-programs"));
@@ -106,8 +108,11 @@ impl CaptureProgram {
             return Err(KernelError::BadRingSize(config.ring_bytes));
         }
         let snaplen = config.snaplen.min(MAX_CAPTURE_BYTES);
+        // Wake the reader early once a sixteenth of the ring is filled; otherwise it polls.
+        let wakeup_bytes = u64::from(config.ring_bytes / 16);
         let mut ebpf = EbpfLoader::new()
             .override_global(SNAPLEN_GLOBAL, &snaplen, true)
+            .override_global(WAKEUP_GLOBAL, &wakeup_bytes, true)
             .map_max_entries(RING_MAP, config.ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| classify_load_error(&e))?;

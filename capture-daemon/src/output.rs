@@ -1,6 +1,7 @@
 //! Sinks: where batches of pcap records end up.
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::capture::Batch;
@@ -20,36 +21,32 @@ pub trait Sink: Send {
 }
 
 /// One pcap stream: a file or standard output (`-w -`), like `tcpdump -w`.
+///
+/// Batches are already large, so they go straight to the file descriptor: a buffered
+/// writer would copy every byte once more, and std's line-buffered stdout would scan
+/// binary data for newlines.
 pub struct PcapStream {
-    out: BufWriter<Box<dyn Write + Send>>,
-    /// Flush what is buffered at every tick: a live reader (`tcpdump -r -`) sees packets promptly.
-    flush_on_tick: bool,
+    out: File,
 }
 
 impl PcapStream {
     /// Creates `path` (`-` for standard output) and writes the pcap file header.
     pub fn create(path: &Path, snaplen: u32) -> io::Result<Self> {
-        let (out, flush_on_tick): (Box<dyn Write + Send>, bool) = if path == Path::new("-") {
-            (Box::new(io::stdout()), true)
+        let mut out = if path == Path::new("-") {
+            File::from(io::stdout().as_fd().try_clone_to_owned()?)
         } else {
-            (Box::new(File::create(path)?), false)
+            File::create(path)?
         };
-        let mut out = BufWriter::with_capacity(1 << 20, out);
-        pcap::write_file_header(&mut out, snaplen)?;
-        Ok(PcapStream { out, flush_on_tick })
+        let mut header = Vec::with_capacity(pcap::FILE_HEADER_LEN);
+        pcap::write_file_header(&mut header, snaplen)?;
+        out.write_all(&header)?;
+        Ok(PcapStream { out })
     }
 }
 
 impl Sink for PcapStream {
     fn write(&mut self, batch: &Batch) -> io::Result<()> {
         self.out.write_all(&batch.records)
-    }
-
-    fn tick(&mut self) -> io::Result<()> {
-        if self.flush_on_tick {
-            self.out.flush()?;
-        }
-        Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {

@@ -1,6 +1,7 @@
 //! Writing packet records into the ring buffer, shared by every attach point.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{PerCpuArray, RingBuf},
@@ -11,6 +12,12 @@ use capture_common::{Counter, RecordHeader, MAX_CAPTURE_BYTES};
 /// Bytes copied per packet, set by the loader (`-s SNAPLEN`).
 #[unsafe(no_mangle)]
 static SNAPLEN: Global<u32> = Global::new(MAX_CAPTURE_BYTES);
+
+/// Ring fill level above which a submit wakes the reader, set by the loader. Below it
+/// records go in without a wakeup (a wakeup per record costs more than the record)
+/// and the reader finds them on its next timed poll.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: Global<u64> = Global::new(1 << 20);
 
 /// Packet records for user space. The loader sizes it (`-B`); this is only the default.
 #[map]
@@ -105,6 +112,11 @@ fn emit<const N: usize, P: PacketBytes>(packet: &P, header: RecordHeader) -> Res
     }
     // SAFETY: as above; the header is plain data.
     unsafe { (*slot).header = RecordHeader { cap_len: len, ..header } };
-    entry.submit(0);
+    let wakeup = if PACKETS.query(BPF_RB_AVAIL_DATA.into()) >= WAKEUP_BYTES.load() {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(wakeup.into());
     Ok(())
 }
