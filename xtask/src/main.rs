@@ -6,8 +6,9 @@
 mod bootstrap;
 mod demo;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -116,5 +117,31 @@ fn test(args: &[String]) -> Result<()> {
             "panic=abort",
         ]))?;
     build()?;
-    run(cargo().args(["test", "--release", "--"]).args(args))
+    let mut child = cargo().args(["test", "--release", "--"]).args(args).stdout(Stdio::piped()).spawn()?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(result) = line.strip_prefix("test result: ") {
+            passed += count_before(result, " passed");
+            failed += count_before(result, " failed");
+        }
+    }
+    let status = child.wait()?;
+    // One closing line for the whole run: cargo prints one per test binary.
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
+/// The number just before `label` in a cargo "test result" line.
+fn count_before(text: &str, label: &str) -> u64 {
+    text.split(';')
+        .find_map(|part| {
+            part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(label)
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
