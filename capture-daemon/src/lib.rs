@@ -9,3 +9,4 @@ pub mod kernel;
 pub mod output;
 pub mod pcap;
 pub mod session;
+pub mod storage;

@@ -1,15 +1,20 @@
 //! The `ringcap` command line: a thin layer over the library.
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use capture_common::Counter;
 use capture_daemon::capture::ReaderConfig;
 use capture_daemon::kernel::{KernelConfig, XdpModeChoice};
-use capture_daemon::output::PcapStream;
+use capture_daemon::output::{PcapStream, Sink};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
 use capture_daemon::session::{run_capture, CaptureOptions, CaptureSummary};
+use capture_daemon::storage::budget::DiskLimit;
+use capture_daemon::storage::naming::NameTemplate;
+use capture_daemon::storage::ring::{RingConfig, RingWriter, StorageCounters};
+use capture_daemon::storage::Compression;
 use clap::{Args, Parser, Subcommand};
 
 /// ringcap: an always-on packet capture appliance, a network flight recorder.
@@ -24,6 +29,9 @@ struct Cli {
 enum Command {
     /// Capture packets from an interface into one pcap file, like `tcpdump -w`.
     Capture(CaptureArgs),
+    /// Capture continuously into a ring of rotated, zstd-compressed pcap files, like
+    /// `tcpdump -G 3600 -W 24 -w FILE`, within a file count and disk budget.
+    Run(RunArgs),
 }
 
 /// Kernel-side options shared by every capturing command.
@@ -45,19 +53,87 @@ struct KernelArgs {
     xdp_mode: XdpModeChoice,
 }
 
-#[derive(Args)]
-struct CaptureArgs {
-    #[command(flatten)]
-    kernel: KernelArgs,
-    /// Write packets to this pcap file; `-` writes to standard output.
-    #[arg(short = 'w', value_name = "FILE")]
-    write: PathBuf,
+/// When to stop, shared by every capturing command.
+#[derive(Args, Clone)]
+struct StopArgs {
     /// Stop after this many packets.
     #[arg(short = 'c', value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
+}
+
+#[derive(Args)]
+struct CaptureArgs {
+    #[command(flatten)]
+    kernel: KernelArgs,
+    #[command(flatten)]
+    stop: StopArgs,
+    /// Write packets to this pcap file; `-` writes to standard output.
+    #[arg(short = 'w', value_name = "FILE")]
+    write: PathBuf,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    kernel: KernelArgs,
+    #[command(flatten)]
+    stop: StopArgs,
+    /// Directory of the ring; files already there are adopted, never overwritten.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Start a new file every SECS seconds, aligned to the wall clock; 0 turns it off.
+    #[arg(short = 'G', value_name = "SECS", default_value_t = 3600)]
+    rotate_seconds: u64,
+    /// Keep at most this many files; the oldest go first.
+    #[arg(short = 'W', value_name = "FILES", value_parser = parse_file_count)]
+    max_files: Option<usize>,
+    /// Start a new file once the current one holds this many millions of bytes.
+    #[arg(short = 'C', value_name = "MBYTES", value_parser = parse_megabytes)]
+    rotate_megabytes: Option<u64>,
+    /// Keep the ring under this size: bytes (500M, 10G) or a percentage of the filesystem.
+    #[arg(long, value_name = "SIZE", value_parser = parse_disk_limit)]
+    max_disk: Option<DiskLimit>,
+    /// Keep at least this much of the filesystem free, removing the oldest files.
+    #[arg(long, value_name = "SIZE", default_value = "5%", value_parser = parse_disk_limit)]
+    min_free: DiskLimit,
+    /// zstd compression level (1-19); 0 writes plain pcap.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=19))]
+    zstd_level: i32,
+    /// Write plain pcap files (same as --zstd-level 0).
+    #[arg(long)]
+    no_compress: bool,
+    /// File name template with strftime fields (UTC): %Y %m %d %H %M %S %j %s %%.
+    #[arg(long, value_name = "TEMPLATE", default_value = "ringcap-%Y%m%d-%H%M%S")]
+    name: String,
+    /// Write a frame once it holds this many bytes of pcap.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(4096..=64 << 20))]
+    frame_bytes: u64,
+    /// Write a frame at least this often (seconds), so recent packets are soon readable.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    frame_interval: f64,
+}
+
+fn parse_file_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("-W 0 would keep no files: use 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a number of files")),
+    }
+}
+
+fn parse_megabytes(text: &str) -> Result<u64, String> {
+    let value: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of megabytes"))?;
+    if !(0.01..=1_000_000.0).contains(&value) {
+        return Err(format!("-C {value} is out of range: use 0.01 to 1000000 (millions of bytes)"));
+    }
+    Ok((value * 1_000_000.0) as u64)
+}
+
+fn parse_disk_limit(text: &str) -> Result<DiskLimit, String> {
+    DiskLimit::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_snaplen(text: &str) -> Result<u32, String> {
@@ -73,6 +149,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Capture(args) => capture(args),
+        Command::Run(args) => run(args),
     };
     match result {
         Ok(code) => code,
@@ -99,31 +176,42 @@ impl KernelArgs {
     }
 }
 
-fn parse_duration(seconds: Option<f64>) -> anyhow::Result<Option<Duration>> {
-    seconds
-        .map(|s| {
-            Duration::try_from_secs_f64(s)
-                .map_err(|_| anyhow::anyhow!("--duration {s} is not a valid number of seconds"))
-        })
-        .transpose()
+impl StopArgs {
+    fn reader_config(&self, snaplen: u32) -> ReaderConfig {
+        ReaderConfig { snaplen, max_packets: self.count, ..ReaderConfig::default() }
+    }
+
+    fn duration(&self) -> anyhow::Result<Option<Duration>> {
+        self.duration
+            .map(|s| {
+                Duration::try_from_secs_f64(s)
+                    .map_err(|_| anyhow::anyhow!("--duration {s} is not a valid number of seconds"))
+            })
+            .transpose()
+    }
 }
 
-fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
-    let duration = parse_duration(args.duration)?;
-    let snaplen = args.kernel.snaplen;
-    let reader = ReaderConfig { snaplen, max_packets: args.count, ..ReaderConfig::default() };
-    let options = args.kernel.capture_options(reader, duration);
-    // Check the interface before creating the output file, so a typo leaves no empty file.
-    capture_daemon::kernel::interface_index(&args.kernel.interface)?;
-    let sink = PcapStream::create(&args.write, snaplen)
-        .with_context(|| format!("cannot create {}", args.write.display()))?;
-    let summary = run_capture(&options, Box::new(sink), |attached| {
+/// Runs a session into `sink`, announcing each interface as tcpdump does.
+fn capture_into(kernel: &KernelArgs, stop: &StopArgs, sink: Box<dyn Sink>) -> anyhow::Result<CaptureSummary> {
+    let snaplen = kernel.snaplen;
+    let options = kernel.capture_options(stop.reader_config(snaplen), stop.duration()?);
+    let summary = run_capture(&options, sink, |attached| {
         for (iface, mode) in attached {
             eprintln!(
                 "ringcap: listening on {iface} (XDP {mode} mode), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes"
             );
         }
     })?;
+    Ok(summary)
+}
+
+fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
+    args.stop.duration()?;
+    // Check the interface before creating the output file, so a typo leaves no empty file.
+    capture_daemon::kernel::interface_index(&args.kernel.interface)?;
+    let sink = PcapStream::create(&args.write, args.kernel.snaplen)
+        .with_context(|| format!("cannot create {}", args.write.display()))?;
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(sink))?;
     print_summary(&summary);
     Ok(match summary.write_error {
         Some(error) => {
@@ -132,6 +220,67 @@ fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         }
         None => ExitCode::SUCCESS,
     })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    args.stop.duration()?;
+    capture_daemon::kernel::interface_index(&args.kernel.interface)?;
+    if !(0.05..=60.0).contains(&args.frame_interval) {
+        anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
+    }
+    let name = args.name.trim_end_matches(".zst").trim_end_matches(".pcap");
+    let compression = match (args.no_compress, args.zstd_level) {
+        (true, _) | (false, 0) => Compression::None,
+        (false, level) => Compression::Zstd(level),
+    };
+    let config = RingConfig {
+        dir: args.dir.clone(),
+        template: NameTemplate::parse(name)?,
+        compression,
+        snaplen: args.kernel.snaplen,
+        rotate_every: (args.rotate_seconds > 0).then(|| Duration::from_secs(args.rotate_seconds)),
+        rotate_bytes: args.rotate_megabytes,
+        max_files: args.max_files,
+        max_disk: args.max_disk,
+        min_free: Some(args.min_free),
+        frame_bytes: args.frame_bytes as usize,
+        frame_age: Duration::from_secs_f64(args.frame_interval),
+        sync: true,
+    };
+    let counters = Arc::new(StorageCounters::default());
+    let ring = RingWriter::open(config, Arc::clone(&counters))?;
+    eprintln!("ringcap: writing the ring in {} (first file {})", args.dir.display(), ring_file_name(&ring));
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring))?;
+    print_summary(&summary);
+    print_storage_summary(&counters);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ring_file_name(ring: &RingWriter) -> String {
+    ring.current_path()
+        .and_then(|p| p.file_name())
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// What the ring writer did, including every packet it could not store.
+fn print_storage_summary(counters: &StorageCounters) {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{} packets written to the ring", get(&counters.packets_written));
+    eprintln!("{} packets lost to write errors", get(&counters.packets_lost));
+    eprintln!("{} frames written, {} bytes", get(&counters.frames_written), get(&counters.bytes_written));
+    eprintln!(
+        "{} files created, {} removed by -W/--max-disk, {} removed for free space",
+        get(&counters.files_created),
+        get(&counters.files_removed),
+        get(&counters.files_removed_for_space)
+    );
+    eprintln!(
+        "{} disk-full events, {} write errors, {} index errors, {} files repaired at start",
+        get(&counters.disk_full_events),
+        get(&counters.write_errors),
+        get(&counters.index_errors),
+        get(&counters.files_repaired)
+    );
 }
 
 /// tcpdump's closing lines, plus every other place a packet can be lost.

@@ -16,6 +16,10 @@ pub trait Sink: Send {
     fn tick(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Starts a new file now (SIGHUP); sinks without files ignore it.
+    fn rotate(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Flushes and closes everything; called once at the end.
     fn finish(&mut self) -> io::Result<()>;
 }

@@ -45,6 +45,107 @@ pub fn write_record<W: Write>(
         .map_err(std::io::Error::other)
 }
 
+/// How the records of a pcap stream are laid out, from its file header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordFormat {
+    pub big_endian: bool,
+    pub nanoseconds: bool,
+    pub snaplen: u32,
+    pub linktype: u32,
+}
+
+impl RecordFormat {
+    /// The format ringcap writes: native byte order, nanosecond timestamps, Ethernet.
+    pub const NATIVE: RecordFormat = RecordFormat {
+        big_endian: cfg!(target_endian = "big"),
+        nanoseconds: true,
+        snaplen: DEFAULT_SNAPLEN,
+        linktype: 1,
+    };
+
+    /// Reads a pcap file header; `None` if the magic is not pcap's.
+    pub fn from_file_header(header: &[u8]) -> Option<Self> {
+        let magic: [u8; 4] = header.get(0..4)?.try_into().ok()?;
+        let (big_endian, nanoseconds) = match magic {
+            [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
+            [0x4d, 0x3c, 0xb2, 0xa1] => (false, true),
+            [0xa1, 0xb2, 0xc3, 0xd4] => (true, false),
+            [0xa1, 0xb2, 0x3c, 0x4d] => (true, true),
+            _ => return None,
+        };
+        let format = RecordFormat { big_endian, nanoseconds, snaplen: 0, linktype: 0 };
+        let snaplen = format.u32_at(header, 16)?;
+        let linktype = format.u32_at(header, 20)?;
+        Some(RecordFormat { snaplen, linktype, ..format })
+    }
+
+    fn u32_at(&self, bytes: &[u8], at: usize) -> Option<u32> {
+        let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if self.big_endian { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) })
+    }
+
+    /// Iterates over the records in `bytes` (which must start at a record boundary).
+    pub fn records<'a>(&self, bytes: &'a [u8]) -> Records<'a> {
+        Records { format: *self, bytes }
+    }
+}
+
+/// A record borrowed from a pcap stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Time since the epoch.
+    pub timestamp: Duration,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+    /// The whole record (header and data), for copying it verbatim.
+    pub raw: &'a [u8],
+}
+
+/// The records of a pcap stream; ends with `Err(offset)` at a truncated or malformed record.
+pub struct Records<'a> {
+    format: RecordFormat,
+    bytes: &'a [u8],
+}
+
+impl<'a> Records<'a> {
+    /// The bytes not consumed yet.
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<RecordRef<'a>, usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let f = self.format;
+        let field = |at| f.u32_at(self.bytes, at);
+        let (Some(secs), Some(frac), Some(incl), Some(orig)) = (field(0), field(4), field(8), field(12))
+        else {
+            return Some(Err(self.bytes.len()));
+        };
+        let end = RECORD_HEADER_LEN + incl as usize;
+        let nanos = if f.nanoseconds { frac } else { frac.saturating_mul(1000) };
+        if incl > MAX_RECORD_LEN || nanos >= 1_000_000_000 || self.bytes.len() < end {
+            return Some(Err(self.bytes.len()));
+        }
+        let (raw, rest) = self.bytes.split_at(end);
+        self.bytes = rest;
+        Some(Ok(RecordRef {
+            timestamp: Duration::new(u64::from(secs), nanos),
+            orig_len: orig,
+            data: &raw[RECORD_HEADER_LEN..],
+            raw,
+        }))
+    }
+}
+
+/// Largest record length a reader accepts before calling the stream corrupt (libpcap's limit).
+const MAX_RECORD_LEN: u32 = 262_144;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +165,14 @@ mod tests {
         assert_eq!((packet.ts_sec, packet.ts_frac), (1_700_000_000, 123_456_789));
         assert_eq!(packet.orig_len, 1514);
         assert_eq!(packet.data.len(), 128);
+
+        let format = RecordFormat::from_file_header(&buf).unwrap();
+        assert!(format.nanoseconds);
+        let records: Vec<_> = format.records(&buf[FILE_HEADER_LEN..]).collect();
+        assert_eq!(records.len(), 1);
+        let record = records[0].unwrap();
+        assert_eq!((record.timestamp, record.orig_len, record.data.len()), (ts, 1514, 128));
+        let truncated = &buf[FILE_HEADER_LEN..buf.len() - 1];
+        assert!(matches!(format.records(truncated).next(), Some(Err(_))));
     }
 }

@@ -58,6 +58,9 @@ pub fn run_capture(
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(SessionError::Signals)?;
     }
+    let rotate = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&rotate))
+        .map_err(SessionError::Signals)?;
     let mut program = CaptureProgram::load(options.kernel)?;
     let mut attached = Vec::new();
     for iface in &options.interfaces {
@@ -87,7 +90,7 @@ pub fn run_capture(
         let writer_failed = Arc::clone(&writer_failed);
         thread::Builder::new()
             .name("writer".into())
-            .spawn(move || write_batches(receiver, sink, &pool, &writer_failed))
+            .spawn(move || write_batches(receiver, sink, &pool, &rotate, &writer_failed))
             .expect("spawning a thread")
     };
 
@@ -120,12 +123,13 @@ struct WriterOutcome {
     error: Option<String>,
 }
 
-/// The writer thread: feeds batches to the sink and ticks it on a timer. After a write
+/// The writer thread: feeds batches to the sink, ticks it on a timer and rotates it on SIGHUP. After a write
 /// error the sink gets nothing more; the packets that reach it then are counted as lost.
 fn write_batches(
     receiver: Receiver<Batch>,
     mut sink: Box<dyn Sink>,
     pool: &BufferPool,
+    rotate: &AtomicBool,
     failed: &AtomicBool,
 ) -> WriterOutcome {
     let mut outcome = WriterOutcome { lost_packets: 0, error: None };
@@ -147,7 +151,13 @@ fn write_batches(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let result = result.and_then(|()| {
-            if Instant::now() < next_tick || outcome.error.is_some() {
+            if outcome.error.is_some() {
+                return Ok(());
+            }
+            if rotate.swap(false, Ordering::AcqRel) {
+                sink.rotate()?;
+            }
+            if Instant::now() < next_tick {
                 return Ok(());
             }
             next_tick = Instant::now() + tick;

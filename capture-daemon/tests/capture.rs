@@ -3,61 +3,16 @@
 //! read back by ringcap's tests, tcpdump and tshark.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use ringcap_tools::frames::{sequence_of, FrameTemplate};
-use ringcap_tools::generator::{transmit, Plan};
+mod common;
+
+use common::{bed, mixed_frames, scratch, send, start_capture, RINGCAP, WAIT};
+use ringcap_tools::frames::sequence_of;
 use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
-use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP, SINK_MAC, TX_IF, TX_MAC};
-
-const RINGCAP: &str = env!("CARGO_BIN_EXE_ringcap");
-const WAIT: Duration = Duration::from_secs(30);
-
-fn bed() -> TestBed {
-    TestBed::remove_stale();
-    TestBed::new().expect("creating the test bed (needs root)")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringcap-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn start_capture(bed: &TestBed, args: &[&str]) -> CaptureProcess {
-    let mut command = bed.rx(RINGCAP);
-    command.args(["capture", "-i", RX_IF]).args(args);
-    let mut process = CaptureProcess::spawn(command).unwrap();
-    assert!(process.wait_listening(), "ringcap did not start: {:?}", process.stderr);
-    process
-}
-
-/// Frames with sequence numbers and sizes cycling through 60..=1514 bytes.
-fn mixed_frames(count: usize) -> Vec<Vec<u8>> {
-    let template = FrameTemplate { src_mac: TX_MAC, dst_mac: SINK_MAC, ..FrameTemplate::default() };
-    let sizes = [60, 61, 64, 100, 127, 128, 129, 256, 300, 512, 513, 1000, 1024, 1025, 1400, 1513, 1514];
-    (0..count).map(|i| template.udp(sizes[i % sizes.len()], (i % 7) as u16, i as u64)).collect()
-}
-
-/// Sends every frame once, in order, out of the sending end of the bed.
-fn send(bed: &TestBed, frames: Vec<Vec<u8>>) {
-    let count = frames.len() as u64;
-    let report = TestBed::in_namespace(&bed.tx_ns, move || {
-        let ifindex = ringcap_daemon_ifindex(TX_IF);
-        transmit(ifindex, &Plan { frames, count, chunk: 1, rate: None })
-    })
-    .join()
-    .unwrap()
-    .unwrap()
-    .unwrap();
-    assert_eq!(report.sent, count);
-}
-
-fn ringcap_daemon_ifindex(name: &str) -> u32 {
-    capture_daemon::kernel::interface_index(name).unwrap()
-}
+use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP};
 
 fn run_reader(program: &str, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(program).args(args).output().unwrap();

@@ -1,0 +1,138 @@
+//! The time index: one fixed-size entry per frame of a data file, in a sidecar file.
+//!
+//! `NAME.idx` beside `NAME.pcap.zst` (or `NAME.pcap`) starts with the 8-byte magic
+//! `RCAPIDX1`, then one 56-byte little-endian entry per frame, appended after the frame
+//! itself is written (see `docs/storage-format.md`). Each entry carries a checksum, so
+//! a torn or damaged entry ends the usable index; the data file is then scanned from the
+//! last good entry on. The index only speeds retrieval up: a file without one is still
+//! fully readable.
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub const INDEX_MAGIC: &[u8; 8] = b"RCAPIDX1";
+pub const ENTRY_LEN: usize = 56;
+
+/// Where one frame sits in a data file and what it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameEntry {
+    /// Byte offset of the frame in the data file.
+    pub offset: u64,
+    /// Length of the frame in the data file (compressed length for zstd files).
+    pub len: u64,
+    /// Offset of the frame's content in the file's decompressed pcap stream.
+    pub raw_offset: u64,
+    /// Length of the frame's decompressed content.
+    pub raw_len: u32,
+    /// Packets in the frame.
+    pub packets: u32,
+    /// Timestamps of the first and last packet, nanoseconds since the epoch (0 if none).
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+impl FrameEntry {
+    pub fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut out = [0u8; ENTRY_LEN];
+        out[0..8].copy_from_slice(&self.offset.to_le_bytes());
+        out[8..16].copy_from_slice(&self.len.to_le_bytes());
+        out[16..24].copy_from_slice(&self.raw_offset.to_le_bytes());
+        out[24..28].copy_from_slice(&self.raw_len.to_le_bytes());
+        out[28..32].copy_from_slice(&self.packets.to_le_bytes());
+        out[32..40].copy_from_slice(&self.first_ns.to_le_bytes());
+        out[40..48].copy_from_slice(&self.last_ns.to_le_bytes());
+        let sum = checksum(&out[0..48]);
+        out[48..52].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Decodes an entry; `None` if its checksum does not match.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; ENTRY_LEN] = bytes.try_into().ok()?;
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        if u32_at(48) != checksum(&bytes[0..48]) {
+            return None;
+        }
+        Some(FrameEntry {
+            offset: u64_at(0),
+            len: u64_at(8),
+            raw_offset: u64_at(16),
+            raw_len: u32_at(24),
+            packets: u32_at(28),
+            first_ns: u64_at(32),
+            last_ns: u64_at(40),
+        })
+    }
+}
+
+/// FNV-1a: catches torn and corrupted entries; not a defence against tampering.
+fn checksum(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |hash, &b| (hash ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// The index file of a data file.
+pub fn index_path(data: &Path) -> PathBuf {
+    let name = data.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let stem = name.strip_suffix(".pcap.zst").or_else(|| name.strip_suffix(".pcap")).unwrap_or(name);
+    data.with_file_name(format!("{stem}.idx"))
+}
+
+/// Appends entries to a new index file.
+pub struct IndexWriter {
+    file: File,
+}
+
+impl IndexWriter {
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        file.write_all(INDEX_MAGIC)?;
+        Ok(IndexWriter { file })
+    }
+
+    pub fn append(&mut self, entry: &FrameEntry) -> io::Result<()> {
+        self.file.write_all(&entry.encode())
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Reads the good prefix of an index: entries up to the first torn or damaged one.
+pub fn read_index(path: &Path) -> io::Result<Vec<FrameEntry>> {
+    let mut bytes = Vec::new();
+    File::open(path)?.read_to_end(&mut bytes)?;
+    if bytes.get(..8) != Some(INDEX_MAGIC.as_slice()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a ringcap index (bad magic)"));
+    }
+    Ok(bytes[8..].chunks_exact(ENTRY_LEN).map_while(FrameEntry::decode).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_damage_is_detected() {
+        let entry = FrameEntry {
+            offset: 1,
+            len: 2,
+            raw_offset: 3,
+            raw_len: 4,
+            packets: 5,
+            first_ns: 6,
+            last_ns: u64::MAX,
+        };
+        let mut bytes = entry.encode();
+        assert_eq!(FrameEntry::decode(&bytes), Some(entry));
+        bytes[10] ^= 1;
+        assert_eq!(FrameEntry::decode(&bytes), None);
+    }
+
+    #[test]
+    fn index_path_replaces_the_pcap_extensions() {
+        assert_eq!(index_path(Path::new("/d/a.pcap.zst")), Path::new("/d/a.idx"));
+        assert_eq!(index_path(Path::new("/d/a.pcap")), Path::new("/d/a.idx"));
+    }
+}

@@ -1,0 +1,61 @@
+//! Storage: the ring of rotated, compressed, crash-safe pcap files.
+//!
+//! Writing: [`ring::RingWriter`] (a sink) cuts the pcap stream into independent frames
+//! ([`frames`]), appends each to the current file in one write, records it in the time
+//! [`index`], rotates files on time and size ([`naming`] names them) and keeps the ring
+//! within its file count and disk [`budget`]. Reading: [`frames::DataFile`] lists the
+//! complete frames of a file, from its index or by scanning, and decodes them.
+pub mod budget;
+pub mod frames;
+pub mod index;
+pub mod naming;
+pub mod ring;
+
+use std::path::PathBuf;
+
+/// Why storage could not be set up or read; each message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("bad file name template {template:?}: {why}")]
+    BadTemplate { template: String, why: String },
+    #[error("cannot use {dir} for the capture ring: {source}; create it or pick a writable --dir")]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    BadLimit(String),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a pcap file ringcap can read: {why}")]
+    NotPcap { path: PathBuf, why: String },
+}
+
+/// How frames are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain pcap (`.pcap`).
+    None,
+    /// zstd frames at this level (`.pcap.zst`).
+    Zstd(i32),
+}
+
+impl Compression {
+    /// The extension of data files.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => ".pcap",
+            Compression::Zstd(_) => ".pcap.zst",
+        }
+    }
+}
+
+/// Whether a file name is one of the ring's data files.
+pub fn is_data_file(name: &str) -> bool {
+    name.ends_with(".pcap.zst") || name.ends_with(".pcap")
+}

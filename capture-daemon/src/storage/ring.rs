@@ -1,0 +1,454 @@
+//! The ring writer: a sink that keeps the last hours of traffic in rotated files within
+//! a file count and disk budget, and never leaves a partial frame behind a good one.
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::budget::{fs_space, DiskLimit};
+use super::frames::{duration_ns, DataFile, FrameEncoder};
+use super::index::{index_path, FrameEntry, IndexWriter};
+use super::naming::NameTemplate;
+use super::{is_data_file, Compression, StorageError};
+use crate::capture::Batch;
+use crate::output::Sink;
+use crate::pcap::{self, RecordFormat};
+
+/// How the ring is written and bounded.
+#[derive(Clone, Debug)]
+pub struct RingConfig {
+    pub dir: PathBuf,
+    pub template: NameTemplate,
+    pub compression: Compression,
+    pub snaplen: u32,
+    /// Start a new file when the wall clock enters a new period of this length (`-G`).
+    pub rotate_every: Option<Duration>,
+    /// Start a new file once the current one holds this many bytes (`-C`).
+    pub rotate_bytes: Option<u64>,
+    /// Keep at most this many files (`-W`).
+    pub max_files: Option<usize>,
+    /// Keep the ring's files under this size (`--max-disk`).
+    pub max_disk: Option<DiskLimit>,
+    /// Keep at least this much free space on the filesystem (`--min-free`).
+    pub min_free: Option<DiskLimit>,
+    /// A frame is written once it holds this many bytes...
+    pub frame_bytes: usize,
+    /// ...or once its first packet is this old.
+    pub frame_age: Duration,
+    /// fdatasync each frame, so a power cut loses at most the frame being written.
+    pub sync: bool,
+}
+
+/// What the ring writer did, readable while it runs (metrics, summary).
+#[derive(Debug, Default)]
+pub struct StorageCounters {
+    pub packets_written: AtomicU64,
+    pub frames_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub files_created: AtomicU64,
+    /// Files removed to honour -W and --max-disk.
+    pub files_removed: AtomicU64,
+    /// Files removed because the disk filled up or fell below --min-free.
+    pub files_removed_for_space: AtomicU64,
+    /// Writes that failed with ENOSPC or EDQUOT.
+    pub disk_full_events: AtomicU64,
+    /// Frames that could not be written at all.
+    pub write_errors: AtomicU64,
+    /// Packets in those frames.
+    pub packets_lost: AtomicU64,
+    /// Index entries that could not be written (the data stays readable by scanning).
+    pub index_errors: AtomicU64,
+    /// Adopted files whose torn last frame was cut off at start.
+    pub files_repaired: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// A closed file of the ring and the bytes it occupies (data and index).
+struct ClosedFile {
+    data: PathBuf,
+    bytes: u64,
+}
+
+/// The file being written.
+struct OpenFile {
+    data: PathBuf,
+    file: File,
+    index: Option<IndexWriter>,
+    /// Bytes of complete frames in the data file.
+    offset: u64,
+    /// Bytes of decoded content before the next frame.
+    raw_offset: u64,
+    frames: u64,
+    /// The -G period the file belongs to.
+    period: u64,
+}
+
+/// The frame being filled.
+#[derive(Default)]
+struct PendingFrame {
+    content: Vec<u8>,
+    packets: u64,
+    first_ns: u64,
+    last_ns: u64,
+    started: Option<Instant>,
+}
+
+impl PendingFrame {
+    fn add_packet(&mut self, timestamp_ns: u64) {
+        if self.packets == 0 {
+            self.first_ns = timestamp_ns;
+            self.started = Some(Instant::now());
+        }
+        self.last_ns = timestamp_ns;
+        self.packets += 1;
+    }
+}
+
+pub struct RingWriter {
+    config: RingConfig,
+    counters: Arc<StorageCounters>,
+    closed: VecDeque<ClosedFile>,
+    current: Option<OpenFile>,
+    encoder: FrameEncoder,
+    pending: PendingFrame,
+    max_disk_bytes: Option<u64>,
+    min_free_bytes: Option<u64>,
+    rotate_bytes: Option<u64>,
+    /// The last name's stem and suffix number: names made in the same second continue
+    /// the sequence, so a name freed by removing an old file is never reused out of order.
+    last_name: (String, u32),
+}
+
+impl RingWriter {
+    /// Opens the ring in `config.dir`, adopting the files already there, and starts a file.
+    pub fn open(config: RingConfig, counters: Arc<StorageCounters>) -> Result<Self, StorageError> {
+        let dir = config.dir.clone();
+        let dir_error = |source| StorageError::Dir { dir: dir.clone(), source };
+        std::fs::create_dir_all(&config.dir).map_err(dir_error)?;
+        let space = fs_space(&config.dir).map_err(dir_error)?;
+        let max_disk_bytes = config.max_disk.map(|l| l.bytes(space.total));
+        let min_free_bytes = config.min_free.map(|l| l.bytes(space.total));
+        if let Some(budget) = max_disk_bytes {
+            let floor = 4 * config.frame_bytes as u64;
+            if budget < floor {
+                return Err(StorageError::BadLimit(format!(
+                    "--max-disk of {budget} bytes is too small: the ring needs at least {floor} bytes"
+                )));
+            }
+        }
+        // Keep several files within the budget, so removing the oldest frees room in steps.
+        let rotate_bytes = match (config.rotate_bytes, max_disk_bytes) {
+            (Some(c), Some(budget)) => Some(c.min(budget / 4)),
+            (c, budget) => c.or(budget.map(|b| b / 4)),
+        };
+        let encoder = FrameEncoder::new(config.compression).map_err(dir_error)?;
+        let mut ring = RingWriter {
+            closed: adopt(&config.dir, &counters).map_err(dir_error)?,
+            config,
+            counters,
+            current: None,
+            encoder,
+            pending: PendingFrame::default(),
+            max_disk_bytes,
+            min_free_bytes,
+            rotate_bytes,
+            last_name: (String::new(), 0),
+        };
+        ring.start_file().map_err(dir_error)?;
+        ring.enforce_limits();
+        Ok(ring)
+    }
+
+    /// The file being written.
+    pub fn current_path(&self) -> Option<&Path> {
+        self.current.as_ref().map(|f| f.data.as_path())
+    }
+
+    fn period(&self, now: Duration) -> u64 {
+        self.config.rotate_every.map_or(0, |g| now.as_secs() / g.as_secs().max(1))
+    }
+
+    /// Creates the next file and writes its first frame: the pcap file header.
+    fn start_file(&mut self) -> io::Result<()> {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let stem = self.config.template.render(now);
+        let extension = self.config.compression.extension();
+        let first_n = if self.last_name.0 == stem { self.last_name.1 + 1 } else { 0 };
+        let (n, data, file) = (first_n..)
+            .map(|n| match n {
+                0 => (n, self.config.dir.join(format!("{stem}{extension}"))),
+                // `_NNN` sorts after the plain name and in order, so names sort like creation.
+                n => (n, self.config.dir.join(format!("{stem}_{n:03}{extension}"))),
+            })
+            .filter(|(_, data)| !index_path(data).exists())
+            .find_map(|(n, data)| match OpenOptions::new().write(true).create_new(true).open(&data) {
+                Ok(file) => Some(Ok((n, data, file))),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+                Err(e) => Some(Err(e)),
+            })
+            .expect("an unused name exists")?;
+        self.last_name = (stem, n);
+        let index = IndexWriter::create(&index_path(&data))
+            .inspect_err(|_| bump(&self.counters.index_errors, 1))
+            .ok();
+        bump(&self.counters.files_created, 1);
+        self.current = Some(OpenFile {
+            data,
+            file,
+            index,
+            offset: 0,
+            raw_offset: 0,
+            frames: 0,
+            period: self.period(now),
+        });
+        pcap::write_file_header(&mut self.pending.content, self.config.snaplen)?;
+        self.write_frame();
+        Ok(())
+    }
+
+    /// Writes the pending frame (if it holds anything) to the current file.
+    fn write_frame(&mut self) {
+        let Some(current) = self.current.as_mut() else { return };
+        if self.pending.content.is_empty() {
+            return;
+        }
+        let mut written = self
+            .encoder
+            .encode(&self.pending.content)
+            .and_then(|frame| current.file.write_all_at(frame, current.offset).map(|()| frame.len() as u64));
+        if matches!(&written, Err(e) if is_disk_full(e)) {
+            bump(&self.counters.disk_full_events, 1);
+            let _ = current.file.set_len(current.offset);
+            self.free_space_for(self.pending.content.len() as u64);
+            let current = self.current.as_mut().expect("checked above");
+            written = self.encoder.encode(&self.pending.content).and_then(|frame| {
+                current.file.write_all_at(frame, current.offset).map(|()| frame.len() as u64)
+            });
+        }
+        let current = self.current.as_mut().expect("checked above");
+        let pending = std::mem::take(&mut self.pending);
+        match written {
+            Ok(len) => {
+                let entry = FrameEntry {
+                    offset: current.offset,
+                    len,
+                    raw_offset: current.raw_offset,
+                    raw_len: pending.content.len() as u32,
+                    packets: pending.packets as u32,
+                    first_ns: pending.first_ns,
+                    last_ns: pending.last_ns,
+                };
+                if self.config.sync {
+                    let _ = current.file.sync_data();
+                }
+                if let Some(index) = current.index.as_mut() {
+                    if index.append(&entry).is_err() {
+                        bump(&self.counters.index_errors, 1);
+                        current.index = None;
+                    }
+                }
+                current.offset += len;
+                current.raw_offset += u64::from(entry.raw_len);
+                current.frames += 1;
+                bump(&self.counters.frames_written, 1);
+                bump(&self.counters.bytes_written, len);
+                bump(&self.counters.packets_written, pending.packets);
+            }
+            Err(_) => {
+                // Cut off whatever part of the frame made it, so the file ends at a frame boundary.
+                let _ = current.file.set_len(current.offset);
+                bump(&self.counters.write_errors, 1);
+                bump(&self.counters.packets_lost, pending.packets);
+                if current.raw_offset == 0 {
+                    // The file header must lead the file: keep it for the next attempt.
+                    let _ = pcap::write_file_header(&mut self.pending.content, self.config.snaplen);
+                }
+            }
+        }
+        // Keep the frame buffer's allocation unless the header was queued again.
+        if self.pending.content.is_empty() {
+            let mut buffer = pending.content;
+            buffer.clear();
+            self.pending.content = buffer;
+        }
+    }
+
+    /// Closes the current file and starts the next one.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.write_frame();
+        if let Some(current) = self.current.take() {
+            let _ = current.file.sync_all();
+            if let Some(index) = &current.index {
+                let _ = index.sync();
+            }
+            let bytes = current.offset + file_len(&index_path(&current.data));
+            self.closed.push_back(ClosedFile { data: current.data, bytes });
+        }
+        self.start_file()?;
+        self.enforce_limits();
+        Ok(())
+    }
+
+    fn rotate_on_time(&mut self) {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let due = self.current.as_ref().is_some_and(|c| c.period != self.period(now));
+        if due || self.current.is_none() {
+            self.rotate_counting_errors();
+        }
+    }
+
+    fn rotate_counting_errors(&mut self) {
+        if self.rotate().is_err() {
+            // No new file could be made (disk full, directory gone): count it and retry on
+            // the next tick; packets arriving meanwhile are counted as lost by write_frame.
+            bump(&self.counters.write_errors, 1);
+        }
+    }
+
+    /// Removes the oldest files until -W, --max-disk and --min-free hold (the current
+    /// file is never removed).
+    fn enforce_limits(&mut self) {
+        while self.config.max_files.is_some_and(|max| self.closed.len() + 1 > max) {
+            self.remove_oldest(false);
+        }
+        if let Some(budget) = self.max_disk_bytes {
+            while self.ring_bytes() > budget && !self.closed.is_empty() {
+                self.remove_oldest(false);
+            }
+        }
+        if let Some(floor) = self.min_free_bytes {
+            while !self.closed.is_empty() && fs_space(&self.config.dir).is_ok_and(|s| s.available < floor) {
+                self.remove_oldest(true);
+            }
+        }
+    }
+
+    /// Makes room for `needed` bytes after a disk-full error.
+    fn free_space_for(&mut self, needed: u64) {
+        let floor = needed + self.min_free_bytes.unwrap_or(0);
+        while !self.closed.is_empty() {
+            self.remove_oldest(true);
+            if fs_space(&self.config.dir).is_ok_and(|s| s.available >= floor) {
+                break;
+            }
+        }
+    }
+
+    fn ring_bytes(&self) -> u64 {
+        let current = self.current.as_ref().map_or(0, |c| c.offset + 8 + c.frames * 56);
+        self.closed.iter().map(|f| f.bytes).sum::<u64>() + current
+    }
+
+    fn remove_oldest(&mut self, for_space: bool) {
+        let Some(oldest) = self.closed.pop_front() else { return };
+        let _ = std::fs::remove_file(&oldest.data);
+        let _ = std::fs::remove_file(index_path(&oldest.data));
+        bump(
+            if for_space { &self.counters.files_removed_for_space } else { &self.counters.files_removed },
+            1,
+        );
+    }
+}
+
+impl Sink for RingWriter {
+    fn write(&mut self, batch: &Batch) -> io::Result<()> {
+        self.rotate_on_time();
+        let mut rest = batch.records.as_slice();
+        while !rest.is_empty() {
+            // Cut the batch at a record boundary so frames stay close to --frame-bytes.
+            let room = self.config.frame_bytes.saturating_sub(self.pending.content.len());
+            let mut take = 0;
+            let mut records = RecordFormat::NATIVE.records(rest);
+            for record in records.by_ref() {
+                let Ok(record) = record else {
+                    take = rest.len();
+                    break;
+                };
+                if take > 0 && take + record.raw.len() > room {
+                    break;
+                }
+                take += record.raw.len();
+                self.pending.add_packet(duration_ns(record.timestamp));
+            }
+            self.pending.content.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.content.len() >= self.config.frame_bytes {
+                self.write_frame();
+                if let (Some(limit), Some(current)) = (self.rotate_bytes, &self.current) {
+                    if current.offset >= limit {
+                        self.rotate_counting_errors();
+                    }
+                }
+                self.enforce_limits();
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        self.rotate_on_time();
+        if self.pending.started.is_some_and(|s| s.elapsed() >= self.config.frame_age) {
+            self.write_frame();
+            self.enforce_limits();
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        RingWriter::rotate(self)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.write_frame();
+        self.enforce_limits();
+        if let Some(current) = &self.current {
+            current.file.sync_all()?;
+            if let Some(index) = &current.index {
+                index.sync()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_disk_full(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The data files already in `dir`, oldest first. The newest may have been cut short by
+/// a crash: its torn last frame is cut off so every tool reads it cleanly.
+fn adopt(dir: &Path, counters: &StorageCounters) -> io::Result<VecDeque<ClosedFile>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let meta = entry.metadata()?;
+        if meta.is_file() && name.to_str().is_some_and(is_data_file) {
+            found.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), entry.path()));
+        }
+    }
+    found.sort();
+    if let Some((_, newest)) = found.last() {
+        if let Ok(file) = DataFile::open(newest) {
+            if file.damaged_tail > 0 {
+                OpenOptions::new().write(true).open(newest)?.set_len(file.complete_len())?;
+                bump(&counters.files_repaired, 1);
+            }
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(_, data)| ClosedFile { bytes: file_len(&data) + file_len(&index_path(&data)), data })
+        .collect())
+}

@@ -1,0 +1,73 @@
+//! Helpers shared by the kernel tests: test beds, ringcap processes, known frames.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ringcap_tools::frames::FrameTemplate;
+use ringcap_tools::generator::{transmit, Plan};
+use ringcap_tools::harness::CaptureProcess;
+use ringcap_tools::testbed::{TestBed, RX_IF, SINK_MAC, TX_IF, TX_MAC};
+
+pub const RINGCAP: &str = env!("CARGO_BIN_EXE_ringcap");
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn bed() -> TestBed {
+    TestBed::remove_stale();
+    TestBed::new().expect("creating the test bed (needs root)")
+}
+
+/// A fresh path in this test process's scratch directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringcap-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_dir_all(&path);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Starts `ringcap SUBCOMMAND -i veth-rx ARGS` in the receiving namespace and waits until it listens.
+pub fn start_ringcap(bed: &TestBed, subcommand: &str, args: &[&str]) -> CaptureProcess {
+    let mut command = bed.rx(RINGCAP);
+    command.args([subcommand, "-i", RX_IF]).args(args);
+    let mut process = CaptureProcess::spawn(command).unwrap();
+    assert!(process.wait_listening(), "ringcap did not start: {:?}", process.stderr);
+    process
+}
+
+pub fn start_capture(bed: &TestBed, args: &[&str]) -> CaptureProcess {
+    start_ringcap(bed, "capture", args)
+}
+
+/// The frame with sequence number `seq`: sizes cycle through 60..=1514 bytes.
+pub fn known_frame(seq: u64) -> Vec<u8> {
+    const SIZES: [usize; 17] =
+        [60, 61, 64, 100, 127, 128, 129, 256, 300, 512, 513, 1000, 1024, 1025, 1400, 1513, 1514];
+    let template = FrameTemplate { src_mac: TX_MAC, dst_mac: SINK_MAC, ..FrameTemplate::default() };
+    template.udp(SIZES[seq as usize % SIZES.len()], (seq % 7) as u16, seq)
+}
+
+/// Frames 0..count.
+pub fn mixed_frames(count: usize) -> Vec<Vec<u8>> {
+    (0..count as u64).map(known_frame).collect()
+}
+
+/// Sends every frame once, in order, out of the sending end of the bed.
+pub fn send(bed: &TestBed, frames: Vec<Vec<u8>>) {
+    send_paced(bed, frames, None);
+}
+
+/// Sends every frame once, in order, at `rate` frames per second if given.
+pub fn send_paced(bed: &TestBed, frames: Vec<Vec<u8>>, rate: Option<f64>) {
+    let count = frames.len() as u64;
+    let report = TestBed::in_namespace(&bed.tx_ns, move || {
+        let ifindex = capture_daemon::kernel::interface_index(TX_IF).unwrap();
+        transmit(ifindex, &Plan { frames, count, chunk: 1, rate })
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    assert_eq!(report.sent, count);
+}

@@ -1,0 +1,341 @@
+//! Kernel tests of `ringcap run`: the rotated, compressed, crash-safe pcap ring, read back
+//! by ringcap's own reader and by zstd, tcpdump and tshark.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use capture_daemon::storage::frames::DataFile;
+use capture_daemon::storage::is_data_file;
+use common::{bed, known_frame, mixed_frames, scratch, send, send_paced, start_ringcap, RINGCAP, WAIT};
+use ringcap_tools::frames::sequence_of;
+use ringcap_tools::generator::{transmit, Plan};
+use ringcap_tools::harness::{read_pcap_bytes, summary_count, CaptureProcess, ReadPacket};
+use ringcap_tools::testbed::{TestBed, RX_IF, TX_IF};
+
+/// The ring's data files in creation order.
+fn data_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_data_file))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every packet of the complete frames of a file, read with ringcap's reader.
+fn read_frames(path: &Path) -> (DataFile, Vec<ReadPacket>) {
+    let file = DataFile::open(path).unwrap();
+    let mut packets = Vec::new();
+    for i in 0..file.frames.len() {
+        let content = file.content(i).unwrap();
+        for record in file.format.records(file.records_of(i, &content)) {
+            let record = record.expect("complete frames hold whole records");
+            packets.push(ReadPacket {
+                timestamp: record.timestamp,
+                orig_len: record.orig_len,
+                data: record.data.to_vec(),
+            });
+        }
+    }
+    (file, packets)
+}
+
+/// `zstd -dc FILE` (or the file itself when plain), checked by zstd, tcpdump and tshark.
+fn decompress_and_check_with_tools(path: &Path) -> Vec<u8> {
+    let plain = if path.extension().is_some_and(|e| e == "zst") {
+        let out = Command::new("zstd").args(["-q", "-dc"]).arg(path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "zstd -dc {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let copy = path.with_extension("check");
+        std::fs::write(&copy, &out.stdout).unwrap();
+        copy
+    } else {
+        path.to_path_buf()
+    };
+    for (tool, args) in [("tcpdump", vec!["-nn", "-r"]), ("tshark", vec!["-n", "-r"])] {
+        let out = Command::new(tool).args(&args).arg(&plain).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warnings: Vec<_> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("reading from file") && !l.contains("Running as user \"root\""))
+            .collect();
+        assert!(out.status.success() && warnings.is_empty(), "{tool} on {}: {warnings:?}", path.display());
+    }
+    let bytes = std::fs::read(&plain).unwrap();
+    if plain != path {
+        std::fs::remove_file(plain).unwrap();
+    }
+    bytes
+}
+
+/// Starts `ringcap run --dir DIR ARGS` (ARGS separated by spaces).
+fn start_run(bed: &TestBed, dir: &Path, args: &str) -> CaptureProcess {
+    let mut all = vec!["--dir", dir.to_str().unwrap()];
+    all.extend(args.split_whitespace());
+    start_ringcap(bed, "run", &all)
+}
+
+/// Sends `frames`, gives the writer a moment, and stops the daemon cleanly.
+fn send_and_stop(bed: &TestBed, ring: CaptureProcess, frames: Vec<Vec<u8>>) -> Vec<String> {
+    send(bed, frames);
+    std::thread::sleep(Duration::from_millis(300));
+    stop(ring)
+}
+
+fn stop(process: CaptureProcess) -> Vec<String> {
+    process.signal(libc::SIGINT);
+    let (status, stderr) = process.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    stderr
+}
+
+/// Packets are exactly `expected` sequence numbers, in order, byte-exact, timestamps ascending.
+fn assert_exact(packets: &[ReadPacket], expected: impl IntoIterator<Item = u64>) {
+    let expected: Vec<u64> = expected.into_iter().collect();
+    let seqs: Vec<u64> = packets.iter().map(|p| sequence_of(&p.data).unwrap()).collect();
+    assert_eq!(seqs.len(), expected.len(), "packet count");
+    assert_eq!(seqs, expected, "sequence numbers (duplicates, gaps or order)");
+    for packet in packets {
+        let seq = sequence_of(&packet.data).unwrap();
+        assert_eq!(packet.data, known_frame(seq), "bytes of packet {seq}");
+        assert_eq!(packet.orig_len as usize, packet.data.len());
+    }
+    assert!(packets.windows(2).all(|w| w[0].timestamp <= w[1].timestamp), "timestamps not ascending");
+}
+
+#[test]
+fn time_rotation_splits_every_packet_exactly_once_across_files() {
+    let bed = bed();
+    let dir = scratch("rotation");
+    let ring = start_run(&bed, &dir, "-G 1");
+    send_paced(&bed, mixed_frames(3000), Some(1000.0));
+    let stderr = stop(ring);
+    assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(3000), "{stderr:?}");
+    let files = data_files(&dir);
+    assert!(files.len() >= 3, "{} files for 3 s at -G 1", files.len());
+    let mut all = Vec::new();
+    for file in &files {
+        let (data, packets) = read_frames(file);
+        assert_eq!(data.damaged_tail, 0);
+        assert_eq!(data.recovered_frames, 0, "every frame is indexed after a clean stop");
+        let plain = decompress_and_check_with_tools(file);
+        assert_eq!(read_pcap_bytes(&plain).unwrap(), packets, "zstd+pcap and ringcap's reader agree");
+        all.extend(packets);
+    }
+    assert_exact(&all, 0..3000);
+}
+
+#[test]
+fn size_rotation_and_file_count_limit_keep_the_newest_packets() {
+    let bed = bed();
+    let dir = scratch("count-limit");
+    let ring = start_run(&bed, &dir, "-G 0 -C 0.1 -W 3 --no-compress --frame-bytes 20000");
+    let stderr = send_and_stop(&bed, ring, mixed_frames(3000));
+    let files = data_files(&dir);
+    assert_eq!(files.len(), 3, "-W 3");
+    let idx = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "idx"))
+        .count();
+    assert_eq!(idx, 3, "index files go with their data files");
+    let mut kept = Vec::new();
+    for file in &files {
+        assert!(std::fs::metadata(file).unwrap().len() < 100_000 + 20_000 + 16 + 1514, "-C 0.1 holds");
+        decompress_and_check_with_tools(file);
+        kept.extend(read_frames(file).1);
+    }
+    let first = sequence_of(&kept[0].data).unwrap();
+    assert_exact(&kept, first..3000);
+    assert!(stderr.iter().any(|l| l.contains("removed by -W/--max-disk")), "{stderr:?}");
+}
+
+#[test]
+fn max_disk_keeps_the_ring_under_its_budget() {
+    let bed = bed();
+    let dir = scratch("budget");
+    let ring = start_run(&bed, &dir, "--no-compress --frame-bytes 65536 --max-disk 1M");
+    send_and_stop(&bed, ring, mixed_frames(6000));
+    let total: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(total <= 1 << 20, "ring holds {total} bytes over a 1 MiB budget");
+    let files = data_files(&dir);
+    assert!(files.len() >= 3);
+    let kept: Vec<_> = files.iter().flat_map(|f| read_frames(f).1).collect();
+    let first = sequence_of(&kept[0].data).unwrap();
+    assert_exact(&kept, first..6000);
+}
+
+#[test]
+fn quiet_link_still_rotates_and_recent_packets_are_readable_while_writing() {
+    let bed = bed();
+    let dir = scratch("quiet");
+    let ring = start_run(&bed, &dir, "-G 1");
+    std::thread::sleep(Duration::from_millis(2600));
+    let quiet_files = data_files(&dir);
+    assert!(quiet_files.len() >= 3, "{} files after 2.6 quiet seconds at -G 1", quiet_files.len());
+    for file in &quiet_files {
+        assert!(read_pcap_bytes(&decompress_and_check_with_tools(file)).unwrap().is_empty());
+    }
+    send(&bed, mixed_frames(10));
+    std::thread::sleep(Duration::from_millis(1300));
+    let current = data_files(&dir).pop().unwrap();
+    let recent: Vec<_> = data_files(&dir).iter().flat_map(|f| read_frames(f).1).collect();
+    assert_exact(&recent, 0..10);
+    decompress_and_check_with_tools(&current);
+    stop(ring);
+}
+
+#[test]
+fn sighup_rotates_now_and_a_restart_adopts_the_ring() {
+    let bed = bed();
+    let dir = scratch("hup");
+    // Two lives of the daemon, each writing two files (the second one started by SIGHUP).
+    for life in 0..2u64 {
+        let ring = start_run(&bed, &dir, "-G 0 -W 4");
+        send(&bed, (life * 200..life * 200 + 100).map(known_frame).collect());
+        std::thread::sleep(Duration::from_millis(300));
+        ring.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(300));
+        send_and_stop(&bed, ring, (life * 200 + 100..life * 200 + 200).map(known_frame).collect());
+        assert_eq!(data_files(&dir).len() as u64, 2 * (life + 1), "SIGHUP started a new file");
+    }
+    let files = data_files(&dir);
+    assert_eq!(files.len(), 4, "-W 4 counts the adopted files");
+    let kept: Vec<_> = files.iter().flat_map(|f| read_frames(f).1).collect();
+    assert_exact(&kept, 0..400);
+}
+
+#[test]
+fn kill_9_under_load_loses_at_most_the_frame_being_written() {
+    let bed = bed();
+    let dir = scratch("crash");
+    // A sender that keeps numbering frames across all the daemon's lives.
+    let running = Arc::new(AtomicBool::new(true));
+    let next_seq = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (running, next_seq) = (Arc::clone(&running), Arc::clone(&next_seq));
+        TestBed::in_namespace(&bed.tx_ns, move || {
+            let ifindex = capture_daemon::kernel::interface_index(TX_IF).unwrap();
+            while running.load(Ordering::Relaxed) {
+                let first = next_seq.load(Ordering::Relaxed);
+                let frames: Vec<_> = (first..first + 200).map(known_frame).collect();
+                transmit(ifindex, &Plan { frames, count: 200, chunk: 1, rate: Some(20_000.0) }).unwrap();
+                next_seq.store(first + 200, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20 {
+        let ring = start_run(&bed, &dir, "-G 1 --frame-bytes 32768 --frame-interval 0.2");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(100 + seed % 600));
+        ring.signal(libc::SIGKILL);
+        let (status, _) = ring.finish(WAIT);
+        assert!(!status.success());
+    }
+    running.store(false, Ordering::Relaxed);
+    sender.join().unwrap().unwrap();
+
+    let files = data_files(&dir);
+    let newest = files.last().cloned().unwrap();
+    let mut all = Vec::new();
+    for file in &files {
+        let (data, packets) = read_frames(file);
+        if *file != newest {
+            // Older files were repaired when the next run adopted the ring.
+            assert_eq!(data.damaged_tail, 0, "{} has a torn tail", file.display());
+            let plain = decompress_and_check_with_tools(file);
+            assert_eq!(read_pcap_bytes(&plain).unwrap(), packets);
+        }
+        all.extend(packets);
+    }
+    // Packets captured between kills are whole, byte-exact, unique and in order; the ones
+    // sent while no daemon ran, or still unflushed at a kill, are simply absent.
+    assert!(all.len() > 1000, "only {} packets survived", all.len());
+    let mut last = None;
+    for packet in &all {
+        let seq = sequence_of(&packet.data).unwrap();
+        assert_eq!(packet.data, known_frame(seq), "bytes of packet {seq}");
+        assert!(last.is_none_or(|l| seq > l), "packet {seq} after {last:?}");
+        last = Some(seq);
+    }
+}
+
+#[test]
+fn a_full_disk_removes_the_oldest_files_and_capture_goes_on() {
+    let bed = bed();
+    let dir = scratch("full");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&dir).status().unwrap();
+    assert!(mounted.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.clone());
+    let ring = start_run(&bed, &dir, "-G 0 -C 0.5 --no-compress --min-free 0 --frame-bytes 65536");
+    let stderr = send_and_stop(&bed, ring, mixed_frames(12_000));
+    let disk_full = stderr.iter().find(|l| l.contains("disk-full events")).unwrap();
+    assert!(!disk_full.starts_with("0 "), "the disk never filled: {stderr:?}");
+    let removed = stderr.iter().find(|l| l.contains("removed for free space")).unwrap();
+    assert!(!removed.ends_with(" 0 removed for free space"), "{stderr:?}");
+    let written = summary_count(&stderr, "packets written to the ring").unwrap();
+    let lost = summary_count(&stderr, "packets lost to write errors").unwrap();
+    assert_eq!(written + lost, 12_000, "every packet is written or counted as lost");
+    let files = data_files(&dir);
+    let kept: Vec<_> = files
+        .iter()
+        .flat_map(|f| {
+            let (data, packets) = read_frames(f);
+            assert_eq!(data.damaged_tail, 0, "{} ends in a partial frame", f.display());
+            decompress_and_check_with_tools(f);
+            packets
+        })
+        .collect();
+    assert!(!kept.is_empty());
+    let mut last = None;
+    for packet in &kept {
+        let seq = sequence_of(&packet.data).unwrap();
+        assert_eq!(packet.data, known_frame(seq));
+        assert!(last.is_none_or(|l| seq > l));
+        last = Some(seq);
+    }
+    assert_eq!(last, Some(11_999), "the newest packets are kept");
+}
+
+fn expect_failure(args: &[&str], message: &str) {
+    let bed = bed();
+    let output = bed.rx(RINGCAP).args(["run", "-i", RX_IF]).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{args:?} succeeded: {stderr}");
+    assert!(stderr.contains(message), "expected {message:?} in {stderr}");
+}
+
+#[test]
+fn bad_ring_settings_give_clear_errors() {
+    let dir = scratch("bad");
+    let d = dir.to_str().unwrap();
+    expect_failure(&["--dir", "/proc/ringcap"], "cannot use /proc/ringcap for the capture ring");
+    expect_failure(&["--dir", d, "--name", "a/%Y"], "without '/'");
+    expect_failure(&["--dir", d, "--name", "x%Q"], "%Q is not supported");
+    expect_failure(&["--dir", d, "-W", "0"], "-W 0 would keep no files");
+    expect_failure(&["--dir", d, "-C", "0"], "out of range");
+    expect_failure(&["--dir", d, "-C", "1e12"], "out of range");
+    expect_failure(&["--dir", d, "--max-disk", "150%"], "not a percentage");
+    expect_failure(&["--dir", d, "--max-disk", "10K"], "too small");
+    expect_failure(&["--dir", d, "--zstd-level", "30"], "30");
+    expect_failure(&["--dir", d, "--frame-interval", "0"], "--frame-interval 0 is out of range");
+}
