@@ -3,6 +3,7 @@
 //! `target/bench/`. Speed is measured here, never asserted in tests.
 mod capture;
 mod report;
+mod storage;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -18,10 +19,13 @@ struct Cli {
 enum Bench {
     /// Zero-loss capture rate of ringcap and `tcpdump -w` on the veth test bed.
     Capture(capture::Options),
+    /// The ring writer alone at zstd levels 0, 1, 3, and the whole path against tcpdump + zstd.
+    Storage(storage::Options),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().bench {
         Bench::Capture(options) => capture::run(&options),
+        Bench::Storage(options) => storage::run(&options),
     }
 }

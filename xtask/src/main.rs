@@ -29,7 +29,7 @@ enum Task {
     /// Run every test: formatting, clippy (user space and eBPF), unit and kernel tests.
     Test {
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Run the built-in demo: a test bed, generated and real traffic, capture, summary.
@@ -39,7 +39,7 @@ enum Task {
         /// Which benchmark.
         name: String,
         /// Extra arguments for the benchmark.
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
 }
