@@ -82,15 +82,7 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
             c
         }
         Tool::Tcpdump => {
-            let mut pass = bed.rx(release.join("ringcap-gen").to_str().expect("utf-8"));
-            pass.args(["hold-pass", "-i", RX_IF]).stdout(Stdio::piped());
-            let mut child = pass.spawn()?;
-            let mut ready = String::new();
-            std::io::BufRead::read_line(
-                &mut std::io::BufReader::new(child.stdout.as_mut().expect("piped")),
-                &mut ready,
-            )?;
-            holder = Some(child);
+            holder = Some(bed.hold_pass(release.join("ringcap-gen").to_str().expect("utf-8"))?);
             let mut c = bed.rx("tcpdump");
             c.args(["-i", RX_IF, "-n", "-s", "262144", "-B", "65536", "-w", output.to_str().expect("utf-8")]);
             c
@@ -122,14 +114,14 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
     if let Some(rate) = target_pps {
         generator.args(["--rate", &format!("{rate:.0}")]);
     }
-    let rx_before = rx_packets(&bed)?;
+    let rx_before = bed.rx_packets()?;
     let generated = generator.output().context("running ringcap-gen")?;
     if !generated.status.success() {
         bail!("ringcap-gen failed: {}", String::from_utf8_lossy(&generated.stderr));
     }
     let report: serde_json::Value = serde_json::from_slice(&generated.stdout)?;
     std::thread::sleep(Duration::from_millis(500));
-    let delivered = rx_packets(&bed)? - rx_before;
+    let delivered = bed.rx_packets()? - rx_before;
     capture.signal(libc::SIGINT);
     let finished = capture.finish_measured(Duration::from_secs(60));
     if let Some(mut holder) = holder {
@@ -153,13 +145,6 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
         seconds: report["seconds"].as_f64().unwrap_or(0.0),
         capture_cpu_seconds: finished.cpu.as_secs_f64(),
     })
-}
-
-/// Packets received by the captured interface so far (what veth delivered, XDP or not).
-fn rx_packets(bed: &TestBed) -> Result<u64> {
-    let output = bed.rx("ip").args(["-s", "-j", "link", "show", RX_IF]).output()?;
-    let links: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    links[0]["stats64"]["rx"]["packets"].as_u64().context("no rx counter in `ip -s -j link`")
 }
 
 /// Full speed first; if anything is lost, paced runs at falling fractions of that speed.

@@ -179,12 +179,6 @@ struct PathResult {
     output_bytes: u64,
 }
 
-fn rx_packets(bed: &TestBed) -> Result<u64> {
-    let output = bed.rx("ip").args(["-s", "-j", "link", "show", RX_IF]).output()?;
-    let links: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    links[0]["stats64"]["rx"]["packets"].as_u64().context("no rx counter")
-}
-
 /// Sends `count` mixed-size frames at full speed through a fresh bed into `tool`.
 fn whole_path(tool: &'static str, count: u64) -> Result<PathResult> {
     let bed = TestBed::new()?;
@@ -197,13 +191,7 @@ fn whole_path(tool: &'static str, count: u64) -> Result<PathResult> {
         c.args(["run", "-i", RX_IF, "--dir", dir.to_str().context("utf-8")?, "-G", "1", "--zstd-level", "1"]);
         c
     } else {
-        let mut pass = bed.rx(release.join("ringcap-gen").to_str().context("utf-8")?);
-        let mut child = pass.args(["hold-pass", "-i", RX_IF]).stdout(Stdio::piped()).spawn()?;
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().context("piped")?),
-            &mut String::new(),
-        )?;
-        holder = Some(child);
+        holder = Some(bed.hold_pass(release.join("ringcap-gen").to_str().context("utf-8")?)?);
         let script = dir.join("zstd-1.sh");
         std::fs::write(&script, "#!/bin/sh\nexec zstd -1 -q --rm \"$1\"\n")?;
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
@@ -217,7 +205,7 @@ fn whole_path(tool: &'static str, count: u64) -> Result<PathResult> {
     if !capture.wait_listening() {
         bail!("{tool} did not start: {:?}", capture.stderr);
     }
-    let before = rx_packets(&bed)?;
+    let before = bed.rx_packets()?;
     let sent = bed
         .tx(release.join("ringcap-gen").to_str().context("utf-8")?)
         .args(["send", "-i", TX_IF, "-c", &count.to_string(), "--sizes", "64,128,576,1514", "--flows", "64"])
@@ -227,7 +215,7 @@ fn whole_path(tool: &'static str, count: u64) -> Result<PathResult> {
         bail!("ringcap-gen failed");
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let delivered = rx_packets(&bed)? - before;
+    let delivered = bed.rx_packets()? - before;
     capture.signal(libc::SIGINT);
     let finished = capture.finish_measured(Duration::from_secs(60));
     if let Some(mut holder) = holder {

@@ -128,6 +128,37 @@ impl TestBed {
         })
     }
 
+    /// Packets the captured interface (`veth-rx`) has received so far, XDP or not.
+    pub fn rx_packets(&self) -> std::io::Result<u64> {
+        let output = self.rx("ip").args(["-s", "-o", "link", "show", RX_IF]).output()?;
+        // `ip -s -o link`: "... RX: bytes packets ... \    BYTES PACKETS ..."
+        let text = String::from_utf8_lossy(&output.stdout);
+        let counters = text.split("RX:").nth(1).and_then(|rx| rx.split('\\').nth(1));
+        counters
+            .and_then(|c| c.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("no rx counter in `ip -s -o link`: {text}")))
+    }
+
+    /// Attaches an `XDP_PASS` program to `veth-rx` (with `ringcap-gen hold-pass`) for
+    /// receivers that have no XDP program of their own: veth needs one to accept live
+    /// frames. The program stays until the returned child is killed.
+    pub fn hold_pass(&self, generator: &str) -> std::io::Result<std::process::Child> {
+        let mut child = self
+            .rx(generator)
+            .args(["hold-pass", "-i", RX_IF])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut ready = String::new();
+        let stdout = child.stdout.as_mut().expect("piped");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready)?;
+        if ready.trim() != "ready" {
+            let _ = child.kill();
+            return Err(std::io::Error::other("ringcap-gen hold-pass did not attach"));
+        }
+        Ok(child)
+    }
+
     /// Removes namespaces left behind by test processes that no longer exist.
     pub fn remove_stale() {
         let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else { return };
