@@ -5,6 +5,9 @@
 //! `user` feature adds the `aya::Pod` impls the daemon needs to read maps.
 #![cfg_attr(target_arch = "bpf", no_std)]
 
+pub mod filter;
+pub mod flow;
+
 /// Name of the BPF ring buffer map that carries packet records to user space.
 pub const RING_MAP: &str = "PACKETS";
 /// Name of the per-CPU array of [`Counter`]s.
@@ -14,6 +17,29 @@ pub const SNAPLEN_GLOBAL: &str = "SNAPLEN";
 /// Name of the load-time global holding the ring fill level (bytes) above which the
 /// kernel wakes the reader; below it records are submitted without a wakeup.
 pub const WAKEUP_GLOBAL: &str = "WAKEUP_BYTES";
+/// Name of the array map holding the filter program ([`filter::FilterInsn`]s).
+pub const FILTER_MAP: &str = "FILTER";
+/// Name of the one-entry array map holding the [`CaptureConfig`].
+pub const CONFIG_MAP: &str = "CONFIG";
+/// Bytes of each packet the kernel copies for the filter and flow sampling to read;
+/// loads beyond them count as outside the packet.
+pub const FILTER_WINDOW: u32 = 256;
+
+/// Settings user space may change while programs run (map `CONFIG`, entry 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// Instructions in the filter program; 0 takes every packet.
+    pub filter_len: u32,
+    /// Keep one packet in N at random (0 or 1: all).
+    pub sample_every: u32,
+    /// Keep the flows whose symmetric hash is 0 modulo N (0 or 1: all).
+    pub flow_sample_every: u32,
+    pub _pad: u32,
+    /// Token-bucket rate per CPU in packets per second (0: unlimited).
+    pub max_pps_per_cpu: u64,
+}
+
 /// Name of the XDP capture program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ringcap_xdp";
 
@@ -69,14 +95,27 @@ pub enum Counter {
     RingFull = 2,
     /// Records lost because the packet bytes could not be read (`bpf_xdp_load_bytes` failed).
     CopyFailed = 3,
+    /// Packets the filter expression did not select.
+    Filtered = 4,
+    /// Packets left out by `--sample` or `--flow-sample`.
+    SampledOut = 5,
+    /// Packets over `--max-pps`.
+    RateLimited = 6,
 }
 
 impl Counter {
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 7;
     /// All counters, in index order.
-    pub const ALL: [Counter; Self::COUNT as usize] =
-        [Counter::Seen, Counter::Captured, Counter::RingFull, Counter::CopyFailed];
+    pub const ALL: [Counter; Self::COUNT as usize] = [
+        Counter::Seen,
+        Counter::Captured,
+        Counter::RingFull,
+        Counter::CopyFailed,
+        Counter::Filtered,
+        Counter::SampledOut,
+        Counter::RateLimited,
+    ];
 
     /// Prometheus-style name of the counter.
     pub const fn name(self) -> &'static str {
@@ -85,12 +124,17 @@ impl Counter {
             Counter::Captured => "captured",
             Counter::RingFull => "ring_full",
             Counter::CopyFailed => "copy_failed",
+            Counter::Filtered => "filtered",
+            Counter::SampledOut => "sampled_out",
+            Counter::RateLimited => "rate_limited",
         }
     }
 }
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for RecordHeader {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for CaptureConfig {}
 
 #[cfg(test)]
 mod tests {

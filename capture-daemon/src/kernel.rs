@@ -2,8 +2,14 @@
 use std::ffi::CString;
 use std::io;
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{Xdp, XdpMode};
+use std::time::Duration;
+
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+use capture_common::filter::FilterInsn;
+use capture_common::{CaptureConfig, CONFIG_MAP, FILTER_MAP};
+
+use crate::filter::Filter;
 use aya::{Ebpf, EbpfLoader};
 use capture_common::{
     Counter, COUNTERS_MAP, MAX_CAPTURE_BYTES, RING_MAP, SNAPLEN_GLOBAL, WAKEUP_GLOBAL, XDP_PROGRAM,
@@ -38,6 +44,8 @@ pub enum KernelError {
     BadRingSize(u32),
     #[error("loading ringcap's eBPF programs failed: {0}")]
     Load(String),
+    #[error("cannot update the kernel's {map} map: {reason}")]
+    MapUpdate { map: &'static str, reason: String },
 }
 
 /// How the XDP program is attached (`--xdp-mode`).
@@ -76,6 +84,18 @@ pub struct KernelConfig {
     pub ring_bytes: u32,
 }
 
+/// Which packets the kernel records: the filter and the sampling settings.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub filter: Option<Filter>,
+    /// Keep one packet in N at random (`--sample 1/N`).
+    pub sample_every: u32,
+    /// Keep whole flows, one in N (`--flow-sample 1/N`).
+    pub flow_sample_every: u32,
+    /// At most this many packets per second in all (`--max-pps`), split across CPUs.
+    pub max_pps: u64,
+}
+
 /// Sums of the per-CPU counters of the capture programs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
@@ -98,6 +118,8 @@ pub struct CaptureProgram {
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
+    filter: Array<MapData, FilterInsn>,
+    config: Array<MapData, CaptureConfig>,
 }
 
 impl CaptureProgram {
@@ -126,7 +148,40 @@ impl CaptureProgram {
         let counters = PerCpuArray::try_from(counters).map_err(|e| KernelError::Load(e.to_string()))?;
         let ring = take_map(&mut ebpf, RING_MAP)?;
         let ring = RingBuf::try_from(ring).map_err(|e| KernelError::Load(e.to_string()))?;
-        Ok(CaptureProgram { ebpf, counters, ring: Some(ring) })
+        let filter = Array::try_from(take_map(&mut ebpf, FILTER_MAP)?)
+            .map_err(|e| KernelError::Load(e.to_string()))?;
+        let config = Array::try_from(take_map(&mut ebpf, CONFIG_MAP)?)
+            .map_err(|e| KernelError::Load(e.to_string()))?;
+        Ok(CaptureProgram { ebpf, counters, ring: Some(ring), filter, config })
+    }
+
+    /// Installs a filter and sampling settings; takes effect for the next packet.
+    pub fn select(&mut self, selection: &Selection) -> Result<(), KernelError> {
+        let update_error =
+            |map, e: aya::maps::MapError| KernelError::MapUpdate { map, reason: e.to_string() };
+        let program = selection.filter.as_ref().filter(|f| !f.is_empty()).map_or(&[][..], |f| &f.program[..]);
+        // Disable the filter while its instructions change, then enable the new one.
+        let mut config = CaptureConfig {
+            sample_every: selection.sample_every,
+            flow_sample_every: selection.flow_sample_every,
+            max_pps_per_cpu: selection.max_pps.div_ceil(possible_cpus() as u64),
+            ..CaptureConfig::default()
+        };
+        self.config.set(0, config, 0).map_err(|e| update_error(CONFIG_MAP, e))?;
+        for (i, insn) in program.iter().enumerate() {
+            self.filter.set(i as u32, *insn, 0).map_err(|e| update_error(FILTER_MAP, e))?;
+        }
+        config.filter_len = program.len() as u32;
+        self.config.set(0, config, 0).map_err(|e| update_error(CONFIG_MAP, e))
+    }
+
+    /// Runs the XDP program once on `frame` with `BPF_PROG_TEST_RUN` (no interface
+    /// needed): tests and benchmarks use it to push exact packets through the real program.
+    pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<Duration, KernelError> {
+        let program: &Xdp =
+            self.ebpf.program(XDP_PROGRAM).expect("checked at load").try_into().expect("checked at load");
+        let options = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() };
+        program.test_run(options).map(|r| r.duration).map_err(|e| KernelError::Load(error_chain(&e)))
     }
 
     /// Attaches the XDP capture program to `iface` and returns the mode it got.
@@ -194,6 +249,10 @@ impl CaptureProgram {
         }
         sums
     }
+}
+
+fn possible_cpus() -> usize {
+    aya::util::nr_cpus().unwrap_or(1).max(1)
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> {

@@ -5,6 +5,7 @@
 //! ([`clock`]), and sinks ([`output`]) write them.
 pub mod capture;
 pub mod clock;
+pub mod filter;
 pub mod kernel;
 pub mod output;
 pub mod pcap;

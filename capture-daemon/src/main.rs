@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use capture_common::Counter;
 use capture_daemon::capture::ReaderConfig;
-use capture_daemon::kernel::{KernelConfig, XdpModeChoice};
+use capture_daemon::filter::Filter;
+use capture_daemon::kernel::{KernelConfig, Selection, XdpModeChoice};
 use capture_daemon::output::{PcapStream, Sink};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
 use capture_daemon::session::{run_capture, CaptureOptions, CaptureSummary};
@@ -51,6 +52,26 @@ struct KernelArgs {
     /// XDP attach mode: auto tries native, then generic, and says which it got.
     #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
     xdp_mode: XdpModeChoice,
+    /// Keep one packet in N, at random: `1/N`.
+    #[arg(long, value_name = "1/N", value_parser = parse_fraction)]
+    sample: Option<u32>,
+    /// Keep one flow in N, both directions of each kept flow: `1/N`.
+    #[arg(long, value_name = "1/N", value_parser = parse_fraction)]
+    flow_sample: Option<u32>,
+    /// Record at most RATE packets per second (a token bucket per CPU, RATE split evenly).
+    #[arg(long, value_name = "RATE", value_parser = clap::value_parser!(u64).range(1..))]
+    max_pps: Option<u64>,
+    /// Filter expression in tcpdump syntax (`man pcap-filter`), evaluated in the kernel.
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    expression: Vec<String>,
+}
+
+fn parse_fraction(text: &str) -> Result<u32, String> {
+    let n = text.strip_prefix("1/").unwrap_or(text);
+    match n.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a sampling fraction: use 1/N with N >= 1")),
+    }
 }
 
 /// When to stop, shared by every capturing command.
@@ -161,18 +182,34 @@ fn main() -> ExitCode {
 }
 
 impl KernelArgs {
-    fn capture_options(&self, reader: ReaderConfig, duration: Option<Duration>) -> CaptureOptions {
-        CaptureOptions {
+    /// Compiles the expression: a bad one is refused before anything is loaded.
+    fn selection(&self) -> anyhow::Result<Selection> {
+        let filter = Filter::compile(&self.expression.join(" "))?;
+        Ok(Selection {
+            filter: Some(filter),
+            sample_every: self.sample.unwrap_or(1),
+            flow_sample_every: self.flow_sample.unwrap_or(1),
+            max_pps: self.max_pps.unwrap_or(0),
+        })
+    }
+
+    fn capture_options(
+        &self,
+        reader: ReaderConfig,
+        duration: Option<Duration>,
+    ) -> anyhow::Result<CaptureOptions> {
+        Ok(CaptureOptions {
             interfaces: vec![self.interface.clone()],
             xdp_mode: self.xdp_mode,
             kernel: KernelConfig {
                 snaplen: self.snaplen,
                 ring_bytes: (self.buffer_kib * 1024).next_power_of_two(),
             },
+            selection: self.selection()?,
             reader,
             duration,
             queue_batches: 256,
-        }
+        })
     }
 }
 
@@ -194,7 +231,7 @@ impl StopArgs {
 /// Runs a session into `sink`, announcing each interface as tcpdump does.
 fn capture_into(kernel: &KernelArgs, stop: &StopArgs, sink: Box<dyn Sink>) -> anyhow::Result<CaptureSummary> {
     let snaplen = kernel.snaplen;
-    let options = kernel.capture_options(stop.reader_config(snaplen), stop.duration()?);
+    let options = kernel.capture_options(stop.reader_config(snaplen), stop.duration()?)?;
     let summary = run_capture(&options, sink, |attached| {
         for (iface, mode) in attached {
             eprintln!(
@@ -207,6 +244,7 @@ fn capture_into(kernel: &KernelArgs, stop: &StopArgs, sink: Box<dyn Sink>) -> an
 
 fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     args.stop.duration()?;
+    args.kernel.selection()?;
     // Check the interface before creating the output file, so a typo leaves no empty file.
     capture_daemon::kernel::interface_index(&args.kernel.interface)?;
     let sink = PcapStream::create(&args.write, args.kernel.snaplen)
@@ -224,6 +262,7 @@ fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     args.stop.duration()?;
+    args.kernel.selection()?;
     capture_daemon::kernel::interface_index(&args.kernel.interface)?;
     if !(0.05..=60.0).contains(&args.frame_interval) {
         anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
@@ -288,6 +327,15 @@ fn print_summary(summary: &CaptureSummary) {
     eprintln!("{} packets captured", summary.captured);
     eprintln!("{} packets received by filter", summary.kernel.get(Counter::Seen));
     eprintln!("{} packets dropped by kernel", summary.kernel.dropped());
+    eprintln!(
+        "{} packets not selected: {} by the filter, {} by sampling, {} by --max-pps",
+        summary.kernel.get(Counter::Filtered)
+            + summary.kernel.get(Counter::SampledOut)
+            + summary.kernel.get(Counter::RateLimited),
+        summary.kernel.get(Counter::Filtered),
+        summary.kernel.get(Counter::SampledOut),
+        summary.kernel.get(Counter::RateLimited)
+    );
     eprintln!("{} packets dropped by ringcap (writer queue full)", summary.queue_dropped);
     if summary.write_dropped > 0 {
         eprintln!("{} packets dropped by ringcap (write errors)", summary.write_dropped);

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::capture::{Batch, BufferPool, ReaderConfig, ReaderControl, ReaderCounters, RingReader};
-use crate::kernel::{AttachMode, CaptureProgram, KernelConfig, KernelCounters, KernelError, XdpModeChoice};
+use crate::kernel::{
+    AttachMode, CaptureProgram, KernelConfig, KernelCounters, KernelError, Selection, XdpModeChoice,
+};
 use crate::output::Sink;
 
 /// What to capture and how.
@@ -17,6 +19,8 @@ pub struct CaptureOptions {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpModeChoice,
     pub kernel: KernelConfig,
+    /// Filter and sampling, installed before any program is attached.
+    pub selection: Selection,
     pub reader: ReaderConfig,
     /// Stop after this long.
     pub duration: Option<Duration>,
@@ -62,6 +66,7 @@ pub fn run_capture(
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&rotate))
         .map_err(SessionError::Signals)?;
     let mut program = CaptureProgram::load(options.kernel)?;
+    program.select(&options.selection)?;
     let mut attached = Vec::new();
     for iface in &options.interfaces {
         let mode = program.attach_xdp(iface, options.xdp_mode)?;

@@ -7,6 +7,7 @@
 #![no_main]
 
 mod record;
+mod select;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use capture_common::RecordFlags;

@@ -57,11 +57,15 @@ fn count(counter: Counter) {
     }
 }
 
-/// Records the packet (up to SNAPLEN bytes) and counts the outcome.
+/// Records the packet (up to SNAPLEN bytes) if it is selected, and counts the outcome.
 #[inline(always)]
 pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
     count(Counter::Seen);
     let orig_len = packet.len();
+    if let Err(left_out) = crate::select::select(packet, orig_len) {
+        count(left_out);
+        return;
+    }
     let mut cap_len = orig_len;
     let snaplen = SNAPLEN.load();
     if cap_len > snaplen {

@@ -17,11 +17,14 @@ pub fn bed() -> TestBed {
     TestBed::new().expect("creating the test bed (needs root)")
 }
 
-/// A fresh path in this test process's scratch directory.
+/// A fresh path in this test process's scratch directory, unique even when tests
+/// running in parallel ask for the same name.
 pub fn scratch(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!("ringcap-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{n}-{name}"));
     let _ = std::fs::remove_dir_all(&path);
     let _ = std::fs::remove_file(&path);
     path

@@ -1,0 +1,107 @@
+//! A symmetric flow hash: both directions of a connection hash alike, so flow sampling
+//! keeps or drops whole conversations. Shared by the kernel and the tests.
+use crate::filter::PacketView;
+
+const ETH_P_IP: u32 = 0x0800;
+const ETH_P_IPV6: u32 = 0x86dd;
+
+#[inline(always)]
+fn mix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846c_a68b);
+    h ^ (h >> 16)
+}
+
+#[inline(always)]
+fn word<P: PacketView>(p: &P, at: u32) -> Option<u32> {
+    let mut v = 0u32;
+    let mut i = 0;
+    while i < 4 {
+        v = (v << 8) | u32::from(p.byte(at + i)?);
+        i += 1;
+    }
+    Some(v)
+}
+
+#[inline(always)]
+fn half<P: PacketView>(p: &P, at: u32) -> Option<u32> {
+    Some((u32::from(p.byte(at)?) << 8) | u32::from(p.byte(at + 1)?))
+}
+
+/// Hash of one endpoint: address words and port.
+#[inline(always)]
+fn endpoint<P: PacketView>(p: &P, addr: u32, words: u32, port: Option<u32>) -> Option<u32> {
+    let mut h = 0x9e37_79b9u32;
+    let mut i = 0;
+    while i < words {
+        h = mix(h ^ word(p, addr + 4 * i)?);
+        i += 1;
+    }
+    Some(mix(h ^ port.unwrap_or(0)))
+}
+
+/// The symmetric hash of a packet's flow: addresses and ports of IPv4/IPv6 TCP, UDP and
+/// SCTP (after up to two VLAN tags); addresses only for other IP protocols and
+/// fragments; MAC addresses for everything else.
+#[inline(always)]
+pub fn flow_hash<P: PacketView>(p: &P) -> Option<u32> {
+    let mut l3 = 14u32;
+    let mut ethertype = half(p, 12)?;
+    let mut tags = 0;
+    while tags < 2 && matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+        ethertype = half(p, l3 + 2)?;
+        l3 += 4;
+        tags += 1;
+    }
+    let (a, b, proto) = match ethertype {
+        ETH_P_IP => {
+            let ihl = 4 * (u32::from(p.byte(l3)?) & 0xf);
+            let proto = u32::from(p.byte(l3 + 9)?);
+            let first_fragment = half(p, l3 + 6)? & 0x1fff == 0;
+            let ports = first_fragment && matches!(proto, 6 | 17 | 132);
+            let (sp, dp) =
+                if ports { (Some(half(p, l3 + ihl)?), Some(half(p, l3 + ihl + 2)?)) } else { (None, None) };
+            (endpoint(p, l3 + 12, 1, sp)?, endpoint(p, l3 + 16, 1, dp)?, proto)
+        }
+        ETH_P_IPV6 => {
+            let proto = u32::from(p.byte(l3 + 6)?);
+            let ports = matches!(proto, 6 | 17 | 132);
+            let (sp, dp) =
+                if ports { (Some(half(p, l3 + 40)?), Some(half(p, l3 + 42)?)) } else { (None, None) };
+            (endpoint(p, l3 + 8, 4, sp)?, endpoint(p, l3 + 24, 4, dp)?, proto)
+        }
+        _ => (endpoint(p, 6, 1, Some(half(p, 10)?))?, endpoint(p, 0, 1, Some(half(p, 4)?))?, ethertype),
+    };
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    Some(mix(mix(low ^ proto) ^ high))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::SlicePacket;
+
+    fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> [u8; 42] {
+        let mut f = [0u8; 42];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        f[23] = 17;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn both_directions_hash_alike_and_flows_differ() {
+        let hash = |f: &[u8]| flow_hash(&SlicePacket { data: f, wire_len: f.len() as u32 }).unwrap();
+        let there = hash(&udp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 53));
+        let back = hash(&udp([10, 0, 0, 2], [10, 0, 0, 1], 53, 1234));
+        let other = hash(&udp([10, 0, 0, 1], [10, 0, 0, 2], 1235, 53));
+        assert_eq!(there, back);
+        assert_ne!(there, other);
+    }
+}
