@@ -2,6 +2,7 @@
 //! (tcpdump, ...) in the same run, prints a table and writes its figures as JSON under
 //! `target/bench/`. Speed is measured here, never asserted in tests.
 mod capture;
+mod filter;
 mod report;
 mod storage;
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Bench {
     /// Zero-loss capture rate of ringcap and `tcpdump -w` on the veth test bed.
     Capture(capture::Options),
+    /// Kernel ns per packet of the in-kernel filter at 1, 5 and 20 primitives, vs libpcap's BPF.
+    Filter(filter::Options),
     /// The ring writer alone at zstd levels 0, 1, 3, and the whole path against tcpdump + zstd.
     Storage(storage::Options),
 }
@@ -27,5 +30,6 @@ fn main() -> Result<()> {
     match Cli::parse().bench {
         Bench::Capture(options) => capture::run(&options),
         Bench::Storage(options) => storage::run(&options),
+        Bench::Filter(options) => filter::run(&options),
     }
 }

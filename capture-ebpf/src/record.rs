@@ -116,7 +116,12 @@ fn emit<const N: usize, P: PacketBytes>(packet: &P, header: RecordHeader) -> Res
     }
     // SAFETY: as above; the header is plain data.
     unsafe { (*slot).header = RecordHeader { cap_len: len, ..header } };
-    let wakeup = if PACKETS.query(BPF_RB_AVAIL_DATA.into()) >= WAKEUP_BYTES.load() {
+    // Wake the reader once, when this record takes the fill level across the threshold:
+    // a forced wakeup per record while the ring stays full would cost an IPI each.
+    let filled = PACKETS.query(BPF_RB_AVAIL_DATA.into());
+    let threshold = WAKEUP_BYTES.load();
+    let record = core::mem::size_of::<Slot<N>>() as u64 + 8;
+    let wakeup = if filled >= threshold && filled < threshold + record {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -63,6 +63,8 @@ struct FilterRun {
     wire_len: u32,
 }
 
+/// One filter instruction per bpf_loop iteration. (Running several per call makes the
+/// verifier explore every combination of instruction kinds and exceed its budget.)
 extern "C" fn filter_step(_index: u64, context: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer given to it: a FilterRun on our stack.
     let run = unsafe { &mut *(context as *mut FilterRun) };
@@ -107,13 +109,13 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<(), Counter> 
         }
     }
     // SAFETY: helper without arguments.
-    if config.sample_every > 1 && unsafe { bpf_get_prandom_u32() } % config.sample_every != 0 {
+    if config.sample_every > 1 && !unsafe { bpf_get_prandom_u32() }.is_multiple_of(config.sample_every) {
         return Err(Counter::SampledOut);
     }
     if config.flow_sample_every > 1 {
         let Some(bytes) = WINDOW.get_ptr(0) else { return Err(Counter::CopyFailed) };
         let window = Window { bytes, copied, wire_len };
-        if flow_hash(&window).unwrap_or(0) % config.flow_sample_every != 0 {
+        if !flow_hash(&window).unwrap_or(0).is_multiple_of(config.flow_sample_every) {
             return Err(Counter::SampledOut);
         }
     }

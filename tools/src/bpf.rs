@@ -7,6 +7,7 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
 const BPF_XDP: u32 = 37;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -47,6 +48,51 @@ impl Attr {
     }
 }
 
+/// Loads `insns` (raw eBPF instructions, 8 bytes each) as a program of `prog_type`.
+fn load_program(prog_type: u32, insns: &[u64], expected_attach: u32, name: &[u8]) -> io::Result<OwnedFd> {
+    let license = b"GPL\0";
+    let mut log = vec![0u8; 1 << 16];
+    let mut attr = Attr::new();
+    attr.u32(0, prog_type)
+        .u32(4, insns.len() as u32)
+        .u64(8, insns.as_ptr() as u64)
+        .u64(16, license.as_ptr() as u64)
+        .u32(24, 1)
+        .u32(28, log.len() as u32)
+        .u64(32, log.as_mut_ptr() as u64)
+        .u32(68, expected_attach);
+    let n = name.len().min(15);
+    attr.0[48..48 + n].copy_from_slice(&name[..n]);
+    let fd = attr.call(BPF_PROG_LOAD).map_err(|e| {
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        io::Error::new(e.kind(), format!("{e}: {}", String::from_utf8_lossy(&log[..end])))
+    })?;
+    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A socket-filter program, for timing filters with `BPF_PROG_TEST_RUN`.
+pub struct SocketFilter {
+    fd: OwnedFd,
+}
+
+impl SocketFilter {
+    pub fn load(insns: &[u64]) -> io::Result<Self> {
+        Ok(SocketFilter { fd: load_program(BPF_PROG_TYPE_SOCKET_FILTER, insns, 0, b"ringcap_bench")? })
+    }
+
+    /// Runs the program `repeat` times on `data`; the kernel's mean time per run.
+    pub fn time(&self, data: &[u8], repeat: u32) -> io::Result<std::time::Duration> {
+        let mut attr = Attr::new();
+        attr.u32(0, self.fd.as_raw_fd() as u32)
+            .u32(8, data.len() as u32)
+            .u64(16, data.as_ptr() as u64)
+            .u32(32, repeat);
+        attr.call(BPF_PROG_TEST_RUN)?;
+        Ok(std::time::Duration::from_nanos(u64::from(attr.read_u32(36))))
+    }
+}
+
 /// A loaded XDP program that returns a constant verdict.
 pub struct ConstantXdp {
     fd: OwnedFd,
@@ -56,21 +102,8 @@ impl ConstantXdp {
     /// Loads `r0 = verdict; exit`.
     pub fn load(verdict: XdpVerdict) -> io::Result<Self> {
         // BPF_ALU64|BPF_MOV|BPF_K r0, imm ; BPF_JMP|BPF_EXIT
-        let mut insns = [0u8; 16];
-        insns[0] = 0xb7;
-        insns[4..8].copy_from_slice(&(verdict as i32).to_ne_bytes());
-        insns[8] = 0x95;
-        let license = b"GPL\0";
-        let mut attr = Attr::new();
-        attr.u32(0, BPF_PROG_TYPE_XDP)
-            .u32(4, 2)
-            .u64(8, insns.as_ptr() as u64)
-            .u64(16, license.as_ptr() as u64)
-            .u32(68, BPF_XDP);
-        attr.0[48..48 + 11].copy_from_slice(b"ringcap_gen");
-        let fd = attr.call(BPF_PROG_LOAD)?;
-        // SAFETY: the kernel returned a new file descriptor that nothing else owns.
-        Ok(ConstantXdp { fd: unsafe { OwnedFd::from_raw_fd(fd as i32) } })
+        let insns = [0xb7 | (u64::from(verdict as u32) << 32), 0x95];
+        Ok(ConstantXdp { fd: load_program(BPF_PROG_TYPE_XDP, &insns, BPF_XDP, b"ringcap_gen")? })
     }
 
     /// Runs the program on `frame` `repeat` times as live frames entering `ifindex`:

@@ -19,11 +19,18 @@ struct Pending {
     jf: Target,
 }
 
+/// What register A is known to hold: the value of a frame load, or nothing known.
+type Known = Option<(u32, u8)>;
+
 #[derive(Default)]
 struct Emitter {
     code: Vec<Pending>,
     /// Instruction index of each label, once placed.
     labels: Vec<Option<usize>>,
+    /// What A holds on every jump into each label seen so far (`Some(None)`: unknown).
+    incoming: Vec<Option<Known>>,
+    /// What A holds at the current point of emission.
+    a_holds: Known,
 }
 
 /// The compiled program is too large for the filter machine.
@@ -33,23 +40,48 @@ pub struct TooComplex(pub String);
 impl Emitter {
     fn label(&mut self) -> usize {
         self.labels.push(None);
+        self.incoming.push(None);
         self.labels.len() - 1
     }
 
+    /// Places a label; jumps only go forward, so every jump into it is already emitted
+    /// and A's content there is what all of them agree on.
     fn place(&mut self, label: usize) {
         self.labels[label] = Some(self.code.len());
+        self.a_holds = self.incoming[label].flatten();
     }
 
     fn emit(&mut self, code: u16, k: u32) {
-        self.code.push(Pending {
-            insn: FilterInsn { code, jt: 0, jf: 0, k },
-            jt: Target::Reject,
-            jf: Target::Reject,
-        });
+        let insn = FilterInsn { code, jt: 0, jf: 0, k };
+        self.code.push(Pending { insn, jt: Target::Reject, jf: Target::Reject });
+        if !matches!(code, op::ST | op::STX | op::LDX_MEM | op::LDX_MSH) {
+            self.a_holds = None;
+        }
+    }
+
+    /// Loads a frame word into A, unless A already holds it (the load succeeded before,
+    /// so skipping it cannot change whether the packet is rejected for being short).
+    fn load_frame(&mut self, code: u16, offset: u32, size: u8) {
+        if self.a_holds != Some((offset, size)) {
+            self.emit(code, offset);
+            self.a_holds = Some((offset, size));
+        }
     }
 
     fn jump(&mut self, code: u16, k: u32, jt: Target, jf: Target) {
         self.code.push(Pending { insn: FilterInsn { code, jt: 0, jf: 0, k }, jt, jf });
+        for target in [jt, jf] {
+            if let Target::Label(label) = target {
+                let merged = match self.incoming[label] {
+                    None => Some(self.a_holds),
+                    Some(known) if known == self.a_holds => Some(known),
+                    Some(_) => Some(None),
+                };
+                self.incoming[label] = merged;
+            }
+        }
+        // Whatever follows a jump is reached only through labels.
+        self.a_holds = None;
     }
 
     fn cond(&mut self, cond: &Cond, t: Target, f: Target) -> Result<(), TooComplex> {
@@ -128,7 +160,7 @@ impl Emitter {
                     2 => op::LD_ABS_H,
                     _ => op::LD_ABS_B,
                 };
-                self.emit(code, *offset);
+                self.load_frame(code, *offset, *size);
             }
             Arith::Load(Load { base: Base::Ipv4Payload(ip), offset, size }) => {
                 self.emit(op::LDX_MSH, *ip);
