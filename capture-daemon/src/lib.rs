@@ -9,5 +9,6 @@ pub mod filter;
 pub mod kernel;
 pub mod output;
 pub mod pcap;
+pub mod retrieve;
 pub mod session;
 pub mod storage;

@@ -1,5 +1,7 @@
 //! The `ringcap` command line: a thin layer over the library.
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,12 @@ use capture_daemon::filter::Filter;
 use capture_daemon::kernel::{KernelConfig, Selection, XdpModeChoice};
 use capture_daemon::output::{PcapStream, Sink};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
+use capture_daemon::retrieve::{
+    self,
+    out::{Format, Stream},
+    pull::PullLimits,
+    window::{self, Window},
+};
 use capture_daemon::session::{run_capture, CaptureOptions, CaptureSummary};
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
@@ -33,6 +41,38 @@ enum Command {
     /// Capture continuously into a ring of rotated, zstd-compressed pcap files, like
     /// `tcpdump -G 3600 -W 24 -w FILE`, within a file count and disk budget.
     Run(RunArgs),
+    /// Pull the packets of a time window out of a ring, filtered, while capture goes on.
+    Pull(PullArgs),
+}
+
+#[derive(Args)]
+struct PullArgs {
+    /// Directory of the ring (as given to `ringcap run --dir`).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The last DURATION up to now: 90s, 10m, 2h, 1h30m.
+    #[arg(long, value_name = "DURATION")]
+    last: Option<String>,
+    /// Start of the window (included): RFC 3339 or HH:MM[:SS] today, UTC.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// End of the window (excluded); default: now and on.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Output file; `-` (the default) streams to standard output.
+    #[arg(short = 'w', value_name = "FILE", default_value = "-")]
+    write: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Pcap)]
+    format: Format,
+    /// Stop after this many packets.
+    #[arg(long, value_name = "N")]
+    max_packets: Option<u64>,
+    /// Stop after reading this many bytes of pcap from the ring (e.g. 2G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_disk_limit)]
+    max_bytes: Option<DiskLimit>,
+    /// Filter expression in tcpdump syntax.
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    expression: Vec<String>,
 }
 
 /// Kernel-side options shared by every capturing command.
@@ -171,6 +211,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Capture(args) => capture(args),
         Command::Run(args) => run(args),
+        Command::Pull(args) => pull(args),
     };
     match result {
         Ok(code) => code,
@@ -292,6 +333,56 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let summary = capture_into(&args.kernel, &args.stop, Box::new(ring))?;
     print_summary(&summary);
     print_storage_summary(&counters);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
+    let window =
+        Window::from_args(args.last.as_deref(), args.since.as_deref(), args.until.as_deref(), window::now())
+            .map_err(anyhow::Error::msg)?;
+    let filter = Filter::compile(&args.expression.join(" "))?;
+    if !args.dir.is_dir() {
+        anyhow::bail!("{} is not a directory: give the --dir of `ringcap run`", args.dir.display());
+    }
+    let limits = PullLimits {
+        max_packets: args.max_packets.unwrap_or(u64::MAX),
+        max_bytes: match args.max_bytes {
+            Some(DiskLimit::Bytes(b)) => b,
+            Some(DiskLimit::Percent(_)) => {
+                anyhow::bail!("--max-bytes takes a size (like 2G), not a percentage")
+            }
+            None => u64::MAX,
+        },
+    };
+    let sink: Box<dyn std::io::Write> = if args.write == Path::new("-") {
+        if std::io::stdout().is_terminal() {
+            anyhow::bail!(
+                "refusing to write a capture to a terminal: use -w FILE or a pipe (| wireshark -k -i -)"
+            );
+        }
+        Box::new(std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?))
+    } else {
+        Box::new(
+            std::fs::File::create(&args.write)
+                .with_context(|| format!("cannot create {}", args.write.display()))?,
+        )
+    };
+    let mut out =
+        Stream::new(std::io::BufWriter::with_capacity(1 << 20, sink), args.format, DEFAULT_SNAPLEN)?;
+    let report = retrieve::pull::pull(&args.dir, window, &filter, limits, &mut out)
+        .context("writing the pulled packets")?;
+    for warning in &report.warnings {
+        eprintln!("ringcap: warning: {warning}");
+    }
+    eprintln!(
+        "ringcap: pulled {} packets from {} files ({} frames read, {} damaged frames and {} damaged bytes skipped, {} unreadable files)",
+        report.packets,
+        report.files_read,
+        report.frames_read,
+        report.frames_damaged,
+        report.bytes_damaged,
+        report.files_unreadable
+    );
     Ok(ExitCode::SUCCESS)
 }
 

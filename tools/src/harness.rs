@@ -93,7 +93,21 @@ impl CaptureProcess {
             self.stderr.push(line);
         }
         let cpu = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        Finished { status, stderr: self.stderr, cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime) }
+        Finished {
+            status,
+            stderr: std::mem::take(&mut self.stderr),
+            cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime),
+        }
+    }
+}
+
+impl Drop for CaptureProcess {
+    /// A test that fails while the process runs must not leave it capturing forever.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

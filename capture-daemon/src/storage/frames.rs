@@ -5,7 +5,9 @@
 //! holds the pcap file header, every frame holds whole records, so a reader can start
 //! at any frame and a crash can only cut the frame being written.
 use std::borrow::Cow;
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,29 +49,46 @@ impl FrameEncoder {
     }
 }
 
-/// A data file opened for reading: its complete frames and its record format.
+/// A data file opened for reading: its complete frames and its record format. Frames
+/// are read on demand with positioned reads, so retrieval touches only the frames it
+/// needs, and a file that is still being written is read up to its last complete frame.
 pub struct DataFile {
     pub path: PathBuf,
-    bytes: Vec<u8>,
+    file: File,
     compressed: bool,
     /// Complete frames, in file order.
     pub frames: Vec<FrameEntry>,
     /// Frames found by scanning because the index lacked them (crash, damage, no index).
     pub recovered_frames: usize,
-    /// Bytes after the last complete frame: a frame cut short by a crash, or damage.
+    /// Bytes skipped while scanning: damaged frames, or a frame cut short at the end.
+    pub damaged_bytes: u64,
+    /// Bytes after the last complete frame (a frame cut short by a crash, or damage).
     pub damaged_tail: u64,
     /// Why the index was not used in full, if it was not.
     pub index_problem: Option<String>,
     pub format: RecordFormat,
 }
 
+/// zstd's frame magic number, for finding the next frame after a damaged one.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// The most read to find the pcap header in the first frame.
+const HEAD_BYTES: u64 = 4 << 20;
+
+fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    let mut buffer = vec![0u8; len as usize];
+    file.read_exact_at(&mut buffer, offset)?;
+    Ok(buffer)
+}
+
 impl DataFile {
-    /// Reads a data file, trusting its index as far as the index agrees with the file.
+    /// Opens a data file, trusting its index as far as the index agrees with the file.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let read_error = |source| StorageError::Read { path: path.to_path_buf(), source };
-        let bytes = std::fs::read(path).map_err(read_error)?;
+        let file = File::open(path).map_err(read_error)?;
+        let len = file.metadata().map_err(read_error)?.len();
         let compressed = path.to_string_lossy().ends_with(".zst");
-        let format = file_format(&bytes, compressed).ok_or_else(|| StorageError::NotPcap {
+        let head = read_at(&file, 0, len.min(HEAD_BYTES)).map_err(read_error)?;
+        let format = file_format(&head, compressed).ok_or_else(|| StorageError::NotPcap {
             path: path.to_path_buf(),
             why: "its first frame is missing, incomplete or holds no pcap file header".into(),
         })?;
@@ -77,69 +96,84 @@ impl DataFile {
             Ok(entries) => (entries, None),
             Err(e) => (Vec::new(), Some(format!("index unusable ({e}); scanned the file instead"))),
         };
-        let valid = valid_prefix(&frames, bytes.len() as u64);
+        let valid = valid_prefix(&frames, len);
         if valid < frames.len() {
             index_problem =
                 Some(format!("index entries {valid}.. do not match the file; scanned from there"));
             frames.truncate(valid);
         }
-        let mut file = DataFile {
+        let mut data = DataFile {
             path: path.to_path_buf(),
-            bytes,
+            file,
             compressed,
             frames,
             recovered_frames: 0,
+            damaged_bytes: 0,
             damaged_tail: 0,
             index_problem,
             format,
         };
-        file.scan_unindexed();
-        Ok(file)
+        data.scan_unindexed(len).map_err(read_error)?;
+        Ok(data)
     }
 
-    /// Finds complete frames after the last indexed one.
-    fn scan_unindexed(&mut self) {
-        let (mut offset, mut raw_offset) =
+    /// Finds complete frames after the last indexed one, skipping damaged zstd frames.
+    fn scan_unindexed(&mut self, len: u64) -> io::Result<()> {
+        let (start, mut raw_offset) =
             self.frames.last().map_or((0, 0), |f| (f.offset + f.len, f.raw_offset + u64::from(f.raw_len)));
-        let total = self.bytes.len() as u64;
-        while offset < total {
-            let rest = &self.bytes[offset as usize..];
-            let (len, content) = if self.compressed {
-                match next_zstd_frame(rest) {
-                    Some((len, content)) => (len, Cow::Owned(content)),
-                    None => break,
-                }
+        let tail = read_at(&self.file, start, len - start)?;
+        let mut at = 0usize;
+        while at < tail.len() {
+            let rest = &tail[at..];
+            let found = if self.compressed {
+                next_zstd_frame(rest).map(|(len, content)| (len, Cow::Owned(content)))
             } else {
                 let header = if raw_offset == 0 { FILE_HEADER_LEN.min(rest.len()) } else { 0 };
                 let mut records = self.format.records(&rest[header..]);
                 records.by_ref().take_while(Result::is_ok).for_each(drop);
                 let len = rest.len() - records.rest().len();
-                if len == 0 || (raw_offset == 0 && len < FILE_HEADER_LEN) {
+                (len > 0 && !(raw_offset == 0 && len < FILE_HEADER_LEN))
+                    .then(|| (len, Cow::Borrowed(&rest[..len])))
+            };
+            let entry = found.and_then(|(len, content)| {
+                describe_frame(&self.format, &content, start + at as u64, len as u64, raw_offset)
+            });
+            match entry {
+                Some(entry) => {
+                    raw_offset += u64::from(entry.raw_len);
+                    at += entry.len as usize;
+                    self.frames.push(entry);
+                    self.recovered_frames += 1;
+                }
+                None if self.compressed => {
+                    // Damaged or cut short: resume at the next frame that decodes, if any.
+                    let next = rest[1..].windows(4).position(|w| w == ZSTD_MAGIC).map(|p| p + 1);
+                    let skip = next.unwrap_or(rest.len());
+                    if next.is_none() {
+                        self.damaged_tail = skip as u64;
+                    }
+                    self.damaged_bytes += skip as u64;
+                    at += skip;
+                }
+                None => {
+                    self.damaged_tail = rest.len() as u64;
+                    self.damaged_bytes += rest.len() as u64;
                     break;
                 }
-                (len, Cow::Borrowed(&rest[..len]))
-            };
-            let Some(entry) = describe_frame(&self.format, &content, offset, len as u64, raw_offset) else {
-                break;
-            };
-            raw_offset += u64::from(entry.raw_len);
-            offset += len as u64;
-            self.frames.push(entry);
-            self.recovered_frames += 1;
+            }
         }
-        self.damaged_tail = total - offset;
+        Ok(())
     }
 
     /// The decoded content (pcap bytes) of frame `i`.
-    pub fn content(&self, i: usize) -> Result<Cow<'_, [u8]>, StorageError> {
+    pub fn content(&self, i: usize) -> Result<Vec<u8>, StorageError> {
         let frame = self.frames[i];
-        let stored = &self.bytes[frame.offset as usize..(frame.offset + frame.len) as usize];
+        let read_error = |source| StorageError::Read { path: self.path.clone(), source };
+        let stored = read_at(&self.file, frame.offset, frame.len).map_err(read_error)?;
         if !self.compressed {
-            return Ok(Cow::Borrowed(stored));
+            return Ok(stored);
         }
-        zstd::stream::decode_all(stored)
-            .map(Cow::Owned)
-            .map_err(|source| StorageError::Read { path: self.path.clone(), source })
+        zstd::stream::decode_all(&stored[..]).map_err(read_error)
     }
 
     /// The records part of a frame's content (frame 0 starts with the file header).
@@ -154,6 +188,12 @@ impl DataFile {
     /// Length of the file up to the end of its last complete frame.
     pub fn complete_len(&self) -> u64 {
         self.frames.last().map_or(0, |f| f.offset + f.len)
+    }
+
+    /// Time of the first and last packet in the file, if it holds any.
+    pub fn time_range(&self) -> Option<(u64, u64)> {
+        let with_packets = || self.frames.iter().filter(|f| f.packets > 0);
+        Some((with_packets().next()?.first_ns, with_packets().next_back()?.last_ns))
     }
 }
 

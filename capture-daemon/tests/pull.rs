@@ -1,0 +1,236 @@
+//! Tests of `ringcap pull`: window edges across rotations, filtered pulls against
+//! `zstdcat | tcpdump`, damaged files, and a file still being written.
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use capture_daemon::capture::Batch;
+use capture_daemon::output::Sink;
+use capture_daemon::pcap::{write_file_header, write_record};
+use capture_daemon::storage::budget::DiskLimit;
+use capture_daemon::storage::naming::NameTemplate;
+use capture_daemon::storage::ring::{RingConfig, RingWriter, StorageCounters};
+use capture_daemon::storage::Compression;
+use common::{bed, known_frame, mixed_frames, scratch, send, start_ringcap, RINGCAP, WAIT};
+use ringcap_tools::frames::sequence_of;
+use ringcap_tools::harness::{read_pcap, read_pcap_bytes, summary_count};
+
+/// 2026-11-24T10:00:00Z
+const BASE_SECS: u64 = 1_795_514_400;
+
+/// Packet i of the synthetic ring: known frame i at BASE + i * 10 ms.
+fn stamp(i: u64) -> Duration {
+    Duration::from_secs(BASE_SECS) + Duration::from_millis(10 * i)
+}
+
+/// Writes packets 0..count into a ring in `dir` with the real ring writer, rotating
+/// every `file_bytes` so the window spans several files.
+fn synthetic_ring(dir: &Path, count: u64, file_bytes: u64) {
+    let config = RingConfig {
+        dir: dir.to_path_buf(),
+        template: NameTemplate::parse("synthetic-%s").unwrap(),
+        compression: Compression::Zstd(1),
+        snaplen: 262_144,
+        rotate_every: None,
+        rotate_bytes: Some(file_bytes),
+        max_files: None,
+        max_disk: None,
+        min_free: Some(DiskLimit::Bytes(0)),
+        frame_bytes: 16 << 10,
+        frame_age: Duration::from_secs(1),
+        sync: false,
+    };
+    let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();
+    for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
+        let mut batch =
+            Batch { records: Vec::new(), packets: 0, first: stamp(chunk[0]), last: stamp(chunk[0]) };
+        for &i in chunk {
+            let frame = known_frame(i);
+            write_record(&mut batch.records, stamp(i), frame.len() as u32, &frame, 262_144).unwrap();
+            batch.packets += 1;
+            batch.last = stamp(i);
+        }
+        ring.write(&batch).unwrap();
+    }
+    ring.finish().unwrap();
+}
+
+fn ringcap_pull(dir: &Path, args: &[&str]) -> (Vec<u8>, String) {
+    let out =
+        Command::new(RINGCAP).args(["pull", "--dir", dir.to_str().unwrap()]).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "ringcap pull {args:?}: {stderr}");
+    (out.stdout, stderr)
+}
+
+fn seqs(pcap: &[u8]) -> Vec<u64> {
+    read_pcap_bytes(pcap).unwrap().iter().map(|p| sequence_of(&p.data).unwrap()).collect()
+}
+
+#[test]
+fn window_edges_are_inclusive_at_since_exclusive_at_until_across_rotations() {
+    let dir = scratch("edges");
+    synthetic_ring(&dir, 1000, 6_000);
+    let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+    assert!(files.len() >= 5, "{} files", files.len());
+    // Packet 100 is at 10:00:01 exactly, packet 300 at 10:00:03.
+    let (pcap, stderr) =
+        ringcap_pull(&dir, &["--since", "2026-11-24T10:00:01Z", "--until", "2026-11-24T10:00:03Z"]);
+    assert_eq!(seqs(&pcap), (100..300).collect::<Vec<_>>(), "{stderr}");
+    for packet in read_pcap_bytes(&pcap).unwrap() {
+        let seq = sequence_of(&packet.data).unwrap();
+        assert_eq!(packet.data, known_frame(seq));
+        assert_eq!(packet.timestamp, stamp(seq));
+    }
+    // One nanosecond later excludes packet 100; HH:MM:SS means today, and the synthetic
+    // ring is not from today, so that window is empty.
+    let (pcap, _) = ringcap_pull(
+        &dir,
+        &["--since", "2026-11-24T10:00:01.000000001Z", "--until", "2026-11-24T10:00:01.02Z"],
+    );
+    assert_eq!(seqs(&pcap), vec![101]);
+    // The same window as pcapng, read by tshark.
+    let out = scratch("edges.pcapng");
+    ringcap_pull(
+        &dir,
+        &[
+            "--since",
+            "2026-11-24T10:00:01Z",
+            "--until",
+            "2026-11-24T10:00:03Z",
+            "--format",
+            "pcapng",
+            "-w",
+            out.to_str().unwrap(),
+        ],
+    );
+    let tshark = Command::new("tshark")
+        .args(["-r", out.to_str().unwrap(), "-T", "fields", "-e", "frame.time_epoch"])
+        .output()
+        .unwrap();
+    let times: Vec<String> = String::from_utf8_lossy(&tshark.stdout).lines().map(str::to_string).collect();
+    assert_eq!(times.len(), 200);
+    assert_eq!(times[0], "1795514401.000000000");
+    // Limits stop a pull and say so.
+    let (pcap, stderr) = ringcap_pull(&dir, &["--since", "2026-11-24T10:00:00Z", "--max-packets", "7"]);
+    assert_eq!(seqs(&pcap).len(), 7);
+    assert!(stderr.contains("limit of 7 packets"), "{stderr}");
+}
+
+#[test]
+fn bad_pull_arguments_give_clear_errors() {
+    let dir = scratch("bad-pull");
+    synthetic_ring(&dir, 10, 40_000);
+    for (args, message) in [
+        (vec!["--last", "10x"], "is not a duration"),
+        (vec!["--since", "yesterday"], "is not a time"),
+        (vec!["--last", "5m", "--since", "10:00"], "either --last or --since"),
+        (vec!["--since", "10:00", "--until", "09:00"], "--until must be after --since"),
+        (vec![], "--last DURATION or --since TIME"),
+        (vec!["--last", "5m", "hots", "1.2.3.4"], "bad filter expression"),
+    ] {
+        let out = Command::new(RINGCAP)
+            .args(["pull", "--dir", dir.to_str().unwrap()])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let out = Command::new(RINGCAP).args(["pull", "--dir", "/nonexistent", "--last", "1m"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
+}
+
+#[test]
+fn damaged_files_are_skipped_with_warnings_and_the_rest_is_delivered() {
+    let dir = scratch("damaged");
+    synthetic_ring(&dir, 1000, 6_000);
+    let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+    let (all, _) = ringcap_pull(&dir, &["--since", "2026-11-24T10:00:00Z"]);
+    assert_eq!(seqs(&all).len(), 1000);
+    // Corrupt a byte in the middle of the second file, cut the third mid-frame, and
+    // garble the fourth one's index.
+    let mut second = std::fs::read(&files[1]).unwrap();
+    let middle = second.len() / 2;
+    second[middle] ^= 0xff;
+    std::fs::write(&files[1], second).unwrap();
+    let third = std::fs::OpenOptions::new().write(true).open(&files[2]).unwrap();
+    let third_len = third.metadata().unwrap().len();
+    third.set_len(third_len - 100).unwrap();
+    let index = capture_daemon::storage::index::index_path(&files[3]);
+    let mut garbled = std::fs::read(&index).unwrap();
+    let at = garbled.len() / 2;
+    garbled[at] ^= 0x55;
+    std::fs::write(&index, garbled).unwrap();
+
+    let (pcap, stderr) = ringcap_pull(&dir, &["--since", "2026-11-24T10:00:00Z"]);
+    let got = seqs(&pcap);
+    assert!(stderr.contains("warning"), "{stderr}");
+    assert!(stderr.contains("frame") && stderr.contains("skipped"), "{stderr}");
+    assert!(got.len() < 1000 && got.len() > 700, "{} packets delivered: {stderr}", got.len());
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "order");
+    for packet in read_pcap_bytes(&pcap).unwrap() {
+        assert_eq!(packet.data, known_frame(sequence_of(&packet.data).unwrap()));
+    }
+    // Everything in the untouched files and in the file whose index was garbled is there.
+    let intact: Vec<u64> = [&files[0], &files[3], &files[4]]
+        .iter()
+        .flat_map(|f| {
+            let file = capture_daemon::storage::frames::DataFile::open(f).unwrap();
+            let (first, last) = file.time_range().unwrap();
+            (0..1000).filter(move |&i| {
+                let ns = stamp(i).as_nanos() as u64;
+                first <= ns && ns <= last
+            })
+        })
+        .collect();
+    assert!(intact.iter().all(|s| got.contains(s)), "packets of intact files are missing");
+}
+
+#[test]
+fn filtered_pulls_agree_with_zstdcat_and_tcpdump_and_see_the_file_being_written() {
+    let bed = bed();
+    let dir = scratch("live-ring");
+    let ring = start_ringcap(&bed, "run", &["--dir", dir.to_str().unwrap(), "-G", "1"]);
+    send(&bed, mixed_frames(3000));
+    // Two seconds later the packets are in the files being written, complete frames only.
+    std::thread::sleep(Duration::from_secs(2));
+    let (pcap, stderr) = ringcap_pull(&dir, &["--last", "1m"]);
+    assert_eq!(seqs(&pcap), (0..3000).collect::<Vec<_>>(), "{stderr}");
+    for expression in ["udp and greater 1000", "udp src port 10003 or udp src port 10005", "less 100"] {
+        let (ours, _) = ringcap_pull(&dir, &["--last", "1m", expression]);
+        let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+        let mut merged = Vec::new();
+        write_file_header(&mut merged, 262_144).unwrap();
+        for file in &files {
+            let plain = Command::new("zstd").args(["-q", "-dc"]).arg(file).output().unwrap();
+            merged.extend_from_slice(plain.stdout.get(24..).unwrap_or_default());
+        }
+        let mut tcpdump = Command::new("tcpdump")
+            .args(["--time-stamp-precision=nano", "-r", "-", "-w", "-", expression])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = tcpdump.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &merged));
+        let theirs = tcpdump.wait_with_output().unwrap().stdout;
+        writer.join().unwrap().unwrap();
+        let ours: Vec<_> =
+            read_pcap_bytes(&ours).unwrap().into_iter().map(|p| (p.timestamp, p.data)).collect();
+        let theirs: Vec<_> =
+            read_pcap_bytes(&theirs).unwrap().into_iter().map(|p| (p.timestamp, p.data)).collect();
+        assert!(!ours.is_empty());
+        assert_eq!(ours.len(), theirs.len(), "{expression:?}");
+        assert!(ours == theirs, "{expression:?}: different packets");
+    }
+    ring.signal(libc::SIGINT);
+    let (status, stderr) = ring.finish(WAIT);
+    assert!(status.success());
+    assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(3000));
+    let _ = read_pcap;
+}
