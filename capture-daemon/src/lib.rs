@@ -3,7 +3,9 @@
 //! Data flows one way: the kernel programs ([`kernel`]) fill a ring buffer, the
 //! [`capture`] reader turns records into pcap batches stamped with wall-clock time
 //! ([`clock`]), and sinks ([`output`]) write them.
+pub mod api;
 pub mod capture;
+pub mod civil;
 pub mod clock;
 pub mod filter;
 pub mod kernel;

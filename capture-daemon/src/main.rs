@@ -8,18 +8,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use capture_common::Counter;
+use capture_daemon::api::{self, ApiConfig, ApiLimits, Sources};
 use capture_daemon::capture::ReaderConfig;
 use capture_daemon::filter::Filter;
 use capture_daemon::kernel::{KernelConfig, Selection, XdpModeChoice};
 use capture_daemon::output::{PcapStream, Sink};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
+use capture_daemon::retrieve::window::parse_duration;
 use capture_daemon::retrieve::{
     self,
     out::{Format, Stream},
     pull::PullLimits,
     window::{self, Window},
 };
-use capture_daemon::session::{run_capture, CaptureOptions, CaptureSummary};
+use capture_daemon::session::{run_capture, CaptureOptions, CaptureSummary, LiveCounters};
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, StorageCounters};
@@ -175,6 +177,21 @@ struct RunArgs {
     /// Write a frame at least this often (seconds), so recent packets are soon readable.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     frame_interval: f64,
+    /// Serve the HTTP API (/v1/pcap, /v1/files, /v1/stats, /metrics) on ADDR:PORT.
+    #[arg(long, visible_alias = "metrics", value_name = "ADDR:PORT")]
+    http: Option<std::net::SocketAddr>,
+    /// Bearer token the API requires (mandatory when not bound to loopback).
+    #[arg(long, value_name = "TOKEN", env = "RINGCAP_HTTP_TOKEN")]
+    http_token: Option<String>,
+    /// Longest window one API request may pull.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    http_max_window: String,
+    /// Most packets one API request may pull.
+    #[arg(long, value_name = "N", default_value_t = 10_000_000)]
+    http_max_packets: u64,
+    /// Most pcap bytes one API request may read from the ring.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_disk_limit)]
+    http_max_bytes: DiskLimit,
 }
 
 fn parse_file_count(text: &str) -> Result<usize, String> {
@@ -238,6 +255,7 @@ impl KernelArgs {
         &self,
         reader: ReaderConfig,
         duration: Option<Duration>,
+        live: Arc<LiveCounters>,
     ) -> anyhow::Result<CaptureOptions> {
         Ok(CaptureOptions {
             interfaces: vec![self.interface.clone()],
@@ -250,6 +268,7 @@ impl KernelArgs {
             reader,
             duration,
             queue_batches: 256,
+            live,
         })
     }
 }
@@ -270,9 +289,14 @@ impl StopArgs {
 }
 
 /// Runs a session into `sink`, announcing each interface as tcpdump does.
-fn capture_into(kernel: &KernelArgs, stop: &StopArgs, sink: Box<dyn Sink>) -> anyhow::Result<CaptureSummary> {
+fn capture_into(
+    kernel: &KernelArgs,
+    stop: &StopArgs,
+    sink: Box<dyn Sink>,
+    live: Arc<LiveCounters>,
+) -> anyhow::Result<CaptureSummary> {
     let snaplen = kernel.snaplen;
-    let options = kernel.capture_options(stop.reader_config(snaplen), stop.duration()?)?;
+    let options = kernel.capture_options(stop.reader_config(snaplen), stop.duration()?, live)?;
     let summary = run_capture(&options, sink, |attached| {
         for (iface, mode) in attached {
             eprintln!(
@@ -290,7 +314,7 @@ fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     capture_daemon::kernel::interface_index(&args.kernel.interface)?;
     let sink = PcapStream::create(&args.write, args.kernel.snaplen)
         .with_context(|| format!("cannot create {}", args.write.display()))?;
-    let summary = capture_into(&args.kernel, &args.stop, Box::new(sink))?;
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(sink), Arc::default())?;
     print_summary(&summary);
     Ok(match summary.write_error {
         Some(error) => {
@@ -330,7 +354,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let counters = Arc::new(StorageCounters::default());
     let ring = RingWriter::open(config, Arc::clone(&counters))?;
     eprintln!("ringcap: writing the ring in {} (first file {})", args.dir.display(), ring_file_name(&ring));
-    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring))?;
+    let live = Arc::new(LiveCounters::default());
+    if let Some(addr) = args.http {
+        let limits = ApiLimits {
+            max_window: parse_duration(&args.http_max_window).map_err(anyhow::Error::msg)?,
+            max_packets: args.http_max_packets,
+            max_bytes: match args.http_max_bytes {
+                DiskLimit::Bytes(b) => b,
+                DiskLimit::Percent(_) => anyhow::bail!("--http-max-bytes takes a size (like 4G)"),
+            },
+        };
+        let config = ApiConfig { addr, token: args.http_token.clone(), ring_dir: args.dir.clone(), limits };
+        let sources = Sources { live: Arc::clone(&live), storage: Arc::clone(&counters) };
+        let bound = api::serve(config, sources)?;
+        eprintln!("ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /metrics)");
+    }
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live)?;
     print_summary(&summary);
     print_storage_summary(&counters);
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! A capture session: loads and attaches the programs, runs the reader and writer
 //! threads, stops on count, duration or signal, and detaches cleanly.
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,14 @@ use crate::kernel::{
     AttachMode, CaptureProgram, KernelConfig, KernelCounters, KernelError, Selection, XdpModeChoice,
 };
 use crate::output::Sink;
+
+/// Counters of a running session, readable from other threads (API, metrics): the
+/// reader's own atomics, and the kernel's per-CPU sums refreshed every second.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub reader: Arc<ReaderCounters>,
+    pub kernel: Mutex<KernelCounters>,
+}
 
 /// What to capture and how.
 #[derive(Clone, Debug)]
@@ -26,6 +34,8 @@ pub struct CaptureOptions {
     pub duration: Option<Duration>,
     /// Batches the queue between reader and writer holds.
     pub queue_batches: usize,
+    /// Where the session publishes its counters while it runs.
+    pub live: Arc<LiveCounters>,
 }
 
 /// Why a session failed.
@@ -75,7 +85,7 @@ pub fn run_capture(
     on_attached(&attached);
 
     let (sender, receiver) = bounded::<Batch>(options.queue_batches);
-    let reader_counters = Arc::new(ReaderCounters::default());
+    let reader_counters = Arc::clone(&options.live.reader);
     let control = Arc::new(ReaderControl::default());
     let pool = BufferPool::new(options.reader.batch_bytes + 64 * 1024, options.queue_batches);
     let reader = RingReader::new(
@@ -100,12 +110,17 @@ pub fn run_capture(
     };
 
     let deadline = options.duration.map(|d| Instant::now() + d);
+    let mut published = Instant::now();
     while !stop.load(Ordering::Acquire)
         && !control.count_reached.load(Ordering::Acquire)
         && !writer_failed.load(Ordering::Acquire)
         && deadline.is_none_or(|d| Instant::now() < d)
     {
         thread::sleep(Duration::from_millis(10));
+        if published.elapsed() >= Duration::from_secs(1) {
+            *options.live.kernel.lock().expect("not poisoned") = program.counters();
+            published = Instant::now();
+        }
     }
     // Detach first, so that draining the ring afterwards gets every captured packet.
     program.detach_all();
@@ -113,6 +128,7 @@ pub fn run_capture(
     reader.join().expect("the reader does not panic");
     let written = writer.join().expect("the writer does not panic");
     let kernel = program.counters();
+    *options.live.kernel.lock().expect("not poisoned") = kernel;
     Ok(CaptureSummary {
         captured: reader_counters.packets.load(Ordering::Relaxed) - written.lost_packets,
         kernel,

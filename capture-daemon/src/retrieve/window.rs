@@ -3,6 +3,8 @@
 //! `since <= timestamp < until`.
 use std::time::{Duration, SystemTime};
 
+use crate::civil::days_from_civil;
+
 /// Nanoseconds since the epoch, `since` inclusive, `until` exclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -125,17 +127,6 @@ pub fn parse_time(text: &str, now: Duration) -> Result<u64, String> {
     }
     // Whole seconds exactly, the fraction to the nanosecond.
     Ok((secs as u64 + s.trunc() as u64) * 1_000_000_000 + ((s.fract() * 1e9).round() as u64))
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Now, since the epoch.

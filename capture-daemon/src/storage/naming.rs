@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::StorageError;
+use crate::civil::civil_from_days;
 
 /// The strftime fields a template may use.
 const FIELDS: &str = "%Y %m %d %H %M %S %j %s %%";
@@ -82,20 +83,6 @@ impl NameTemplate {
         }
         name
     }
-}
-
-/// Year, month, day of a count of days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 fn day_of_year(year: i64, month: u32, day: u32) -> u32 {

@@ -1,0 +1,380 @@
+//! The daemon's HTTP API (tokio): pcap of a window, the ring's files, counters, and
+//! Prometheus metrics. Bound to loopback unless configured otherwise; any other address
+//! needs a bearer token. Pulls stream from the blocking pool, so a slow or vanishing
+//! client never touches the capture threads.
+use std::fmt::Write as _;
+use std::io::BufWriter;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use capture_common::Counter;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::civil::rfc3339;
+use crate::filter::Filter;
+use crate::pcap::DEFAULT_SNAPLEN;
+use crate::retrieve::out::{Format, Stream};
+use crate::retrieve::pull::{pull, ring_files, PullLimits};
+use crate::retrieve::window::{self, Window};
+use crate::session::LiveCounters;
+use crate::storage::frames::DataFile;
+use crate::storage::ring::StorageCounters;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the API would listen on {0}, which is not a loopback address: give --http-token to require a bearer token")]
+    NeedsToken(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Bounds on what one request may read.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiLimits {
+    pub max_window: Duration,
+    pub max_packets: u64,
+    pub max_bytes: u64,
+}
+
+pub struct ApiConfig {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+    pub ring_dir: PathBuf,
+    pub limits: ApiLimits,
+}
+
+/// What the metrics and stats endpoints read.
+pub struct Sources {
+    pub live: Arc<LiveCounters>,
+    pub storage: Arc<StorageCounters>,
+}
+
+struct Context {
+    config: ApiConfig,
+    sources: Sources,
+}
+
+/// Binds now (so a bad address fails before capture starts) and serves on a thread.
+pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError> {
+    if !config.addr.ip().is_loopback() && config.token.is_none() {
+        return Err(ApiError::NeedsToken(config.addr));
+    }
+    let addr = config.addr;
+    let listener = StdListener::bind(addr).map_err(|source| ApiError::Bind { addr, source })?;
+    listener.set_nonblocking(true).map_err(|source| ApiError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| ApiError::Bind { addr, source })?;
+    let context = Arc::new(Context { config, sources });
+    std::thread::Builder::new()
+        .name("http-api".into())
+        .spawn(move || {
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a nonblocking listener");
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(handle(stream, Arc::clone(&context)));
+                }
+            });
+        })
+        .expect("spawning a thread");
+    Ok(bound)
+}
+
+/// A response with a body held in memory.
+async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body).await;
+}
+
+async fn error(stream: &mut TcpStream, status: &str, message: &str) {
+    respond(stream, status, "text/plain; charset=utf-8", format!("{message}\n").as_bytes()).await;
+}
+
+/// Decodes `%XX` and `+` in a query component.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b'+', ..) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn handle(mut stream: TcpStream, context: Arc<Context>) {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read_head = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buffer[..n]),
+            }
+        }
+        true
+    };
+    if !tokio::time::timeout(Duration::from_secs(10), read_head).await.unwrap_or(false) {
+        return;
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let request = lines.next().unwrap_or_default();
+    let mut parts = request.split(' ');
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    if let Some(token) = &context.config.token {
+        let presented = lines.find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("authorization").then(|| value.trim().to_string())
+        });
+        if presented.as_deref() != Some(format!("Bearer {token}").as_str()) {
+            return error(
+                &mut stream,
+                "401 Unauthorized",
+                "a bearer token is required: Authorization: Bearer TOKEN",
+            )
+            .await;
+        }
+    }
+    if method != "GET" {
+        return error(&mut stream, "405 Method Not Allowed", "only GET is served").await;
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    match path {
+        "/v1/pcap" => pcap(stream, &context, &params).await,
+        "/v1/files" => {
+            let body = files_json(&context.config.ring_dir);
+            respond(&mut stream, "200 OK", "application/json", body.to_string().as_bytes()).await
+        }
+        "/v1/stats" => {
+            let body = stats_json(&context.sources);
+            respond(&mut stream, "200 OK", "application/json", body.to_string().as_bytes()).await
+        }
+        "/metrics" => {
+            let body = metrics_text(&context.sources);
+            respond(&mut stream, "200 OK", "text/plain; version=0.0.4", body.as_bytes()).await
+        }
+        _ => error(&mut stream, "404 Not Found", "endpoints: /v1/pcap, /v1/files, /v1/stats, /metrics").await,
+    }
+}
+
+async fn pcap(mut stream: TcpStream, context: &Context, params: &[(String, String)]) {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    for (key, _) in params {
+        if !matches!(key.as_str(), "last" | "since" | "until" | "filter" | "format") {
+            return error(
+                &mut stream,
+                "400 Bad Request",
+                &format!("unknown parameter {key:?}: use last, since, until, filter, format"),
+            )
+            .await;
+        }
+    }
+    let now = window::now();
+    let window = match Window::from_args(get("last"), get("since"), get("until"), now) {
+        Ok(w) => w,
+        Err(message) => return error(&mut stream, "400 Bad Request", &message).await,
+    };
+    let limits = context.config.limits;
+    let end = window.until_ns.min(now.as_nanos() as u64);
+    if end.saturating_sub(window.since_ns) > limits.max_window.as_nanos() as u64 {
+        let message =
+            format!("the window is longer than this server's limit of {} s", limits.max_window.as_secs());
+        return error(&mut stream, "400 Bad Request", &message).await;
+    }
+    let filter = match Filter::compile(get("filter").unwrap_or_default()) {
+        Ok(f) => f,
+        Err(e) => return error(&mut stream, "400 Bad Request", &e.to_string()).await,
+    };
+    let format = match get("format").unwrap_or("pcap") {
+        "pcap" => Format::Pcap,
+        "pcapng" => Format::Pcapng,
+        other => {
+            return error(&mut stream, "400 Bad Request", &format!("format {other:?}: use pcap or pcapng"))
+                .await
+        }
+    };
+    let content_type =
+        if format == Format::Pcap { "application/vnd.tcpdump.pcap" } else { "application/x-pcapng" };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nX-Ringcap-Limits: max-packets={}, max-bytes={}\r\nConnection: close\r\n\r\n",
+        limits.max_packets, limits.max_bytes
+    );
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let Ok(stream) = stream.into_std() else { return };
+    let dir = context.config.ring_dir.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        stream.set_nonblocking(false)?;
+        let mut out = Stream::new(BufWriter::with_capacity(1 << 20, stream), format, DEFAULT_SNAPLEN)?;
+        let limits = PullLimits { max_packets: limits.max_packets, max_bytes: limits.max_bytes };
+        pull(&dir, window, &filter, limits, &mut out).map(drop)
+    })
+    .await;
+}
+
+fn files_json(dir: &std::path::Path) -> serde_json::Value {
+    let files: Vec<_> = ring_files(dir)
+        .unwrap_or_default()
+        .iter()
+        .map(|path| {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+            match DataFile::open(path) {
+                Ok(file) => {
+                    let range = file.time_range();
+                    json!({
+                        "name": name, "bytes": bytes, "frames": file.frames.len(),
+                        "packets": file.frames.iter().map(|f| u64::from(f.packets)).sum::<u64>(),
+                        "first": range.map(|r| rfc3339(r.0)), "last": range.map(|r| rfc3339(r.1)),
+                        "damaged_bytes": file.damaged_bytes,
+                    })
+                }
+                Err(e) => json!({ "name": name, "bytes": bytes, "error": e.to_string() }),
+            }
+        })
+        .collect();
+    json!({ "files": files })
+}
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+fn stats_json(sources: &Sources) -> serde_json::Value {
+    let kernel = *sources.live.kernel.lock().expect("not poisoned");
+    let kernel: serde_json::Map<String, serde_json::Value> =
+        Counter::ALL.iter().map(|c| (c.name().to_string(), json!(kernel.get(*c)))).collect();
+    let reader = &sources.live.reader;
+    let s = &sources.storage;
+    json!({
+        "kernel": kernel,
+        "reader": { "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed) },
+        "storage": {
+            "packets_written": get(&s.packets_written), "packets_lost": get(&s.packets_lost),
+            "frames_written": get(&s.frames_written), "bytes_written": get(&s.bytes_written),
+            "files_created": get(&s.files_created), "files_removed": get(&s.files_removed),
+            "files_removed_for_space": get(&s.files_removed_for_space), "disk_full_events": get(&s.disk_full_events),
+            "write_errors": get(&s.write_errors), "index_errors": get(&s.index_errors),
+        },
+    })
+}
+
+/// Prometheus text exposition: counters only, fixed label sets.
+fn metrics_text(sources: &Sources) -> String {
+    let kernel = *sources.live.kernel.lock().expect("not poisoned");
+    let reader = &sources.live.reader;
+    let s = &sources.storage;
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, series: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (labels, value) in series {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    family(
+        "ringcap_packets_seen_total",
+        "Packets the kernel programs ran on.",
+        &[("", kernel.get(Counter::Seen))],
+    );
+    family("ringcap_packets_captured_total", "Packets handed to the writer.", &[("", get(&reader.packets))]);
+    family(
+        "ringcap_packets_dropped_total",
+        "Packets lost by the capture path, by reason.",
+        &[
+            ("{reason=\"ring_full\"}", kernel.get(Counter::RingFull)),
+            ("{reason=\"copy_failed\"}", kernel.get(Counter::CopyFailed)),
+            ("{reason=\"queue_full\"}", get(&reader.queue_dropped)),
+            ("{reason=\"write_error\"}", get(&s.packets_lost)),
+        ],
+    );
+    family(
+        "ringcap_packets_not_selected_total",
+        "Packets left out on purpose, by reason.",
+        &[
+            ("{reason=\"filter\"}", kernel.get(Counter::Filtered)),
+            ("{reason=\"sampling\"}", kernel.get(Counter::SampledOut)),
+            ("{reason=\"rate_limit\"}", kernel.get(Counter::RateLimited)),
+        ],
+    );
+    family(
+        "ringcap_storage_bytes_written_total",
+        "Bytes of frames written to the ring.",
+        &[("", get(&s.bytes_written))],
+    );
+    family(
+        "ringcap_storage_frames_written_total",
+        "Frames written to the ring.",
+        &[("", get(&s.frames_written))],
+    );
+    family(
+        "ringcap_storage_files_created_total",
+        "Files created in the ring.",
+        &[("", get(&s.files_created))],
+    );
+    family(
+        "ringcap_storage_files_removed_total",
+        "Files removed from the ring, by reason.",
+        &[
+            ("{reason=\"retention\"}", get(&s.files_removed)),
+            ("{reason=\"free_space\"}", get(&s.files_removed_for_space)),
+        ],
+    );
+    family(
+        "ringcap_storage_disk_full_events_total",
+        "Writes that found the disk full.",
+        &[("", get(&s.disk_full_events))],
+    );
+    family(
+        "ringcap_storage_write_errors_total",
+        "Frames that could not be written.",
+        &[("", get(&s.write_errors))],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_components() {
+        assert_eq!(percent_decode("host%2010.0.0.1+and+port%20443"), "host 10.0.0.1 and port 443");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}
