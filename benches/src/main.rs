@@ -3,6 +3,7 @@
 //! `target/bench/`. Speed is measured here, never asserted in tests.
 mod capture;
 mod filter;
+mod pull;
 mod report;
 mod storage;
 
@@ -22,6 +23,8 @@ enum Bench {
     Capture(capture::Options),
     /// Kernel ns per packet of the in-kernel filter at 1, 5 and 20 primitives, vs libpcap's BPF.
     Filter(filter::Options),
+    /// A filtered 5-minute window out of a multi-gigabyte ring vs zstdcat | tcpdump.
+    Pull(pull::Options),
     /// The ring writer alone at zstd levels 0, 1, 3, and the whole path against tcpdump + zstd.
     Storage(storage::Options),
 }
@@ -31,5 +34,6 @@ fn main() -> Result<()> {
         Bench::Capture(options) => capture::run(&options),
         Bench::Storage(options) => storage::run(&options),
         Bench::Filter(options) => filter::run(&options),
+        Bench::Pull(options) => pull::run(&options),
     }
 }

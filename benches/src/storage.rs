@@ -39,7 +39,7 @@ pub struct Options {
 }
 
 /// The corpus's records re-encoded as ringcap writes them (native order, ns timestamps).
-fn corpus_records(dir: &Path) -> Result<Vec<(u32, Vec<u8>)>> {
+pub fn corpus_records(dir: &Path) -> Result<Vec<(u32, Vec<u8>)>> {
     let mut records = Vec::new();
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("the corpus {} is missing", dir.display()))?
@@ -59,8 +59,8 @@ fn corpus_records(dir: &Path) -> Result<Vec<(u32, Vec<u8>)>> {
     Ok(records)
 }
 
-/// Reader-sized batches of at least `total` bytes, packets 1 µs apart.
-fn batches(records: &[(u32, Vec<u8>)], total: usize) -> Vec<Batch> {
+/// Reader-sized batches of at least `total` bytes, packets `spacing` apart.
+pub fn batches(records: &[(u32, Vec<u8>)], total: usize, spacing: Duration) -> Vec<Batch> {
     let mut batches = Vec::new();
     let mut bytes = 0;
     let mut ts = Duration::from_secs(1_800_000_000);
@@ -72,7 +72,7 @@ fn batches(records: &[(u32, Vec<u8>)], total: usize) -> Vec<Batch> {
             write_record(&mut batch.records, ts, *orig, data, DEFAULT_SNAPLEN).expect("in memory");
             batch.last = ts;
             batch.packets += 1;
-            ts += Duration::from_micros(1);
+            ts += spacing;
         }
         bytes += batch.records.len();
         batches.push(batch);
@@ -87,14 +87,14 @@ fn thread_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-fn scratch_dir(name: &str) -> PathBuf {
+pub fn scratch_dir(name: &str) -> PathBuf {
     let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
     let dir = base.join(format!("ringcap-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-fn dir_bytes(dir: &Path, extension: &str) -> u64 {
+pub fn dir_bytes(dir: &Path, extension: &str) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -243,7 +243,7 @@ fn whole_path(tool: &'static str, count: u64) -> Result<PathResult> {
 
 pub fn run(options: &Options) -> Result<()> {
     let records = corpus_records(&options.corpus)?;
-    let batches = batches(&records, options.megabytes << 20);
+    let batches = batches(&records, options.megabytes << 20, Duration::from_micros(1));
     println!(
         "writer alone: {} MiB of pcap from {} corpus packets, repeated",
         options.megabytes,
