@@ -7,6 +7,7 @@ pub mod api;
 pub mod capture;
 pub mod civil;
 pub mod clock;
+pub mod config;
 pub mod filter;
 pub mod kernel;
 pub mod output;

@@ -30,7 +30,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// ringcap: an always-on packet capture appliance, a network flight recorder.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +42,7 @@ enum Command {
     Capture(CaptureArgs),
     /// Capture continuously into a ring of rotated, zstd-compressed pcap files, like
     /// `tcpdump -G 3600 -W 24 -w FILE`, within a file count and disk budget.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Pull the packets of a time window out of a ring, filtered, while capture goes on.
     Pull(PullArgs),
 }
@@ -103,6 +103,9 @@ struct KernelArgs {
     /// Record at most RATE packets per second (a token bucket per CPU, RATE split evenly).
     #[arg(long, value_name = "RATE", value_parser = clap::value_parser!(u64).range(1..))]
     max_pps: Option<u64>,
+    /// Filter expression, as an option (a trailing EXPRESSION takes precedence).
+    #[arg(long, value_name = "EXPRESSION")]
+    filter: Option<String>,
     /// Filter expression in tcpdump syntax (`man pcap-filter`), evaluated in the kernel.
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
     expression: Vec<String>,
@@ -140,6 +143,10 @@ struct CaptureArgs {
 
 #[derive(Args)]
 struct RunArgs {
+    /// Read settings from a TOML file (keys are the long options with `_`, plus `filter`);
+    /// options on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     kernel: KernelArgs,
     #[command(flatten)]
@@ -223,11 +230,45 @@ fn parse_snaplen(text: &str) -> Result<u32, String> {
     }
 }
 
+/// The command line, with `run --config FILE` expanded in place (the file's settings
+/// first, so options given on the command line override them).
+fn arguments() -> Result<Vec<String>, capture_daemon::config::ConfigError> {
+    let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("run") {
+        if let Some(at) = args.iter().position(|a| a == "--config" || a.starts_with("--config=")) {
+            let path = match args[at].strip_prefix("--config=") {
+                Some(path) => {
+                    let path = path.to_string();
+                    args.remove(at);
+                    path
+                }
+                None if at + 1 < args.len() => {
+                    let path = args.remove(at + 1);
+                    args.remove(at);
+                    path
+                }
+                None => return Ok(args),
+            };
+            let from_file = capture_daemon::config::arguments(Path::new(&path))?;
+            // The file's options go right after `run`, so later ones from the command line win.
+            args.splice(2..2, from_file);
+        }
+    }
+    Ok(args)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match arguments() {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("ringcap: error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Capture(args) => capture(args),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Pull(args) => pull(args),
     };
     match result {
@@ -242,7 +283,11 @@ fn main() -> ExitCode {
 impl KernelArgs {
     /// Compiles the expression: a bad one is refused before anything is loaded.
     fn selection(&self) -> anyhow::Result<Selection> {
-        let filter = Filter::compile(&self.expression.join(" "))?;
+        let expression = match (&self.filter, self.expression.is_empty()) {
+            (Some(option), true) => option.clone(),
+            _ => self.expression.join(" "),
+        };
+        let filter = Filter::compile(&expression)?;
         Ok(Selection {
             filter: Some(filter),
             sample_every: self.sample.unwrap_or(1),

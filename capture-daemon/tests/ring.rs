@@ -339,3 +339,30 @@ fn bad_ring_settings_give_clear_errors() {
     expect_failure(&["--dir", d, "--zstd-level", "30"], "30");
     expect_failure(&["--dir", d, "--frame-interval", "0"], "--frame-interval 0 is out of range");
 }
+
+#[test]
+fn a_toml_config_file_sets_the_ring_and_the_command_line_overrides_it() {
+    let bed = bed();
+    let dir = scratch("config-ring");
+    let config = scratch("ringcap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "interface = \"{RX_IF}\"\ndir = \"{}\"\nrotate_seconds = 0\nzstd_level = 3\nfilter = \"udp src port 10003\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut command = bed.rx(RINGCAP);
+    command.args(["run", "--config", config.to_str().unwrap(), "--zstd-level", "0"]);
+    let mut ring = ringcap_tools::harness::CaptureProcess::spawn(command).unwrap();
+    assert!(ring.wait_listening(), "{:?}", ring.stderr);
+    send(&bed, mixed_frames(700));
+    std::thread::sleep(Duration::from_millis(300));
+    stop(ring);
+    // The command line's --zstd-level 0 won over the file's 3: plain pcap files.
+    let files = data_files(&dir);
+    assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "pcap")), "{files:?}");
+    let kept: Vec<_> = files.iter().flat_map(|f| read_frames(f).1).collect();
+    assert_exact(&kept, (0..700).filter(|seq| seq % 7 == 3));
+}

@@ -19,6 +19,7 @@ const APT_PACKAGES: &[&str] = &[
     "tshark",
     "zstd",
     "util-linux",
+    "curl",
 ];
 
 fn run_quiet(program: &str, args: &[&str]) -> Option<String> {

@@ -1,5 +1,6 @@
 //! The built-in demo: a two-namespace test bed, a million generated frames plus real TCP
-//! and ICMP traffic, captured by ringcap into a pcap that tcpdump then reads.
+//! and ICMP traffic, captured by `ringcap run` into a ring of compressed files, a filtered
+//! pull of the last minute while capture goes on, and the daemon's counters.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -15,20 +16,39 @@ const SIGINT: i32 = 2;
 
 pub fn run(root: &Path) -> Result<()> {
     let release = root.join("target/release");
+    let ringcap = release.join("ringcap");
+    let ringcap = ringcap.to_str().expect("utf-8 path");
     let out_dir = root.join("target/demo");
+    let ring_dir = out_dir.join("ring");
+    let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir)?;
-    let pcap = out_dir.join("demo.pcap");
     TestBed::remove_stale();
     let bed = TestBed::new().context("creating the test bed (the demo needs root)")?;
     println!("== test bed: namespaces {} ({TX_IF}) <-> {} ({RX_IF})", bed.tx_ns, bed.rx_ns);
 
-    let mut command = bed.rx(release.join("ringcap").to_str().expect("utf-8 path"));
-    command.args(["capture", "-i", RX_IF, "-w", pcap.to_str().expect("utf-8 path")]);
+    println!(
+        "== ringcap run: a ring of 1-second zstd files, HTTP API on 127.0.0.1:9090 (inside the namespace)"
+    );
+    let mut command = bed.rx(ringcap);
+    command.args([
+        "run",
+        "-i",
+        RX_IF,
+        "--dir",
+        ring_dir.to_str().expect("utf-8 path"),
+        "-G",
+        "1",
+        "-W",
+        "30",
+    ]);
+    command.args(["--http", "127.0.0.1:9090"]);
     let mut capture = CaptureProcess::spawn(command)?;
     if !capture.wait_listening() {
         bail!("ringcap did not start: {:?}", capture.stderr);
     }
-    println!("== {}", capture.stderr.join("\n"));
+    for line in &capture.stderr {
+        println!("   {line}");
+    }
 
     println!("== generating 1,000,000 64-byte UDP frames in 16 flows (BPF_PROG_TEST_RUN live frames)");
     let generator = bed
@@ -55,17 +75,46 @@ pub fn run(root: &Path) -> Result<()> {
     println!("   TCP: {received} bytes transferred");
     crate::run(bed.tx("ping").args(["-q", "-c", "3", "-i", "0.2", RX_IP]))?;
 
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1500));
+    let pcap = out_dir.join("incident.pcap");
+    println!(
+        "== while capture goes on: ringcap pull --last 1m 'tcp port 8080 or icmp' -w {}",
+        pcap.display()
+    );
+    let pulled = Command::new(ringcap)
+        .args(["pull", "--dir", ring_dir.to_str().expect("utf-8 path"), "--last", "1m"])
+        .args(["-w", pcap.to_str().expect("utf-8 path"), "tcp port 8080 or icmp"])
+        .output()?;
+    print!("   {}", String::from_utf8_lossy(&pulled.stderr));
+    let tcpdump = Command::new("tcpdump").args(["-nn", "-r"]).arg(&pcap).args(["-c", "6"]).output()?;
+    for line in String::from_utf8_lossy(&tcpdump.stdout).lines() {
+        println!("   {line}");
+    }
+
+    println!("== GET /metrics (loss and selection counters):");
+    let metrics = bed.rx("curl").args(["-s", "http://127.0.0.1:9090/metrics"]).output();
+    match metrics {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .take(9)
+            .for_each(|l| println!("   {l}")),
+        Err(_) => println!("   (curl is not installed; `ringcap run --http` serves /metrics)"),
+    }
+
     capture.signal(SIGINT);
     let (status, stderr) = capture.finish(Duration::from_secs(30));
     println!("== ringcap stopped ({status}):");
-    for line in stderr.iter().filter(|l| !l.contains("listening on")) {
+    for line in stderr
+        .iter()
+        .filter(|l| !l.contains("listening on") && !l.contains("HTTP API") && !l.contains("writing the ring"))
+    {
         println!("   {line}");
     }
-    println!("== {} as tcpdump reads it (TCP and ICMP packets):", pcap.display());
-    let tcpdump =
-        Command::new("tcpdump").args(["-nn", "-r"]).arg(&pcap).args(["-c", "8", "tcp or icmp"]).output()?;
-    print!("{}", String::from_utf8_lossy(&tcpdump.stdout));
+    let files = std::fs::read_dir(&ring_dir)?
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "zst")))
+        .count();
+    println!("== {files} files in {}; `zstdcat FILE | tcpdump -r -` reads any of them", ring_dir.display());
     if !status.success() {
         bail!("ringcap failed");
     }

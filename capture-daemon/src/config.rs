@@ -1,0 +1,113 @@
+//! `ringcap run --config FILE`: a TOML file of the same settings as the command line.
+//!
+//! Each key is a long option with `-` spelled `_` (`max_disk = "80%"` is `--max-disk 80%`,
+//! `filter = "..."` is `--filter ...`); options on the command line override the file.
+//! The file becomes arguments for the same parser, so both share one set of checks.
+use std::path::Path;
+
+/// Keys whose option is not simply `--key-with-dashes`.
+const RENAMED: [(&str, &str); 6] = [
+    ("snaplen", "--snapshot-length"),
+    ("buffer_kib", "--buffer-size"),
+    ("rotate_seconds", "-G"),
+    ("max_files", "-W"),
+    ("rotate_megabytes", "-C"),
+    ("count", "-c"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}: {key} = {value} is not a string, number or boolean")]
+    Value { path: String, key: String, value: String },
+    #[error("{path}: `config` cannot appear inside a config file")]
+    Nested { path: String },
+}
+
+/// The command-line arguments a config file stands for (keys in sorted order).
+pub fn arguments(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let shown = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax { path: shown.clone(), message: e.to_string() })?;
+    let mut args = Vec::new();
+    for (key, value) in &table {
+        if key == "config" {
+            return Err(ConfigError::Nested { path: shown });
+        }
+        let value = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(true) => String::new(),
+            toml::Value::Boolean(false) => continue,
+            other => {
+                return Err(ConfigError::Value { path: shown, key: key.clone(), value: other.to_string() });
+            }
+        };
+        let flag = RENAMED
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or_else(|| format!("--{}", key.replace('_', "-")), |(_, f)| f.to_string());
+        args.push(flag);
+        if !value.is_empty() {
+            args.push(value);
+        }
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/ringcap.toml");
+        let args = arguments(&path).unwrap();
+        assert!(args.windows(2).any(|w| w == ["--interface", "eth0"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["-W", "24"]), "{args:?}");
+    }
+
+    #[test]
+    fn keys_become_options() {
+        let dir = std::env::temp_dir().join(format!("ringcap-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ringcap.toml");
+        std::fs::write(
+            &path,
+            "interface = \"eth0\"\nfilter = \"not port 22\"\ndir = \"/srv/ring\"\nrotate_seconds = 3600\nmax_disk = \"80%\"\nno_compress = true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            arguments(&path).unwrap(),
+            [
+                "--dir",
+                "/srv/ring",
+                "--filter",
+                "not port 22",
+                "--interface",
+                "eth0",
+                "--max-disk",
+                "80%",
+                "--no-compress",
+                "-G",
+                "3600"
+            ]
+        );
+        std::fs::write(&path, "interface = [1, 2]\n").unwrap();
+        assert!(arguments(&path).unwrap_err().to_string().contains("is not a string"));
+        std::fs::write(&path, "interface = \n").unwrap();
+        assert!(arguments(&path).unwrap_err().to_string().contains("not valid TOML"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
