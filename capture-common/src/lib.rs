@@ -40,6 +40,9 @@ pub struct CaptureConfig {
     pub max_pps_per_cpu: u64,
 }
 
+/// Names of the TC capture programs (clsact/TCX ingress and egress).
+pub const TC_INGRESS_PROGRAM: &str = "ringcap_tc_ingress";
+pub const TC_EGRESS_PROGRAM: &str = "ringcap_tc_egress";
 /// Name of the XDP capture program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ringcap_xdp";
 
@@ -80,6 +83,10 @@ impl RecordFlags {
     pub const INGRESS: u32 = 1 << 0;
     /// Seen on egress (TC egress).
     pub const EGRESS: u32 = 1 << 1;
+    /// Seen by a TC program (an skb, after GRO on ingress, before GSO on egress).
+    pub const TC: u32 = 1 << 2;
+    /// A GSO/GRO super-packet: several wire packets in one record.
+    pub const GSO: u32 = 1 << 3;
 }
 
 /// Indexes of the per-CPU counter array. Every way a packet can leave the capture

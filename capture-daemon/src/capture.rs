@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
-use capture_common::{RecordHeader, RECORD_HEADER_LEN};
+use capture_common::{RecordFlags, RecordHeader, RECORD_HEADER_LEN};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::clock::WallClock;
-use crate::pcap;
+use crate::pcap::{self, PacketDirection};
 
 /// Pcap records of consecutive packets, in capture order.
 #[derive(Clone, Debug)]
@@ -74,6 +74,9 @@ pub struct ReaderConfig {
     pub snaplen: u32,
     /// Stop after this many packets.
     pub max_packets: Option<u64>,
+    /// Encode records as pcapng Enhanced Packet Blocks with their direction, instead of
+    /// classic pcap records.
+    pub pcapng: bool,
     /// A batch is sent once it holds this many bytes...
     pub batch_bytes: usize,
     /// ...or once its first packet is this old.
@@ -85,6 +88,7 @@ impl Default for ReaderConfig {
         ReaderConfig {
             snaplen: pcap::DEFAULT_SNAPLEN,
             max_packets: None,
+            pcapng: false,
             batch_bytes: 256 * 1024,
             batch_age: Duration::from_millis(100),
         }
@@ -139,7 +143,7 @@ impl RingReader {
             while emitted < limit {
                 let Some(item) = self.ring.next() else { break };
                 read_any = true;
-                if batch.push_record(&item, &clock, self.config.snaplen) {
+                if batch.push_record(&item, &clock, &self.config) {
                     emitted += 1;
                 } else {
                     self.counters.malformed.fetch_add(1, Ordering::Relaxed);
@@ -213,7 +217,7 @@ impl BatchBuilder {
     }
 
     /// Appends a kernel record; false if it is malformed.
-    fn push_record(&mut self, record: &[u8], clock: &WallClock, snaplen: u32) -> bool {
+    fn push_record(&mut self, record: &[u8], clock: &WallClock, config: &ReaderConfig) -> bool {
         if record.len() < RECORD_HEADER_LEN {
             return false;
         }
@@ -222,20 +226,27 @@ impl BatchBuilder {
         let Some(data) = record.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + header.cap_len as usize) else {
             return false;
         };
-        self.push(clock.to_unix(header.timestamp_ns), header.orig_len, data, snaplen);
-        true
-    }
-
-    fn push(&mut self, timestamp: Duration, orig_len: u32, data: &[u8], snaplen: u32) {
+        let timestamp = clock.to_unix(header.timestamp_ns);
         if self.packets == 0 {
             self.first = timestamp;
             self.started = Some(Instant::now());
         }
         self.last = timestamp;
         self.packets += 1;
-        let data = &data[..data.len().min(snaplen as usize)];
-        pcap::write_record(&mut self.buffer, timestamp, orig_len.max(data.len() as u32), data, snaplen)
-            .expect("writing into memory cannot fail");
+        let data = &data[..data.len().min(config.snaplen as usize)];
+        let orig_len = header.orig_len.max(data.len() as u32);
+        let written = if config.pcapng {
+            let direction = if header.flags & RecordFlags::EGRESS != 0 {
+                PacketDirection::Outbound
+            } else {
+                PacketDirection::Inbound
+            };
+            pcap::write_enhanced_packet(&mut self.buffer, 0, timestamp, orig_len, data, Some(direction))
+        } else {
+            pcap::write_record(&mut self.buffer, timestamp, orig_len, data, config.snaplen)
+        };
+        written.expect("writing into memory cannot fail");
+        true
     }
 
     fn bytes(&self) -> usize {

@@ -5,9 +5,9 @@ use std::io;
 use std::time::Duration;
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
-use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::filter::FilterInsn;
-use capture_common::{CaptureConfig, CONFIG_MAP, FILTER_MAP};
+use capture_common::{CaptureConfig, CONFIG_MAP, FILTER_MAP, TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM};
 
 use crate::filter::Filter;
 use aya::{Ebpf, EbpfLoader};
@@ -40,6 +40,8 @@ pub enum KernelError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot attach the TC program to {iface}: {reason}")]
+    TcRefused { iface: String, reason: String },
     #[error("ring buffer size {0} bytes is invalid: it must be a power of two of at least one page")]
     BadRingSize(u32),
     #[error("loading ringcap's eBPF programs failed: {0}")]
@@ -57,6 +59,18 @@ pub enum XdpModeChoice {
     Native,
     /// In the kernel stack after the skb is built (works everywhere).
     Generic,
+}
+
+/// Which packets of an interface are captured (`--direction`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Direction {
+    /// What arrives (XDP).
+    #[default]
+    In,
+    /// What the host sends (TC egress).
+    Out,
+    /// Both (XDP for arrivals, TC egress for departures).
+    Both,
 }
 
 /// The XDP mode an interface actually got.
@@ -138,12 +152,10 @@ impl CaptureProgram {
             .map_max_entries(RING_MAP, config.ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| classify_load_error(&e))?;
-        let program: &mut Xdp = ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or_else(|| KernelError::Load(format!("program {XDP_PROGRAM} missing from the object")))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| KernelError::Load(e.to_string()))?;
-        program.load().map_err(|e| classify_load_error(&e))?;
+        program_mut::<Xdp>(&mut ebpf, XDP_PROGRAM)?.load().map_err(|e| classify_load_error(&e))?;
+        for name in [TC_INGRESS_PROGRAM, TC_EGRESS_PROGRAM] {
+            program_mut::<SchedClassifier>(&mut ebpf, name)?.load().map_err(|e| classify_load_error(&e))?;
+        }
         let counters = take_map(&mut ebpf, COUNTERS_MAP)?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| KernelError::Load(e.to_string()))?;
         let ring = take_map(&mut ebpf, RING_MAP)?;
@@ -223,6 +235,24 @@ impl CaptureProgram {
         Err(last_error.expect("at least one mode was tried"))
     }
 
+    /// Attaches the TC egress program to `iface` (a TCX link, detached when ringcap exits
+    /// however it exits).
+    pub fn attach_tc_egress(&mut self, iface: &str) -> Result<(), KernelError> {
+        interface_index(iface)?;
+        let program: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(TC_EGRESS_PROGRAM)
+            .expect("checked at load")
+            .try_into()
+            .expect("checked at load");
+        program.attach(iface, TcAttachType::Egress).map(drop).map_err(|e| {
+            match os_error(&e).and_then(|e| e.raw_os_error()) {
+                Some(libc::EPERM) | Some(libc::EACCES) => KernelError::PermissionDenied,
+                _ => KernelError::TcRefused { iface: iface.to_string(), reason: error_chain(&e) },
+            }
+        })
+    }
+
     /// Hands the packet ring to its reader (once).
     pub fn take_ring(&mut self) -> RingBuf<MapData> {
         self.ring.take().expect("the ring is taken once")
@@ -230,10 +260,12 @@ impl CaptureProgram {
 
     /// Detaches every attached program; capture stops, records already in the ring stay.
     pub fn detach_all(&mut self) {
-        if let Some(program) = self.ebpf.program_mut(XDP_PROGRAM) {
-            let program: Result<&mut Xdp, _> = program.try_into();
-            if let Ok(program) = program {
-                // Unloading drops every link; the ring and counters are separate maps and stay.
+        // Unloading drops every link; the ring and counters are separate maps and stay.
+        if let Some(Ok(program)) = self.ebpf.program_mut(XDP_PROGRAM).map(<&mut Xdp>::try_from) {
+            let _ = program.unload();
+        }
+        for name in [TC_INGRESS_PROGRAM, TC_EGRESS_PROGRAM] {
+            if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut SchedClassifier>::try_from) {
                 let _ = program.unload();
             }
         }
@@ -253,6 +285,17 @@ impl CaptureProgram {
 
 fn possible_cpus() -> usize {
     aya::util::nr_cpus().unwrap_or(1).max(1)
+}
+
+/// A program of the object, as its type.
+fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, KernelError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| KernelError::Load(format!("program {name} missing from the object")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| KernelError::Load(e.to_string()))
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> {

@@ -11,7 +11,7 @@ use capture_common::Counter;
 use capture_daemon::api::{self, ApiConfig, ApiLimits, Sources};
 use capture_daemon::capture::ReaderConfig;
 use capture_daemon::filter::Filter;
-use capture_daemon::kernel::{KernelConfig, Selection, XdpModeChoice};
+use capture_daemon::kernel::{Direction, KernelConfig, Selection, XdpModeChoice};
 use capture_daemon::output::{PcapStream, Sink};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
 use capture_daemon::retrieve::window::parse_duration;
@@ -94,6 +94,9 @@ struct KernelArgs {
     /// XDP attach mode: auto tries native, then generic, and says which it got.
     #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
     xdp_mode: XdpModeChoice,
+    /// Packets to capture: arriving (XDP), sent (TC egress), or both.
+    #[arg(long, value_enum, default_value_t = Direction::In)]
+    direction: Direction,
     /// Keep one packet in N, at random: `1/N`.
     #[arg(long, value_name = "1/N", value_parser = parse_fraction)]
     sample: Option<u32>,
@@ -139,6 +142,9 @@ struct CaptureArgs {
     /// Write packets to this pcap file; `-` writes to standard output.
     #[arg(short = 'w', value_name = "FILE")]
     write: PathBuf,
+    /// File format; pcapng (with each packet's direction) is the default for --direction both.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
 }
 
 #[derive(Args)]
@@ -305,6 +311,7 @@ impl KernelArgs {
         Ok(CaptureOptions {
             interfaces: vec![self.interface.clone()],
             xdp_mode: self.xdp_mode,
+            direction: self.direction,
             kernel: KernelConfig {
                 snaplen: self.snaplen,
                 ring_bytes: (self.buffer_kib * 1024).next_power_of_two(),
@@ -339,13 +346,17 @@ fn capture_into(
     stop: &StopArgs,
     sink: Box<dyn Sink>,
     live: Arc<LiveCounters>,
+    pcapng: bool,
 ) -> anyhow::Result<CaptureSummary> {
     let snaplen = kernel.snaplen;
-    let options = kernel.capture_options(stop.reader_config(snaplen), stop.duration()?, live)?;
+    let reader = ReaderConfig { pcapng, ..stop.reader_config(snaplen) };
+    let options = kernel.capture_options(reader, stop.duration()?, live)?;
     let summary = run_capture(&options, sink, |attached| {
-        for (iface, mode) in attached {
+        for (iface, hooks) in attached {
+            let hooks: Vec<String> = hooks.iter().map(ToString::to_string).collect();
             eprintln!(
-                "ringcap: listening on {iface} (XDP {mode} mode), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes"
+                "ringcap: listening on {iface} ({}), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes",
+                hooks.join(", ")
             );
         }
     })?;
@@ -357,9 +368,15 @@ fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     args.kernel.selection()?;
     // Check the interface before creating the output file, so a typo leaves no empty file.
     capture_daemon::kernel::interface_index(&args.kernel.interface)?;
-    let sink = PcapStream::create(&args.write, args.kernel.snaplen)
+    let both = args.kernel.direction == Direction::Both;
+    let pcapng = args.format.map_or(both, |f| f == Format::Pcapng);
+    if both && !pcapng {
+        eprintln!("ringcap: warning: classic pcap cannot say which way a packet went; use pcapng to keep it");
+    }
+    let interfaces = [args.kernel.interface.as_str()];
+    let sink = PcapStream::create(&args.write, args.kernel.snaplen, pcapng.then_some(&interfaces[..]))
         .with_context(|| format!("cannot create {}", args.write.display()))?;
-    let summary = capture_into(&args.kernel, &args.stop, Box::new(sink), Arc::default())?;
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(sink), Arc::default(), pcapng)?;
     print_summary(&summary);
     Ok(match summary.write_error {
         Some(error) => {
@@ -371,6 +388,12 @@ fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.kernel.direction == Direction::Both {
+        anyhow::bail!(
+            "the ring stores classic pcap, which cannot say which way a packet went: \
+             use --direction in or out with `run` (or `capture --direction both`, which writes pcapng)"
+        );
+    }
     args.stop.duration()?;
     args.kernel.selection()?;
     capture_daemon::kernel::interface_index(&args.kernel.interface)?;
@@ -414,7 +437,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let bound = api::serve(config, sources)?;
         eprintln!("ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /metrics)");
     }
-    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live)?;
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live, false)?;
     print_summary(&summary);
     print_storage_summary(&counters);
     Ok(ExitCode::SUCCESS)

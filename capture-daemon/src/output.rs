@@ -34,15 +34,19 @@ pub struct PcapStream {
 }
 
 impl PcapStream {
-    /// Creates `path` (`-` for standard output) and writes the pcap file header.
-    pub fn create(path: &Path, snaplen: u32) -> io::Result<Self> {
+    /// Creates `path` (`-` for standard output) and writes the pcap file header, or the
+    /// pcapng section header and one interface block per name when `pcapng` is given.
+    pub fn create(path: &Path, snaplen: u32, pcapng: Option<&[&str]>) -> io::Result<Self> {
         let mut out = if path == Path::new("-") {
             File::from(io::stdout().as_fd().try_clone_to_owned()?)
         } else {
             File::create(path)?
         };
         let mut header = Vec::with_capacity(pcap::FILE_HEADER_LEN);
-        pcap::write_file_header(&mut header, snaplen)?;
+        match pcapng {
+            Some(interfaces) => pcap::write_pcapng_header(&mut header, snaplen, interfaces)?,
+            None => pcap::write_file_header(&mut header, snaplen)?,
+        }
         out.write_all(&header)?;
         Ok(PcapStream { out })
     }

@@ -45,6 +45,87 @@ pub fn write_record<W: Write>(
         .map_err(std::io::Error::other)
 }
 
+/// Direction of a packet, as pcapng's `epb_flags` records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketDirection {
+    Inbound = 1,
+    Outbound = 2,
+}
+
+/// A pcapng section: Section Header Block and one Interface Description Block per
+/// interface (Ethernet, `if_name`, nanosecond `if_tsresol`), as libpcap writes them.
+pub fn write_pcapng_header<W: Write>(out: &mut W, snaplen: u32, interfaces: &[&str]) -> std::io::Result<()> {
+    let mut block = Vec::with_capacity(28);
+    block.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
+    block.extend_from_slice(&28u32.to_le_bytes());
+    block.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    block.extend_from_slice(&1u16.to_le_bytes());
+    block.extend_from_slice(&0u16.to_le_bytes());
+    block.extend_from_slice(&(-1i64).to_le_bytes());
+    block.extend_from_slice(&28u32.to_le_bytes());
+    out.write_all(&block)?;
+    for name in interfaces {
+        let mut options = Vec::new();
+        if !name.is_empty() {
+            push_option(&mut options, 2, name.as_bytes());
+        }
+        push_option(&mut options, 9, &[9]);
+        options.extend_from_slice(&[0, 0, 0, 0]);
+        let total = (20 + options.len()) as u32;
+        let mut block = Vec::with_capacity(total as usize);
+        block.extend_from_slice(&1u32.to_le_bytes());
+        block.extend_from_slice(&total.to_le_bytes());
+        block.extend_from_slice(&1u16.to_le_bytes());
+        block.extend_from_slice(&0u16.to_le_bytes());
+        block.extend_from_slice(&snaplen.to_le_bytes());
+        block.extend_from_slice(&options);
+        block.extend_from_slice(&total.to_le_bytes());
+        out.write_all(&block)?;
+    }
+    Ok(())
+}
+
+/// A pcapng option: code, length, value padded to 32 bits.
+fn push_option(out: &mut Vec<u8>, code: u16, value: &[u8]) {
+    out.extend_from_slice(&code.to_le_bytes());
+    out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    out.extend_from_slice(value);
+    out.resize(out.len() + (4 - value.len() % 4) % 4, 0);
+}
+
+/// An Enhanced Packet Block (nanosecond timestamp) with the direction in `epb_flags`.
+pub fn write_enhanced_packet<W: Write>(
+    out: &mut W,
+    interface: u32,
+    timestamp: Duration,
+    orig_len: u32,
+    data: &[u8],
+    direction: Option<PacketDirection>,
+) -> std::io::Result<()> {
+    let padded = data.len().div_ceil(4) * 4;
+    let options_len = if direction.is_some() { 12 } else { 0 };
+    let total = (32 + padded + options_len) as u32;
+    let ns = timestamp.as_nanos() as u64;
+    let mut head = [0u8; 28];
+    head[0..4].copy_from_slice(&6u32.to_le_bytes());
+    head[4..8].copy_from_slice(&total.to_le_bytes());
+    head[8..12].copy_from_slice(&interface.to_le_bytes());
+    head[12..16].copy_from_slice(&((ns >> 32) as u32).to_le_bytes());
+    head[16..20].copy_from_slice(&(ns as u32).to_le_bytes());
+    head[20..24].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    head[24..28].copy_from_slice(&orig_len.max(data.len() as u32).to_le_bytes());
+    out.write_all(&head)?;
+    out.write_all(data)?;
+    out.write_all(&[0u8; 3][..padded - data.len()])?;
+    if let Some(direction) = direction {
+        let mut options = Vec::with_capacity(12);
+        push_option(&mut options, 2, &(direction as u32).to_le_bytes());
+        options.extend_from_slice(&[0, 0, 0, 0]);
+        out.write_all(&options)?;
+    }
+    out.write_all(&total.to_le_bytes())
+}
+
 /// How the records of a pcap stream are laid out, from its file header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordFormat {

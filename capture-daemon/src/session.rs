@@ -9,7 +9,8 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::capture::{Batch, BufferPool, ReaderConfig, ReaderControl, ReaderCounters, RingReader};
 use crate::kernel::{
-    AttachMode, CaptureProgram, KernelConfig, KernelCounters, KernelError, Selection, XdpModeChoice,
+    AttachMode, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, Selection,
+    XdpModeChoice,
 };
 use crate::output::Sink;
 
@@ -26,6 +27,7 @@ pub struct LiveCounters {
 pub struct CaptureOptions {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpModeChoice,
+    pub direction: Direction,
     pub kernel: KernelConfig,
     /// Filter and sampling, installed before any program is attached.
     pub selection: Selection,
@@ -61,12 +63,28 @@ pub struct CaptureSummary {
     pub write_error: Option<String>,
 }
 
+/// Where a program was attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Xdp(AttachMode),
+    TcEgress,
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::Xdp(mode) => write!(f, "XDP {mode} mode"),
+            Hook::TcEgress => f.write_str("TC egress"),
+        }
+    }
+}
+
 /// Runs a capture session until count, duration, SIGINT or SIGTERM.
-/// `on_attached` is told the mode each interface got, before traffic flows to the sink.
+/// `on_attached` is told the hooks of each interface, before traffic flows to the sink.
 pub fn run_capture(
     options: &CaptureOptions,
     sink: Box<dyn Sink>,
-    on_attached: impl FnOnce(&[(String, AttachMode)]),
+    on_attached: impl FnOnce(&[(String, Vec<Hook>)]),
 ) -> Result<CaptureSummary, SessionError> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -79,8 +97,15 @@ pub fn run_capture(
     program.select(&options.selection)?;
     let mut attached = Vec::new();
     for iface in &options.interfaces {
-        let mode = program.attach_xdp(iface, options.xdp_mode)?;
-        attached.push((iface.clone(), mode));
+        let mut hooks = Vec::new();
+        if options.direction != Direction::Out {
+            hooks.push(Hook::Xdp(program.attach_xdp(iface, options.xdp_mode)?));
+        }
+        if options.direction != Direction::In {
+            program.attach_tc_egress(iface)?;
+            hooks.push(Hook::TcEgress);
+        }
+        attached.push((iface.clone(), hooks));
     }
     on_attached(&attached);
 

@@ -287,3 +287,109 @@ fn bad_input_gives_clear_errors_and_a_failing_exit_code() {
     let (status, stderr) = first.finish(WAIT);
     assert!(status.success(), "{stderr:?}");
 }
+
+/// A TCP conversation across the bed, captured at `veth-rx` with `--direction`.
+fn capture_conversation(direction: &str, extra: &[&str]) -> (std::path::PathBuf, Vec<String>) {
+    let bed = bed();
+    let file = scratch(&format!("direction-{direction}.pcap"));
+    let mut args = vec!["-w", file.to_str().unwrap(), "--direction", direction];
+    args.extend_from_slice(extra);
+    let capture = start_capture(&bed, &args);
+    let server = TestBed::in_namespace(&bed.rx_ns, || {
+        let listener = TcpListener::bind((RX_IP, 8080)).unwrap();
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(b"reply from the server").unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    TestBed::in_namespace(&bed.tx_ns, || {
+        let mut stream = TcpStream::connect((RX_IP, 8080)).unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).unwrap();
+        assert_eq!(reply, b"reply from the server");
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    server.join().unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    capture.signal(libc::SIGINT);
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    (file, stderr)
+}
+
+/// (direction: 1 inbound, 2 outbound; tcp flags) of every TCP packet, as tshark reads the file.
+fn tshark_directions(file: &Path) -> Vec<(u32, String)> {
+    let (ok, stdout, stderr) = run_reader(
+        "tshark",
+        &[
+            "-r",
+            file.to_str().unwrap(),
+            "-Y",
+            "tcp",
+            "-T",
+            "fields",
+            "-e",
+            "frame.packet_flags_direction",
+            "-e",
+            "tcp.flags.str",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    stdout
+        .lines()
+        .map(|l| {
+            let (direction, flags) = l.split_once('\t').unwrap();
+            (u32::from_str_radix(direction.trim_start_matches("0x"), 16).unwrap(), flags.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn both_directions_are_captured_and_pcapng_says_which_way() {
+    let (file, stderr) = capture_conversation("both", &[]);
+    assert!(stderr.iter().any(|l| l.contains("XDP native mode, TC egress")), "{stderr:?}");
+    assert_eq!(&std::fs::read(&file).unwrap()[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "pcapng");
+    let packets = tshark_directions(&file);
+    // Inbound at veth-rx: the client's SYN; outbound: the server's SYN-ACK and its data.
+    assert!(packets.iter().any(|(d, f)| *d == 1 && f.contains('S') && !f.contains('A')), "{packets:?}");
+    assert!(packets.iter().any(|(d, f)| *d == 2 && f.contains('S') && f.contains('A')), "{packets:?}");
+    assert!(packets.iter().all(|(d, _)| *d == 1 || *d == 2), "{packets:?}");
+    let (ok, _, warnings) = run_reader("tcpdump", &["-r", file.to_str().unwrap()]);
+    assert!(ok, "{warnings}");
+}
+
+#[test]
+fn direction_out_captures_only_what_the_host_sends() {
+    let (file, stderr) = capture_conversation("out", &["--format", "pcapng"]);
+    assert!(stderr.iter().any(|l| l.contains("(TC egress)")), "{stderr:?}");
+    let packets = tshark_directions(&file);
+    assert!(!packets.is_empty());
+    assert!(packets.iter().all(|(d, _)| *d == 2), "{packets:?}");
+    assert!(packets.iter().any(|(_, f)| f.contains('S') && f.contains('A')), "{packets:?}");
+    assert!(
+        !packets.iter().any(|(_, f)| f.contains('S') && !f.contains('A')),
+        "the client's SYN arrives, it is not sent"
+    );
+}
+
+#[test]
+fn after_sigkill_no_program_stays_attached_and_capture_restarts() {
+    let bed = bed();
+    let file = scratch("killed.pcap");
+    let capture = start_capture(&bed, &["-w", file.to_str().unwrap(), "--direction", "both"]);
+    let link = |bed: &TestBed| {
+        String::from_utf8(bed.rx("ip").args(["-d", "link", "show", RX_IF]).output().unwrap().stdout).unwrap()
+    };
+    assert!(link(&bed).contains("prog/xdp"), "the XDP program is attached while ringcap runs");
+    capture.signal(libc::SIGKILL);
+    let (status, _) = capture.finish(WAIT);
+    assert!(!status.success());
+    // Links die with their process: nothing of ringcap's stays on the interface.
+    assert!(!link(&bed).contains("prog/xdp"), "{}", link(&bed));
+    let again = start_capture(&bed, &["-w", file.to_str().unwrap(), "--direction", "both", "-c", "5"]);
+    send(&bed, mixed_frames(5));
+    let (status, stderr) = again.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    assert_eq!(summary_count(&stderr, "packets captured"), Some(5));
+}

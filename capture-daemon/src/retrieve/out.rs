@@ -29,31 +29,7 @@ impl<W: Write> Stream<W> {
     pub fn new(mut out: W, format: Format, snaplen: u32) -> io::Result<Self> {
         match format {
             Format::Pcap => pcap::write_file_header(&mut out, snaplen)?,
-            Format::Pcapng => {
-                // Section Header Block: byte-order magic, version 1.0, section length unknown.
-                let mut shb = Vec::with_capacity(28);
-                shb.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
-                shb.extend_from_slice(&28u32.to_le_bytes());
-                shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
-                shb.extend_from_slice(&1u16.to_le_bytes());
-                shb.extend_from_slice(&0u16.to_le_bytes());
-                shb.extend_from_slice(&(-1i64).to_le_bytes());
-                shb.extend_from_slice(&28u32.to_le_bytes());
-                out.write_all(&shb)?;
-                // Interface Description Block: Ethernet, snaplen, if_tsresol = 9 (nanoseconds).
-                let mut idb = Vec::with_capacity(32);
-                idb.extend_from_slice(&1u32.to_le_bytes());
-                idb.extend_from_slice(&32u32.to_le_bytes());
-                idb.extend_from_slice(&1u16.to_le_bytes());
-                idb.extend_from_slice(&0u16.to_le_bytes());
-                idb.extend_from_slice(&snaplen.to_le_bytes());
-                idb.extend_from_slice(&9u16.to_le_bytes());
-                idb.extend_from_slice(&1u16.to_le_bytes());
-                idb.extend_from_slice(&[9, 0, 0, 0]);
-                idb.extend_from_slice(&[0, 0, 0, 0]);
-                idb.extend_from_slice(&32u32.to_le_bytes());
-                out.write_all(&idb)?;
-            }
+            Format::Pcapng => pcap::write_pcapng_header(&mut out, snaplen, &[""])?,
         }
         Ok(Stream { out, format, snaplen })
     }
@@ -70,23 +46,7 @@ impl<W: Write> PacketOut for Stream<W> {
                 data,
                 self.snaplen,
             ),
-            Format::Pcapng => {
-                // Enhanced Packet Block, interface 0, timestamp in nanoseconds.
-                let padded = data.len().div_ceil(4) * 4;
-                let total = (32 + padded) as u32;
-                let ns = timestamp.as_nanos() as u64;
-                let mut head = [0u8; 28];
-                head[0..4].copy_from_slice(&6u32.to_le_bytes());
-                head[4..8].copy_from_slice(&total.to_le_bytes());
-                head[12..16].copy_from_slice(&((ns >> 32) as u32).to_le_bytes());
-                head[16..20].copy_from_slice(&(ns as u32).to_le_bytes());
-                head[20..24].copy_from_slice(&(data.len() as u32).to_le_bytes());
-                head[24..28].copy_from_slice(&orig_len.max(data.len() as u32).to_le_bytes());
-                self.out.write_all(&head)?;
-                self.out.write_all(data)?;
-                self.out.write_all(&[0u8; 3][..padded - data.len()])?;
-                self.out.write_all(&total.to_le_bytes())
-            }
+            Format::Pcapng => pcap::write_enhanced_packet(&mut self.out, 0, timestamp, orig_len, data, None),
         }
     }
 
