@@ -68,15 +68,16 @@ pub struct ReaderCounters {
 }
 
 /// Settings of the reader.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ReaderConfig {
     /// Snap length written in the pcap records (bounds `incl_len`).
     pub snaplen: u32,
     /// Stop after this many packets.
     pub max_packets: Option<u64>,
-    /// Encode records as pcapng Enhanced Packet Blocks with their direction, instead of
-    /// classic pcap records.
-    pub pcapng: bool,
+    /// When not empty, records are encoded as pcapng Enhanced Packet Blocks, with their
+    /// direction and the position of their ifindex in this list as interface id, instead
+    /// of classic pcap records.
+    pub pcapng_interfaces: Vec<u32>,
     /// A batch is sent once it holds this many bytes...
     pub batch_bytes: usize,
     /// ...or once its first packet is this old.
@@ -88,7 +89,7 @@ impl Default for ReaderConfig {
         ReaderConfig {
             snaplen: pcap::DEFAULT_SNAPLEN,
             max_packets: None,
-            pcapng: false,
+            pcapng_interfaces: Vec::new(),
             batch_bytes: 256 * 1024,
             batch_age: Duration::from_millis(100),
         }
@@ -235,13 +236,21 @@ impl BatchBuilder {
         self.packets += 1;
         let data = &data[..data.len().min(config.snaplen as usize)];
         let orig_len = header.orig_len.max(data.len() as u32);
-        let written = if config.pcapng {
+        let written = if !config.pcapng_interfaces.is_empty() {
+            let interface = config.pcapng_interfaces.iter().position(|&i| i == header.ifindex).unwrap_or(0);
             let direction = if header.flags & RecordFlags::EGRESS != 0 {
                 PacketDirection::Outbound
             } else {
                 PacketDirection::Inbound
             };
-            pcap::write_enhanced_packet(&mut self.buffer, 0, timestamp, orig_len, data, Some(direction))
+            pcap::write_enhanced_packet(
+                &mut self.buffer,
+                interface as u32,
+                timestamp,
+                orig_len,
+                data,
+                Some(direction),
+            )
         } else {
             pcap::write_record(&mut self.buffer, timestamp, orig_len, data, config.snaplen)
         };

@@ -81,8 +81,8 @@ struct PullArgs {
 #[derive(Args, Clone)]
 struct KernelArgs {
     /// Interface to capture on.
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    interface: String,
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", value_delimiter = ',', required = true)]
+    interface: Vec<String>,
     /// Bytes to keep of each packet; 0 means 262144 (the kernel copies at most 16384).
     #[arg(short = 's', long = "snapshot-length", value_name = "SNAPLEN", default_value_t = DEFAULT_SNAPLEN,
           value_parser = parse_snaplen)]
@@ -287,6 +287,12 @@ fn main() -> ExitCode {
 }
 
 impl KernelArgs {
+    /// The interfaces' indexes, or a clear error for the first that does not exist.
+    fn interface_indexes(&self) -> anyhow::Result<Vec<u32>> {
+        let indexes = self.interface.iter().map(|i| capture_daemon::kernel::interface_index(i));
+        Ok(indexes.collect::<Result<_, _>>()?)
+    }
+
     /// Compiles the expression: a bad one is refused before anything is loaded.
     fn selection(&self) -> anyhow::Result<Selection> {
         let expression = match (&self.filter, self.expression.is_empty()) {
@@ -309,7 +315,7 @@ impl KernelArgs {
         live: Arc<LiveCounters>,
     ) -> anyhow::Result<CaptureOptions> {
         Ok(CaptureOptions {
-            interfaces: vec![self.interface.clone()],
+            interfaces: self.interface.clone(),
             xdp_mode: self.xdp_mode,
             direction: self.direction,
             kernel: KernelConfig {
@@ -346,10 +352,10 @@ fn capture_into(
     stop: &StopArgs,
     sink: Box<dyn Sink>,
     live: Arc<LiveCounters>,
-    pcapng: bool,
+    pcapng_interfaces: Vec<u32>,
 ) -> anyhow::Result<CaptureSummary> {
     let snaplen = kernel.snaplen;
-    let reader = ReaderConfig { pcapng, ..stop.reader_config(snaplen) };
+    let reader = ReaderConfig { pcapng_interfaces, ..stop.reader_config(snaplen) };
     let options = kernel.capture_options(reader, stop.duration()?, live)?;
     let summary = run_capture(&options, sink, |attached| {
         for (iface, hooks) in attached {
@@ -366,17 +372,20 @@ fn capture_into(
 fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     args.stop.duration()?;
     args.kernel.selection()?;
-    // Check the interface before creating the output file, so a typo leaves no empty file.
-    capture_daemon::kernel::interface_index(&args.kernel.interface)?;
-    let both = args.kernel.direction == Direction::Both;
-    let pcapng = args.format.map_or(both, |f| f == Format::Pcapng);
-    if both && !pcapng {
-        eprintln!("ringcap: warning: classic pcap cannot say which way a packet went; use pcapng to keep it");
+    // Check the interfaces before creating the output file, so a typo leaves no empty file.
+    let ifindexes = args.kernel.interface_indexes()?;
+    let several = args.kernel.direction == Direction::Both || ifindexes.len() > 1;
+    let pcapng = args.format.map_or(several, |f| f == Format::Pcapng);
+    if several && !pcapng {
+        eprintln!(
+            "ringcap: warning: classic pcap cannot say which interface or direction a packet has; use pcapng"
+        );
     }
-    let interfaces = [args.kernel.interface.as_str()];
-    let sink = PcapStream::create(&args.write, args.kernel.snaplen, pcapng.then_some(&interfaces[..]))
+    let names: Vec<&str> = args.kernel.interface.iter().map(String::as_str).collect();
+    let sink = PcapStream::create(&args.write, args.kernel.snaplen, pcapng.then_some(&names[..]))
         .with_context(|| format!("cannot create {}", args.write.display()))?;
-    let summary = capture_into(&args.kernel, &args.stop, Box::new(sink), Arc::default(), pcapng)?;
+    let interfaces = if pcapng { ifindexes } else { Vec::new() };
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(sink), Arc::default(), interfaces)?;
     print_summary(&summary);
     Ok(match summary.write_error {
         Some(error) => {
@@ -388,6 +397,12 @@ fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.kernel.interface.len() > 1 {
+        anyhow::bail!(
+            "the ring stores classic pcap, which cannot say which interface a packet came from: \
+             run one `ringcap run` per interface (or `capture -i A -i B`, which writes pcapng)"
+        );
+    }
     if args.kernel.direction == Direction::Both {
         anyhow::bail!(
             "the ring stores classic pcap, which cannot say which way a packet went: \
@@ -396,7 +411,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     args.stop.duration()?;
     args.kernel.selection()?;
-    capture_daemon::kernel::interface_index(&args.kernel.interface)?;
+    args.kernel.interface_indexes()?;
     if !(0.05..=60.0).contains(&args.frame_interval) {
         anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
     }
@@ -437,7 +452,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let bound = api::serve(config, sources)?;
         eprintln!("ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /metrics)");
     }
-    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live, false)?;
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live, Vec::new())?;
     print_summary(&summary);
     print_storage_summary(&counters);
     Ok(ExitCode::SUCCESS)

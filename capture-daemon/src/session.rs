@@ -115,7 +115,7 @@ pub fn run_capture(
     let pool = BufferPool::new(options.reader.batch_bytes + 64 * 1024, options.queue_batches);
     let reader = RingReader::new(
         program.take_ring(),
-        options.reader,
+        options.reader.clone(),
         Arc::clone(&reader_counters),
         Arc::clone(&control),
         sender,

@@ -11,8 +11,9 @@ mod common;
 
 use common::{bed, mixed_frames, scratch, send, start_capture, RINGCAP, WAIT};
 use ringcap_tools::frames::sequence_of;
+use ringcap_tools::generator::{transmit, Plan};
 use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
-use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP};
+use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP, TX_IF};
 
 fn run_reader(program: &str, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(program).args(args).output().unwrap();
@@ -392,4 +393,55 @@ fn after_sigkill_no_program_stays_attached_and_capture_restarts() {
     let (status, stderr) = again.finish(WAIT);
     assert!(status.success(), "{stderr:?}");
     assert_eq!(summary_count(&stderr, "packets captured"), Some(5));
+}
+
+#[test]
+fn two_interfaces_in_one_capture_are_tagged_in_pcapng() {
+    TestBed::remove_stale();
+    let bed = TestBed::with_options(TestBedOptions { pairs: 2, ..TestBedOptions::default() }).unwrap();
+    let file = scratch("two.pcapng");
+    let mut capture =
+        start_capture(&bed, &["-w", file.to_str().unwrap(), "-i", ringcap_tools::testbed::RX2_IF]);
+    assert!(capture.wait_for("listening on veth-rx2", Duration::from_secs(10)), "{:?}", capture.stderr);
+    let frames = mixed_frames(500);
+    for (round, chunk) in frames.chunks(50).enumerate() {
+        let iface = if round % 2 == 0 { TX_IF } else { ringcap_tools::testbed::TX2_IF };
+        let chunk = chunk.to_vec();
+        TestBed::in_namespace(&bed.tx_ns, move || {
+            let ifindex = capture_daemon::kernel::interface_index(iface).unwrap();
+            let count = chunk.len() as u64;
+            transmit(ifindex, &Plan { frames: chunk, count, chunk: 1, rate: None }).unwrap();
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    capture.signal(libc::SIGINT);
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    let (ok, stdout, err) = run_reader(
+        "tshark",
+        &[
+            "-r",
+            file.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.time_epoch",
+        ],
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<(String, f64)> = stdout
+        .lines()
+        .map(|l| {
+            let (name, time) = l.split_once('\t').unwrap();
+            (name.to_string(), time.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.iter().filter(|(n, _)| n == RX_IF).count(), 250, "{rows:?}");
+    assert_eq!(rows.iter().filter(|(n, _)| n == "veth-rx2").count(), 250);
+    assert!(rows.windows(2).all(|w| w[0].1 <= w[1].1), "packets out of time order");
 }

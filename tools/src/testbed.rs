@@ -15,6 +15,9 @@ pub const TX_IP: &str = "10.77.0.1";
 pub const RX_IP: &str = "10.77.0.2";
 pub const TX_MAC: [u8; 6] = [0x02, 0x72, 0x63, 0, 0, 1];
 pub const RX_MAC: [u8; 6] = [0x02, 0x72, 0x63, 0, 0, 2];
+/// The second pair of a two-pair bed (`TestBedOptions::pairs = 2`).
+pub const TX2_IF: &str = "veth-tx2";
+pub const RX2_IF: &str = "veth-rx2";
 /// Destination of generated frames: no host has it, so the receiving stack drops them
 /// quietly (no ICMP errors, no ARP) and captures hold exactly what was generated.
 pub const SINK_MAC: [u8; 6] = [0x02, 0x72, 0x63, 0, 0, 0xff];
@@ -41,11 +44,13 @@ pub struct TestBedOptions {
     /// IPv6 stays off by default: its router and multicast chatter would add packets
     /// to captures whose exact contents a test controls.
     pub ipv6: bool,
+    /// veth pairs between the namespaces: 1, or 2 for multi-interface captures.
+    pub pairs: u8,
 }
 
 impl Default for TestBedOptions {
     fn default() -> Self {
-        TestBedOptions { mtu: 1500, ipv6: false }
+        TestBedOptions { mtu: 1500, ipv6: false, pairs: 1 }
     }
 }
 
@@ -83,8 +88,19 @@ impl TestBed {
                 }
             }
         }
+        let mut ends = vec![(tx, TX_IF, TX_MAC, TX_IP.to_string()), (rx, RX_IF, RX_MAC, RX_IP.to_string())];
         run(&["ip", "-n", tx, "link", "add", TX_IF, "type", "veth", "peer", "name", RX_IF, "netns", rx])?;
-        for (ns, ifname, mac, ip) in [(tx, TX_IF, TX_MAC, TX_IP), (rx, RX_IF, RX_MAC, RX_IP)] {
+        if options.pairs > 1 {
+            run(&[
+                "ip", "-n", tx, "link", "add", TX2_IF, "type", "veth", "peer", "name", RX2_IF, "netns", rx,
+            ])?;
+            let (mut tx_mac, mut rx_mac) = (TX_MAC, RX_MAC);
+            tx_mac[5] = 3;
+            rx_mac[5] = 4;
+            ends.push((tx, TX2_IF, tx_mac, "10.78.0.1".into()));
+            ends.push((rx, RX2_IF, rx_mac, "10.78.0.2".into()));
+        }
+        for (ns, ifname, mac, ip) in ends {
             let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
             run(&["ip", "-n", ns, "link", "set", ifname, "address", &mac, "mtu", &mtu])?;
             run(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", ifname])?;
