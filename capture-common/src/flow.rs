@@ -15,7 +15,7 @@ fn mix(mut h: u32) -> u32 {
 }
 
 #[inline(always)]
-fn word<P: PacketView>(p: &P, at: u32) -> Option<u32> {
+pub(crate) fn word<P: PacketView>(p: &P, at: u32) -> Option<u32> {
     let mut v = 0u32;
     let mut i = 0;
     while i < 4 {
@@ -26,7 +26,7 @@ fn word<P: PacketView>(p: &P, at: u32) -> Option<u32> {
 }
 
 #[inline(always)]
-fn half<P: PacketView>(p: &P, at: u32) -> Option<u32> {
+pub(crate) fn half<P: PacketView>(p: &P, at: u32) -> Option<u32> {
     Some((u32::from(p.byte(at)?) << 8) | u32::from(p.byte(at + 1)?))
 }
 
@@ -42,11 +42,9 @@ fn endpoint<P: PacketView>(p: &P, addr: u32, words: u32, port: Option<u32>) -> O
     Some(mix(h ^ port.unwrap_or(0)))
 }
 
-/// The symmetric hash of a packet's flow: addresses and ports of IPv4/IPv6 TCP, UDP and
-/// SCTP (after up to two VLAN tags); addresses only for other IP protocols and
-/// fragments; MAC addresses for everything else.
+/// The ethertype and offset of the network header, after up to two VLAN tags.
 #[inline(always)]
-pub fn flow_hash<P: PacketView>(p: &P) -> Option<u32> {
+pub(crate) fn network_layer<P: PacketView>(p: &P) -> Option<(u32, u32)> {
     let mut l3 = 14u32;
     let mut ethertype = half(p, 12)?;
     let mut tags = 0;
@@ -55,6 +53,15 @@ pub fn flow_hash<P: PacketView>(p: &P) -> Option<u32> {
         l3 += 4;
         tags += 1;
     }
+    Some((ethertype, l3))
+}
+
+/// The symmetric hash of a packet's flow: addresses and ports of IPv4/IPv6 TCP, UDP and
+/// SCTP (after up to two VLAN tags); addresses only for other IP protocols and
+/// fragments; MAC addresses for everything else.
+#[inline(always)]
+pub fn flow_hash<P: PacketView>(p: &P) -> Option<u32> {
+    let (ethertype, l3) = network_layer(p)?;
     let (a, b, proto) = match ethertype {
         ETH_P_IP => {
             let ihl = 4 * (u32::from(p.byte(l3)?) & 0xf);

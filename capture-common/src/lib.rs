@@ -7,6 +7,7 @@
 
 pub mod filter;
 pub mod flow;
+pub mod tcp;
 
 /// Name of the BPF ring buffer map that carries packet records to user space.
 pub const RING_MAP: &str = "PACKETS";
@@ -35,7 +36,8 @@ pub struct CaptureConfig {
     pub sample_every: u32,
     /// Keep the flows whose symmetric hash is 0 modulo N (0 or 1: all).
     pub flow_sample_every: u32,
-    pub _pad: u32,
+    /// Non-zero: analyse every TCP segment (flags, handshakes, RTT) before selection.
+    pub tcp_analysis: u32,
     /// Token-bucket rate per CPU in packets per second (0: unlimited).
     pub max_pps_per_cpu: u64,
 }
@@ -43,6 +45,8 @@ pub struct CaptureConfig {
 /// Names of the TC capture programs (clsact/TCX ingress and egress).
 pub const TC_INGRESS_PROGRAM: &str = "ringcap_tc_ingress";
 pub const TC_EGRESS_PROGRAM: &str = "ringcap_tc_egress";
+/// Name of the per-CPU array of RTT histogram buckets ([`tcp::RTT_KINDS`] x [`tcp::RTT_BUCKETS`]).
+pub const RTT_MAP: &str = "RTT";
 /// Name of the XDP capture program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ringcap_xdp";
 
@@ -108,11 +112,27 @@ pub enum Counter {
     SampledOut = 5,
     /// Packets over `--max-pps`.
     RateLimited = 6,
+    /// TCP analysis (every packet, selected or not): segments with these flags...
+    TcpSyn = 7,
+    TcpSynAck = 8,
+    TcpFin = 9,
+    TcpRst = 10,
+    TcpEce = 11,
+    TcpCwr = 12,
+    /// ...window 0 without SYN/FIN/RST (Wireshark's zero_window)...
+    TcpZeroWindow = 13,
+    /// ...three-way handshakes seen to completion...
+    TcpHandshakes = 14,
+    /// ...and the sums of their RTTs in nanoseconds (SYN to SYN-ACK, SYN-ACK to ACK).
+    TcpRttServerNs = 15,
+    TcpRttClientNs = 16,
+    /// Flows the analysis could not track (flow table insert failed).
+    TcpFlowInsertFailed = 17,
 }
 
 impl Counter {
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 18;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -122,6 +142,17 @@ impl Counter {
         Counter::Filtered,
         Counter::SampledOut,
         Counter::RateLimited,
+        Counter::TcpSyn,
+        Counter::TcpSynAck,
+        Counter::TcpFin,
+        Counter::TcpRst,
+        Counter::TcpEce,
+        Counter::TcpCwr,
+        Counter::TcpZeroWindow,
+        Counter::TcpHandshakes,
+        Counter::TcpRttServerNs,
+        Counter::TcpRttClientNs,
+        Counter::TcpFlowInsertFailed,
     ];
 
     /// Prometheus-style name of the counter.
@@ -134,6 +165,17 @@ impl Counter {
             Counter::Filtered => "filtered",
             Counter::SampledOut => "sampled_out",
             Counter::RateLimited => "rate_limited",
+            Counter::TcpSyn => "tcp_syn",
+            Counter::TcpSynAck => "tcp_syn_ack",
+            Counter::TcpFin => "tcp_fin",
+            Counter::TcpRst => "tcp_rst",
+            Counter::TcpEce => "tcp_ece",
+            Counter::TcpCwr => "tcp_cwr",
+            Counter::TcpZeroWindow => "tcp_zero_window",
+            Counter::TcpHandshakes => "tcp_handshakes",
+            Counter::TcpRttServerNs => "tcp_rtt_server_ns_sum",
+            Counter::TcpRttClientNs => "tcp_rtt_client_ns_sum",
+            Counter::TcpFlowInsertFailed => "tcp_flow_insert_failed",
         }
     }
 }

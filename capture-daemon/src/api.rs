@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::analysis::{count_at_most, prometheus_bounds_ns, summarize, RttSummary};
 use crate::civil::rfc3339;
 use crate::filter::Filter;
 use crate::pcap::DEFAULT_SNAPLEN;
@@ -282,7 +283,13 @@ fn stats_json(sources: &Sources) -> serde_json::Value {
         Counter::ALL.iter().map(|c| (c.name().to_string(), json!(kernel.get(*c)))).collect();
     let reader = &sources.live.reader;
     let s = &sources.storage;
+    let rtt = sources.live.rtt.lock().expect("not poisoned").clone();
+    let [server, client] = rtt.map_or([RttSummary::default(); 2], |b| [summarize(&b[0]), summarize(&b[1])]);
     json!({
+        "tcp": {
+            "handshake_rtt_server": server,
+            "handshake_rtt_client": client,
+        },
         "kernel": kernel,
         "reader": { "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed) },
         "storage": {
@@ -333,6 +340,33 @@ fn metrics_text(sources: &Sources) -> String {
         ],
     );
     family(
+        "ringcap_tcp_segments_total",
+        "TCP segments seen (selected or not), by flag.",
+        &[
+            ("{flag=\"syn\"}", kernel.get(Counter::TcpSyn)),
+            ("{flag=\"syn_ack\"}", kernel.get(Counter::TcpSynAck)),
+            ("{flag=\"fin\"}", kernel.get(Counter::TcpFin)),
+            ("{flag=\"rst\"}", kernel.get(Counter::TcpRst)),
+            ("{flag=\"ece\"}", kernel.get(Counter::TcpEce)),
+            ("{flag=\"cwr\"}", kernel.get(Counter::TcpCwr)),
+        ],
+    );
+    family(
+        "ringcap_tcp_zero_window_total",
+        "TCP segments advertising a zero window.",
+        &[("", kernel.get(Counter::TcpZeroWindow))],
+    );
+    family(
+        "ringcap_tcp_handshakes_total",
+        "TCP three-way handshakes seen to completion.",
+        &[("", kernel.get(Counter::TcpHandshakes))],
+    );
+    family(
+        "ringcap_tcp_flow_insert_failures_total",
+        "TCP flows the analysis could not track.",
+        &[("", kernel.get(Counter::TcpFlowInsertFailed))],
+    );
+    family(
         "ringcap_storage_bytes_written_total",
         "Bytes of frames written to the ring.",
         &[("", get(&s.bytes_written))],
@@ -365,6 +399,28 @@ fn metrics_text(sources: &Sources) -> String {
         "Frames that could not be written.",
         &[("", get(&s.write_errors))],
     );
+    if let Some(buckets) = sources.live.rtt.lock().expect("not poisoned").as_ref() {
+        let name = "ringcap_tcp_handshake_rtt_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} TCP handshake RTT at the capture point: server side SYN to SYN-ACK, client side SYN-ACK to ACK."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (side, histogram, sum) in [
+            ("server", &buckets[0], kernel.get(Counter::TcpRttServerNs)),
+            ("client", &buckets[1], kernel.get(Counter::TcpRttClientNs)),
+        ] {
+            for bound in prometheus_bounds_ns() {
+                let le = bound as f64 / 1e9;
+                let count = count_at_most(histogram, bound);
+                let _ = writeln!(out, "{name}_bucket{{side=\"{side}\",le=\"{le}\"}} {count}");
+            }
+            let total: u64 = histogram.iter().sum();
+            let _ = writeln!(out, "{name}_bucket{{side=\"{side}\",le=\"+Inf\"}} {total}");
+            let _ = writeln!(out, "{name}_sum{{side=\"{side}\"}} {}", sum as f64 / 1e9);
+            let _ = writeln!(out, "{name}_count{{side=\"{side}\"}} {total}");
+        }
+    }
     out
 }
 

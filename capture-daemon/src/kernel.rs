@@ -7,7 +7,8 @@ use std::time::Duration;
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::filter::FilterInsn;
-use capture_common::{CaptureConfig, CONFIG_MAP, FILTER_MAP, TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM};
+use capture_common::tcp::{RTT_BUCKETS, RTT_KINDS};
+use capture_common::{CaptureConfig, CONFIG_MAP, FILTER_MAP, RTT_MAP, TC_EGRESS_PROGRAM};
 
 use crate::filter::Filter;
 use aya::{Ebpf, EbpfLoader};
@@ -108,6 +109,8 @@ pub struct Selection {
     pub flow_sample_every: u32,
     /// At most this many packets per second in all (`--max-pps`), split across CPUs.
     pub max_pps: u64,
+    /// Analyse every TCP segment in the kernel (flags, handshakes, RTT).
+    pub tcp_analysis: bool,
 }
 
 /// Sums of the per-CPU counters of the capture programs.
@@ -134,7 +137,11 @@ pub struct CaptureProgram {
     ring: Option<RingBuf<MapData>>,
     filter: Array<MapData, FilterInsn>,
     config: Array<MapData, CaptureConfig>,
+    rtt: PerCpuArray<MapData, u64>,
 }
+
+/// The kernel's RTT histograms summed over CPUs: [server side, client side] buckets.
+pub type RttBuckets = [[u64; RTT_BUCKETS as usize]; RTT_KINDS as usize];
 
 impl CaptureProgram {
     /// Loads the programs into the kernel (nothing is attached yet).
@@ -153,9 +160,11 @@ impl CaptureProgram {
             .load(EBPF_OBJECT)
             .map_err(|e| classify_load_error(&e))?;
         program_mut::<Xdp>(&mut ebpf, XDP_PROGRAM)?.load().map_err(|e| classify_load_error(&e))?;
-        for name in [TC_INGRESS_PROGRAM, TC_EGRESS_PROGRAM] {
-            program_mut::<SchedClassifier>(&mut ebpf, name)?.load().map_err(|e| classify_load_error(&e))?;
-        }
+        // Verifying a program takes the kernel most of a second: the TC ingress program,
+        // which no option attaches yet, is left unloaded.
+        program_mut::<SchedClassifier>(&mut ebpf, TC_EGRESS_PROGRAM)?
+            .load()
+            .map_err(|e| classify_load_error(&e))?;
         let counters = take_map(&mut ebpf, COUNTERS_MAP)?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| KernelError::Load(e.to_string()))?;
         let ring = take_map(&mut ebpf, RING_MAP)?;
@@ -164,7 +173,9 @@ impl CaptureProgram {
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let config = Array::try_from(take_map(&mut ebpf, CONFIG_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
-        Ok(CaptureProgram { ebpf, counters, ring: Some(ring), filter, config })
+        let rtt = PerCpuArray::try_from(take_map(&mut ebpf, RTT_MAP)?)
+            .map_err(|e| KernelError::Load(e.to_string()))?;
+        Ok(CaptureProgram { ebpf, counters, ring: Some(ring), filter, config, rtt })
     }
 
     /// Installs a filter and sampling settings; takes effect for the next packet.
@@ -177,6 +188,7 @@ impl CaptureProgram {
             sample_every: selection.sample_every,
             flow_sample_every: selection.flow_sample_every,
             max_pps_per_cpu: selection.max_pps.div_ceil(possible_cpus() as u64),
+            tcp_analysis: u32::from(selection.tcp_analysis),
             ..CaptureConfig::default()
         };
         self.config.set(0, config, 0).map_err(|e| update_error(CONFIG_MAP, e))?;
@@ -264,11 +276,25 @@ impl CaptureProgram {
         if let Some(Ok(program)) = self.ebpf.program_mut(XDP_PROGRAM).map(<&mut Xdp>::try_from) {
             let _ = program.unload();
         }
-        for name in [TC_INGRESS_PROGRAM, TC_EGRESS_PROGRAM] {
-            if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut SchedClassifier>::try_from) {
-                let _ = program.unload();
+        if let Some(Ok(program)) =
+            self.ebpf.program_mut(TC_EGRESS_PROGRAM).map(<&mut SchedClassifier>::try_from)
+        {
+            let _ = program.unload();
+        }
+    }
+
+    /// Current RTT histogram buckets, summed over CPUs.
+    pub fn rtt_buckets(&self) -> Box<RttBuckets> {
+        let mut buckets = Box::new([[0u64; RTT_BUCKETS as usize]; RTT_KINDS as usize]);
+        for (kind, histogram) in buckets.iter_mut().enumerate() {
+            for (bucket, slot) in histogram.iter_mut().enumerate() {
+                let index = kind as u32 * RTT_BUCKETS + bucket as u32;
+                if let Ok(values) = self.rtt.get(&index, 0) {
+                    *slot = values.iter().sum();
+                }
             }
         }
+        buckets
     }
 
     /// Current sums of the per-CPU counters.

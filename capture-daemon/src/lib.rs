@@ -3,6 +3,7 @@
 //! Data flows one way: the kernel programs ([`kernel`]) fill a ring buffer, the
 //! [`capture`] reader turns records into pcap batches stamped with wall-clock time
 //! ([`clock`]), and sinks ([`output`]) write them.
+pub mod analysis;
 pub mod api;
 pub mod capture;
 pub mod civil;

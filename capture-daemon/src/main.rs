@@ -45,6 +45,18 @@ enum Command {
     Run(Box<RunArgs>),
     /// Pull the packets of a time window out of a ring, filtered, while capture goes on.
     Pull(PullArgs),
+    /// Print a running daemon's TCP health and counters (from its `--http` API).
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// The daemon's API address (`ringcap run --http ADDR:PORT`).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9090")]
+    http: std::net::SocketAddr,
+    /// Bearer token, when the daemon requires one.
+    #[arg(long, value_name = "TOKEN", env = "RINGCAP_HTTP_TOKEN")]
+    http_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -103,6 +115,9 @@ struct KernelArgs {
     /// Keep one flow in N, both directions of each kept flow: `1/N`.
     #[arg(long, value_name = "1/N", value_parser = parse_fraction)]
     flow_sample: Option<u32>,
+    /// Turn off the in-kernel TCP analysis (flags, handshakes, RTT) of every packet.
+    #[arg(long)]
+    no_tcp_analysis: bool,
     /// Record at most RATE packets per second (a token bucket per CPU, RATE split evenly).
     #[arg(long, value_name = "RATE", value_parser = clap::value_parser!(u64).range(1..))]
     max_pps: Option<u64>,
@@ -276,6 +291,7 @@ fn main() -> ExitCode {
         Command::Capture(args) => capture(args),
         Command::Run(args) => run(*args),
         Command::Pull(args) => pull(args),
+        Command::Stats(args) => stats(args),
     };
     match result {
         Ok(code) => code,
@@ -305,6 +321,7 @@ impl KernelArgs {
             sample_every: self.sample.unwrap_or(1),
             flow_sample_every: self.flow_sample.unwrap_or(1),
             max_pps: self.max_pps.unwrap_or(0),
+            tcp_analysis: !self.no_tcp_analysis,
         })
     }
 
@@ -404,9 +421,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if args.kernel.direction == Direction::Both {
-        anyhow::bail!(
-            "the ring stores classic pcap, which cannot say which way a packet went: \
-             use --direction in or out with `run` (or `capture --direction both`, which writes pcapng)"
+        eprintln!(
+            "ringcap: note: the ring stores classic pcap, which does not record which way a packet \
+             went (as tcpdump's -w); `capture --direction both` writes pcapng with directions"
         );
     }
     args.stop.duration()?;
@@ -504,6 +521,66 @@ fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         report.frames_damaged,
         report.bytes_damaged,
         report.files_unreadable
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(args.http).with_context(|| {
+        format!("cannot reach ringcap's API at {}: is `ringcap run --http {}` running?", args.http, args.http)
+    })?;
+    let auth = args.http_token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET /v1/stats HTTP/1.1\r\nHost: ringcap\r\n{auth}\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").context("the API sent no response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        anyhow::bail!("the API answered {}: {}", head.lines().next().unwrap_or_default(), body.trim());
+    }
+    let stats: serde_json::Value = serde_json::from_str(body)?;
+    let k = &stats["kernel"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    println!(
+        "TCP: {} handshakes completed; SYN {}, SYN-ACK {}, FIN {}, RST {}, ECE {}, CWR {}, zero windows {}",
+        n(&k["tcp_handshakes"]),
+        n(&k["tcp_syn"]),
+        n(&k["tcp_syn_ack"]),
+        n(&k["tcp_fin"]),
+        n(&k["tcp_rst"]),
+        n(&k["tcp_ece"]),
+        n(&k["tcp_cwr"]),
+        n(&k["tcp_zero_window"])
+    );
+    for (label, key) in [
+        ("server side (SYN to SYN-ACK)", "handshake_rtt_server"),
+        ("client side (SYN-ACK to ACK)", "handshake_rtt_client"),
+    ] {
+        let h = &stats["tcp"][key];
+        let ms = |v: &serde_json::Value| n(v) as f64 / 1e6;
+        println!(
+            "handshake RTT, {label}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            n(&h["count"]),
+            ms(&h["p50_ns"]),
+            ms(&h["p90_ns"]),
+            ms(&h["p99_ns"]),
+            ms(&h["max_ns"])
+        );
+    }
+    let r = &stats["reader"];
+    println!(
+        "capture since start: {} seen, {} captured; lost: {} ring full, {} copy failed, {} queue full; not selected: {} filter, {} sampling, {} rate limit",
+        n(&k["seen"]), n(&r["packets"]), n(&k["ring_full"]), n(&k["copy_failed"]), n(&r["queue_dropped"]),
+        n(&k["filtered"]), n(&k["sampled_out"]), n(&k["rate_limited"])
+    );
+    let st = &stats["storage"];
+    println!(
+        "ring: {} packets written, {} lost to write errors, {} files created, {} removed",
+        n(&st["packets_written"]),
+        n(&st["packets_lost"]),
+        n(&st["files_created"]),
+        n(&st["files_removed"]) + n(&st["files_removed_for_space"])
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::capture::{Batch, BufferPool, ReaderConfig, ReaderControl, ReaderCounters, RingReader};
 use crate::kernel::{
-    AttachMode, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, Selection,
+    AttachMode, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, RttBuckets, Selection,
     XdpModeChoice,
 };
 use crate::output::Sink;
@@ -20,6 +20,8 @@ use crate::output::Sink;
 pub struct LiveCounters {
     pub reader: Arc<ReaderCounters>,
     pub kernel: Mutex<KernelCounters>,
+    /// The kernel's TCP handshake RTT histograms (empty until the first refresh).
+    pub rtt: Mutex<Option<Box<RttBuckets>>>,
 }
 
 /// What to capture and how.
@@ -144,6 +146,7 @@ pub fn run_capture(
         thread::sleep(Duration::from_millis(10));
         if published.elapsed() >= Duration::from_secs(1) {
             *options.live.kernel.lock().expect("not poisoned") = program.counters();
+            *options.live.rtt.lock().expect("not poisoned") = Some(program.rtt_buckets());
             published = Instant::now();
         }
     }

@@ -10,6 +10,7 @@
 
 mod record;
 mod select;
+mod tcp;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK},

@@ -51,9 +51,15 @@ struct Slot<const N: usize> {
 
 #[inline(always)]
 fn count(counter: Counter) {
+    count_by(counter, 1);
+}
+
+/// Adds to a per-CPU counter.
+#[inline(always)]
+pub fn count_by(counter: Counter, by: u64) {
     if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU value, only this CPU writes it while the program runs.
-        unsafe { *value += 1 };
+        unsafe { *value += by };
     }
 }
 
@@ -62,7 +68,9 @@ fn count(counter: Counter) {
 pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
     count(Counter::Seen);
     let orig_len = packet.len();
-    if let Err(left_out) = crate::select::select(packet, orig_len) {
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Err(left_out) = crate::select::select(packet, orig_len, now) {
         count(left_out);
         return;
     }
@@ -74,14 +82,7 @@ pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
     if cap_len > MAX_CAPTURE_BYTES {
         cap_len = MAX_CAPTURE_BYTES;
     }
-    let header = RecordHeader {
-        // SAFETY: helper without arguments.
-        timestamp_ns: unsafe { bpf_ktime_get_ns() },
-        orig_len,
-        cap_len,
-        ifindex: packet.ifindex(),
-        flags,
-    };
+    let header = RecordHeader { timestamp_ns: now, orig_len, cap_len, ifindex: packet.ifindex(), flags };
     let outcome = match cap_len {
         0 => return,
         1..=64 => emit::<64, P>(packet, header),

@@ -79,10 +79,10 @@ extern "C" fn filter_step(_index: u64, context: *mut c_void) -> i64 {
 
 /// Decides whether a packet is recorded; `Err` names the counter of a packet left out.
 #[inline(always)]
-pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<(), Counter> {
+pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> Result<(), Counter> {
     let Some(config) = CONFIG.get(0) else { return Ok(()) };
     let config = *config;
-    let needs_window = config.filter_len > 0 || config.flow_sample_every > 1;
+    let needs_window = config.filter_len > 0 || config.flow_sample_every > 1 || config.tcp_analysis != 0;
     let mut copied = 0;
     if needs_window {
         let Some(bytes) = WINDOW.get_ptr_mut(0) else { return Err(Counter::CopyFailed) };
@@ -93,6 +93,11 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<(), Counter> 
             // SAFETY: the window holds FILTER_WINDOW bytes and copied <= FILTER_WINDOW.
             if !unsafe { packet.load(bytes.cast(), copied) } {
                 return Err(Counter::CopyFailed);
+            }
+        }
+        if config.tcp_analysis != 0 {
+            if let Some(bytes) = WINDOW.get_ptr(0) {
+                crate::tcp::analyse(&Window { bytes, copied, wire_len }, now);
             }
         }
         if config.filter_len > 0 {

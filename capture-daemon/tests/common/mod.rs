@@ -74,3 +74,29 @@ pub fn send_paced(bed: &TestBed, frames: Vec<Vec<u8>>, rate: Option<f64>) {
     .unwrap();
     assert_eq!(report.sent, count);
 }
+
+/// An HTTP response: status and body.
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// A GET from inside the bed's receiving namespace, where the daemon listens.
+pub fn get(bed: &TestBed, addr: &str, target: &str, token: Option<&str>) -> Response {
+    use std::io::{Read, Write};
+    let (addr, target, token) = (addr.to_string(), target.to_string(), token.map(str::to_string));
+    TestBed::in_namespace(&bed.rx_ns, move || {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(stream, "GET {target} HTTP/1.1\r\nHost: ringcap\r\n{auth}\r\n").unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        Response { status, body: raw[split + 4..].to_vec() }
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+}
