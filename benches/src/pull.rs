@@ -59,6 +59,7 @@ pub fn run(options: &Options) -> Result<()> {
         frame_bytes: 1 << 20,
         frame_age: Duration::from_secs(3600),
         sync: false,
+        snapshot: None,
     };
     println!(
         "writing a {} MiB ring spanning {RING_SPAN_SECS} s into {} ...",

@@ -131,6 +131,7 @@ fn writer_alone(level: i32, batches: &[Batch]) -> Result<WriterResult> {
         frame_bytes: 1 << 20,
         frame_age: Duration::from_secs(1),
         sync: true,
+        snapshot: None,
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default()))?;
     let (cpu0, wall0) = (thread_cpu(), Instant::now());

@@ -24,7 +24,7 @@ use capture_daemon::retrieve::{
 use capture_daemon::session::{run_capture, CaptureOptions, CaptureSummary, LiveCounters};
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
-use capture_daemon::storage::ring::{RingConfig, RingWriter, StorageCounters};
+use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
 use capture_daemon::storage::Compression;
 use clap::{Args, Parser, Subcommand};
 
@@ -84,6 +84,9 @@ struct PullArgs {
     /// Stop after reading this many bytes of pcap from the ring (e.g. 2G).
     #[arg(long, value_name = "SIZE", value_parser = parse_disk_limit)]
     max_bytes: Option<DiskLimit>,
+    /// Also write the window's TCP statistics and counters to FILE.stats.json.
+    #[arg(long)]
+    with_stats: bool,
     /// Filter expression in tcpdump syntax.
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
     expression: Vec<String>,
@@ -433,6 +436,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
     }
     let name = args.name.trim_end_matches(".zst").trim_end_matches(".pcap");
+    let live = Arc::new(LiveCounters::default());
     let compression = match (args.no_compress, args.zstd_level) {
         (true, _) | (false, 0) => Compression::None,
         (false, level) => Compression::Zstd(level),
@@ -450,11 +454,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         frame_bytes: args.frame_bytes as usize,
         frame_age: Duration::from_secs_f64(args.frame_interval),
         sync: true,
+        snapshot: {
+            let live = Arc::clone(&live);
+            let started = window::now().as_nanos() as u64;
+            Some(Snapshot(Arc::new(move || live.snapshot(started))))
+        },
     };
     let counters = Arc::new(StorageCounters::default());
     let ring = RingWriter::open(config, Arc::clone(&counters))?;
     eprintln!("ringcap: writing the ring in {} (first file {})", args.dir.display(), ring_file_name(&ring));
-    let live = Arc::new(LiveCounters::default());
     if let Some(addr) = args.http {
         let limits = ApiLimits {
             max_window: parse_duration(&args.http_max_window).map_err(anyhow::Error::msg)?,
@@ -480,6 +488,9 @@ fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         Window::from_args(args.last.as_deref(), args.since.as_deref(), args.until.as_deref(), window::now())
             .map_err(anyhow::Error::msg)?;
     let filter = Filter::compile(&args.expression.join(" "))?;
+    if args.with_stats && args.write == Path::new("-") {
+        anyhow::bail!("--with-stats writes FILE.stats.json beside the capture: give -w FILE");
+    }
     if !args.dir.is_dir() {
         anyhow::bail!("{} is not a directory: give the --dir of `ringcap run`", args.dir.display());
     }
@@ -512,6 +523,17 @@ fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         .context("writing the pulled packets")?;
     for warning in &report.warnings {
         eprintln!("ringcap: warning: {warning}");
+    }
+    if args.with_stats {
+        let stats_file = PathBuf::from(format!("{}.stats.json", args.write.display()));
+        match retrieve::stats::window_stats(&args.dir, window) {
+            Ok(stats) => {
+                std::fs::write(&stats_file, serde_json::to_string_pretty(&stats)?)
+                    .with_context(|| format!("cannot write {}", stats_file.display()))?;
+                eprintln!("ringcap: statistics of the window in {}", stats_file.display());
+            }
+            Err(why) => eprintln!("ringcap: warning: no statistics for this window: {why}"),
+        }
     }
     eprintln!(
         "ringcap: pulled {} packets from {} files ({} frames read, {} damaged frames and {} damaged bytes skipped, {} unreadable files)",

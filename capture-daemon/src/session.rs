@@ -24,6 +24,30 @@ pub struct LiveCounters {
     pub rtt: Mutex<Option<Box<RttBuckets>>>,
 }
 
+impl LiveCounters {
+    /// A statistics snapshot (JSON): kernel counters and non-empty RTT buckets.
+    pub fn snapshot(&self, started_ns: u64) -> serde_json::Value {
+        let kernel = *self.kernel.lock().expect("not poisoned");
+        let counters: serde_json::Map<String, serde_json::Value> = capture_common::Counter::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), kernel.get(*c).into()))
+            .collect();
+        let rtt = self.rtt.lock().expect("not poisoned").clone();
+        let sparse = |kind: usize| -> Vec<(usize, u64)> {
+            rtt.as_ref().map_or_else(Vec::new, |b| {
+                b[kind].iter().copied().enumerate().filter(|(_, c)| *c > 0).collect()
+            })
+        };
+        serde_json::json!({
+            "started_ns": started_ns,
+            "time_ns": crate::retrieve::window::now().as_nanos() as u64,
+            "kernel": counters,
+            "rtt_server": sparse(0),
+            "rtt_client": sparse(1),
+        })
+    }
+}
+
 /// What to capture and how.
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
@@ -152,6 +176,9 @@ pub fn run_capture(
     }
     // Detach first, so that draining the ring afterwards gets every captured packet.
     program.detach_all();
+    // Final counters for whoever reads them while the writer closes its files.
+    *options.live.kernel.lock().expect("not poisoned") = program.counters();
+    *options.live.rtt.lock().expect("not poisoned") = Some(program.rtt_buckets());
     control.drain_and_stop.store(true, Ordering::Release);
     reader.join().expect("the reader does not panic");
     let written = writer.join().expect("the writer does not panic");

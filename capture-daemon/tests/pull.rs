@@ -42,6 +42,7 @@ fn synthetic_ring(dir: &Path, count: u64, file_bytes: u64) {
         frame_bytes: 16 << 10,
         frame_age: Duration::from_secs(1),
         sync: false,
+        snapshot: None,
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();
     for chunk in (0..count).collect::<Vec<_>>().chunks(50) {

@@ -108,6 +108,28 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
     let printed = String::from_utf8_lossy(&printed.stdout);
     assert!(printed.contains(&format!("TCP: {CONNECTIONS} handshakes completed")), "{printed}");
     assert!(printed.contains("handshake RTT, server side"), "{printed}");
+
+    // --with-stats: the open file has no snapshot yet; once the daemon closes it, the
+    // window's statistics are stored beside the pulled capture.
+    let pulled = scratch("with-stats.pcap");
+    let with_stats = |pulled: &std::path::Path| {
+        let out = Command::new(RINGCAP)
+            .args(["pull", "--dir", d, "--last", "1m", "--with-stats", "-w", pulled.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(with_stats(&pulled).contains("still being written"));
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());
+    let stderr = with_stats(&pulled);
+    let stats_file = format!("{}.stats.json", pulled.display());
+    let window: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&stats_file).unwrap_or_else(|e| panic!("{e}: {stderr}")),
+    )
+    .unwrap();
+    assert_eq!(window["counters"]["tcp_handshakes"], CONNECTIONS as u64, "{window}");
+    assert_eq!(window["counters"]["tcp_syn"], CONNECTIONS as u64 + 1);
+    assert_eq!(window["tcp"]["handshake_rtt_client"]["count"], CONNECTIONS as u64);
 }

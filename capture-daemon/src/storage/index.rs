@@ -78,6 +78,11 @@ pub fn index_path(data: &Path) -> PathBuf {
     data.with_file_name(format!("{stem}.idx"))
 }
 
+/// The statistics snapshot of a data file: the daemon's counters when the file closed.
+pub fn stats_path(data: &Path) -> PathBuf {
+    index_path(data).with_extension("stats.json")
+}
+
 /// Appends entries to a new index file.
 pub struct IndexWriter {
     file: File,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::budget::{fs_space, DiskLimit};
 use super::frames::{duration_ns, DataFile, FrameEncoder};
-use super::index::{index_path, FrameEntry, IndexWriter};
+use super::index::{index_path, stats_path, FrameEntry, IndexWriter};
 use super::naming::NameTemplate;
 use super::{is_data_file, Compression, StorageError};
 use crate::capture::Batch;
@@ -41,6 +41,19 @@ pub struct RingConfig {
     pub frame_age: Duration,
     /// fdatasync each frame, so a power cut loses at most the frame being written.
     pub sync: bool,
+    /// Called when a file closes; what it returns is stored beside the file as
+    /// `STEM.stats.json`, so a pull can report the statistics of its window.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// A source of statistics snapshots (JSON) for closed files.
+#[derive(Clone)]
+pub struct Snapshot(pub Arc<dyn Fn() -> serde_json::Value + Send + Sync>);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
 }
 
 /// What the ring writer did, readable while it runs (metrics, summary).
@@ -281,6 +294,15 @@ impl RingWriter {
     }
 
     /// Closes the current file and starts the next one.
+    /// Stores the statistics snapshot of a file that is closing.
+    fn write_snapshot(&self, data: &Path) {
+        if let Some(Snapshot(snapshot)) = &self.config.snapshot {
+            if std::fs::write(stats_path(data), snapshot().to_string()).is_err() {
+                bump(&self.counters.index_errors, 1);
+            }
+        }
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
         self.write_frame();
         if let Some(current) = self.current.take() {
@@ -288,6 +310,7 @@ impl RingWriter {
             if let Some(index) = &current.index {
                 let _ = index.sync();
             }
+            self.write_snapshot(&current.data);
             let bytes = current.offset + file_len(&index_path(&current.data));
             self.closed.push_back(ClosedFile { data: current.data, bytes });
         }
@@ -350,6 +373,7 @@ impl RingWriter {
         let Some(oldest) = self.closed.pop_front() else { return };
         let _ = std::fs::remove_file(&oldest.data);
         let _ = std::fs::remove_file(index_path(&oldest.data));
+        let _ = std::fs::remove_file(stats_path(&oldest.data));
         bump(
             if for_space { &self.counters.files_removed_for_space } else { &self.counters.files_removed },
             1,
@@ -409,6 +433,7 @@ impl Sink for RingWriter {
         self.write_frame();
         self.enforce_limits();
         if let Some(current) = &self.current {
+            self.write_snapshot(&current.data);
             current.file.sync_all()?;
             if let Some(index) = &current.index {
                 index.sync()?;
