@@ -187,7 +187,8 @@ fn libpcap_ns(expr: &str, packet: &[u8], options: &Options) -> Result<(f64, usiz
 
 pub fn run(options: &Options) -> Result<()> {
     let packet = syn_packet();
-    let mut program = CaptureProgram::load(KernelConfig { snaplen: 128, ring_bytes: 1 << 26 })?;
+    let mut program =
+        CaptureProgram::load(KernelConfig { snaplen: 128, ring_bytes: 1 << 26, tcp_flows: 65536 })?;
     let mut ring = program.take_ring();
     let mut rows = Vec::new();
     let mut figures = Vec::new();

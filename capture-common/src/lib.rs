@@ -45,6 +45,8 @@ pub struct CaptureConfig {
 /// Names of the TC capture programs (clsact/TCX ingress and egress).
 pub const TC_INGRESS_PROGRAM: &str = "ringcap_tc_ingress";
 pub const TC_EGRESS_PROGRAM: &str = "ringcap_tc_egress";
+/// Name of the LRU hash of TCP flows the analysis tracks (sized by the loader).
+pub const FLOWS_MAP: &str = "FLOWS";
 /// Name of the per-CPU array of RTT histogram buckets ([`tcp::RTT_KINDS`] x [`tcp::RTT_BUCKETS`]).
 pub const RTT_MAP: &str = "RTT";
 /// Name of the XDP capture program in the eBPF object.

@@ -8,7 +8,7 @@ use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::filter::FilterInsn;
 use capture_common::tcp::{RTT_BUCKETS, RTT_KINDS};
-use capture_common::{CaptureConfig, CONFIG_MAP, FILTER_MAP, RTT_MAP, TC_EGRESS_PROGRAM};
+use capture_common::{CaptureConfig, CONFIG_MAP, FILTER_MAP, FLOWS_MAP, RTT_MAP, TC_EGRESS_PROGRAM};
 
 use crate::filter::Filter;
 use aya::{Ebpf, EbpfLoader};
@@ -97,6 +97,8 @@ pub struct KernelConfig {
     pub snaplen: u32,
     /// Size of the packet ring buffer in bytes (a power of two multiple of the page size).
     pub ring_bytes: u32,
+    /// Flows the TCP analysis tracks at once (least recently seen ones are evicted).
+    pub tcp_flows: u32,
 }
 
 /// Which packets the kernel records: the filter and the sampling settings.
@@ -157,6 +159,7 @@ impl CaptureProgram {
             .override_global(SNAPLEN_GLOBAL, &snaplen, true)
             .override_global(WAKEUP_GLOBAL, &wakeup_bytes, true)
             .map_max_entries(RING_MAP, config.ring_bytes)
+            .map_max_entries(FLOWS_MAP, config.tcp_flows.max(1))
             .load(EBPF_OBJECT)
             .map_err(|e| classify_load_error(&e))?;
         program_mut::<Xdp>(&mut ebpf, XDP_PROGRAM)?.load().map_err(|e| classify_load_error(&e))?;

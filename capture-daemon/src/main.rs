@@ -121,6 +121,9 @@ struct KernelArgs {
     /// Turn off the in-kernel TCP analysis (flags, handshakes, RTT) of every packet.
     #[arg(long)]
     no_tcp_analysis: bool,
+    /// TCP flows the analysis tracks at once; the least recently seen are evicted.
+    #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    tcp_flows: u32,
     /// Record at most RATE packets per second (a token bucket per CPU, RATE split evenly).
     #[arg(long, value_name = "RATE", value_parser = clap::value_parser!(u64).range(1..))]
     max_pps: Option<u64>,
@@ -341,6 +344,7 @@ impl KernelArgs {
             kernel: KernelConfig {
                 snaplen: self.snaplen,
                 ring_bytes: (self.buffer_kib * 1024).next_power_of_two(),
+                tcp_flows: self.tcp_flows,
             },
             selection: self.selection()?,
             reader,

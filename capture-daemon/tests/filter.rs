@@ -181,7 +181,8 @@ fn describe(packets: &[CorpusPacket], indexes: &BTreeSet<usize>) -> String {
 fn kernel_and_user_space_select_exactly_what_libpcap_selects() {
     assert!(EXPRESSIONS.len() >= 60);
     let (packets, corpus) = normalized_corpus();
-    let mut program = CaptureProgram::load(KernelConfig { snaplen: 64, ring_bytes: 1 << 22 }).unwrap();
+    let mut program =
+        CaptureProgram::load(KernelConfig { snaplen: 64, ring_bytes: 1 << 22, tcp_flows: 1024 }).unwrap();
     let mut ring = program.take_ring();
     let mut failures = Vec::new();
     for expression in EXPRESSIONS {
@@ -226,7 +227,8 @@ fn run_frames(
     selection: Selection,
     frames: &[Vec<u8>],
 ) -> (Vec<Vec<u8>>, capture_daemon::kernel::KernelCounters) {
-    let mut program = CaptureProgram::load(KernelConfig { snaplen: 2048, ring_bytes: 1 << 24 }).unwrap();
+    let mut program =
+        CaptureProgram::load(KernelConfig { snaplen: 2048, ring_bytes: 1 << 24, tcp_flows: 1024 }).unwrap();
     let mut ring = program.take_ring();
     program.select(&selection).unwrap();
     let mut recorded = Vec::new();

@@ -41,7 +41,7 @@ pub fn run(root: &Path) -> Result<()> {
         "-W",
         "30",
     ]);
-    command.args(["--http", "127.0.0.1:9090"]);
+    command.args(["--http", "127.0.0.1:9090", "--direction", "both"]);
     let mut capture = CaptureProcess::spawn(command)?;
     if !capture.wait_listening() {
         bail!("ringcap did not start: {:?}", capture.stderr);
@@ -88,6 +88,12 @@ pub fn run(root: &Path) -> Result<()> {
     print!("   {}", String::from_utf8_lossy(&pulled.stderr));
     let tcpdump = Command::new("tcpdump").args(["-nn", "-r"]).arg(&pcap).args(["-c", "6"]).output()?;
     for line in String::from_utf8_lossy(&tcpdump.stdout).lines() {
+        println!("   {line}");
+    }
+
+    println!("== ringcap stats (TCP health from the kernel, via the API):");
+    let stats = bed.rx(ringcap).args(["stats", "--http", "127.0.0.1:9090"]).output()?;
+    for line in String::from_utf8_lossy(&stats.stdout).lines() {
         println!("   {line}");
     }
 
