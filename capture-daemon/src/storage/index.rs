@@ -2,7 +2,7 @@
 //!
 //! `NAME.idx` beside `NAME.pcap.zst` (or `NAME.pcap`) starts with the 8-byte magic
 //! `RCAPIDX1`, then one 56-byte little-endian entry per frame, appended after the frame
-//! itself is written (see `docs/storage-format.md`). Each entry carries a checksum, so
+//! itself is written (see `capture-daemon/docs/storage-format.md`). Each entry carries a checksum, so
 //! a torn or damaged entry ends the usable index; the data file is then scanned from the
 //! last good entry on. The index only speeds retrieval up: a file without one is still
 //! fully readable.
