@@ -119,9 +119,15 @@ pub fn run(options: &Options) -> Result<()> {
         }
     }
     let baseline_out = outputs.join("baseline.pcap");
+    // zstdcat of several files repeats the pcap header: keep the first, cut the others.
+    let mut parts = Vec::new();
+    for (i, file) in overlapping.iter().enumerate() {
+        let cut = if i == 0 { "" } else { " | tail -c +25" };
+        parts.push(format!("zstdcat {}{cut}", file.display()));
+    }
     let script = format!(
-        "zstdcat {} | tcpdump -r - -w {} '{}'",
-        overlapping.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" "),
+        "({}) | tcpdump -r - -w {} '{}'",
+        parts.join("; "),
         baseline_out.display(),
         options.filter
     );
