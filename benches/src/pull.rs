@@ -125,12 +125,8 @@ pub fn run(options: &Options) -> Result<()> {
         let cut = if i == 0 { "" } else { " | tail -c +25" };
         parts.push(format!("zstdcat {}{cut}", file.display()));
     }
-    let script = format!(
-        "({}) | tcpdump -r - -w {} '{}'",
-        parts.join("; "),
-        baseline_out.display(),
-        options.filter
-    );
+    let script =
+        format!("({}) | tcpdump -r - -w {} '{}'", parts.join("; "), baseline_out.display(), options.filter);
     let started = Instant::now();
     let status = Command::new("sh").args(["-c", &script]).stderr(Stdio::null()).status()?;
     let theirs = started.elapsed();
