@@ -121,8 +121,7 @@ pub fn parse_time(text: &str, now: Duration) -> Result<u64, String> {
         return Err(bad());
     }
     let secs = date_days * 86_400 + h * 3600 + m * 60 - offset_secs;
-    let ns = secs as f64 * 1e9 + (s * 1e9).round();
-    if ns < 0.0 {
+    if secs < 0 {
         return Err(bad());
     }
     // Whole seconds exactly, the fraction to the nanosecond.

@@ -71,7 +71,7 @@ pub struct DataFile {
 
 /// zstd's frame magic number, for finding the next frame after a damaged one.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-/// The most read to find the pcap header in the first frame.
+/// The most read to find the pcap header in the first frame of a file without a usable index.
 const HEAD_BYTES: u64 = 4 << 20;
 
 fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
@@ -87,11 +87,6 @@ impl DataFile {
         let file = File::open(path).map_err(read_error)?;
         let len = file.metadata().map_err(read_error)?.len();
         let compressed = path.to_string_lossy().ends_with(".zst");
-        let head = read_at(&file, 0, len.min(HEAD_BYTES)).map_err(read_error)?;
-        let format = file_format(&head, compressed).ok_or_else(|| StorageError::NotPcap {
-            path: path.to_path_buf(),
-            why: "its first frame is missing, incomplete or holds no pcap file header".into(),
-        })?;
         let (mut frames, mut index_problem) = match read_index(&index_path(path)) {
             Ok(entries) => (entries, None),
             Err(e) => (Vec::new(), Some(format!("index unusable ({e}); scanned the file instead"))),
@@ -102,6 +97,13 @@ impl DataFile {
                 Some(format!("index entries {valid}.. do not match the file; scanned from there"));
             frames.truncate(valid);
         }
+        // The first frame holds the file header: read just it when the index says where it ends.
+        let head_len = frames.first().map_or(len.min(HEAD_BYTES), |first| first.len);
+        let head = read_at(&file, 0, head_len).map_err(read_error)?;
+        let format = file_format(&head, compressed).ok_or_else(|| StorageError::NotPcap {
+            path: path.to_path_buf(),
+            why: "its first frame is missing, incomplete or holds no pcap file header".into(),
+        })?;
         let mut data = DataFile {
             path: path.to_path_buf(),
             file,
