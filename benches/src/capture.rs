@@ -124,10 +124,8 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
     let delivered = bed.rx_packets()? - rx_before;
     capture.signal(libc::SIGINT);
     let finished = capture.finish_measured(Duration::from_secs(60));
-    if let Some(mut holder) = holder {
-        let _ = holder.kill();
-        let _ = holder.wait();
-    }
+    // tcpdump's XDP_PASS holder, if any, goes with the capture.
+    drop(holder);
     let _ = std::fs::remove_file(&output);
     let captured = summary_count(&finished.stderr, "packets captured")
         .with_context(|| format!("no summary from {tool:?}: {:?}", finished.stderr))?;

@@ -219,10 +219,8 @@ fn whole_path(tool: &'static str, count: u64) -> Result<PathResult> {
     let delivered = bed.rx_packets()? - before;
     capture.signal(libc::SIGINT);
     let finished = capture.finish_measured(Duration::from_secs(60));
-    if let Some(mut holder) = holder {
-        let _ = holder.kill();
-        let _ = holder.wait();
-    }
+    // tcpdump's XDP_PASS holder, if any, goes with the capture.
+    drop(holder);
     let mut cpu = finished.cpu;
     // tcpdump compresses a file only when it rotates away from it: compress the last one too.
     let leftovers: Vec<_> = std::fs::read_dir(&dir)?

@@ -7,19 +7,14 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bed, get, known_frame, scratch, send, start_ringcap, RINGCAP, WAIT};
-use ringcap_tools::frames::sequence_of;
-use ringcap_tools::harness::{read_pcap_bytes, summary_count};
+use common::{bed, get, known_frame, scratch, send, seqs, start_ringcap, RINGCAP, WAIT};
+use ringcap_tools::harness::summary_count;
 use ringcap_tools::testbed::{TestBed, RX_IF, RX_IP};
 
 fn cli_pull(dir: &str, args: &[&str]) -> Vec<u8> {
     let out = Command::new(RINGCAP).args(["pull", "--dir", dir]).args(args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out.stdout
-}
-
-fn seqs(pcap: &[u8]) -> Vec<u64> {
-    read_pcap_bytes(pcap).unwrap().iter().map(|p| sequence_of(&p.data).unwrap()).collect()
 }
 
 #[test]

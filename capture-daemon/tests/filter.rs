@@ -14,6 +14,7 @@ use capture_daemon::filter::Filter;
 use capture_daemon::kernel::{CaptureProgram, KernelConfig, Selection};
 use capture_daemon::pcap::{write_file_header, write_record, RecordFormat, FILE_HEADER_LEN};
 use common::{bed, scratch, send, start_capture, WAIT};
+use ringcap_tools::frames::FrameTemplate;
 use ringcap_tools::harness::read_pcap;
 use ringcap_tools::testbed::TestBed;
 
@@ -242,15 +243,7 @@ fn run_frames(
 }
 
 fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[12] = 0x08;
-    f[14] = 0x45;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&src);
-    f[30..34].copy_from_slice(&dst);
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f[36..38].copy_from_slice(&dport.to_be_bytes());
-    f
+    FrameTemplate { src_ip: src, dst_ip: dst, ..FrameTemplate::default() }.udp_ports(60, sport, dport, 0)
 }
 
 /// Every packet is either recorded or counted under exactly one reason.

@@ -14,7 +14,7 @@ use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, StorageCounters};
 use capture_daemon::storage::Compression;
-use common::{bed, known_frame, mixed_frames, scratch, send, start_ringcap, RINGCAP, WAIT};
+use common::{bed, known_frame, mixed_frames, scratch, send, seqs, start_ringcap, RINGCAP, WAIT};
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::harness::{read_pcap, read_pcap_bytes, summary_count};
 
@@ -65,10 +65,6 @@ fn ringcap_pull(dir: &Path, args: &[&str]) -> (Vec<u8>, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "ringcap pull {args:?}: {stderr}");
     (out.stdout, stderr)
-}
-
-fn seqs(pcap: &[u8]) -> Vec<u64> {
-    read_pcap_bytes(pcap).unwrap().iter().map(|p| sequence_of(&p.data).unwrap()).collect()
 }
 
 #[test]

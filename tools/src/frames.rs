@@ -32,6 +32,11 @@ impl FrameTemplate {
     /// `10000 + flow`, whose payload starts with `seq` and is filled with a pattern
     /// derived from it, so every byte of a capture can be checked.
     pub fn udp(&self, len: usize, flow: u16, seq: u64) -> Vec<u8> {
+        self.udp_ports(len, 10000u16.wrapping_add(flow), self.dst_port, seq)
+    }
+
+    /// Like [`FrameTemplate::udp`], with both ports given.
+    pub fn udp_ports(&self, len: usize, src_port: u16, dst_port: u16, seq: u64) -> Vec<u8> {
         let len = len.max(MIN_FRAME);
         let mut f = vec![0u8; len];
         f[0..6].copy_from_slice(&self.dst_mac);
@@ -49,8 +54,8 @@ impl FrameTemplate {
         let checksum = ipv4_checksum(ip);
         ip[10..12].copy_from_slice(&checksum.to_be_bytes());
         let udp = &mut f[34..42];
-        udp[0..2].copy_from_slice(&(10000u16.wrapping_add(flow)).to_be_bytes());
-        udp[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        udp[0..2].copy_from_slice(&src_port.to_be_bytes());
+        udp[2..4].copy_from_slice(&dst_port.to_be_bytes());
         udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
         f[42..50].copy_from_slice(&seq.to_be_bytes());
         for (i, byte) in f[50..].iter_mut().enumerate() {

@@ -158,8 +158,8 @@ impl TestBed {
 
     /// Attaches an `XDP_PASS` program to `veth-rx` (with `ringcap-gen hold-pass`) for
     /// receivers that have no XDP program of their own: veth needs one to accept live
-    /// frames. The program stays until the returned child is killed.
-    pub fn hold_pass(&self, generator: &str) -> std::io::Result<std::process::Child> {
+    /// frames. The program stays until the returned holder is dropped.
+    pub fn hold_pass(&self, generator: &str) -> std::io::Result<PassHolder> {
         let mut child = self
             .rx(generator)
             .args(["hold-pass", "-i", RX_IF])
@@ -172,7 +172,7 @@ impl TestBed {
             let _ = child.kill();
             return Err(std::io::Error::other("ringcap-gen hold-pass did not attach"));
         }
-        Ok(child)
+        Ok(PassHolder(child))
     }
 
     /// Removes namespaces left behind by test processes that no longer exist.
@@ -186,6 +186,17 @@ impl TestBed {
                 let _ = run(&["ip", "netns", "del", name]);
             }
         }
+    }
+}
+
+/// The `ringcap-gen hold-pass` process of [`TestBed::hold_pass`]; dropping it detaches
+/// the program.
+pub struct PassHolder(std::process::Child);
+
+impl Drop for PassHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -100,3 +100,12 @@ pub fn get(bed: &TestBed, addr: &str, target: &str, token: Option<&str>) -> Resp
     .unwrap()
     .unwrap()
 }
+
+/// The sequence numbers of the known frames in pcap bytes, in file order.
+pub fn seqs(pcap: &[u8]) -> Vec<u64> {
+    ringcap_tools::harness::read_pcap_bytes(pcap)
+        .unwrap()
+        .iter()
+        .map(|p| ringcap_tools::frames::sequence_of(&p.data).unwrap())
+        .collect()
+}
