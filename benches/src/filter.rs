@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use capture_daemon::filter::Filter;
-use capture_daemon::kernel::{CaptureProgram, KernelConfig, Selection};
+use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
 use ringcap_tools::bpf::SocketFilter;
 use serde_json::json;
 
@@ -187,8 +187,12 @@ fn libpcap_ns(expr: &str, packet: &[u8], options: &Options) -> Result<(f64, usiz
 
 pub fn run(options: &Options) -> Result<()> {
     let packet = syn_packet();
-    let mut program =
-        CaptureProgram::load(KernelConfig { snaplen: 128, ring_bytes: 1 << 26, tcp_flows: 65536 })?;
+    let mut program = CaptureProgram::load(KernelConfig {
+        snaplen: 128,
+        ring_bytes: 1 << 26,
+        tcp_flows: 65536,
+        programs: ProgramSet::XDP,
+    })?;
     let mut ring = program.take_ring();
     let mut rows = Vec::new();
     let mut figures = Vec::new();

@@ -66,7 +66,7 @@ pub fn batches(records: &[(u32, Vec<u8>)], total: usize, spacing: Duration) -> V
     let mut ts = Duration::from_secs(1_800_000_000);
     let mut cycle = records.iter().cycle();
     while bytes < total {
-        let mut batch = Batch { records: Vec::with_capacity(300 << 10), packets: 0, first: ts, last: ts };
+        let mut batch = Batch::empty(Vec::with_capacity(300 << 10), ts);
         while batch.records.len() < 256 << 10 {
             let (orig, data) = cycle.next().expect("non-empty");
             write_record(&mut batch.records, ts, *orig, data, DEFAULT_SNAPLEN).expect("in memory");

@@ -51,6 +51,32 @@ pub const FLOWS_MAP: &str = "FLOWS";
 pub const RTT_MAP: &str = "RTT";
 /// Name of the XDP capture program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ringcap_xdp";
+/// Name of the XDP program of AF_XDP mode, which redirects selected packets to sockets.
+pub const XSK_PROGRAM: &str = "ringcap_xsk";
+/// Name of the XSKMAP of AF_XDP mode: slot -> AF_XDP socket, where the slot of a
+/// packet is its interface's first slot plus its receive queue index.
+pub const XSKS_MAP: &str = "XSKS";
+/// Name of the hash map of AF_XDP mode: ifindex -> the interface's first slot in `XSKS`.
+pub const XSK_SLOTS_MAP: &str = "XSK_SLOTS";
+/// AF_XDP sockets one capture can have, over all its interfaces and queues.
+pub const MAX_XSK_SOCKETS: u32 = 1024;
+
+/// What the AF_XDP program writes in the metadata area in front of each redirected frame:
+/// the kernel's receive time, which the frame itself does not carry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XskMeta {
+    /// Kernel CLOCK_MONOTONIC time in nanoseconds (`bpf_ktime_get_ns`).
+    pub timestamp_ns: u64,
+    /// [`XskMeta::MAGIC`] when the rest is valid.
+    pub magic: u32,
+    pub reserved: u32,
+}
+
+impl XskMeta {
+    pub const MAGIC: u32 = u32::from_be_bytes(*b"RCAP");
+    pub const LEN: usize = core::mem::size_of::<XskMeta>();
+}
 
 /// Largest number of packet bytes the kernel side copies into one record.
 ///
@@ -102,7 +128,8 @@ impl RecordFlags {
 pub enum Counter {
     /// Packets the program ran on.
     Seen = 0,
-    /// Records successfully submitted to the ring buffer.
+    /// Records successfully submitted to the ring buffer (in AF_XDP mode: packets
+    /// redirected to a socket, which counts its own losses in `XDP_STATISTICS`).
     Captured = 1,
     /// Records lost because the ring buffer had no room (`bpf_ringbuf_reserve` failed).
     RingFull = 2,
@@ -130,11 +157,13 @@ pub enum Counter {
     TcpRttClientNs = 16,
     /// Flows the analysis could not track (flow table insert failed).
     TcpFlowInsertFailed = 17,
+    /// AF_XDP mode: selected packets whose receive queue had no socket (dropped).
+    XskNoSocket = 18,
 }
 
 impl Counter {
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 18;
+    pub const COUNT: u32 = 19;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -155,6 +184,7 @@ impl Counter {
         Counter::TcpRttServerNs,
         Counter::TcpRttClientNs,
         Counter::TcpFlowInsertFailed,
+        Counter::XskNoSocket,
     ];
 
     /// Prometheus-style name of the counter.
@@ -178,6 +208,7 @@ impl Counter {
             Counter::TcpRttServerNs => "tcp_rtt_server_ns_sum",
             Counter::TcpRttClientNs => "tcp_rtt_client_ns_sum",
             Counter::TcpFlowInsertFailed => "tcp_flow_insert_failed",
+            Counter::XskNoSocket => "xsk_no_socket",
         }
     }
 }

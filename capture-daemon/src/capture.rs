@@ -26,6 +26,26 @@ pub struct Batch {
     /// Wall-clock time of the first and last packet.
     pub first: Duration,
     pub last: Duration,
+    /// The reader (ring or socket) the batch came from.
+    pub source: usize,
+    /// Where each record ends and its time, when [`ReaderConfig::stamp_records`] is set:
+    /// what the writer needs to merge the batches of several readers in time order.
+    pub stamps: Vec<RecordStamp>,
+}
+
+impl Batch {
+    /// A batch with no records yet, filling `records` (cleared), timed at `at`.
+    pub fn empty(mut records: Vec<u8>, at: Duration) -> Self {
+        records.clear();
+        Batch { records, packets: 0, first: at, last: at, source: 0, stamps: Vec::new() }
+    }
+}
+
+/// The time of one record of a [`Batch`] and the offset just past it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordStamp {
+    pub unix_ns: u64,
+    pub end: usize,
 }
 
 /// Batch buffers travel back from the writer to the reader for reuse: allocating a
@@ -65,6 +85,10 @@ pub struct ReaderCounters {
     pub queue_dropped: AtomicU64,
     /// Records that were too short to hold their header (should never happen).
     pub malformed: AtomicU64,
+    /// AF_XDP frames without the kernel's timestamp, stamped on arrival instead.
+    pub unstamped: AtomicU64,
+    /// Records written out of time order because they came later than the reorder window.
+    pub reorder_window_exceeded: AtomicU64,
 }
 
 /// Settings of the reader.
@@ -82,6 +106,8 @@ pub struct ReaderConfig {
     pub batch_bytes: usize,
     /// ...or once its first packet is this old.
     pub batch_age: Duration,
+    /// Note each record's time and end in [`Batch::stamps`] (several readers feed the writer).
+    pub stamp_records: bool,
 }
 
 impl Default for ReaderConfig {
@@ -92,22 +118,94 @@ impl Default for ReaderConfig {
             pcapng_interfaces: Vec::new(),
             batch_bytes: 256 * 1024,
             batch_age: Duration::from_millis(100),
+            stamp_records: false,
         }
     }
 }
 
-/// Flags the session uses to steer the reader.
+/// Flags the session uses to steer the readers.
 #[derive(Debug, Default)]
 pub struct ReaderControl {
     /// Set by the session once the programs are detached: drain what is left, then stop.
     pub drain_and_stop: AtomicBool,
-    /// Set by the reader when `max_packets` is reached.
+    /// Set by a reader when `max_packets` is reached.
     pub count_reached: AtomicBool,
+    /// Packets all readers have taken so far, against `max_packets`.
+    taken: AtomicU64,
 }
 
-/// Reads the ring until told to drain and stop (or the packet count is reached).
-pub struct RingReader {
-    ring: RingBuf<MapData>,
+impl ReaderControl {
+    /// Claims one packet of the `max_packets` budget: None once it is spent, otherwise
+    /// whether this was the last one.
+    fn claim(&self, limit: u64) -> Option<bool> {
+        let taken = self.taken.fetch_add(1, Ordering::Relaxed);
+        (taken < limit).then_some(taken + 1 == limit)
+    }
+}
+
+/// Where a reader gets kernel records from: the BPF ring buffer, or an AF_XDP socket.
+pub trait RecordSource: Send {
+    /// Passes up to `max` waiting records to `each`, releasing their space afterwards,
+    /// and returns how many there were.
+    fn read(&mut self, max: usize, each: &mut dyn FnMut(&RecordHeader, &[u8])) -> usize;
+    /// Waits up to `timeout` for records to arrive.
+    fn wait(&self, timeout: Duration);
+}
+
+/// The BPF ring buffer as a record source.
+pub struct RingSource {
+    pub ring: RingBuf<MapData>,
+    pub counters: Arc<ReaderCounters>,
+}
+
+impl RecordSource for RingSource {
+    fn read(&mut self, max: usize, each: &mut dyn FnMut(&RecordHeader, &[u8])) -> usize {
+        let mut count = 0;
+        while count < max {
+            let Some(item) = self.ring.next() else { break };
+            count += 1;
+            match split_record(&item) {
+                Some((header, data)) => each(&header, data),
+                None => {
+                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Dropping the item releases its ring space.
+        }
+        count
+    }
+
+    fn wait(&self, timeout: Duration) {
+        poll_readable(self.ring.as_raw_fd(), timeout);
+    }
+}
+
+/// A record's header and packet bytes, or None when it is too short for them.
+fn split_record(record: &[u8]) -> Option<(RecordHeader, &[u8])> {
+    if record.len() < RECORD_HEADER_LEN {
+        return None;
+    }
+    // SAFETY: the length was checked; the header is plain data written by the kernel.
+    let header: RecordHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let data = record.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + header.cap_len as usize)?;
+    Some((header, data))
+}
+
+/// Waits up to `timeout` for `fd` to become readable.
+pub fn poll_readable(fd: std::os::fd::RawFd, timeout: Duration) {
+    let mut fds = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut fds, 1, timeout.as_millis() as libc::c_int) };
+}
+
+/// Records the reader takes from its source between checks of its batch.
+const READ_CHUNK: usize = 256;
+
+/// Reads one source until told to drain and stop (or the packet count is reached),
+/// sending its batches, tagged with its source number, to the writer.
+pub struct Reader<S> {
+    source: S,
+    source_id: usize,
     config: ReaderConfig,
     counters: Arc<ReaderCounters>,
     control: Arc<ReaderControl>,
@@ -115,24 +213,24 @@ pub struct RingReader {
     pool: BufferPool,
 }
 
-impl RingReader {
+impl<S: RecordSource> Reader<S> {
     pub fn new(
-        ring: RingBuf<MapData>,
+        source: S,
+        source_id: usize,
         config: ReaderConfig,
         counters: Arc<ReaderCounters>,
         control: Arc<ReaderControl>,
         output: Sender<Batch>,
         pool: BufferPool,
     ) -> Self {
-        RingReader { ring, config, counters, control, output, pool }
+        Reader { source, source_id, config, counters, control, output, pool }
     }
 
     /// The reader loop; returns when drained after a stop or when the count is reached.
     pub fn run(mut self) {
         let mut clock = WallClock::sample();
         let mut clock_sampled = Instant::now();
-        let mut batch = BatchBuilder::new(self.pool.clone());
-        let mut emitted = 0u64;
+        let mut batch = BatchBuilder::new(self.pool.clone(), self.source_id);
         let limit = self.config.max_packets.unwrap_or(u64::MAX);
         loop {
             let stopping = self.control.drain_and_stop.load(Ordering::Acquire);
@@ -141,21 +239,29 @@ impl RingReader {
                 clock_sampled = Instant::now();
             }
             let mut read_any = false;
-            while emitted < limit {
-                let Some(item) = self.ring.next() else { break };
-                read_any = true;
-                if batch.push_record(&item, &clock, &self.config) {
-                    emitted += 1;
-                } else {
-                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                }
-                // Releases the record's ring space before anything else happens.
-                drop(item);
+            let mut limit_reached = false;
+            loop {
+                let read = self.source.read(READ_CHUNK, &mut |header, data| {
+                    if limit_reached {
+                        return;
+                    }
+                    match self.control.claim(limit) {
+                        Some(last) => {
+                            batch.push(header, data, &clock, &self.config);
+                            limit_reached = last;
+                        }
+                        None => limit_reached = true,
+                    }
+                });
+                read_any |= read > 0;
                 if batch.bytes() >= self.config.batch_bytes {
                     self.send(batch.take());
                 }
+                if read < READ_CHUNK || limit_reached {
+                    break;
+                }
             }
-            if emitted >= limit {
+            if limit_reached || self.control.count_reached.load(Ordering::Acquire) {
                 self.control.count_reached.store(true, Ordering::Release);
                 self.send(batch.take());
                 return;
@@ -169,7 +275,7 @@ impl RingReader {
             if !read_any {
                 // The kernel wakes us only when the ring fills up; otherwise poll every
                 // millisecond, which bounds the latency and batches the wakeups.
-                self.wait_for_data(Duration::from_millis(1));
+                self.source.wait(Duration::from_millis(1));
             }
         }
     }
@@ -187,18 +293,14 @@ impl RingReader {
             }
         }
     }
-
-    fn wait_for_data(&self, timeout: Duration) {
-        let mut fds = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut fds, 1, timeout.as_millis() as libc::c_int) };
-    }
 }
 
 /// Accumulates pcap records into one buffer.
 struct BatchBuilder {
     pool: BufferPool,
+    source: usize,
     buffer: Vec<u8>,
+    stamps: Vec<RecordStamp>,
     packets: u64,
     first: Duration,
     last: Duration,
@@ -206,10 +308,12 @@ struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    fn new(pool: BufferPool) -> Self {
+    fn new(pool: BufferPool, source: usize) -> Self {
         BatchBuilder {
             buffer: pool.take(),
             pool,
+            source,
+            stamps: Vec::new(),
             packets: 0,
             first: Duration::ZERO,
             last: Duration::ZERO,
@@ -217,16 +321,8 @@ impl BatchBuilder {
         }
     }
 
-    /// Appends a kernel record; false if it is malformed.
-    fn push_record(&mut self, record: &[u8], clock: &WallClock, config: &ReaderConfig) -> bool {
-        if record.len() < RECORD_HEADER_LEN {
-            return false;
-        }
-        // SAFETY: the length was checked; the header is plain data written by the kernel.
-        let header: RecordHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
-        let Some(data) = record.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + header.cap_len as usize) else {
-            return false;
-        };
+    /// Appends a kernel record.
+    fn push(&mut self, header: &RecordHeader, data: &[u8], clock: &WallClock, config: &ReaderConfig) {
         let timestamp = clock.to_unix(header.timestamp_ns);
         if self.packets == 0 {
             self.first = timestamp;
@@ -255,7 +351,9 @@ impl BatchBuilder {
             pcap::write_record(&mut self.buffer, timestamp, orig_len, data, config.snaplen)
         };
         written.expect("writing into memory cannot fail");
-        true
+        if config.stamp_records {
+            self.stamps.push(RecordStamp { unix_ns: timestamp.as_nanos() as u64, end: self.buffer.len() });
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -275,6 +373,8 @@ impl BatchBuilder {
             packets: self.packets,
             first: self.first,
             last: self.last,
+            source: self.source,
+            stamps: std::mem::take(&mut self.stamps),
         };
         self.packets = 0;
         self.started = None;

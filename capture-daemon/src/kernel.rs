@@ -4,11 +4,14 @@ use std::io;
 
 use std::time::Duration;
 
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::filter::FilterInsn;
 use capture_common::tcp::{RTT_BUCKETS, RTT_KINDS};
-use capture_common::{CaptureConfig, CONFIG_MAP, FILTER_MAP, FLOWS_MAP, RTT_MAP, TC_EGRESS_PROGRAM};
+use capture_common::{
+    CaptureConfig, CONFIG_MAP, FILTER_MAP, FLOWS_MAP, MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM,
+    TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
+};
 
 use crate::filter::Filter;
 use aya::{Ebpf, EbpfLoader};
@@ -65,13 +68,59 @@ pub enum XdpModeChoice {
 /// Which packets of an interface are captured (`--direction`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Direction {
-    /// What arrives (XDP).
+    /// What arrives (XDP, or TC ingress with --ingress-hook tc).
     #[default]
     In,
     /// What the host sends (TC egress).
     Out,
-    /// Both (XDP for arrivals, TC egress for departures).
+    /// Both.
     Both,
+}
+
+/// The places a capture program can be attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// XDP, recording into the ring buffer (packets continue to the host).
+    Xdp,
+    /// XDP, redirecting into AF_XDP sockets (packets end there).
+    XdpToSockets,
+    /// TC ingress: packets as the host stack receives them, after GRO.
+    TcIngress,
+    /// TC egress: packets the host sends, before GSO.
+    TcEgress,
+}
+
+impl Attach {
+    fn program(self) -> &'static str {
+        match self {
+            Attach::Xdp => XDP_PROGRAM,
+            Attach::XdpToSockets => XSK_PROGRAM,
+            Attach::TcIngress => TC_INGRESS_PROGRAM,
+            Attach::TcEgress => TC_EGRESS_PROGRAM,
+        }
+    }
+
+    const ALL: [Attach; 4] = [Attach::Xdp, Attach::XdpToSockets, Attach::TcIngress, Attach::TcEgress];
+}
+
+/// Where a program got attached, as reported to the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Xdp(AttachMode),
+    XdpToSockets(AttachMode),
+    TcIngress,
+    TcEgress,
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::Xdp(mode) => write!(f, "XDP {mode} mode"),
+            Hook::XdpToSockets(mode) => write!(f, "XDP {mode} mode to AF_XDP sockets"),
+            Hook::TcIngress => f.write_str("TC ingress"),
+            Hook::TcEgress => f.write_str("TC egress"),
+        }
+    }
 }
 
 /// The XDP mode an interface actually got.
@@ -99,6 +148,26 @@ pub struct KernelConfig {
     pub ring_bytes: u32,
     /// Flows the TCP analysis tracks at once (least recently seen ones are evicted).
     pub tcp_flows: u32,
+    /// The programs to load: verifying each costs the kernel most of a second, so only
+    /// those the session attaches are loaded. `test_run` needs [`Attach::Xdp`].
+    pub programs: ProgramSet,
+}
+
+/// A set of [`Attach`] points whose programs are loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramSet(u8);
+
+impl ProgramSet {
+    /// The XDP capture program alone (what `test_run` needs).
+    pub const XDP: ProgramSet = ProgramSet(1 << Attach::Xdp as u8);
+
+    pub fn with(self, attach: Attach) -> Self {
+        ProgramSet(self.0 | 1 << attach as u8)
+    }
+
+    pub fn contains(self, attach: Attach) -> bool {
+        self.0 & 1 << attach as u8 != 0
+    }
 }
 
 /// Which packets the kernel records: the filter and the sampling settings.
@@ -128,7 +197,7 @@ impl KernelCounters {
 
     /// Packets the kernel side lost before they reached user space.
     pub fn dropped(&self) -> u64 {
-        self.get(Counter::RingFull) + self.get(Counter::CopyFailed)
+        self.get(Counter::RingFull) + self.get(Counter::CopyFailed) + self.get(Counter::XskNoSocket)
     }
 }
 
@@ -140,6 +209,11 @@ pub struct CaptureProgram {
     filter: Array<MapData, FilterInsn>,
     config: Array<MapData, CaptureConfig>,
     rtt: PerCpuArray<MapData, u64>,
+    sockets: XskMap<MapData>,
+    socket_slots: HashMap<MapData, u32, u32>,
+    /// The next free slot of `sockets`.
+    next_socket_slot: u32,
+    loaded: ProgramSet,
 }
 
 /// The kernel's RTT histograms summed over CPUs: [server side, client side] buckets.
@@ -148,6 +222,7 @@ pub type RttBuckets = [[u64; RTT_BUCKETS as usize]; RTT_KINDS as usize];
 impl CaptureProgram {
     /// Loads the programs into the kernel (nothing is attached yet).
     pub fn load(config: KernelConfig) -> Result<Self, KernelError> {
+        let programs = config.programs;
         let page = page_size();
         if !config.ring_bytes.is_power_of_two() || config.ring_bytes < page {
             return Err(KernelError::BadRingSize(config.ring_bytes));
@@ -162,12 +237,15 @@ impl CaptureProgram {
             .map_max_entries(FLOWS_MAP, config.tcp_flows.max(1))
             .load(EBPF_OBJECT)
             .map_err(|e| classify_load_error(&e))?;
-        program_mut::<Xdp>(&mut ebpf, XDP_PROGRAM)?.load().map_err(|e| classify_load_error(&e))?;
-        // Verifying a program takes the kernel most of a second: the TC ingress program,
-        // which no option attaches yet, is left unloaded.
-        program_mut::<SchedClassifier>(&mut ebpf, TC_EGRESS_PROGRAM)?
-            .load()
-            .map_err(|e| classify_load_error(&e))?;
+        for attach in Attach::ALL.into_iter().filter(|&a| config.programs.contains(a)) {
+            let loaded = match attach {
+                Attach::Xdp | Attach::XdpToSockets => program_mut::<Xdp>(&mut ebpf, attach.program())?.load(),
+                Attach::TcIngress | Attach::TcEgress => {
+                    program_mut::<SchedClassifier>(&mut ebpf, attach.program())?.load()
+                }
+            };
+            loaded.map_err(|e| classify_load_error(&e))?;
+        }
         let counters = take_map(&mut ebpf, COUNTERS_MAP)?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| KernelError::Load(e.to_string()))?;
         let ring = take_map(&mut ebpf, RING_MAP)?;
@@ -178,7 +256,22 @@ impl CaptureProgram {
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let rtt = PerCpuArray::try_from(take_map(&mut ebpf, RTT_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
-        Ok(CaptureProgram { ebpf, counters, ring: Some(ring), filter, config, rtt })
+        let sockets =
+            XskMap::try_from(take_map(&mut ebpf, XSKS_MAP)?).map_err(|e| KernelError::Load(e.to_string()))?;
+        let socket_slots = HashMap::try_from(take_map(&mut ebpf, XSK_SLOTS_MAP)?)
+            .map_err(|e| KernelError::Load(e.to_string()))?;
+        Ok(CaptureProgram {
+            socket_slots,
+            next_socket_slot: 0,
+            ebpf,
+            counters,
+            ring: Some(ring),
+            filter,
+            config,
+            rtt,
+            sockets,
+            loaded: programs,
+        })
     }
 
     /// Installs a filter and sampling settings; takes effect for the next packet.
@@ -211,11 +304,35 @@ impl CaptureProgram {
         program.test_run(options).map(|r| r.duration).map_err(|e| KernelError::Load(error_chain(&e)))
     }
 
-    /// Attaches the XDP capture program to `iface` and returns the mode it got.
-    pub fn attach_xdp(&mut self, iface: &str, choice: XdpModeChoice) -> Result<AttachMode, KernelError> {
+    /// Attaches a loaded program to `iface` and says where it got.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        attach: Attach,
+        choice: XdpModeChoice,
+    ) -> Result<Hook, KernelError> {
+        if !self.loaded.contains(attach) {
+            return Err(KernelError::Load(format!("program {} was not loaded", attach.program())));
+        }
+        match attach {
+            Attach::Xdp => self.attach_xdp(iface, attach, choice).map(Hook::Xdp),
+            Attach::XdpToSockets => self.attach_xdp(iface, attach, choice).map(Hook::XdpToSockets),
+            Attach::TcIngress => {
+                self.attach_tc(iface, attach, TcAttachType::Ingress).map(|()| Hook::TcIngress)
+            }
+            Attach::TcEgress => self.attach_tc(iface, attach, TcAttachType::Egress).map(|()| Hook::TcEgress),
+        }
+    }
+
+    /// Attaches an XDP program to `iface` and returns the mode it got.
+    fn attach_xdp(
+        &mut self,
+        iface: &str,
+        attach: Attach,
+        choice: XdpModeChoice,
+    ) -> Result<AttachMode, KernelError> {
         let ifindex = interface_index(iface)?;
-        let program: &mut Xdp =
-            self.ebpf.program_mut(XDP_PROGRAM).expect("checked at load").try_into().expect("checked at load");
+        let program = program_mut::<Xdp>(&mut self.ebpf, attach.program())?;
         let tries: &[AttachMode] = match choice {
             XdpModeChoice::Auto => &[AttachMode::Native, AttachMode::Generic],
             XdpModeChoice::Native => &[AttachMode::Native],
@@ -250,22 +367,43 @@ impl CaptureProgram {
         Err(last_error.expect("at least one mode was tried"))
     }
 
-    /// Attaches the TC egress program to `iface` (a TCX link, detached when ringcap exits
-    /// however it exits).
-    pub fn attach_tc_egress(&mut self, iface: &str) -> Result<(), KernelError> {
+    /// Attaches a TC program to `iface` (a TCX link, detached when ringcap exits however
+    /// it exits, so nothing is left behind to clean up).
+    fn attach_tc(&mut self, iface: &str, attach: Attach, point: TcAttachType) -> Result<(), KernelError> {
         interface_index(iface)?;
-        let program: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(TC_EGRESS_PROGRAM)
-            .expect("checked at load")
-            .try_into()
-            .expect("checked at load");
-        program.attach(iface, TcAttachType::Egress).map(drop).map_err(|e| {
+        let program = program_mut::<SchedClassifier>(&mut self.ebpf, attach.program())?;
+        program.attach(iface, point).map(drop).map_err(|e| {
             match os_error(&e).and_then(|e| e.raw_os_error()) {
                 Some(libc::EPERM) | Some(libc::EACCES) => KernelError::PermissionDenied,
                 _ => KernelError::TcRefused { iface: iface.to_string(), reason: error_chain(&e) },
             }
         })
+    }
+
+    /// Sends the packets arriving on `ifindex` to `sockets`, one per receive queue in
+    /// queue order.
+    pub fn register_sockets(
+        &mut self,
+        ifindex: u32,
+        sockets: &[impl std::os::fd::AsRawFd],
+    ) -> Result<(), KernelError> {
+        let first = self.next_socket_slot;
+        if first as usize + sockets.len() > MAX_XSK_SOCKETS as usize {
+            return Err(KernelError::MapUpdate {
+                map: XSKS_MAP,
+                reason: format!("more than {MAX_XSK_SOCKETS} AF_XDP sockets (queues of all interfaces)"),
+            });
+        }
+        for (queue, socket) in sockets.iter().enumerate() {
+            self.sockets
+                .set(first + queue as u32, socket.as_raw_fd(), 0)
+                .map_err(|e| KernelError::MapUpdate { map: XSKS_MAP, reason: e.to_string() })?;
+        }
+        self.socket_slots
+            .insert(ifindex, first, 0)
+            .map_err(|e| KernelError::MapUpdate { map: XSK_SLOTS_MAP, reason: e.to_string() })?;
+        self.next_socket_slot += sockets.len() as u32;
+        Ok(())
     }
 
     /// Hands the packet ring to its reader (once).
@@ -276,13 +414,15 @@ impl CaptureProgram {
     /// Detaches every attached program; capture stops, records already in the ring stay.
     pub fn detach_all(&mut self) {
         // Unloading drops every link; the ring and counters are separate maps and stay.
-        if let Some(Ok(program)) = self.ebpf.program_mut(XDP_PROGRAM).map(<&mut Xdp>::try_from) {
-            let _ = program.unload();
-        }
-        if let Some(Ok(program)) =
-            self.ebpf.program_mut(TC_EGRESS_PROGRAM).map(<&mut SchedClassifier>::try_from)
-        {
-            let _ = program.unload();
+        for attach in Attach::ALL.into_iter().filter(|&a| self.loaded.contains(a)) {
+            let _ = match attach {
+                Attach::Xdp | Attach::XdpToSockets => {
+                    program_mut::<Xdp>(&mut self.ebpf, attach.program()).map(|p| p.unload())
+                }
+                Attach::TcIngress | Attach::TcEgress => {
+                    program_mut::<SchedClassifier>(&mut self.ebpf, attach.program()).map(|p| p.unload())
+                }
+            };
         }
     }
 
@@ -339,6 +479,50 @@ pub fn interface_index(iface: &str) -> Result<u32, KernelError> {
         0 => Err(KernelError::NoSuchInterface(iface.to_string())),
         index => Ok(index),
     }
+}
+
+/// The addresses the host uses on `iface`, IPv6 link-local ones left out (every IPv6
+/// interface has one): an interface with any of them carries the host's own traffic.
+pub fn host_addresses(iface: &str) -> Vec<std::net::IpAddr> {
+    let mut addresses = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return addresses;
+    }
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: a node of the list getifaddrs returned.
+        let node = unsafe { &*entry };
+        entry = node.ifa_next;
+        // SAFETY: ifa_name is a NUL-terminated string.
+        let name = unsafe { std::ffi::CStr::from_ptr(node.ifa_name) };
+        if node.ifa_addr.is_null() || name.to_bytes() != iface.as_bytes() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr of the family it names.
+        let address = unsafe {
+            match i32::from((*node.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let v4 = &*(node.ifa_addr as *const libc::sockaddr_in);
+                    Some(std::net::IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()))
+                }
+                libc::AF_INET6 => {
+                    let v6 = &*(node.ifa_addr as *const libc::sockaddr_in6);
+                    Some(std::net::IpAddr::from(v6.sin6_addr.s6_addr))
+                }
+                _ => None,
+            }
+        };
+        match address {
+            Some(std::net::IpAddr::V6(v6)) if v6.segments()[0] & 0xffc0 == 0xfe80 => {}
+            Some(address) => addresses.push(address),
+            None => {}
+        }
+    }
+    // SAFETY: the list came from getifaddrs.
+    unsafe { libc::freeifaddrs(list) };
+    addresses
 }
 
 fn page_size() -> u32 {

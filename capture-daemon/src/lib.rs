@@ -1,8 +1,9 @@
 //! ringcap: an always-on packet capture appliance (a network flight recorder).
 //!
-//! Data flows one way: the kernel programs ([`kernel`]) fill a ring buffer, the
-//! [`capture`] reader turns records into pcap batches stamped with wall-clock time
-//! ([`clock`]), and sinks ([`output`]) write them.
+//! Data flows one way: the kernel programs ([`kernel`]) fill a ring buffer or AF_XDP
+//! sockets ([`xsk`]), the [`capture`] readers turn records into pcap batches stamped with
+//! wall-clock time ([`clock`]), [`merge`] puts the batches of several readers in time
+//! order, and sinks ([`output`], [`storage`]) write them; [`retrieve`] reads them back.
 pub mod analysis;
 pub mod api;
 pub mod capture;
@@ -11,8 +12,10 @@ pub mod clock;
 pub mod config;
 pub mod filter;
 pub mod kernel;
+pub mod merge;
 pub mod output;
 pub mod pcap;
 pub mod retrieve;
 pub mod session;
 pub mod storage;
+pub mod xsk;

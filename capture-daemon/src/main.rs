@@ -11,7 +11,7 @@ use capture_common::Counter;
 use capture_daemon::api::{self, ApiConfig, ApiLimits, Sources};
 use capture_daemon::capture::ReaderConfig;
 use capture_daemon::filter::Filter;
-use capture_daemon::kernel::{Direction, KernelConfig, Selection, XdpModeChoice};
+use capture_daemon::kernel::{Direction, KernelConfig, ProgramSet, Selection, XdpModeChoice};
 use capture_daemon::output::{PcapStream, Sink};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
 use capture_daemon::retrieve::window::parse_duration;
@@ -21,7 +21,9 @@ use capture_daemon::retrieve::{
     pull::PullLimits,
     window::{self, Window},
 };
-use capture_daemon::session::{run_capture, CaptureOptions, CaptureSummary, LiveCounters};
+use capture_daemon::session::{
+    run_capture, CaptureMode, CaptureOptions, CaptureSummary, IngressHook, LiveCounters,
+};
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
@@ -112,6 +114,23 @@ struct KernelArgs {
     /// Packets to capture: arriving (XDP), sent (TC egress), or both.
     #[arg(long, value_enum, default_value_t = Direction::In)]
     direction: Direction,
+    /// How packets reach ringcap. `afxdp` redirects them into AF_XDP sockets: the fastest
+    /// path, but packets then NEVER REACH THE HOST STACK. Use it only on dedicated mirror
+    /// (SPAN/TAP) ports; ringcap refuses interfaces with an IP address unless --force.
+    #[arg(long, value_enum, default_value_t = CaptureMode::Ring)]
+    mode: CaptureMode,
+    /// Capture with --mode afxdp even on an interface with an IP address, cutting the
+    /// host off from the traffic arriving on it.
+    #[arg(long)]
+    force: bool,
+    /// Where arriving packets are captured: XDP (in the driver), or TC ingress (after GRO,
+    /// as the host stack sees them; works where XDP does not).
+    #[arg(long, value_enum, default_value_t = IngressHook::Xdp)]
+    ingress_hook: IngressHook,
+    /// How long the writer waits for a quiet ring or socket before writing newer packets
+    /// of the others (milliseconds); later arrivals are written out of order and counted.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    reorder_window: u64,
     /// Keep one packet in N, at random: `1/N`.
     #[arg(long, value_name = "1/N", value_parser = parse_fraction)]
     sample: Option<u32>,
@@ -315,6 +334,28 @@ impl KernelArgs {
         Ok(indexes.collect::<Result<_, _>>()?)
     }
 
+    /// Refuses what cannot work before anything is loaded or created.
+    fn check(&self) -> anyhow::Result<()> {
+        self.interface_indexes()?;
+        self.selection()?;
+        if self.mode == CaptureMode::Afxdp {
+            if self.ingress_hook == IngressHook::Tc {
+                anyhow::bail!("--mode afxdp receives at XDP: it cannot be combined with --ingress-hook tc");
+            }
+            for iface in &self.interface {
+                let addresses = capture_daemon::kernel::host_addresses(iface);
+                if !addresses.is_empty() && !self.force {
+                    anyhow::bail!(
+                        "{iface} has IP addresses ({}): --mode afxdp would take every arriving packet away from \
+                         the host. Use it on a dedicated mirror port, or give --force if that is what you want",
+                        addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Compiles the expression: a bad one is refused before anything is loaded.
     fn selection(&self) -> anyhow::Result<Selection> {
         let expression = match (&self.filter, self.expression.is_empty()) {
@@ -337,14 +378,20 @@ impl KernelArgs {
         duration: Option<Duration>,
         live: Arc<LiveCounters>,
     ) -> anyhow::Result<CaptureOptions> {
+        let buffer_bytes = (self.buffer_kib * 1024).next_power_of_two();
         Ok(CaptureOptions {
             interfaces: self.interface.clone(),
+            mode: self.mode,
+            ingress_hook: self.ingress_hook,
             xdp_mode: self.xdp_mode,
             direction: self.direction,
+            xsk_frames: (buffer_bytes / capture_daemon::xsk::FRAME_SIZE).max(512),
+            reorder_window: Duration::from_millis(self.reorder_window),
             kernel: KernelConfig {
                 snaplen: self.snaplen,
-                ring_bytes: (self.buffer_kib * 1024).next_power_of_two(),
+                ring_bytes: buffer_bytes,
                 tcp_flows: self.tcp_flows,
+                programs: ProgramSet::default(),
             },
             selection: self.selection()?,
             reader,
@@ -383,7 +430,6 @@ fn capture_into(
     let options = kernel.capture_options(reader, stop.duration()?, live)?;
     let summary = run_capture(&options, sink, |attached| {
         for (iface, hooks) in attached {
-            let hooks: Vec<String> = hooks.iter().map(ToString::to_string).collect();
             eprintln!(
                 "ringcap: listening on {iface} ({}), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes",
                 hooks.join(", ")
@@ -395,8 +441,8 @@ fn capture_into(
 
 fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     args.stop.duration()?;
-    args.kernel.selection()?;
-    // Check the interfaces before creating the output file, so a typo leaves no empty file.
+    // Check before creating the output file, so a typo leaves no empty file.
+    args.kernel.check()?;
     let ifindexes = args.kernel.interface_indexes()?;
     let several = args.kernel.direction == Direction::Both || ifindexes.len() > 1;
     let pcapng = args.format.map_or(several, |f| f == Format::Pcapng);
@@ -434,8 +480,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     args.stop.duration()?;
-    args.kernel.selection()?;
-    args.kernel.interface_indexes()?;
+    args.kernel.check()?;
     if !(0.05..=60.0).contains(&args.frame_interval) {
         anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
     }
@@ -642,7 +687,20 @@ fn print_storage_summary(counters: &StorageCounters) {
 fn print_summary(summary: &CaptureSummary) {
     eprintln!("{} packets captured", summary.captured);
     eprintln!("{} packets received by filter", summary.kernel.get(Counter::Seen));
-    eprintln!("{} packets dropped by kernel", summary.kernel.dropped());
+    eprintln!("{} packets dropped by kernel", summary.kernel.dropped() + summary.xsk.dropped());
+    if summary.xsk != Default::default() {
+        eprintln!(
+            "AF_XDP sockets: {} dropped (no free frame or too long), {} dropped (receive ring full), \
+             fill ring found empty {} times",
+            summary.xsk.rx_dropped, summary.xsk.rx_ring_full, summary.xsk.fill_ring_empty
+        );
+    }
+    if summary.kernel.get(Counter::XskNoSocket) > 0 {
+        eprintln!(
+            "{} packets dropped: no AF_XDP socket on their queue",
+            summary.kernel.get(Counter::XskNoSocket)
+        );
+    }
     eprintln!(
         "{} packets not selected: {} by the filter, {} by sampling, {} by --max-pps",
         summary.kernel.get(Counter::Filtered)
@@ -655,5 +713,14 @@ fn print_summary(summary: &CaptureSummary) {
     eprintln!("{} packets dropped by ringcap (writer queue full)", summary.queue_dropped);
     if summary.write_dropped > 0 {
         eprintln!("{} packets dropped by ringcap (write errors)", summary.write_dropped);
+    }
+    if summary.reorder_window_exceeded > 0 {
+        eprintln!(
+            "{} packets written out of time order (later than --reorder-window)",
+            summary.reorder_window_exceeded
+        );
+    }
+    if summary.unstamped > 0 {
+        eprintln!("{} packets timestamped on arrival in user space (no kernel timestamp)", summary.unstamped);
     }
 }

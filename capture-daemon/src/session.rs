@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
-use crate::capture::{Batch, BufferPool, ReaderConfig, ReaderControl, ReaderCounters, RingReader};
+use crate::capture::{Batch, BufferPool, Reader, ReaderConfig, ReaderControl, ReaderCounters, RingSource};
 use crate::kernel::{
-    AttachMode, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, RttBuckets, Selection,
-    XdpModeChoice,
+    Attach, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, ProgramSet, RttBuckets,
+    Selection, XdpModeChoice,
 };
+use crate::merge::Merger;
 use crate::output::Sink;
+use crate::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
 
 /// Counters of a running session, readable from other threads (API, metrics): the
 /// reader's own atomics, and the kernel's per-CPU sums refreshed every second.
@@ -22,6 +24,8 @@ pub struct LiveCounters {
     pub kernel: Mutex<KernelCounters>,
     /// The kernel's TCP handshake RTT histograms (empty until the first refresh).
     pub rtt: Mutex<Option<Box<RttBuckets>>>,
+    /// The kernel's loss counters of the AF_XDP sockets, summed.
+    pub xsk: Mutex<XskStatistics>,
 }
 
 impl LiveCounters {
@@ -38,22 +42,51 @@ impl LiveCounters {
                 b[kind].iter().copied().enumerate().filter(|(_, c)| *c > 0).collect()
             })
         };
+        let xsk = *self.xsk.lock().expect("not poisoned");
         serde_json::json!({
             "started_ns": started_ns,
             "time_ns": crate::retrieve::window::now().as_nanos() as u64,
             "kernel": counters,
+            "xsk": xsk,
             "rtt_server": sparse(0),
             "rtt_client": sparse(1),
         })
     }
 }
 
+/// How packets travel from the kernel to ringcap (`--mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CaptureMode {
+    /// Copy each packet into a BPF ring buffer; packets continue to the host as usual.
+    #[default]
+    Ring,
+    /// Redirect packets into AF_XDP sockets, one per receive queue. Packets do NOT
+    /// continue to the host stack: for dedicated mirror (SPAN/TAP) ports only.
+    Afxdp,
+}
+
+/// Where arriving packets are captured (`--ingress-hook`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum IngressHook {
+    /// XDP: in the driver, before the kernel builds an skb (fastest).
+    #[default]
+    Xdp,
+    /// TC ingress: as the host stack receives them, after GRO (works without XDP).
+    Tc,
+}
+
 /// What to capture and how.
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
     pub interfaces: Vec<String>,
+    pub mode: CaptureMode,
+    pub ingress_hook: IngressHook,
     pub xdp_mode: XdpModeChoice,
     pub direction: Direction,
+    /// Frames of each AF_XDP socket's UMEM (`--mode afxdp`).
+    pub xsk_frames: u32,
+    /// How long the writer waits for a quiet reader before writing newer records of the others.
+    pub reorder_window: Duration,
     pub kernel: KernelConfig,
     /// Filter and sampling, installed before any program is attached.
     pub selection: Selection,
@@ -71,6 +104,8 @@ pub struct CaptureOptions {
 pub enum SessionError {
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Socket(#[from] XskError),
     #[error("could not install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -81,36 +116,44 @@ pub struct CaptureSummary {
     /// Packets delivered to the sink.
     pub captured: u64,
     pub kernel: KernelCounters,
+    /// Packets lost in AF_XDP sockets (and the kernel's other counts of them).
+    pub xsk: XskStatistics,
     /// Packets lost because the writer fell behind.
     pub queue_dropped: u64,
+    /// Packets written out of time order, later than the reorder window.
+    pub reorder_window_exceeded: u64,
+    /// AF_XDP packets without the kernel's timestamp, stamped on arrival in user space.
+    pub unstamped: u64,
     /// Packets lost to write errors.
     pub write_dropped: u64,
     /// The write error that ended the session early, if any.
     pub write_error: Option<String>,
 }
 
-/// Where a program was attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    Xdp(AttachMode),
-    TcEgress,
-}
-
-impl std::fmt::Display for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Hook::Xdp(mode) => write!(f, "XDP {mode} mode"),
-            Hook::TcEgress => f.write_str("TC egress"),
+impl CaptureOptions {
+    /// The programs to attach to each interface.
+    fn attach_points(&self) -> Vec<Attach> {
+        let mut points = Vec::new();
+        if self.direction != Direction::Out {
+            points.push(match (self.mode, self.ingress_hook) {
+                (CaptureMode::Afxdp, _) => Attach::XdpToSockets,
+                (CaptureMode::Ring, IngressHook::Xdp) => Attach::Xdp,
+                (CaptureMode::Ring, IngressHook::Tc) => Attach::TcIngress,
+            });
         }
+        if self.direction != Direction::In {
+            points.push(Attach::TcEgress);
+        }
+        points
     }
 }
 
 /// Runs a capture session until count, duration, SIGINT or SIGTERM.
-/// `on_attached` is told the hooks of each interface, before traffic flows to the sink.
+/// `on_attached` is told where each interface is captured, before traffic flows to the sink.
 pub fn run_capture(
     options: &CaptureOptions,
     sink: Box<dyn Sink>,
-    on_attached: impl FnOnce(&[(String, Vec<Hook>)]),
+    on_attached: impl FnOnce(&[(String, Vec<String>)]),
 ) -> Result<CaptureSummary, SessionError> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -119,47 +162,96 @@ pub fn run_capture(
     let rotate = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&rotate))
         .map_err(SessionError::Signals)?;
-    let mut program = CaptureProgram::load(options.kernel)?;
+    let points = options.attach_points();
+    let programs = points.iter().fold(ProgramSet::default(), |set, &point| set.with(point));
+    let mut program = CaptureProgram::load(KernelConfig { programs, ..options.kernel })?;
     program.select(&options.selection)?;
+
+    // The AF_XDP sockets exist before their program is attached, so no packet finds its queue empty.
+    let mut sockets = Vec::new();
+    if points.contains(&Attach::XdpToSockets) {
+        for iface in &options.interfaces {
+            let ifindex = crate::kernel::interface_index(iface)?;
+            let config = XskConfig { frames: options.xsk_frames };
+            let queues = (0..crate::xsk::receive_queues(iface))
+                .map(|queue| XskSocket::open(iface, ifindex, queue, config))
+                .collect::<Result<Vec<_>, _>>()?;
+            program.register_sockets(ifindex, &queues)?;
+            sockets.extend(queues.into_iter().map(|socket| (iface.clone(), ifindex, socket)));
+        }
+    }
     let mut attached = Vec::new();
     for iface in &options.interfaces {
         let mut hooks = Vec::new();
-        if options.direction != Direction::Out {
-            hooks.push(Hook::Xdp(program.attach_xdp(iface, options.xdp_mode)?));
-        }
-        if options.direction != Direction::In {
-            program.attach_tc_egress(iface)?;
-            hooks.push(Hook::TcEgress);
+        for &point in &points {
+            let mut hook = program.attach(iface, point, options.xdp_mode)?.to_string();
+            if point == Attach::XdpToSockets {
+                let mine: Vec<_> = sockets.iter().filter(|(name, ..)| name == iface).collect();
+                let mode = mine.first().map(|(.., s)| s.mode().to_string()).unwrap_or_default();
+                hook.push_str(&format!(" ({} queues, {mode} mode)", mine.len()));
+            }
+            hooks.push(hook);
         }
         attached.push((iface.clone(), hooks));
     }
     on_attached(&attached);
 
+    let reads_ring = points.iter().any(|&p| p != Attach::XdpToSockets);
+    let source_count = usize::from(reads_ring) + sockets.len();
+    let reader_config = ReaderConfig { stamp_records: source_count > 1, ..options.reader.clone() };
     let (sender, receiver) = bounded::<Batch>(options.queue_batches);
     let reader_counters = Arc::clone(&options.live.reader);
     let control = Arc::new(ReaderControl::default());
     let pool = BufferPool::new(options.reader.batch_bytes + 64 * 1024, options.queue_batches);
-    let reader = RingReader::new(
-        program.take_ring(),
-        options.reader.clone(),
-        Arc::clone(&reader_counters),
-        Arc::clone(&control),
-        sender,
-        pool.clone(),
-    );
-    let reader = thread::Builder::new()
-        .name("ring-reader".into())
-        .spawn(move || reader.run())
-        .expect("spawning a thread");
+    let reader = |source_id| {
+        (
+            reader_config.clone(),
+            Arc::clone(&reader_counters),
+            Arc::clone(&control),
+            sender.clone(),
+            pool.clone(),
+            source_id,
+        )
+    };
+    let mut readers = Vec::new();
+    if reads_ring {
+        let (config, counters, control, sender, pool, id) = reader(0);
+        let source = RingSource { ring: program.take_ring(), counters: Arc::clone(&counters) };
+        let reader = Reader::new(source, id, config, counters, control, sender, pool);
+        readers.push(spawn("ring-reader".into(), move || reader.run()));
+    }
+    let mut statistics = Vec::new();
+    for (iface, ifindex, socket) in sockets {
+        let (config, counters, control, sender, pool, id) = reader(readers.len());
+        statistics.push(
+            socket.statistics_handle().map_err(|source| XskError::Setup { what: "statistics", source })?,
+        );
+        let source = XskSource { socket, ifindex, counters: Arc::clone(&counters) };
+        let reader = Reader::new(source, id, config, counters, control, sender, pool);
+        readers.push(spawn(format!("xsk-{iface}"), move || reader.run()));
+    }
+    drop(sender);
+    let merger = (source_count > 1).then(|| {
+        Merger::new(
+            source_count,
+            options.reorder_window,
+            pool.clone(),
+            options.reader.batch_bytes,
+            Arc::clone(&reader_counters),
+        )
+    });
     let writer_failed = Arc::new(AtomicBool::new(false));
     let writer = {
         let writer_failed = Arc::clone(&writer_failed);
-        thread::Builder::new()
-            .name("writer".into())
-            .spawn(move || write_batches(receiver, sink, &pool, &rotate, &writer_failed))
-            .expect("spawning a thread")
+        let pool = pool.clone();
+        spawn("writer".into(), move || write_batches(receiver, sink, merger, &pool, &rotate, &writer_failed))
     };
 
+    let publish = |program: &CaptureProgram| {
+        *options.live.kernel.lock().expect("not poisoned") = program.counters();
+        *options.live.rtt.lock().expect("not poisoned") = Some(program.rtt_buckets());
+        *options.live.xsk.lock().expect("not poisoned") = XskStatistics::sum(&statistics);
+    };
     let deadline = options.duration.map(|d| Instant::now() + d);
     let mut published = Instant::now();
     while !stop.load(Ordering::Acquire)
@@ -169,28 +261,37 @@ pub fn run_capture(
     {
         thread::sleep(Duration::from_millis(10));
         if published.elapsed() >= Duration::from_secs(1) {
-            *options.live.kernel.lock().expect("not poisoned") = program.counters();
-            *options.live.rtt.lock().expect("not poisoned") = Some(program.rtt_buckets());
+            publish(&program);
             published = Instant::now();
         }
     }
     // Detach first, so that draining the ring afterwards gets every captured packet.
     program.detach_all();
-    // Final counters for whoever reads them while the writer closes its files.
-    *options.live.kernel.lock().expect("not poisoned") = program.counters();
-    *options.live.rtt.lock().expect("not poisoned") = Some(program.rtt_buckets());
     control.drain_and_stop.store(true, Ordering::Release);
-    reader.join().expect("the reader does not panic");
+    for reader in readers {
+        reader.join().expect("the readers do not panic");
+    }
+    // Final counters for whoever reads them while the writer closes its files.
+    publish(&program);
     let written = writer.join().expect("the writer does not panic");
-    let kernel = program.counters();
-    *options.live.kernel.lock().expect("not poisoned") = kernel;
+    publish(&program);
     Ok(CaptureSummary {
         captured: reader_counters.packets.load(Ordering::Relaxed) - written.lost_packets,
-        kernel,
+        kernel: program.counters(),
+        xsk: XskStatistics::sum(&statistics),
         queue_dropped: reader_counters.queue_dropped.load(Ordering::Relaxed),
+        reorder_window_exceeded: reader_counters.reorder_window_exceeded.load(Ordering::Relaxed),
+        unstamped: reader_counters.unstamped.load(Ordering::Relaxed),
         write_dropped: written.lost_packets,
         write_error: written.error,
     })
+}
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    thread::Builder::new().name(name).spawn(work).expect("spawning a thread")
 }
 
 /// What the writer thread reports when it ends.
@@ -199,55 +300,86 @@ struct WriterOutcome {
     error: Option<String>,
 }
 
-/// The writer thread: feeds batches to the sink, ticks it on a timer and rotates it on SIGHUP. After a write
-/// error the sink gets nothing more; the packets that reach it then are counted as lost.
+/// The writer thread: feeds batches (merged in time order when several readers feed it)
+/// to the sink, ticks it on a timer and rotates it on SIGHUP. After a write error the sink
+/// gets nothing more; the packets that reach it then are counted as lost.
 fn write_batches(
     receiver: Receiver<Batch>,
-    mut sink: Box<dyn Sink>,
+    sink: Box<dyn Sink>,
+    mut merger: Option<Merger>,
     pool: &BufferPool,
     rotate: &AtomicBool,
     failed: &AtomicBool,
 ) -> WriterOutcome {
-    let mut outcome = WriterOutcome { lost_packets: 0, error: None };
+    let mut writer = Writer { sink, pool, failed, outcome: WriterOutcome { lost_packets: 0, error: None } };
     let tick = Duration::from_millis(100);
     let mut next_tick = Instant::now() + tick;
     loop {
-        let result = match receiver.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
-            Ok(batch) => {
-                let result = if outcome.error.is_some() {
-                    outcome.lost_packets += batch.packets;
-                    Ok(())
-                } else {
-                    sink.write(&batch).inspect_err(|_| outcome.lost_packets += batch.packets)
-                };
-                pool.give(batch.records);
-                result
+        let received = receiver.recv_timeout(next_tick.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        match (received, merger.as_mut()) {
+            (Ok(batch), None) => writer.write(batch),
+            (Ok(batch), Some(merger)) => {
+                merger.push(batch, now);
+                while let Some(batch) = merger.pop(now, false) {
+                    writer.write(batch);
+                }
             }
-            Err(RecvTimeoutError::Timeout) => Ok(()),
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let result = result.and_then(|()| {
-            if outcome.error.is_some() {
-                return Ok(());
+            (Err(RecvTimeoutError::Timeout), Some(merger)) => {
+                while let Some(batch) = merger.pop(now, false) {
+                    writer.write(batch);
+                }
             }
-            if rotate.swap(false, Ordering::AcqRel) {
-                sink.rotate()?;
-            }
-            if Instant::now() < next_tick {
-                return Ok(());
-            }
-            next_tick = Instant::now() + tick;
-            sink.tick()
-        });
-        if let Err(e) = result {
-            outcome.error.get_or_insert(e.to_string());
-            failed.store(true, Ordering::Release);
+            (Err(RecvTimeoutError::Timeout), None) => {}
+            (Err(RecvTimeoutError::Disconnected), _) => break,
+        }
+        if rotate.swap(false, Ordering::AcqRel) {
+            writer.run(|sink| sink.rotate());
+        }
+        if now >= next_tick {
+            next_tick = now + tick;
+            writer.run(|sink| sink.tick());
         }
     }
-    if outcome.error.is_none() {
-        if let Err(e) = sink.finish() {
-            outcome.error = Some(e.to_string());
+    if let Some(merger) = merger.as_mut() {
+        while let Some(batch) = merger.pop(Instant::now(), true) {
+            writer.write(batch);
         }
     }
-    outcome
+    writer.run(|sink| sink.finish());
+    writer.outcome
+}
+
+/// The sink and what happened to it.
+struct Writer<'a> {
+    sink: Box<dyn Sink>,
+    pool: &'a BufferPool,
+    failed: &'a AtomicBool,
+    outcome: WriterOutcome,
+}
+
+impl Writer<'_> {
+    fn write(&mut self, batch: Batch) {
+        if self.outcome.error.is_some() {
+            self.outcome.lost_packets += batch.packets;
+        } else if let Err(e) = self.sink.write(&batch) {
+            self.outcome.lost_packets += batch.packets;
+            self.fail(e);
+        }
+        self.pool.give(batch.records);
+    }
+
+    /// Runs a sink operation unless the sink already failed.
+    fn run(&mut self, operation: impl FnOnce(&mut dyn Sink) -> std::io::Result<()>) {
+        if self.outcome.error.is_none() {
+            if let Err(e) = operation(self.sink.as_mut()) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn fail(&mut self, error: std::io::Error) {
+        self.outcome.error.get_or_insert(error.to_string());
+        self.failed.store(true, Ordering::Release);
+    }
 }

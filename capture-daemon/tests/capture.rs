@@ -9,11 +9,10 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 
-use common::{bed, mixed_frames, scratch, send, start_capture, RINGCAP, WAIT};
+use common::{bed, mixed_frames, scratch, send, send_alternating, start_capture, stop, RINGCAP, WAIT};
 use ringcap_tools::frames::sequence_of;
-use ringcap_tools::generator::{transmit, Plan};
 use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
-use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP, TX_IF};
+use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP};
 
 fn run_reader(program: &str, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(program).args(args).output().unwrap();
@@ -403,23 +402,8 @@ fn two_interfaces_in_one_capture_are_tagged_in_pcapng() {
     let mut capture =
         start_capture(&bed, &["-w", file.to_str().unwrap(), "-i", ringcap_tools::testbed::RX2_IF]);
     assert!(capture.wait_for("listening on veth-rx2", Duration::from_secs(10)), "{:?}", capture.stderr);
-    let frames = mixed_frames(500);
-    for (round, chunk) in frames.chunks(50).enumerate() {
-        let iface = if round % 2 == 0 { TX_IF } else { ringcap_tools::testbed::TX2_IF };
-        let chunk = chunk.to_vec();
-        TestBed::in_namespace(&bed.tx_ns, move || {
-            let ifindex = capture_daemon::kernel::interface_index(iface).unwrap();
-            let count = chunk.len() as u64;
-            transmit(ifindex, &Plan { frames: chunk, count, chunk: 1, rate: None }).unwrap();
-        })
-        .join()
-        .unwrap()
-        .unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    capture.signal(libc::SIGINT);
-    let (status, stderr) = capture.finish(WAIT);
-    assert!(status.success(), "{stderr:?}");
+    send_alternating(&bed, &mixed_frames(500), 50);
+    stop(capture);
     let (ok, stdout, err) = run_reader(
         "tshark",
         &[

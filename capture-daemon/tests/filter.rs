@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use capture_common::{Counter, RECORD_HEADER_LEN};
 use capture_daemon::filter::Filter;
-use capture_daemon::kernel::{CaptureProgram, KernelConfig, Selection};
+use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
 use capture_daemon::pcap::{write_file_header, write_record, RecordFormat, FILE_HEADER_LEN};
 use common::{bed, scratch, send, start_capture, WAIT};
 use ringcap_tools::frames::FrameTemplate;
@@ -182,8 +182,13 @@ fn describe(packets: &[CorpusPacket], indexes: &BTreeSet<usize>) -> String {
 fn kernel_and_user_space_select_exactly_what_libpcap_selects() {
     assert!(EXPRESSIONS.len() >= 60);
     let (packets, corpus) = normalized_corpus();
-    let mut program =
-        CaptureProgram::load(KernelConfig { snaplen: 64, ring_bytes: 1 << 22, tcp_flows: 1024 }).unwrap();
+    let mut program = CaptureProgram::load(KernelConfig {
+        snaplen: 64,
+        ring_bytes: 1 << 22,
+        tcp_flows: 1024,
+        programs: ProgramSet::XDP,
+    })
+    .unwrap();
     let mut ring = program.take_ring();
     let mut failures = Vec::new();
     for expression in EXPRESSIONS {
@@ -228,8 +233,13 @@ fn run_frames(
     selection: Selection,
     frames: &[Vec<u8>],
 ) -> (Vec<Vec<u8>>, capture_daemon::kernel::KernelCounters) {
-    let mut program =
-        CaptureProgram::load(KernelConfig { snaplen: 2048, ring_bytes: 1 << 24, tcp_flows: 1024 }).unwrap();
+    let mut program = CaptureProgram::load(KernelConfig {
+        snaplen: 2048,
+        ring_bytes: 1 << 24,
+        tcp_flows: 1024,
+        programs: ProgramSet::XDP,
+    })
+    .unwrap();
     let mut ring = program.take_ring();
     program.select(&selection).unwrap();
     let mut recorded = Vec::new();

@@ -46,8 +46,7 @@ fn synthetic_ring(dir: &Path, count: u64, file_bytes: u64) {
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();
     for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
-        let mut batch =
-            Batch { records: Vec::new(), packets: 0, first: stamp(chunk[0]), last: stamp(chunk[0]) };
+        let mut batch = Batch::empty(Vec::new(), stamp(chunk[0]));
         for &i in chunk {
             let frame = known_frame(i);
             write_record(&mut batch.records, stamp(i), frame.len() as u32, &frame, 262_144).unwrap();

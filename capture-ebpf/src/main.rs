@@ -3,8 +3,9 @@
 //! `ringcap_xdp` copies up to SNAPLEN bytes of every arriving packet into the `PACKETS`
 //! ring buffer and always returns `XDP_PASS`; `ringcap_tc_ingress` and `ringcap_tc_egress`
 //! do the same at TC for interfaces without XDP and for what the host sends, and always
-//! return `TC_ACT_OK`. Capture never takes a packet away from the host. Every packet that
-//! does not reach the ring is counted in `COUNTERS`.
+//! return `TC_ACT_OK`. Capture never takes a packet away from the host, except in AF_XDP
+//! mode: `ringcap_xsk`, for mirror ports, redirects selected packets to AF_XDP sockets and
+//! drops the rest. Every packet that does not reach user space is counted in `COUNTERS`.
 #![no_std]
 #![no_main]
 
@@ -14,10 +15,12 @@ mod tcp;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK},
-    macros::{classifier, xdp},
+    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_meta},
+    macros::{classifier, map, xdp},
+    maps::{HashMap, XskMap},
     programs::{TcContext, XdpContext},
 };
-use capture_common::RecordFlags;
+use capture_common::{Counter, RecordFlags, XskMeta, MAX_XSK_SOCKETS};
 
 use record::PacketBytes;
 
@@ -26,6 +29,58 @@ use record::PacketBytes;
 pub fn ringcap_xdp(ctx: XdpContext) -> u32 {
     record::capture(&XdpPacket(&ctx), RecordFlags::INGRESS);
     xdp_action::XDP_PASS
+}
+
+/// AF_XDP sockets, filled by user space (`--mode afxdp`): one per queue of each interface.
+#[map]
+static XSKS: XskMap = XskMap::with_max_entries(MAX_XSK_SOCKETS, 0);
+
+/// The first `XSKS` slot of each interface, by ifindex. A socket only takes frames of
+/// the interface and queue it is bound to: anything else would be lost uncounted.
+#[map]
+static XSK_SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
+
+/// AF_XDP mode: a selected packet goes, stamped with its arrival time, to the socket of
+/// its receive queue; everything else is dropped. Nothing reaches the host stack.
+#[xdp]
+pub fn ringcap_xsk(ctx: XdpContext) -> u32 {
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !record::selected(&XdpPacket(&ctx), now) {
+        return xdp_action::XDP_DROP;
+    }
+    stamp(&ctx, now);
+    // SAFETY: the value is a plain u32 that user space never removes while attached.
+    let Some(first) = (unsafe { XSK_SLOTS.get(ctx.ingress_ifindex() as u32) }) else {
+        record::count(Counter::XskNoSocket);
+        return xdp_action::XDP_DROP;
+    };
+    match XSKS.redirect(first + ctx.rx_queue_index(), u64::from(xdp_action::XDP_DROP)) {
+        Ok(action) => {
+            record::count(Counter::Captured);
+            action
+        }
+        Err(action) => {
+            record::count(Counter::XskNoSocket);
+            action
+        }
+    }
+}
+
+/// Puts the arrival time in the metadata area in front of the frame (AF_XDP copies it
+/// along); without room for it, user space stamps the frame on arrival instead.
+#[inline(always)]
+fn stamp(ctx: &XdpContext, now: u64) {
+    // SAFETY: grows the metadata area of this frame; the pointers are re-read afterwards.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(XskMeta::LEN as i32)) } != 0 {
+        return;
+    }
+    let meta = ctx.metadata();
+    if meta + XskMeta::LEN > ctx.metadata_end() {
+        return;
+    }
+    // SAFETY: the bounds check above is the one the verifier needs.
+    unsafe { *(meta as *mut XskMeta) = XskMeta { timestamp_ns: now, magic: XskMeta::MAGIC, reserved: 0 } };
 }
 
 /// Packet bytes of an XDP frame, including non-linear (multi-buffer) parts.

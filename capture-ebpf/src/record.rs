@@ -50,7 +50,7 @@ struct Slot<const N: usize> {
 }
 
 #[inline(always)]
-fn count(counter: Counter) {
+pub fn count(counter: Counter) {
     count_by(counter, 1);
 }
 
@@ -63,17 +63,29 @@ pub fn count_by(counter: Counter, by: u64) {
     }
 }
 
+/// Counts the packet as seen and decides whether it is recorded; a packet left out
+/// is counted by the reason.
+#[inline(always)]
+pub fn selected<P: PacketBytes>(packet: &P, now: u64) -> bool {
+    count(Counter::Seen);
+    match crate::select::select(packet, packet.len(), now) {
+        Ok(()) => true,
+        Err(left_out) => {
+            count(left_out);
+            false
+        }
+    }
+}
+
 /// Records the packet (up to SNAPLEN bytes) if it is selected, and counts the outcome.
 #[inline(always)]
 pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
-    count(Counter::Seen);
-    let orig_len = packet.len();
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Err(left_out) = crate::select::select(packet, orig_len, now) {
-        count(left_out);
+    if !selected(packet, now) {
         return;
     }
+    let orig_len = packet.len();
     let mut cap_len = orig_len;
     let snaplen = SNAPLEN.load();
     if cap_len > snaplen {

@@ -75,6 +75,33 @@ pub fn send_paced(bed: &TestBed, frames: Vec<Vec<u8>>, rate: Option<f64>) {
     assert_eq!(report.sent, count);
 }
 
+/// Sends the frames in order, `chunk` at a time, alternately out of `veth-tx` and
+/// `veth-tx2` (a bed with two pairs).
+pub fn send_alternating(bed: &TestBed, frames: &[Vec<u8>], chunk: usize) {
+    for (round, frames) in frames.chunks(chunk).enumerate() {
+        let iface = if round % 2 == 0 { TX_IF } else { ringcap_tools::testbed::TX2_IF };
+        let frames = frames.to_vec();
+        TestBed::in_namespace(&bed.tx_ns, move || {
+            let ifindex = capture_daemon::kernel::interface_index(iface).unwrap();
+            let count = frames.len() as u64;
+            transmit(ifindex, &Plan { frames, count, chunk: 1, rate: None }).unwrap();
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+    }
+}
+
+/// Lets the last packets arrive, stops the capture with SIGINT and returns its stderr,
+/// checking that it exited cleanly.
+pub fn stop(capture: CaptureProcess) -> Vec<String> {
+    std::thread::sleep(Duration::from_millis(300));
+    capture.signal(libc::SIGINT);
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    stderr
+}
+
 /// An HTTP response: status and body.
 pub struct Response {
     pub status: u16,

@@ -1,0 +1,176 @@
+//! The other capture paths, end to end in the real kernel: AF_XDP sockets (`--mode
+//! afxdp`) with their loss counters and the merge of several sockets, and TC ingress.
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+mod common;
+
+use common::{bed, mixed_frames, scratch, send, send_alternating, start_capture, stop, RINGCAP, WAIT};
+use ringcap_tools::frames::{sequence_of, FrameTemplate};
+use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
+use ringcap_tools::testbed::{TestBed, TestBedOptions, RX2_IF, RX_IF, SINK_MAC, TX_MAC};
+
+fn tshark_fields(file: &std::path::Path, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut args = vec!["-r", file.to_str().unwrap(), "-T", "fields"];
+    for field in fields {
+        args.extend(["-e", field]);
+    }
+    let output = Command::new("tshark").args(&args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn afxdp_captures_every_frame_byte_exact_with_kernel_timestamps() {
+    let bed = bed();
+    let file = scratch("afxdp.pcap");
+    let frames = mixed_frames(2000);
+    let capture = start_capture(
+        &bed,
+        &["--mode", "afxdp", "--force", "-w", file.to_str().unwrap(), "-c", "2000", "udp"],
+    );
+    let before = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    send(&bed, frames.clone());
+    let after = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    let (status, stderr) = capture.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    assert!(stderr.iter().any(|l| l.contains("to AF_XDP sockets (1 queues, copy mode)")), "{stderr:?}");
+    assert_eq!(summary_count(&stderr, "packets captured"), Some(2000), "{stderr:?}");
+    assert_eq!(summary_count(&stderr, "packets dropped by kernel"), Some(0), "{stderr:?}");
+    assert!(!stderr.iter().any(|l| l.contains("timestamped on arrival")), "the kernel stamps every frame");
+    assert!(!stderr.iter().any(|l| l.contains("AF_XDP sockets:")), "no socket counted a loss: {stderr:?}");
+
+    let packets = read_pcap(&file).unwrap();
+    assert_eq!(packets.len(), frames.len());
+    for (packet, frame) in packets.iter().zip(&frames) {
+        assert_eq!(packet.data, *frame, "bytes differ for frame {:?}", sequence_of(frame));
+        assert!(packet.timestamp >= before && packet.timestamp <= after, "{:?}", packet.timestamp);
+    }
+    assert!(packets.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+    let rows = tshark_fields(&file, &["frame.len"]);
+    assert_eq!(rows.len(), frames.len(), "tshark reads every packet");
+}
+
+#[test]
+fn afxdp_refuses_an_interface_that_carries_the_hosts_traffic() {
+    let bed = bed();
+    let output = bed
+        .rx(RINGCAP)
+        .args(["capture", "-i", RX_IF, "--mode", "afxdp", "-w", "/dev/null"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("has IP addresses (10.77.0.2") && stderr.contains("--force"), "{stderr}");
+    let output = bed
+        .rx(RINGCAP)
+        .args([
+            "capture",
+            "-i",
+            RX_IF,
+            "--mode",
+            "afxdp",
+            "--ingress-hook",
+            "tc",
+            "--force",
+            "-w",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be combined with --ingress-hook tc"));
+}
+
+/// A writer that cannot keep up (its output pipe is not read for seconds): packets are
+/// lost, and every one of them is in a counter.
+#[test]
+fn afxdp_losses_behind_a_stalled_writer_are_all_counted() {
+    let bed = bed();
+    let file = scratch("stalled.pcap");
+    let pipeline = format!(
+        "{RINGCAP} capture -i {RX_IF} --mode afxdp --force -B 4096 -w - udp | (sleep 6; cat > {})",
+        file.display()
+    );
+    let mut shell = bed.rx("sh");
+    shell.args(["-c", &pipeline]);
+    let mut capture = CaptureProcess::spawn(shell).unwrap();
+    assert!(capture.wait_listening(), "{:?}", capture.stderr);
+    let template = FrameTemplate { src_mac: TX_MAC, dst_mac: SINK_MAC, ..FrameTemplate::default() };
+    let frames: Vec<Vec<u8>> = (0..100_000).map(|seq| template.udp(1514, 0, seq)).collect();
+    send(&bed, frames);
+    std::thread::sleep(Duration::from_millis(500));
+    // SIGINT to ringcap only: the shell's reader must still drain the pipe afterwards.
+    let _ =
+        Command::new("pkill").args(["-INT", "-f", "^/.*ringcap capture -i veth-rx --mode afxdp"]).status();
+    let (_, stderr) = capture.finish(Duration::from_secs(60));
+    let count = |what| summary_count(&stderr, what).unwrap_or_else(|| panic!("no {what:?} in {stderr:?}"));
+    let captured = count("packets captured");
+    let kernel = count("packets dropped by kernel");
+    let queue = count("packets dropped by ringcap (writer queue full)");
+    assert!(queue + kernel > 0, "the stalled writer lost nothing? {stderr:?}");
+    assert_eq!(captured + kernel + queue, 100_000, "every frame captured or counted: {stderr:?}");
+    assert_eq!(
+        read_pcap(&file).unwrap().len() as u64,
+        captured,
+        "the file has every packet counted as captured"
+    );
+}
+
+#[test]
+fn afxdp_sockets_of_two_interfaces_are_merged_in_time_order() {
+    TestBed::remove_stale();
+    let bed = TestBed::with_options(TestBedOptions { pairs: 2, ..TestBedOptions::default() }).unwrap();
+    let file = scratch("afxdp-two.pcapng");
+    let mut capture = start_capture(
+        &bed,
+        &["--mode", "afxdp", "--force", "-w", file.to_str().unwrap(), "-i", RX2_IF, "udp"],
+    );
+    assert!(capture.wait_for("listening on veth-rx2", Duration::from_secs(10)), "{:?}", capture.stderr);
+    send_alternating(&bed, &mixed_frames(600), 20);
+    let stderr = stop(capture);
+    assert_eq!(summary_count(&stderr, "packets captured"), Some(600), "{stderr:?}");
+    assert!(!stderr.iter().any(|l| l.contains("out of time order")), "{stderr:?}");
+    let rows = tshark_fields(&file, &["frame.interface_name", "udp.srcport", "frame.time_epoch"]);
+    assert_eq!(rows.len(), 600);
+    for (round, rows) in rows.chunks(20).enumerate() {
+        let iface = if round % 2 == 0 { RX_IF } else { RX2_IF };
+        assert!(rows.iter().all(|r| r[0] == iface), "round {round} should come from {iface}: {rows:?}");
+    }
+    let times: Vec<f64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "packets out of time order");
+}
+
+#[test]
+fn tc_ingress_hook_captures_what_the_host_stack_receives() {
+    let bed = bed();
+    let file = scratch("tc-ingress.pcapng");
+    let capture = start_capture(
+        &bed,
+        &["--ingress-hook", "tc", "--format", "pcapng", "-w", file.to_str().unwrap(), "udp port 9999"],
+    );
+    assert!(capture.stderr.iter().any(|l| l.contains("(TC ingress)")), "{:?}", capture.stderr);
+    // Real datagrams from the sending namespace's stack (TC needs no XDP on the path).
+    let sizes: Vec<usize> = (0..300).map(|i| 1 + i * 4).collect();
+    let payloads = sizes.clone();
+    TestBed::in_namespace(&bed.tx_ns, move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for size in payloads {
+            socket.send_to(&vec![0x5a; size], (ringcap_tools::testbed::RX_IP, 9999)).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let stderr = stop(capture);
+    assert_eq!(summary_count(&stderr, "packets captured"), Some(300), "{stderr:?}");
+    let rows = tshark_fields(&file, &["frame.packet_flags_direction", "udp.length"]);
+    assert_eq!(rows.len(), 300);
+    assert!(rows.iter().all(|r| r[0] == "0x00000001"), "all inbound: {rows:?}");
+    let lengths: Vec<usize> = rows.iter().map(|r| r[1].parse::<usize>().unwrap() - 8).collect();
+    assert_eq!(lengths, sizes);
+}
