@@ -1,4 +1,6 @@
-//! `bench capture`: the highest rate at which each tool captures every packet.
+//! `bench capture` and `bench paths`: the highest rate at which each tool captures
+//! every packet — ringcap's ring buffer path against tcpdump, and (`paths`) ringcap's
+//! AF_XDP path too.
 //!
 //! The generator (`ringcap-gen`, BPF live frames) is paced by the receiver, so a run
 //! at full speed measures the most the receiving side takes; when a tool loses packets
@@ -29,10 +31,23 @@ pub struct Options {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 enum Tool {
+    /// `ringcap capture` through the BPF ring buffer.
     Ringcap,
+    /// `ringcap capture --mode afxdp`.
+    RingcapAfxdp,
     Tcpdump,
+}
+
+impl Tool {
+    fn label(self) -> &'static str {
+        match self {
+            Tool::Ringcap => "ringcap ring buffer",
+            Tool::RingcapAfxdp => "ringcap AF_XDP",
+            Tool::Tcpdump => "tcpdump -w",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -76,9 +91,12 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
     // tcpdump has no XDP program of its own; veth needs one on the receiver to accept live frames.
     let mut holder = None;
     let mut command = match tool {
-        Tool::Ringcap => {
+        Tool::Ringcap | Tool::RingcapAfxdp => {
             let mut c = bed.rx(release.join("ringcap").to_str().expect("utf-8"));
             c.args(["capture", "-i", RX_IF, "-B", "65536", "-w", output.to_str().expect("utf-8")]);
+            if tool == Tool::RingcapAfxdp {
+                c.args(["--mode", "afxdp", "--force"]);
+            }
             c
         }
         Tool::Tcpdump => {
@@ -177,15 +195,29 @@ fn zero_loss_rate(tool: Tool, frame_bytes: usize, count: u64, runs: &mut Vec<Run
     Ok(None)
 }
 
+/// `bench capture`: the ring buffer path against tcpdump.
 pub fn run(options: &Options) -> Result<()> {
+    compare("capture", &[Tool::Ringcap, Tool::Tcpdump], options)
+}
+
+/// `bench paths`: the ring buffer and AF_XDP paths against tcpdump.
+pub fn run_paths(options: &Options) -> Result<()> {
+    compare("paths", &[Tool::Ringcap, Tool::RingcapAfxdp, Tool::Tcpdump], options)
+}
+
+/// Zero-loss rates of `tools` at each frame size, with ratios to tcpdump (the last tool).
+fn compare(name: &str, tools: &[Tool], options: &Options) -> Result<()> {
     TestBed::remove_stale();
     let mut runs = Vec::new();
     let mut rows = Vec::new();
     let mut summary = Vec::new();
     for &size in &options.sizes {
         let count = if size > 512 { options.packets / 4 } else { options.packets };
-        let ringcap = zero_loss_rate(Tool::Ringcap, size, count, &mut runs)?;
-        let tcpdump = zero_loss_rate(Tool::Tcpdump, size, count, &mut runs)?;
+        let mut rates = Vec::new();
+        for &tool in tools {
+            rates.push((tool, zero_loss_rate(tool, size, count, &mut runs)?));
+        }
+        let tcpdump = rates.iter().find(|(t, _)| *t == Tool::Tcpdump).and_then(|(_, r)| *r);
         let cpu = |tool: Tool| {
             runs.iter()
                 .filter(|r| r.tool == tool && r.frame_bytes == size)
@@ -193,33 +225,29 @@ pub fn run(options: &Options) -> Result<()> {
                 .next()
                 .unwrap_or(0.0)
         };
-        let ratio = match (ringcap, tcpdump) {
-            (Some(r), Some(t)) if t > 0.0 => Some(r / t),
-            _ => None,
-        };
-        let fmt = |rate: Option<f64>| rate.map_or("none found".into(), |r| format!("{:.3} Mpps", r / 1e6));
-        rows.push(vec![
-            format!("{size} B"),
-            fmt(ringcap),
-            fmt(tcpdump),
-            ratio.map_or("-".into(), |r| format!("{r:.2}x")),
-            format!("{:.0}", cpu(Tool::Ringcap)),
-            format!("{:.0}", cpu(Tool::Tcpdump)),
-        ]);
-        summary.push(json!({
-            "frame_bytes": size,
-            "ringcap_zero_loss_pps": ringcap,
-            "tcpdump_zero_loss_pps": tcpdump,
-            "ratio": ratio,
-            "ringcap_cpu_ns_per_packet": cpu(Tool::Ringcap),
-            "tcpdump_cpu_ns_per_packet": cpu(Tool::Tcpdump),
-        }));
+        for &(tool, rate) in &rates {
+            let ratio = match (rate, tcpdump) {
+                (Some(r), Some(t)) if t > 0.0 => Some(r / t),
+                _ => None,
+            };
+            rows.push(vec![
+                format!("{size} B"),
+                tool.label().to_string(),
+                rate.map_or("none found".into(), |r| format!("{:.3} Mpps", r / 1e6)),
+                ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+                format!("{:.0}", cpu(tool)),
+            ]);
+            summary.push(json!({
+                "frame_bytes": size,
+                "tool": tool,
+                "zero_loss_pps": rate,
+                "ratio_to_tcpdump": ratio,
+                "cpu_ns_per_packet": cpu(tool),
+            }));
+        }
     }
     println!();
     println!("zero-loss capture rate on the veth test bed (generator and capture share 2 cores)");
-    report::print_table(
-        &["frame", "ringcap", "tcpdump -w", "ringcap/tcpdump", "ringcap CPU ns/pkt", "tcpdump CPU ns/pkt"],
-        &rows,
-    );
-    report::save_json("capture", &json!({ "benchmark": "capture", "summary": summary, "runs": runs }))
+    report::print_table(&["frame", "tool", "zero-loss rate", "vs tcpdump", "CPU ns/pkt"], &rows);
+    report::save_json(name, &json!({ "benchmark": name, "summary": summary, "runs": runs }))
 }

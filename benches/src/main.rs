@@ -21,6 +21,8 @@ struct Cli {
 enum Bench {
     /// Zero-loss capture rate of ringcap and `tcpdump -w` on the veth test bed.
     Capture(capture::Options),
+    /// Zero-loss capture rate of the ring buffer and AF_XDP paths and `tcpdump -w`.
+    Paths(capture::Options),
     /// Kernel ns per packet of the in-kernel filter at 1, 5 and 20 primitives, vs libpcap's BPF.
     Filter(filter::Options),
     /// A filtered 5-minute window out of a multi-gigabyte ring vs zstdcat | tcpdump.
@@ -32,6 +34,7 @@ enum Bench {
 fn main() -> Result<()> {
     match Cli::parse().bench {
         Bench::Capture(options) => capture::run(&options),
+        Bench::Paths(options) => capture::run_paths(&options),
         Bench::Storage(options) => storage::run(&options),
         Bench::Filter(options) => filter::run(&options),
         Bench::Pull(options) => pull::run(&options),
