@@ -50,6 +50,7 @@ pub fn run(options: &Options) -> Result<()> {
         dir: dir.clone(),
         template: NameTemplate::parse("bench-%s")?,
         compression: Compression::Zstd(1),
+        pcapng_interfaces: None,
         snaplen: 262_144,
         rotate_every: None,
         rotate_bytes: Some(16 << 20),

@@ -122,6 +122,7 @@ fn writer_alone(level: i32, batches: &[Batch]) -> Result<WriterResult> {
         dir: dir.clone(),
         template: NameTemplate::parse("bench-%s")?,
         compression,
+        pcapng_interfaces: None,
         snaplen: DEFAULT_SNAPLEN,
         rotate_every: None,
         rotate_bytes: None,

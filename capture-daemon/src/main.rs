@@ -230,6 +230,10 @@ struct RunArgs {
     /// Write a frame at least this often (seconds), so recent packets are soon readable.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     frame_interval: f64,
+    /// File format of the ring; pcapng (with each packet's interface and direction) is
+    /// the default for several interfaces or --direction both.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Serve the HTTP API (/v1/pcap, /v1/files, /v1/stats, /metrics) on ADDR:PORT.
     #[arg(long, visible_alias = "metrics", value_name = "ADDR:PORT")]
     http: Option<std::net::SocketAddr>,
@@ -356,6 +360,19 @@ impl KernelArgs {
         Ok(())
     }
 
+    /// pcapng when asked for, or by default when packets come from several interfaces or
+    /// directions, which classic pcap cannot tell apart.
+    fn pcapng(&self, format: Option<Format>) -> bool {
+        let several = self.direction == Direction::Both || self.interface.len() > 1;
+        let pcapng = format.map_or(several, |f| f == Format::Pcapng);
+        if several && !pcapng {
+            eprintln!(
+                "ringcap: warning: classic pcap cannot say which interface or direction a packet has; use pcapng"
+            );
+        }
+        pcapng
+    }
+
     /// Compiles the expression: a bad one is refused before anything is loaded.
     fn selection(&self) -> anyhow::Result<Selection> {
         let expression = match (&self.filter, self.expression.is_empty()) {
@@ -444,13 +461,7 @@ fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     // Check before creating the output file, so a typo leaves no empty file.
     args.kernel.check()?;
     let ifindexes = args.kernel.interface_indexes()?;
-    let several = args.kernel.direction == Direction::Both || ifindexes.len() > 1;
-    let pcapng = args.format.map_or(several, |f| f == Format::Pcapng);
-    if several && !pcapng {
-        eprintln!(
-            "ringcap: warning: classic pcap cannot say which interface or direction a packet has; use pcapng"
-        );
-    }
+    let pcapng = args.kernel.pcapng(args.format);
     let names: Vec<&str> = args.kernel.interface.iter().map(String::as_str).collect();
     let sink = PcapStream::create(&args.write, args.kernel.snaplen, pcapng.then_some(&names[..]))
         .with_context(|| format!("cannot create {}", args.write.display()))?;
@@ -467,24 +478,14 @@ fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.kernel.interface.len() > 1 {
-        anyhow::bail!(
-            "the ring stores classic pcap, which cannot say which interface a packet came from: \
-             run one `ringcap run` per interface (or `capture -i A -i B`, which writes pcapng)"
-        );
-    }
-    if args.kernel.direction == Direction::Both {
-        eprintln!(
-            "ringcap: note: the ring stores classic pcap, which does not record which way a packet \
-             went (as tcpdump's -w); `capture --direction both` writes pcapng with directions"
-        );
-    }
     args.stop.duration()?;
     args.kernel.check()?;
+    let ifindexes = args.kernel.interface_indexes()?;
+    let pcapng = args.kernel.pcapng(args.format);
     if !(0.05..=60.0).contains(&args.frame_interval) {
         anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
     }
-    let name = args.name.trim_end_matches(".zst").trim_end_matches(".pcap");
+    let name = capture_daemon::storage::data_stem(&args.name).unwrap_or(&args.name);
     let live = Arc::new(LiveCounters::default());
     let compression = match (args.no_compress, args.zstd_level) {
         (true, _) | (false, 0) => Compression::None,
@@ -495,6 +496,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         template: NameTemplate::parse(name)?,
         compression,
         snaplen: args.kernel.snaplen,
+        pcapng_interfaces: pcapng.then(|| args.kernel.interface.clone()),
         rotate_every: (args.rotate_seconds > 0).then(|| Duration::from_secs(args.rotate_seconds)),
         rotate_bytes: args.rotate_megabytes,
         max_files: args.max_files,
@@ -526,7 +528,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let bound = api::serve(config, sources)?;
         eprintln!("ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /metrics)");
     }
-    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live, Vec::new())?;
+    let interfaces = if pcapng { ifindexes } else { Vec::new() };
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live, interfaces)?;
     print_summary(&summary);
     print_storage_summary(&counters);
     Ok(ExitCode::SUCCESS)

@@ -33,6 +33,7 @@ fn synthetic_ring(dir: &Path, count: u64, file_bytes: u64) {
         dir: dir.to_path_buf(),
         template: NameTemplate::parse("synthetic-%s").unwrap(),
         compression: Compression::Zstd(1),
+        pcapng_interfaces: None,
         snaplen: 262_144,
         rotate_every: None,
         rotate_bytes: Some(file_bytes),

@@ -366,3 +366,63 @@ fn a_toml_config_file_sets_the_ring_and_the_command_line_overrides_it() {
     let kept: Vec<_> = files.iter().flat_map(|f| read_frames(f).1).collect();
     assert_exact(&kept, (0..700).filter(|seq| seq % 7 == 3));
 }
+
+/// tshark's (interface name, direction flags) of every packet of a capture file.
+fn tshark_interfaces(path: &Path) -> Vec<(String, String)> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.interface_name", "-e", "frame.packet_flags_direction"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().map(|l| l.split_once('\t').map(|(a, b)| (a.into(), b.into())).unwrap()).collect()
+}
+
+#[test]
+fn a_ring_of_two_interfaces_is_pcapng_and_pulls_keep_interfaces_and_directions() {
+    TestBed::remove_stale();
+    let bed =
+        TestBed::with_options(ringcap_tools::testbed::TestBedOptions { pairs: 2, ..Default::default() })
+            .unwrap();
+    let dir = scratch("ring-pcapng");
+    let mut ring = start_ringcap(
+        &bed,
+        "run",
+        &["-i", ringcap_tools::testbed::RX2_IF, "--dir", dir.to_str().unwrap(), "--direction", "both", "udp"],
+    );
+    assert!(ring.wait_for("listening on veth-rx2", Duration::from_secs(10)), "{:?}", ring.stderr);
+    common::send_alternating(&bed, &mixed_frames(200), 20);
+    let stderr = common::stop(ring);
+    assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(200), "{stderr:?}");
+
+    let files = data_files(&dir);
+    assert_eq!(files.len(), 1);
+    let plain = decompress_and_check_with_tools(&files[0]);
+    assert_eq!(&plain[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "the ring holds pcapng");
+    let (file, packets) = read_frames(&files[0]);
+    assert_eq!(file.interfaces, [RX_IF, "veth-rx2"]);
+    assert_eq!(packets.len(), 200);
+
+    for format in ["pcapng", "pcap"] {
+        let out = scratch(&format!("pulled.{format}"));
+        let pulled = Command::new(RINGCAP)
+            .args(["pull", "--dir", dir.to_str().unwrap(), "--last", "1h", "--format", format, "-w"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(pulled.status.success(), "{}", String::from_utf8_lossy(&pulled.stderr));
+        let rows = tshark_interfaces(&out);
+        assert_eq!(rows.len(), 200, "{format}");
+        if format == "pcapng" {
+            for (round, rows) in rows.chunks(20).enumerate() {
+                let iface = if round % 2 == 0 { RX_IF } else { "veth-rx2" };
+                assert!(
+                    rows.iter().all(|(name, direction)| name == iface && direction == "0x00000001"),
+                    "{rows:?}"
+                );
+            }
+        }
+    }
+}

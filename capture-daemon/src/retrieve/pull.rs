@@ -118,7 +118,8 @@ pub fn pull(
                 if window.contains(duration_ns(record.timestamp))
                     && filter.matches(record.data, record.orig_len)
                 {
-                    out.packet(record.timestamp, record.orig_len, record.data)?;
+                    let interface = file.interfaces.get(record.interface as usize).map_or("", String::as_str);
+                    out.packet(&record, interface)?;
                     report.packets += 1;
                     if report.packets >= limits.max_packets {
                         report

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::index::{index_path, read_index, FrameEntry};
 use super::{Compression, StorageError};
-use crate::pcap::{RecordFormat, FILE_HEADER_LEN};
+use crate::pcap::RecordFormat;
 
 /// Turns a frame's pcap bytes into what is written to the file.
 pub struct FrameEncoder {
@@ -67,6 +67,8 @@ pub struct DataFile {
     /// Why the index was not used in full, if it was not.
     pub index_problem: Option<String>,
     pub format: RecordFormat,
+    /// pcapng: the names of the file's interfaces, by interface id.
+    pub interfaces: Vec<String>,
 }
 
 /// zstd's frame magic number, for finding the next frame after a damaged one.
@@ -100,9 +102,9 @@ impl DataFile {
         // The first frame holds the file header: read just it when the index says where it ends.
         let head_len = frames.first().map_or(len.min(HEAD_BYTES), |first| first.len);
         let head = read_at(&file, 0, head_len).map_err(read_error)?;
-        let format = file_format(&head, compressed).ok_or_else(|| StorageError::NotPcap {
+        let (format, interfaces) = file_format(&head, compressed).ok_or_else(|| StorageError::NotPcap {
             path: path.to_path_buf(),
-            why: "its first frame is missing, incomplete or holds no pcap file header".into(),
+            why: "its first frame is missing, incomplete or holds no pcap or pcapng header".into(),
         })?;
         let mut data = DataFile {
             path: path.to_path_buf(),
@@ -114,6 +116,7 @@ impl DataFile {
             damaged_tail: 0,
             index_problem,
             format,
+            interfaces,
         };
         data.scan_unindexed(len).map_err(read_error)?;
         Ok(data)
@@ -130,11 +133,12 @@ impl DataFile {
             let found = if self.compressed {
                 next_zstd_frame(rest).map(|(len, content)| (len, Cow::Owned(content)))
             } else {
-                let header = if raw_offset == 0 { FILE_HEADER_LEN.min(rest.len()) } else { 0 };
+                let header_len = self.format.header_len;
+                let header = if raw_offset == 0 { header_len.min(rest.len()) } else { 0 };
                 let mut records = self.format.records(&rest[header..]);
                 records.by_ref().take_while(Result::is_ok).for_each(drop);
                 let len = rest.len() - records.rest().len();
-                (len > 0 && !(raw_offset == 0 && len < FILE_HEADER_LEN))
+                (len > 0 && !(raw_offset == 0 && len < header_len))
                     .then(|| (len, Cow::Borrowed(&rest[..len])))
             };
             let entry = found.and_then(|(len, content)| {
@@ -181,7 +185,7 @@ impl DataFile {
     /// The records part of a frame's content (frame 0 starts with the file header).
     pub fn records_of<'a>(&self, i: usize, content: &'a [u8]) -> &'a [u8] {
         if self.frames[i].raw_offset == 0 {
-            content.get(FILE_HEADER_LEN..).unwrap_or_default()
+            content.get(self.format.header_len..).unwrap_or_default()
         } else {
             content
         }
@@ -208,13 +212,12 @@ fn next_zstd_frame(bytes: &[u8]) -> Option<(usize, Vec<u8>)> {
     Some((len, zstd::stream::decode_all(&bytes[..len]).ok()?))
 }
 
-/// The record format from the pcap header at the start of the file's first frame.
-fn file_format(bytes: &[u8], compressed: bool) -> Option<RecordFormat> {
-    if compressed {
-        RecordFormat::from_file_header(&next_zstd_frame(bytes)?.1)
-    } else {
-        RecordFormat::from_file_header(bytes)
-    }
+/// The record format and (pcapng) interface names from the header at the start of the
+/// file's first frame.
+fn file_format(bytes: &[u8], compressed: bool) -> Option<(RecordFormat, Vec<String>)> {
+    let content = if compressed { Cow::Owned(next_zstd_frame(bytes)?.1) } else { Cow::Borrowed(bytes) };
+    let format = RecordFormat::from_file_header(&content)?;
+    Some((format, format.interface_names(&content)))
 }
 
 /// How many leading index entries are consistent with each other and with the file.
@@ -239,7 +242,7 @@ fn describe_frame(
     len: u64,
     raw_offset: u64,
 ) -> Option<FrameEntry> {
-    let records = if raw_offset == 0 { content.get(FILE_HEADER_LEN..)? } else { content };
+    let records = if raw_offset == 0 { content.get(format.header_len..)? } else { content };
     let mut entry =
         FrameEntry { offset, len, raw_offset, raw_len: content.len() as u32, ..FrameEntry::default() };
     for record in format.records(records) {

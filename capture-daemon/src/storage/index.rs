@@ -74,7 +74,7 @@ fn checksum(bytes: &[u8]) -> u32 {
 /// The index file of a data file.
 pub fn index_path(data: &Path) -> PathBuf {
     let name = data.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let stem = name.strip_suffix(".pcap.zst").or_else(|| name.strip_suffix(".pcap")).unwrap_or(name);
+    let stem = super::data_stem(name).unwrap_or(name);
     data.with_file_name(format!("{stem}.idx"))
 }
 

@@ -46,16 +46,26 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// The extension of data files.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Compression::None => ".pcap",
-            Compression::Zstd(_) => ".pcap.zst",
+    /// The extension of data files holding pcap or pcapng.
+    pub fn extension(self, pcapng: bool) -> &'static str {
+        match (self, pcapng) {
+            (Compression::None, false) => ".pcap",
+            (Compression::None, true) => ".pcapng",
+            (Compression::Zstd(_), false) => ".pcap.zst",
+            (Compression::Zstd(_), true) => ".pcapng.zst",
         }
     }
 }
 
+/// The extensions of the ring's data files.
+const DATA_EXTENSIONS: [&str; 4] = [".pcap.zst", ".pcapng.zst", ".pcap", ".pcapng"];
+
+/// The name of a data file without its extension; `None` if it is not a data file.
+pub fn data_stem(name: &str) -> Option<&str> {
+    DATA_EXTENSIONS.iter().find_map(|extension| name.strip_suffix(extension))
+}
+
 /// Whether a file name is one of the ring's data files.
 pub fn is_data_file(name: &str) -> bool {
-    name.ends_with(".pcap.zst") || name.ends_with(".pcap")
+    data_stem(name).is_some()
 }

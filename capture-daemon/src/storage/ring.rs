@@ -25,6 +25,9 @@ pub struct RingConfig {
     pub template: NameTemplate,
     pub compression: Compression,
     pub snaplen: u32,
+    /// Write pcapng with these interfaces (the batches must hold Enhanced Packet Blocks
+    /// with these interface ids); classic pcap when `None`.
+    pub pcapng_interfaces: Option<Vec<String>>,
     /// Start a new file when the wall clock enters a new period of this length (`-G`).
     pub rotate_every: Option<Duration>,
     /// Start a new file once the current one holds this many bytes (`-C`).
@@ -192,7 +195,7 @@ impl RingWriter {
     fn start_file(&mut self) -> io::Result<()> {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         let stem = self.config.template.render(now);
-        let extension = self.config.compression.extension();
+        let extension = self.config.compression.extension(self.config.pcapng_interfaces.is_some());
         let first_n = if self.last_name.0 == stem { self.last_name.1 + 1 } else { 0 };
         let (n, data, file) = (first_n..)
             .map(|n| match n {
@@ -221,9 +224,21 @@ impl RingWriter {
             frames: 0,
             period: self.period(now),
         });
-        pcap::write_file_header(&mut self.pending.content, self.config.snaplen)?;
+        self.queue_file_header()?;
         self.write_frame();
         Ok(())
+    }
+
+    /// Puts the file header (pcap, or pcapng's section and interface blocks) in the pending frame.
+    fn queue_file_header(&mut self) -> io::Result<()> {
+        let content = &mut self.pending.content;
+        match &self.config.pcapng_interfaces {
+            None => pcap::write_file_header(content, self.config.snaplen),
+            Some(names) => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                pcap::write_pcapng_header(content, self.config.snaplen, &names)
+            }
+        }
     }
 
     /// Writes the pending frame (if it holds anything) to the current file.
@@ -281,7 +296,7 @@ impl RingWriter {
                 bump(&self.counters.packets_lost, pending.packets);
                 if current.raw_offset == 0 {
                     // The file header must lead the file: keep it for the next attempt.
-                    let _ = pcap::write_file_header(&mut self.pending.content, self.config.snaplen);
+                    let _ = self.queue_file_header();
                 }
             }
         }
@@ -389,7 +404,12 @@ impl Sink for RingWriter {
             // Cut the batch at a record boundary so frames stay close to --frame-bytes.
             let room = self.config.frame_bytes.saturating_sub(self.pending.content.len());
             let mut take = 0;
-            let mut records = RecordFormat::NATIVE.records(rest);
+            let format = if self.config.pcapng_interfaces.is_some() {
+                RecordFormat::NATIVE_PCAPNG
+            } else {
+                RecordFormat::NATIVE
+            };
+            let mut records = format.records(rest);
             for record in records.by_ref() {
                 let Ok(record) = record else {
                     take = rest.len();
