@@ -68,7 +68,7 @@ fn median(mut samples: Vec<Duration>) -> f64 {
 
 fn ringcap_ns(
     program: &mut CaptureProgram,
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    rings: &mut [aya::maps::RingBuf<aya::maps::MapData>],
     expr: &str,
     packet: &[u8],
     options: &Options,
@@ -79,7 +79,9 @@ fn ringcap_ns(
     let mut samples = Vec::new();
     for _ in 0..options.rounds {
         samples.push(program.test_run(packet, options.repeat)?);
-        while ring.next().is_some() {}
+        for ring in rings.iter_mut() {
+            while ring.next().is_some() {}
+        }
     }
     Ok((median(samples), instructions))
 }
@@ -193,13 +195,13 @@ pub fn run(options: &Options) -> Result<()> {
         tcp_flows: 65536,
         programs: ProgramSet::XDP,
     })?;
-    let mut ring = program.take_ring();
+    let mut rings = program.take_rings();
     let mut rows = Vec::new();
     let mut figures = Vec::new();
-    let (ours_base, _) = ringcap_ns(&mut program, &mut ring, "", &packet, options)?;
+    let (ours_base, _) = ringcap_ns(&mut program, &mut rings, "", &packet, options)?;
     let (theirs_base, _) = libpcap_ns("", &packet, options)?;
     for (primitives, expr) in FILTERS {
-        let (ours, our_insns) = ringcap_ns(&mut program, &mut ring, expr, &packet, options)?;
+        let (ours, our_insns) = ringcap_ns(&mut program, &mut rings, expr, &packet, options)?;
         let (theirs, their_insns) = libpcap_ns(expr, &packet, options)?;
         let (ours_added, theirs_added) = (ours - ours_base, theirs - theirs_base);
         rows.push(vec![

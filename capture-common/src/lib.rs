@@ -9,8 +9,11 @@ pub mod filter;
 pub mod flow;
 pub mod tcp;
 
-/// Name of the BPF ring buffer map that carries packet records to user space.
-pub const RING_MAP: &str = "PACKETS";
+/// Name of the array of per-CPU BPF ring buffers that carry packet records to user
+/// space: entry N is the ring of CPU N, created and inserted by the loader.
+pub const RING_MAP: &str = "PACKET_RINGS";
+/// Most CPUs the per-CPU rings serve (CPUs beyond it count their packets as `ring_full`).
+pub const MAX_CPUS: u32 = 1024;
 /// Name of the per-CPU array of [`Counter`]s.
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Name of the load-time global holding the snap length (bytes copied per packet).
@@ -131,7 +134,8 @@ pub enum Counter {
     /// Records successfully submitted to the ring buffer (in AF_XDP mode: packets
     /// redirected to a socket, which counts its own losses in `XDP_STATISTICS`).
     Captured = 1,
-    /// Records lost because the ring buffer had no room (`bpf_ringbuf_reserve` failed).
+    /// Records lost because the CPU's ring buffer had no room (`bpf_ringbuf_reserve`
+    /// failed) or the CPU had no ring.
     RingFull = 2,
     /// Records lost because the packet bytes could not be read (`bpf_xdp_load_bytes` failed).
     CopyFailed = 3,

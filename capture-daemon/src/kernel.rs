@@ -4,7 +4,7 @@ use std::io;
 
 use std::time::Duration;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, XskMap};
+use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::filter::FilterInsn;
 use capture_common::tcp::{RTT_BUCKETS, RTT_KINDS};
@@ -16,7 +16,7 @@ use capture_common::{
 use crate::filter::Filter;
 use aya::{Ebpf, EbpfLoader};
 use capture_common::{
-    Counter, COUNTERS_MAP, MAX_CAPTURE_BYTES, RING_MAP, SNAPLEN_GLOBAL, WAKEUP_GLOBAL, XDP_PROGRAM,
+    Counter, COUNTERS_MAP, MAX_CAPTURE_BYTES, MAX_CPUS, RING_MAP, SNAPLEN_GLOBAL, WAKEUP_GLOBAL, XDP_PROGRAM,
 };
 
 /// The eBPF object built by `build.rs`, embedded so binary and programs never drift apart.
@@ -144,7 +144,8 @@ impl std::fmt::Display for AttachMode {
 pub struct KernelConfig {
     /// Bytes copied per packet; at most [`MAX_CAPTURE_BYTES`].
     pub snaplen: u32,
-    /// Size of the packet ring buffer in bytes (a power of two multiple of the page size).
+    /// Size of all packet ring buffers together in bytes (a power of two multiple of the
+    /// page size), split evenly into one ring per CPU.
     pub ring_bytes: u32,
     /// Flows the TCP analysis tracks at once (least recently seen ones are evicted).
     pub tcp_flows: u32,
@@ -205,7 +206,7 @@ impl KernelCounters {
 pub struct CaptureProgram {
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, u64>,
-    ring: Option<RingBuf<MapData>>,
+    rings: Vec<RingBuf<MapData>>,
     filter: Array<MapData, FilterInsn>,
     config: Array<MapData, CaptureConfig>,
     rtt: PerCpuArray<MapData, u64>,
@@ -228,12 +229,13 @@ impl CaptureProgram {
             return Err(KernelError::BadRingSize(config.ring_bytes));
         }
         let snaplen = config.snaplen.min(MAX_CAPTURE_BYTES);
-        // Wake the reader early once a sixteenth of the ring is filled; otherwise it polls.
-        let wakeup_bytes = u64::from(config.ring_bytes / 16);
+        let cpus = possible_cpus().min(MAX_CPUS as usize) as u32;
+        let ring_bytes = prev_power_of_two(config.ring_bytes / cpus).max(page);
+        // Wake a reader early once a sixteenth of its ring is filled; otherwise it polls.
+        let wakeup_bytes = u64::from(ring_bytes / 16);
         let mut ebpf = EbpfLoader::new()
             .override_global(SNAPLEN_GLOBAL, &snaplen, true)
             .override_global(WAKEUP_GLOBAL, &wakeup_bytes, true)
-            .map_max_entries(RING_MAP, config.ring_bytes)
             .map_max_entries(FLOWS_MAP, config.tcp_flows.max(1))
             .load(EBPF_OBJECT)
             .map_err(|e| classify_load_error(&e))?;
@@ -248,8 +250,7 @@ impl CaptureProgram {
         }
         let counters = take_map(&mut ebpf, COUNTERS_MAP)?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| KernelError::Load(e.to_string()))?;
-        let ring = take_map(&mut ebpf, RING_MAP)?;
-        let ring = RingBuf::try_from(ring).map_err(|e| KernelError::Load(e.to_string()))?;
+        let rings = create_rings(take_map(&mut ebpf, RING_MAP)?, cpus, ring_bytes)?;
         let filter = Array::try_from(take_map(&mut ebpf, FILTER_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let config = Array::try_from(take_map(&mut ebpf, CONFIG_MAP)?)
@@ -265,7 +266,7 @@ impl CaptureProgram {
             next_socket_slot: 0,
             ebpf,
             counters,
-            ring: Some(ring),
+            rings,
             filter,
             config,
             rtt,
@@ -406,9 +407,9 @@ impl CaptureProgram {
         Ok(())
     }
 
-    /// Hands the packet ring to its reader (once).
-    pub fn take_ring(&mut self) -> RingBuf<MapData> {
-        self.ring.take().expect("the ring is taken once")
+    /// Hands the per-CPU packet rings to their readers (the first call takes them all).
+    pub fn take_rings(&mut self) -> Vec<RingBuf<MapData>> {
+        std::mem::take(&mut self.rings)
     }
 
     /// Detaches every attached program; capture stops, records already in the ring stay.
@@ -449,6 +450,30 @@ impl CaptureProgram {
             }
         }
         sums
+    }
+}
+
+/// Creates one ring buffer of `bytes` per CPU and puts it in the program's array of rings.
+fn create_rings(outer: Map, cpus: u32, bytes: u32) -> Result<Vec<RingBuf<MapData>>, KernelError> {
+    let fail = |e: &dyn std::error::Error| KernelError::Load(format!("creating the per-CPU rings: {e}"));
+    let mut outer: ArrayOfMaps<MapData, MapData> = ArrayOfMaps::try_from(outer).map_err(|e| fail(&e))?;
+    let ring_type = aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF as u32;
+    let mut rings = Vec::with_capacity(cpus as usize);
+    for cpu in 0..cpus {
+        let definition = aya_obj::Map::new_from_params(ring_type, 0, 0, bytes, 0);
+        let ring = MapData::create(definition, &format!("ringcap_cpu{cpu}"), None).map_err(|e| fail(&e))?;
+        outer.set(cpu, &ring, 0).map_err(|e| fail(&e))?;
+        rings.push(RingBuf::try_from(Map::RingBuf(ring)).map_err(|e| fail(&e))?);
+    }
+    Ok(rings)
+}
+
+/// The largest power of two not above `n` (0 for 0).
+fn prev_power_of_two(n: u32) -> u32 {
+    if n == 0 {
+        0
+    } else {
+        1 << (31 - n.leading_zeros())
     }
 }
 

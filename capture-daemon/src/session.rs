@@ -196,8 +196,9 @@ pub fn run_capture(
     }
     on_attached(&attached);
 
-    let reads_ring = points.iter().any(|&p| p != Attach::XdpToSockets);
-    let source_count = usize::from(reads_ring) + sockets.len();
+    let rings =
+        if points.iter().any(|&p| p != Attach::XdpToSockets) { program.take_rings() } else { Vec::new() };
+    let source_count = rings.len() + sockets.len();
     let reader_config = ReaderConfig { stamp_records: source_count > 1, ..options.reader.clone() };
     let (sender, receiver) = bounded::<Batch>(options.queue_batches);
     let reader_counters = Arc::clone(&options.live.reader);
@@ -214,11 +215,11 @@ pub fn run_capture(
         )
     };
     let mut readers = Vec::new();
-    if reads_ring {
-        let (config, counters, control, sender, pool, id) = reader(0);
-        let source = RingSource { ring: program.take_ring(), counters: Arc::clone(&counters) };
+    for (cpu, ring) in rings.into_iter().enumerate() {
+        let (config, counters, control, sender, pool, id) = reader(readers.len());
+        let source = RingSource { ring, counters: Arc::clone(&counters) };
         let reader = Reader::new(source, id, config, counters, control, sender, pool);
-        readers.push(spawn("ring-reader".into(), move || reader.run()));
+        readers.push(spawn(format!("ring-reader-{cpu}"), move || reader.run()));
     }
     let mut statistics = Vec::new();
     for (iface, ifindex, socket) in sockets {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use aya::maps::{MapData, RingBuf};
 use capture_common::{Counter, RECORD_HEADER_LEN};
 use capture_daemon::filter::Filter;
 use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
@@ -189,7 +190,7 @@ fn kernel_and_user_space_select_exactly_what_libpcap_selects() {
         programs: ProgramSet::XDP,
     })
     .unwrap();
-    let mut ring = program.take_ring();
+    let mut rings = program.take_rings();
     let mut failures = Vec::new();
     for expression in EXPRESSIONS {
         let reference = tcpdump_selects(&corpus, expression);
@@ -204,7 +205,7 @@ fn kernel_and_user_space_select_exactly_what_libpcap_selects() {
         let mut kernel = BTreeSet::new();
         for (i, packet) in packets.iter().enumerate() {
             program.test_run(&packet.data, 1).unwrap();
-            if let Some(record) = ring.next() {
+            if let Some(record) = next_record(&mut rings) {
                 let cap = packet.data.len().min(64);
                 assert_eq!(&record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + cap], &packet.data[..cap]);
                 kernel.insert(i);
@@ -240,16 +241,21 @@ fn run_frames(
         programs: ProgramSet::XDP,
     })
     .unwrap();
-    let mut ring = program.take_ring();
+    let mut rings = program.take_rings();
     program.select(&selection).unwrap();
     let mut recorded = Vec::new();
     for frame in frames {
         program.test_run(frame, 1).unwrap();
-        while let Some(record) = ring.next() {
+        while let Some(record) = next_record(&mut rings) {
             recorded.push(record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + frame.len()].to_vec());
         }
     }
     (recorded, program.counters())
+}
+
+/// The next record of any CPU's ring (a test run records on whichever CPU it ran).
+fn next_record(rings: &mut [RingBuf<MapData>]) -> Option<Vec<u8>> {
+    rings.iter_mut().find_map(|ring| ring.next().map(|item| item.to_vec()))
 }
 
 fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {

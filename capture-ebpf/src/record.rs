@@ -2,12 +2,13 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::bpf_ktime_get_ns,
-    macros::map,
-    maps::{PerCpuArray, RingBuf},
+    btf_maps::{ArrayOfMaps, RingBuf},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_ringbuf_query},
+    macros::{btf_map, map},
+    maps::PerCpuArray,
     Global,
 };
-use capture_common::{Counter, RecordHeader, MAX_CAPTURE_BYTES};
+use capture_common::{Counter, RecordHeader, MAX_CAPTURE_BYTES, MAX_CPUS};
 
 /// Bytes copied per packet, set by the loader (`-s SNAPLEN`).
 #[unsafe(no_mangle)]
@@ -19,9 +20,11 @@ static SNAPLEN: Global<u32> = Global::new(MAX_CAPTURE_BYTES);
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: Global<u64> = Global::new(1 << 20);
 
-/// Packet records for user space. The loader sizes it (`-B`); this is only the default.
-#[map]
-static PACKETS: RingBuf = RingBuf::with_byte_size(64 * 1024 * 1024, 0);
+/// One ring buffer per CPU: CPUs never contend for a ring, and user space reads each with
+/// its own thread. The loader creates the rings (sized from `-B`) and fills the array;
+/// the inner definition here is only the template the kernel checks them against.
+#[btf_map]
+static PACKET_RINGS: ArrayOfMaps<RingBuf<u8, 4096>, { MAX_CPUS as usize }> = ArrayOfMaps::new();
 
 /// Per-CPU counters indexed by [`Counter`].
 #[map]
@@ -115,7 +118,10 @@ pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
 
 #[inline(always)]
 fn emit<const N: usize, P: PacketBytes>(packet: &P, header: RecordHeader) -> Result<(), Counter> {
-    let mut entry = PACKETS.reserve::<Slot<N>>(0).ok_or(Counter::RingFull)?;
+    // SAFETY: helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let ring = PACKET_RINGS.get(cpu).ok_or(Counter::RingFull)?;
+    let mut entry = ring.reserve_untyped::<Slot<N>>(0).ok_or(Counter::RingFull)?;
     let slot = entry.as_mut_ptr();
     // The verifier must see a length in 1..=N: for cap_len in that range this is the
     // identity, and the mask makes the bound provable (a plain comparison gets optimised away).
@@ -131,7 +137,9 @@ fn emit<const N: usize, P: PacketBytes>(packet: &P, header: RecordHeader) -> Res
     unsafe { (*slot).header = RecordHeader { cap_len: len, ..header } };
     // Wake the reader once, when this record takes the fill level across the threshold:
     // a forced wakeup per record while the ring stays full would cost an IPI each.
-    let filled = PACKETS.query(BPF_RB_AVAIL_DATA.into());
+    // SAFETY: `ring` is the map the kernel's lookup returned (a reference to a map is its pointer).
+    let filled =
+        unsafe { bpf_ringbuf_query(ring as *const RingBuf<u8, 4096> as *mut _, BPF_RB_AVAIL_DATA.into()) };
     let threshold = WAKEUP_BYTES.load();
     let record = core::mem::size_of::<Slot<N>>() as u64 + 8;
     let wakeup = if filled >= threshold && filled < threshold + record {
