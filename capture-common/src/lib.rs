@@ -163,11 +163,28 @@ pub enum Counter {
     TcpFlowInsertFailed = 17,
     /// AF_XDP mode: selected packets whose receive queue had no socket (dropped).
     XskNoSocket = 18,
+    /// Wireshark's TCP analysis (`tcp.analysis.*`), every packet: retransmissions...
+    TcpRetransmission = 19,
+    TcpFastRetransmission = 20,
+    TcpSpuriousRetransmission = 21,
+    TcpOutOfOrder = 22,
+    TcpDuplicateAck = 23,
+    TcpKeepAlive = 24,
+    /// ...a gap before the segment (`lost_segment`: previous segment not captured)...
+    TcpLostSegment = 25,
+    TcpWindowFull = 26,
+    /// ...and the sums of the timestamp and data RTT samples in nanoseconds.
+    TcpRttTimestampNs = 27,
+    TcpRttDataNs = 28,
+    /// Flows the analysis started tracking (with a SYN or picked up mid-stream).
+    TcpFlowsInserted = 29,
+    /// Flows first seen after their handshake (their window scale is unknown).
+    TcpFlowsMidStream = 30,
 }
 
 impl Counter {
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 31;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -189,6 +206,18 @@ impl Counter {
         Counter::TcpRttClientNs,
         Counter::TcpFlowInsertFailed,
         Counter::XskNoSocket,
+        Counter::TcpRetransmission,
+        Counter::TcpFastRetransmission,
+        Counter::TcpSpuriousRetransmission,
+        Counter::TcpOutOfOrder,
+        Counter::TcpDuplicateAck,
+        Counter::TcpKeepAlive,
+        Counter::TcpLostSegment,
+        Counter::TcpWindowFull,
+        Counter::TcpRttTimestampNs,
+        Counter::TcpRttDataNs,
+        Counter::TcpFlowsInserted,
+        Counter::TcpFlowsMidStream,
     ];
 
     /// Prometheus-style name of the counter.
@@ -213,6 +242,18 @@ impl Counter {
             Counter::TcpRttClientNs => "tcp_rtt_client_ns_sum",
             Counter::TcpFlowInsertFailed => "tcp_flow_insert_failed",
             Counter::XskNoSocket => "xsk_no_socket",
+            Counter::TcpRetransmission => "tcp_retransmission",
+            Counter::TcpFastRetransmission => "tcp_fast_retransmission",
+            Counter::TcpSpuriousRetransmission => "tcp_spurious_retransmission",
+            Counter::TcpOutOfOrder => "tcp_out_of_order",
+            Counter::TcpDuplicateAck => "tcp_duplicate_ack",
+            Counter::TcpKeepAlive => "tcp_keep_alive",
+            Counter::TcpLostSegment => "tcp_lost_segment",
+            Counter::TcpWindowFull => "tcp_window_full",
+            Counter::TcpRttTimestampNs => "tcp_rtt_timestamp_ns_sum",
+            Counter::TcpRttDataNs => "tcp_rtt_data_ns_sum",
+            Counter::TcpFlowsInserted => "tcp_flows_inserted",
+            Counter::TcpFlowsMidStream => "tcp_flows_mid_stream",
         }
     }
 }

@@ -1,11 +1,14 @@
-//! TCP segment parsing and the RTT histogram layout, shared by the kernel's TCP analysis
-//! and user space (tests, folding histograms).
+//! TCP analysis shared by the kernel (which runs it on every packet) and user space
+//! (unit tests, folding histograms): segment parsing, the per-flow state, Wireshark's
+//! sequence analysis rules, handshake, timestamp and data RTT samples, and the RTT
+//! histogram layout.
 use crate::filter::PacketView;
 use crate::flow::{half, network_layer, word};
+use crate::Counter;
 
 /// Both directions of a connection map to one key: the lower endpoint first.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub lo_addr: [u32; 4],
     pub hi_addr: [u32; 4],
@@ -22,7 +25,19 @@ pub struct Segment {
     /// The segment goes from the key's lower endpoint to its higher one.
     pub from_lo: bool,
     pub flags: u8,
+    /// The raw (unscaled) window field.
     pub window: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// Payload bytes (from the IP length; a GSO/GRO super-packet counts all its segments).
+    pub len: u32,
+    /// Where the options are in the packet (offsets).
+    pub options_at: u32,
+    pub options_end: u32,
+    /// TCP timestamp option: TSval and TSecr, when present (after [`scan_options`]).
+    pub timestamps: Option<(u32, u32)>,
+    /// Window scale option (SYN and SYN-ACK only), when present.
+    pub window_scale: Option<u8>,
 }
 
 pub const FIN: u8 = 0x01;
@@ -38,9 +53,26 @@ fn byte<P: PacketView>(p: &P, at: u32) -> Option<u32> {
 }
 
 /// The TCP segment in an Ethernet frame (after up to two VLAN tags; IPv4 first
-/// fragments, IPv6 without extension headers), if there is one.
+/// fragments, IPv6 without extension headers), if there is one; its options are read
+/// by [`scan_options`] (or an [`OptionScan`]).
 #[inline(always)]
 pub fn parse<P: PacketView>(p: &P) -> Option<Segment> {
+    let mut segment = Segment::default();
+    parse_into(p, &mut segment).then_some(segment)
+}
+
+/// [`parse`] into `out` (the kernel's stack has no room for a returned segment); false
+/// when the packet holds no TCP segment.
+#[inline(always)]
+pub fn parse_into<P: PacketView>(p: &P, out: &mut Segment) -> bool {
+    match parse_fields(p, out) {
+        Some(()) => true,
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn parse_fields<P: PacketView>(p: &P, out: &mut Segment) -> Option<()> {
     let (ethertype, l3) = network_layer(p)?;
     let mut src = [0u32; 4];
     let mut dst = [0u32; 4];
@@ -67,19 +99,418 @@ pub fn parse<P: PacketView>(p: &P) -> Option<Segment> {
         }
         _ => return None,
     };
+    let ip_len = if family == 4 { half(p, l3 + 2)? } else { 40 + half(p, l3 + 4)? };
     let (sport, dport) = (half(p, l4)? as u16, half(p, l4 + 2)? as u16);
+    let seq = word(p, l4 + 4)?;
+    let ack = word(p, l4 + 8)?;
+    let header_len = 4 * (byte(p, l4 + 12)? >> 4);
     let flags = byte(p, l4 + 13)? as u8;
     let window = half(p, l4 + 14)? as u16;
+    let len = ip_len.saturating_sub(l4 - l3 + header_len);
     let from_lo = (src, sport) <= (dst, dport);
     let (lo, hi) = if from_lo { ((src, sport), (dst, dport)) } else { ((dst, dport), (src, sport)) };
     let key = FlowKey { lo_addr: lo.0, hi_addr: hi.0, lo_port: lo.1, hi_port: hi.1, family };
-    Some(Segment { key, from_lo, flags, window })
+    *out = Segment {
+        key,
+        from_lo,
+        flags,
+        window,
+        seq,
+        ack,
+        len,
+        options_at: l4 + 20,
+        options_end: l4 + header_len,
+        timestamps: None,
+        window_scale: None,
+    };
+    Some(())
+}
+
+/// Options a segment's scan looks at, at most (as ePPing does).
+pub const MAX_OPTIONS: u32 = 10;
+
+/// A scan of a segment's options for timestamps and the window scale, one option per
+/// [`OptionScan::step`]: user space loops over it, the kernel drives it with `bpf_loop`
+/// (an unrolled loop multiplies the verifier's states by every later branch).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OptionScan {
+    pub at: u32,
+    pub end: u32,
+    pub ts_value: u32,
+    pub ts_echo: u32,
+    /// `1` timestamps found, `2` window scale found.
+    pub found: u32,
+    pub scale: u32,
+}
+
+impl OptionScan {
+    /// A scan of `segment`'s options.
+    pub fn new(segment: &Segment) -> Self {
+        OptionScan { at: segment.options_at, end: segment.options_end, ..OptionScan::default() }
+    }
+
+    /// Looks at the next option; false when the scan is over.
+    #[inline(always)]
+    pub fn step<P: PacketView>(&mut self, p: &P) -> bool {
+        const NOP: u32 = 1;
+        const WINDOW_SCALE: u32 = 3;
+        const TIMESTAMPS: u32 = 8;
+        if self.at >= self.end {
+            return false;
+        }
+        let Some(kind) = byte(p, self.at) else { return false };
+        if kind == NOP {
+            self.at += 1;
+            return true;
+        }
+        let Some(len) = byte(p, self.at + 1) else { return false };
+        if kind == 0 || len < 2 {
+            return false;
+        }
+        if kind == TIMESTAMPS && len == 10 {
+            if let (Some(value), Some(echo)) = (word(p, self.at + 2), word(p, self.at + 6)) {
+                (self.ts_value, self.ts_echo) = (value, echo);
+                self.found |= 1;
+            }
+        } else if kind == WINDOW_SCALE && len == 3 {
+            if let Some(scale) = byte(p, self.at + 2) {
+                self.scale = scale.min(14);
+                self.found |= 2;
+            }
+        }
+        self.at += len;
+        true
+    }
+
+    /// Puts what the scan found into `segment`.
+    #[inline(always)]
+    pub fn apply(&self, segment: &mut Segment) {
+        segment.timestamps = (self.found & 1 != 0).then_some((self.ts_value, self.ts_echo));
+        segment.window_scale = (self.found & 2 != 0).then_some(self.scale as u8);
+    }
+}
+
+/// Fills in `segment`'s timestamps and window scale from its options.
+pub fn scan_options<P: PacketView>(p: &P, segment: &mut Segment) {
+    let mut scan = OptionScan::new(segment);
+    let mut options = 0;
+    while options < MAX_OPTIONS && scan.step(p) {
+        options += 1;
+    }
+    scan.apply(segment);
+}
+
+/// `a` comes before `b` in sequence space (RFC 1982 serial arithmetic).
+#[inline(always)]
+pub fn seq_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+/// What one direction of a flow has shown so far.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HalfFlow {
+    /// Highest seq + len seen (SYN and FIN count one).
+    pub next_seq: u32,
+    /// Last acknowledgement number sent.
+    pub last_ack: u32,
+    /// When `next_seq` last advanced / `last_ack` last changed.
+    pub next_seq_ns: u64,
+    pub last_ack_ns: u64,
+    /// Timestamp RTT sample: the TSval waiting for its echo, and when it passed.
+    pub ts_value: u32,
+    /// Data RTT sample: the sequence number an ACK must reach, and when the data passed.
+    pub data_end: u32,
+    pub ts_ns: u64,
+    pub data_ns: u64,
+    /// Last raw window.
+    pub window: u16,
+    /// Duplicate ACKs sent in a row.
+    pub dup_acks: u8,
+    /// Window scale option of this side's SYN, [`NO_SCALE`] without one,
+    /// [`SCALE_UNKNOWN`] when the SYN was not seen.
+    pub window_scale: u8,
+    /// `HALF_*` bits.
+    pub flags: u32,
+}
+
+/// [`HalfFlow::window_scale`] of a side whose SYN was not seen (flow picked up mid-stream).
+pub const SCALE_UNKNOWN: u8 = 0xff;
+/// [`HalfFlow::window_scale`] of a side whose SYN had no window scale option.
+pub const NO_SCALE: u8 = 0xfe;
+/// `next_seq` holds a value.
+pub const HALF_SEQ: u32 = 1;
+/// `last_ack` and `window` hold values.
+pub const HALF_ACK: u32 = 2;
+/// `ts_value` holds the last TSval sampled.
+pub const HALF_TS: u32 = 4;
+
+/// The analysis state of one connection (both directions), the value of the kernel's
+/// flow table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    /// Time of the first SYN and of the first SYN-ACK after it.
+    pub syn_ns: u64,
+    pub syn_ack_ns: u64,
+    /// SYN to the handshake's ACK (Wireshark's iRTT), 0 until the handshake completes.
+    pub initial_rtt_ns: u64,
+    /// `FLOW_*` bits.
+    pub flags: u64,
+    /// [from the lower endpoint, from the higher endpoint].
+    pub halves: [HalfFlow; 2],
+}
+
+pub const FLOW_SAW_SYN: u64 = 1;
+pub const FLOW_SAW_SYN_ACK: u64 = 2;
+pub const FLOW_ESTABLISHED: u64 = 4;
+/// The SYN went from the key's lower endpoint.
+pub const FLOW_SYN_FROM_LO: u64 = 8;
+
+/// A timestamp RTT sample waits at most this long for its echo (ePPing's default).
+pub const TS_SAMPLE_TIMEOUT_NS: u64 = 10_000_000_000;
+/// Wireshark's out-of-order window when the iRTT is unknown, and its fast
+/// retransmission window.
+pub const OUT_OF_ORDER_NS: u64 = 3_000_000;
+pub const FAST_RETRANSMISSION_NS: u64 = 20_000_000;
+
+/// Where the analysis reports what it found.
+pub trait Observer {
+    fn count(&mut self, counter: Counter);
+    /// An RTT sample of `kind` ([`RTT_SERVER`], ...), in nanoseconds.
+    fn rtt(&mut self, kind: u32, ns: u64);
+}
+
+/// Sets `state` to that of a flow first seen with `segment` at `now` (in place: the
+/// kernel has no stack room for a second state).
+#[inline(always)]
+pub fn start_flow(state: &mut FlowState, segment: &Segment, now: u64) {
+    state.syn_ns = 0;
+    state.syn_ack_ns = 0;
+    state.initial_rtt_ns = 0;
+    state.flags = 0;
+    if segment.flags & (SYN | ACK) == SYN {
+        state.syn_ns = now;
+        state.flags = FLOW_SAW_SYN | if segment.from_lo { FLOW_SYN_FROM_LO } else { 0 };
+    }
+    for half in state.halves.iter_mut() {
+        *half = HalfFlow { window_scale: SCALE_UNKNOWN, ..HalfFlow::default() };
+    }
+}
+
+/// Analyses one segment of the flow `state` seen at `now` (flag counts are the caller's):
+/// the handshake, Wireshark's sequence and ACK analysis, and RTT samples.
+#[inline(always)]
+pub fn analyse<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, out: &mut O) {
+    handshake(state, segment, now, out);
+    let out_of_order_ns = if state.initial_rtt_ns > 0 { state.initial_rtt_ns } else { OUT_OF_ORDER_NS };
+    let (lo, hi) = state.halves.split_at_mut(1);
+    let (half, rev) = if segment.from_lo { (&mut lo[0], &mut hi[0]) } else { (&mut hi[0], &mut lo[0]) };
+    // Every rule looks at the state before this segment, as Wireshark's do.
+    let before =
+        AckState { flags: half.flags, last_ack: half.last_ack, next_seq: half.next_seq, window: half.window };
+    let advanced = sequence(half, rev, segment, now, out_of_order_ns, out);
+    samples(half, segment, now, advanced);
+    if segment.flags & ACK != 0 {
+        acknowledgement(half, &before, segment, now, out);
+        rtt_on_ack(rev, segment, now, out);
+    }
+}
+
+/// What the duplicate-ACK rule needs of the sending side's state before the segment.
+struct AckState {
+    flags: u32,
+    last_ack: u32,
+    next_seq: u32,
+    window: u16,
+}
+
+/// The three-way handshake: split RTT and completions (first SYN and SYN-ACK only: Karn).
+#[inline(always)]
+fn handshake<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, out: &mut O) {
+    let (syn, ack) = (segment.flags & SYN != 0, segment.flags & ACK != 0);
+    let syn_from_lo = state.flags & FLOW_SYN_FROM_LO != 0;
+    if syn && !ack {
+        // A SYN after a finished handshake starts a new connection (port reuse).
+        if state.flags & FLOW_SAW_SYN == 0 || state.flags & FLOW_SAW_SYN_ACK != 0 {
+            start_flow(state, segment, now);
+        }
+    } else if syn && ack {
+        if state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK) == FLOW_SAW_SYN && syn_from_lo != segment.from_lo {
+            out.rtt(RTT_SERVER, now.saturating_sub(state.syn_ns));
+            state.syn_ack_ns = now;
+            state.flags |= FLOW_SAW_SYN_ACK;
+        }
+    } else if ack
+        && state.flags & (FLOW_SAW_SYN_ACK | FLOW_ESTABLISHED) == FLOW_SAW_SYN_ACK
+        && syn_from_lo == segment.from_lo
+    {
+        out.rtt(RTT_CLIENT, now.saturating_sub(state.syn_ack_ns));
+        out.count(Counter::TcpHandshakes);
+        state.initial_rtt_ns = now.saturating_sub(state.syn_ns).max(1);
+        state.flags |= FLOW_ESTABLISHED;
+    }
+}
+
+/// The window scale that applies to `rev`'s window, if known (scaling is on only when
+/// both SYNs carried the option).
+#[inline(always)]
+fn effective_scale(half: &HalfFlow, rev: &HalfFlow) -> Option<u32> {
+    match (half.window_scale, rev.window_scale) {
+        (SCALE_UNKNOWN, _) | (_, SCALE_UNKNOWN) => None,
+        (NO_SCALE, _) | (_, NO_SCALE) => Some(0),
+        (_, scale) => Some(u32::from(scale)),
+    }
+}
+
+/// Wireshark's sequence analysis of the sending side, then its `next_seq`; true when
+/// the segment carried new data (advanced `next_seq`).
+#[inline(always)]
+fn sequence<O: Observer>(
+    half: &mut HalfFlow,
+    rev: &HalfFlow,
+    segment: &Segment,
+    now: u64,
+    out_of_order_ns: u64,
+    out: &mut O,
+) -> bool {
+    let flags = segment.flags;
+    let syn_fin_rst = flags & (SYN | FIN | RST) != 0;
+    let syn_or_fin = u32::from(flags & (SYN | FIN) != 0);
+    let data_end = segment.seq.wrapping_add(segment.len);
+    let seq_end = data_end.wrapping_add(syn_or_fin);
+    if flags & SYN != 0 {
+        half.window_scale = segment.window_scale.unwrap_or(NO_SCALE);
+    }
+    let mut zero_window_probe = false;
+    if half.flags & HALF_SEQ != 0 {
+        let next = half.next_seq;
+        let rev_acked = rev.flags & HALF_ACK != 0;
+        zero_window_probe = segment.len == 1 && segment.seq == next && rev_acked && rev.window == 0;
+        if seq_before(next, segment.seq) && flags & RST == 0 {
+            out.count(Counter::TcpLostSegment);
+        }
+        let keep_alive = segment.len <= 1 && !syn_fin_rst && segment.seq == next.wrapping_sub(1);
+        if keep_alive {
+            out.count(Counter::TcpKeepAlive);
+        }
+        if let Some(scale) = effective_scale(half, rev) {
+            if segment.len > 0
+                && rev_acked
+                && data_end == rev.last_ack.wrapping_add(u32::from(rev.window) << scale)
+            {
+                out.count(Counter::TcpWindowFull);
+            }
+        }
+        if !keep_alive && (segment.len > 0 || syn_or_fin != 0) && seq_before(segment.seq, next) {
+            if segment.len > 0 && rev_acked && !seq_before(rev.last_ack, data_end) {
+                out.count(Counter::TcpSpuriousRetransmission);
+            } else if rev_acked
+                && rev.dup_acks >= 2
+                && rev.last_ack == segment.seq
+                && now.saturating_sub(rev.last_ack_ns) < FAST_RETRANSMISSION_NS
+            {
+                out.count(Counter::TcpFastRetransmission);
+            } else if now.saturating_sub(half.next_seq_ns) < out_of_order_ns && next != data_end {
+                out.count(Counter::TcpOutOfOrder);
+            } else {
+                out.count(Counter::TcpRetransmission);
+            }
+            // Karn: a retransmission of the timed data voids the data RTT sample.
+            if half.data_ns != 0 && seq_before(segment.seq, half.data_end) {
+                half.data_ns = 0;
+            }
+        }
+    }
+    let advances = half.flags & HALF_SEQ == 0 || seq_before(half.next_seq, seq_end);
+    if advances && !zero_window_probe {
+        half.next_seq = seq_end;
+        half.next_seq_ns = now;
+        half.flags |= HALF_SEQ;
+    }
+    advances && !zero_window_probe
+}
+
+/// RTT samples this segment starts: a timestamp (ePPing's rules: data or SYN/FIN only,
+/// never pure ACKs; only a TSval newer than the last one sampled; one sample waiting at a
+/// time, dropped after [`TS_SAMPLE_TIMEOUT_NS`]) and a data sample (new data only, one at
+/// a time, voided by a retransmission: Karn).
+#[inline(always)]
+fn samples(half: &mut HalfFlow, segment: &Segment, now: u64, advanced: bool) {
+    if segment.len == 0 && segment.flags & (SYN | FIN) == 0 {
+        return;
+    }
+    if let Some((value, _)) = segment.timestamps {
+        let free = half.ts_ns == 0 || now.saturating_sub(half.ts_ns) > TS_SAMPLE_TIMEOUT_NS;
+        let newer = half.flags & HALF_TS == 0 || seq_before(half.ts_value, value);
+        if free && newer {
+            half.ts_value = value;
+            half.ts_ns = now;
+            half.flags |= HALF_TS;
+        }
+    }
+    if advanced && half.data_ns == 0 {
+        half.data_end = half.next_seq;
+        half.data_ns = now;
+    }
+}
+
+/// Duplicate ACKs of the sending side (Wireshark's rule, on the state `before` this
+/// segment), then its `last_ack` and window.
+#[inline(always)]
+fn acknowledgement<O: Observer>(
+    half: &mut HalfFlow,
+    before: &AckState,
+    segment: &Segment,
+    now: u64,
+    out: &mut O,
+) {
+    let ack_changed = before.flags & HALF_ACK == 0 || segment.ack != before.last_ack;
+    if !ack_changed
+        && segment.len == 0
+        && segment.flags & (SYN | FIN | RST) == 0
+        && segment.window != 0
+        && segment.window == before.window
+        && before.flags & HALF_SEQ != 0
+        && segment.seq == before.next_seq
+    {
+        half.dup_acks = half.dup_acks.saturating_add(1);
+        out.count(Counter::TcpDuplicateAck);
+    }
+    if ack_changed {
+        half.dup_acks = 0;
+        half.last_ack = segment.ack;
+        half.last_ack_ns = now;
+    }
+    half.window = segment.window;
+    half.flags |= HALF_ACK;
+}
+
+/// Completes the other side's waiting RTT samples that this ACK answers.
+#[inline(always)]
+fn rtt_on_ack<O: Observer>(other: &mut HalfFlow, segment: &Segment, now: u64, out: &mut O) {
+    if let Some((_, echo)) = segment.timestamps {
+        if other.ts_ns != 0 && echo == other.ts_value {
+            out.rtt(RTT_TIMESTAMP, now.saturating_sub(other.ts_ns));
+            other.ts_ns = 0;
+        }
+    }
+    if other.data_ns != 0 && !seq_before(segment.ack, other.data_end) {
+        out.rtt(RTT_DATA, now.saturating_sub(other.data_ns));
+        other.data_ns = 0;
+    }
 }
 
 /// Buckets per RTT histogram: log-linear, four sub-buckets per power of two of nanoseconds.
 pub const RTT_BUCKETS: u32 = 256;
-/// Histograms in the kernel's RTT array: [server side, client side] of the handshake.
-pub const RTT_KINDS: u32 = 2;
+/// Histograms in the kernel's RTT array: the handshake's server and client sides, TCP
+/// timestamps, data to ACK.
+pub const RTT_KINDS: u32 = 4;
+pub const RTT_SERVER: u32 = 0;
+pub const RTT_CLIENT: u32 = 1;
+pub const RTT_TIMESTAMP: u32 = 2;
+pub const RTT_DATA: u32 = 3;
 
 /// The bucket of a value in nanoseconds.
 #[inline(always)]
@@ -103,6 +534,8 @@ pub fn rtt_bucket_floor(bucket: u32) -> u64 {
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for FlowKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FlowState {}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,73 @@
 //! TCP health from the kernel's counters and log-linear RTT buckets: percentiles through
 //! HdrHistogram, and Prometheus histogram buckets on exact bucket boundaries.
 use capture_common::tcp::{rtt_bucket_floor, RTT_BUCKETS};
+use capture_common::Counter;
 use hdrhistogram::Histogram;
+
+/// One of the kernel's RTT histograms and how it is shown.
+#[derive(Clone, Copy, Debug)]
+pub struct RttKind {
+    /// Index in the kernel's RTT array.
+    pub index: usize,
+    /// Key in JSON (stats, snapshots).
+    pub key: &'static str,
+    /// Prometheus histogram family and this histogram's label in it.
+    pub metric: &'static str,
+    pub label: &'static str,
+    /// The kernel counter holding the sum of the samples.
+    pub sum: Counter,
+    /// What it measures, for people.
+    pub what: &'static str,
+}
+
+/// The kernel's RTT histograms, in index order.
+pub const RTT_KINDS: [RttKind; 4] = [
+    RttKind {
+        index: 0,
+        key: "handshake_rtt_server",
+        metric: "ringcap_tcp_handshake_rtt_seconds",
+        label: "side=\"server\"",
+        sum: Counter::TcpRttServerNs,
+        what: "handshake, server side (SYN to SYN-ACK)",
+    },
+    RttKind {
+        index: 1,
+        key: "handshake_rtt_client",
+        metric: "ringcap_tcp_handshake_rtt_seconds",
+        label: "side=\"client\"",
+        sum: Counter::TcpRttClientNs,
+        what: "handshake, client side (SYN-ACK to ACK)",
+    },
+    RttKind {
+        index: 2,
+        key: "timestamp_rtt",
+        metric: "ringcap_tcp_rtt_seconds",
+        label: "method=\"timestamp\"",
+        sum: Counter::TcpRttTimestampNs,
+        what: "TCP timestamps (TSval to its TSecr)",
+    },
+    RttKind {
+        index: 3,
+        key: "data_rtt",
+        metric: "ringcap_tcp_rtt_seconds",
+        label: "method=\"data\"",
+        sum: Counter::TcpRttDataNs,
+        what: "data to its ACK (Karn's rule)",
+    },
+];
+
+/// Wireshark's TCP analysis counters (`tcp.analysis.*`), with their Prometheus label.
+pub const TCP_ANALYSIS: [(Counter, &str); 9] = [
+    (Counter::TcpRetransmission, "retransmission"),
+    (Counter::TcpFastRetransmission, "fast_retransmission"),
+    (Counter::TcpSpuriousRetransmission, "spurious_retransmission"),
+    (Counter::TcpOutOfOrder, "out_of_order"),
+    (Counter::TcpDuplicateAck, "duplicate_ack"),
+    (Counter::TcpKeepAlive, "keep_alive"),
+    (Counter::TcpLostSegment, "lost_segment"),
+    (Counter::TcpWindowFull, "window_full"),
+    (Counter::TcpZeroWindow, "zero_window"),
+];
 
 /// Percentiles of one RTT histogram, in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -15,9 +15,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::analysis::{count_at_most, prometheus_bounds_ns, summarize, RttSummary};
+use crate::analysis::{count_at_most, prometheus_bounds_ns, summarize, RttSummary, RTT_KINDS, TCP_ANALYSIS};
 use crate::civil::rfc3339;
 use crate::filter::Filter;
+use crate::kernel::{KernelCounters, RttBuckets};
 use crate::pcap::DEFAULT_SNAPLEN;
 use crate::retrieve::out::{Format, Stream};
 use crate::retrieve::pull::{pull, ring_files, PullLimits};
@@ -284,12 +285,15 @@ fn stats_json(sources: &Sources) -> serde_json::Value {
     let reader = &sources.live.reader;
     let s = &sources.storage;
     let rtt = sources.live.rtt.lock().expect("not poisoned").clone();
-    let [server, client] = rtt.map_or([RttSummary::default(); 2], |b| [summarize(&b[0]), summarize(&b[1])]);
+    let since_start = tcp_json(&sources.live.kernel.lock().expect("not poisoned"), rtt.as_deref());
+    let last_minute = sources.live.last_minute().map(|(span, kernel, rtt)| {
+        let mut tcp = tcp_json(&kernel, Some(&rtt));
+        tcp["seconds"] = json!(span.as_secs_f64());
+        tcp
+    });
     json!({
-        "tcp": {
-            "handshake_rtt_server": server,
-            "handshake_rtt_client": client,
-        },
+        "tcp": since_start,
+        "tcp_last_minute": last_minute,
         "kernel": kernel,
         "reader": { "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed) },
         "storage": {
@@ -300,6 +304,28 @@ fn stats_json(sources: &Sources) -> serde_json::Value {
             "write_errors": get(&s.write_errors), "index_errors": get(&s.index_errors),
         },
     })
+}
+
+/// TCP health from kernel counters and RTT buckets (cumulative, or the difference of two
+/// snapshots): RTT percentiles of each kind and Wireshark's analysis counts.
+fn tcp_json(kernel: &KernelCounters, rtt: Option<&RttBuckets>) -> serde_json::Value {
+    let mut tcp: serde_json::Map<String, serde_json::Value> = RTT_KINDS
+        .iter()
+        .map(|kind| {
+            (kind.key.to_string(), json!(rtt.map_or_else(RttSummary::default, |b| summarize(&b[kind.index]))))
+        })
+        .collect();
+    let analysis: serde_json::Map<String, serde_json::Value> = TCP_ANALYSIS
+        .iter()
+        .map(|(counter, label)| (label.to_string(), json!(kernel.get(*counter))))
+        .collect();
+    tcp.insert("analysis".into(), analysis.into());
+    for counter in
+        [Counter::TcpSyn, Counter::TcpSynAck, Counter::TcpFin, Counter::TcpRst, Counter::TcpHandshakes]
+    {
+        tcp.insert(counter.name().into(), json!(kernel.get(counter)));
+    }
+    tcp.into()
 }
 
 /// Prometheus text exposition: counters only, fixed label sets.
@@ -351,10 +377,15 @@ fn metrics_text(sources: &Sources) -> String {
             ("{flag=\"cwr\"}", kernel.get(Counter::TcpCwr)),
         ],
     );
+    let analysis: Vec<(String, u64)> = TCP_ANALYSIS
+        .iter()
+        .map(|(counter, label)| (format!("{{event=\"{label}\"}}"), kernel.get(*counter)))
+        .collect();
+    let analysis: Vec<(&str, u64)> = analysis.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     family(
-        "ringcap_tcp_zero_window_total",
-        "TCP segments advertising a zero window.",
-        &[("", kernel.get(Counter::TcpZeroWindow))],
+        "ringcap_tcp_analysis_segments_total",
+        "TCP segments flagged by Wireshark's analysis rules (tcp.analysis.*), by event.",
+        &analysis,
     );
     family(
         "ringcap_tcp_handshakes_total",
@@ -362,9 +393,13 @@ fn metrics_text(sources: &Sources) -> String {
         &[("", kernel.get(Counter::TcpHandshakes))],
     );
     family(
-        "ringcap_tcp_flow_insert_failures_total",
-        "TCP flows the analysis could not track.",
-        &[("", kernel.get(Counter::TcpFlowInsertFailed))],
+        "ringcap_tcp_flows_total",
+        "TCP flows of the analysis's flow table, by event.",
+        &[
+            ("{event=\"inserted\"}", kernel.get(Counter::TcpFlowsInserted)),
+            ("{event=\"mid_stream\"}", kernel.get(Counter::TcpFlowsMidStream)),
+            ("{event=\"insert_failed\"}", kernel.get(Counter::TcpFlowInsertFailed)),
+        ],
     );
     family(
         "ringcap_storage_bytes_written_total",
@@ -400,25 +435,28 @@ fn metrics_text(sources: &Sources) -> String {
         &[("", get(&s.write_errors))],
     );
     if let Some(buckets) = sources.live.rtt.lock().expect("not poisoned").as_ref() {
-        let name = "ringcap_tcp_handshake_rtt_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} TCP handshake RTT at the capture point: server side SYN to SYN-ACK, client side SYN-ACK to ACK."
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (side, histogram, sum) in [
-            ("server", &buckets[0], kernel.get(Counter::TcpRttServerNs)),
-            ("client", &buckets[1], kernel.get(Counter::TcpRttClientNs)),
-        ] {
+        let mut described = "";
+        for kind in RTT_KINDS {
+            let name = kind.metric;
+            if described != name {
+                let help = if name == "ringcap_tcp_handshake_rtt_seconds" {
+                    "TCP handshake RTT at the capture point: server side SYN to SYN-ACK, client side SYN-ACK to ACK."
+                } else {
+                    "TCP RTT from the capture point to the data's receiver and back, by method: timestamps (TSval to TSecr) or data to ACK."
+                };
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+                described = name;
+            }
+            let (label, histogram) = (kind.label, &buckets[kind.index]);
             for bound in prometheus_bounds_ns() {
                 let le = bound as f64 / 1e9;
                 let count = count_at_most(histogram, bound);
-                let _ = writeln!(out, "{name}_bucket{{side=\"{side}\",le=\"{le}\"}} {count}");
+                let _ = writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {count}");
             }
             let total: u64 = histogram.iter().sum();
-            let _ = writeln!(out, "{name}_bucket{{side=\"{side}\",le=\"+Inf\"}} {total}");
-            let _ = writeln!(out, "{name}_sum{{side=\"{side}\"}} {}", sum as f64 / 1e9);
-            let _ = writeln!(out, "{name}_count{{side=\"{side}\"}} {total}");
+            let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {total}");
+            let _ = writeln!(out, "{name}_sum{{{label}}} {}", kernel.get(kind.sum) as f64 / 1e9);
+            let _ = writeln!(out, "{name}_count{{{label}}} {total}");
         }
     }
     out

@@ -196,6 +196,15 @@ impl KernelCounters {
         self.values[counter as usize]
     }
 
+    /// The counts since `earlier` (a snapshot of the same counters).
+    pub fn since(&self, earlier: &KernelCounters) -> KernelCounters {
+        let mut delta = *self;
+        for (value, before) in delta.values.iter_mut().zip(earlier.values) {
+            *value = value.saturating_sub(before);
+        }
+        delta
+    }
+
     /// Packets the kernel side lost before they reached user space.
     pub fn dropped(&self) -> u64 {
         self.get(Counter::RingFull) + self.get(Counter::CopyFailed) + self.get(Counter::XskNoSocket)
@@ -570,8 +579,11 @@ fn os_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::
 }
 
 fn classify_load_error(error: &(dyn std::error::Error + 'static)) -> KernelError {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
     match os_error(error).and_then(|e| e.raw_os_error()) {
-        Some(libc::EPERM) | Some(libc::EACCES) => KernelError::PermissionDenied,
+        // As root, EACCES is the verifier rejecting a program: its log says why.
+        Some(libc::EPERM) | Some(libc::EACCES) if !root => KernelError::PermissionDenied,
         _ => KernelError::Load(error_chain(error)),
     }
 }

@@ -616,31 +616,10 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let stats: serde_json::Value = serde_json::from_str(body)?;
     let k = &stats["kernel"];
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    println!(
-        "TCP: {} handshakes completed; SYN {}, SYN-ACK {}, FIN {}, RST {}, ECE {}, CWR {}, zero windows {}",
-        n(&k["tcp_handshakes"]),
-        n(&k["tcp_syn"]),
-        n(&k["tcp_syn_ack"]),
-        n(&k["tcp_fin"]),
-        n(&k["tcp_rst"]),
-        n(&k["tcp_ece"]),
-        n(&k["tcp_cwr"]),
-        n(&k["tcp_zero_window"])
-    );
-    for (label, key) in [
-        ("server side (SYN to SYN-ACK)", "handshake_rtt_server"),
-        ("client side (SYN-ACK to ACK)", "handshake_rtt_client"),
-    ] {
-        let h = &stats["tcp"][key];
-        let ms = |v: &serde_json::Value| n(v) as f64 / 1e6;
-        println!(
-            "handshake RTT, {label}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-            n(&h["count"]),
-            ms(&h["p50_ns"]),
-            ms(&h["p90_ns"]),
-            ms(&h["p99_ns"]),
-            ms(&h["max_ns"])
-        );
+    print_tcp("since start", &stats["tcp"]);
+    if !stats["tcp_last_minute"].is_null() {
+        let seconds = stats["tcp_last_minute"]["seconds"].as_f64().unwrap_or(0.0);
+        print_tcp(&format!("last {seconds:.0} s"), &stats["tcp_last_minute"]);
     }
     let r = &stats["reader"];
     println!(
@@ -657,6 +636,37 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         n(&st["files_removed"]) + n(&st["files_removed_for_space"])
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One block of `ringcap stats`: TCP counts, Wireshark's analysis and RTT percentiles.
+fn print_tcp(span: &str, tcp: &serde_json::Value) {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    println!(
+        "TCP, {span}: {} handshakes completed; SYN {}, SYN-ACK {}, FIN {}, RST {}",
+        n(&tcp["tcp_handshakes"]),
+        n(&tcp["tcp_syn"]),
+        n(&tcp["tcp_syn_ack"]),
+        n(&tcp["tcp_fin"]),
+        n(&tcp["tcp_rst"])
+    );
+    let analysis: Vec<String> = capture_daemon::analysis::TCP_ANALYSIS
+        .iter()
+        .map(|(_, label)| format!("{} {}", label.replace('_', " "), n(&tcp["analysis"][*label])))
+        .collect();
+    println!("  analysis: {}", analysis.join(", "));
+    for kind in capture_daemon::analysis::RTT_KINDS {
+        let h = &tcp[kind.key];
+        let ms = |v: &serde_json::Value| n(v) as f64 / 1e6;
+        println!(
+            "  RTT {}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            kind.what,
+            n(&h["count"]),
+            ms(&h["p50_ns"]),
+            ms(&h["p90_ns"]),
+            ms(&h["p99_ns"]),
+            ms(&h["max_ns"])
+        );
+    }
 }
 
 fn ring_file_name(ring: &RingWriter) -> String {

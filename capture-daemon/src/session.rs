@@ -1,5 +1,6 @@
 //! A capture session: loads and attaches the programs, runs the reader and writer
 //! threads, stops on count, duration or signal, and detaches cleanly.
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
+use crate::analysis::RTT_KINDS;
 use crate::capture::{Batch, BufferPool, Reader, ReaderConfig, ReaderControl, ReaderCounters, RingSource};
 use crate::kernel::{
     Attach, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, ProgramSet, RttBuckets,
@@ -26,9 +28,40 @@ pub struct LiveCounters {
     pub rtt: Mutex<Option<Box<RttBuckets>>>,
     /// The kernel's loss counters of the AF_XDP sockets, summed.
     pub xsk: Mutex<XskStatistics>,
+    /// The kernel counters and RTT buckets of the last minute, one entry a second,
+    /// oldest first: what "the last minute" is measured against.
+    pub history: Mutex<VecDeque<(Instant, KernelCounters, Box<RttBuckets>)>>,
 }
 
+/// Seconds of history [`LiveCounters::history`] keeps.
+const HISTORY_SECONDS: usize = 61;
+
 impl LiveCounters {
+    /// Publishes the kernel's current counters and histograms.
+    fn publish(&self, kernel: KernelCounters, rtt: Box<RttBuckets>) {
+        *self.kernel.lock().expect("not poisoned") = kernel;
+        *self.rtt.lock().expect("not poisoned") = Some(rtt.clone());
+        let mut history = self.history.lock().expect("not poisoned");
+        if history.len() == HISTORY_SECONDS {
+            history.pop_front();
+        }
+        history.push_back((Instant::now(), kernel, rtt));
+    }
+
+    /// The counters and histograms of about the last minute (since the oldest entry of
+    /// the history) and how long that is; `None` before the first publication.
+    pub fn last_minute(&self) -> Option<(Duration, KernelCounters, Box<RttBuckets>)> {
+        let history = self.history.lock().expect("not poisoned");
+        let (first, last) = (history.front()?, history.back()?);
+        let mut rtt = last.2.clone();
+        for (kind, earlier) in rtt.iter_mut().zip(first.2.iter()) {
+            for (bucket, before) in kind.iter_mut().zip(earlier) {
+                *bucket = bucket.saturating_sub(*before);
+            }
+        }
+        Some((last.0.duration_since(first.0), last.1.since(&first.1), rtt))
+    }
+
     /// A statistics snapshot (JSON): kernel counters and non-empty RTT buckets.
     pub fn snapshot(&self, started_ns: u64) -> serde_json::Value {
         let kernel = *self.kernel.lock().expect("not poisoned");
@@ -42,14 +75,17 @@ impl LiveCounters {
                 b[kind].iter().copied().enumerate().filter(|(_, c)| *c > 0).collect()
             })
         };
+        let rtt: serde_json::Map<String, serde_json::Value> = RTT_KINDS
+            .iter()
+            .map(|kind| (kind.key.to_string(), serde_json::json!(sparse(kind.index))))
+            .collect();
         let xsk = *self.xsk.lock().expect("not poisoned");
         serde_json::json!({
             "started_ns": started_ns,
             "time_ns": crate::retrieve::window::now().as_nanos() as u64,
             "kernel": counters,
             "xsk": xsk,
-            "rtt_server": sparse(0),
-            "rtt_client": sparse(1),
+            "rtt": rtt,
         })
     }
 }
@@ -249,8 +285,7 @@ pub fn run_capture(
     };
 
     let publish = |program: &CaptureProgram| {
-        *options.live.kernel.lock().expect("not poisoned") = program.counters();
-        *options.live.rtt.lock().expect("not poisoned") = Some(program.rtt_buckets());
+        options.live.publish(program.counters(), program.rtt_buckets());
         *options.live.xsk.lock().expect("not poisoned") = XskStatistics::sum(&statistics);
     };
     let deadline = options.duration.map(|d| Instant::now() + d);

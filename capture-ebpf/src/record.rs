@@ -60,7 +60,13 @@ pub fn count(counter: Counter) {
 /// Adds to a per-CPU counter.
 #[inline(always)]
 pub fn count_by(counter: Counter, by: u64) {
-    if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
+    count_raw(counter as u32, by);
+}
+
+/// Adds to the per-CPU counter of index `counter`.
+#[inline(always)]
+pub fn count_raw(counter: u32, by: u64) {
+    if let Some(value) = COUNTERS.get_ptr_mut(counter) {
         // SAFETY: per-CPU value, only this CPU writes it while the program runs.
         unsafe { *value += by };
     }

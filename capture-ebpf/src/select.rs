@@ -55,6 +55,17 @@ impl PacketView for Window {
     }
 }
 
+/// The filter window of the packet being decided on, as a packet view.
+#[inline(always)]
+pub fn window(copied: u32, wire_len: u32) -> Option<impl PacketView> {
+    // The window's reads mask each offset into it, which is the bound the verifier needs;
+    // were `copied` known to be at most FILTER_WINDOW, LLVM would drop the mask after the
+    // `offset < copied` check. A volatile reload hides that knowledge.
+    // SAFETY: reads a local.
+    let copied = unsafe { core::ptr::read_volatile(&copied) };
+    WINDOW.get_ptr(0).map(|bytes| Window { bytes, copied, wire_len })
+}
+
 /// What the filter loop carries between iterations (bpf_loop's context).
 #[repr(C)]
 struct FilterRun {
@@ -96,9 +107,7 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> Result<(),
             }
         }
         if config.tcp_analysis != 0 {
-            if let Some(bytes) = WINDOW.get_ptr(0) {
-                crate::tcp::analyse(&Window { bytes, copied, wire_len }, now);
-            }
+            crate::tcp::ringcap_tcp_analysis(copied, now);
         }
         if config.filter_len > 0 {
             let mut run = FilterRun { state: FilterState::default(), copied, wire_len };

@@ -1,35 +1,135 @@
-//! TCP health for every packet, selected or not: flag counts, three-way handshakes and
-//! their RTT split at the capture point (SYN to SYN-ACK is the server side, SYN-ACK to
-//! the handshake's ACK the client side), in per-CPU counters and log-linear histograms.
+//! TCP health for every packet, selected or not: flag counts, and the analysis shared
+//! with user space (`capture_common::tcp`: handshake, Wireshark's sequence rules, RTT
+//! samples) run on the flow's state in an LRU hash, into per-CPU counters and log-linear
+//! RTT histograms.
 use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, PerCpuArray},
 };
 use capture_common::{
-    filter::PacketView,
-    tcp::{self, FlowKey, RTT_BUCKETS, RTT_KINDS},
+    tcp::{self, FlowKey, FlowState, Observer, OptionScan, Segment, MAX_OPTIONS, RTT_BUCKETS, RTT_KINDS},
     Counter,
 };
 
-use crate::record::count_by;
+use crate::record::{count_by, count_raw};
 
-/// Handshake state of a flow: [first SYN time, first SYN-ACK time, flags].
+/// Analysis state by connection (both directions share a key); sized by the loader.
 #[map]
-static FLOWS: LruHashMap<FlowKey, [u64; 3]> = LruHashMap::with_max_entries(65536, 0);
+static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65536, 0);
+
+/// Where a new flow's state is built before it is inserted (too large for the stack).
+#[map]
+static NEW_FLOW: PerCpuArray<FlowState> = PerCpuArray::with_max_entries(1, 0);
 
 /// RTT histograms: kind * RTT_BUCKETS + bucket.
 #[map]
 static RTT: PerCpuArray<u64> = PerCpuArray::with_max_entries(RTT_KINDS * RTT_BUCKETS, 0);
 
-const SAW_SYN: u64 = 1;
-const SAW_SYN_ACK: u64 = 2;
-const ESTABLISHED: u64 = 4;
-/// The SYN went from the key's lower endpoint.
-const SYN_FROM_LO: u64 = 8;
+/// The segment being analysed and what its analysis found, per CPU: how the analysis
+/// entry and its global functions share them.
+struct Scratch {
+    segment: Segment,
+    findings: Findings,
+}
 
+#[map]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Finds (or starts) the flow of the segment in the scratch and runs the shared analysis
+/// on its state, in place. A global function of its own, so the verifier checks its many
+/// branches once, apart from its caller's.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ringcap_tcp_flow(now: u64) -> u32 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU value, only this CPU uses it while the program runs.
+    let scratch = unsafe { &mut *scratch };
+    scratch.findings = Findings::default();
+    let segment = &scratch.segment;
+    let state = match FLOWS.get_ptr_mut(segment.key) {
+        Some(state) => state,
+        None => {
+            let Some(fresh) = NEW_FLOW.get_ptr_mut(0) else { return 0 };
+            // SAFETY: per-CPU scratch value, only this CPU uses it while the program runs.
+            let fresh = unsafe { &mut *fresh };
+            tcp::start_flow(fresh, segment, now);
+            if FLOWS.insert(segment.key, fresh, 0).is_err() {
+                scratch.findings.count(Counter::TcpFlowInsertFailed);
+                return 0;
+            }
+            scratch.findings.count(Counter::TcpFlowsInserted);
+            if segment.flags & tcp::SYN == 0 {
+                scratch.findings.count(Counter::TcpFlowsMidStream);
+            }
+            let Some(state) = FLOWS.get_ptr_mut(segment.key) else { return 0 };
+            state
+        }
+    };
+    // SAFETY: a live map value, updated in place. Packets of one flow on two CPUs at once
+    // race (a sample or a count may be off by one), as in every per-flow eBPF analysis.
+    tcp::analyse(unsafe { &mut *state }, segment, now, &mut scratch.findings);
+    0
+}
+
+/// Collects what the analysis of one segment found; [`Findings::flush`] reports it. The
+/// analysis itself only sets bits and fields: with a map update inside each of its
+/// branches, the verifier's paths multiplied past its budget.
+#[derive(Default)]
+struct Findings {
+    /// Bit `c` set: counter `c` (< 64) is to be incremented.
+    counters: u64,
+    /// RTT samples: (kind, ns); at most three per segment (handshake, timestamp, data).
+    rtt: [(u32, u64); 3],
+    samples: u32,
+}
+
+impl Observer for Findings {
+    #[inline(always)]
+    fn count(&mut self, counter: Counter) {
+        self.counters |= 1 << (counter as u32);
+    }
+
+    #[inline(always)]
+    fn rtt(&mut self, kind: u32, ns: u64) {
+        if let Some(slot) = self.rtt.get_mut(self.samples as usize) {
+            *slot = (kind, ns);
+            self.samples += 1;
+        }
+    }
+}
+
+impl Findings {
+    /// Adds the findings to the per-CPU counters and RTT histograms.
+    #[inline(always)]
+    fn flush(&self) {
+        let mut bit = Counter::TcpSyn as u32;
+        while bit < Counter::COUNT {
+            if self.counters & (1 << bit) != 0 {
+                count_raw(bit, 1);
+            }
+            bit += 1;
+        }
+        let mut i = 0;
+        while i < 3 {
+            if i < self.samples {
+                let (kind, ns) = self.rtt[i as usize];
+                record_rtt(kind, ns);
+            }
+            i += 1;
+        }
+    }
+}
+
+/// Adds a sample to its histogram and its kind's sum.
 #[inline(always)]
-fn record_rtt(kind: u32, counter: Counter, ns: u64) {
-    count_by(counter, ns);
+fn record_rtt(kind: u32, ns: u64) {
+    let sum = match kind {
+        tcp::RTT_SERVER => Counter::TcpRttServerNs,
+        tcp::RTT_CLIENT => Counter::TcpRttClientNs,
+        tcp::RTT_TIMESTAMP => Counter::TcpRttTimestampNs,
+        _ => Counter::TcpRttDataNs,
+    };
+    count_by(sum, ns);
     let index = (kind * RTT_BUCKETS + tcp::rtt_bucket(ns)) & (RTT_KINDS * RTT_BUCKETS - 1);
     if let Some(bucket) = RTT.get_ptr_mut(index) {
         // SAFETY: per-CPU value, only this CPU writes it while the program runs.
@@ -37,54 +137,65 @@ fn record_rtt(kind: u32, counter: Counter, ns: u64) {
     }
 }
 
-/// Analyses the packet in `window` seen at `now` (the record's own timestamp).
+/// Reads the options of the segment in the scratch (timestamps, window scale). A global
+/// function: checked by the verifier on its own, its loop does not multiply the paths of
+/// the rest of the analysis.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ringcap_tcp_options(copied: u32) -> u32 {
+    let (Some(scratch), Some(window)) = (SCRATCH.get_ptr_mut(0), crate::select::window(copied, 0)) else {
+        return 0;
+    };
+    // SAFETY: per-CPU value, only this CPU uses it while the program runs.
+    let segment = unsafe { &mut (*scratch).segment };
+    let mut scan = OptionScan::new(segment);
+    let mut options = 0;
+    while options < MAX_OPTIONS && scan.step(&window) {
+        options += 1;
+    }
+    scan.apply(segment);
+    0
+}
+
+/// Analyses the packet in the filter window (its first `copied` bytes) seen at `now`
+/// (the record's own timestamp).
+///
+/// A global function with scalar arguments: the verifier checks it once, on its own,
+/// instead of once for every path of each program that calls it (which exceeded its
+/// budget of a million instructions).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ringcap_tcp_analysis(copied: u32, now: u64) -> u32 {
+    analyse(copied, now);
+    0
+}
+
 #[inline(always)]
-pub fn analyse<P: PacketView>(window: &P, now: u64) {
-    let Some(segment) = tcp::parse(window) else { return };
+fn analyse(copied: u32, now: u64) {
+    // TCP parsing never asks for the wire length: the window's is left 0.
+    let Some(window) = crate::select::window(copied, 0) else { return };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU value, only this CPU uses it while the program runs.
+    let scratch = unsafe { &mut *scratch };
+    if !tcp::parse_into(&window, &mut scratch.segment) {
+        return;
+    }
+    ringcap_tcp_options(copied);
+    let segment = &scratch.segment;
     let flags = segment.flags;
-    let syn = flags & tcp::SYN != 0;
-    let ack = flags & tcp::ACK != 0;
-    for (bit, counter) in [
-        (tcp::FIN, Counter::TcpFin),
-        (tcp::RST, Counter::TcpRst),
-        (tcp::ECE, Counter::TcpEce),
-        (tcp::CWR, Counter::TcpCwr),
-    ] {
-        if flags & bit != 0 {
-            count_by(counter, 1);
-        }
+    // One test per flag (an array of pairs would cost stack the call chain lacks).
+    count_by(Counter::TcpFin, u64::from(flags & tcp::FIN != 0));
+    count_by(Counter::TcpRst, u64::from(flags & tcp::RST != 0));
+    count_by(Counter::TcpEce, u64::from(flags & tcp::ECE != 0));
+    count_by(Counter::TcpCwr, u64::from(flags & tcp::CWR != 0));
+    match flags & (tcp::SYN | tcp::ACK) {
+        tcp::SYN => count_by(Counter::TcpSyn, 1),
+        f if f == tcp::SYN | tcp::ACK => count_by(Counter::TcpSynAck, 1),
+        _ => {}
     }
     if segment.window == 0 && flags & (tcp::SYN | tcp::FIN | tcp::RST) == 0 {
         count_by(Counter::TcpZeroWindow, 1);
     }
-    let from_lo = if segment.from_lo { SYN_FROM_LO } else { 0 };
-    if syn && !ack {
-        count_by(Counter::TcpSyn, 1);
-        // The first SYN times the handshake; a retransmitted one does not (Karn).
-        // SAFETY: the value is copied out at once.
-        let fresh = unsafe { FLOWS.get(segment.key) }.is_none_or(|state| state[2] & SAW_SYN_ACK != 0);
-        if fresh && FLOWS.insert(segment.key, [now, 0, SAW_SYN | from_lo], 0).is_err() {
-            count_by(Counter::TcpFlowInsertFailed, 1);
-        }
-        return;
-    }
-    let Some(state) = FLOWS.get_ptr_mut(segment.key) else { return };
-    // SAFETY: a live map value; a concurrent update of one flow races benignly.
-    let state = unsafe { &mut *state };
-    let syn_was_from_lo = state[2] & SYN_FROM_LO != 0;
-    if syn && ack {
-        count_by(Counter::TcpSynAck, 1);
-        if state[2] & (SAW_SYN | SAW_SYN_ACK) == SAW_SYN && syn_was_from_lo != segment.from_lo {
-            record_rtt(0, Counter::TcpRttServerNs, now.saturating_sub(state[0]));
-            state[1] = now;
-            state[2] |= SAW_SYN_ACK;
-        }
-    } else if ack
-        && state[2] & (SAW_SYN_ACK | ESTABLISHED) == SAW_SYN_ACK
-        && syn_was_from_lo == segment.from_lo
-    {
-        record_rtt(1, Counter::TcpRttClientNs, now.saturating_sub(state[1]));
-        count_by(Counter::TcpHandshakes, 1);
-        state[2] |= ESTABLISHED;
-    }
+    ringcap_tcp_flow(now);
+    scratch.findings.flush();
 }

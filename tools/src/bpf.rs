@@ -1,13 +1,19 @@
-//! Just enough of the bpf(2) syscall to load a two-instruction XDP program, run it on
-//! live frames and attach it: the generator needs no ELF object and no build step.
+//! Just enough of the bpf(2) syscall to load a few hand-assembled programs (a constant
+//! XDP verdict for the generator, a packet dropper for the TCP tests), run and attach
+//! them: the test tools need no ELF object and no build step.
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_TCX_INGRESS: u32 = 46;
 const BPF_XDP: u32 = 37;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -134,5 +140,73 @@ impl ConstantXdp {
         let fd = attr.call(BPF_LINK_CREATE)?;
         // SAFETY: the kernel returned a new file descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+}
+
+/// A TC ingress program that drops every N-th packet longer than a threshold arriving
+/// on an interface (N a power of two, counted in an array map): real, repeatable loss for
+/// real TCP stacks (netem is not available here). It runs after XDP, so a capture there
+/// still sees the packets the receiver loses. (At egress the sending stack would learn
+/// of the drop at once and send again, so nothing would look lost.) Detached when dropped.
+pub struct LossInjector {
+    map: OwnedFd,
+    _program: OwnedFd,
+    _link: OwnedFd,
+}
+
+impl LossInjector {
+    /// Drops every `one_in`-th (a power of two) packet of more than `min_len` bytes
+    /// arriving on `ifindex` (in the calling thread's network namespace).
+    pub fn attach(ifindex: u32, one_in: u32, min_len: u32) -> io::Result<Self> {
+        if !one_in.is_power_of_two() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "one_in must be a power of two"));
+        }
+        let mut attr = Attr::new();
+        attr.u32(0, BPF_MAP_TYPE_ARRAY).u32(4, 4).u32(8, 8).u32(12, 1);
+        let fd = attr.call(BPF_MAP_CREATE)?;
+        // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+        let map = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let insn = |opcode: u64, dst: u64, src: u64, off: i16, imm: i32| {
+            opcode | dst << 8 | src << 12 | u64::from(off as u16) << 16 | u64::from(imm as u32) << 32
+        };
+        let insns = [
+            insn(0x61, 2, 1, 0, 0),                   // r2 = skb->len
+            insn(0xa5, 2, 0, 14, min_len as i32 + 1), // if r2 < min_len + 1 goto pass
+            insn(0x62, 10, 0, -4, 0),                 // *(u32 *)(r10 - 4) = 0
+            insn(0x18, 1, 1, 0, map.as_raw_fd()),     // r1 = the counter map
+            0,                                        //   (second half of the 64-bit load)
+            insn(0xbf, 2, 10, 0, 0),                  // r2 = r10
+            insn(0x07, 2, 0, 0, -4),                  // r2 -= 4
+            insn(0x85, 0, 0, 0, 1),                   // r0 = bpf_map_lookup_elem(r1, r2)
+            insn(0x15, 0, 0, 7, 0),                   // if r0 == NULL goto pass
+            insn(0x79, 1, 0, 0, 0),                   // r1 = *r0
+            insn(0x07, 1, 0, 0, 1),                   // r1 += 1
+            insn(0x7b, 0, 1, 0, 0),                   // *r0 = r1
+            insn(0x57, 1, 0, 0, one_in as i32 - 1),   // r1 &= one_in - 1
+            insn(0x55, 1, 0, 2, 0),                   // if r1 != 0 goto pass
+            insn(0xb7, 0, 0, 0, 2),                   // r0 = TCX_DROP
+            insn(0x95, 0, 0, 0, 0),                   // exit
+            insn(0xb7, 0, 0, 0, 0),                   // pass: r0 = TCX_PASS
+            insn(0x95, 0, 0, 0, 0),                   // exit
+        ];
+        let program = load_program(BPF_PROG_TYPE_SCHED_CLS, &insns, 0, b"ringcap_loss")?;
+        let mut attr = Attr::new();
+        attr.u32(0, program.as_raw_fd() as u32).u32(4, ifindex).u32(8, BPF_TCX_INGRESS);
+        let fd = attr.call(BPF_LINK_CREATE)?;
+        // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+        let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        Ok(LossInjector { map, _program: program, _link: link })
+    }
+
+    /// Packets over the length threshold the program has seen so far.
+    pub fn seen(&self) -> io::Result<u64> {
+        let key = 0u32;
+        let mut value = 0u64;
+        let mut attr = Attr::new();
+        attr.u32(0, self.map.as_raw_fd() as u32)
+            .u64(8, &key as *const u32 as u64)
+            .u64(16, &mut value as *mut u64 as u64);
+        attr.call(BPF_MAP_LOOKUP_ELEM)?;
+        Ok(value)
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::pull::ring_files;
 use super::window::Window;
-use crate::analysis::summarize;
+use crate::analysis::{summarize, RTT_KINDS};
 use crate::civil::rfc3339;
 use crate::storage::frames::DataFile;
 use crate::storage::index::stats_path;
@@ -21,7 +21,7 @@ fn read_snapshot(data: &Path) -> Option<Value> {
 
 fn buckets(snapshot: Option<&Value>, key: &str) -> [u64; RTT_BUCKETS as usize] {
     let mut dense = [0u64; RTT_BUCKETS as usize];
-    for pair in snapshot.and_then(|s| s[key].as_array()).into_iter().flatten() {
+    for pair in snapshot.and_then(|s| s["rtt"][key].as_array()).into_iter().flatten() {
         if let (Some(bucket), Some(count)) = (pair[0].as_u64(), pair[1].as_u64()) {
             if let Some(slot) = dense.get_mut(bucket as usize) {
                 *slot = count;
@@ -83,6 +83,6 @@ pub fn window_stats(dir: &Path, window: Window) -> Result<Value, String> {
         "window": { "since": rfc3339(window.since_ns), "until": if window.until_ns == u64::MAX { Value::Null } else { rfc3339(window.until_ns).into() } },
         "covered": { "from": rfc3339(from_ns), "to": rfc3339(end["time_ns"].as_u64().unwrap_or(0)) },
         "counters": counters,
-        "tcp": { "handshake_rtt_server": rtt("rtt_server"), "handshake_rtt_client": rtt("rtt_client") },
+        "tcp": RTT_KINDS.iter().map(|kind| (kind.key.to_string(), json!(rtt(kind.key)))).collect::<serde_json::Map<_, _>>(),
     }))
 }

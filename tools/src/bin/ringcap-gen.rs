@@ -4,7 +4,7 @@ use std::ffi::CString;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ringcap_tools::bpf::{ConstantXdp, XdpVerdict};
+use ringcap_tools::bpf::{ConstantXdp, LossInjector, XdpVerdict};
 use ringcap_tools::frames::FrameTemplate;
 use ringcap_tools::generator::{transmit, Plan};
 use ringcap_tools::testbed::{SINK_MAC, TX_MAC};
@@ -44,6 +44,17 @@ enum Cmd {
         #[arg(short = 'i', long)]
         iface: String,
     },
+    /// Drop every N-th (a power of two) packet longer than --min-len arriving on IFACE
+    /// (at TC ingress, after XDP), until killed: loss for real TCP traffic (netem is not
+    /// available here).
+    Lose {
+        #[arg(short = 'i', long)]
+        iface: String,
+        #[arg(long, default_value_t = 16)]
+        one_in: u32,
+        #[arg(long, default_value_t = 200)]
+        min_len: u32,
+    },
 }
 
 fn ifindex(name: &str) -> anyhow::Result<u32> {
@@ -72,6 +83,15 @@ fn main() -> anyhow::Result<()> {
                 report.elapsed.as_secs_f64(),
                 report.pps()
             );
+        }
+        Cmd::Lose { iface, one_in, min_len } => {
+            let injector =
+                LossInjector::attach(ifindex(&iface)?, one_in, min_len).context("attaching the dropper")?;
+            println!("ready");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                eprintln!("ringcap-gen: {} packets seen, every {one_in}th dropped", injector.seen()?);
+            }
         }
         Cmd::HoldPass { iface } => {
             let program = ConstantXdp::load(XdpVerdict::Pass)?;
