@@ -133,3 +133,190 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
     assert_eq!(window["counters"]["tcp_syn"], CONNECTIONS as u64 + 1);
     assert_eq!(window["tcp"]["handshake_rtt_client"]["count"], CONNECTIONS as u64);
 }
+
+/// Nanoseconds since the epoch from tshark's `frame.time_epoch` (printed with 9 decimals;
+/// parsed exactly, not through an f64).
+fn epoch_ns(text: &str) -> u64 {
+    let (secs, frac) = text.split_once('.').unwrap_or((text, "0"));
+    let frac = format!("{frac:0<9}");
+    secs.parse::<u64>().unwrap() * 1_000_000_000 + frac[..9].parse::<u64>().unwrap()
+}
+
+/// The timestamp RTT samples ringcap's rules (ePPing's) take from these packets,
+/// computed independently from tshark's dissection: in each direction, the first data
+/// (or SYN/FIN) packet with a TSval newer than the last one sampled starts a sample when
+/// none is waiting; the first ACK the other way whose TSecr echoes it completes it.
+fn timestamp_samples(file: &str) -> Vec<u64> {
+    let fields = [
+        "tcp.stream",
+        "tcp.srcport",
+        "frame.time_epoch",
+        "tcp.len",
+        "tcp.flags.syn",
+        "tcp.flags.fin",
+        "tcp.flags.ack",
+        "tcp.options.timestamp.tsval",
+        "tcp.options.timestamp.tsecr",
+    ];
+    let mut args = vec!["-r", file, "-Y", "tcp", "-T", "fields"];
+    for field in fields {
+        args.extend(["-e", field]);
+    }
+    let out = Command::new("tshark").args(&args).output().unwrap();
+    assert!(out.status.success());
+    // (stream, source port) -> (waiting sample: TSval and time, last TSval sampled)
+    let mut sides: std::collections::HashMap<(String, String), (Option<(u32, u64)>, Option<u32>)> =
+        Default::default();
+    let mut samples = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (stream, port, time, len) = (f[0], f[1], epoch_ns(f[2]), f[3].parse::<u32>().unwrap_or(0));
+        let flag = |i: usize| f[i] == "1" || f[i] == "True";
+        let (Ok(value), Ok(echo)) = (f[7].parse::<u32>(), f[8].parse::<u32>()) else { continue };
+        let me = sides.entry((stream.to_string(), port.to_string())).or_default();
+        let newer = me.1.is_none_or(|last| (value.wrapping_sub(last) as i32) > 0);
+        if (len > 0 || flag(4) || flag(5)) && me.0.is_none() && newer {
+            *me = (Some((value, time)), Some(value));
+        }
+        if flag(6) {
+            let other = sides.iter_mut().find(|((s, p), _)| s == stream && p != port).map(|(_, side)| side);
+            if let Some((waiting, _)) = other {
+                if let Some((tsval, since)) = *waiting {
+                    if tsval == echo {
+                        samples.push(time - since);
+                        *waiting = None;
+                    }
+                }
+            }
+        }
+    }
+    samples
+}
+
+/// Real loss on the path (every 32nd large packet dropped at the receiver's TC ingress,
+/// after ringcap's XDP program saw it) and a receiver that stops reading: the receiver's
+/// duplicate ACKs, the sender's fast and plain retransmissions, out-of-order segments,
+/// full and zero windows, counted by ringcap in the kernel and by tshark's analysis of
+/// the same packets.
+#[test]
+fn wireshark_analysis_and_rtts_agree_with_tshark_under_real_loss() {
+    let bed = bed();
+    let dir = scratch("tcp-loss");
+    let d = dir.to_str().unwrap();
+    let addr = "127.0.0.1:18091";
+    let ring = start_ringcap(&bed, "run", &["--dir", d, "-G", "0", "--direction", "both", "--http", addr]);
+    let injector = TestBed::in_namespace(&bed.rx_ns, || {
+        let ifindex = capture_daemon::kernel::interface_index(ringcap_tools::testbed::RX_IF).unwrap();
+        ringcap_tools::bpf::LossInjector::attach(ifindex, 32, 200).unwrap()
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let server = TestBed::in_namespace(&bed.rx_ns, || {
+        let listener = TcpListener::bind((RX_IP, 8081)).unwrap();
+        for i in 0..4 {
+            let (mut stream, _) = listener.accept().unwrap();
+            if i == 3 {
+                // A receiver with a small buffer that does not read for a while: its
+                // window fills, then closes.
+                let size: libc::c_int = 4096;
+                // SAFETY: setsockopt on an open socket with a valid int.
+                unsafe {
+                    use std::os::fd::AsRawFd;
+                    libc::setsockopt(
+                        stream.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUF,
+                        (&size as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).unwrap();
+            assert_eq!(received.len(), 2_000_000);
+            stream.write_all(&[1u8; 100]).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    TestBed::in_namespace(&bed.tx_ns, || {
+        for _ in 0..4 {
+            let mut stream = TcpStream::connect((RX_IP, 8081)).unwrap();
+            stream.write_all(&vec![7u8; 2_000_000]).unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            let mut reply = Vec::new();
+            stream.read_to_end(&mut reply).unwrap();
+        }
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    server.join().unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(1600));
+    assert!(injector.seen().unwrap() >= 32, "the dropper saw the traffic");
+    drop(injector);
+
+    let stats: serde_json::Value = serde_json::from_slice(&get(&bed, addr, "/v1/stats", None).body).unwrap();
+    ring.signal(libc::SIGINT);
+    assert!(ring.finish(WAIT).0.success());
+    let pcap = scratch("tcp-loss.pcap");
+    let out = Command::new(RINGCAP)
+        .args(["pull", "--dir", d, "--last", "5m", "-w", pcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let file = pcap.to_str().unwrap();
+    let ours = |key: &str| stats["kernel"][key].as_u64().unwrap();
+    // Wireshark flags fast and spurious retransmissions as retransmissions too.
+    assert_eq!(
+        ours("tcp_retransmission") + ours("tcp_fast_retransmission") + ours("tcp_spurious_retransmission"),
+        tshark_count(file, "tcp.analysis.retransmission"),
+        "retransmissions"
+    );
+    for (key, field) in [
+        ("tcp_fast_retransmission", "fast_retransmission"),
+        ("tcp_spurious_retransmission", "spurious_retransmission"),
+        ("tcp_out_of_order", "out_of_order"),
+        ("tcp_duplicate_ack", "duplicate_ack"),
+        ("tcp_keep_alive", "keep_alive"),
+        ("tcp_lost_segment", "lost_segment"),
+        ("tcp_window_full", "window_full"),
+        ("tcp_zero_window", "zero_window"),
+    ] {
+        assert_eq!(ours(key), tshark_count(file, &format!("tcp.analysis.{field}")), "{key}");
+    }
+    assert!(ours("tcp_duplicate_ack") > 0 && ours("tcp_fast_retransmission") > 0, "the loss showed: {stats}");
+    assert!(ours("tcp_zero_window") > 0 && ours("tcp_window_full") > 0, "the stalled reader showed");
+    assert_eq!(ours("tcp_handshakes"), 4);
+
+    // Timestamp RTT: the same samples as the rules give on tshark's dissection, to within
+    // the clock: pcap times are the kernel's, shifted by a wall-clock offset re-sampled
+    // every second (a few microseconds of jitter per sample at most).
+    let expected = timestamp_samples(file);
+    let count = stats["tcp"]["timestamp_rtt"]["count"].as_u64().unwrap();
+    assert_eq!(count, expected.len() as u64, "timestamp RTT samples");
+    let sum: u64 = expected.iter().sum();
+    let ours_sum = ours("tcp_rtt_timestamp_ns_sum");
+    assert!(
+        sum.abs_diff(ours_sum) <= 10_000 * count,
+        "timestamp RTT sums: tshark-derived {sum} ns, ringcap {ours_sum} ns"
+    );
+
+    // Data RTT (one segment timed at a time, Karn's rule): each sample is an ACK's delay
+    // after a data segment, so the median lies among tshark's ACK RTTs.
+    let out = Command::new("tshark")
+        .args(["-r", file, "-Y", "tcp.analysis.ack_rtt", "-T", "fields", "-e", "tcp.analysis.ack_rtt"])
+        .output()
+        .unwrap();
+    let ack_rtts: Vec<f64> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.parse::<f64>().unwrap() * 1e9).collect();
+    let (low, high) = ack_rtts.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let data = &stats["tcp"]["data_rtt"];
+    assert!(data["count"].as_u64().unwrap() > 0);
+    let p50 = data["p50_ns"].as_u64().unwrap() as f64;
+    assert!(
+        p50 >= low * 0.85 && p50 <= high * 1.15,
+        "data RTT p50 {p50} outside tshark's ack_rtt {low}..{high}"
+    );
+}
