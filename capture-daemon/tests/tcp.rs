@@ -142,6 +142,10 @@ fn epoch_ns(text: &str) -> u64 {
     secs.parse::<u64>().unwrap() * 1_000_000_000 + frac[..9].parse::<u64>().unwrap()
 }
 
+/// One side of a connection in [`timestamp_samples`]: the waiting sample (TSval and
+/// time) and the last TSval sampled.
+type Side = (Option<(u32, u64)>, Option<u32>);
+
 /// The timestamp RTT samples ringcap's rules (ePPing's) take from these packets,
 /// computed independently from tshark's dissection: in each direction, the first data
 /// (or SYN/FIN) packet with a TSval newer than the last one sampled starts a sample when
@@ -164,9 +168,8 @@ fn timestamp_samples(file: &str) -> Vec<u64> {
     }
     let out = Command::new("tshark").args(&args).output().unwrap();
     assert!(out.status.success());
-    // (stream, source port) -> (waiting sample: TSval and time, last TSval sampled)
-    let mut sides: std::collections::HashMap<(String, String), (Option<(u32, u64)>, Option<u32>)> =
-        Default::default();
+    // (stream, source port) -> that side's waiting sample and last TSval sampled
+    let mut sides: std::collections::HashMap<(String, String), Side> = Default::default();
     let mut samples = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let f: Vec<&str> = line.split('\t').collect();
