@@ -78,7 +78,12 @@ fn parse_fields<P: PacketView>(p: &P, out: &mut Segment) -> Option<()> {
     let mut dst = [0u32; 4];
     let (l4, family) = match ethertype {
         0x0800 => {
-            if byte(p, l3 + 9)? != 6 || half(p, l3 + 6)? & 0x1fff != 0 {
+            let version_ihl = byte(p, l3)?;
+            if version_ihl >> 4 != 4
+                || version_ihl & 0xf < 5
+                || byte(p, l3 + 9)? != 6
+                || half(p, l3 + 6)? & 0x1fff != 0
+            {
                 return None;
             }
             src[0] = word(p, l3 + 12)?;
@@ -86,7 +91,7 @@ fn parse_fields<P: PacketView>(p: &P, out: &mut Segment) -> Option<()> {
             (l3 + 4 * (byte(p, l3)? & 0xf), 4)
         }
         0x86dd => {
-            if byte(p, l3 + 6)? != 6 {
+            if byte(p, l3)? >> 4 != 6 || byte(p, l3 + 6)? != 6 {
                 return None;
             }
             let mut i = 0;
@@ -99,7 +104,9 @@ fn parse_fields<P: PacketView>(p: &P, out: &mut Segment) -> Option<()> {
         }
         _ => return None,
     };
+    // The IP length, but no more than the packet holds (as Wireshark takes it).
     let ip_len = if family == 4 { half(p, l3 + 2)? } else { 40 + half(p, l3 + 4)? };
+    let ip_len = ip_len.min(p.wire_len().saturating_sub(l3));
     let (sport, dport) = (half(p, l4)? as u16, half(p, l4 + 2)? as u16);
     let seq = word(p, l4 + 4)?;
     let ack = word(p, l4 + 8)?;

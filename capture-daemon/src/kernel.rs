@@ -7,7 +7,7 @@ use std::time::Duration;
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::filter::FilterInsn;
-use capture_common::tcp::{RTT_BUCKETS, RTT_KINDS};
+use capture_common::tcp::{FlowKey, FlowState, RTT_BUCKETS, RTT_KINDS};
 use capture_common::{
     CaptureConfig, CONFIG_MAP, FILTER_MAP, FLOWS_MAP, MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM,
     TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
@@ -221,6 +221,7 @@ pub struct CaptureProgram {
     rtt: PerCpuArray<MapData, u64>,
     sockets: XskMap<MapData>,
     socket_slots: HashMap<MapData, u32, u32>,
+    flows: HashMap<MapData, FlowKey, FlowState>,
     /// The next free slot of `sockets`.
     next_socket_slot: u32,
     loaded: ProgramSet,
@@ -270,8 +271,11 @@ impl CaptureProgram {
             XskMap::try_from(take_map(&mut ebpf, XSKS_MAP)?).map_err(|e| KernelError::Load(e.to_string()))?;
         let socket_slots = HashMap::try_from(take_map(&mut ebpf, XSK_SLOTS_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
+        let flows = HashMap::try_from(take_map(&mut ebpf, FLOWS_MAP)?)
+            .map_err(|e| KernelError::Load(e.to_string()))?;
         Ok(CaptureProgram {
             socket_slots,
+            flows,
             next_socket_slot: 0,
             ebpf,
             counters,
@@ -434,6 +438,16 @@ impl CaptureProgram {
                 }
             };
         }
+    }
+
+    /// Forgets every flow of the TCP analysis (tests feed unrelated captures one after
+    /// the other); returns how many there were.
+    pub fn forget_flows(&mut self) -> usize {
+        let keys: Vec<FlowKey> = self.flows.keys().filter_map(Result::ok).collect();
+        for key in &keys {
+            let _ = self.flows.remove(key);
+        }
+        keys.len()
     }
 
     /// Current RTT histogram buckets, summed over CPUs.

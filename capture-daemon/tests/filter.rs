@@ -13,8 +13,8 @@ use aya::maps::{MapData, RingBuf};
 use capture_common::{Counter, RECORD_HEADER_LEN};
 use capture_daemon::filter::Filter;
 use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
-use capture_daemon::pcap::{write_file_header, write_record, RecordFormat, FILE_HEADER_LEN};
-use common::{bed, scratch, send, start_capture, WAIT};
+use capture_daemon::pcap::{write_file_header, write_record};
+use common::{bed, corpus_captures, scratch, send, start_capture, WAIT};
 use ringcap_tools::frames::FrameTemplate;
 use ringcap_tools::harness::read_pcap;
 use ringcap_tools::testbed::TestBed;
@@ -111,32 +111,15 @@ struct CorpusPacket {
     data: Vec<u8>,
 }
 
-fn corpus_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/tcpdump-tests");
-    assert!(
-        dir.is_dir(),
-        "the tcpdump corpus is missing at {}: the differential tests need it",
-        dir.display()
-    );
-    dir
-}
-
 /// Every corpus packet the kernel's test runner accepts (14..=3000 bytes captured),
 /// written into one pcap whose packet i has timestamp i seconds and orig_len = captured
 /// length, so all three evaluators see the same bytes and the same `len`.
 fn normalized_corpus() -> (Vec<CorpusPacket>, PathBuf) {
-    let mut paths: Vec<_> = std::fs::read_dir(corpus_dir()).unwrap().map(|e| e.unwrap().path()).collect();
-    paths.sort();
     let mut packets = Vec::new();
-    for path in paths {
-        let bytes = std::fs::read(&path).unwrap();
-        let Some(format) = RecordFormat::from_file_header(&bytes) else { continue };
-        for record in format.records(&bytes[FILE_HEADER_LEN..]).map_while(Result::ok) {
-            if (14..=3000).contains(&record.data.len()) {
-                packets.push(CorpusPacket {
-                    origin: path.file_name().unwrap().to_string_lossy().into_owned(),
-                    data: record.data.to_vec(),
-                });
+    for capture in corpus_captures() {
+        for data in capture.packets {
+            if (14..=3000).contains(&data.len()) {
+                packets.push(CorpusPacket { origin: capture.name.clone(), data });
             }
         }
     }

@@ -107,7 +107,7 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> Result<(),
             }
         }
         if config.tcp_analysis != 0 {
-            crate::tcp::ringcap_tcp_analysis(copied, now);
+            crate::tcp::ringcap_tcp_analysis(copied, wire_len, now);
         }
         if config.filter_len > 0 {
             let mut run = FilterRun { state: FilterState::default(), copied, wire_len };

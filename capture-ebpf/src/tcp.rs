@@ -157,23 +157,22 @@ pub extern "C" fn ringcap_tcp_options(copied: u32) -> u32 {
     0
 }
 
-/// Analyses the packet in the filter window (its first `copied` bytes) seen at `now`
-/// (the record's own timestamp).
+/// Analyses the packet in the filter window (the first `copied` of its `wire_len` bytes)
+/// seen at `now` (the record's own timestamp).
 ///
 /// A global function with scalar arguments: the verifier checks it once, on its own,
 /// instead of once for every path of each program that calls it (which exceeded its
 /// budget of a million instructions).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ringcap_tcp_analysis(copied: u32, now: u64) -> u32 {
-    analyse(copied, now);
+pub extern "C" fn ringcap_tcp_analysis(copied: u32, wire_len: u32, now: u64) -> u32 {
+    analyse(copied, wire_len, now);
     0
 }
 
 #[inline(always)]
-fn analyse(copied: u32, now: u64) {
-    // TCP parsing never asks for the wire length: the window's is left 0.
-    let Some(window) = crate::select::window(copied, 0) else { return };
+fn analyse(copied: u32, wire_len: u32, now: u64) {
+    let Some(window) = crate::select::window(copied, wire_len) else { return };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
     let scratch = unsafe { &mut *scratch };

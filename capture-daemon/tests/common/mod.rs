@@ -102,6 +102,38 @@ pub fn stop(capture: CaptureProcess) -> Vec<String> {
     stderr
 }
 
+/// One capture of tcpdump's test suite (`../shared/corpus/tcpdump-tests`).
+pub struct CorpusCapture {
+    pub name: String,
+    pub path: PathBuf,
+    /// The link type (1: Ethernet).
+    pub linktype: u32,
+    /// Captured bytes of each packet, in file order.
+    pub packets: Vec<Vec<u8>>,
+}
+
+/// Every pcap and pcapng capture of the corpus ringcap's reader understands, by name.
+pub fn corpus_captures() -> Vec<CorpusCapture> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/tcpdump-tests");
+    assert!(
+        dir.is_dir(),
+        "the tcpdump corpus is missing at {}: the differential tests need it",
+        dir.display()
+    );
+    let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    let mut captures = Vec::new();
+    for path in paths {
+        let bytes = std::fs::read(&path).unwrap();
+        let Some(format) = capture_daemon::pcap::RecordFormat::from_file_header(&bytes) else { continue };
+        let records = format.records(&bytes[format.header_len.min(bytes.len())..]);
+        let packets = records.map_while(Result::ok).map(|r| r.data.to_vec()).collect();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        captures.push(CorpusCapture { name, path, linktype: format.linktype, packets });
+    }
+    captures
+}
+
 /// An HTTP response: status and body.
 pub struct Response {
     pub status: u16,
