@@ -6,6 +6,7 @@ mod filter;
 mod pull;
 mod report;
 mod storage;
+mod tcp;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ enum Bench {
     Filter(filter::Options),
     /// A filtered 5-minute window out of a multi-gigabyte ring vs zstdcat | tcpdump.
     Pull(pull::Options),
+    /// Kernel ns per packet of the TCP analysis at 1, 10k and 1M flows, off and on.
+    Tcp(tcp::Options),
     /// The ring writer alone at zstd levels 0, 1, 3, and the whole path against tcpdump + zstd.
     Storage(storage::Options),
 }
@@ -38,5 +41,6 @@ fn main() -> Result<()> {
         Bench::Storage(options) => storage::run(&options),
         Bench::Filter(options) => filter::run(&options),
         Bench::Pull(options) => pull::run(&options),
+        Bench::Tcp(options) => tcp::run(&options),
     }
 }

@@ -102,6 +102,9 @@ impl Findings {
     /// Adds the findings to the per-CPU counters and RTT histograms.
     #[inline(always)]
     fn flush(&self) {
+        if self.counters == 0 && self.samples == 0 {
+            return;
+        }
         let mut bit = Counter::TcpSyn as u32;
         while bit < Counter::COUNT {
             if self.counters & (1 << bit) != 0 {
@@ -182,19 +185,30 @@ fn analyse(copied: u32, wire_len: u32, now: u64) {
     ringcap_tcp_options(copied);
     let segment = &scratch.segment;
     let flags = segment.flags;
-    // One test per flag (an array of pairs would cost stack the call chain lacks).
-    count_by(Counter::TcpFin, u64::from(flags & tcp::FIN != 0));
-    count_by(Counter::TcpRst, u64::from(flags & tcp::RST != 0));
-    count_by(Counter::TcpEce, u64::from(flags & tcp::ECE != 0));
-    count_by(Counter::TcpCwr, u64::from(flags & tcp::CWR != 0));
+    // Flags are rare: note them in the findings, which `flush` turns into counter updates.
+    let flags = scratch.segment.flags;
+    let mut noted = 0u64;
+    if flags & tcp::FIN != 0 {
+        noted |= 1 << Counter::TcpFin as u32;
+    }
+    if flags & tcp::RST != 0 {
+        noted |= 1 << Counter::TcpRst as u32;
+    }
+    if flags & tcp::ECE != 0 {
+        noted |= 1 << Counter::TcpEce as u32;
+    }
+    if flags & tcp::CWR != 0 {
+        noted |= 1 << Counter::TcpCwr as u32;
+    }
     match flags & (tcp::SYN | tcp::ACK) {
-        tcp::SYN => count_by(Counter::TcpSyn, 1),
-        f if f == tcp::SYN | tcp::ACK => count_by(Counter::TcpSynAck, 1),
+        tcp::SYN => noted |= 1 << Counter::TcpSyn as u32,
+        f if f == tcp::SYN | tcp::ACK => noted |= 1 << Counter::TcpSynAck as u32,
         _ => {}
     }
-    if segment.window == 0 && flags & (tcp::SYN | tcp::FIN | tcp::RST) == 0 {
-        count_by(Counter::TcpZeroWindow, 1);
+    if scratch.segment.window == 0 && flags & (tcp::SYN | tcp::FIN | tcp::RST) == 0 {
+        noted |= 1 << Counter::TcpZeroWindow as u32;
     }
     ringcap_tcp_flow(now);
+    scratch.findings.counters |= noted;
     scratch.findings.flush();
 }
