@@ -86,13 +86,25 @@ pub fn run(options: &Options) -> Result<()> {
         })?;
         let mut timed = |analysis: bool| -> Result<f64> {
             program.forget_flows();
-            program.select(&Selection { tcp_analysis: analysis, sample_every: u32::MAX, ..Selection::default() })?;
+            program.select(&Selection {
+                tcp_analysis: analysis,
+                sample_every: u32::MAX,
+                ..Selection::default()
+            })?;
             ns_per_packet(&program, flows, options.packets)
         };
         let off = timed(false)?;
         let on = timed(true)?;
-        println!("  {flows} flows: off {off:.0} ns, on {on:.0} ns ({:.1} s)", started.elapsed().as_secs_f64());
-        rows.push(vec![flows.to_string(), format!("{off:.0}"), format!("{on:.0}"), format!("{:.0}", on - off)]);
+        println!(
+            "  {flows} flows: off {off:.0} ns, on {on:.0} ns ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        rows.push(vec![
+            flows.to_string(),
+            format!("{off:.0}"),
+            format!("{on:.0}"),
+            format!("{:.0}", on - off),
+        ]);
         figures.push(json!({
             "flows": flows,
             "analysis_off_ns_per_packet": off,

@@ -274,6 +274,8 @@ pub const FLOW_SAW_SYN_ACK: u64 = 2;
 pub const FLOW_ESTABLISHED: u64 = 4;
 /// The SYN went from the key's lower endpoint.
 pub const FLOW_SYN_FROM_LO: u64 = 8;
+/// Set by user space's sweep: the SYN went unanswered and was counted so.
+pub const FLOW_SYN_UNANSWERED: u64 = 16;
 
 /// A timestamp RTT sample waits at most this long for its echo (ePPing's default).
 pub const TS_SAMPLE_TIMEOUT_NS: u64 = 10_000_000_000;

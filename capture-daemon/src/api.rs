@@ -294,6 +294,7 @@ fn stats_json(sources: &Sources) -> serde_json::Value {
     json!({
         "tcp": since_start,
         "tcp_last_minute": last_minute,
+        "flows": *sources.live.flows.lock().expect("not poisoned"),
         "kernel": kernel,
         "reader": { "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed) },
         "storage": {
@@ -331,6 +332,7 @@ fn tcp_json(kernel: &KernelCounters, rtt: Option<&RttBuckets>) -> serde_json::Va
 /// Prometheus text exposition: counters only, fixed label sets.
 fn metrics_text(sources: &Sources) -> String {
     let kernel = *sources.live.kernel.lock().expect("not poisoned");
+    let flows = *sources.live.flows.lock().expect("not poisoned");
     let reader = &sources.live.reader;
     let s = &sources.storage;
     let mut out = String::new();
@@ -399,7 +401,13 @@ fn metrics_text(sources: &Sources) -> String {
             ("{event=\"inserted\"}", kernel.get(Counter::TcpFlowsInserted)),
             ("{event=\"mid_stream\"}", kernel.get(Counter::TcpFlowsMidStream)),
             ("{event=\"insert_failed\"}", kernel.get(Counter::TcpFlowInsertFailed)),
+            ("{event=\"evicted\"}", flows.evicted),
         ],
+    );
+    family(
+        "ringcap_tcp_syn_unanswered_total",
+        "TCP connection attempts whose SYN got no SYN-ACK within --syn-timeout.",
+        &[("", flows.syn_unanswered)],
     );
     family(
         "ringcap_storage_bytes_written_total",

@@ -7,7 +7,9 @@ use std::time::Duration;
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::filter::FilterInsn;
-use capture_common::tcp::{FlowKey, FlowState, RTT_BUCKETS, RTT_KINDS};
+use capture_common::tcp::{
+    FlowKey, FlowState, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK, FLOW_SYN_UNANSWERED, RTT_BUCKETS, RTT_KINDS,
+};
 use capture_common::{
     CaptureConfig, CONFIG_MAP, FILTER_MAP, FLOWS_MAP, MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM,
     TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
@@ -448,6 +450,33 @@ impl CaptureProgram {
             let _ = self.flows.remove(key);
         }
         keys.len()
+    }
+
+    /// Walks the flow table at `now_ns` (CLOCK_MONOTONIC): returns the number of flows in
+    /// it and of connection attempts newly found unanswered (a SYN without SYN-ACK for
+    /// `syn_timeout`), which it marks so each is counted once. The mark is written from
+    /// user space: a SYN-ACK arriving in that instant can lose its update (the flow then
+    /// looks unanswered), a race the sweep's rarity keeps negligible.
+    pub fn sweep_flows(&mut self, now_ns: u64, syn_timeout: Duration) -> (u64, u64) {
+        let timeout = syn_timeout.as_nanos() as u64;
+        let (mut live, mut unanswered) = (0, Vec::new());
+        for entry in self.flows.iter() {
+            let Ok((key, state)) = entry else { continue };
+            live += 1;
+            let waiting =
+                state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK | FLOW_SYN_UNANSWERED) == FLOW_SAW_SYN;
+            if waiting && now_ns.saturating_sub(state.syn_ns) >= timeout {
+                unanswered.push((key, FlowState { flags: state.flags | FLOW_SYN_UNANSWERED, ..state }));
+            }
+        }
+        let mut marked = 0;
+        for (key, state) in unanswered {
+            // BPF_EXIST: a flow evicted meanwhile is not put back.
+            if self.flows.insert(key, state, 2).is_ok() {
+                marked += 1;
+            }
+        }
+        (live, marked)
     }
 
     /// Current RTT histogram buckets, summed over CPUs.

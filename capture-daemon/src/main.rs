@@ -140,6 +140,9 @@ struct KernelArgs {
     /// Turn off the in-kernel TCP analysis (flags, handshakes, RTT) of every packet.
     #[arg(long)]
     no_tcp_analysis: bool,
+    /// A connection attempt is counted unanswered when its SYN gets no SYN-ACK this long.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    syn_timeout: f64,
     /// TCP flows the analysis tracks at once; the least recently seen are evicted.
     #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     tcp_flows: u32,
@@ -404,6 +407,12 @@ impl KernelArgs {
             direction: self.direction,
             xsk_frames: (buffer_bytes / capture_daemon::xsk::FRAME_SIZE).max(512),
             reorder_window: Duration::from_millis(self.reorder_window),
+            syn_timeout: Duration::try_from_secs_f64(self.syn_timeout)
+                .ok()
+                .filter(|t| !t.is_zero())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--syn-timeout {} is not a positive number of seconds", self.syn_timeout)
+                })?,
             kernel: KernelConfig {
                 snaplen: self.snaplen,
                 ring_bytes: buffer_bytes,
@@ -621,6 +630,14 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         let seconds = stats["tcp_last_minute"]["seconds"].as_f64().unwrap_or(0.0);
         print_tcp(&format!("last {seconds:.0} s"), &stats["tcp_last_minute"]);
     }
+    let f = &stats["flows"];
+    println!(
+        "TCP flows: {} in the table (of {}), {} evicted, {} connection attempts unanswered",
+        n(&f["live"]),
+        n(&f["capacity"]),
+        n(&f["evicted"]),
+        n(&f["syn_unanswered"])
+    );
     let r = &stats["reader"];
     println!(
         "capture since start: {} seen, {} captured; lost: {} ring full, {} copy failed, {} queue full; not selected: {} filter, {} sampling, {} rate limit",

@@ -28,9 +28,24 @@ pub struct LiveCounters {
     pub rtt: Mutex<Option<Box<RttBuckets>>>,
     /// The kernel's loss counters of the AF_XDP sockets, summed.
     pub xsk: Mutex<XskStatistics>,
+    /// What the last sweep of the TCP flow table found.
+    pub flows: Mutex<FlowTable>,
     /// The kernel counters and RTT buckets of the last minute, one entry a second,
     /// oldest first: what "the last minute" is measured against.
     pub history: Mutex<VecDeque<(Instant, KernelCounters, Box<RttBuckets>)>>,
+}
+
+/// The TCP flow table as the periodic sweep sees it.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct FlowTable {
+    /// Flows in the table at the last sweep.
+    pub live: u64,
+    /// Flows the table holds at most (`--tcp-flows`).
+    pub capacity: u64,
+    /// Connection attempts whose SYN got no SYN-ACK within `--syn-timeout`.
+    pub syn_unanswered: u64,
+    /// Flows the table evicted to make room (inserted minus live).
+    pub evicted: u64,
 }
 
 /// Seconds of history [`LiveCounters::history`] keeps.
@@ -80,11 +95,13 @@ impl LiveCounters {
             .map(|kind| (kind.key.to_string(), serde_json::json!(sparse(kind.index))))
             .collect();
         let xsk = *self.xsk.lock().expect("not poisoned");
+        let flows = *self.flows.lock().expect("not poisoned");
         serde_json::json!({
             "started_ns": started_ns,
             "time_ns": crate::retrieve::window::now().as_nanos() as u64,
             "kernel": counters,
             "xsk": xsk,
+            "flows": flows,
             "rtt": rtt,
         })
     }
@@ -123,6 +140,8 @@ pub struct CaptureOptions {
     pub xsk_frames: u32,
     /// How long the writer waits for a quiet reader before writing newer records of the others.
     pub reorder_window: Duration,
+    /// A SYN without SYN-ACK this long is a connection attempt that went unanswered.
+    pub syn_timeout: Duration,
     pub kernel: KernelConfig,
     /// Filter and sampling, installed before any program is attached.
     pub selection: Selection,
@@ -290,6 +309,7 @@ pub fn run_capture(
     };
     let deadline = options.duration.map(|d| Instant::now() + d);
     let mut published = Instant::now();
+    let mut sweeper = Sweeper::new(options.kernel.tcp_flows, options.syn_timeout);
     while !stop.load(Ordering::Acquire)
         && !control.count_reached.load(Ordering::Acquire)
         && !writer_failed.load(Ordering::Acquire)
@@ -299,6 +319,9 @@ pub fn run_capture(
         if published.elapsed() >= Duration::from_secs(1) {
             publish(&program);
             published = Instant::now();
+        }
+        if options.selection.tcp_analysis {
+            sweeper.maybe_sweep(&mut program, &options.live);
         }
     }
     // Detach first, so that draining the ring afterwards gets every captured packet.
@@ -321,6 +344,36 @@ pub fn run_capture(
         write_dropped: written.lost_packets,
         write_error: written.error,
     })
+}
+
+/// Sweeps the TCP flow table now and then: live flows, evictions, unanswered SYNs. A
+/// sweep reads every flow (two syscalls each), so sweeps are spaced to take at most 2%
+/// of a core.
+struct Sweeper {
+    next: Instant,
+    table: FlowTable,
+    syn_timeout: Duration,
+}
+
+impl Sweeper {
+    fn new(capacity: u32, syn_timeout: Duration) -> Self {
+        let table = FlowTable { capacity: u64::from(capacity), ..FlowTable::default() };
+        Sweeper { next: Instant::now() + Duration::from_secs(1), table, syn_timeout }
+    }
+
+    fn maybe_sweep(&mut self, program: &mut CaptureProgram, live: &LiveCounters) {
+        if Instant::now() < self.next {
+            return;
+        }
+        let started = Instant::now();
+        let (flows, unanswered) = program.sweep_flows(crate::clock::monotonic_ns(), self.syn_timeout);
+        let inserted = program.counters().get(capture_common::Counter::TcpFlowsInserted);
+        self.table.live = flows;
+        self.table.syn_unanswered += unanswered;
+        self.table.evicted = inserted.saturating_sub(flows);
+        *live.flows.lock().expect("not poisoned") = self.table;
+        self.next = Instant::now() + (started.elapsed() * 50).max(Duration::from_secs(1));
+    }
 }
 
 fn spawn<T: Send + 'static>(

@@ -371,7 +371,7 @@ impl RecordSource for XskSource {
         let count = self.socket.receive(max as u32, |bytes, timestamp| {
             let timestamp_ns = timestamp.unwrap_or_else(|| {
                 unstamped += 1;
-                monotonic_ns()
+                crate::clock::monotonic_ns()
             });
             let header = RecordHeader {
                 timestamp_ns,
@@ -391,14 +391,6 @@ impl RecordSource for XskSource {
     fn wait(&self, timeout: Duration) {
         crate::capture::poll_readable(self.socket.as_raw_fd(), timeout);
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// The receive queues of an interface (`/sys/class/net/IFACE/queues/rx-*`), at least one.

@@ -464,3 +464,71 @@ fn the_corpus_through_the_kernel_agrees_with_tshark() {
         mismatches.join("\n")
     );
 }
+
+/// Connection attempts nobody answers (their SYNs are lost after the capture point) are
+/// counted once each, however often their SYN is retransmitted.
+#[test]
+fn unanswered_connection_attempts_are_counted_once_each() {
+    let bed = bed();
+    let dir = scratch("tcp-unanswered");
+    let addr = "127.0.0.1:18092";
+    let ring = start_ringcap(
+        &bed,
+        "run",
+        &[
+            "--dir",
+            dir.to_str().unwrap(),
+            "-G",
+            "0",
+            "--direction",
+            "both",
+            "--http",
+            addr,
+            "--syn-timeout",
+            "1",
+        ],
+    );
+    // One answered connection first (it also resolves the neighbours).
+    let server = TestBed::in_namespace(&bed.rx_ns, || {
+        let listener = TcpListener::bind((RX_IP, 8082)).unwrap();
+        drop(listener.accept().unwrap());
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    TestBed::in_namespace(&bed.tx_ns, || drop(TcpStream::connect((RX_IP, 8082)).unwrap()))
+        .join()
+        .unwrap()
+        .unwrap();
+    server.join().unwrap().unwrap();
+    // Then every IPv4 packet arriving at veth-rx is lost (ARP, shorter, still passes).
+    let injector = TestBed::in_namespace(&bed.rx_ns, || {
+        let ifindex = capture_daemon::kernel::interface_index(ringcap_tools::testbed::RX_IF).unwrap();
+        ringcap_tools::bpf::LossInjector::attach(ifindex, 1, 60).unwrap()
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    TestBed::in_namespace(&bed.tx_ns, || {
+        for port in 7001..7005 {
+            let target = std::net::SocketAddr::from(([10, 77, 0, 2], port));
+            assert!(TcpStream::connect_timeout(&target, Duration::from_millis(1200)).is_err());
+        }
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(injector);
+    let stats: serde_json::Value = serde_json::from_slice(&get(&bed, addr, "/v1/stats", None).body).unwrap();
+    assert_eq!(stats["flows"]["syn_unanswered"], 4, "{}", stats["flows"]);
+    assert!(
+        stats["kernel"]["tcp_syn"].as_u64().unwrap() > 5,
+        "the SYNs were retransmitted: {}",
+        stats["kernel"]
+    );
+    assert_eq!(stats["kernel"]["tcp_handshakes"], 1);
+    let printed = bed.rx(RINGCAP).args(["stats", "--http", addr]).output().unwrap();
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.contains("4 connection attempts unanswered"), "{printed}");
+    ring.signal(libc::SIGINT);
+    assert!(ring.finish(WAIT).0.success());
+}

@@ -183,8 +183,6 @@ fn analyse(copied: u32, wire_len: u32, now: u64) {
         return;
     }
     ringcap_tcp_options(copied);
-    let segment = &scratch.segment;
-    let flags = segment.flags;
     // Flags are rare: note them in the findings, which `flush` turns into counter updates.
     let flags = scratch.segment.flags;
     let mut noted = 0u64;
