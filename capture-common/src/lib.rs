@@ -52,6 +52,14 @@ pub const TC_EGRESS_PROGRAM: &str = "ringcap_tc_egress";
 pub const FLOWS_MAP: &str = "FLOWS";
 /// Name of the per-CPU array of RTT histogram buckets ([`tcp::RTT_KINDS`] x [`tcp::RTT_BUCKETS`]).
 pub const RTT_MAP: &str = "RTT";
+/// Interfaces whose counters and histograms are kept apart, in `-i` order; packets of
+/// any other interface share one more slot ("other").
+pub const MAX_INTERFACES: u32 = 7;
+/// Counter and histogram slots: (interface index) x 2 + (1 for egress).
+pub const MAX_SLOTS: u32 = 2 * (MAX_INTERFACES + 1);
+/// Name of the hash map ifindex -> interface index (`-i` order) the loader fills.
+pub const INTERFACES_MAP: &str = "INTERFACES";
+
 /// Name of the XDP capture program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ringcap_xdp";
 /// Name of the XDP program of AF_XDP mode, which redirects selected packets to sockets.
@@ -124,7 +132,8 @@ impl RecordFlags {
     pub const GSO: u32 = 1 << 3;
 }
 
-/// Indexes of the per-CPU counter array. Every way a packet can leave the capture
+/// Indexes of the per-CPU counter array (within each slot: the array holds
+/// [`MAX_SLOTS`] x [`Counter::COUNT`] counters). Every way a packet can leave the capture
 /// path without reaching user space has its own counter: nothing is lost silently.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -513,8 +513,8 @@ fn rtt_on_ack<O: Observer>(other: &mut HalfFlow, segment: &Segment, now: u64, ou
 
 /// Buckets per RTT histogram: log-linear, four sub-buckets per power of two of nanoseconds.
 pub const RTT_BUCKETS: u32 = 256;
-/// Histograms in the kernel's RTT array: the handshake's server and client sides, TCP
-/// timestamps, data to ACK.
+/// Histograms in the kernel's RTT array, per slot: the handshake's server and client
+/// sides, TCP timestamps, data to ACK.
 pub const RTT_KINDS: u32 = 4;
 pub const RTT_SERVER: u32 = 0;
 pub const RTT_CLIENT: u32 = 1;

@@ -294,6 +294,7 @@ fn stats_json(sources: &Sources) -> serde_json::Value {
     json!({
         "tcp": since_start,
         "tcp_last_minute": last_minute,
+        "tcp_by_interface": by_interface(sources),
         "flows": *sources.live.flows.lock().expect("not poisoned"),
         "kernel": kernel,
         "reader": { "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed) },
@@ -305,6 +306,23 @@ fn stats_json(sources: &Sources) -> serde_json::Value {
             "write_errors": get(&s.write_errors), "index_errors": get(&s.index_errors),
         },
     })
+}
+
+/// The TCP health of each slot (interface and direction) since start.
+fn by_interface(sources: &Sources) -> serde_json::Value {
+    let kernel = *sources.live.kernel.lock().expect("not poisoned");
+    let rtt = sources.live.rtt_by_slot.lock().expect("not poisoned").clone();
+    let slots = sources.live.slots.lock().expect("not poisoned").clone();
+    slots
+        .iter()
+        .map(|label| {
+            json!({
+                "interface": label.interface,
+                "direction": label.direction,
+                "tcp": tcp_json(&kernel.only(label.slot), rtt.as_ref().map(|b| &b[label.slot])),
+            })
+        })
+        .collect()
 }
 
 /// TCP health from kernel counters and RTT buckets (cumulative, or the difference of two
@@ -367,33 +385,51 @@ fn metrics_text(sources: &Sources) -> String {
             ("{reason=\"rate_limit\"}", kernel.get(Counter::RateLimited)),
         ],
     );
-    family(
-        "ringcap_tcp_segments_total",
-        "TCP segments seen (selected or not), by flag.",
-        &[
-            ("{flag=\"syn\"}", kernel.get(Counter::TcpSyn)),
-            ("{flag=\"syn_ack\"}", kernel.get(Counter::TcpSynAck)),
-            ("{flag=\"fin\"}", kernel.get(Counter::TcpFin)),
-            ("{flag=\"rst\"}", kernel.get(Counter::TcpRst)),
-            ("{flag=\"ece\"}", kernel.get(Counter::TcpEce)),
-            ("{flag=\"cwr\"}", kernel.get(Counter::TcpCwr)),
-        ],
-    );
-    let analysis: Vec<(String, u64)> = TCP_ANALYSIS
-        .iter()
-        .map(|(counter, label)| (format!("{{event=\"{label}\"}}"), kernel.get(*counter)))
-        .collect();
-    let analysis: Vec<(&str, u64)> = analysis.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-    family(
-        "ringcap_tcp_analysis_segments_total",
-        "TCP segments flagged by Wireshark's analysis rules (tcp.analysis.*), by event.",
-        &analysis,
-    );
-    family(
-        "ringcap_tcp_handshakes_total",
-        "TCP three-way handshakes seen to completion.",
-        &[("", kernel.get(Counter::TcpHandshakes))],
-    );
+    // TCP health by interface and direction: a fixed set of series per slot in use.
+    let slots = sources.live.slots.lock().expect("not poisoned").clone();
+    let per_slot = |labels: &dyn Fn(&str) -> Vec<(String, Counter)>| -> Vec<(String, u64)> {
+        slots
+            .iter()
+            .flat_map(|slot| {
+                let kernel = kernel.only(slot.slot);
+                let prefix = format!("interface=\"{}\",direction=\"{}\"", slot.interface, slot.direction);
+                labels(&prefix).into_iter().map(move |(labels, counter)| (labels, kernel.get(counter)))
+            })
+            .collect()
+    };
+    let flags = per_slot(&|prefix| {
+        [
+            ("syn", Counter::TcpSyn),
+            ("syn_ack", Counter::TcpSynAck),
+            ("fin", Counter::TcpFin),
+            ("rst", Counter::TcpRst),
+            ("ece", Counter::TcpEce),
+            ("cwr", Counter::TcpCwr),
+        ]
+        .into_iter()
+        .map(|(flag, counter)| (format!("{{{prefix},flag=\"{flag}\"}}"), counter))
+        .collect()
+    });
+    let analysis = per_slot(&|prefix| {
+        TCP_ANALYSIS
+            .iter()
+            .map(|(counter, event)| (format!("{{{prefix},event=\"{event}\"}}"), *counter))
+            .collect()
+    });
+    let handshakes = per_slot(&|prefix| vec![(format!("{{{prefix}}}"), Counter::TcpHandshakes)]);
+    for (name, help, series) in [
+        ("ringcap_tcp_segments_total", "TCP segments seen (selected or not), by flag.", &flags),
+        (
+            "ringcap_tcp_analysis_segments_total",
+            "TCP segments flagged by Wireshark's analysis rules (tcp.analysis.*), by event.",
+            &analysis,
+        ),
+        ("ringcap_tcp_handshakes_total", "TCP three-way handshakes seen to completion.", &handshakes),
+    ] {
+        let series: Vec<(&str, u64)> =
+            series.iter().map(|(labels, value)| (labels.as_str(), *value)).collect();
+        family(name, help, &series);
+    }
     family(
         "ringcap_tcp_flows_total",
         "TCP flows of the analysis's flow table, by event.",
@@ -442,29 +478,34 @@ fn metrics_text(sources: &Sources) -> String {
         "Frames that could not be written.",
         &[("", get(&s.write_errors))],
     );
-    if let Some(buckets) = sources.live.rtt.lock().expect("not poisoned").as_ref() {
-        let mut described = "";
-        for kind in RTT_KINDS {
+    if let Some(buckets) = sources.live.rtt_by_slot.lock().expect("not poisoned").as_ref() {
+        for (i, kind) in RTT_KINDS.iter().enumerate() {
             let name = kind.metric;
-            if described != name {
+            if i == 0 || RTT_KINDS[i - 1].metric != name {
                 let help = if name == "ringcap_tcp_handshake_rtt_seconds" {
                     "TCP handshake RTT at the capture point: server side SYN to SYN-ACK, client side SYN-ACK to ACK."
                 } else {
                     "TCP RTT from the capture point to the data's receiver and back, by method: timestamps (TSval to TSecr) or data to ACK."
                 };
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-                described = name;
             }
-            let (label, histogram) = (kind.label, &buckets[kind.index]);
-            for bound in prometheus_bounds_ns() {
-                let le = bound as f64 / 1e9;
-                let count = count_at_most(histogram, bound);
-                let _ = writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {count}");
+            for slot in &slots {
+                let label = format!(
+                    "interface=\"{}\",direction=\"{}\",{}",
+                    slot.interface, slot.direction, kind.label
+                );
+                let histogram = &buckets[slot.slot][kind.index];
+                for bound in prometheus_bounds_ns() {
+                    let le = bound as f64 / 1e9;
+                    let count = count_at_most(histogram, bound);
+                    let _ = writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {count}");
+                }
+                let total: u64 = histogram.iter().sum();
+                let sum = kernel.only(slot.slot).get(kind.sum) as f64 / 1e9;
+                let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {total}");
+                let _ = writeln!(out, "{name}_sum{{{label}}} {sum}");
+                let _ = writeln!(out, "{name}_count{{{label}}} {total}");
             }
-            let total: u64 = histogram.iter().sum();
-            let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {total}");
-            let _ = writeln!(out, "{name}_sum{{{label}}} {}", kernel.get(kind.sum) as f64 / 1e9);
-            let _ = writeln!(out, "{name}_count{{{label}}} {total}");
         }
     }
     out

@@ -16,10 +16,13 @@ use capture_common::{
 };
 
 use crate::filter::Filter;
+use crate::mmap::Mapping;
 use aya::{Ebpf, EbpfLoader};
 use capture_common::{
-    Counter, COUNTERS_MAP, MAX_CAPTURE_BYTES, MAX_CPUS, RING_MAP, SNAPLEN_GLOBAL, WAKEUP_GLOBAL, XDP_PROGRAM,
+    Counter, COUNTERS_MAP, INTERFACES_MAP, MAX_CAPTURE_BYTES, MAX_CPUS, MAX_INTERFACES, MAX_SLOTS, RING_MAP,
+    SNAPLEN_GLOBAL, WAKEUP_GLOBAL, XDP_PROGRAM,
 };
+use std::os::fd::{AsFd, AsRawFd};
 
 /// The eBPF object built by `build.rs`, embedded so binary and programs never drift apart.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ringcap-programs"));
@@ -187,22 +190,40 @@ pub struct Selection {
     pub tcp_analysis: bool,
 }
 
-/// Sums of the per-CPU counters of the capture programs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Sums over CPUs of the capture programs' counters, by slot (interface and direction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelCounters {
-    pub values: [u64; Counter::COUNT as usize],
+    pub values: [[u64; Counter::COUNT as usize]; MAX_SLOTS as usize],
+}
+
+impl Default for KernelCounters {
+    fn default() -> Self {
+        KernelCounters { values: [[0; Counter::COUNT as usize]; MAX_SLOTS as usize] }
+    }
 }
 
 impl KernelCounters {
+    /// A counter, summed over slots.
     pub fn get(&self, counter: Counter) -> u64 {
-        self.values[counter as usize]
+        self.values.iter().map(|slot| slot[counter as usize]).sum()
+    }
+
+    /// The counters of one slot alone.
+    pub fn only(&self, slot: usize) -> KernelCounters {
+        let mut one = KernelCounters::default();
+        if let Some(values) = self.values.get(slot) {
+            one.values[slot] = *values;
+        }
+        one
     }
 
     /// The counts since `earlier` (a snapshot of the same counters).
     pub fn since(&self, earlier: &KernelCounters) -> KernelCounters {
         let mut delta = *self;
-        for (value, before) in delta.values.iter_mut().zip(earlier.values) {
-            *value = value.saturating_sub(before);
+        for (slot, before) in delta.values.iter_mut().zip(earlier.values) {
+            for (value, before) in slot.iter_mut().zip(before) {
+                *value = value.saturating_sub(before);
+            }
         }
         delta
     }
@@ -220,7 +241,11 @@ pub struct CaptureProgram {
     rings: Vec<RingBuf<MapData>>,
     filter: Array<MapData, FilterInsn>,
     config: Array<MapData, CaptureConfig>,
-    rtt: PerCpuArray<MapData, u64>,
+    /// The RTT histograms of every slot, mapped into our memory.
+    rtt: Mapping,
+    /// Keeps the RTT map (and so the mapping) alive.
+    _rtt_map: MapData,
+    interfaces: HashMap<MapData, u32, u32>,
     sockets: XskMap<MapData>,
     socket_slots: HashMap<MapData, u32, u32>,
     flows: HashMap<MapData, FlowKey, FlowState>,
@@ -229,8 +254,23 @@ pub struct CaptureProgram {
     loaded: ProgramSet,
 }
 
-/// The kernel's RTT histograms summed over CPUs: [server side, client side] buckets.
+/// The kernel's RTT histograms of one slot (or summed over slots), by kind.
 pub type RttBuckets = [[u64; RTT_BUCKETS as usize]; RTT_KINDS as usize];
+/// The kernel's RTT histograms of every slot.
+pub type SlotRttBuckets = [RttBuckets; MAX_SLOTS as usize];
+
+/// The histograms of all slots summed.
+pub fn rtt_total(slots: &SlotRttBuckets) -> Box<RttBuckets> {
+    let mut total = Box::new([[0u64; RTT_BUCKETS as usize]; RTT_KINDS as usize]);
+    for slot in slots {
+        for (kind, histogram) in total.iter_mut().zip(slot) {
+            for (bucket, count) in kind.iter_mut().zip(histogram) {
+                *bucket += count;
+            }
+        }
+    }
+    total
+}
 
 impl CaptureProgram {
     /// Loads the programs into the kernel (nothing is attached yet).
@@ -267,7 +307,8 @@ impl CaptureProgram {
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let config = Array::try_from(take_map(&mut ebpf, CONFIG_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
-        let rtt = PerCpuArray::try_from(take_map(&mut ebpf, RTT_MAP)?)
+        let (rtt, rtt_map) = map_rtt(take_map(&mut ebpf, RTT_MAP)?)?;
+        let interfaces = HashMap::try_from(take_map(&mut ebpf, INTERFACES_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let sockets =
             XskMap::try_from(take_map(&mut ebpf, XSKS_MAP)?).map_err(|e| KernelError::Load(e.to_string()))?;
@@ -285,6 +326,8 @@ impl CaptureProgram {
             filter,
             config,
             rtt,
+            _rtt_map: rtt_map,
+            interfaces,
             sockets,
             loaded: programs,
         })
@@ -479,30 +522,54 @@ impl CaptureProgram {
         (live, marked)
     }
 
-    /// Current RTT histogram buckets, summed over CPUs.
-    pub fn rtt_buckets(&self) -> Box<RttBuckets> {
-        let mut buckets = Box::new([[0u64; RTT_BUCKETS as usize]; RTT_KINDS as usize]);
-        for (kind, histogram) in buckets.iter_mut().enumerate() {
-            for (bucket, slot) in histogram.iter_mut().enumerate() {
-                let index = kind as u32 * RTT_BUCKETS + bucket as u32;
-                if let Ok(values) = self.rtt.get(&index, 0) {
-                    *slot = values.iter().sum();
-                }
-            }
+    /// Gives the interfaces, in `-i` order, their own counter and histogram slots (the
+    /// first [`MAX_INTERFACES`]; the others share one).
+    pub fn set_interfaces(&mut self, ifindexes: &[u32]) -> Result<(), KernelError> {
+        for (index, ifindex) in ifindexes.iter().take(MAX_INTERFACES as usize).enumerate() {
+            self.interfaces
+                .insert(ifindex, index as u32, 0)
+                .map_err(|e| KernelError::MapUpdate { map: INTERFACES_MAP, reason: e.to_string() })?;
+        }
+        Ok(())
+    }
+
+    /// Current RTT histogram buckets of every slot.
+    pub fn rtt_buckets(&self) -> Box<SlotRttBuckets> {
+        let mut buckets = Box::new([[[0u64; RTT_BUCKETS as usize]; RTT_KINDS as usize]; MAX_SLOTS as usize]);
+        let values: *const u64 = self.rtt.at(0);
+        for (i, bucket) in buckets.iter_mut().flatten().flatten().enumerate() {
+            // SAFETY: the mapping holds MAX_SLOTS * RTT_KINDS * RTT_BUCKETS u64s, which the
+            // kernel updates atomically.
+            *bucket = unsafe { std::ptr::read_volatile(values.add(i)) };
         }
         buckets
     }
 
-    /// Current sums of the per-CPU counters.
+    /// Current sums of the per-CPU counters, by slot.
     pub fn counters(&self) -> KernelCounters {
         let mut sums = KernelCounters::default();
-        for counter in Counter::ALL {
-            if let Ok(values) = self.counters.get(&(counter as u32), 0) {
-                sums.values[counter as usize] = values.iter().sum();
+        for (slot, values) in sums.values.iter_mut().enumerate() {
+            for counter in Counter::ALL {
+                let index = slot as u32 * Counter::COUNT + counter as u32;
+                if let Ok(per_cpu) = self.counters.get(&index, 0) {
+                    values[counter as usize] = per_cpu.iter().sum();
+                }
             }
         }
         sums
     }
+}
+
+/// Maps the RTT histogram array (`BPF_F_MMAPABLE`) into our memory, read-only in effect.
+fn map_rtt(map: Map) -> Result<(Mapping, MapData), KernelError> {
+    let Map::Array(data) = map else {
+        return Err(KernelError::Load(format!("map {RTT_MAP} is not an array")));
+    };
+    let bytes = (MAX_SLOTS * RTT_KINDS * RTT_BUCKETS) as usize * 8;
+    let len = bytes.div_ceil(page_size() as usize) * page_size() as usize;
+    let mapping = Mapping::new(Some(data.fd().as_fd().as_raw_fd()), len, 0)
+        .map_err(|e| KernelError::Load(format!("mapping the RTT histograms: {e}")))?;
+    Ok((mapping, data))
 }
 
 /// Creates one ring buffer of `bytes` per CPU and puts it in the program's array of rings.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod filter;
 pub mod kernel;
 pub mod merge;
+pub mod mmap;
 pub mod output;
 pub mod pcap;
 pub mod retrieve;

@@ -630,6 +630,25 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         let seconds = stats["tcp_last_minute"]["seconds"].as_f64().unwrap_or(0.0);
         print_tcp(&format!("last {seconds:.0} s"), &stats["tcp_last_minute"]);
     }
+    for slot in stats["tcp_by_interface"].as_array().into_iter().flatten() {
+        let (tcp, analysis) = (&slot["tcp"], &slot["tcp"]["analysis"]);
+        let retransmissions = ["retransmission", "fast_retransmission", "spurious_retransmission"]
+            .iter()
+            .map(|key| n(&analysis[*key]))
+            .sum::<u64>();
+        println!(
+            "  {} {}: {} handshakes, {} SYN, {} RST, {} retransmissions, {} duplicate ACKs, {} zero windows; timestamp RTT p50 {:.3} ms",
+            slot["interface"].as_str().unwrap_or_default(),
+            slot["direction"].as_str().unwrap_or_default(),
+            n(&tcp["tcp_handshakes"]),
+            n(&tcp["tcp_syn"]),
+            n(&tcp["tcp_rst"]),
+            retransmissions,
+            n(&analysis["duplicate_ack"]),
+            n(&analysis["zero_window"]),
+            n(&tcp["timestamp_rtt"]["p50_ns"]) as f64 / 1e6
+        );
+    }
     let f = &stats["flows"];
     println!(
         "TCP flows: {} in the table (of {}), {} evicted, {} connection attempts unanswered",

@@ -11,12 +11,13 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use crate::analysis::RTT_KINDS;
 use crate::capture::{Batch, BufferPool, Reader, ReaderConfig, ReaderControl, ReaderCounters, RingSource};
 use crate::kernel::{
-    Attach, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, ProgramSet, RttBuckets,
-    Selection, XdpModeChoice,
+    rtt_total, Attach, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, ProgramSet,
+    RttBuckets, Selection, SlotRttBuckets, XdpModeChoice,
 };
 use crate::merge::Merger;
 use crate::output::Sink;
 use crate::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
+use capture_common::MAX_INTERFACES;
 
 /// Counters of a running session, readable from other threads (API, metrics): the
 /// reader's own atomics, and the kernel's per-CPU sums refreshed every second.
@@ -24,8 +25,12 @@ use crate::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
 pub struct LiveCounters {
     pub reader: Arc<ReaderCounters>,
     pub kernel: Mutex<KernelCounters>,
-    /// The kernel's TCP handshake RTT histograms (empty until the first refresh).
+    /// The kernel's RTT histograms summed over slots (empty until the first refresh)...
     pub rtt: Mutex<Option<Box<RttBuckets>>>,
+    /// ...and by slot.
+    pub rtt_by_slot: Mutex<Option<Box<SlotRttBuckets>>>,
+    /// The interface and direction of each slot in use.
+    pub slots: Mutex<Vec<SlotLabel>>,
     /// The kernel's loss counters of the AF_XDP sockets, summed.
     pub xsk: Mutex<XskStatistics>,
     /// What the last sweep of the TCP flow table found.
@@ -33,6 +38,40 @@ pub struct LiveCounters {
     /// The kernel counters and RTT buckets of the last minute, one entry a second,
     /// oldest first: what "the last minute" is measured against.
     pub history: Mutex<VecDeque<(Instant, KernelCounters, Box<RttBuckets>)>>,
+}
+
+/// What one slot of the kernel's counters and histograms stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotLabel {
+    pub slot: usize,
+    pub interface: String,
+    /// "in" or "out".
+    pub direction: &'static str,
+}
+
+/// The slots of a capture of `interfaces` in `direction`: each of the first
+/// [`MAX_INTERFACES`] has its own, the rest share "other".
+pub fn slot_labels(interfaces: &[String], direction: Direction) -> Vec<SlotLabel> {
+    let mut names: Vec<&str> = interfaces.iter().take(MAX_INTERFACES as usize).map(String::as_str).collect();
+    if interfaces.len() > MAX_INTERFACES as usize {
+        names.push("other");
+    }
+    let mut labels = Vec::new();
+    for (index, name) in names.into_iter().enumerate() {
+        for (egress, label) in [(false, "in"), (true, "out")] {
+            let wanted = match direction {
+                Direction::In => !egress,
+                Direction::Out => egress,
+                Direction::Both => true,
+            };
+            if wanted {
+                let slot =
+                    if name == "other" { MAX_INTERFACES as usize } else { index } * 2 + usize::from(egress);
+                labels.push(SlotLabel { slot, interface: name.to_string(), direction: label });
+            }
+        }
+    }
+    labels
 }
 
 /// The TCP flow table as the periodic sweep sees it.
@@ -53,9 +92,11 @@ const HISTORY_SECONDS: usize = 61;
 
 impl LiveCounters {
     /// Publishes the kernel's current counters and histograms.
-    fn publish(&self, kernel: KernelCounters, rtt: Box<RttBuckets>) {
+    fn publish(&self, kernel: KernelCounters, by_slot: Box<SlotRttBuckets>) {
+        let rtt = rtt_total(&by_slot);
         *self.kernel.lock().expect("not poisoned") = kernel;
         *self.rtt.lock().expect("not poisoned") = Some(rtt.clone());
+        *self.rtt_by_slot.lock().expect("not poisoned") = Some(by_slot);
         let mut history = self.history.lock().expect("not poisoned");
         if history.len() == HISTORY_SECONDS {
             history.pop_front();
@@ -221,6 +262,13 @@ pub fn run_capture(
     let programs = points.iter().fold(ProgramSet::default(), |set, &point| set.with(point));
     let mut program = CaptureProgram::load(KernelConfig { programs, ..options.kernel })?;
     program.select(&options.selection)?;
+    let ifindexes = options
+        .interfaces
+        .iter()
+        .map(|iface| crate::kernel::interface_index(iface))
+        .collect::<Result<Vec<_>, _>>()?;
+    program.set_interfaces(&ifindexes)?;
+    *options.live.slots.lock().expect("not poisoned") = slot_labels(&options.interfaces, options.direction);
 
     // The AF_XDP sockets exist before their program is attached, so no packet finds its queue empty.
     let mut sockets = Vec::new();

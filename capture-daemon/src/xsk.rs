@@ -7,7 +7,6 @@
 //! what it could not deliver (`XDP_STATISTICS`); [`XskStatistics`] carries those counts.
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use std::time::Duration;
 use capture_common::{RecordFlags, RecordHeader, XskMeta};
 
 use crate::capture::{ReaderCounters, RecordSource};
+use crate::mmap::Mapping;
 
 /// Size of one UMEM frame: a page, which holds any frame veth or a 1500-MTU NIC delivers.
 pub const FRAME_SIZE: u32 = 4096;
@@ -107,52 +107,6 @@ fn statistics(socket: BorrowedFd<'_>) -> io::Result<XskStatistics> {
         rx_invalid_descs: raw.rx_invalid_descs,
     })
 }
-
-/// An anonymous or socket mapping, unmapped on drop.
-struct Mapping {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(fd: Option<RawFd>, len: usize, offset: u64) -> io::Result<Self> {
-        let (flags, fd) = match fd {
-            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
-            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE, -1),
-        };
-        // SAFETY: a fresh mapping; the kernel checks fd and offset.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                offset as libc::off_t,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping { base: NonNull::new(base.cast()).expect("mmap does not return null"), len })
-    }
-
-    fn at<T>(&self, offset: u64) -> *mut T {
-        debug_assert!(offset as usize + size_of::<T>() <= self.len);
-        // SAFETY: within the mapping (the kernel's offsets describe its layout).
-        unsafe { self.base.as_ptr().add(offset as usize).cast() }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was created by mmap with this length and is no longer used.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
-
-// SAFETY: the mapping is plain memory; access is coordinated by the ring protocol.
-unsafe impl Send for Mapping {}
 
 /// A single-producer single-consumer ring shared with the kernel.
 struct Ring<T> {

@@ -78,6 +78,22 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
     }
     assert_eq!(ours("tcp_syn"), CONNECTIONS as u64 + 1);
     assert_eq!(ours("tcp_rst"), 1);
+    // By interface and direction: the client's SYNs arrive at veth-rx, the server's
+    // SYN-ACKs and the reset leave it.
+    let slots = stats["tcp_by_interface"].as_array().unwrap();
+    let slot = |direction: &str| slots.iter().find(|s| s["direction"] == direction).unwrap()["tcp"].clone();
+    assert_eq!(slots.len(), 2, "{slots:?}");
+    assert_eq!(slot("in")["tcp_syn"], CONNECTIONS as u64 + 1);
+    assert_eq!(slot("in")["tcp_syn_ack"], 0);
+    assert_eq!(slot("out")["tcp_syn_ack"], CONNECTIONS as u64);
+    assert_eq!(slot("out")["tcp_rst"], 1);
+    let metrics = String::from_utf8(get(&bed, addr, "/metrics", None).body).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "ringcap_tcp_segments_total{{interface=\"veth-rx\",direction=\"out\",flag=\"syn_ack\"}} {CONNECTIONS}"
+        )),
+        "{metrics}"
+    );
 
     // tshark's initial RTT of each stream is SYN to the ACK of the SYN-ACK: at the capture
     // point that is ringcap's server side plus client side, so the sums agree.

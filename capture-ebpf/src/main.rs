@@ -8,6 +8,9 @@
 //! drops the rest. Every packet that does not reach user space is counted in `COUNTERS`.
 #![no_std]
 #![no_main]
+// Atomic adds on shared map values (the BPF target's core lacks AtomicU64::fetch_add).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod record;
 mod select;
@@ -46,7 +49,7 @@ static XSK_SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 pub fn ringcap_xsk(ctx: XdpContext) -> u32 {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !record::selected(&XdpPacket(&ctx), now) {
+    if !record::selected(&XdpPacket(&ctx), now, false) {
         return xdp_action::XDP_DROP;
     }
     stamp(&ctx, now);

@@ -5,10 +5,12 @@ use aya_ebpf::{
     btf_maps::{ArrayOfMaps, RingBuf},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_ringbuf_query},
     macros::{btf_map, map},
-    maps::PerCpuArray,
+    maps::{HashMap, PerCpuArray},
     Global,
 };
-use capture_common::{Counter, RecordHeader, MAX_CAPTURE_BYTES, MAX_CPUS};
+use capture_common::{
+    Counter, RecordFlags, RecordHeader, MAX_CAPTURE_BYTES, MAX_CPUS, MAX_INTERFACES, MAX_SLOTS,
+};
 
 /// Bytes copied per packet, set by the loader (`-s SNAPLEN`).
 #[unsafe(no_mangle)]
@@ -26,9 +28,35 @@ static WAKEUP_BYTES: Global<u64> = Global::new(1 << 20);
 #[btf_map]
 static PACKET_RINGS: ArrayOfMaps<RingBuf<u8, 4096>, { MAX_CPUS as usize }> = ArrayOfMaps::new();
 
-/// Per-CPU counters indexed by [`Counter`].
+/// Per-CPU counters: slot * COUNT + [`Counter`].
 #[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SLOTS * Counter::COUNT, 0);
+
+/// Interface index (`-i` order) by ifindex, filled by the loader.
+#[map]
+static INTERFACES: HashMap<u32, u32> = HashMap::with_max_entries(MAX_INTERFACES, 0);
+
+/// The slot of the packet this CPU is working on, set when the packet comes in: every
+/// count and RTT sample of the packet lands in its interface's and direction's slot.
+#[map]
+static SLOT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sets the slot of the packet on `ifindex` going the way `egress` says.
+#[inline(always)]
+fn enter_slot(ifindex: u32, egress: bool) {
+    // SAFETY: the value is a plain u32 the loader wrote before attaching.
+    let interface = unsafe { INTERFACES.get(ifindex) }.copied().unwrap_or(MAX_INTERFACES);
+    if let Some(slot) = SLOT.get_ptr_mut(0) {
+        // SAFETY: per-CPU value, only this CPU uses it while the program runs.
+        unsafe { *slot = (interface.min(MAX_INTERFACES) * 2 + u32::from(egress)) & (MAX_SLOTS - 1) };
+    }
+}
+
+/// The slot of the packet this CPU is working on.
+#[inline(always)]
+pub fn current_slot() -> u32 {
+    SLOT.get(0).copied().unwrap_or(0) & (MAX_SLOTS - 1)
+}
 
 /// What a capture point must provide to have its packets recorded.
 pub trait PacketBytes {
@@ -63,19 +91,23 @@ pub fn count_by(counter: Counter, by: u64) {
     count_raw(counter as u32, by);
 }
 
-/// Adds to the per-CPU counter of index `counter`.
+/// Adds to the per-CPU counter of index `counter` in the current packet's slot.
 #[inline(always)]
 pub fn count_raw(counter: u32, by: u64) {
-    if let Some(value) = COUNTERS.get_ptr_mut(counter) {
+    if counter >= Counter::COUNT {
+        return;
+    }
+    if let Some(value) = COUNTERS.get_ptr_mut(current_slot() * Counter::COUNT + counter) {
         // SAFETY: per-CPU value, only this CPU writes it while the program runs.
         unsafe { *value += by };
     }
 }
 
 /// Counts the packet as seen and decides whether it is recorded; a packet left out
-/// is counted by the reason.
+/// is counted by the reason. `egress`: the packet is leaving (its counts' slot).
 #[inline(always)]
-pub fn selected<P: PacketBytes>(packet: &P, now: u64) -> bool {
+pub fn selected<P: PacketBytes>(packet: &P, now: u64, egress: bool) -> bool {
+    enter_slot(packet.ifindex(), egress);
     count(Counter::Seen);
     match crate::select::select(packet, packet.len(), now) {
         Ok(()) => true,
@@ -91,7 +123,7 @@ pub fn selected<P: PacketBytes>(packet: &P, now: u64) -> bool {
 pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !selected(packet, now) {
+    if !selected(packet, now, flags & RecordFlags::EGRESS != 0) {
         return;
     }
     let orig_len = packet.len();

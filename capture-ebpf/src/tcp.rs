@@ -3,12 +3,13 @@
 //! samples) run on the flow's state in an LRU hash, into per-CPU counters and log-linear
 //! RTT histograms.
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
 };
 use capture_common::{
     tcp::{self, FlowKey, FlowState, Observer, OptionScan, Segment, MAX_OPTIONS, RTT_BUCKETS, RTT_KINDS},
-    Counter,
+    Counter, MAX_SLOTS,
 };
 
 use crate::record::{count_by, count_raw};
@@ -21,9 +22,11 @@ static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(6553
 #[map]
 static NEW_FLOW: PerCpuArray<FlowState> = PerCpuArray::with_max_entries(1, 0);
 
-/// RTT histograms: kind * RTT_BUCKETS + bucket.
+/// RTT histograms: (slot * RTT_KINDS + kind) * RTT_BUCKETS + bucket. One array for all
+/// CPUs, updated with atomic adds (samples are rare next to packets), that user space
+/// maps into its memory: reading every bucket of every slot costs no syscall.
 #[map]
-static RTT: PerCpuArray<u64> = PerCpuArray::with_max_entries(RTT_KINDS * RTT_BUCKETS, 0);
+static RTT: Array<u64> = Array::with_max_entries(MAX_SLOTS * RTT_KINDS * RTT_BUCKETS, BPF_F_MMAPABLE);
 
 /// The segment being analysed and what its analysis found, per CPU: how the analysis
 /// entry and its global functions share them.
@@ -133,10 +136,16 @@ fn record_rtt(kind: u32, ns: u64) {
         _ => Counter::TcpRttDataNs,
     };
     count_by(sum, ns);
-    let index = (kind * RTT_BUCKETS + tcp::rtt_bucket(ns)) & (RTT_KINDS * RTT_BUCKETS - 1);
+    let histogram = crate::record::current_slot() * RTT_KINDS + (kind & (RTT_KINDS - 1));
+    let index = (histogram * RTT_BUCKETS + tcp::rtt_bucket(ns)) & (MAX_SLOTS * RTT_KINDS * RTT_BUCKETS - 1);
     if let Some(bucket) = RTT.get_ptr_mut(index) {
-        // SAFETY: per-CPU value, only this CPU writes it while the program runs.
-        unsafe { *bucket += 1 };
+        // SAFETY: a live map value shared by all CPUs, updated atomically (BPF_ATOMIC add;
+        // the BPF target's core has no AtomicU64::fetch_add).
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                bucket, 1,
+            )
+        };
     }
 }
 
