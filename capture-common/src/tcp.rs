@@ -443,8 +443,8 @@ fn sequence<O: Observer>(
 
 /// RTT samples this segment starts: a timestamp (ePPing's rules: data or SYN/FIN only,
 /// never pure ACKs; only a TSval newer than the last one sampled; one sample waiting at a
-/// time, dropped after [`TS_SAMPLE_TIMEOUT_NS`]) and a data sample (new data only, one at
-/// a time, voided by a retransmission: Karn).
+/// time, dropped after [`TS_SAMPLE_TIMEOUT_NS`]) and a data sample (new payload only, one
+/// at a time, voided by a retransmission: Karn; the handshake has its own samples).
 #[inline(always)]
 fn samples(half: &mut HalfFlow, segment: &Segment, now: u64, advanced: bool) {
     if segment.len == 0 && segment.flags & (SYN | FIN) == 0 {
@@ -459,7 +459,7 @@ fn samples(half: &mut HalfFlow, segment: &Segment, now: u64, advanced: bool) {
             half.flags |= HALF_TS;
         }
     }
-    if advanced && half.data_ns == 0 {
+    if advanced && segment.len > 0 && half.data_ns == 0 {
         half.data_end = half.next_seq;
         half.data_ns = now;
     }
@@ -563,6 +563,164 @@ mod tests {
             );
             last = b;
         }
+    }
+
+    /// Counts and RTT samples an analysis reports.
+    #[derive(Default)]
+    struct Seen {
+        counts: std::collections::HashMap<&'static str, u32>,
+        rtts: Vec<(u32, u64)>,
+    }
+
+    impl Observer for Seen {
+        fn count(&mut self, counter: Counter) {
+            *self.counts.entry(counter.name()).or_default() += 1;
+        }
+        fn rtt(&mut self, kind: u32, ns: u64) {
+            self.rtts.push((kind, ns));
+        }
+    }
+
+    /// A connection between a client (the key's lower endpoint) and a server, fed
+    /// segment by segment at given times.
+    struct Conversation {
+        state: FlowState,
+        seen: Seen,
+    }
+
+    impl Conversation {
+        fn new() -> Self {
+            Conversation { state: FlowState::default(), seen: Seen::default() }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn segment(
+            &mut self,
+            at_ms: u64,
+            from_client: bool,
+            flags: u8,
+            seq: u32,
+            ack: u32,
+            len: u32,
+            window: u16,
+        ) {
+            self.segment_with(at_ms, from_client, flags, seq, ack, len, window, None);
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn segment_with(
+            &mut self,
+            at_ms: u64,
+            from_client: bool,
+            flags: u8,
+            seq: u32,
+            ack: u32,
+            len: u32,
+            window: u16,
+            timestamps: Option<(u32, u32)>,
+        ) {
+            let segment = Segment {
+                from_lo: from_client,
+                flags,
+                seq,
+                ack,
+                len,
+                window,
+                timestamps,
+                window_scale: (flags & SYN != 0).then_some(0),
+                ..Segment::default()
+            };
+            let now = at_ms * 1_000_000;
+            if self.state.flags == 0 && self.state.halves[0].window_scale == 0 {
+                start_flow(&mut self.state, &segment, now);
+            }
+            analyse(&mut self.state, &segment, now, &mut self.seen);
+        }
+
+        fn count(&self, name: &str) -> u32 {
+            self.seen.counts.get(name).copied().unwrap_or(0)
+        }
+    }
+
+    /// Handshake (client ISN 100, server ISN 500) and one 1000-byte segment acked.
+    fn established() -> Conversation {
+        let mut c = Conversation::new();
+        c.segment(0, true, SYN, 100, 0, 0, 1000);
+        c.segment(10, false, SYN | ACK, 500, 101, 0, 1000);
+        c.segment(20, true, ACK, 101, 501, 0, 1000);
+        c
+    }
+
+    #[test]
+    fn handshake_rtt_is_split_at_the_capture_point() {
+        let c = established();
+        assert_eq!(c.count("tcp_handshakes"), 1);
+        assert_eq!(c.seen.rtts, [(RTT_SERVER, 10_000_000), (RTT_CLIENT, 10_000_000)]);
+        assert_eq!(c.state.initial_rtt_ns, 20_000_000);
+    }
+
+    #[test]
+    fn duplicate_acks_then_a_fast_retransmission() {
+        let mut c = established();
+        c.segment(30, true, ACK, 101, 501, 100, 1000); // 101..201
+        c.segment(31, true, ACK, 301, 501, 100, 1000); // 201..301 not captured
+        assert_eq!(c.count("tcp_lost_segment"), 1);
+        for ms in [32, 33, 34] {
+            c.segment(ms, false, ACK, 501, 201, 0, 1000);
+        }
+        assert_eq!(c.count("tcp_duplicate_ack"), 2, "the first ACK of 201 is not a duplicate");
+        c.segment(35, true, ACK, 201, 501, 100, 1000);
+        assert_eq!(c.count("tcp_fast_retransmission"), 1);
+        assert_eq!(c.count("tcp_retransmission"), 0);
+    }
+
+    #[test]
+    fn retransmission_kinds_follow_wiresharks_order() {
+        let mut c = established();
+        c.segment(30, true, ACK, 101, 501, 100, 1000);
+        c.segment(31, false, ACK, 501, 201, 0, 1000);
+        // Already acknowledged: spurious.
+        c.segment(40, true, ACK, 101, 501, 100, 1000);
+        assert_eq!(c.count("tcp_spurious_retransmission"), 1);
+        c.segment(100, true, ACK, 201, 501, 100, 1000);
+        c.segment(101, true, ACK, 301, 501, 100, 1000);
+        // Within the iRTT (20 ms) of the last advance and not its repeat: out of order.
+        c.segment(105, true, ACK, 201, 501, 100, 1000);
+        assert_eq!(c.count("tcp_out_of_order"), 1);
+        // Long after: a plain retransmission.
+        c.segment(500, true, ACK, 301, 501, 100, 1000);
+        assert_eq!(c.count("tcp_retransmission"), 1);
+    }
+
+    #[test]
+    fn keep_alives_window_full_and_sequence_wrap() {
+        let mut c = Conversation::new();
+        let isn = u32::MAX - 50; // the data crosses 2^32
+        c.segment(0, true, SYN, isn, 0, 0, 1000);
+        c.segment(1, false, SYN | ACK, 500, isn.wrapping_add(1), 0, 100);
+        c.segment(2, true, ACK, isn.wrapping_add(1), 501, 0, 1000);
+        // The server's window is 100 bytes from its last ACK: 100 bytes fill it.
+        c.segment(3, true, ACK, isn.wrapping_add(1), 501, 100, 1000);
+        assert_eq!(c.count("tcp_window_full"), 1);
+        assert_eq!(c.count("tcp_lost_segment") + c.count("tcp_retransmission"), 0, "wrap-aware");
+        c.segment(4, false, ACK, 501, isn.wrapping_add(101), 0, 100);
+        c.segment(5000, true, ACK, isn.wrapping_add(100), 501, 0, 1000);
+        assert_eq!(c.count("tcp_keep_alive"), 1);
+        assert_eq!(c.count("tcp_retransmission"), 0, "a keep-alive is not a retransmission");
+    }
+
+    #[test]
+    fn timestamp_and_data_rtt_samples() {
+        let mut c = established();
+        c.segment_with(30, true, ACK, 101, 501, 100, 1000, Some((7, 1)));
+        // A retransmission of the timed data voids the data sample (Karn).
+        c.segment_with(31, true, ACK, 101, 501, 100, 1000, Some((7, 1)));
+        c.segment_with(35, false, ACK, 501, 201, 0, 1000, Some((40, 7)));
+        let samples: Vec<_> = c.seen.rtts.iter().filter(|(kind, _)| *kind >= RTT_TIMESTAMP).collect();
+        assert_eq!(samples, [&(RTT_TIMESTAMP, 5_000_000)]);
+        c.segment(40, true, ACK, 201, 501, 100, 1000);
+        c.segment(46, false, ACK, 501, 301, 0, 1000);
+        assert_eq!(c.seen.rtts.last(), Some(&(RTT_DATA, 6_000_000)));
     }
 
     #[test]
