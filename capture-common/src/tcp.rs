@@ -586,11 +586,18 @@ mod tests {
     struct Conversation {
         state: FlowState,
         seen: Seen,
+        timestamps: Option<(u32, u32)>,
     }
 
     impl Conversation {
         fn new() -> Self {
-            Conversation { state: FlowState::default(), seen: Seen::default() }
+            Conversation { state: FlowState::default(), seen: Seen::default(), timestamps: None }
+        }
+
+        /// The next segment carries TCP timestamps (TSval, TSecr).
+        fn stamped(&mut self, value: u32, echo: u32) -> &mut Self {
+            self.timestamps = Some((value, echo));
+            self
         }
 
         #[allow(clippy::too_many_arguments)]
@@ -604,21 +611,7 @@ mod tests {
             len: u32,
             window: u16,
         ) {
-            self.segment_with(at_ms, from_client, flags, seq, ack, len, window, None);
-        }
-
-        #[allow(clippy::too_many_arguments)]
-        fn segment_with(
-            &mut self,
-            at_ms: u64,
-            from_client: bool,
-            flags: u8,
-            seq: u32,
-            ack: u32,
-            len: u32,
-            window: u16,
-            timestamps: Option<(u32, u32)>,
-        ) {
+            let timestamps = self.timestamps.take();
             let segment = Segment {
                 from_lo: from_client,
                 flags,
@@ -712,10 +705,10 @@ mod tests {
     #[test]
     fn timestamp_and_data_rtt_samples() {
         let mut c = established();
-        c.segment_with(30, true, ACK, 101, 501, 100, 1000, Some((7, 1)));
+        c.stamped(7, 1).segment(30, true, ACK, 101, 501, 100, 1000);
         // A retransmission of the timed data voids the data sample (Karn).
-        c.segment_with(31, true, ACK, 101, 501, 100, 1000, Some((7, 1)));
-        c.segment_with(35, false, ACK, 501, 201, 0, 1000, Some((40, 7)));
+        c.stamped(7, 1).segment(31, true, ACK, 101, 501, 100, 1000);
+        c.stamped(40, 7).segment(35, false, ACK, 501, 201, 0, 1000);
         let samples: Vec<_> = c.seen.rtts.iter().filter(|(kind, _)| *kind >= RTT_TIMESTAMP).collect();
         assert_eq!(samples, [&(RTT_TIMESTAMP, 5_000_000)]);
         c.segment(40, true, ACK, 201, 501, 100, 1000);
