@@ -630,7 +630,11 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         let seconds = stats["tcp_last_minute"]["seconds"].as_f64().unwrap_or(0.0);
         print_tcp(&format!("last {seconds:.0} s"), &stats["tcp_last_minute"]);
     }
-    for slot in stats["tcp_by_interface"].as_array().into_iter().flatten() {
+    let slots = stats["tcp_by_interface"].as_array().cloned().unwrap_or_default();
+    if !slots.is_empty() {
+        println!("TCP by interface and direction, since start:");
+    }
+    for slot in &slots {
         let (tcp, analysis) = (&slot["tcp"], &slot["tcp"]["analysis"]);
         let retransmissions = ["retransmission", "fast_retransmission", "spurious_retransmission"]
             .iter()
