@@ -206,6 +206,8 @@ const READ_CHUNK: usize = 256;
 pub struct Reader<S> {
     source: S,
     source_id: usize,
+    /// Where the reader publishes how far it has sent (several readers only).
+    watermarks: Option<Arc<crate::merge::Watermarks>>,
     config: ReaderConfig,
     counters: Arc<ReaderCounters>,
     control: Arc<ReaderControl>,
@@ -223,7 +225,13 @@ impl<S: RecordSource> Reader<S> {
         output: Sender<Batch>,
         pool: BufferPool,
     ) -> Self {
-        Reader { source, source_id, config, counters, control, output, pool }
+        Reader { source, source_id, watermarks: None, config, counters, control, output, pool }
+    }
+
+    /// Publishes this reader's progress in `watermarks`, for a merger of several readers.
+    pub fn with_watermarks(mut self, watermarks: Arc<crate::merge::Watermarks>) -> Self {
+        self.watermarks = Some(watermarks);
+        self
     }
 
     /// The reader loop; returns when drained after a stop or when the count is reached.
@@ -240,6 +248,9 @@ impl<S: RecordSource> Reader<S> {
             }
             let mut read_any = false;
             let mut limit_reached = false;
+            // Records are stamped before they enter the ring: once it is drained, nothing
+            // older than this is left to read (a millisecond covers records in flight).
+            let drained_from = clock.to_unix(crate::clock::monotonic_ns().saturating_sub(1_000_000));
             loop {
                 let read = self.source.read(READ_CHUNK, &mut |header, data| {
                     if limit_reached {
@@ -268,6 +279,10 @@ impl<S: RecordSource> Reader<S> {
             }
             if batch.age().is_some_and(|age| age >= self.config.batch_age) || stopping {
                 self.send(batch.take());
+            }
+            if let Some(watermarks) = &self.watermarks {
+                let sent_before = batch.first().map_or(drained_from, |first| first.min(drained_from));
+                watermarks.advance(self.source_id, sent_before.as_nanos() as u64);
             }
             if stopping && !read_any {
                 return;
@@ -358,6 +373,11 @@ impl BatchBuilder {
 
     fn bytes(&self) -> usize {
         self.buffer.len()
+    }
+
+    /// Time of the first packet waiting in the batch.
+    fn first(&self) -> Option<Duration> {
+        (self.packets > 0).then_some(self.first)
     }
 
     fn age(&self) -> Option<Duration> {

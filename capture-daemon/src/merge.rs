@@ -1,16 +1,40 @@
 //! Merging the batches of several readers (AF_XDP queues, the ring buffer) into one
 //! stream in time order, as a file reader expects.
 //!
-//! Each reader's records are in time order, so a k-way merge suffices; but a reader
-//! that is quiet may still hold an older record. The merger waits for it at most the
-//! reorder window: a record older than what was already written is written anyway (it
-//! is never dropped) and counted in `reorder_window_exceeded`.
+//! Each reader's records are in time order, so a k-way merge suffices; but another
+//! reader may still hold an older record. Each reader publishes a watermark, the time
+//! before which it will send nothing more; a record is written once every reader's
+//! watermark has passed it. A reader that falls behind holds the others back for at most
+//! the reorder window: a record older than what was already written is written anyway
+//! (it is never dropped) and counted in `reorder_window_exceeded`.
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::capture::{Batch, BufferPool, ReaderCounters};
+
+/// Per reader, the wall-clock time (ns) before which it will send no more records.
+#[derive(Debug)]
+pub struct Watermarks(Vec<AtomicU64>);
+
+impl Watermarks {
+    pub fn new(readers: usize) -> Self {
+        Watermarks((0..readers).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// Reader `reader` has sent every record before `ns` (published after the send).
+    pub fn advance(&self, reader: usize, ns: u64) {
+        if let Some(mark) = self.0.get(reader) {
+            mark.fetch_max(ns, Ordering::Release);
+        }
+    }
+
+    /// The time before which no reader will send anything more.
+    pub fn low(&self) -> u64 {
+        self.0.iter().map(|mark| mark.load(Ordering::Acquire)).min().unwrap_or(0)
+    }
+}
 
 /// A batch waiting to be merged, and how far it has been consumed.
 struct Pending {
@@ -71,12 +95,12 @@ impl Merger {
     }
 
     /// The records that no reader can precede any more, oldest first: a record is
-    /// written once every reader has something pending, or once it has waited the
+    /// written once it is older than `low` (the readers' lowest watermark, read before
+    /// the batches that watermark covers were taken in), or once it has waited the
     /// window, or when `flush` says no more batches come.
-    pub fn pop(&mut self, now: Instant, flush: bool) -> Option<Batch> {
+    pub fn pop(&mut self, now: Instant, low: u64, flush: bool) -> Option<Batch> {
         let mut out = Batch::empty(self.pool.take(), Duration::ZERO);
         while out.records.len() < self.batch_bytes {
-            let all_pending = self.sources.iter().all(|queue| !queue.is_empty());
             let Some(source) = (0..self.sources.len())
                 .filter(|&s| !self.sources[s].is_empty())
                 .min_by_key(|&s| self.sources[s][0].head_ns())
@@ -84,7 +108,7 @@ impl Merger {
                 break;
             };
             let head = &self.sources[source][0];
-            if !(flush || all_pending || now.duration_since(head.arrived) >= self.window) {
+            if !(flush || head.head_ns() < low || now.duration_since(head.arrived) >= self.window) {
                 break;
             }
             let ns = head.head_ns();
@@ -143,20 +167,30 @@ mod tests {
         let now = Instant::now();
         merger.push(batch(0, &[1, 4, 6]), now);
         merger.push(batch(1, &[2, 3, 7]), now);
-        // 6 waits: source 1 might still send something older, until its 7 shows it cannot.
-        assert_eq!(merger.pop(now, false).unwrap().records, vec![1, 2, 3, 4, 6]);
-        assert_eq!(merger.pop(now, true).unwrap().records, vec![7]);
+        // The readers have sent everything before 7: 7 waits, a reader might still send 6.5.
+        assert_eq!(merger.pop(now, 7, false).unwrap().records, vec![1, 2, 3, 4, 6]);
+        assert_eq!(merger.pop(now, 7, true).unwrap().records, vec![7]);
         assert_eq!(counters.reorder_window_exceeded.load(Ordering::Relaxed), 0);
     }
 
     #[test]
-    fn a_quiet_source_holds_records_back_for_the_window_only() {
+    fn watermarks_are_the_lowest_reader_and_only_advance() {
+        let marks = Watermarks::new(2);
+        marks.advance(0, 10);
+        assert_eq!(marks.low(), 0);
+        marks.advance(1, 7);
+        marks.advance(1, 5);
+        assert_eq!(marks.low(), 7);
+    }
+
+    #[test]
+    fn a_reader_behind_holds_records_back_for_the_window_only() {
         let (mut merger, _) = merger(2);
         let now = Instant::now();
         merger.push(batch(0, &[5, 6]), now);
-        assert!(merger.pop(now, false).is_none());
+        assert!(merger.pop(now, 3, false).is_none());
         let later = now + Duration::from_millis(100);
-        assert_eq!(merger.pop(later, false).unwrap().records, vec![5, 6]);
+        assert_eq!(merger.pop(later, 3, false).unwrap().records, vec![5, 6]);
     }
 
     #[test]
@@ -165,9 +199,9 @@ mod tests {
         let now = Instant::now();
         merger.push(batch(0, &[5, 6]), now);
         let later = now + Duration::from_millis(150);
-        assert_eq!(merger.pop(later, false).unwrap().records, vec![5, 6]);
+        assert_eq!(merger.pop(later, 0, false).unwrap().records, vec![5, 6]);
         merger.push(batch(1, &[3, 4]), later);
-        assert_eq!(merger.pop(later, true).unwrap().records, vec![3, 4]);
+        assert_eq!(merger.pop(later, 0, true).unwrap().records, vec![3, 4]);
         assert_eq!(counters.reorder_window_exceeded.load(Ordering::Relaxed), 2);
     }
 }

@@ -14,7 +14,7 @@ use crate::kernel::{
     rtt_total, Attach, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, ProgramSet,
     RttBuckets, Selection, SlotRttBuckets, XdpModeChoice,
 };
-use crate::merge::Merger;
+use crate::merge::{Merger, Watermarks};
 use crate::output::Sink;
 use crate::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
 use capture_common::MAX_INTERFACES;
@@ -317,11 +317,13 @@ pub fn run_capture(
             source_id,
         )
     };
+    let watermarks = Arc::new(Watermarks::new(source_count));
     let mut readers = Vec::new();
     for (cpu, ring) in rings.into_iter().enumerate() {
         let (config, counters, control, sender, pool, id) = reader(readers.len());
         let source = RingSource { ring, counters: Arc::clone(&counters) };
-        let reader = Reader::new(source, id, config, counters, control, sender, pool);
+        let reader = Reader::new(source, id, config, counters, control, sender, pool)
+            .with_watermarks(Arc::clone(&watermarks));
         readers.push(spawn(format!("ring-reader-{cpu}"), move || reader.run()));
     }
     let mut statistics = Vec::new();
@@ -331,7 +333,8 @@ pub fn run_capture(
             socket.statistics_handle().map_err(|source| XskError::Setup { what: "statistics", source })?,
         );
         let source = XskSource { socket, ifindex, counters: Arc::clone(&counters) };
-        let reader = Reader::new(source, id, config, counters, control, sender, pool);
+        let reader = Reader::new(source, id, config, counters, control, sender, pool)
+            .with_watermarks(Arc::clone(&watermarks));
         readers.push(spawn(format!("xsk-{iface}"), move || reader.run()));
     }
     drop(sender);
@@ -348,7 +351,8 @@ pub fn run_capture(
     let writer = {
         let writer_failed = Arc::clone(&writer_failed);
         let pool = pool.clone();
-        spawn("writer".into(), move || write_batches(receiver, sink, merger, &pool, &rotate, &writer_failed))
+        let merge = merger.map(|merger| (merger, watermarks));
+        spawn("writer".into(), move || write_batches(receiver, sink, merge, &pool, &rotate, &writer_failed))
     };
 
     let publish = |program: &CaptureProgram| {
@@ -443,7 +447,7 @@ struct WriterOutcome {
 fn write_batches(
     receiver: Receiver<Batch>,
     sink: Box<dyn Sink>,
-    mut merger: Option<Merger>,
+    mut merge: Option<(Merger, Arc<Watermarks>)>,
     pool: &BufferPool,
     rotate: &AtomicBool,
     failed: &AtomicBool,
@@ -452,23 +456,26 @@ fn write_batches(
     let tick = Duration::from_millis(100);
     let mut next_tick = Instant::now() + tick;
     loop {
-        let received = receiver.recv_timeout(next_tick.saturating_duration_since(Instant::now()));
+        // Merging wants a shorter wait: watermarks move without batches arriving.
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let wait = if merge.is_some() { wait.min(Duration::from_millis(10)) } else { wait };
+        let received = receiver.recv_timeout(wait);
         let now = Instant::now();
-        match (received, merger.as_mut()) {
+        match (received, merge.as_mut()) {
             (Ok(batch), None) => writer.write(batch),
-            (Ok(batch), Some(merger)) => {
-                merger.push(batch, now);
-                while let Some(batch) = merger.pop(now, false) {
-                    writer.write(batch);
-                }
-            }
-            (Err(RecvTimeoutError::Timeout), Some(merger)) => {
-                while let Some(batch) = merger.pop(now, false) {
-                    writer.write(batch);
-                }
-            }
-            (Err(RecvTimeoutError::Timeout), None) => {}
             (Err(RecvTimeoutError::Disconnected), _) => break,
+            (Err(RecvTimeoutError::Timeout), None) => {}
+            (received, Some((merger, watermarks))) => {
+                // The watermarks first, then every batch already sent: a reader publishes
+                // its watermark after sending, so the batches it covers are all taken in.
+                let low = watermarks.low();
+                for batch in received.ok().into_iter().chain(receiver.try_iter()) {
+                    merger.push(batch, now);
+                }
+                while let Some(batch) = merger.pop(now, low, false) {
+                    writer.write(batch);
+                }
+            }
         }
         if rotate.swap(false, Ordering::AcqRel) {
             writer.run(|sink| sink.rotate());
@@ -478,8 +485,8 @@ fn write_batches(
             writer.run(|sink| sink.tick());
         }
     }
-    if let Some(merger) = merger.as_mut() {
-        while let Some(batch) = merger.pop(Instant::now(), true) {
+    if let Some((merger, _)) = merge.as_mut() {
+        while let Some(batch) = merger.pop(Instant::now(), u64::MAX, true) {
             writer.write(batch);
         }
     }

@@ -250,6 +250,12 @@ fn kill_9_under_load_loses_at_most_the_frame_being_written() {
     let newest = files.last().cloned().unwrap();
     let mut all = Vec::new();
     for file in &files {
+        if *file == newest && DataFile::open(file).is_err() {
+            // The last kill came between creating a file and writing its header: it holds
+            // nothing (the next start would remove it).
+            assert!(std::fs::metadata(file).unwrap().len() < 1024, "{} is damaged", file.display());
+            continue;
+        }
         let (data, packets) = read_frames(file);
         if *file != newest {
             // Older files were repaired when the next run adopted the ring.

@@ -473,6 +473,9 @@ fn file_len(path: &Path) -> u64 {
 
 /// The data files already in `dir`, oldest first. The newest may have been cut short by
 /// a crash: its torn last frame is cut off so every tool reads it cleanly.
+/// The largest a file's header frame can be: a torn newest file this short holds nothing.
+const HEADER_FRAME_MAX: u64 = 1024;
+
 fn adopt(dir: &Path, counters: &StorageCounters) -> io::Result<VecDeque<ClosedFile>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -485,11 +488,21 @@ fn adopt(dir: &Path, counters: &StorageCounters) -> io::Result<VecDeque<ClosedFi
     }
     found.sort();
     if let Some((_, newest)) = found.last() {
-        if let Ok(file) = DataFile::open(newest) {
-            if file.damaged_tail > 0 {
+        match DataFile::open(newest) {
+            Ok(file) if file.damaged_tail > 0 => {
                 OpenOptions::new().write(true).open(newest)?.set_len(file.complete_len())?;
                 bump(&counters.files_repaired, 1);
             }
+            Ok(_) => {}
+            // Killed between creating the file and finishing its header frame (at most a
+            // kilobyte even for pcapng with many interfaces): it holds no packet.
+            Err(_) if file_len(newest) < HEADER_FRAME_MAX => {
+                std::fs::remove_file(newest)?;
+                let _ = std::fs::remove_file(index_path(newest));
+                found.pop();
+                bump(&counters.files_repaired, 1);
+            }
+            Err(_) => {}
         }
     }
     Ok(found
