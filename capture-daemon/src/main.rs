@@ -127,8 +127,8 @@ struct KernelArgs {
     /// as the host stack sees them; works where XDP does not).
     #[arg(long, value_enum, default_value_t = IngressHook::Xdp)]
     ingress_hook: IngressHook,
-    /// How long the writer waits for a quiet ring or socket before writing newer packets
-    /// of the others (milliseconds); later arrivals are written out of order and counted.
+    /// How long the writer waits for a lagging ring or socket reader before writing newer
+    /// packets of the others (milliseconds); later arrivals are written out of order and counted.
     #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     reorder_window: u64,
     /// Keep one packet in N, at random: `1/N`.
