@@ -297,7 +297,11 @@ fn stats_json(sources: &Sources) -> serde_json::Value {
         "tcp_by_interface": by_interface(sources),
         "flows": *sources.live.flows.lock().expect("not poisoned"),
         "kernel": kernel,
-        "reader": { "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed) },
+        "reader": {
+            "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed),
+            "reorder_window_exceeded": get(&reader.reorder_window_exceeded), "unstamped": get(&reader.unstamped),
+        },
+        "xsk": *sources.live.xsk.lock().expect("not poisoned"),
         "storage": {
             "packets_written": get(&s.packets_written), "packets_lost": get(&s.packets_lost),
             "frames_written": get(&s.frames_written), "bytes_written": get(&s.bytes_written),
@@ -351,6 +355,7 @@ fn tcp_json(kernel: &KernelCounters, rtt: Option<&RttBuckets>) -> serde_json::Va
 fn metrics_text(sources: &Sources) -> String {
     let kernel = *sources.live.kernel.lock().expect("not poisoned");
     let flows = *sources.live.flows.lock().expect("not poisoned");
+    let xsk = *sources.live.xsk.lock().expect("not poisoned");
     let reader = &sources.live.reader;
     let s = &sources.storage;
     let mut out = String::new();
@@ -374,6 +379,9 @@ fn metrics_text(sources: &Sources) -> String {
             ("{reason=\"copy_failed\"}", kernel.get(Counter::CopyFailed)),
             ("{reason=\"queue_full\"}", get(&reader.queue_dropped)),
             ("{reason=\"write_error\"}", get(&s.packets_lost)),
+            ("{reason=\"xsk_no_socket\"}", kernel.get(Counter::XskNoSocket)),
+            ("{reason=\"xsk_no_free_frame\"}", xsk.rx_dropped),
+            ("{reason=\"xsk_ring_full\"}", xsk.rx_ring_full),
         ],
     );
     family(
