@@ -5,24 +5,12 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 
-use common::{bed, mixed_frames, scratch, send, send_alternating, start_capture, stop, RINGCAP, WAIT};
+use common::{
+    bed, mixed_frames, scratch, send, send_alternating, start_capture, stop, tshark_fields, RINGCAP, WAIT,
+};
 use ringcap_tools::frames::{sequence_of, FrameTemplate};
 use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, TestBedOptions, RX2_IF, RX_IF, SINK_MAC, TX_MAC};
-
-fn tshark_fields(file: &std::path::Path, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut args = vec!["-r", file.to_str().unwrap(), "-T", "fields"];
-    for field in fields {
-        args.extend(["-e", field]);
-    }
-    let output = Command::new("tshark").args(&args).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect()
-}
 
 #[test]
 fn afxdp_captures_every_frame_byte_exact_with_kernel_timestamps() {
@@ -51,7 +39,7 @@ fn afxdp_captures_every_frame_byte_exact_with_kernel_timestamps() {
         assert!(packet.timestamp >= before && packet.timestamp <= after, "{:?}", packet.timestamp);
     }
     assert!(packets.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
-    let rows = tshark_fields(&file, &["frame.len"]);
+    let rows = tshark_fields(&file, "", &["frame.len"]);
     assert_eq!(rows.len(), frames.len(), "tshark reads every packet");
 }
 
@@ -134,7 +122,7 @@ fn afxdp_sockets_of_two_interfaces_are_merged_in_time_order() {
     let stderr = stop(capture);
     assert_eq!(summary_count(&stderr, "packets captured"), Some(600), "{stderr:?}");
     assert!(!stderr.iter().any(|l| l.contains("out of time order")), "{stderr:?}");
-    let rows = tshark_fields(&file, &["frame.interface_name", "udp.srcport", "frame.time_epoch"]);
+    let rows = tshark_fields(&file, "", &["frame.interface_name", "udp.srcport", "frame.time_epoch"]);
     assert_eq!(rows.len(), 600);
     for (round, rows) in rows.chunks(20).enumerate() {
         let iface = if round % 2 == 0 { RX_IF } else { RX2_IF };
@@ -168,7 +156,7 @@ fn tc_ingress_hook_captures_what_the_host_stack_receives() {
     .unwrap();
     let stderr = stop(capture);
     assert_eq!(summary_count(&stderr, "packets captured"), Some(300), "{stderr:?}");
-    let rows = tshark_fields(&file, &["frame.packet_flags_direction", "udp.length"]);
+    let rows = tshark_fields(&file, "", &["frame.packet_flags_direction", "udp.length"]);
     assert_eq!(rows.len(), 300);
     assert!(rows.iter().all(|r| r[0] == "0x00000001"), "all inbound: {rows:?}");
     let lengths: Vec<usize> = rows.iter().map(|r| r[1].parse::<usize>().unwrap() - 8).collect();

@@ -375,15 +375,10 @@ fn a_toml_config_file_sets_the_ring_and_the_command_line_overrides_it() {
 
 /// tshark's (interface name, direction flags) of every packet of a capture file.
 fn tshark_interfaces(path: &Path) -> Vec<(String, String)> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(path)
-        .args(["-T", "fields", "-e", "frame.interface_name", "-e", "frame.packet_flags_direction"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines().map(|l| l.split_once('\t').map(|(a, b)| (a.into(), b.into())).unwrap()).collect()
+    common::tshark_fields(path, "", &["frame.interface_name", "frame.packet_flags_direction"])
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].clone()))
+        .collect()
 }
 
 #[test]

@@ -6,18 +6,17 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bed, get, scratch, start_ringcap, RINGCAP, WAIT};
+use common::{bed, get, scratch, start_ringcap, tshark_fields, RINGCAP, WAIT};
 use ringcap_tools::testbed::{TestBed, RX_IP};
 
 const CONNECTIONS: usize = 10;
 
 fn tshark_count(file: &str, filter: &str) -> u64 {
-    let out = Command::new("tshark").args(["-r", file, "-Y", filter]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().count() as u64
+    tshark_fields(Path::new(file), filter, &["frame.number"]).len() as u64
 }
 
 #[test]
@@ -97,15 +96,14 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
 
     // tshark's initial RTT of each stream is SYN to the ACK of the SYN-ACK: at the capture
     // point that is ringcap's server side plus client side, so the sums agree.
-    let out = Command::new("tshark")
-        .args(["-r", file, "-Y", "tcp.analysis.initial_rtt && tcp.port == 8080", "-T", "fields"])
-        .args(["-e", "tcp.stream", "-e", "tcp.analysis.initial_rtt"])
-        .output()
-        .unwrap();
+    let rows = tshark_fields(
+        Path::new(file),
+        "tcp.analysis.initial_rtt && tcp.port == 8080",
+        &["tcp.stream", "tcp.analysis.initial_rtt"],
+    );
     let mut streams = std::collections::BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let (stream, rtt) = line.split_once('\t').unwrap();
-        streams.entry(stream.to_string()).or_insert(rtt.parse::<f64>().unwrap());
+    for row in rows {
+        streams.entry(row[0].clone()).or_insert(row[1].parse::<f64>().unwrap());
     }
     assert_eq!(streams.len(), CONNECTIONS);
     assert_eq!(ours("tcp_handshakes"), CONNECTIONS as u64);
@@ -179,17 +177,11 @@ fn timestamp_samples(file: &str) -> Vec<u64> {
         "tcp.options.timestamp.tsval",
         "tcp.options.timestamp.tsecr",
     ];
-    let mut args = vec!["-r", file, "-Y", "tcp", "-T", "fields"];
-    for field in fields {
-        args.extend(["-e", field]);
-    }
-    let out = Command::new("tshark").args(&args).output().unwrap();
-    assert!(out.status.success());
     // (stream, source port) -> that side's waiting sample and last TSval sampled
     let mut sides: std::collections::HashMap<(String, String), Side> = Default::default();
     let mut samples = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split('\t').collect();
+    for row in tshark_fields(Path::new(file), "tcp", &fields) {
+        let f: Vec<&str> = row.iter().map(String::as_str).collect();
         let (stream, port, time, len) = (f[0], f[1], epoch_ns(f[2]), f[3].parse::<u32>().unwrap_or(0));
         let flag = |i: usize| f[i] == "1" || f[i] == "True";
         let (Ok(value), Ok(echo)) = (f[7].parse::<u32>(), f[8].parse::<u32>()) else { continue };
@@ -325,12 +317,11 @@ fn wireshark_analysis_and_rtts_agree_with_tshark_under_real_loss() {
 
     // Data RTT (one segment timed at a time, Karn's rule): each sample is an ACK's delay
     // after a data segment, so the median lies among tshark's ACK RTTs.
-    let out = Command::new("tshark")
-        .args(["-r", file, "-Y", "tcp.analysis.ack_rtt", "-T", "fields", "-e", "tcp.analysis.ack_rtt"])
-        .output()
-        .unwrap();
     let ack_rtts: Vec<f64> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.parse::<f64>().unwrap() * 1e9).collect();
+        tshark_fields(Path::new(file), "tcp.analysis.ack_rtt", &["tcp.analysis.ack_rtt"])
+            .iter()
+            .map(|row| row[0].parse::<f64>().unwrap() * 1e9)
+            .collect();
     let (low, high) = ack_rtts.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let data = &stats["tcp"]["data_rtt"];
     assert!(data["count"].as_u64().unwrap() > 0);
@@ -346,26 +337,10 @@ fn tshark_tcp_counts(
     path: &std::path::Path,
     frames: &std::collections::BTreeSet<usize>,
 ) -> BTreeMap<&'static str, u64> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(path)
-        .args([
-            "-T",
-            "fields",
-            "-E",
-            "occurrence=a",
-            "-e",
-            "frame.number",
-            "-e",
-            "tcp.flags",
-            "-e",
-            "_ws.expert.message",
-        ])
-        .output()
-        .unwrap();
+    let rows = tshark_fields(path, "", &["frame.number", "tcp.flags", "_ws.expert.message"]);
     let mut counts = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut fields = line.split('\t');
+    for row in &rows {
+        let mut fields = row.iter().map(String::as_str);
         let frame: usize = fields.next().unwrap_or_default().parse().unwrap_or(0);
         if !frames.contains(&frame) {
             continue;

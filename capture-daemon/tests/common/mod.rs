@@ -134,6 +134,25 @@ pub fn corpus_captures() -> Vec<CorpusCapture> {
     captures
 }
 
+/// tshark's `-T fields` dissection of `file`: for each packet `filter` selects (every
+/// packet when it is empty), the values of `fields`, in order.
+pub fn tshark_fields(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut command = std::process::Command::new("tshark");
+    command.arg("-r").arg(file).args(["-T", "fields"]);
+    if !filter.is_empty() {
+        command.args(["-Y", filter]);
+    }
+    for field in fields {
+        command.args(["-e", field]);
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "tshark on {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
 /// An HTTP response: status and body.
 pub struct Response {
     pub status: u16,
