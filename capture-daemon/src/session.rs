@@ -371,9 +371,9 @@ pub fn run_capture(
         if published.elapsed() >= Duration::from_secs(1) {
             publish(&program);
             published = Instant::now();
-        }
-        if options.selection.tcp_analysis {
-            sweeper.maybe_sweep(&mut program, &options.live);
+            if options.selection.tcp_analysis {
+                sweeper.maybe_sweep(&mut program, &options.live);
+            }
         }
     }
     // Detach first, so that draining the ring afterwards gets every captured packet.
@@ -419,7 +419,9 @@ impl Sweeper {
         }
         let started = Instant::now();
         let (flows, unanswered) = program.sweep_flows(crate::clock::monotonic_ns(), self.syn_timeout);
-        let inserted = program.counters().get(capture_common::Counter::TcpFlowsInserted);
+        // The counters published just now, rather than reading the kernel's again.
+        let inserted =
+            live.kernel.lock().expect("not poisoned").get(capture_common::Counter::TcpFlowsInserted);
         self.table.live = flows;
         self.table.syn_unanswered += unanswered;
         self.table.evicted = inserted.saturating_sub(flows);
