@@ -31,7 +31,7 @@ pub struct Options {
     /// Filter for both tools.
     #[arg(long, default_value = "host 192.168.1.1 and udp")]
     filter: String,
-    #[arg(long, default_value = "../shared/corpus/tcpdump-tests")]
+    #[arg(long, default_value = "testdata/tcpdump-tests")]
     corpus: PathBuf,
 }
 

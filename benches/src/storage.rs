@@ -31,7 +31,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1024)]
     megabytes: usize,
     /// The tcpdump test corpus (pcap files).
-    #[arg(long, default_value = "../shared/corpus/tcpdump-tests")]
+    #[arg(long, default_value = "testdata/tcpdump-tests")]
     corpus: PathBuf,
     /// Frames sent through the test bed for the whole-path comparison.
     #[arg(long, default_value_t = 1_000_000)]

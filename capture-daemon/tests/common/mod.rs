@@ -102,7 +102,7 @@ pub fn stop(capture: CaptureProcess) -> Vec<String> {
     stderr
 }
 
-/// One capture of tcpdump's test suite (`../shared/corpus/tcpdump-tests`).
+/// One capture of tcpdump's test suite (`testdata/tcpdump-tests`, a copy kept in the repository).
 pub struct CorpusCapture {
     pub name: String,
     pub path: PathBuf,
@@ -114,7 +114,7 @@ pub struct CorpusCapture {
 
 /// Every pcap and pcapng capture of the corpus ringcap's reader understands, by name.
 pub fn corpus_captures() -> Vec<CorpusCapture> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/tcpdump-tests");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/tcpdump-tests");
     assert!(
         dir.is_dir(),
         "the tcpdump corpus is missing at {}: the differential tests need it",
