@@ -522,7 +522,25 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let counters = Arc::new(StorageCounters::default());
     let ring = RingWriter::open(config, Arc::clone(&counters))?;
-    eprintln!("ringcap: writing the ring in {} (first file {})", args.dir.display(), ring_file_name(&ring));
+    eprintln!(
+        "ringcap: writing the ring in {} ({} files adopted from earlier runs)",
+        args.dir.display(),
+        ring.adopted().count()
+    );
+    if !ring.foreign_files().is_empty() {
+        let names: Vec<String> = ring
+            .foreign_files()
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        eprintln!(
+            "ringcap: warning: {} capture files in {} were not written by ringcap and are left alone \
+             (not counted by -W or --max-disk, never removed): {}",
+            names.len(),
+            args.dir.display(),
+            names.join(", ")
+        );
+    }
     if let Some(addr) = args.http {
         let limits = ApiLimits {
             max_window: parse_duration(&args.http_max_window).map_err(anyhow::Error::msg)?,
@@ -541,7 +559,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live, interfaces)?;
     print_summary(&summary);
     print_storage_summary(&counters);
-    Ok(ExitCode::SUCCESS)
+    Ok(match summary.write_error {
+        // Non-zero, so a service manager restarts the capture.
+        Some(error) => {
+            eprintln!("ringcap: error: writing the ring in {} failed: {error}", args.dir.display());
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    })
 }
 
 fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
@@ -709,12 +734,6 @@ fn print_tcp(span: &str, tcp: &serde_json::Value) {
     }
 }
 
-fn ring_file_name(ring: &RingWriter) -> String {
-    ring.current_path()
-        .and_then(|p| p.file_name())
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-}
-
 /// What the ring writer did, including every packet it could not store.
 fn print_storage_summary(counters: &StorageCounters) {
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -728,10 +747,13 @@ fn print_storage_summary(counters: &StorageCounters) {
         get(&counters.files_removed_for_space)
     );
     eprintln!(
-        "{} disk-full events, {} write errors, {} index errors, {} files repaired at start",
+        "{} disk-full events, {} write errors ({} failed fsyncs), {} index errors, {} manifest errors, \
+         {} files repaired at start",
         get(&counters.disk_full_events),
         get(&counters.write_errors),
+        get(&counters.sync_errors),
         get(&counters.index_errors),
+        get(&counters.manifest_errors),
         get(&counters.files_repaired)
     );
 }

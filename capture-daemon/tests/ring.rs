@@ -45,6 +45,11 @@ fn read_frames(path: &Path) -> (DataFile, Vec<ReadPacket>) {
     (file, packets)
 }
 
+/// Every packet of these files, in order.
+fn packets_of(files: &[PathBuf]) -> Vec<ReadPacket> {
+    files.iter().flat_map(|f| read_frames(f).1).collect()
+}
+
 /// `zstd -dc FILE` (or the file itself when plain), checked by zstd, tcpdump and tshark.
 fn decompress_and_check_with_tools(path: &Path) -> Vec<u8> {
     let plain = if path.extension().is_some_and(|e| e == "zst") {
@@ -168,7 +173,7 @@ fn max_disk_keeps_the_ring_under_its_budget() {
     assert!(total <= 1 << 20, "ring holds {total} bytes over a 1 MiB budget");
     let files = data_files(&dir);
     assert!(files.len() >= 3);
-    let kept: Vec<_> = files.iter().flat_map(|f| read_frames(f).1).collect();
+    let kept = packets_of(&files);
     let first = sequence_of(&kept[0].data).unwrap();
     assert_exact(&kept, first..6000);
 }
@@ -187,7 +192,7 @@ fn quiet_link_still_rotates_and_recent_packets_are_readable_while_writing() {
     send(&bed, mixed_frames(10));
     std::thread::sleep(Duration::from_millis(1300));
     let current = data_files(&dir).pop().unwrap();
-    let recent: Vec<_> = data_files(&dir).iter().flat_map(|f| read_frames(f).1).collect();
+    let recent = packets_of(&data_files(&dir));
     assert_exact(&recent, 0..10);
     decompress_and_check_with_tools(&current);
     stop(ring);
@@ -209,7 +214,7 @@ fn sighup_rotates_now_and_a_restart_adopts_the_ring() {
     }
     let files = data_files(&dir);
     assert_eq!(files.len(), 4, "-W 4 counts the adopted files");
-    let kept: Vec<_> = files.iter().flat_map(|f| read_frames(f).1).collect();
+    let kept = packets_of(&files);
     assert_exact(&kept, 0..400);
 }
 
@@ -277,23 +282,34 @@ fn kill_9_under_load_loses_at_most_the_frame_being_written() {
     }
 }
 
+/// A tmpfs mounted on `dir` with these options, unmounted when dropped.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn mount_tmpfs(dir: &Path, options: &str) -> Unmount {
+    std::fs::create_dir_all(dir).unwrap();
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir).status().unwrap();
+    assert!(mounted.success());
+    Unmount(dir.to_path_buf())
+}
+
 #[test]
 fn a_full_disk_removes_the_oldest_files_and_capture_goes_on() {
     let bed = bed();
     let dir = scratch("full");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mounted =
-        Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&dir).status().unwrap();
-    assert!(mounted.success());
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(dir.clone());
+    let _unmount = mount_tmpfs(&dir, "size=3m");
+    // A user's file on the same filesystem: it takes space, and it is never removed for it.
+    let evidence = dir.join("evidence.pcap");
+    std::fs::write(&evidence, vec![0xa5u8; 500_000]).unwrap();
     let ring = start_run(&bed, &dir, "-G 0 -C 0.5 --no-compress --min-free 0 --frame-bytes 65536");
     let stderr = send_and_stop(&bed, ring, mixed_frames(12_000));
+    assert_eq!(std::fs::read(&evidence).unwrap(), vec![0xa5u8; 500_000], "the user's file was touched");
     let disk_full = stderr.iter().find(|l| l.contains("disk-full events")).unwrap();
     assert!(!disk_full.starts_with("0 "), "the disk never filled: {stderr:?}");
     let removed = stderr.iter().find(|l| l.contains("removed for free space")).unwrap();
@@ -301,7 +317,7 @@ fn a_full_disk_removes_the_oldest_files_and_capture_goes_on() {
     let written = summary_count(&stderr, "packets written to the ring").unwrap();
     let lost = summary_count(&stderr, "packets lost to write errors").unwrap();
     assert_eq!(written + lost, 12_000, "every packet is written or counted as lost");
-    let files = data_files(&dir);
+    let files = own_files(&dir);
     let kept: Vec<_> = files
         .iter()
         .flat_map(|f| {
@@ -369,7 +385,7 @@ fn a_toml_config_file_sets_the_ring_and_the_command_line_overrides_it() {
     // The command line's --zstd-level 0 won over the file's 3: plain pcap files.
     let files = data_files(&dir);
     assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "pcap")), "{files:?}");
-    let kept: Vec<_> = files.iter().flat_map(|f| read_frames(f).1).collect();
+    let kept = packets_of(&files);
     assert_exact(&kept, (0..700).filter(|seq| seq % 7 == 3));
 }
 
@@ -426,4 +442,217 @@ fn a_ring_of_two_interfaces_is_pcapng_and_pulls_keep_interfaces_and_directions()
             }
         }
     }
+}
+
+/// Every file of a directory with its bytes: what must survive untouched.
+fn snapshot_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+/// Capture files of a user or another program, old and new, placed in a ring directory.
+fn place_foreign_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut evidence = Vec::new();
+    capture_daemon::pcap::write_file_header(&mut evidence, 65535).unwrap();
+    capture_daemon::pcap::write_record(&mut evidence, Duration::from_secs(1), 60, &known_frame(0), 65535)
+        .unwrap();
+    let files = [
+        ("evidence.pcap", "2001-01-01"),
+        ("ringcap-20000101-000000.pcap.zst", "2000-01-01"),
+        ("other-tool.pcapng", "2030-01-01"),
+        ("other-tool.idx", "2030-01-01"),
+        ("incident.pcap.zst", "now"),
+    ];
+    files
+        .iter()
+        .map(|(name, time)| {
+            let path = dir.join(name);
+            std::fs::write(&path, &evidence).unwrap();
+            assert!(Command::new("touch").arg("-d").arg(time).arg(&path).status().unwrap().success());
+            (path, evidence.clone())
+        })
+        .collect()
+}
+
+fn assert_foreign_files_intact(foreign: &[(PathBuf, Vec<u8>)]) {
+    for (path, bytes) in foreign {
+        assert_eq!(&std::fs::read(path).unwrap_or_default(), bytes, "{} was touched", path.display());
+    }
+}
+
+/// The ring's own data files, as its manifest lists them.
+fn own_files(dir: &Path) -> Vec<PathBuf> {
+    let mut own = capture_daemon::storage::manifest::list(dir).unwrap().0.own;
+    own.sort();
+    own
+}
+
+#[test]
+fn foreign_capture_files_survive_rotation_file_limits_and_restarts() {
+    let bed = bed();
+    let dir = scratch("foreign");
+    let foreign = place_foreign_files(&dir);
+    // Three lives of -G 1 -W 2 (rotation every second, the oldest file removed each time).
+    let mut next = 0u64;
+    for life in 0..3 {
+        let ring = start_run(&bed, &dir, "-G 1 -W 2 --max-disk 4M");
+        send_paced(&bed, (next..next + 1500).map(known_frame).collect(), Some(1000.0));
+        next += 1500;
+        let stderr = stop(ring);
+        let warnings: Vec<_> = stderr.iter().filter(|l| l.contains("were not written by ringcap")).collect();
+        assert_eq!(warnings.len(), 1, "life {life}: {stderr:?}");
+        for (path, _) in &foreign {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if name.ends_with(".idx") {
+                continue;
+            }
+            assert!(warnings[0].contains(name), "{name} not named: {}", warnings[0]);
+        }
+        assert_foreign_files_intact(&foreign);
+        assert_eq!(own_files(&dir).len(), 2, "life {life}: -W 2 counts only ringcap's files");
+    }
+    let kept = packets_of(&own_files(&dir));
+    let first = sequence_of(&kept[0].data).unwrap();
+    assert_exact(&kept, first..next);
+    // A pull reads the ring, not the foreign files.
+    let out = scratch("foreign-pull.pcap");
+    let pulled = Command::new(RINGCAP)
+        .args(["pull", "--dir", dir.to_str().unwrap(), "--last", "1h", "-w"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "{}", String::from_utf8_lossy(&pulled.stderr));
+    assert_eq!(ringcap_tools::harness::read_pcap(&out).unwrap().len(), kept.len());
+}
+
+#[test]
+fn a_ring_from_before_the_manifest_is_adopted_and_its_neighbours_are_not() {
+    let bed = bed();
+    let dir = scratch("legacy");
+    // An older ring: two files of ringcap's (each with its time index), no manifest.
+    let ring = start_run(&bed, &dir, "-G 0");
+    send(&bed, (0..100).map(known_frame).collect());
+    std::thread::sleep(Duration::from_millis(300));
+    ring.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    send_and_stop(&bed, ring, (100..200).map(known_frame).collect());
+    std::fs::remove_file(dir.join(capture_daemon::storage::manifest::MANIFEST_NAME)).unwrap();
+    let old_ring = data_files(&dir);
+    assert_eq!(old_ring.len(), 2);
+    let foreign = place_foreign_files(&dir);
+
+    let ring = start_run(&bed, &dir, "-G 0 -W 2");
+    send(&bed, (200..300).map(known_frame).collect());
+    std::thread::sleep(Duration::from_millis(300));
+    let stderr = stop(ring);
+    assert!(stderr.iter().any(|l| l.contains("2 files adopted")), "{stderr:?}");
+    assert_foreign_files_intact(&foreign);
+    let own = own_files(&dir);
+    assert_eq!(own.len(), 2, "-W 2 removed the oldest adopted file");
+    assert_eq!(own[0], old_ring[1]);
+    let kept = packets_of(&own);
+    assert_exact(&kept, 100..300);
+}
+
+#[test]
+fn a_start_that_fails_leaves_the_ring_as_it_was() {
+    let bed = bed();
+    let dir = scratch("failed-start");
+    let ring = start_run(&bed, &dir, "-G 0");
+    send_and_stop(&bed, ring, (0..100).map(known_frame).collect());
+    let before = snapshot_files(&dir);
+    // Another XDP program holds the interface: each start fails at attach.
+    let holder = common::start_capture(&bed, &["-w", "/dev/null"]);
+    for _ in 0..3 {
+        let output = bed
+            .rx(RINGCAP)
+            .args(["run", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "-W", "1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains("XDP") || stderr.contains("attach"), "{stderr}");
+        assert_eq!(snapshot_files(&dir), before, "a failed start changed the ring: {stderr}");
+    }
+    common::stop(holder);
+    let kept = packets_of(&data_files(&dir));
+    assert_exact(&kept, 0..100);
+}
+
+#[test]
+fn a_second_run_on_the_same_directory_is_refused_and_the_first_goes_on() {
+    let bed = bed();
+    let dir = scratch("locked");
+    let ring = start_run(&bed, &dir, "-G 0");
+    send(&bed, (0..100).map(known_frame).collect());
+    let output = bed
+        .rx(RINGCAP)
+        .args(["run", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "-W", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("another ringcap run is writing"), "{stderr}");
+    let stderr = send_and_stop(&bed, ring, (100..200).map(known_frame).collect());
+    assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(200), "{stderr:?}");
+    let kept = packets_of(&data_files(&dir));
+    assert_exact(&kept, 0..200);
+}
+
+#[test]
+fn files_that_cannot_be_created_lose_only_counted_packets_and_sighup_keeps_capturing() {
+    let bed = bed();
+    let dir = scratch("inodes");
+    let _unmount = mount_tmpfs(&dir, "size=64m,nr_inodes=64");
+    let ring = start_run(&bed, &dir, "-G 1 --frame-interval 0.1");
+    let sender = {
+        let frames = mixed_frames(5000);
+        let tx_ns = bed.tx_ns.clone();
+        TestBed::in_namespace(&tx_ns, move || {
+            let ifindex = capture_daemon::kernel::interface_index(TX_IF).unwrap();
+            transmit(ifindex, &Plan { count: frames.len() as u64, frames, chunk: 1, rate: Some(1000.0) })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    // Use up every inode: the next rotations cannot create their files.
+    let fillers = dir.join("filler");
+    std::fs::create_dir(&fillers).unwrap();
+    let mut made = 0;
+    while std::fs::write(fillers.join(made.to_string()), b"").is_ok() {
+        made += 1;
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    ring.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(1200));
+    std::fs::remove_dir_all(&fillers).unwrap();
+    sender.join().unwrap().unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let stderr = stop(ring);
+    let captured = summary_count(&stderr, "packets captured").unwrap();
+    let written = summary_count(&stderr, "packets written to the ring").unwrap();
+    let lost = summary_count(&stderr, "packets lost to write errors").unwrap();
+    assert_eq!(captured, 5000, "{stderr:?}");
+    assert_eq!(written + lost, captured, "every captured packet is written or counted: {stderr:?}");
+    assert!(lost > 0, "no file was missing ({made} fillers): {stderr:?}");
+    let mut kept = Vec::new();
+    for file in data_files(&dir) {
+        let (data, packets) = read_frames(&file);
+        assert_eq!(data.damaged_tail, 0);
+        decompress_and_check_with_tools(&file);
+        kept.extend(packets);
+    }
+    assert_eq!(kept.len() as u64, written);
+    let mut last = None;
+    for packet in &kept {
+        let seq = sequence_of(&packet.data).unwrap();
+        assert_eq!(packet.data, known_frame(seq));
+        assert!(last.is_none_or(|l| seq > l));
+        last = Some(seq);
+    }
+    assert_eq!(last, Some(4999), "capture went on after the files could be made again");
 }

@@ -9,7 +9,7 @@ use super::out::PacketOut;
 use super::window::Window;
 use crate::filter::Filter;
 use crate::storage::frames::{duration_ns, DataFile};
-use crate::storage::is_data_file;
+use crate::storage::manifest;
 
 /// What a pull did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,14 +41,10 @@ impl Default for PullLimits {
     }
 }
 
-/// The ring's data files in `dir`.
+/// The ring's own data files in `dir`, by name (names sort like creation). Other capture
+/// files in the directory are not part of the ring (see `storage::manifest`).
 pub fn ring_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_data_file))
-        .collect();
+    let mut files = manifest::list(dir)?.0.own;
     files.sort();
     Ok(files)
 }
@@ -94,7 +90,7 @@ pub fn pull(
     'files: for (_, _, file) in &files {
         report.files_read += 1;
         for (i, frame) in file.frames.iter().enumerate() {
-            if frame.packets == 0 || !window.overlaps(frame.first_ns, frame.last_ns) {
+            if frame.packets == 0 || !window.overlaps(frame.earliest_ns, frame.latest_ns) {
                 continue;
             }
             let content = match file.content(i) {

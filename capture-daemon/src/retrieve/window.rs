@@ -17,8 +17,8 @@ impl Window {
         self.since_ns <= ns && ns < self.until_ns
     }
 
-    pub fn overlaps(&self, first_ns: u64, last_ns: u64) -> bool {
-        first_ns < self.until_ns && last_ns >= self.since_ns
+    pub fn overlaps(&self, earliest_ns: u64, latest_ns: u64) -> bool {
+        earliest_ns < self.until_ns && latest_ns >= self.since_ns
     }
 
     /// The window from `--last`, or `--since`/`--until`, relative to `now`.

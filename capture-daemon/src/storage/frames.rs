@@ -75,6 +75,10 @@ pub struct DataFile {
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// The most read to find the pcap header in the first frame of a file without a usable index.
 const HEAD_BYTES: u64 = 4 << 20;
+/// How much of a file is read at a time when scanning it for frames.
+const SCAN_WINDOW: u64 = 4 << 20;
+/// The longest frame a scan looks for (frames are written at `--frame-bytes`, at most 64 MiB).
+const SCAN_WINDOW_MAX: u64 = 128 << 20;
 
 fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     let mut buffer = vec![0u8; len as usize];
@@ -123,47 +127,68 @@ impl DataFile {
     }
 
     /// Finds complete frames after the last indexed one, skipping damaged zstd frames.
+    /// Reads a window of the file at a time, so a file without its index is never read
+    /// into memory whole: a window grows only while it holds no complete zstd frame nor the
+    /// start of another, up to [`SCAN_WINDOW_MAX`]; an uncompressed file is cut into
+    /// frames of at most [`SCAN_WINDOW`] bytes.
     fn scan_unindexed(&mut self, len: u64) -> io::Result<()> {
-        let (start, mut raw_offset) =
+        let (mut at, mut raw_offset) =
             self.frames.last().map_or((0, 0), |f| (f.offset + f.len, f.raw_offset + u64::from(f.raw_len)));
-        let tail = read_at(&self.file, start, len - start)?;
-        let mut at = 0usize;
-        while at < tail.len() {
-            let rest = &tail[at..];
+        let mut window_len = SCAN_WINDOW;
+        while at < len {
+            let window = read_at(&self.file, at, (len - at).min(window_len))?;
+            let reaches_end = at + window.len() as u64 == len;
             let found = if self.compressed {
-                next_zstd_frame(rest).map(|(len, content)| (len, Cow::Owned(content)))
+                next_zstd_frame(&window).map(|(len, content)| (len, Cow::Owned(content)))
             } else {
                 let header_len = self.format.header_len;
-                let header = if raw_offset == 0 { header_len.min(rest.len()) } else { 0 };
-                let mut records = self.format.records(&rest[header..]);
+                let header = if raw_offset == 0 { header_len.min(window.len()) } else { 0 };
+                let mut records = self.format.records(&window[header..]);
                 records.by_ref().take_while(Result::is_ok).for_each(drop);
-                let len = rest.len() - records.rest().len();
+                let len = window.len() - records.rest().len();
                 (len > 0 && !(raw_offset == 0 && len < header_len))
-                    .then(|| (len, Cow::Borrowed(&rest[..len])))
+                    .then(|| (len, Cow::Borrowed(&window[..len])))
             };
             let entry = found.and_then(|(len, content)| {
-                describe_frame(&self.format, &content, start + at as u64, len as u64, raw_offset)
+                describe_frame(&self.format, &content, at, len as u64, raw_offset)
             });
+            let next_magic = || window[1..].windows(4).position(|w| w == ZSTD_MAGIC).map(|p| p as u64 + 1);
+            if entry.is_none()
+                && self.compressed
+                && !reaches_end
+                && window_len < SCAN_WINDOW_MAX
+                && next_magic().is_none()
+            {
+                // Perhaps a frame longer than the window: look further before calling it damage.
+                window_len *= 2;
+                continue;
+            }
+            window_len = SCAN_WINDOW;
             match entry {
                 Some(entry) => {
                     raw_offset += u64::from(entry.raw_len);
-                    at += entry.len as usize;
+                    at += entry.len;
                     self.frames.push(entry);
                     self.recovered_frames += 1;
                 }
                 None if self.compressed => {
                     // Damaged or cut short: resume at the next frame that decodes, if any.
-                    let next = rest[1..].windows(4).position(|w| w == ZSTD_MAGIC).map(|p| p + 1);
-                    let skip = next.unwrap_or(rest.len());
-                    if next.is_none() {
-                        self.damaged_tail = skip as u64;
-                    }
-                    self.damaged_bytes += skip as u64;
+                    let skip = match next_magic() {
+                        Some(skip) => skip,
+                        None if reaches_end => {
+                            self.damaged_tail = window.len() as u64;
+                            window.len() as u64
+                        }
+                        // No frame start in the window: skip it, keeping its last bytes in
+                        // case a magic number straddles the edge.
+                        None => window.len() as u64 - 3,
+                    };
+                    self.damaged_bytes += skip;
                     at += skip;
                 }
                 None => {
-                    self.damaged_tail = rest.len() as u64;
-                    self.damaged_bytes += rest.len() as u64;
+                    self.damaged_tail = len - at;
+                    self.damaged_bytes += len - at;
                     break;
                 }
             }
@@ -196,10 +221,10 @@ impl DataFile {
         self.frames.last().map_or(0, |f| f.offset + f.len)
     }
 
-    /// Time of the first and last packet in the file, if it holds any.
+    /// Time of the earliest and latest packet in the file, if it holds any.
     pub fn time_range(&self) -> Option<(u64, u64)> {
         let with_packets = || self.frames.iter().filter(|f| f.packets > 0);
-        Some((with_packets().next()?.first_ns, with_packets().next_back()?.last_ns))
+        Some((with_packets().map(|f| f.earliest_ns).min()?, with_packets().map(|f| f.latest_ns).max()?))
     }
 }
 
@@ -248,9 +273,10 @@ fn describe_frame(
     for record in format.records(records) {
         let ns = duration_ns(record.ok()?.timestamp);
         if entry.packets == 0 {
-            entry.first_ns = ns;
+            (entry.earliest_ns, entry.latest_ns) = (ns, ns);
         }
-        entry.last_ns = ns;
+        entry.earliest_ns = entry.earliest_ns.min(ns);
+        entry.latest_ns = entry.latest_ns.max(ns);
         entry.packets += 1;
     }
     Some(entry)

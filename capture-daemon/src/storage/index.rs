@@ -26,9 +26,10 @@ pub struct FrameEntry {
     pub raw_len: u32,
     /// Packets in the frame.
     pub packets: u32,
-    /// Timestamps of the first and last packet, nanoseconds since the epoch (0 if none).
-    pub first_ns: u64,
-    pub last_ns: u64,
+    /// Timestamps of the earliest and latest packet, nanoseconds since the epoch (0 if
+    /// none). Rings written before these were kept took the first and last packet's.
+    pub earliest_ns: u64,
+    pub latest_ns: u64,
 }
 
 impl FrameEntry {
@@ -39,8 +40,8 @@ impl FrameEntry {
         out[16..24].copy_from_slice(&self.raw_offset.to_le_bytes());
         out[24..28].copy_from_slice(&self.raw_len.to_le_bytes());
         out[28..32].copy_from_slice(&self.packets.to_le_bytes());
-        out[32..40].copy_from_slice(&self.first_ns.to_le_bytes());
-        out[40..48].copy_from_slice(&self.last_ns.to_le_bytes());
+        out[32..40].copy_from_slice(&self.earliest_ns.to_le_bytes());
+        out[40..48].copy_from_slice(&self.latest_ns.to_le_bytes());
         let sum = checksum(&out[0..48]);
         out[48..52].copy_from_slice(&sum.to_le_bytes());
         out
@@ -60,8 +61,8 @@ impl FrameEntry {
             raw_offset: u64_at(16),
             raw_len: u32_at(24),
             packets: u32_at(28),
-            first_ns: u64_at(32),
-            last_ns: u64_at(40),
+            earliest_ns: u64_at(32),
+            latest_ns: u64_at(40),
         })
     }
 }
@@ -126,8 +127,8 @@ mod tests {
             raw_offset: 3,
             raw_len: 4,
             packets: 5,
-            first_ns: 6,
-            last_ns: u64::MAX,
+            earliest_ns: 6,
+            latest_ns: u64::MAX,
         };
         let mut bytes = entry.encode();
         assert_eq!(FrameEntry::decode(&bytes), Some(entry));

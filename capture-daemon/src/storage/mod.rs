@@ -8,6 +8,7 @@
 pub mod budget;
 pub mod frames;
 pub mod index;
+pub mod manifest;
 pub mod naming;
 pub mod ring;
 
@@ -24,6 +25,8 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("another ringcap run is writing {dir}: stop it, or give this one another --dir")]
+    Busy { dir: PathBuf },
     #[error("{0}")]
     BadLimit(String),
     #[error("cannot read {path}: {source}")]

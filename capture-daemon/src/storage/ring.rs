@@ -12,8 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 use super::budget::{fs_space, DiskLimit};
 use super::frames::{duration_ns, DataFile, FrameEncoder};
 use super::index::{index_path, stats_path, FrameEntry, IndexWriter};
+use super::manifest::{self, DirLock, Manifest};
 use super::naming::NameTemplate;
-use super::{is_data_file, Compression, StorageError};
+use super::{Compression, StorageError};
 use crate::capture::Batch;
 use crate::output::Sink;
 use crate::pcap::{self, RecordFormat};
@@ -80,6 +81,11 @@ pub struct StorageCounters {
     pub index_errors: AtomicU64,
     /// Adopted files whose torn last frame was cut off at start.
     pub files_repaired: AtomicU64,
+    /// Frames whose fdatasync failed: cut off again and counted in `write_errors` and
+    /// `packets_lost`, since the kernel may have dropped their pages.
+    pub sync_errors: AtomicU64,
+    /// Manifest updates that failed (the files stay; a later update retries).
+    pub manifest_errors: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -111,18 +117,22 @@ struct OpenFile {
 struct PendingFrame {
     content: Vec<u8>,
     packets: u64,
-    first_ns: u64,
-    last_ns: u64,
+    /// The earliest and latest packet times: the merger may write a late record after
+    /// later ones, and a pull must not skip a frame that holds it.
+    earliest_ns: u64,
+    latest_ns: u64,
     started: Option<Instant>,
 }
 
 impl PendingFrame {
     fn add_packet(&mut self, timestamp_ns: u64) {
         if self.packets == 0 {
-            self.first_ns = timestamp_ns;
+            self.earliest_ns = timestamp_ns;
+            self.latest_ns = timestamp_ns;
             self.started = Some(Instant::now());
         }
-        self.last_ns = timestamp_ns;
+        self.earliest_ns = self.earliest_ns.min(timestamp_ns);
+        self.latest_ns = self.latest_ns.max(timestamp_ns);
         self.packets += 1;
     }
 }
@@ -140,14 +150,31 @@ pub struct RingWriter {
     /// The last name's stem and suffix number: names made in the same second continue
     /// the sequence, so a name freed by removing an old file is never reused out of order.
     last_name: (String, u32),
+    /// The files ringcap created here; only these are ever removed.
+    manifest: Manifest,
+    /// Whether the first file was started: until then nothing in the directory is
+    /// created, repaired or removed, so a start that fails (say, the interface is taken)
+    /// leaves the ring as it was.
+    started: bool,
+    /// Capture files in the directory that ringcap did not write: left alone.
+    foreign: Vec<PathBuf>,
+    /// The manifest's size: ringcap's file, so part of the ring's disk use.
+    manifest_bytes: u64,
+    _lock: DirLock,
 }
 
 impl RingWriter {
-    /// Opens the ring in `config.dir`, adopting the files already there, and starts a file.
+    /// Opens the ring in `config.dir`: locks the directory and lists its files, changing
+    /// nothing. The first file is started (and a torn file of the last run repaired, and the
+    /// limits enforced) by the first write or tick, once capture is up.
     pub fn open(config: RingConfig, counters: Arc<StorageCounters>) -> Result<Self, StorageError> {
         let dir = config.dir.clone();
         let dir_error = |source| StorageError::Dir { dir: dir.clone(), source };
         std::fs::create_dir_all(&config.dir).map_err(dir_error)?;
+        let lock = DirLock::acquire(&config.dir).map_err(|source| match source.kind() {
+            io::ErrorKind::WouldBlock => StorageError::Busy { dir: dir.clone() },
+            _ => dir_error(source),
+        })?;
         let space = fs_space(&config.dir).map_err(dir_error)?;
         let max_disk_bytes = config.max_disk.map(|l| l.bytes(space.total));
         let min_free_bytes = config.min_free.map(|l| l.bytes(space.total));
@@ -165,8 +192,14 @@ impl RingWriter {
             (c, budget) => c.or(budget.map(|b| b / 4)),
         };
         let encoder = FrameEncoder::new(config.compression).map_err(dir_error)?;
-        let mut ring = RingWriter {
-            closed: adopt(&config.dir, &counters).map_err(dir_error)?,
+        let (listing, manifest) = manifest::list(&config.dir).map_err(dir_error)?;
+        let closed = listing
+            .own
+            .into_iter()
+            .map(|data| ClosedFile { bytes: file_len(&data) + file_len(&index_path(&data)), data })
+            .collect();
+        Ok(RingWriter {
+            closed,
             config,
             counters,
             current: None,
@@ -176,15 +209,34 @@ impl RingWriter {
             min_free_bytes,
             rotate_bytes,
             last_name: (String::new(), 0),
-        };
-        ring.start_file().map_err(dir_error)?;
-        ring.enforce_limits();
-        Ok(ring)
+            manifest,
+            started: false,
+            foreign: listing.foreign,
+            manifest_bytes: 0,
+            _lock: lock,
+        })
     }
 
     /// The file being written.
     pub fn current_path(&self) -> Option<&Path> {
         self.current.as_ref().map(|f| f.data.as_path())
+    }
+
+    /// Files adopted from an earlier run, oldest first.
+    pub fn adopted(&self) -> impl Iterator<Item = &Path> {
+        self.closed.iter().map(|f| f.data.as_path())
+    }
+
+    /// Capture files in the directory that ringcap did not write and will never touch.
+    pub fn foreign_files(&self) -> &[PathBuf] {
+        &self.foreign
+    }
+
+    /// Saves the manifest, counting a failure (the next change retries).
+    fn save_manifest(&mut self) -> io::Result<()> {
+        let len = self.manifest.save().inspect_err(|_| bump(&self.counters.manifest_errors, 1))?;
+        self.manifest_bytes = len;
+        Ok(())
     }
 
     fn period(&self, now: Duration) -> u64 {
@@ -193,23 +245,43 @@ impl RingWriter {
 
     /// Creates the next file and writes its first frame: the pcap file header.
     fn start_file(&mut self) -> io::Result<()> {
+        if !self.started {
+            self.repair_newest()?;
+            self.started = true;
+        }
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         let stem = self.config.template.render(now);
         let extension = self.config.compression.extension(self.config.pcapng_interfaces.is_some());
-        let first_n = if self.last_name.0 == stem { self.last_name.1 + 1 } else { 0 };
-        let (n, data, file) = (first_n..)
-            .map(|n| match n {
-                0 => (n, self.config.dir.join(format!("{stem}{extension}"))),
+        let mut n = if self.last_name.0 == stem { self.last_name.1 + 1 } else { 0 };
+        let (data, file) = loop {
+            let data = match n {
+                0 => self.config.dir.join(format!("{stem}{extension}")),
                 // `_NNN` sorts after the plain name and in order, so names sort like creation.
-                n => (n, self.config.dir.join(format!("{stem}_{n:03}{extension}"))),
-            })
-            .filter(|(_, data)| !index_path(data).exists())
-            .find_map(|(n, data)| match OpenOptions::new().write(true).create_new(true).open(&data) {
-                Ok(file) => Some(Ok((n, data, file))),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
-                Err(e) => Some(Err(e)),
-            })
-            .expect("an unused name exists")?;
+                n => self.config.dir.join(format!("{stem}_{n:03}{extension}")),
+            };
+            n += 1;
+            if index_path(&data).exists() || data.exists() {
+                continue;
+            }
+            // Listed before it exists: a crash right after creation leaves no unlisted file.
+            let name = data.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            self.manifest.insert(&name);
+            if let Err(e) = self.save_manifest() {
+                self.manifest.remove(&name);
+                return Err(e);
+            }
+            match OpenOptions::new().write(true).create_new(true).open(&data) {
+                Ok(file) => break (data, file),
+                Err(e) => {
+                    self.manifest.remove(&name);
+                    if e.kind() != io::ErrorKind::AlreadyExists {
+                        let _ = self.save_manifest();
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let n = n - 1;
         self.last_name = (stem, n);
         let index = IndexWriter::create(&index_path(&data))
             .inspect_err(|_| bump(&self.counters.index_errors, 1))
@@ -224,6 +296,8 @@ impl RingWriter {
             frames: 0,
             period: self.period(now),
         });
+        // The header leads the file: nothing kept from a time without a file goes before it.
+        self.drop_pending();
         self.queue_file_header()?;
         self.write_frame();
         Ok(())
@@ -241,9 +315,13 @@ impl RingWriter {
         }
     }
 
-    /// Writes the pending frame (if it holds anything) to the current file.
+    /// Writes the pending frame (if it holds anything) to the current file. Without a
+    /// current file (it could not be created) the frame's packets are counted as lost.
     fn write_frame(&mut self) {
-        let Some(current) = self.current.as_mut() else { return };
+        let Some(current) = self.current.as_mut() else {
+            self.drop_pending();
+            return;
+        };
         if self.pending.content.is_empty() {
             return;
         }
@@ -270,11 +348,16 @@ impl RingWriter {
                     raw_offset: current.raw_offset,
                     raw_len: pending.content.len() as u32,
                     packets: pending.packets as u32,
-                    first_ns: pending.first_ns,
-                    last_ns: pending.last_ns,
+                    earliest_ns: pending.earliest_ns,
+                    latest_ns: pending.latest_ns,
                 };
-                if self.config.sync {
-                    let _ = current.file.sync_data();
+                if self.config.sync && current.file.sync_data().is_err() {
+                    // After a failed fsync the kernel may have dropped the frame's pages
+                    // while reporting them clean: the frame is not trusted as written.
+                    bump(&self.counters.sync_errors, 1);
+                    self.frame_lost(&pending);
+                    self.keep_buffer(pending);
+                    return;
                 }
                 if let Some(index) = current.index.as_mut() {
                     if index.append(&entry).is_err() {
@@ -289,26 +372,42 @@ impl RingWriter {
                 bump(&self.counters.bytes_written, len);
                 bump(&self.counters.packets_written, pending.packets);
             }
-            Err(_) => {
-                // Cut off whatever part of the frame made it, so the file ends at a frame boundary.
-                let _ = current.file.set_len(current.offset);
-                bump(&self.counters.write_errors, 1);
-                bump(&self.counters.packets_lost, pending.packets);
-                if current.raw_offset == 0 {
-                    // The file header must lead the file: keep it for the next attempt.
-                    let _ = self.queue_file_header();
-                }
-            }
+            Err(_) => self.frame_lost(&pending),
         }
-        // Keep the frame buffer's allocation unless the header was queued again.
+        self.keep_buffer(pending);
+    }
+
+    /// Counts a frame that could not be stored and cuts off whatever part of it made it,
+    /// so the file ends at a frame boundary.
+    fn frame_lost(&mut self, frame: &PendingFrame) {
+        let current = self.current.as_mut().expect("a frame is written to a file");
+        let _ = current.file.set_len(current.offset);
+        bump(&self.counters.write_errors, 1);
+        bump(&self.counters.packets_lost, frame.packets);
+        if current.raw_offset == 0 {
+            // The file header must lead the file: keep it for the next attempt.
+            let _ = self.queue_file_header();
+        }
+    }
+
+    /// Counts the pending packets as lost when no file could be created to hold them.
+    fn drop_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.packets > 0 {
+            bump(&self.counters.packets_lost, pending.packets);
+        }
+        self.keep_buffer(pending);
+    }
+
+    /// Reuses a written frame's allocation, unless the file header was queued again.
+    fn keep_buffer(&mut self, frame: PendingFrame) {
         if self.pending.content.is_empty() {
-            let mut buffer = pending.content;
+            let mut buffer = frame.content;
             buffer.clear();
             self.pending.content = buffer;
         }
     }
 
-    /// Closes the current file and starts the next one.
     /// Stores the statistics snapshot of a file that is closing.
     fn write_snapshot(&self, data: &Path) {
         if let Some(Snapshot(snapshot)) = &self.config.snapshot {
@@ -318,6 +417,7 @@ impl RingWriter {
         }
     }
 
+    /// Closes the current file and starts the next one.
     fn rotate(&mut self) -> io::Result<()> {
         self.write_frame();
         if let Some(current) = self.current.take() {
@@ -381,14 +481,19 @@ impl RingWriter {
 
     fn ring_bytes(&self) -> u64 {
         let current = self.current.as_ref().map_or(0, |c| c.offset + 8 + c.frames * 56);
-        self.closed.iter().map(|f| f.bytes).sum::<u64>() + current
+        self.closed.iter().map(|f| f.bytes).sum::<u64>() + current + self.manifest_bytes
     }
 
+    /// Removes the oldest of the ring's own files (foreign files are never in `closed`).
     fn remove_oldest(&mut self, for_space: bool) {
         let Some(oldest) = self.closed.pop_front() else { return };
         let _ = std::fs::remove_file(&oldest.data);
         let _ = std::fs::remove_file(index_path(&oldest.data));
         let _ = std::fs::remove_file(stats_path(&oldest.data));
+        if let Some(name) = oldest.data.file_name().and_then(|n| n.to_str()) {
+            self.manifest.remove(name);
+            let _ = self.save_manifest();
+        }
         bump(
             if for_space { &self.counters.files_removed_for_space } else { &self.counters.files_removed },
             1,
@@ -401,15 +506,15 @@ impl Sink for RingWriter {
         self.rotate_on_time();
         let mut rest = batch.records.as_slice();
         while !rest.is_empty() {
+            if self.current.is_none() {
+                // No file could be created: these packets have nowhere to go.
+                bump(&self.counters.packets_lost, self.record_format().records(rest).count() as u64);
+                break;
+            }
             // Cut the batch at a record boundary so frames stay close to --frame-bytes.
             let room = self.config.frame_bytes.saturating_sub(self.pending.content.len());
             let mut take = 0;
-            let format = if self.config.pcapng_interfaces.is_some() {
-                RecordFormat::NATIVE_PCAPNG
-            } else {
-                RecordFormat::NATIVE
-            };
-            let mut records = format.records(rest);
+            let mut records = self.record_format().records(rest);
             for record in records.by_ref() {
                 let Ok(record) = record else {
                     take = rest.len();
@@ -445,8 +550,11 @@ impl Sink for RingWriter {
         Ok(())
     }
 
+    /// SIGHUP: a file that cannot be created now is counted and retried on the next
+    /// tick; capture goes on.
     fn rotate(&mut self) -> io::Result<()> {
-        RingWriter::rotate(self)
+        self.rotate_counting_errors();
+        Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -471,42 +579,152 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// The data files already in `dir`, oldest first. The newest may have been cut short by
-/// a crash: its torn last frame is cut off so every tool reads it cleanly.
 /// The largest a file's header frame can be: a torn newest file this short holds nothing.
 const HEADER_FRAME_MAX: u64 = 1024;
 
-fn adopt(dir: &Path, counters: &StorageCounters) -> io::Result<VecDeque<ClosedFile>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let meta = entry.metadata()?;
-        if meta.is_file() && name.to_str().is_some_and(is_data_file) {
-            found.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), entry.path()));
+impl RingWriter {
+    fn record_format(&self) -> RecordFormat {
+        if self.config.pcapng_interfaces.is_some() {
+            RecordFormat::NATIVE_PCAPNG
+        } else {
+            RecordFormat::NATIVE
         }
     }
-    found.sort();
-    if let Some((_, newest)) = found.last() {
-        match DataFile::open(newest) {
-            Ok(file) if file.damaged_tail > 0 => {
-                OpenOptions::new().write(true).open(newest)?.set_len(file.complete_len())?;
-                bump(&counters.files_repaired, 1);
+
+    /// The newest adopted file may have been cut short by a crash: its torn last frame is
+    /// cut off so every tool reads it cleanly, or, killed between creating the file and
+    /// finishing its header frame (at most a kilobyte even for pcapng with many
+    /// interfaces), it holds no packet and is removed. Also writes the manifest, which an
+    /// older ring did not have.
+    fn repair_newest(&mut self) -> io::Result<()> {
+        if let Some(newest) = self.closed.back().map(|f| f.data.clone()) {
+            match DataFile::open(&newest) {
+                Ok(file) if file.damaged_tail > 0 => {
+                    OpenOptions::new().write(true).open(&newest)?.set_len(file.complete_len())?;
+                    bump(&self.counters.files_repaired, 1);
+                }
+                Ok(_) => {}
+                Err(_) if file_len(&newest) < HEADER_FRAME_MAX => {
+                    self.closed.pop_back();
+                    std::fs::remove_file(&newest)?;
+                    let _ = std::fs::remove_file(index_path(&newest));
+                    if let Some(name) = newest.file_name().and_then(|n| n.to_str()) {
+                        self.manifest.remove(name);
+                    }
+                    bump(&self.counters.files_repaired, 1);
+                }
+                Err(_) => {}
             }
-            Ok(_) => {}
-            // Killed between creating the file and finishing its header frame (at most a
-            // kilobyte even for pcapng with many interfaces): it holds no packet.
-            Err(_) if file_len(newest) < HEADER_FRAME_MAX => {
-                std::fs::remove_file(newest)?;
-                let _ = std::fs::remove_file(index_path(newest));
-                found.pop();
-                bump(&counters.files_repaired, 1);
-            }
-            Err(_) => {}
+        }
+        self.save_manifest()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pcap::write_record;
+
+    fn config(dir: &Path, compression: Compression) -> RingConfig {
+        RingConfig {
+            dir: dir.to_path_buf(),
+            template: NameTemplate::parse("t-%s").unwrap(),
+            compression,
+            snaplen: 2000,
+            pcapng_interfaces: None,
+            rotate_every: None,
+            rotate_bytes: None,
+            max_files: None,
+            max_disk: None,
+            min_free: None,
+            frame_bytes: 64 << 10,
+            frame_age: Duration::from_secs(60),
+            sync: false,
+            snapshot: None,
         }
     }
-    Ok(found
-        .into_iter()
-        .map(|(_, data)| ClosedFile { bytes: file_len(&data) + file_len(&index_path(&data)), data })
-        .collect())
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringcap-ring-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A batch of 100-byte packets stamped at these nanoseconds.
+    fn batch(times_ns: &[u64]) -> Batch {
+        let mut records = Vec::new();
+        for (i, &ns) in times_ns.iter().enumerate() {
+            write_record(&mut records, Duration::from_nanos(ns), 100, &[i as u8; 100], 2000).unwrap();
+        }
+        Batch { records, packets: times_ns.len() as u64, ..Batch::empty(Vec::new(), Duration::ZERO) }
+    }
+
+    #[test]
+    fn the_index_keeps_the_earliest_and_latest_time_of_a_frame() {
+        let dir = scratch("earliest");
+        let mut ring = RingWriter::open(config(&dir, Compression::Zstd(1)), Arc::default()).unwrap();
+        assert!(ring.current_path().is_none(), "nothing is created before the first write");
+        // A late record (the merger writes those) after later ones.
+        ring.write(&batch(&[5_000, 9_000, 2_000, 7_000])).unwrap();
+        ring.finish().unwrap();
+        let file = DataFile::open(ring.current_path().unwrap()).unwrap();
+        let packet_frame = file.frames.iter().find(|f| f.packets > 0).unwrap();
+        assert_eq!((packet_frame.earliest_ns, packet_frame.latest_ns), (2_000, 9_000));
+        assert_eq!(file.time_range(), Some((2_000, 9_000)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_without_its_index_is_scanned_in_windows_and_read_whole() {
+        for compression in [Compression::None, Compression::Zstd(1)] {
+            let dir = scratch(&format!("scan-{compression:?}"));
+            let mut ring = RingWriter::open(config(&dir, compression), Arc::default()).unwrap();
+            // About 12 MiB of records: several scan windows.
+            let times: Vec<u64> = (0..110_000).collect();
+            for chunk in times.chunks(1000) {
+                ring.write(&batch(chunk)).unwrap();
+            }
+            ring.finish().unwrap();
+            let data = ring.current_path().unwrap().to_path_buf();
+            let indexed = DataFile::open(&data).unwrap();
+            std::fs::remove_file(index_path(&data)).unwrap();
+            let scanned = DataFile::open(&data).unwrap();
+            assert!(scanned.index_problem.is_some());
+            assert_eq!(scanned.damaged_bytes, 0, "{compression:?}");
+            let packets = |file: &DataFile| file.frames.iter().map(|f| u64::from(f.packets)).sum::<u64>();
+            assert_eq!(packets(&scanned), 110_000, "{compression:?}");
+            assert_eq!(packets(&indexed), 110_000);
+            assert_eq!(scanned.complete_len(), std::fs::metadata(&data).unwrap().len());
+            assert!(scanned.frames.iter().all(|f| f.raw_len as u64 <= (4 << 20)));
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn without_a_file_packets_are_counted_lost_and_the_header_still_leads_the_next_file() {
+        let dir = scratch("no-file");
+        let counters = Arc::new(StorageCounters::default());
+        let mut ring = RingWriter::open(config(&dir, Compression::None), Arc::clone(&counters)).unwrap();
+        ring.write(&batch(&[1, 2, 3])).unwrap();
+        // The file cannot be replaced now: the directory is read-only to the writer.
+        let first = ring.current_path().unwrap().to_path_buf();
+        std::fs::remove_dir_all(&dir).unwrap();
+        Sink::rotate(&mut ring).unwrap();
+        assert!(ring.current_path().is_none());
+        ring.write(&batch(&[4, 5])).unwrap();
+        ring.tick().unwrap();
+        assert_eq!(counters.packets_lost.load(Ordering::Relaxed), 2);
+        std::fs::create_dir_all(&dir).unwrap();
+        ring.write(&batch(&[6, 7, 8, 9])).unwrap();
+        ring.finish().unwrap();
+        let next = ring.current_path().unwrap().to_path_buf();
+        assert_ne!(first, next);
+        let bytes = std::fs::read(&next).unwrap();
+        let format = RecordFormat::from_file_header(&bytes).expect("the file starts with its header");
+        assert_eq!(format.records(&bytes[format.header_len..]).count(), 4);
+        // written + lost = every packet given to the ring
+        let written = counters.packets_written.load(Ordering::Relaxed);
+        assert_eq!(written + counters.packets_lost.load(Ordering::Relaxed), 9);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
