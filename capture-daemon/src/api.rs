@@ -1,7 +1,10 @@
 //! The daemon's HTTP API (tokio): pcap of a window, the ring's files, counters, and
-//! Prometheus metrics. Bound to loopback unless configured otherwise; any other address
-//! needs a bearer token. Pulls stream from the blocking pool, so a slow or vanishing
-//! client never touches the capture threads.
+//! Prometheus metrics. Every request needs the bearer token (compared in constant time)
+//! unless the operator chose `--http-no-auth`, which only a loopback address allows.
+//! Pulls stream from the blocking pool, so a slow or vanishing client never touches the
+//! capture threads. No request can stop the API or the capture: connections are limited
+//! ([`MAX_CONNECTIONS`], the next one gets 503), a request head is bounded in size and
+//! time, accept errors (EMFILE) are waited out, and a panic ends only its own request.
 use std::fmt::Write as _;
 use std::io::BufWriter;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -27,10 +30,17 @@ use crate::session::LiveCounters;
 use crate::storage::frames::DataFile;
 use crate::storage::ring::StorageCounters;
 
+/// The most connections served at once; one more is answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+/// The largest request head (request line and headers, so the query string too).
+pub const MAX_HEAD_BYTES: usize = 16 << 10;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("the API would listen on {0}, which is not a loopback address: give --http-token to require a bearer token")]
-    NeedsToken(SocketAddr),
+    #[error("--http-no-auth would let anyone who reaches {0} pull all traffic: it is allowed on loopback addresses only")]
+    NoAuthOffLoopback(SocketAddr),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -49,6 +59,7 @@ pub struct ApiLimits {
 
 pub struct ApiConfig {
     pub addr: SocketAddr,
+    /// The bearer token every request must present; `None` only with `--http-no-auth`.
     pub token: Option<String>,
     pub ring_dir: PathBuf,
     pub limits: ApiLimits,
@@ -68,7 +79,7 @@ struct Context {
 /// Binds now (so a bad address fails before capture starts) and serves on a thread.
 pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError> {
     if !config.addr.ip().is_loopback() && config.token.is_none() {
-        return Err(ApiError::NeedsToken(config.addr));
+        return Err(ApiError::NoAuthOffLoopback(config.addr));
     }
     let addr = config.addr;
     let listener = StdListener::bind(addr).map_err(|source| ApiError::Bind { addr, source })?;
@@ -80,15 +91,39 @@ pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError
         .spawn(move || {
             let runtime =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("a nonblocking listener");
-                while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(handle(stream, Arc::clone(&context)));
-                }
-            });
+            runtime.block_on(accept_loop(listener, context));
         })
         .expect("spawning a thread");
     Ok(bound)
+}
+
+/// Accepts connections for as long as the daemon runs. An accept error (out of file
+/// descriptors, say) is waited out, never the end of the API.
+async fn accept_loop(listener: StdListener, context: Arc<Context>) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a nonblocking listener");
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            // Over the limit: a short answer straight into the empty send buffer, no task.
+            let _ = stream.try_write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+            );
+            continue;
+        };
+        // A task per connection: a panic in it ends that request only.
+        let context = Arc::clone(&context);
+        tokio::spawn(async move {
+            handle(stream, context).await;
+            drop(permit);
+        });
+    }
 }
 
 /// A response with a body held in memory.
@@ -99,6 +134,24 @@ async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body:
     );
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body).await;
+}
+
+/// Closes after an answer given before the request was read whole: reads on (a bounded
+/// amount, for a bounded time) so that the unread rest does not reset the connection and
+/// take the answer with it.
+async fn linger_close(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 16 << 10];
+    let mut drained = 0usize;
+    let drain = async {
+        while drained < 4 << 20 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
 async fn error(stream: &mut TcpStream, status: &str, message: &str) {
@@ -130,32 +183,57 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether `presented` (an Authorization header's value) carries `token`, compared in
+/// constant time so the comparison's duration tells nothing about the token.
+fn authorized(presented: Option<&str>, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(bearer) = presented.and_then(|v| v.strip_prefix("Bearer ")) else { return false };
+    bool::from(bearer.trim().as_bytes().ct_eq(token.as_bytes()))
+}
+
 async fn handle(mut stream: TcpStream, context: Arc<Context>) {
     let mut head = Vec::new();
     let mut buffer = [0u8; 4096];
     let read_head = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            if head.len() > MAX_HEAD_BYTES {
+                return Some(false);
+            }
             match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return false,
+                Ok(0) | Err(_) => return None,
                 Ok(n) => head.extend_from_slice(&buffer[..n]),
             }
         }
-        true
+        Some(true)
     };
-    if !tokio::time::timeout(Duration::from_secs(10), read_head).await.unwrap_or(false) {
-        return;
+    match tokio::time::timeout(HEAD_TIMEOUT, read_head).await {
+        Ok(Some(true)) => {}
+        Ok(Some(false)) => {
+            let message = format!("the request head is over {MAX_HEAD_BYTES} bytes");
+            error(&mut stream, "431 Request Header Fields Too Large", &message).await;
+            return linger_close(stream).await;
+        }
+        Ok(None) => return,
+        Err(_) => return error(&mut stream, "408 Request Timeout", "the request head took too long").await,
     }
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
     let request = lines.next().unwrap_or_default();
     let mut parts = request.split(' ');
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, target, version) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    if !version.starts_with("HTTP/1.") || parts.next().is_some() || !target.starts_with('/') {
+        return error(&mut stream, "400 Bad Request", "expected a request line: GET /PATH HTTP/1.1").await;
+    }
     if let Some(token) = &context.config.token {
         let presented = lines.find_map(|l| {
             let (name, value) = l.split_once(':')?;
             name.eq_ignore_ascii_case("authorization").then(|| value.trim().to_string())
         });
-        if presented.as_deref() != Some(format!("Bearer {token}").as_str()) {
+        if !authorized(presented.as_deref(), token) {
             return error(
                 &mut stream,
                 "401 Unauthorized",
@@ -522,6 +600,16 @@ fn metrics_text(sources: &Sources) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_checked_whole() {
+        assert!(authorized(Some("Bearer s3cret"), "s3cret"));
+        for wrong in
+            [None, Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("s3cret"), Some("Basic s3cret")]
+        {
+            assert!(!authorized(wrong, "s3cret"), "{wrong:?}");
+        }
+    }
 
     #[test]
     fn decodes_query_components() {

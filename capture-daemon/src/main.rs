@@ -56,9 +56,9 @@ struct StatsArgs {
     /// The daemon's API address (`ringcap run --http ADDR:PORT`).
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9090")]
     http: std::net::SocketAddr,
-    /// Bearer token, when the daemon requires one.
-    #[arg(long, value_name = "TOKEN", env = "RINGCAP_HTTP_TOKEN")]
-    http_token: Option<String>,
+    /// File holding the daemon's bearer token (or set RINGCAP_HTTP_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    http_token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -240,9 +240,15 @@ struct RunArgs {
     /// Serve the HTTP API (/v1/pcap, /v1/files, /v1/stats, /metrics) on ADDR:PORT.
     #[arg(long, visible_alias = "metrics", value_name = "ADDR:PORT")]
     http: Option<std::net::SocketAddr>,
-    /// Bearer token the API requires (mandatory when not bound to loopback).
-    #[arg(long, value_name = "TOKEN", env = "RINGCAP_HTTP_TOKEN")]
-    http_token: Option<String>,
+    /// File holding the bearer token every API request must present (first line; the file
+    /// must not be readable by everyone). RINGCAP_HTTP_TOKEN in the environment works too;
+    /// a token is never taken from the command line, where every local user can read it.
+    #[arg(long, value_name = "FILE")]
+    http_token_file: Option<PathBuf>,
+    /// Serve the API without a token: then every local user can pull all traffic. Only on
+    /// a loopback address.
+    #[arg(long)]
+    http_no_auth: bool,
     /// Longest window one API request may pull.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     http_max_window: String,
@@ -550,7 +556,17 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 DiskLimit::Percent(_) => anyhow::bail!("--http-max-bytes takes a size (like 4G)"),
             },
         };
-        let config = ApiConfig { addr, token: args.http_token.clone(), ring_dir: args.dir.clone(), limits };
+        let token = match (api_token(args.http_token_file.as_deref())?, args.http_no_auth) {
+            (Some(_), true) => anyhow::bail!("--http-no-auth and a token exclude each other: choose one"),
+            (Some(token), false) => Some(token),
+            (None, true) => None,
+            (None, false) => anyhow::bail!(
+                "the HTTP API needs a bearer token, or anyone on this machine could pull all traffic: \
+                 give --http-token-file FILE (not readable by everyone) or set RINGCAP_HTTP_TOKEN; \
+                 --http-no-auth serves without one (loopback only)"
+            ),
+        };
+        let config = ApiConfig { addr, token, ring_dir: args.dir.clone(), limits };
         let sources = Sources { live: Arc::clone(&live), storage: Arc::clone(&counters) };
         let bound = api::serve(config, sources)?;
         eprintln!("ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /metrics)");
@@ -633,12 +649,44 @@ fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The API's bearer token: the first line of `file`, else RINGCAP_HTTP_TOKEN. A token file
+/// everyone may read protects nothing, so it is refused.
+fn api_token(file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let token = match file {
+        Some(path) => {
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?;
+            if meta.permissions().mode() & 0o004 != 0 {
+                anyhow::bail!(
+                    "the token file {} is readable by every user: chmod o-r {} (or 600)",
+                    path.display(),
+                    path.display()
+                );
+            }
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?;
+            text.lines().next().unwrap_or_default().trim().to_string()
+        }
+        None => match std::env::var("RINGCAP_HTTP_TOKEN") {
+            Ok(token) => token.trim().to_string(),
+            Err(_) => return Ok(None),
+        },
+    };
+    if token.is_empty() {
+        anyhow::bail!("the API token is empty: put a long random string in the token file");
+    }
+    Ok(Some(token))
+}
+
 fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(args.http).with_context(|| {
         format!("cannot reach ringcap's API at {}: is `ringcap run --http {}` running?", args.http, args.http)
     })?;
-    let auth = args.http_token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = api_token(args.http_token_file.as_deref())?
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(stream, "GET /v1/stats HTTP/1.1\r\nHost: ringcap\r\n{auth}\r\n")?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;

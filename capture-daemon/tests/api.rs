@@ -7,7 +7,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bed, get, known_frame, scratch, send, seqs, start_ringcap, RINGCAP, WAIT};
+use common::{
+    bed, get, known_frame, raw_request, scratch, send, seqs, start_ringcap, token_file, RINGCAP, WAIT,
+};
 use ringcap_tools::harness::summary_count;
 use ringcap_tools::testbed::{TestBed, RX_IF, RX_IP};
 
@@ -23,7 +25,7 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
     let dir = scratch("api-ring");
     let d = dir.to_str().unwrap();
     let addr = "127.0.0.1:18080";
-    let ring = start_ringcap(&bed, "run", &["--dir", d, "-G", "1", "--http", addr]);
+    let ring = start_ringcap(&bed, "run", &["--dir", d, "-G", "1", "--http", addr, "--http-no-auth"]);
     send(&bed, (0..500).map(known_frame).collect());
     std::thread::sleep(Duration::from_secs(2));
 
@@ -107,19 +109,238 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
 }
 
 #[test]
-fn an_api_on_a_non_loopback_address_requires_a_token() {
+fn the_api_requires_a_token_by_default_even_on_loopback() {
     let bed = bed();
     let dir = scratch("api-token");
     let d = dir.to_str().unwrap();
-    let addr = format!("{RX_IP}:18081");
-    let refused = bed.rx(RINGCAP).args(["run", "-i", RX_IF, "--dir", d, "--http", &addr]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && stderr.contains("--http-token"), "{stderr}");
+    // No token: refused with what to do, on loopback too.
+    for addr in ["127.0.0.1:18081".to_string(), format!("{RX_IP}:18081")] {
+        let refused =
+            bed.rx(RINGCAP).args(["run", "-i", RX_IF, "--dir", d, "--http", &addr]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && stderr.contains("--http-token-file"), "{stderr}");
+    }
+    let refused = bed
+        .rx(RINGCAP)
+        .args(["run", "-i", RX_IF, "--dir", d, "--http", &format!("{RX_IP}:18081"), "--http-no-auth"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback addresses only"));
+    // A token file everyone can read protects nothing.
+    let open = token_file("s3cret");
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let refused = bed
+        .rx(RINGCAP)
+        .args(["run", "-i", RX_IF, "--dir", d, "--http", "127.0.0.1:18081", "--http-token-file"])
+        .arg(&open)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("readable by every user"));
 
-    let ring = start_ringcap(&bed, "run", &["--dir", d, "--http", &addr, "--http-token", "s3cret"]);
-    assert_eq!(get(&bed, &addr, "/v1/stats", None).status, 401);
-    assert_eq!(get(&bed, &addr, "/v1/stats", Some("wrong")).status, 401);
-    assert_eq!(get(&bed, &addr, "/v1/stats", Some("s3cret")).status, 200);
+    let token = token_file("s3cret");
+    let addr = "127.0.0.1:18081";
+    let ring = start_ringcap(
+        &bed,
+        "run",
+        &["--dir", d, "--http", addr, "--http-token-file", token.to_str().unwrap()],
+    );
+    assert_eq!(get(&bed, addr, "/v1/stats", None).status, 401);
+    assert_eq!(get(&bed, addr, "/v1/stats", Some("wrong")).status, 401);
+    assert_eq!(get(&bed, addr, "/v1/stats", Some("s3cre")).status, 401);
+    assert_eq!(get(&bed, addr, "/v1/pcap?last=1m", None).status, 401);
+    assert_eq!(get(&bed, addr, "/v1/stats", Some("s3cret")).status, 200);
+    // `ringcap stats` takes the token from a file or the environment, never from argv.
+    let stats =
+        bed.rx(RINGCAP).args(["stats", "--http", addr, "--http-token-file"]).arg(&token).output().unwrap();
+    assert!(stats.status.success(), "{}", String::from_utf8_lossy(&stats.stderr));
+    let stats =
+        bed.rx(RINGCAP).args(["stats", "--http", addr]).env("RINGCAP_HTTP_TOKEN", "s3cret").output().unwrap();
+    assert!(stats.status.success(), "{}", String::from_utf8_lossy(&stats.stderr));
+    let stats = bed.rx(RINGCAP).args(["stats", "--http", addr]).output().unwrap();
+    assert!(String::from_utf8_lossy(&stats.stderr).contains("401"));
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());
+}
+
+/// `/metrics` answers, and capture still writes every packet sent.
+fn assert_alive(bed: &TestBed, addr: &str, token: &str, next: &mut u64) {
+    let metrics = get(bed, addr, "/metrics", Some(token));
+    assert_eq!(metrics.status, 200);
+    send(bed, (*next..*next + 50).map(known_frame).collect());
+    *next += 50;
+    std::thread::sleep(Duration::from_millis(1200));
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(bed, addr, "/v1/stats", Some(token)).body).unwrap();
+    assert_eq!(stats["storage"]["packets_written"], *next, "capture goes on");
+}
+
+#[test]
+fn hostile_requests_and_expressions_stop_neither_the_api_nor_the_capture() {
+    let bed = bed();
+    let dir = scratch("api-hostile");
+    let d = dir.to_str().unwrap();
+    let addr = "127.0.0.1:18082";
+    let token = token_file("t0ken");
+    let ring = start_ringcap(
+        &bed,
+        "run",
+        &[
+            "--dir",
+            d,
+            "-G",
+            "0",
+            "--frame-interval",
+            "0.1",
+            "--http",
+            addr,
+            "--http-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let mut next = 0;
+    assert_alive(&bed, addr, "t0ken", &mut next);
+    // Percent-encodes what a query cannot hold as it is; parentheses stay as they are.
+    let encode = |expression: &str| -> String {
+        expression
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'(' | b')' | b'!' | b'.' | b'-' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    // Hostile filters: deep nesting (what once overflowed the stack), long, every byte value.
+    let mut filters = vec![
+        format!("{}tcp{}", "(".repeat(5000), ")".repeat(5000)),
+        format!("{}tcp", "!".repeat(10_000)),
+        format!("tcp{}", " and udp or tcp".repeat(400)),
+        format!("{}tcp{}", "(".repeat(20_000), ")".repeat(20_000)),
+    ];
+    filters.extend((0u8..=255).map(|b| format!("tcp and {}{} port 1", b as char, b as char)));
+    for filter in &filters {
+        let target = format!("/v1/pcap?last=1m&filter={}", encode(filter));
+        if target.len() > capture_daemon::api::MAX_HEAD_BYTES {
+            let request = format!("GET {target} HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n\r\n");
+            assert_eq!(raw_request(&bed, addr, request.into_bytes()), Some(431));
+            continue;
+        }
+        let response = get(&bed, addr, &target, Some("t0ken"));
+        if response.status != 200 {
+            let body = String::from_utf8_lossy(&response.body);
+            assert_eq!(response.status, 400, "{body}");
+            assert!(body.contains("bad filter expression"), "{body}");
+        }
+    }
+    // Invalid UTF-8 in the filter.
+    assert_eq!(get(&bed, addr, "/v1/pcap?last=1m&filter=%FF%FE%80", Some("t0ken")).status, 400);
+    assert_alive(&bed, addr, "t0ken", &mut next);
+    // Hostile heads: huge, malformed, binary, no end.
+    let long_filter = format!("GET /v1/pcap?last=1m&filter={} HTTP/1.1\r\n\r\n", "(".repeat(1 << 20));
+    assert_eq!(raw_request(&bed, addr, long_filter.into_bytes()), Some(431));
+    let huge_header = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100_000));
+    assert_eq!(raw_request(&bed, addr, huge_header.into_bytes()), Some(431));
+    for garbage in [&b"\x00\x01\x02\xff\r\n\r\n"[..], b"GET\r\n\r\n", b"GET /metrics\r\n\r\n", b"\r\n\r\n"] {
+        assert_eq!(raw_request(&bed, addr, garbage.to_vec()), Some(400), "{garbage:?}");
+    }
+    let all_bytes: Vec<u8> = (0u8..=255).cycle().take(10_000).collect();
+    assert_eq!(raw_request(&bed, addr, all_bytes), Some(408), "no end of head: timed out");
+    assert_alive(&bed, addr, "t0ken", &mut next);
+
+    // More idle connections than the server takes at once: the surplus gets 503, and once
+    // they go, the API answers again.
+    let idle = TestBed::in_namespace(&bed.rx_ns, move || {
+        (0..capture_daemon::api::MAX_CONNECTIONS + 10)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(raw_request(&bed, addr, b"GET /metrics HTTP/1.1\r\n\r\n".to_vec()), Some(503));
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_alive(&bed, addr, "t0ken", &mut next);
+
+    // The CLI refuses the same expressions with an error, not a crash.
+    for filter in &filters[..4] {
+        let out = Command::new(RINGCAP).args(["pull", "--dir", d, "--last", "1m", filter]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("bad filter expression"));
+    }
+    let out = Command::new(RINGCAP)
+        .args(["pull", "--dir", d, "--last", "1m", &"x".repeat(100_000)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bytes long"));
+
+    ring.signal(libc::SIGINT);
+    let (status, stderr) = ring.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(next), "{stderr:?}");
+}
+
+#[test]
+fn running_out_of_file_descriptors_pauses_the_api_and_does_not_end_it() {
+    let bed = bed();
+    let dir = scratch("api-emfile");
+    let d = dir.to_str().unwrap();
+    let addr = "127.0.0.1:18083";
+    let token = token_file("t0ken");
+    let ring = start_ringcap(
+        &bed,
+        "run",
+        &[
+            "--dir",
+            d,
+            "-G",
+            "0",
+            "--frame-interval",
+            "0.1",
+            "--http",
+            addr,
+            "--http-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let mut next = 0;
+    assert_alive(&bed, addr, "t0ken", &mut next);
+    // Leave the daemon a few descriptors, then hold more connections than that.
+    let pid = ring.child.id();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    // The soft limit only: its restoring needs no privilege.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_string();
+    let limit = format!("--nofile={}:", open + 4);
+    assert!(Command::new("prlimit").args(["--pid", &pid.to_string(), &limit]).status().unwrap().success());
+    let idle = TestBed::in_namespace(&bed.rx_ns, move || {
+        (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(idle);
+    let restored = format!("--nofile={soft}:");
+    assert!(Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &restored])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_alive(&bed, addr, "t0ken", &mut next);
+    ring.signal(libc::SIGINT);
+    let (status, stderr) = ring.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(next), "{stderr:?}");
 }

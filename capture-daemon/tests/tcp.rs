@@ -25,7 +25,11 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
     let dir = scratch("tcp-ring");
     let d = dir.to_str().unwrap();
     let addr = "127.0.0.1:18090";
-    let ring = start_ringcap(&bed, "run", &["--dir", d, "-G", "0", "--direction", "both", "--http", addr]);
+    let ring = start_ringcap(
+        &bed,
+        "run",
+        &["--dir", d, "-G", "0", "--direction", "both", "--http", addr, "--http-no-auth"],
+    );
     let server = TestBed::in_namespace(&bed.rx_ns, || {
         let listener = TcpListener::bind((RX_IP, 8080)).unwrap();
         for _ in 0..CONNECTIONS {
@@ -216,7 +220,11 @@ fn wireshark_analysis_and_rtts_agree_with_tshark_under_real_loss() {
     let dir = scratch("tcp-loss");
     let d = dir.to_str().unwrap();
     let addr = "127.0.0.1:18091";
-    let ring = start_ringcap(&bed, "run", &["--dir", d, "-G", "0", "--direction", "both", "--http", addr]);
+    let ring = start_ringcap(
+        &bed,
+        "run",
+        &["--dir", d, "-G", "0", "--direction", "both", "--http", addr, "--http-no-auth"],
+    );
     let injector = TestBed::in_namespace(&bed.rx_ns, || {
         let ifindex = capture_daemon::kernel::interface_index(ringcap_tools::testbed::RX_IF).unwrap();
         ringcap_tools::bpf::LossInjector::attach(ifindex, 32, 200).unwrap()
@@ -475,6 +483,7 @@ fn unanswered_connection_attempts_are_counted_once_each() {
             "both",
             "--http",
             addr,
+            "--http-no-auth",
             "--syn-timeout",
             "1",
         ],

@@ -41,7 +41,12 @@ pub fn run(root: &Path) -> Result<()> {
         "-W",
         "30",
     ]);
-    command.args(["--http", "127.0.0.1:9090", "--direction", "both"]);
+    // The API's bearer token, readable by root only, as the unit makes it.
+    let token_file = ring_dir.with_extension("token");
+    std::fs::write(&token_file, "demo-token\n")?;
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let token_path = token_file.to_str().expect("utf-8 path");
+    command.args(["--http", "127.0.0.1:9090", "--http-token-file", token_path, "--direction", "both"]);
     let mut capture = CaptureProcess::spawn(command)?;
     if !capture.wait_listening() {
         bail!("ringcap did not start: {:?}", capture.stderr);
@@ -92,13 +97,19 @@ pub fn run(root: &Path) -> Result<()> {
     }
 
     println!("== ringcap stats (TCP health from the kernel, via the API):");
-    let stats = bed.rx(ringcap).args(["stats", "--http", "127.0.0.1:9090"]).output()?;
+    let stats = bed
+        .rx(ringcap)
+        .args(["stats", "--http", "127.0.0.1:9090", "--http-token-file", token_path])
+        .output()?;
     for line in String::from_utf8_lossy(&stats.stdout).lines() {
         println!("   {line}");
     }
 
     println!("== GET /metrics (loss and selection counters):");
-    let metrics = bed.rx("curl").args(["-s", "http://127.0.0.1:9090/metrics"]).output();
+    let metrics = bed
+        .rx("curl")
+        .args(["-s", "-H", "Authorization: Bearer demo-token", "http://127.0.0.1:9090/metrics"])
+        .output();
     match metrics {
         Ok(out) => String::from_utf8_lossy(&out.stdout)
             .lines()

@@ -71,6 +71,17 @@ pub enum Base {
     Ipv4Payload(u32),
 }
 
+impl Cond {
+    /// The depth of the tree (a leaf is 1). Recursive: only for trees the parser bounds.
+    pub fn depth(&self) -> usize {
+        match self {
+            Cond::True | Cond::Rel(_) => 1,
+            Cond::Not(inner) => inner.depth() + 1,
+            Cond::And(parts) | Cond::Or(parts) => 1 + parts.iter().map(Cond::depth).max().unwrap_or(0),
+        }
+    }
+}
+
 pub fn and(conds: Vec<Cond>) -> Cond {
     Cond::And(conds)
 }

@@ -48,6 +48,7 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, (usize, String)> {
             continue;
         }
         let Some(op) = OPS.iter().find(|op| text[i..].starts_with(*op)) else {
+            let c = text[i..].chars().next().unwrap_or(c);
             return Err((i, format!("unexpected character {c:?}")));
         };
         match *op {

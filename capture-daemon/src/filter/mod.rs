@@ -11,15 +11,45 @@ use capture_common::filter::{run, FilterInsn, SlicePacket};
 
 pub use parser::SUPPORTED;
 
+/// The longest expression accepted, in bytes (far beyond what the 512-instruction
+/// program can hold; it bounds the work an API request can ask for).
+pub const MAX_EXPRESSION_BYTES: usize = 64 * 1024;
+
 /// A filter expression that could not be compiled, with a pointer at the culprit.
 #[derive(Debug, thiserror::Error)]
-#[error("bad filter expression: {message}\n  {expression}\n  {caret}\nsupported: {supported}")]
+#[error("bad filter expression: {message}\n  {excerpt}\n  {caret}\nsupported: {supported}")]
 pub struct FilterError {
     pub message: String,
     pub expression: String,
+    /// The part of the expression around the culprit (a long expression is cut).
+    pub excerpt: String,
     pub caret: String,
     pub at: usize,
     supported: &'static str,
+}
+
+/// How much of the expression an error shows on each side of the culprit.
+const EXCERPT_CONTEXT: usize = 60;
+
+/// The excerpt of `expression` around `at..at+len`, and the caret line under it.
+fn excerpt(expression: &str, at: usize, len: usize) -> (String, String) {
+    let floor = |mut i: usize| {
+        i = i.min(expression.len());
+        while !expression.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let start = floor(at.saturating_sub(EXCERPT_CONTEXT));
+    let end = floor(at.saturating_add(len.min(EXCERPT_CONTEXT)).saturating_add(EXCERPT_CONTEXT));
+    let (before, after) =
+        (if start > 0 { "..." } else { "" }, if end < expression.len() { "..." } else { "" });
+    // Control characters would garble the terminal: show them escaped, one column each.
+    let shown: String =
+        expression[start..end].chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let column = before.len() + expression[start..floor(at)].chars().count();
+    let width = expression[floor(at)..floor(at + len)].chars().count().clamp(1, EXCERPT_CONTEXT);
+    (format!("{before}{shown}{after}"), format!("{}{}", " ".repeat(column), "^".repeat(width)))
 }
 
 /// A compiled filter.
@@ -32,13 +62,27 @@ pub struct Filter {
 impl Filter {
     /// Compiles `expression` (empty: every packet).
     pub fn compile(expression: &str) -> Result<Self, FilterError> {
-        let error = |at: usize, len: usize, message: String| FilterError {
-            caret: format!("{}{}", " ".repeat(at), "^".repeat(len.max(1))),
-            expression: expression.to_string(),
-            message,
-            at,
-            supported: SUPPORTED,
+        let error = |at: usize, len: usize, message: String| {
+            let (excerpt, caret) = excerpt(expression, at, len);
+            FilterError {
+                excerpt,
+                caret,
+                expression: expression.to_string(),
+                message,
+                at,
+                supported: SUPPORTED,
+            }
         };
+        if expression.len() > MAX_EXPRESSION_BYTES {
+            return Err(error(
+                MAX_EXPRESSION_BYTES,
+                1,
+                format!(
+                    "the expression is {} bytes long; the limit is {MAX_EXPRESSION_BYTES}",
+                    expression.len()
+                ),
+            ));
+        }
         let tokens = lexer::tokenize(expression).map_err(|(at, message)| error(at, 1, message))?;
         let cond = parser::Parser::new(tokens, expression.len())
             .parse()
@@ -129,5 +173,61 @@ mod tests {
             assert!(error.message.contains(message), "{expr}: {error}");
             assert!(error.to_string().contains("supported:"));
         }
+    }
+
+    /// Hostile expressions: each is refused with a caret error, quickly, on a small stack
+    /// (what an API request thread has), and nothing recurses without a bound.
+    #[test]
+    fn hostile_expressions_are_refused_without_exhausting_the_stack() {
+        let deep = |open: &str, n: usize, close: &str| format!("{}tcp{}", open.repeat(n), close.repeat(n));
+        let mut hostile = vec![
+            (deep("(", 20_000, ")"), "nest deeper than"),
+            (deep("(", parser::MAX_NESTING + 1, ")"), "nest deeper than"),
+            (deep("not ", 10_000, ""), "nest deeper than"),
+            (deep("! ", 20_000, ""), "nest deeper than"),
+            (format!("{}1 > 0", "(".repeat(5000)), "nest deeper than"),
+            (format!("len > {}1", "-".repeat(20_000)), "nest deeper than"),
+            (format!("len > 1{}", " + 1".repeat(10_000)), "arithmetic operators"),
+            (format!("tcp{}", " and udp or tcp".repeat(2000)), "nests deeper than"),
+            (format!("tcp{}", " or udp".repeat(200_000)), "bytes long"),
+            ("x".repeat(1 << 20), "bytes long"),
+        ];
+        // Every byte value that makes a one-character string (and the rest as characters),
+        // where tcpdump would refuse it: whitespace and `!` are part of the language.
+        for c in (0u32..=255).filter_map(char::from_u32).filter(|&c| !c.is_ascii_whitespace() && c != '!') {
+            hostile.push((format!("tcp and {c}{c} port 80"), ""));
+        }
+        let results = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                hostile
+                    .into_iter()
+                    .map(|(expression, message)| {
+                        let started = std::time::Instant::now();
+                        let result = Filter::compile(&expression);
+                        (expression.len(), message, result.map(|f| f.program.len()), started.elapsed())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow, no panic");
+        for (len, message, result, took) in results {
+            let error = result.expect_err(&format!("{len} bytes {message:?} refused"));
+            assert!(error.message.contains(message), "{len} bytes: {error}");
+            assert!(error.excerpt.len() < 200, "the error shows an excerpt, not the whole expression");
+            assert!(error.to_string().contains('^'));
+            assert!(took < std::time::Duration::from_secs(1), "{len} bytes took {took:?}");
+        }
+    }
+
+    #[test]
+    fn long_runs_of_one_operator_stay_flat_and_compile() {
+        let hosts: Vec<String> = (0..12).map(|i| format!("host 10.0.{}.{}", i / 250, i % 250)).collect();
+        let filter = Filter::compile(&hosts.join(" or ")).unwrap();
+        assert!(filter.matches(&tcp_syn_to(80), 54), "10.0.0.1 and 10.0.0.2 are in the list");
+        let error = Filter::compile(&format!("{}tcp{}", "(".repeat(60), ")".repeat(61))).unwrap_err();
+        assert_eq!(error.at, 60 + 3 + 60, "{error}");
+        assert!(error.caret.ends_with('^'));
     }
 }

@@ -52,6 +52,32 @@ pub struct Parser {
     end: usize,
     layout: Layout,
     last: Option<Qualifiers>,
+    /// Parentheses, `not` and unary minus open around the current token: bounds the
+    /// parser's recursion.
+    nesting: usize,
+    /// Arithmetic operators so far: bounds the depth of arithmetic trees.
+    arith_ops: usize,
+}
+
+impl Nested {
+    /// A primitive or comparison: a tree of a few levels, measured.
+    fn small(cond: Cond) -> Self {
+        let depth = cond.depth();
+        Nested { cond, depth }
+    }
+}
+
+/// The deepest nesting of parentheses, `not` and unary minus an expression may have.
+pub const MAX_NESTING: usize = 100;
+/// The deepest condition tree (alternating `and`/`or` chains nest too).
+pub const MAX_DEPTH: usize = 256;
+/// The most arithmetic operators in one expression.
+pub const MAX_ARITH_OPS: usize = 256;
+
+/// A condition and the depth of its tree.
+struct Nested {
+    cond: Cond,
+    depth: usize,
 }
 
 const IPPROTO_TCP: u32 = 6;
@@ -204,7 +230,15 @@ tcp, udp, icmp, icmp6) with len, tcpflags, tcp-syn..., and/or/not, &&/||/!, pare
 
 impl Parser {
     pub fn new(tokens: Vec<Token>, text_len: usize) -> Self {
-        Parser { tokens, pos: 0, end: text_len, layout: Layout::default(), last: None }
+        Parser {
+            tokens,
+            pos: 0,
+            end: text_len,
+            layout: Layout::default(),
+            last: None,
+            nesting: 0,
+            arith_ops: 0,
+        }
     }
 
     fn peek(&self) -> Option<&Token> {
@@ -249,35 +283,76 @@ impl Parser {
         if self.tokens.is_empty() {
             return Ok(Cond::True);
         }
-        let cond = self.expr()?;
+        let cond = self.expr()?.cond;
         if self.peek().is_some() {
             return self.fail("expected `and` or `or` here");
         }
         Ok(cond)
     }
 
-    fn expr(&mut self) -> Parsed<Cond> {
-        let mut left = self.term()?;
+    /// Terms joined by `and` and `or` (equal precedence, left to right). A run of the same
+    /// operator is one flat node, so only alternations and parentheses deepen the tree.
+    fn expr(&mut self) -> Parsed<Nested> {
+        let Nested { cond: mut left, mut depth } = self.term()?;
         loop {
-            match self.peek_text() {
-                Some("and" | "&&") => {
-                    self.pos += 1;
-                    left = and(vec![left, self.term()?]);
+            let is_and = match self.peek_text() {
+                Some("and" | "&&") => true,
+                Some("or" | "||") => false,
+                _ => return Ok(Nested { cond: left, depth }),
+            };
+            let operator = self.peek().cloned().expect("peeked");
+            self.pos += 1;
+            let right = self.term()?;
+            left = match left {
+                Cond::And(mut parts) if is_and => {
+                    parts.push(right.cond);
+                    depth = depth.max(right.depth + 1);
+                    Cond::And(parts)
                 }
-                Some("or" | "||") => {
-                    self.pos += 1;
-                    left = or(vec![left, self.term()?]);
+                Cond::Or(mut parts) if !is_and => {
+                    parts.push(right.cond);
+                    depth = depth.max(right.depth + 1);
+                    Cond::Or(parts)
                 }
-                _ => return Ok(left),
+                left => {
+                    depth = depth.max(right.depth) + 1;
+                    if is_and {
+                        and(vec![left, right.cond])
+                    } else {
+                        or(vec![left, right.cond])
+                    }
+                }
+            };
+            if depth > MAX_DEPTH {
+                return self.fail_at(
+                    &operator,
+                    format!("the expression nests deeper than {MAX_DEPTH} levels; use parentheses to group"),
+                );
             }
         }
     }
 
-    fn term(&mut self) -> Parsed<Cond> {
+    /// Runs `parse` one nesting level deeper, refusing past [`MAX_NESTING`].
+    fn nested<T>(&mut self, opener: &Token, parse: impl FnOnce(&mut Self) -> Parsed<T>) -> Parsed<T> {
+        if self.nesting >= MAX_NESTING {
+            return self.fail_at(
+                opener,
+                format!("parentheses, `not` and `-` nest deeper than {MAX_NESTING} levels here"),
+            );
+        }
+        self.nesting += 1;
+        let parsed = parse(self);
+        self.nesting -= 1;
+        parsed
+    }
+
+    fn term(&mut self) -> Parsed<Nested> {
         match self.peek_text() {
             Some("not" | "!") => {
+                let opener = self.peek().cloned().expect("peeked");
                 self.pos += 1;
-                Ok(not(self.term()?))
+                let inner = self.nested(&opener, Self::term)?;
+                Ok(Nested { cond: not(inner.cond), depth: inner.depth + 1 })
             }
             None => self.fail("expected a primitive (host, port, tcp, ...)"),
             _ => {
@@ -290,18 +365,21 @@ impl Parser {
                 let surely_arithmetic = second == Some("[")
                     || first == "len"
                     || (parse_number(first).is_some() && operator_follows);
+                let arith_ops = self.arith_ops;
                 let relation = self.relation();
                 if relation.is_ok() || surely_arithmetic {
-                    return relation;
+                    return relation.map(Nested::small);
                 }
                 let relation_error = relation.unwrap_err();
                 self.pos = pos;
                 self.layout = layout;
+                self.arith_ops = arith_ops;
                 let other = if self.peek_text() == Some("(") {
+                    let opener = self.peek().cloned().expect("peeked");
                     self.pos += 1;
-                    self.expr().and_then(|c| self.expect(")").map(|()| c))
+                    self.nested(&opener, |p| p.expr().and_then(|c| p.expect(")").map(|()| c)))
                 } else {
-                    self.primitive()
+                    self.primitive().map(Nested::small)
                 };
                 // Report whichever attempt got further into the expression.
                 other.map_err(|e| if relation_error.at > e.at { relation_error } else { e })
@@ -351,7 +429,11 @@ impl Parser {
             if level <= min_level {
                 break;
             }
-            self.pos += 1;
+            let operator = self.next_token()?;
+            self.arith_ops += 1;
+            if self.arith_ops > MAX_ARITH_OPS {
+                return self.fail_at(&operator, format!("more than {MAX_ARITH_OPS} arithmetic operators"));
+            }
             let right = self.arith(level, guards)?;
             left = Arith::Bin(op, Box::new(left), Box::new(right));
         }
@@ -361,13 +443,13 @@ impl Parser {
     fn arith_atom(&mut self, guards: &mut Vec<Cond>) -> Parsed<Arith> {
         let token = self.next_token()?;
         match token.text.as_str() {
-            "(" => {
-                let inner = self.arith(0, guards)?;
-                self.expect(")")?;
+            "(" => self.nested(&token, |p| {
+                let inner = p.arith(0, guards)?;
+                p.expect(")")?;
                 Ok(inner)
-            }
+            }),
             "-" => {
-                let inner = self.arith_atom(guards)?;
+                let inner = self.nested(&token, |p| p.arith_atom(guards))?;
                 Ok(Arith::Bin(BinOp::Sub, Box::new(Arith::Const(0)), Box::new(inner)))
             }
             "len" => Ok(Arith::Len),

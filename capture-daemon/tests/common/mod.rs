@@ -153,6 +153,35 @@ pub fn tshark_fields(file: &std::path::Path, filter: &str, fields: &[&str]) -> V
         .collect()
 }
 
+/// A token file readable by root only, holding `token`.
+pub fn token_file(token: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = scratch("api.token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// Sends raw bytes as a request from inside the receiving namespace; the response's
+/// status, or `None` if the server closed without answering.
+pub fn raw_request(bed: &TestBed, addr: &str, request: Vec<u8>) -> Option<u16> {
+    use std::io::{Read, Write};
+    let addr = addr.to_string();
+    TestBed::in_namespace(&bed.rx_ns, move || {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // The server may answer (and close) before it has read everything.
+        let _ = stream.write_all(&request);
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let head = String::from_utf8_lossy(&raw[..raw.len().min(64)]).into_owned();
+        head.split(' ').nth(1).and_then(|s| s.parse().ok())
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+}
+
 /// An HTTP response: status and body.
 pub struct Response {
     pub status: u16,
