@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{
     bed, get, known_frame, raw_request, scratch, send, seqs, start_ringcap, token_file, RINGCAP, WAIT,
 };
-use ringcap_tools::harness::summary_count;
+use ringcap_tools::harness::{summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, RX_IF, RX_IP};
 
 fn cli_pull(dir: &str, args: &[&str]) -> Vec<u8> {
@@ -162,6 +162,16 @@ fn the_api_requires_a_token_by_default_even_on_loopback() {
     assert!(ring.finish(WAIT).0.success());
 }
 
+/// `ringcap run` into a new ring with its API on `addr`, token `t0ken`, frames every 0.1 s.
+fn start_with_token(bed: &TestBed, name: &str, addr: &str) -> (std::path::PathBuf, CaptureProcess) {
+    let dir = scratch(name);
+    let token = token_file("t0ken");
+    let args = ["--dir", dir.to_str().unwrap(), "-G", "0", "--frame-interval", "0.1", "--http", addr];
+    let ring =
+        start_ringcap(bed, "run", &[&args[..], &["--http-token-file", token.to_str().unwrap()]].concat());
+    (dir, ring)
+}
+
 /// `/metrics` answers, and capture still writes every packet sent.
 fn assert_alive(bed: &TestBed, addr: &str, token: &str, next: &mut u64) {
     let metrics = get(bed, addr, "/metrics", Some(token));
@@ -177,26 +187,9 @@ fn assert_alive(bed: &TestBed, addr: &str, token: &str, next: &mut u64) {
 #[test]
 fn hostile_requests_and_expressions_stop_neither_the_api_nor_the_capture() {
     let bed = bed();
-    let dir = scratch("api-hostile");
+    let (dir, ring) = start_with_token(&bed, "api-hostile", "127.0.0.1:18082");
     let d = dir.to_str().unwrap();
     let addr = "127.0.0.1:18082";
-    let token = token_file("t0ken");
-    let ring = start_ringcap(
-        &bed,
-        "run",
-        &[
-            "--dir",
-            d,
-            "-G",
-            "0",
-            "--frame-interval",
-            "0.1",
-            "--http",
-            addr,
-            "--http-token-file",
-            token.to_str().unwrap(),
-        ],
-    );
     let mut next = 0;
     assert_alive(&bed, addr, "t0ken", &mut next);
     // Percent-encodes what a query cannot hold as it is; parentheses stay as they are.
@@ -286,26 +279,9 @@ fn hostile_requests_and_expressions_stop_neither_the_api_nor_the_capture() {
 #[test]
 fn running_out_of_file_descriptors_pauses_the_api_and_does_not_end_it() {
     let bed = bed();
-    let dir = scratch("api-emfile");
+    let (dir, ring) = start_with_token(&bed, "api-emfile", "127.0.0.1:18083");
     let d = dir.to_str().unwrap();
     let addr = "127.0.0.1:18083";
-    let token = token_file("t0ken");
-    let ring = start_ringcap(
-        &bed,
-        "run",
-        &[
-            "--dir",
-            d,
-            "-G",
-            "0",
-            "--frame-interval",
-            "0.1",
-            "--http",
-            addr,
-            "--http-token-file",
-            token.to_str().unwrap(),
-        ],
-    );
     let mut next = 0;
     assert_alive(&bed, addr, "t0ken", &mut next);
     // Leave the daemon a few descriptors, then hold more connections than that.
@@ -332,11 +308,7 @@ fn running_out_of_file_descriptors_pauses_the_api_and_does_not_end_it() {
     std::thread::sleep(Duration::from_millis(500));
     drop(idle);
     let restored = format!("--nofile={soft}:");
-    assert!(Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), &restored])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("prlimit").args(["--pid", &pid.to_string(), &restored]).status().unwrap().success());
     std::thread::sleep(Duration::from_millis(300));
     assert_alive(&bed, addr, "t0ken", &mut next);
     ring.signal(libc::SIGINT);
