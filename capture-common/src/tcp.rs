@@ -222,7 +222,7 @@ pub struct HalfFlow {
     pub next_seq: u32,
     /// Last acknowledgement number sent.
     pub last_ack: u32,
-    /// When `next_seq` last advanced / `last_ack` last changed.
+    /// When `next_seq` last advanced / this side last sent a segment.
     pub next_seq_ns: u64,
     pub last_ack_ns: u64,
     /// Timestamp RTT sample: the TSval waiting for its echo, and when it passed.
@@ -253,15 +253,64 @@ pub const HALF_ACK: u32 = 2;
 /// `ts_value` holds the last TSval sampled.
 pub const HALF_TS: u32 = 4;
 
+/// The kernel's `struct bpf_spin_lock`: the verifier knows it by this name in the map
+/// value's BTF.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct bpf_spin_lock {
+    pub val: u32,
+}
+
+/// One of the locks that serialise the analysis of a flow: the ingress and egress
+/// programs (or two receive queues) on two CPUs see a flow in turn, never at once. The
+/// kernel allows no spin lock in an LRU map's values, so flows share [`FLOW_LOCKS`]
+/// locks in an array, by [`FlowKey::lock_index`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowLock {
+    pub lock: bpf_spin_lock,
+}
+
+/// Locks for the flows (a power of two): unrelated flows rarely share one.
+pub const FLOW_LOCKS: u32 = 4096;
+
+impl FlowKey {
+    /// The lock of this flow's analysis, in `0..FLOW_LOCKS`.
+    #[inline(always)]
+    pub fn lock_index(&self) -> u32 {
+        let mut hash = (u32::from(self.lo_port) << 16 | u32::from(self.hi_port)).wrapping_mul(0x9e37_79b1);
+        let mut i = 0;
+        while i < 4 {
+            hash = (hash ^ self.lo_addr[i]).wrapping_mul(0x85eb_ca6b);
+            hash = (hash ^ self.hi_addr[i]).wrapping_mul(0xc2b2_ae35);
+            i += 1;
+        }
+        (hash ^ (hash >> 16)) & (FLOW_LOCKS - 1)
+    }
+}
+
 /// The analysis state of one connection (both directions), the value of the kernel's
 /// flow table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowState {
+    /// The time of the last packet analysed. Under the flow's lock (a [`FlowLock`]) a
+    /// packet's time is made later than it, so the order of the packets' times is the
+    /// order they were analysed in, and the files show a reader the sequence the
+    /// analysis judged.
+    pub last_ns: u64,
     /// Time of the first SYN and of the first SYN-ACK after it.
     pub syn_ns: u64,
     pub syn_ack_ns: u64,
-    /// SYN to the handshake's ACK (Wireshark's iRTT), 0 until the handshake completes.
+    /// Time of the most recent SYN (Wireshark's `ts_mru_syn`): a retransmitted SYN moves it.
+    pub mru_syn_ns: u64,
+    /// Sequence number of the SYN: a SYN with another one starts a new connection on the
+    /// same ports, one with the same is a retransmission (as Wireshark tells them apart).
+    pub syn_seq: u32,
+    pub _pad: u32,
+    /// Wireshark's iRTT: from the most recent SYN to the first segment with ACK and
+    /// without SYN, in either direction; 0 until then (and if that took 0 ns, as there).
     pub initial_rtt_ns: u64,
     /// `FLOW_*` bits.
     pub flags: u64,
@@ -274,8 +323,6 @@ pub const FLOW_SAW_SYN_ACK: u64 = 2;
 pub const FLOW_ESTABLISHED: u64 = 4;
 /// The SYN went from the key's lower endpoint.
 pub const FLOW_SYN_FROM_LO: u64 = 8;
-/// Set by user space's sweep: the SYN went unanswered and was counted so.
-pub const FLOW_SYN_UNANSWERED: u64 = 16;
 
 /// A timestamp RTT sample waits at most this long for its echo (ePPing's default).
 pub const TS_SAMPLE_TIMEOUT_NS: u64 = 10_000_000_000;
@@ -297,10 +344,14 @@ pub trait Observer {
 pub fn start_flow(state: &mut FlowState, segment: &Segment, now: u64) {
     state.syn_ns = 0;
     state.syn_ack_ns = 0;
+    state.mru_syn_ns = 0;
     state.initial_rtt_ns = 0;
     state.flags = 0;
+    state.syn_seq = 0;
     if segment.flags & (SYN | ACK) == SYN {
         state.syn_ns = now;
+        state.mru_syn_ns = now;
+        state.syn_seq = segment.seq;
         state.flags = FLOW_SAW_SYN | if segment.from_lo { FLOW_SYN_FROM_LO } else { 0 };
     }
     for half in state.halves.iter_mut() {
@@ -321,8 +372,8 @@ pub fn analyse<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, 
         AckState { flags: half.flags, last_ack: half.last_ack, next_seq: half.next_seq, window: half.window };
     let advanced = sequence(half, rev, segment, now, out_of_order_ns, out);
     samples(half, segment, now, advanced);
+    acknowledgement(half, &before, segment, now, out);
     if segment.flags & ACK != 0 {
-        acknowledgement(half, &before, segment, now, out);
         rtt_on_ack(rev, segment, now, out);
     }
 }
@@ -335,17 +386,25 @@ struct AckState {
     window: u16,
 }
 
-/// The three-way handshake: split RTT and completions (first SYN and SYN-ACK only: Karn).
+/// The three-way handshake: split RTT and completions (first SYN and SYN-ACK only: Karn),
+/// and Wireshark's iRTT, which bounds its out-of-order window.
 #[inline(always)]
 fn handshake<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, out: &mut O) {
     let (syn, ack) = (segment.flags & SYN != 0, segment.flags & ACK != 0);
     let syn_from_lo = state.flags & FLOW_SYN_FROM_LO != 0;
     if syn && !ack {
-        // A SYN after a finished handshake starts a new connection (port reuse).
-        if state.flags & FLOW_SAW_SYN == 0 || state.flags & FLOW_SAW_SYN_ACK != 0 {
+        // A SYN with a new initial sequence number starts a new connection (port reuse);
+        // the same SYN again is a retransmission of it.
+        if state.flags & FLOW_SAW_SYN == 0 || segment.seq != state.syn_seq || syn_from_lo != segment.from_lo {
             start_flow(state, segment, now);
         }
-    } else if syn && ack {
+        state.mru_syn_ns = now;
+        return;
+    }
+    if ack && !syn && state.mru_syn_ns != 0 && state.initial_rtt_ns == 0 {
+        state.initial_rtt_ns = now.saturating_sub(state.mru_syn_ns);
+    }
+    if syn {
         if state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK) == FLOW_SAW_SYN && syn_from_lo != segment.from_lo {
             out.rtt(RTT_SERVER, now.saturating_sub(state.syn_ns));
             state.syn_ack_ns = now;
@@ -357,7 +416,6 @@ fn handshake<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, ou
     {
         out.rtt(RTT_CLIENT, now.saturating_sub(state.syn_ack_ns));
         out.count(Counter::TcpHandshakes);
-        state.initial_rtt_ns = now.saturating_sub(state.syn_ns).max(1);
         state.flags |= FLOW_ESTABLISHED;
     }
 }
@@ -406,29 +464,42 @@ fn sequence<O: Observer>(
         }
         if let Some(scale) = effective_scale(half, rev) {
             if segment.len > 0
+                && !syn_fin_rst
                 && rev_acked
                 && data_end == rev.last_ack.wrapping_add(u32::from(rev.window) << scale)
             {
                 out.count(Counter::TcpWindowFull);
             }
         }
-        if !keep_alive && (segment.len > 0 || syn_or_fin != 0) && seq_before(segment.seq, next) {
-            if segment.len > 0 && rev_acked && !seq_before(rev.last_ack, data_end) {
-                out.count(Counter::TcpSpuriousRetransmission);
-            } else if rev_acked
+        if !keep_alive && (segment.len > 0 || syn_or_fin != 0) {
+            // Wireshark: a segment of more than a byte starting one before `next` brings
+            // new data (after a zero window probe); it can still be spurious.
+            let not_advanced =
+                seq_before(segment.seq, next) && !(segment.len > 1 && segment.seq == next.wrapping_sub(1));
+            let kind = if segment.len > 0 && rev.last_ack != 0 && !seq_before(rev.last_ack, data_end) {
+                Some(Counter::TcpSpuriousRetransmission)
+            } else if not_advanced
                 && rev.dup_acks >= 2
                 && rev.last_ack == segment.seq
                 && now.saturating_sub(rev.last_ack_ns) < FAST_RETRANSMISSION_NS
             {
-                out.count(Counter::TcpFastRetransmission);
-            } else if now.saturating_sub(half.next_seq_ns) < out_of_order_ns && next != data_end {
-                out.count(Counter::TcpOutOfOrder);
+                Some(Counter::TcpFastRetransmission)
+            } else if not_advanced
+                && now.saturating_sub(half.next_seq_ns) < out_of_order_ns
+                && next != seq_end
+            {
+                Some(Counter::TcpOutOfOrder)
+            } else if not_advanced {
+                Some(Counter::TcpRetransmission)
             } else {
-                out.count(Counter::TcpRetransmission);
-            }
-            // Karn: a retransmission of the timed data voids the data RTT sample.
-            if half.data_ns != 0 && seq_before(segment.seq, half.data_end) {
-                half.data_ns = 0;
+                None
+            };
+            if let Some(kind) = kind {
+                out.count(kind);
+                // Karn: a retransmission of the timed data voids the data RTT sample.
+                if half.data_ns != 0 && seq_before(segment.seq, half.data_end) {
+                    half.data_ns = 0;
+                }
             }
         }
     }
@@ -466,7 +537,9 @@ fn samples(half: &mut HalfFlow, segment: &Segment, now: u64, advanced: bool) {
 }
 
 /// Duplicate ACKs of the sending side (Wireshark's rule, on the state `before` this
-/// segment), then its `last_ack` and window.
+/// segment), then its `last_ack`, window and the time of both: as in Wireshark, every
+/// segment sets them (a SYN without ACK too), and the time moves even when the
+/// acknowledgement number does not (the fast retransmission window runs from it).
 #[inline(always)]
 fn acknowledgement<O: Observer>(
     half: &mut HalfFlow,
@@ -489,9 +562,9 @@ fn acknowledgement<O: Observer>(
     }
     if ack_changed {
         half.dup_acks = 0;
-        half.last_ack = segment.ack;
-        half.last_ack_ns = now;
     }
+    half.last_ack = segment.ack;
+    half.last_ack_ns = now;
     half.window = segment.window;
     half.flags |= HALF_ACK;
 }
@@ -623,7 +696,8 @@ mod tests {
                 window_scale: (flags & SYN != 0).then_some(0),
                 ..Segment::default()
             };
-            let now = at_ms * 1_000_000;
+            // Monotonic time is never 0 (0 marks an unset time in the state).
+            let now = (1000 + at_ms) * 1_000_000;
             if self.state.flags == 0 && self.state.halves[0].window_scale == 0 {
                 start_flow(&mut self.state, &segment, now);
             }

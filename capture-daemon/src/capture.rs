@@ -108,7 +108,16 @@ pub struct ReaderConfig {
     pub batch_age: Duration,
     /// Note each record's time and end in [`Batch::stamps`] (several readers feed the writer).
     pub stamp_records: bool,
+    /// A record is stamped when its program starts and enters the ring when it ends; one
+    /// stamped this long ago is surely in the ring (see [`IN_FLIGHT`]).
+    pub in_flight: Duration,
 }
+
+/// How long a record may take from its stamp to the ring. Programs take microseconds,
+/// but a program can stall for milliseconds: a virtual CPU descheduled by its host, or
+/// a packet waiting for its flow's lock held by such a CPU. The merger waits this long
+/// for such records (well within the reorder window), so files stay in time order.
+pub const IN_FLIGHT: Duration = Duration::from_millis(50);
 
 impl Default for ReaderConfig {
     fn default() -> Self {
@@ -119,6 +128,7 @@ impl Default for ReaderConfig {
             batch_bytes: 256 * 1024,
             batch_age: Duration::from_millis(100),
             stamp_records: false,
+            in_flight: IN_FLIGHT,
         }
     }
 }
@@ -236,21 +246,24 @@ impl<S: RecordSource> Reader<S> {
 
     /// The reader loop; returns when drained after a stop or when the count is reached.
     pub fn run(mut self) {
-        let mut clock = WallClock::sample();
+        let shared = crate::clock::shared();
+        let mut clock = shared.current();
         let mut clock_sampled = Instant::now();
         let mut batch = BatchBuilder::new(self.pool.clone(), self.source_id);
         let limit = self.config.max_packets.unwrap_or(u64::MAX);
         loop {
             let stopping = self.control.drain_and_stop.load(Ordering::Acquire);
             if clock_sampled.elapsed() >= Duration::from_secs(1) {
-                clock = WallClock::sample();
+                shared.refresh();
+                clock = shared.current();
                 clock_sampled = Instant::now();
             }
             let mut read_any = false;
             let mut limit_reached = false;
             // Records are stamped before they enter the ring: once it is drained, nothing
-            // older than this is left to read (a millisecond covers records in flight).
-            let drained_from = clock.to_unix(crate::clock::monotonic_ns().saturating_sub(1_000_000));
+            // older than this is left to read.
+            let in_flight = self.config.in_flight.as_nanos() as u64;
+            let drained_from = clock.to_unix(crate::clock::monotonic_ns().saturating_sub(in_flight));
             loop {
                 let read = self.source.read(READ_CHUNK, &mut |header, data| {
                     if limit_reached {

@@ -4,7 +4,19 @@
 //! between CLOCK_REALTIME and CLOCK_MONOTONIC changes when NTP steps or slews the
 //! clock, so it is re-sampled regularly; each sample reads MONOTONIC, REALTIME,
 //! MONOTONIC and keeps the tightest of a few tries, bounding the error by the gap.
+//!
+//! One mapping serves the whole process ([`shared`]), and it moves only when the clocks
+//! have drifted apart by more than [`STEP_NS`]: then the time between two stored packets
+//! is the time between them in the kernel, to the nanosecond, whichever reader stored
+//! them. The TCP analysis judges by those kernel times (out-of-order windows, the fast
+//! retransmission window), so a tool reading the files judges the same packets alike.
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::LazyLock;
 use std::time::Duration;
+
+/// How far the clocks may drift apart before the mapping follows (NTP slews at most
+/// 500 ppm: 0.2 s at the fastest, minutes usually).
+pub const STEP_NS: i64 = 100_000;
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -56,6 +68,40 @@ impl WallClock {
     }
 }
 
+/// The process's wall-clock mapping, shared by every reader.
+pub struct SharedClock {
+    offset_ns: AtomicI64,
+}
+
+/// The process's one mapping.
+pub fn shared() -> &'static SharedClock {
+    static CLOCK: LazyLock<SharedClock> =
+        LazyLock::new(|| SharedClock { offset_ns: AtomicI64::new(WallClock::sample().offset_ns as i64) });
+    &CLOCK
+}
+
+impl SharedClock {
+    /// The mapping in force.
+    pub fn current(&self) -> WallClock {
+        WallClock { offset_ns: i128::from(self.offset_ns.load(Ordering::Relaxed)), error_ns: 0 }
+    }
+
+    /// Samples the clocks and follows them if they drifted more than [`STEP_NS`] from the
+    /// mapping in force.
+    pub fn refresh(&self) {
+        let sample = WallClock::sample();
+        if sample.error_ns > i128::from(STEP_NS / 10) {
+            // Preempted between the reads: an imprecise sample is no reason to move.
+            return;
+        }
+        let sampled = sample.offset_ns as i64;
+        let current = self.offset_ns.load(Ordering::Relaxed);
+        if (sampled - current).abs() > STEP_NS {
+            self.offset_ns.store(sampled, Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +119,13 @@ mod tests {
             "{before:?} <= {converted:?} <= {after:?}"
         );
         assert!(clock.error_ns() < 50_000, "offset sampled with a {} ns gap", clock.error_ns());
+    }
+
+    #[test]
+    fn the_shared_mapping_holds_still_while_the_clocks_agree() {
+        let before = shared().current().to_unix(1_000_000_000);
+        shared().refresh();
+        // Within STEP_NS of each other, the clocks leave the mapping where it was.
+        assert_eq!(shared().current().to_unix(1_000_000_000), before);
     }
 }

@@ -7,9 +7,7 @@ use std::time::Duration;
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::filter::FilterInsn;
-use capture_common::tcp::{
-    FlowKey, FlowState, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK, FLOW_SYN_UNANSWERED, RTT_BUCKETS, RTT_KINDS,
-};
+use capture_common::tcp::{FlowKey, FlowState, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK, RTT_BUCKETS, RTT_KINDS};
 use capture_common::{
     CaptureConfig, CONFIG_MAP, FILTER_MAP, FLOWS_MAP, MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM,
     TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
@@ -249,6 +247,9 @@ pub struct CaptureProgram {
     sockets: XskMap<MapData>,
     socket_slots: HashMap<MapData, u32, u32>,
     flows: HashMap<MapData, FlowKey, FlowState>,
+    /// Connection attempts already counted unanswered, by flow and SYN time: kept here,
+    /// so that user space never writes a flow the kernel may be updating.
+    unanswered: std::collections::HashMap<FlowKey, u64>,
     /// The next free slot of `sockets`.
     next_socket_slot: u32,
     loaded: ProgramSet,
@@ -319,6 +320,7 @@ impl CaptureProgram {
         Ok(CaptureProgram {
             socket_slots,
             flows,
+            unanswered: std::collections::HashMap::new(),
             next_socket_slot: 0,
             ebpf,
             counters,
@@ -497,29 +499,26 @@ impl CaptureProgram {
 
     /// Walks the flow table at `now_ns` (CLOCK_MONOTONIC): returns the number of flows in
     /// it and of connection attempts newly found unanswered (a SYN without SYN-ACK for
-    /// `syn_timeout`), which it marks so each is counted once. The mark is written from
-    /// user space: a SYN-ACK arriving in that instant can lose its update (the flow then
-    /// looks unanswered), a race the sweep's rarity keeps negligible.
+    /// `syn_timeout`), each counted once. It only reads the table.
     pub fn sweep_flows(&mut self, now_ns: u64, syn_timeout: Duration) -> (u64, u64) {
         let timeout = syn_timeout.as_nanos() as u64;
-        let (mut live, mut unanswered) = (0, Vec::new());
+        let (mut live, mut newly) = (0, 0);
+        let mut still_waiting = std::collections::HashMap::new();
         for entry in self.flows.iter() {
             let Ok((key, state)) = entry else { continue };
             live += 1;
-            let waiting =
-                state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK | FLOW_SYN_UNANSWERED) == FLOW_SAW_SYN;
+            let waiting = state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK) == FLOW_SAW_SYN;
             if waiting && now_ns.saturating_sub(state.syn_ns) >= timeout {
-                unanswered.push((key, FlowState { flags: state.flags | FLOW_SYN_UNANSWERED, ..state }));
+                if self.unanswered.get(&key) != Some(&state.syn_ns) {
+                    newly += 1;
+                }
+                still_waiting.insert(key, state.syn_ns);
             }
         }
-        let mut marked = 0;
-        for (key, state) in unanswered {
-            // BPF_EXIST: a flow evicted meanwhile is not put back.
-            if self.flows.insert(key, state, 2).is_ok() {
-                marked += 1;
-            }
-        }
-        (live, marked)
+        // Attempts answered, evicted or replaced since are forgotten: memory stays bounded
+        // by the table.
+        self.unanswered = still_waiting;
+        (live, newly)
     }
 
     /// Gives the interfaces, in `-i` order, their own counter and histogram slots (the

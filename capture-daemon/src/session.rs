@@ -302,7 +302,20 @@ pub fn run_capture(
     let rings =
         if points.iter().any(|&p| p != Attach::XdpToSockets) { program.take_rings() } else { Vec::new() };
     let source_count = rings.len() + sockets.len();
-    let reader_config = ReaderConfig { stamp_records: source_count > 1, ..options.reader.clone() };
+    // With several readers, the merger waits (up to its reorder window after a batch
+    // arrives) for every reader's watermark: a reader's batches must reach it well within
+    // that window, and so must the records in flight the watermark allows for.
+    let merging = source_count > 1;
+    let reader_config = ReaderConfig {
+        stamp_records: merging,
+        batch_age: if merging {
+            options.reader.batch_age.min(options.reorder_window / 5)
+        } else {
+            options.reader.batch_age
+        },
+        in_flight: options.reader.in_flight.min(options.reorder_window / 2),
+        ..options.reader.clone()
+    };
     let (sender, receiver) = bounded::<Batch>(options.queue_batches);
     let reader_counters = Arc::clone(&options.live.reader);
     let control = Arc::new(ReaderControl::default());
@@ -337,7 +350,9 @@ pub fn run_capture(
             .with_watermarks(Arc::clone(&watermarks));
         readers.push(spawn(format!("xsk-{iface}"), move || reader.run()));
     }
-    drop(sender);
+    // Held until the final counters are published: the writer ends (and stores the last
+    // file's statistics snapshot) only once every sender is gone.
+    let writer_hold = sender;
     let merger = (source_count > 1).then(|| {
         Merger::new(
             source_count,
@@ -382,8 +397,9 @@ pub fn run_capture(
     for reader in readers {
         reader.join().expect("the readers do not panic");
     }
-    // Final counters for whoever reads them while the writer closes its files.
+    // Final counters, before the writer closes its files and snapshots them.
     publish(&program);
+    drop(writer_hold);
     let written = writer.join().expect("the writer does not panic");
     publish(&program);
     Ok(CaptureSummary {

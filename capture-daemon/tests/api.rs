@@ -279,8 +279,7 @@ fn hostile_requests_and_expressions_stop_neither_the_api_nor_the_capture() {
 #[test]
 fn running_out_of_file_descriptors_pauses_the_api_and_does_not_end_it() {
     let bed = bed();
-    let (dir, ring) = start_with_token(&bed, "api-emfile", "127.0.0.1:18083");
-    let d = dir.to_str().unwrap();
+    let (_ring_dir, ring) = start_with_token(&bed, "api-emfile", "127.0.0.1:18083");
     let addr = "127.0.0.1:18083";
     let mut next = 0;
     assert_alive(&bed, addr, "t0ken", &mut next);

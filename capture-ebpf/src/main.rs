@@ -49,9 +49,9 @@ static XSK_SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 pub fn ringcap_xsk(ctx: XdpContext) -> u32 {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !record::selected(&XdpPacket(&ctx), now, false) {
+    let Some(now) = record::selected(&XdpPacket(&ctx), now, false) else {
         return xdp_action::XDP_DROP;
-    }
+    };
     stamp(&ctx, now);
     // SAFETY: the value is a plain u32 that user space never removes while attached.
     let Some(first) = (unsafe { XSK_SLOTS.get(ctx.ingress_ifindex() as u32) }) else {

@@ -103,17 +103,18 @@ pub fn count_raw(counter: u32, by: u64) {
     }
 }
 
-/// Counts the packet as seen and decides whether it is recorded; a packet left out
-/// is counted by the reason. `egress`: the packet is leaving (its counts' slot).
+/// Counts the packet as seen and decides whether it is recorded; returns the time to
+/// record it with, or counts a packet left out by the reason. `egress`: the packet is
+/// leaving (its counts' slot).
 #[inline(always)]
-pub fn selected<P: PacketBytes>(packet: &P, now: u64, egress: bool) -> bool {
+pub fn selected<P: PacketBytes>(packet: &P, now: u64, egress: bool) -> Option<u64> {
     enter_slot(packet.ifindex(), egress);
     count(Counter::Seen);
     match crate::select::select(packet, packet.len(), now) {
-        Ok(()) => true,
+        Ok(stamp) => Some(stamp),
         Err(left_out) => {
             count(left_out);
-            false
+            None
         }
     }
 }
@@ -123,9 +124,7 @@ pub fn selected<P: PacketBytes>(packet: &P, now: u64, egress: bool) -> bool {
 pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !selected(packet, now, flags & RecordFlags::EGRESS != 0) {
-        return;
-    }
+    let Some(now) = selected(packet, now, flags & RecordFlags::EGRESS != 0) else { return };
     let orig_len = packet.len();
     let mut cap_len = orig_len;
     let snaplen = SNAPLEN.load();

@@ -88,10 +88,12 @@ extern "C" fn filter_step(_index: u64, context: *mut c_void) -> i64 {
     i64::from(run.state.verdict != 0)
 }
 
-/// Decides whether a packet is recorded; `Err` names the counter of a packet left out.
+/// Decides whether a packet seen at `now` is recorded, and with which time (the TCP
+/// analysis may move it later, see `tcp::ringcap_tcp_flow`); `Err` names the counter of
+/// a packet left out.
 #[inline(always)]
-pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> Result<(), Counter> {
-    let Some(config) = CONFIG.get(0) else { return Ok(()) };
+pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, mut now: u64) -> Result<u64, Counter> {
+    let Some(config) = CONFIG.get(0) else { return Ok(now) };
     let config = *config;
     let needs_window = config.filter_len > 0 || config.flow_sample_every > 1 || config.tcp_analysis != 0;
     let mut copied = 0;
@@ -107,7 +109,7 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> Result<(),
             }
         }
         if config.tcp_analysis != 0 {
-            crate::tcp::ringcap_tcp_analysis(copied, wire_len, now);
+            now = crate::tcp::ringcap_tcp_analysis(copied, wire_len, now);
         }
         if config.filter_len > 0 {
             let mut run = FilterRun { state: FilterState::default(), copied, wire_len };
@@ -136,7 +138,7 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> Result<(),
     if config.max_pps_per_cpu > 0 && !take_token(config.max_pps_per_cpu) {
         return Err(Counter::RateLimited);
     }
-    Ok(())
+    Ok(now)
 }
 
 /// One token of a per-CPU bucket refilled at `rate` per second, holding 100 ms of tokens.

@@ -3,12 +3,17 @@
 //! samples) run on the flow's state in an LRU hash, into per-CPU counters and log-linear
 //! RTT histograms.
 use aya_ebpf::{
-    bindings::BPF_F_MMAPABLE,
-    macros::map,
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
+    btf_maps,
+    helpers::{bpf_spin_lock, bpf_spin_unlock},
+    macros::{btf_map, map},
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use capture_common::{
-    tcp::{self, FlowKey, FlowState, Observer, OptionScan, Segment, MAX_OPTIONS, RTT_BUCKETS, RTT_KINDS},
+    tcp::{
+        self, FlowKey, FlowLock, FlowState, Observer, OptionScan, Segment, FLOW_LOCKS, MAX_OPTIONS,
+        RTT_BUCKETS, RTT_KINDS,
+    },
     Counter, MAX_SLOTS,
 };
 
@@ -17,6 +22,11 @@ use crate::record::{count_by, count_raw};
 /// Analysis state by connection (both directions share a key); sized by the loader.
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65536, 0);
+
+/// The flows' locks (see [`FlowLock`]). A BTF map: the verifier finds the spin lock in
+/// the value's BTF.
+#[btf_map]
+static FLOW_LOCK: btf_maps::Array<FlowLock, { FLOW_LOCKS as usize }> = btf_maps::Array::new();
 
 /// Where a new flow's state is built before it is inserted (too large for the stack).
 #[map]
@@ -39,12 +49,14 @@ struct Scratch {
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Finds (or starts) the flow of the segment in the scratch and runs the shared analysis
-/// on its state, in place. A global function of its own, so the verifier checks its many
-/// branches once, apart from its caller's.
+/// on its state, in place, under the flow's lock; returns the packet's time, made later
+/// than the flow's last one if another CPU analysed a packet of it in between. A global
+/// function of its own, so the verifier checks its many branches once, apart from its
+/// caller's.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ringcap_tcp_flow(now: u64) -> u32 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 0 };
+pub extern "C" fn ringcap_tcp_flow(now: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return now };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
     let scratch = unsafe { &mut *scratch };
     scratch.findings = Findings::default();
@@ -52,27 +64,45 @@ pub extern "C" fn ringcap_tcp_flow(now: u64) -> u32 {
     let state = match FLOWS.get_ptr_mut(segment.key) {
         Some(state) => state,
         None => {
-            let Some(fresh) = NEW_FLOW.get_ptr_mut(0) else { return 0 };
+            let Some(fresh) = NEW_FLOW.get_ptr_mut(0) else { return now };
             // SAFETY: per-CPU scratch value, only this CPU uses it while the program runs.
             let fresh = unsafe { &mut *fresh };
+            fresh.last_ns = 0;
             tcp::start_flow(fresh, segment, now);
-            if FLOWS.insert(segment.key, fresh, 0).is_err() {
-                scratch.findings.count(Counter::TcpFlowInsertFailed);
-                return 0;
+            // NOEXIST: a flow another CPU inserted meanwhile is joined, never replaced.
+            match FLOWS.insert(segment.key, fresh, u64::from(BPF_NOEXIST)) {
+                Ok(()) => {
+                    scratch.findings.count(Counter::TcpFlowsInserted);
+                    if segment.flags & tcp::SYN == 0 {
+                        scratch.findings.count(Counter::TcpFlowsMidStream);
+                    }
+                }
+                Err(EEXIST) => {}
+                Err(_) => {
+                    scratch.findings.count(Counter::TcpFlowInsertFailed);
+                    return now;
+                }
             }
-            scratch.findings.count(Counter::TcpFlowsInserted);
-            if segment.flags & tcp::SYN == 0 {
-                scratch.findings.count(Counter::TcpFlowsMidStream);
-            }
-            let Some(state) = FLOWS.get_ptr_mut(segment.key) else { return 0 };
+            let Some(state) = FLOWS.get_ptr_mut(segment.key) else { return now };
             state
         }
     };
-    // SAFETY: a live map value, updated in place. Packets of one flow on two CPUs at once
-    // race (a sample or a count may be off by one), as in every per-flow eBPF analysis.
-    tcp::analyse(unsafe { &mut *state }, segment, now, &mut scratch.findings);
-    0
+    let Some(lock) = FLOW_LOCK.get_ptr_mut(segment.key.lock_index()) else { return now };
+    // SAFETY: live map values; nothing between lock and unlock calls a helper or returns.
+    unsafe {
+        let lock = core::ptr::addr_of_mut!((*lock).lock).cast();
+        bpf_spin_lock(lock);
+        let state = &mut *state;
+        let now = if now > state.last_ns { now } else { state.last_ns + 1 };
+        state.last_ns = now;
+        tcp::analyse(state, segment, now, &mut scratch.findings);
+        bpf_spin_unlock(lock);
+        now
+    }
 }
+
+/// `-EEXIST` from a map update.
+const EEXIST: i32 = -17;
 
 /// Collects what the analysis of one segment found; [`Findings::flush`] reports it. The
 /// analysis itself only sets bits and fields: with a map update inside each of its
@@ -170,26 +200,25 @@ pub extern "C" fn ringcap_tcp_options(copied: u32) -> u32 {
 }
 
 /// Analyses the packet in the filter window (the first `copied` of its `wire_len` bytes)
-/// seen at `now` (the record's own timestamp).
+/// seen at `now`; returns the time to record it with (see [`ringcap_tcp_flow`]).
 ///
 /// A global function with scalar arguments: the verifier checks it once, on its own,
 /// instead of once for every path of each program that calls it (which exceeded its
 /// budget of a million instructions).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ringcap_tcp_analysis(copied: u32, wire_len: u32, now: u64) -> u32 {
-    analyse(copied, wire_len, now);
-    0
+pub extern "C" fn ringcap_tcp_analysis(copied: u32, wire_len: u32, now: u64) -> u64 {
+    analyse(copied, wire_len, now)
 }
 
 #[inline(always)]
-fn analyse(copied: u32, wire_len: u32, now: u64) {
-    let Some(window) = crate::select::window(copied, wire_len) else { return };
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return };
+fn analyse(copied: u32, wire_len: u32, now: u64) -> u64 {
+    let Some(window) = crate::select::window(copied, wire_len) else { return now };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return now };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
     let scratch = unsafe { &mut *scratch };
     if !tcp::parse_into(&window, &mut scratch.segment) {
-        return;
+        return now;
     }
     ringcap_tcp_options(copied);
     // Flags are rare: note them in the findings, which `flush` turns into counter updates.
@@ -215,7 +244,8 @@ fn analyse(copied: u32, wire_len: u32, now: u64) {
     if scratch.segment.window == 0 && flags & (tcp::SYN | tcp::FIN | tcp::RST) == 0 {
         noted |= 1 << Counter::TcpZeroWindow as u32;
     }
-    ringcap_tcp_flow(now);
+    let stamp = ringcap_tcp_flow(now);
     scratch.findings.counters |= noted;
     scratch.findings.flush();
+    stamp
 }

@@ -143,6 +143,37 @@ impl ConstantXdp {
     }
 }
 
+/// One instruction: opcode, registers, offset and immediate.
+fn insn(opcode: u64, dst: u64, src: u64, off: i16, imm: i32) -> u64 {
+    opcode | dst << 8 | src << 12 | u64::from(off as u16) << 16 | u64::from(imm as u32) << 32
+}
+
+/// Adds one to the counter in `map`, leaving it in r1; without the counter, jumps
+/// `if_missing` instructions past the end.
+fn count_packet(map: &OwnedFd, if_missing: i16) -> [u64; 10] {
+    [
+        insn(0x62, 10, 0, -4, 0),             // *(u32 *)(r10 - 4) = 0
+        insn(0x18, 1, 1, 0, map.as_raw_fd()), // r1 = the counter map
+        0,                                    //   (second half of the 64-bit load)
+        insn(0xbf, 2, 10, 0, 0),              // r2 = r10
+        insn(0x07, 2, 0, 0, -4),              // r2 -= 4
+        insn(0x85, 0, 0, 0, 1),               // r0 = bpf_map_lookup_elem(r1, r2)
+        insn(0x15, 0, 0, if_missing + 3, 0),  // if r0 == NULL goto (end + if_missing)
+        insn(0x79, 1, 0, 0, 0),               // r1 = *r0
+        insn(0x07, 1, 0, 0, 1),               // r1 += 1
+        insn(0x7b, 0, 1, 0, 0),               // *r0 = r1
+    ]
+}
+
+/// An array of one u64: a loss injector's count of the packets it saw.
+fn counter_map() -> io::Result<OwnedFd> {
+    let mut attr = Attr::new();
+    attr.u32(0, BPF_MAP_TYPE_ARRAY).u32(4, 4).u32(8, 8).u32(12, 1);
+    let fd = attr.call(BPF_MAP_CREATE)?;
+    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// A TC ingress program that drops every N-th packet longer than a threshold arriving
 /// on an interface (N a power of two, counted in an array map): real, repeatable loss for
 /// real TCP stacks (netem is not available here). It runs after XDP, so a capture there
@@ -161,35 +192,44 @@ impl LossInjector {
         if !one_in.is_power_of_two() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "one_in must be a power of two"));
         }
-        let mut attr = Attr::new();
-        attr.u32(0, BPF_MAP_TYPE_ARRAY).u32(4, 4).u32(8, 8).u32(12, 1);
-        let fd = attr.call(BPF_MAP_CREATE)?;
-        // SAFETY: the kernel returned a new file descriptor that nothing else owns.
-        let map = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let insn = |opcode: u64, dst: u64, src: u64, off: i16, imm: i32| {
-            opcode | dst << 8 | src << 12 | u64::from(off as u16) << 16 | u64::from(imm as u32) << 32
-        };
-        let insns = [
+        let map = counter_map()?;
+        let mut insns = vec![
             insn(0x61, 2, 1, 0, 0),                   // r2 = skb->len
             insn(0xa5, 2, 0, 14, min_len as i32 + 1), // if r2 < min_len + 1 goto pass
-            insn(0x62, 10, 0, -4, 0),                 // *(u32 *)(r10 - 4) = 0
-            insn(0x18, 1, 1, 0, map.as_raw_fd()),     // r1 = the counter map
-            0,                                        //   (second half of the 64-bit load)
-            insn(0xbf, 2, 10, 0, 0),                  // r2 = r10
-            insn(0x07, 2, 0, 0, -4),                  // r2 -= 4
-            insn(0x85, 0, 0, 0, 1),                   // r0 = bpf_map_lookup_elem(r1, r2)
-            insn(0x15, 0, 0, 7, 0),                   // if r0 == NULL goto pass
-            insn(0x79, 1, 0, 0, 0),                   // r1 = *r0
-            insn(0x07, 1, 0, 0, 1),                   // r1 += 1
-            insn(0x7b, 0, 1, 0, 0),                   // *r0 = r1
-            insn(0x57, 1, 0, 0, one_in as i32 - 1),   // r1 &= one_in - 1
-            insn(0x55, 1, 0, 2, 0),                   // if r1 != 0 goto pass
-            insn(0xb7, 0, 0, 0, 2),                   // r0 = TCX_DROP
-            insn(0x95, 0, 0, 0, 0),                   // exit
-            insn(0xb7, 0, 0, 0, 0),                   // pass: r0 = TCX_PASS
-            insn(0x95, 0, 0, 0, 0),                   // exit
         ];
-        let program = load_program(BPF_PROG_TYPE_SCHED_CLS, &insns, 0, b"ringcap_loss")?;
+        insns.extend(count_packet(&map, 4)); // no counter: goto pass
+        insns.extend([
+            insn(0x57, 1, 0, 0, one_in as i32 - 1), // r1 &= one_in - 1
+            insn(0x55, 1, 0, 2, 0),                 // if r1 != 0 goto pass
+            insn(0xb7, 0, 0, 0, 2),                 // r0 = TCX_DROP
+            insn(0x95, 0, 0, 0, 0),                 // exit
+            insn(0xb7, 0, 0, 0, 0),                 // pass: r0 = TCX_PASS
+            insn(0x95, 0, 0, 0, 0),                 // exit
+        ]);
+        Self::attach_program(ifindex, map, &insns)
+    }
+
+    /// Drops each packet arriving on `ifindex` with probability `per_mille` / 1000, at
+    /// random (`bpf_get_prandom_u32`): SYNs, ACKs and FINs too.
+    pub fn attach_random(ifindex: u32, per_mille: u32) -> io::Result<Self> {
+        let threshold = (per_mille.min(1000) * 65536 / 1000) as i32;
+        let map = counter_map()?;
+        let mut insns = count_packet(&map, 0).to_vec(); // no counter: goto draw
+        insns.extend([
+            insn(0x85, 0, 0, 0, 7),         // draw: r0 = bpf_get_prandom_u32()
+            insn(0x57, 0, 0, 0, 0xffff),    // r0 &= 0xffff
+            insn(0x35, 0, 0, 2, threshold), // if r0 >= threshold goto pass
+            insn(0xb7, 0, 0, 0, 2),         // r0 = TCX_DROP
+            insn(0x95, 0, 0, 0, 0),         // exit
+            insn(0xb7, 0, 0, 0, 0),         // pass: r0 = TCX_PASS
+            insn(0x95, 0, 0, 0, 0),         // exit
+        ]);
+        Self::attach_program(ifindex, map, &insns)
+    }
+
+    /// Loads `insns` (which count packets in `map`) and attaches them at TCX ingress.
+    fn attach_program(ifindex: u32, map: OwnedFd, insns: &[u64]) -> io::Result<Self> {
+        let program = load_program(BPF_PROG_TYPE_SCHED_CLS, insns, 0, b"ringcap_loss")?;
         let mut attr = Attr::new();
         attr.u32(0, program.as_raw_fd() as u32).u32(4, ifindex).u32(8, BPF_TCX_INGRESS);
         let fd = attr.call(BPF_LINK_CREATE)?;
@@ -198,7 +238,7 @@ impl LossInjector {
         Ok(LossInjector { map, _program: program, _link: link })
     }
 
-    /// Packets over the length threshold the program has seen so far.
+    /// Packets the program has counted so far (over the length threshold, or all).
     pub fn seen(&self) -> io::Result<u64> {
         let key = 0u32;
         let mut value = 0u64;
