@@ -252,6 +252,9 @@ pub const HALF_SEQ: u32 = 1;
 pub const HALF_ACK: u32 = 2;
 /// `ts_value` holds the last TSval sampled.
 pub const HALF_TS: u32 = 4;
+/// This side's last segment was a keep-alive (Wireshark's `lastsegmentflags`): the other
+/// side's answer to it is a keep-alive ACK, not a duplicate ACK.
+pub const HALF_KEEP_ALIVE: u32 = 8;
 
 /// The kernel's `struct bpf_spin_lock`: the verifier knows it by this name in the map
 /// value's BTF.
@@ -372,7 +375,8 @@ pub fn analyse<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, 
         AckState { flags: half.flags, last_ack: half.last_ack, next_seq: half.next_seq, window: half.window };
     let advanced = sequence(half, rev, segment, now, out_of_order_ns, out);
     samples(half, segment, now, advanced);
-    acknowledgement(half, &before, segment, now, out);
+    let answers_keep_alive = rev.flags & HALF_KEEP_ALIVE != 0;
+    acknowledgement(half, &before, answers_keep_alive, segment, now, out);
     if segment.flags & ACK != 0 {
         rtt_on_ack(rev, segment, now, out);
     }
@@ -461,6 +465,9 @@ fn sequence<O: Observer>(
         let keep_alive = segment.len <= 1 && !syn_fin_rst && segment.seq == next.wrapping_sub(1);
         if keep_alive {
             out.count(Counter::TcpKeepAlive);
+            half.flags |= HALF_KEEP_ALIVE;
+        } else {
+            half.flags &= !HALF_KEEP_ALIVE;
         }
         if let Some(scale) = effective_scale(half, rev) {
             if segment.len > 0
@@ -537,13 +544,15 @@ fn samples(half: &mut HalfFlow, segment: &Segment, now: u64, advanced: bool) {
 }
 
 /// Duplicate ACKs of the sending side (Wireshark's rule, on the state `before` this
-/// segment), then its `last_ack`, window and the time of both: as in Wireshark, every
+/// segment; the same ACK answering a keep-alive is Wireshark's keep-alive ACK instead),
+/// then its `last_ack`, window and the time of both: as in Wireshark, every
 /// segment sets them (a SYN without ACK too), and the time moves even when the
 /// acknowledgement number does not (the fast retransmission window runs from it).
 #[inline(always)]
 fn acknowledgement<O: Observer>(
     half: &mut HalfFlow,
     before: &AckState,
+    answers_keep_alive: bool,
     segment: &Segment,
     now: u64,
     out: &mut O,
@@ -556,6 +565,7 @@ fn acknowledgement<O: Observer>(
         && segment.window == before.window
         && before.flags & HALF_SEQ != 0
         && segment.seq == before.next_seq
+        && !answers_keep_alive
     {
         half.dup_acks = half.dup_acks.saturating_add(1);
         out.count(Counter::TcpDuplicateAck);
@@ -774,6 +784,12 @@ mod tests {
         c.segment(5000, true, ACK, isn.wrapping_add(100), 501, 0, 1000);
         assert_eq!(c.count("tcp_keep_alive"), 1);
         assert_eq!(c.count("tcp_retransmission"), 0, "a keep-alive is not a retransmission");
+        // The same ACK again, answering the keep-alive: Wireshark's keep-alive ACK.
+        c.segment(5001, false, ACK, 501, isn.wrapping_add(101), 0, 100);
+        assert_eq!(c.count("tcp_duplicate_ack"), 0, "an ACK to a keep-alive is not a duplicate ACK");
+        // Until the client sends again, every repeat answers its keep-alive.
+        c.segment(5002, false, ACK, 501, isn.wrapping_add(101), 0, 100);
+        assert_eq!(c.count("tcp_duplicate_ack"), 0);
     }
 
     #[test]
