@@ -656,3 +656,89 @@ fn files_that_cannot_be_created_lose_only_counted_packets_and_sighup_keeps_captu
     }
     assert_eq!(last, Some(4999), "capture went on after the files could be made again");
 }
+
+/// A FUSE passthrough filesystem (`tests/fixtures/failing_fsync_fs.py`) mounted for one
+/// test, whose fsync of capture files fails while [`FailingFsyncFs::fail`] says so.
+struct FailingFsyncFs {
+    process: std::process::Child,
+    mountpoint: PathBuf,
+    switch: PathBuf,
+}
+
+impl FailingFsyncFs {
+    fn mount(name: &str) -> Self {
+        let base = scratch(name);
+        let (backing, mountpoint, switch) = (base.join("backing"), base.join("mnt"), base.join("fail"));
+        std::fs::create_dir_all(&backing).unwrap();
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing_fsync_fs.py");
+        let process = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args([&backing, &mountpoint, &switch])
+            .spawn()
+            .expect("python3 with fusepy (cargo xtask bootstrap installs it)");
+        let fs = FailingFsyncFs { process, mountpoint, switch };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string("/proc/mounts").unwrap().contains(fs.mountpoint.to_str().unwrap()) {
+            assert!(std::time::Instant::now() < deadline, "the FUSE filesystem did not mount");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        fs
+    }
+
+    fn fail(&self, on: bool) {
+        if on {
+            std::fs::write(&self.switch, b"").unwrap();
+        } else {
+            std::fs::remove_file(&self.switch).unwrap();
+        }
+    }
+}
+
+impl Drop for FailingFsyncFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mountpoint).status();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn frames_whose_fsync_fails_are_cut_off_and_counted_lost() {
+    let bed = bed();
+    let fs = FailingFsyncFs::mount("fsync");
+    let ring = start_run(&bed, &fs.mountpoint, "-G 0 --no-compress --frame-interval 0.1");
+    send_paced(&bed, (0..300).map(known_frame).collect(), Some(2000.0));
+    std::thread::sleep(Duration::from_millis(400));
+    // The disk starts failing: frames written now cannot be trusted to be on it.
+    fs.fail(true);
+    send_paced(&bed, (300..600).map(known_frame).collect(), Some(2000.0));
+    std::thread::sleep(Duration::from_millis(400));
+    fs.fail(false);
+    let stderr = send_and_stop(&bed, ring, (600..900).map(known_frame).collect());
+    let captured = summary_count(&stderr, "packets captured").unwrap();
+    let written = summary_count(&stderr, "packets written to the ring").unwrap();
+    let lost = summary_count(&stderr, "packets lost to write errors").unwrap();
+    assert_eq!(captured, 900, "{stderr:?}");
+    assert_eq!(written + lost, captured, "every captured packet is written or counted: {stderr:?}");
+    assert!(lost >= 1, "{stderr:?}");
+    let failed_fsyncs = stderr
+        .iter()
+        .find_map(|l| l.split(" write errors (").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .unwrap();
+    assert!(failed_fsyncs >= 1, "{stderr:?}");
+    let files = data_files(&fs.mountpoint);
+    assert_eq!(files.len(), 1);
+    let (data, kept) = read_frames(&files[0]);
+    assert_eq!(data.damaged_tail, 0, "failed frames are cut off");
+    decompress_and_check_with_tools(&files[0]);
+    assert_eq!(kept.len() as u64, written);
+    let mut last = None;
+    for packet in &kept {
+        let seq = sequence_of(&packet.data).unwrap();
+        assert_eq!(packet.data, known_frame(seq));
+        assert!(last.is_none_or(|l| seq > l));
+        last = Some(seq);
+    }
+    assert_eq!(last, Some(899), "capture went on after the disk recovered");
+}

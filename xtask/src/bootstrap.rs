@@ -20,6 +20,8 @@ const APT_PACKAGES: &[&str] = &[
     "zstd",
     "util-linux",
     "curl",
+    // A FUSE filesystem whose fsync fails on demand (the ring's fault tests).
+    "python3-fusepy",
 ];
 
 fn run_quiet(program: &str, args: &[&str]) -> Option<String> {
