@@ -45,6 +45,19 @@ fn read_frames(path: &Path) -> (DataFile, Vec<ReadPacket>) {
     (file, packets)
 }
 
+/// Each packet is a known frame, byte-exact, and their numbers only grow (gaps allowed);
+/// returns the last one.
+fn assert_known_and_increasing(packets: &[ReadPacket]) -> Option<u64> {
+    let mut last = None;
+    for packet in packets {
+        let seq = sequence_of(&packet.data).unwrap();
+        assert_eq!(packet.data, known_frame(seq), "bytes of packet {seq}");
+        assert!(last.is_none_or(|l| seq > l), "packet {seq} after {last:?}");
+        last = Some(seq);
+    }
+    last
+}
+
 /// Every packet of these files, in order.
 fn packets_of(files: &[PathBuf]) -> Vec<ReadPacket> {
     files.iter().flat_map(|f| read_frames(f).1).collect()
@@ -328,13 +341,7 @@ fn a_full_disk_removes_the_oldest_files_and_capture_goes_on() {
         })
         .collect();
     assert!(!kept.is_empty());
-    let mut last = None;
-    for packet in &kept {
-        let seq = sequence_of(&packet.data).unwrap();
-        assert_eq!(packet.data, known_frame(seq));
-        assert!(last.is_none_or(|l| seq > l));
-        last = Some(seq);
-    }
+    let last = assert_known_and_increasing(&kept);
     assert_eq!(last, Some(11_999), "the newest packets are kept");
 }
 
@@ -647,13 +654,7 @@ fn files_that_cannot_be_created_lose_only_counted_packets_and_sighup_keeps_captu
         kept.extend(packets);
     }
     assert_eq!(kept.len() as u64, written);
-    let mut last = None;
-    for packet in &kept {
-        let seq = sequence_of(&packet.data).unwrap();
-        assert_eq!(packet.data, known_frame(seq));
-        assert!(last.is_none_or(|l| seq > l));
-        last = Some(seq);
-    }
+    let last = assert_known_and_increasing(&kept);
     assert_eq!(last, Some(4999), "capture went on after the files could be made again");
 }
 
@@ -733,12 +734,6 @@ fn frames_whose_fsync_fails_are_cut_off_and_counted_lost() {
     assert_eq!(data.damaged_tail, 0, "failed frames are cut off");
     decompress_and_check_with_tools(&files[0]);
     assert_eq!(kept.len() as u64, written);
-    let mut last = None;
-    for packet in &kept {
-        let seq = sequence_of(&packet.data).unwrap();
-        assert_eq!(packet.data, known_frame(seq));
-        assert!(last.is_none_or(|l| seq > l));
-        last = Some(seq);
-    }
+    let last = assert_known_and_increasing(&kept);
     assert_eq!(last, Some(899), "capture went on after the disk recovered");
 }
