@@ -26,7 +26,7 @@ use crate::pcap::DEFAULT_SNAPLEN;
 use crate::retrieve::out::{Format, Stream};
 use crate::retrieve::pull::{pull, ring_files, PullLimits};
 use crate::retrieve::window::{self, Window};
-use crate::session::LiveCounters;
+use crate::session::{locked, LiveCounters};
 use crate::storage::frames::DataFile;
 use crate::storage::ring::StorageCounters;
 
@@ -357,13 +357,13 @@ fn get(counter: &AtomicU64) -> u64 {
 }
 
 fn stats_json(sources: &Sources) -> serde_json::Value {
-    let kernel = *sources.live.kernel.lock().expect("not poisoned");
+    let kernel = *locked(&sources.live.kernel);
     let kernel: serde_json::Map<String, serde_json::Value> =
         Counter::ALL.iter().map(|c| (c.name().to_string(), json!(kernel.get(*c)))).collect();
     let reader = &sources.live.reader;
     let s = &sources.storage;
-    let rtt = sources.live.rtt.lock().expect("not poisoned").clone();
-    let since_start = tcp_json(&sources.live.kernel.lock().expect("not poisoned"), rtt.as_deref());
+    let rtt = locked(&sources.live.rtt).clone();
+    let since_start = tcp_json(&locked(&sources.live.kernel), rtt.as_deref());
     let last_minute = sources.live.last_minute().map(|(span, kernel, rtt)| {
         let mut tcp = tcp_json(&kernel, Some(&rtt));
         tcp["seconds"] = json!(span.as_secs_f64());
@@ -373,13 +373,13 @@ fn stats_json(sources: &Sources) -> serde_json::Value {
         "tcp": since_start,
         "tcp_last_minute": last_minute,
         "tcp_by_interface": by_interface(sources),
-        "flows": *sources.live.flows.lock().expect("not poisoned"),
+        "flows": *locked(&sources.live.flows),
         "kernel": kernel,
         "reader": {
             "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed),
             "reorder_window_exceeded": get(&reader.reorder_window_exceeded), "unstamped": get(&reader.unstamped),
         },
-        "xsk": *sources.live.xsk.lock().expect("not poisoned"),
+        "xsk": *locked(&sources.live.xsk),
         "storage": {
             "packets_written": get(&s.packets_written), "packets_lost": get(&s.packets_lost),
             "frames_written": get(&s.frames_written), "bytes_written": get(&s.bytes_written),
@@ -392,9 +392,9 @@ fn stats_json(sources: &Sources) -> serde_json::Value {
 
 /// The TCP health of each slot (interface and direction) since start.
 fn by_interface(sources: &Sources) -> serde_json::Value {
-    let kernel = *sources.live.kernel.lock().expect("not poisoned");
-    let rtt = sources.live.rtt_by_slot.lock().expect("not poisoned").clone();
-    let slots = sources.live.slots.lock().expect("not poisoned").clone();
+    let kernel = *locked(&sources.live.kernel);
+    let rtt = locked(&sources.live.rtt_by_slot).clone();
+    let slots = locked(&sources.live.slots).clone();
     slots
         .iter()
         .map(|label| {
@@ -431,9 +431,9 @@ fn tcp_json(kernel: &KernelCounters, rtt: Option<&RttBuckets>) -> serde_json::Va
 
 /// Prometheus text exposition: counters only, fixed label sets.
 fn metrics_text(sources: &Sources) -> String {
-    let kernel = *sources.live.kernel.lock().expect("not poisoned");
-    let flows = *sources.live.flows.lock().expect("not poisoned");
-    let xsk = *sources.live.xsk.lock().expect("not poisoned");
+    let kernel = *locked(&sources.live.kernel);
+    let flows = *locked(&sources.live.flows);
+    let xsk = *locked(&sources.live.xsk);
     let reader = &sources.live.reader;
     let s = &sources.storage;
     let mut out = String::new();
@@ -472,7 +472,7 @@ fn metrics_text(sources: &Sources) -> String {
         ],
     );
     // TCP health by interface and direction: a fixed set of series per slot in use.
-    let slots = sources.live.slots.lock().expect("not poisoned").clone();
+    let slots = locked(&sources.live.slots).clone();
     let per_slot = |labels: &dyn Fn(&str) -> Vec<(String, Counter)>| -> Vec<(String, u64)> {
         slots
             .iter()
@@ -564,7 +564,7 @@ fn metrics_text(sources: &Sources) -> String {
         "Frames that could not be written.",
         &[("", get(&s.write_errors))],
     );
-    if let Some(buckets) = sources.live.rtt_by_slot.lock().expect("not poisoned").as_ref() {
+    if let Some(buckets) = locked(&sources.live.rtt_by_slot).as_ref() {
         for (i, kind) in RTT_KINDS.iter().enumerate() {
             let name = kind.metric;
             if i == 0 || RTT_KINDS[i - 1].metric != name {

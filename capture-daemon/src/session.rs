@@ -94,10 +94,10 @@ impl LiveCounters {
     /// Publishes the kernel's current counters and histograms.
     fn publish(&self, kernel: KernelCounters, by_slot: Box<SlotRttBuckets>) {
         let rtt = rtt_total(&by_slot);
-        *self.kernel.lock().expect("not poisoned") = kernel;
-        *self.rtt.lock().expect("not poisoned") = Some(rtt.clone());
-        *self.rtt_by_slot.lock().expect("not poisoned") = Some(by_slot);
-        let mut history = self.history.lock().expect("not poisoned");
+        *locked(&self.kernel) = kernel;
+        *locked(&self.rtt) = Some(rtt.clone());
+        *locked(&self.rtt_by_slot) = Some(by_slot);
+        let mut history = locked(&self.history);
         if history.len() == HISTORY_SECONDS {
             history.pop_front();
         }
@@ -107,7 +107,7 @@ impl LiveCounters {
     /// The counters and histograms of about the last minute (since the oldest entry of
     /// the history) and how long that is; `None` before the first publication.
     pub fn last_minute(&self) -> Option<(Duration, KernelCounters, Box<RttBuckets>)> {
-        let history = self.history.lock().expect("not poisoned");
+        let history = locked(&self.history);
         let (first, last) = (history.front()?, history.back()?);
         let mut rtt = last.2.clone();
         for (kind, earlier) in rtt.iter_mut().zip(first.2.iter()) {
@@ -120,12 +120,12 @@ impl LiveCounters {
 
     /// A statistics snapshot (JSON): kernel counters and non-empty RTT buckets.
     pub fn snapshot(&self, started_ns: u64) -> serde_json::Value {
-        let kernel = *self.kernel.lock().expect("not poisoned");
+        let kernel = *locked(&self.kernel);
         let counters: serde_json::Map<String, serde_json::Value> = capture_common::Counter::ALL
             .iter()
             .map(|c| (c.name().to_string(), kernel.get(*c).into()))
             .collect();
-        let rtt = self.rtt.lock().expect("not poisoned").clone();
+        let rtt = locked(&self.rtt).clone();
         let sparse = |kind: usize| -> Vec<(usize, u64)> {
             rtt.as_ref().map_or_else(Vec::new, |b| {
                 b[kind].iter().copied().enumerate().filter(|(_, c)| *c > 0).collect()
@@ -135,8 +135,8 @@ impl LiveCounters {
             .iter()
             .map(|kind| (kind.key.to_string(), serde_json::json!(sparse(kind.index))))
             .collect();
-        let xsk = *self.xsk.lock().expect("not poisoned");
-        let flows = *self.flows.lock().expect("not poisoned");
+        let xsk = *locked(&self.xsk);
+        let flows = *locked(&self.flows);
         serde_json::json!({
             "started_ns": started_ns,
             "time_ns": crate::retrieve::window::now().as_nanos() as u64,
@@ -244,6 +244,13 @@ impl CaptureOptions {
     }
 }
 
+/// Locks one of the live counters' mutexes. Each holds plain values that are replaced
+/// whole, so a panic while one was held (in an API request, say) leaves nothing
+/// half-written: the lock is taken anyway and capture goes on.
+pub fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs a capture session until count, duration, SIGINT or SIGTERM.
 /// `on_attached` is told where each interface is captured, before traffic flows to the sink.
 pub fn run_capture(
@@ -268,7 +275,7 @@ pub fn run_capture(
         .map(|iface| crate::kernel::interface_index(iface))
         .collect::<Result<Vec<_>, _>>()?;
     program.set_interfaces(&ifindexes)?;
-    *options.live.slots.lock().expect("not poisoned") = slot_labels(&options.interfaces, options.direction);
+    *locked(&options.live.slots) = slot_labels(&options.interfaces, options.direction);
 
     // The AF_XDP sockets exist before their program is attached, so no packet finds its queue empty.
     let mut sockets = Vec::new();
@@ -372,7 +379,7 @@ pub fn run_capture(
 
     let publish = |program: &CaptureProgram| {
         options.live.publish(program.counters(), program.rtt_buckets());
-        *options.live.xsk.lock().expect("not poisoned") = XskStatistics::sum(&statistics);
+        *locked(&options.live.xsk) = XskStatistics::sum(&statistics);
     };
     let deadline = options.duration.map(|d| Instant::now() + d);
     let mut published = Instant::now();
@@ -436,12 +443,11 @@ impl Sweeper {
         let started = Instant::now();
         let (flows, unanswered) = program.sweep_flows(crate::clock::monotonic_ns(), self.syn_timeout);
         // The counters published just now, rather than reading the kernel's again.
-        let inserted =
-            live.kernel.lock().expect("not poisoned").get(capture_common::Counter::TcpFlowsInserted);
+        let inserted = locked(&live.kernel).get(capture_common::Counter::TcpFlowsInserted);
         self.table.live = flows;
         self.table.syn_unanswered += unanswered;
         self.table.evicted = inserted.saturating_sub(flows);
-        *live.flows.lock().expect("not poisoned") = self.table;
+        *locked(&live.flows) = self.table;
         self.next = Instant::now() + (started.elapsed() * 50).max(Duration::from_secs(1));
     }
 }
