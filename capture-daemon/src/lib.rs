@@ -10,6 +10,7 @@ pub mod capture;
 pub mod civil;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod filter;
 pub mod kernel;
 pub mod merge;

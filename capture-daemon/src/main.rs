@@ -49,6 +49,21 @@ enum Command {
     Pull(PullArgs),
     /// Print a running daemon's TCP health and counters (from its `--http` API).
     Stats(StatsArgs),
+    /// Check whether this machine can run ringcap well, and say what to do when not.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// An interface to check (XDP support is tried); repeat for several.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    interface: Vec<String>,
+    /// The ring's directory: free space and write speed.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print the checks as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -330,6 +345,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Pull(args) => pull(args),
         Command::Stats(args) => stats(args),
+        Command::Doctor(args) => doctor(args),
     };
     match result {
         Ok(code) => code,
@@ -647,6 +663,32 @@ fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         report.files_unreadable
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs every check; exits non-zero when one says capture cannot work.
+fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    use capture_daemon::doctor::Status;
+    let checks = capture_daemon::doctor::run(&args.interface, args.dir.as_deref());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "checks": checks }))?);
+    } else {
+        for check in &checks {
+            let status = match check.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+            };
+            println!("{status}  {}: {}", check.name, check.found);
+            if let Some(advice) = &check.advice {
+                println!("      -> {advice}");
+            }
+        }
+    }
+    let blocked = checks.iter().filter(|c| c.status == Status::Fail).count();
+    if blocked > 0 && !args.json {
+        eprintln!("ringcap: {blocked} check(s) failed: capture cannot work until they are fixed");
+    }
+    Ok(if blocked > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// The API's bearer token: the first line of `file`, else RINGCAP_HTTP_TOKEN. A token file

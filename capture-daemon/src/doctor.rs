@@ -1,0 +1,244 @@
+//! `ringcap doctor`: whether this machine can run ringcap well, and what to do when not.
+//! Each check says what it found and, when that falls short, what to do; XDP support is
+//! found by trying (load and attach the real program, then detach), the ring's disk by
+//! writing to it.
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::kernel::{Attach, AttachMode, CaptureProgram, Hook, KernelConfig, ProgramSet, XdpModeChoice};
+
+/// How a check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Capture works, but not as well as it could.
+    Warn,
+    /// Capture cannot work (or not on that interface or directory) until this is fixed.
+    Fail,
+}
+
+/// One check: what was looked at, what was found, and what to do about it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub found: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, status: Status, found: impl Into<String>, advice: Option<&str>) -> Self {
+        Check { name: name.into(), status, found: found.into(), advice: advice.map(str::to_string) }
+    }
+}
+
+/// Bytes written to measure the ring directory's write speed.
+const WRITE_PROBE_BYTES: usize = 64 << 20;
+
+/// Every check, for these interfaces and this ring directory.
+pub fn run(interfaces: &[String], dir: Option<&Path>) -> Vec<Check> {
+    let mut checks = vec![kernel_version(), btf(), jit(), privileges(), clock_source()];
+    for iface in interfaces {
+        checks.extend(interface(iface));
+    }
+    if let Some(dir) = dir {
+        checks.extend(ring_dir(dir));
+    }
+    checks
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn kernel_version() -> Check {
+    let release = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let (status, advice) = if version >= (6, 6) {
+        (Status::Ok, None)
+    } else if version >= (5, 8) {
+        (Status::Warn, Some("TC egress capture (--direction out|both) needs TCX links: Linux 6.6 or later"))
+    } else {
+        (Status::Fail, Some("ringcap needs the BPF ring buffer: Linux 5.8 or later (6.6 for TC egress)"))
+    };
+    Check::new("kernel", status, format!("Linux {release}"), advice)
+}
+
+fn btf() -> Check {
+    if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        Check::new("btf", Status::Ok, "/sys/kernel/btf/vmlinux present", None)
+    } else {
+        Check::new(
+            "btf",
+            Status::Warn,
+            "no kernel BTF",
+            Some("a kernel built with CONFIG_DEBUG_INFO_BTF=y lets tools inspect ringcap's programs"),
+        )
+    }
+}
+
+fn jit() -> Check {
+    match read_trimmed("/proc/sys/net/core/bpf_jit_enable").as_deref() {
+        Some("1") | Some("2") => Check::new("bpf_jit", Status::Ok, "the BPF JIT is on", None),
+        Some(other) => Check::new(
+            "bpf_jit",
+            Status::Warn,
+            format!("bpf_jit_enable = {other}: programs run interpreted, several times slower"),
+            Some("sysctl net.core.bpf_jit_enable=1"),
+        ),
+        None => Check::new("bpf_jit", Status::Ok, "the BPF JIT is always on", None),
+    }
+}
+
+/// The effective capabilities of this process (CapEff in /proc/self/status).
+fn effective_capabilities() -> u64 {
+    read_trimmed("/proc/self/status")
+        .and_then(|status| {
+            status.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .unwrap_or(0)
+}
+
+fn privileges() -> Check {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let caps = effective_capabilities();
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    let bpf = has(CAP_BPF) || has(CAP_SYS_ADMIN);
+    let perfmon = has(CAP_PERFMON) || has(CAP_SYS_ADMIN);
+    if bpf && perfmon && has(CAP_NET_ADMIN) {
+        Check::new("privileges", Status::Ok, "CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN held", None)
+    } else {
+        Check::new(
+            "privileges",
+            Status::Fail,
+            format!("effective capabilities {caps:#x} lack CAP_BPF, CAP_PERFMON or CAP_NET_ADMIN"),
+            Some("run as root, or with those capabilities (the systemd unit grants them)"),
+        )
+    }
+}
+
+fn clock_source() -> Check {
+    let source = read_trimmed("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .unwrap_or_else(|| "unknown".into());
+    match source.as_str() {
+        "tsc" | "kvm-clock" | "arch_sys_counter" | "hyperv_clocksource_tsc_page" => {
+            Check::new("clock_source", Status::Ok, format!("{source}: cheap timestamps"), None)
+        }
+        _ => Check::new(
+            "clock_source",
+            Status::Warn,
+            format!("{source}: every timestamp read is slow"),
+            Some("use a TSC clock source (clocksource=tsc on the kernel command line) if the CPU has one"),
+        ),
+    }
+}
+
+/// The interface exists, takes the capture program in the driver (tried), and its queues.
+fn interface(iface: &str) -> Vec<Check> {
+    let name = format!("interface {iface}");
+    if crate::kernel::interface_index(iface).is_err() {
+        let advice = Some("check the name with `ip link`");
+        return vec![Check::new(name, Status::Fail, "no such interface", advice)];
+    }
+    let queues = crate::xsk::receive_queues(iface);
+    let queues = Check::new(
+        format!("{name} queues"),
+        Status::Ok,
+        format!("{queues} receive queue(s): one ring reader per CPU, one AF_XDP socket per queue"),
+        None,
+    );
+    let config = KernelConfig {
+        snaplen: 128,
+        ring_bytes: 1 << 20,
+        tcp_flows: 1024,
+        programs: ProgramSet::default().with(Attach::Xdp),
+    };
+    let xdp = match CaptureProgram::load(config) {
+        Err(e) => {
+            Check::new(format!("{name} xdp"), Status::Fail, format!("the programs do not load: {e}"), None)
+        }
+        Ok(mut program) => {
+            let tried = program.attach(iface, Attach::Xdp, XdpModeChoice::Auto);
+            program.detach_all();
+            match tried {
+                Ok(Hook::Xdp(AttachMode::Native)) => {
+                    Check::new(format!("{name} xdp"), Status::Ok, "native XDP (in the driver)", None)
+                }
+                Ok(hook) => Check::new(
+                    format!("{name} xdp"),
+                    Status::Warn,
+                    format!("{hook}: the driver has no native XDP, capture runs after the skb is built"),
+                    Some("a NIC whose driver supports XDP captures several times faster"),
+                ),
+                Err(e) => Check::new(format!("{name} xdp"), Status::Fail, e.to_string(), None),
+            }
+        }
+    };
+    vec![xdp, queues]
+}
+
+/// Free space and write speed (with fdatasync) of the ring's filesystem.
+fn ring_dir(dir: &Path) -> Vec<Check> {
+    let name = format!("ring {}", dir.display());
+    // Nothing is created here: a missing directory is reported, not made.
+    let space = match crate::storage::budget::fs_space(dir) {
+        Ok(space) if dir.is_dir() => space,
+        Ok(_) => {
+            let advice = Some("give the --dir of `ringcap run` (which creates it), or create it");
+            return vec![Check::new(name, Status::Fail, "not a directory", advice)];
+        }
+        Err(e) => {
+            let advice = Some("create it, or give a writable --dir");
+            return vec![Check::new(name, Status::Fail, format!("not usable: {e}"), advice)];
+        }
+    };
+    let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
+    let free = Check::new(
+        format!("{name} space"),
+        if space.available < 1 << 30 { Status::Warn } else { Status::Ok },
+        format!("{:.1} GiB free of {:.1} GiB", gib(space.available), gib(space.total)),
+        (space.available < 1 << 30).then_some("a ring of less than a GiB holds minutes of a busy link"),
+    );
+    let speed = match write_speed(dir) {
+        Ok(bytes_per_s) => Check::new(
+            format!("{name} write speed"),
+            Status::Ok,
+            format!(
+                "{:.0} MB/s with fdatasync ({:.1} Gbit/s of capture before compression)",
+                bytes_per_s / 1e6,
+                bytes_per_s * 8.0 / 1e9
+            ),
+            None,
+        ),
+        Err(e) => Check::new(format!("{name} write speed"), Status::Fail, format!("cannot write: {e}"), None),
+    };
+    vec![free, speed]
+}
+
+/// Writes [`WRITE_PROBE_BYTES`] to a scratch file of its own in `dir` (removed after),
+/// fdatasync'ed in 1 MiB writes as the ring writes frames; bytes per second.
+fn write_speed(dir: &Path) -> std::io::Result<f64> {
+    let path: PathBuf = dir.join(format!(".ringcap-doctor-{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let block = vec![0x5au8; 1 << 20];
+        let started = Instant::now();
+        for _ in 0..WRITE_PROBE_BYTES / block.len() {
+            file.write_all(&block)?;
+            file.sync_data()?;
+        }
+        Ok(WRITE_PROBE_BYTES as f64 / started.elapsed().max(Duration::from_micros(1)).as_secs_f64())
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
+}

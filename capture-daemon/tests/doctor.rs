@@ -1,0 +1,45 @@
+//! `ringcap doctor` on the test bed: a veth end takes native XDP (tried for real), the
+//! ring directory is written to, and what cannot work fails the command with advice.
+mod common;
+
+use common::{bed, scratch, RINGCAP};
+use ringcap_tools::testbed::RX_IF;
+
+#[test]
+fn doctor_checks_the_machine_an_interface_and_a_ring_directory() {
+    let bed = bed();
+    let dir = scratch("doctor-ring");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = bed
+        .rx(RINGCAP)
+        .args(["doctor", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let status = |name: &str| {
+        checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} in {report}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for name in ["kernel", "btf", "bpf_jit", "privileges"] {
+        assert_eq!(status(name), "ok", "{name}: {report}");
+    }
+    assert_eq!(status(&format!("interface {RX_IF} xdp")), "ok", "veth takes native XDP: {report}");
+    assert_eq!(status(&format!("ring {} write speed", dir.display())), "ok", "{report}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the write probe leaves nothing behind");
+    // The interface is free again: the try detached its program.
+    let again = bed.rx(RINGCAP).args(["doctor", "-i", RX_IF]).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stdout));
+
+    let bad =
+        bed.rx(RINGCAP).args(["doctor", "-i", "nosuch0", "--dir", "/proc/ringcap-nowhere"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  interface nosuch0: no such interface"), "{stdout}");
+    assert!(stdout.contains("-> check the name with `ip link`"), "{stdout}");
+    assert!(stdout.contains("FAIL  ring /proc/ringcap-nowhere"), "{stdout}");
+    assert!(!std::path::Path::new("/proc/ringcap-nowhere").exists());
+}
