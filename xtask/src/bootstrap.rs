@@ -22,6 +22,8 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     // A FUSE filesystem whose fsync fails on demand (the ring's fault tests).
     "python3-fusepy",
+    // systemd-analyze, which checks the shipped unit.
+    "systemd",
 ];
 
 fn run_quiet(program: &str, args: &[&str]) -> Option<String> {
