@@ -83,7 +83,12 @@ pub fn shared() -> &'static SharedClock {
 impl SharedClock {
     /// The mapping in force.
     pub fn current(&self) -> WallClock {
-        WallClock { offset_ns: i128::from(self.offset_ns.load(Ordering::Relaxed)), error_ns: 0 }
+        // The mapping follows the clocks only past STEP_NS of drift: that bounds its error
+        // (beside the sub-microsecond gap of the sample it came from).
+        WallClock {
+            offset_ns: i128::from(self.offset_ns.load(Ordering::Relaxed)),
+            error_ns: i128::from(STEP_NS),
+        }
     }
 
     /// Samples the clocks and follows them if they drifted more than [`STEP_NS`] from the
