@@ -79,6 +79,7 @@ pub fn run(options: &Options) -> Result<()> {
     for &flows in &options.flows {
         let started = Instant::now();
         let mut program = CaptureProgram::load(KernelConfig {
+            filter: None,
             snaplen: 64,
             ring_bytes: 1 << 20,
             tcp_flows: (flows * 2).max(1024),

@@ -1,6 +1,6 @@
 //! A symmetric flow hash: both directions of a connection hash alike, so flow sampling
 //! keeps or drops whole conversations. Shared by the kernel and the tests.
-use crate::filter::PacketView;
+use crate::packet::PacketView;
 
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
@@ -88,7 +88,7 @@ pub fn flow_hash<P: PacketView>(p: &P) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::SlicePacket;
+    use crate::packet::SlicePacket;
 
     fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> [u8; 42] {
         let mut f = [0u8; 42];

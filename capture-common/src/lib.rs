@@ -5,8 +5,8 @@
 //! `user` feature adds the `aya::Pod` impls the daemon needs to read maps.
 #![cfg_attr(target_arch = "bpf", no_std)]
 
-pub mod filter;
 pub mod flow;
+pub mod packet;
 pub mod tcp;
 
 /// Name of the array of per-CPU BPF ring buffers that carry packet records to user
@@ -21,26 +21,32 @@ pub const SNAPLEN_GLOBAL: &str = "SNAPLEN";
 /// Name of the load-time global holding the ring fill level (bytes) above which the
 /// kernel wakes the reader; below it records are submitted without a wakeup.
 pub const WAKEUP_GLOBAL: &str = "WAKEUP_BYTES";
-/// Name of the array map holding the filter program ([`filter::FilterInsn`]s).
-pub const FILTER_MAP: &str = "FILTER";
+/// Name of the load-time global that is non-zero when a filter was spliced into the
+/// programs (without one, the filter subprogram is never called).
+pub const FILTER_ACTIVE_GLOBAL: &str = "FILTER_ACTIVE";
+/// Instruction slots of the filter placeholder (`packet_filter` in `capture-ebpf`): the
+/// longest translated filter the programs can hold.
+pub const FILTER_SLOTS: usize = 4096;
+/// The 64-bit immediate the placeholder starts with (`lddw r0, FILTER_MAGIC`), by which
+/// the loader finds it in the object: "ringcap" and a format byte.
+pub const FILTER_MAGIC: u64 = u64::from_be_bytes(*b"ringcap\x01");
 /// Name of the one-entry array map holding the [`CaptureConfig`].
 pub const CONFIG_MAP: &str = "CONFIG";
-/// Bytes of each packet the kernel copies for the filter and flow sampling to read;
+/// Bytes of each packet the kernel copies for the TCP analysis and flow sampling to read;
 /// loads beyond them count as outside the packet.
-pub const FILTER_WINDOW: u32 = 256;
+pub const PACKET_WINDOW: u32 = 256;
 
 /// Settings user space may change while programs run (map `CONFIG`, entry 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CaptureConfig {
-    /// Instructions in the filter program; 0 takes every packet.
-    pub filter_len: u32,
     /// Keep one packet in N at random (0 or 1: all).
     pub sample_every: u32,
     /// Keep the flows whose symmetric hash is 0 modulo N (0 or 1: all).
     pub flow_sample_every: u32,
     /// Non-zero: analyse every TCP segment (flags, handshakes, RTT) before selection.
     pub tcp_analysis: u32,
+    pub reserved: u32,
     /// Token-bucket rate per CPU in packets per second (0: unlimited).
     pub max_pps_per_cpu: u64,
 }

@@ -2,8 +2,8 @@
 //! (unit tests, folding histograms): segment parsing, the per-flow state, Wireshark's
 //! sequence analysis rules, handshake, timestamp and data RTT samples, and the RTT
 //! histogram layout.
-use crate::filter::PacketView;
 use crate::flow::{half, network_layer, word};
+use crate::packet::PacketView;
 use crate::Counter;
 
 /// Both directions of a connection map to one key: the lower endpoint first.
@@ -632,7 +632,7 @@ unsafe impl aya::Pod for FlowState {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::SlicePacket;
+    use crate::packet::SlicePacket;
 
     #[test]
     fn buckets_are_monotonic_and_invertible() {

@@ -158,6 +158,7 @@ fn interface(iface: &str) -> Vec<Check> {
         None,
     );
     let config = KernelConfig {
+        filter: None,
         snaplen: 128,
         ring_bytes: 1 << 20,
         tcp_flows: 1024,

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
-use capture_common::filter::FilterInsn;
 use capture_common::tcp::{FlowKey, FlowState, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK, RTT_BUCKETS, RTT_KINDS};
 use capture_common::{
-    CaptureConfig, CONFIG_MAP, FILTER_MAP, FLOWS_MAP, MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM,
-    TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
+    CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FILTER_MAGIC, FILTER_SLOTS, FLOWS_MAP, MAX_XSK_SOCKETS,
+    RTT_MAP, TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
 };
 
-use crate::filter::Filter;
+use crate::filter::{EbpfInsn, Filter};
 use crate::mmap::Mapping;
 use aya::{Ebpf, EbpfLoader};
 use capture_common::{
@@ -143,8 +142,10 @@ impl std::fmt::Display for AttachMode {
 }
 
 /// Load-time settings of the kernel programs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct KernelConfig {
+    /// The filter, spliced into the programs as native code (`None`: every packet).
+    pub filter: Option<Filter>,
     /// Bytes copied per packet; at most [`MAX_CAPTURE_BYTES`].
     pub snaplen: u32,
     /// Size of all packet ring buffers together in bytes (a power of two multiple of the
@@ -174,10 +175,9 @@ impl ProgramSet {
     }
 }
 
-/// Which packets the kernel records: the filter and the sampling settings.
+/// Which of the packets the filter selects the kernel records: the sampling settings.
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
-    pub filter: Option<Filter>,
     /// Keep one packet in N at random (`--sample 1/N`).
     pub sample_every: u32,
     /// Keep whole flows, one in N (`--flow-sample 1/N`).
@@ -237,7 +237,6 @@ pub struct CaptureProgram {
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, u64>,
     rings: Vec<RingBuf<MapData>>,
-    filter: Array<MapData, FilterInsn>,
     config: Array<MapData, CaptureConfig>,
     /// The RTT histograms of every slot, mapped into our memory.
     rtt: Mapping,
@@ -286,11 +285,17 @@ impl CaptureProgram {
         let ring_bytes = prev_power_of_two(config.ring_bytes / cpus).max(page);
         // Wake a reader early once a sixteenth of its ring is filled; otherwise it polls.
         let wakeup_bytes = u64::from(ring_bytes / 16);
+        let native = config.filter.as_ref().filter(|f| !f.is_empty()).map(|f| &f.native[..]);
+        let mut object = Object::new(EBPF_OBJECT);
+        if let Some(native) = native {
+            object.splice_filter(native)?;
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global(SNAPLEN_GLOBAL, &snaplen, true)
             .override_global(WAKEUP_GLOBAL, &wakeup_bytes, true)
+            .override_global(FILTER_ACTIVE_GLOBAL, &u32::from(native.is_some()), true)
             .map_max_entries(FLOWS_MAP, config.tcp_flows.max(1))
-            .load(EBPF_OBJECT)
+            .load(object.bytes())
             .map_err(|e| classify_load_error(&e))?;
         for attach in Attach::ALL.into_iter().filter(|&a| config.programs.contains(a)) {
             let loaded = match attach {
@@ -304,8 +309,6 @@ impl CaptureProgram {
         let counters = take_map(&mut ebpf, COUNTERS_MAP)?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| KernelError::Load(e.to_string()))?;
         let rings = create_rings(take_map(&mut ebpf, RING_MAP)?, cpus, ring_bytes)?;
-        let filter = Array::try_from(take_map(&mut ebpf, FILTER_MAP)?)
-            .map_err(|e| KernelError::Load(e.to_string()))?;
         let config = Array::try_from(take_map(&mut ebpf, CONFIG_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let (rtt, rtt_map) = map_rtt(take_map(&mut ebpf, RTT_MAP)?)?;
@@ -325,7 +328,6 @@ impl CaptureProgram {
             ebpf,
             counters,
             rings,
-            filter,
             config,
             rtt,
             _rtt_map: rtt_map,
@@ -335,25 +337,18 @@ impl CaptureProgram {
         })
     }
 
-    /// Installs a filter and sampling settings; takes effect for the next packet.
+    /// Installs sampling settings; takes effect for the next packet.
     pub fn select(&mut self, selection: &Selection) -> Result<(), KernelError> {
-        let update_error =
-            |map, e: aya::maps::MapError| KernelError::MapUpdate { map, reason: e.to_string() };
-        let program = selection.filter.as_ref().filter(|f| !f.is_empty()).map_or(&[][..], |f| &f.program[..]);
-        // Disable the filter while its instructions change, then enable the new one.
-        let mut config = CaptureConfig {
+        let config = CaptureConfig {
             sample_every: selection.sample_every,
             flow_sample_every: selection.flow_sample_every,
             max_pps_per_cpu: selection.max_pps.div_ceil(possible_cpus() as u64),
             tcp_analysis: u32::from(selection.tcp_analysis),
             ..CaptureConfig::default()
         };
-        self.config.set(0, config, 0).map_err(|e| update_error(CONFIG_MAP, e))?;
-        for (i, insn) in program.iter().enumerate() {
-            self.filter.set(i as u32, *insn, 0).map_err(|e| update_error(FILTER_MAP, e))?;
-        }
-        config.filter_len = program.len() as u32;
-        self.config.set(0, config, 0).map_err(|e| update_error(CONFIG_MAP, e))
+        self.config
+            .set(0, config, 0)
+            .map_err(|e| KernelError::MapUpdate { map: CONFIG_MAP, reason: e.to_string() })
     }
 
     /// Runs the XDP program once on `frame` with `BPF_PROG_TEST_RUN` (no interface
@@ -671,6 +666,64 @@ pub fn host_addresses(iface: &str) -> Vec<std::net::IpAddr> {
 fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u32 }
+}
+
+/// An eBPF object in an 8-byte aligned buffer, as ELF parsing wants it.
+struct Object {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Object {
+    fn new(bytes: &[u8]) -> Self {
+        let mut object = Object { words: vec![0; bytes.len().div_ceil(8)], len: bytes.len() };
+        object.bytes_mut().copy_from_slice(bytes);
+        object
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the buffer holds at least `len` initialised bytes; u8 has no alignment.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast(), self.len) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and the borrow is unique.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.len) }
+    }
+
+    /// Writes the native filter into the placeholder of `packet_filter` (found by its
+    /// magic): no-ops first, the filter's last instruction on the placeholder's last slot,
+    /// right before the subprogram's `exit`, so every offset and relocation in the object
+    /// stays put.
+    fn splice_filter(&mut self, native: &[EbpfInsn]) -> Result<(), KernelError> {
+        let broken =
+            |why: &str| KernelError::Load(format!("the filter placeholder of the eBPF object {why}"));
+        if native.len() > FILTER_SLOTS {
+            return Err(KernelError::Load(format!(
+                "the filter has {} instructions; the programs hold {FILTER_SLOTS}",
+                native.len()
+            )));
+        }
+        let mut magic = [0u8; 16];
+        magic[0] = 0x18; // lddw r0, imm64
+        magic[4..8].copy_from_slice(&(FILTER_MAGIC as u32).to_le_bytes());
+        magic[12..16].copy_from_slice(&((FILTER_MAGIC >> 32) as u32).to_le_bytes());
+        let bytes = self.bytes_mut();
+        let mut found = bytes.windows(magic.len()).enumerate().filter(|(_, w)| *w == magic).map(|(at, _)| at);
+        let (Some(start), None) = (found.next(), found.next()) else {
+            return Err(broken("is missing or not unique"));
+        };
+        let end = start + FILTER_SLOTS * 8;
+        if end + 8 > bytes.len() || bytes[end] != 0x95 {
+            return Err(broken("is not followed by exit"));
+        }
+        let nop = EbpfInsn { code: 0x05, dst: 0, src: 0, off: 0, imm: 0 };
+        let padding = std::iter::repeat_n(nop, FILTER_SLOTS - native.len());
+        for (slot, insn) in bytes[start..end].chunks_exact_mut(8).zip(padding.chain(native.iter().copied())) {
+            slot.copy_from_slice(&insn.to_bytes());
+        }
+        Ok(())
+    }
 }
 
 /// The first OS error in an error's source chain.

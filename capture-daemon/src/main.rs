@@ -366,7 +366,7 @@ impl KernelArgs {
     /// Refuses what cannot work before anything is loaded or created.
     fn check(&self) -> anyhow::Result<()> {
         self.interface_indexes()?;
-        self.selection()?;
+        self.filter()?;
         if self.mode == CaptureMode::Afxdp {
             if self.ingress_hook == IngressHook::Tc {
                 anyhow::bail!("--mode afxdp receives at XDP: it cannot be combined with --ingress-hook tc");
@@ -399,19 +399,21 @@ impl KernelArgs {
     }
 
     /// Compiles the expression: a bad one is refused before anything is loaded.
-    fn selection(&self) -> anyhow::Result<Selection> {
+    fn filter(&self) -> anyhow::Result<Filter> {
         let expression = match (&self.filter, self.expression.is_empty()) {
             (Some(option), true) => option.clone(),
             _ => self.expression.join(" "),
         };
-        let filter = Filter::compile(&expression)?;
-        Ok(Selection {
-            filter: Some(filter),
+        Ok(Filter::compile(&expression)?)
+    }
+
+    fn selection(&self) -> Selection {
+        Selection {
             sample_every: self.sample.unwrap_or(1),
             flow_sample_every: self.flow_sample.unwrap_or(1),
             max_pps: self.max_pps.unwrap_or(0),
             tcp_analysis: !self.no_tcp_analysis,
-        })
+        }
     }
 
     fn capture_options(
@@ -436,12 +438,13 @@ impl KernelArgs {
                     anyhow::anyhow!("--syn-timeout {} is not a positive number of seconds", self.syn_timeout)
                 })?,
             kernel: KernelConfig {
+                filter: Some(self.filter()?),
                 snaplen: self.snaplen,
                 ring_bytes: buffer_bytes,
                 tcp_flows: self.tcp_flows,
                 programs: ProgramSet::default(),
             },
-            selection: self.selection()?,
+            selection: self.selection(),
             reader,
             duration,
             queue_batches: 256,

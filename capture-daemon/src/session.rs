@@ -267,7 +267,7 @@ pub fn run_capture(
         .map_err(SessionError::Signals)?;
     let points = options.attach_points();
     let programs = points.iter().fold(ProgramSet::default(), |set, &point| set.with(point));
-    let mut program = CaptureProgram::load(KernelConfig { programs, ..options.kernel })?;
+    let mut program = CaptureProgram::load(KernelConfig { programs, ..options.kernel.clone() })?;
     program.select(&options.selection)?;
     let ifindexes = options
         .interfaces

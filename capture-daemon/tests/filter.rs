@@ -1,7 +1,8 @@
-//! Filter semantics against libpcap, the reference: every packet of the tcpdump test
+//! Filter semantics against tcpdump, the reference: every packet of the tcpdump test
 //! corpus, through a suite of expressions, selected by (1) `tcpdump -r`, (2) ringcap's
-//! XDP program run by the kernel with BPF_PROG_TEST_RUN, (3) ringcap's user-space
-//! evaluator. Any disagreement fails, naming the expression and the packets.
+//! XDP program with the expression spliced in as native eBPF, run by the kernel with
+//! BPF_PROG_TEST_RUN, (3) ringcap's user-space evaluator. Any disagreement fails, naming
+//! the expression and the packets.
 mod common;
 
 use std::collections::BTreeSet;
@@ -104,6 +105,29 @@ const EXPRESSIONS: &[&str] = &[
     "udp and (src port 123 or dst port 123)",
     "ip6 and tcp and not port 22",
     "(tcp[tcpflags] & tcp-rst != 0) or icmp",
+    // What tcpdump accepts and ringcap's own parser once refused.
+    "ip proto 47",
+    "proto gre",
+    "ip6 proto 58",
+    "ether proto 0x88cc",
+    "ether broadcast",
+    "ether multicast",
+    "ip multicast",
+    "ip6 multicast",
+    "net 10.0.0.0 mask 255.0.0.0",
+    "src or dst host 10.0.0.1",
+    "src and dst net 10.0.0.0/8",
+    "mpls",
+    "pppoes",
+    "pppoed",
+    "geneve",
+    "llc",
+    "stp",
+    "vlan and mpls",
+    "ip[ip[0] & 0xf] = 0x45",
+    "tcp[((tcp[12] & 0xf0) >> 2):4] = 0x47455420",
+    "len % 7 = 3 or len / 100 = 5",
+    "ip and ip[8] * 2 > 100 and ip[8] - 1 < 60 and (ip[8] ^ 0xff) != 0 and ip[8] << 1 > 2",
 ];
 
 struct CorpusPacket {
@@ -166,14 +190,6 @@ fn describe(packets: &[CorpusPacket], indexes: &BTreeSet<usize>) -> String {
 fn kernel_and_user_space_select_exactly_what_libpcap_selects() {
     assert!(EXPRESSIONS.len() >= 60);
     let (packets, corpus) = normalized_corpus();
-    let mut program = CaptureProgram::load(KernelConfig {
-        snaplen: 64,
-        ring_bytes: 1 << 22,
-        tcp_flows: 1024,
-        programs: ProgramSet::XDP,
-    })
-    .unwrap();
-    let mut rings = program.take_rings();
     let mut failures = Vec::new();
     for expression in EXPRESSIONS {
         let reference = tcpdump_selects(&corpus, expression);
@@ -184,7 +200,16 @@ fn kernel_and_user_space_select_exactly_what_libpcap_selects() {
             .filter(|(_, p)| filter.matches(&p.data, p.data.len() as u32))
             .map(|(i, _)| i)
             .collect();
-        program.select(&Selection { filter: Some(filter), ..Selection::default() }).unwrap();
+        let mut program = CaptureProgram::load(KernelConfig {
+            filter: Some(filter),
+            snaplen: 64,
+            ring_bytes: 1 << 22,
+            tcp_flows: 1024,
+            programs: ProgramSet::XDP,
+        })
+        .unwrap_or_else(|e| panic!("{expression:?}: {e}"));
+        let mut rings = program.take_rings();
+        program.select(&Selection::default()).unwrap();
         let mut kernel = BTreeSet::new();
         for (i, packet) in packets.iter().enumerate() {
             program.test_run(&packet.data, 1).unwrap();
@@ -214,10 +239,12 @@ fn kernel_and_user_space_select_exactly_what_libpcap_selects() {
 /// Loads the capture program with `selection` and runs `frames` through it once each;
 /// returns the frames recorded, in order, and the kernel counters.
 fn run_frames(
+    filter: Option<Filter>,
     selection: Selection,
     frames: &[Vec<u8>],
 ) -> (Vec<Vec<u8>>, capture_daemon::kernel::KernelCounters) {
     let mut program = CaptureProgram::load(KernelConfig {
+        filter,
         snaplen: 2048,
         ring_bytes: 1 << 24,
         tcp_flows: 1024,
@@ -260,11 +287,27 @@ fn assert_every_packet_accounted(counters: &capture_daemon::kernel::KernelCounte
     );
 }
 
+/// The native filter counts exactly what it leaves out, and what it keeps is recorded
+/// byte for byte, with the sampling after it.
+#[test]
+fn the_native_filter_counts_every_packet_it_leaves_out() {
+    let frames: Vec<_> = (0..3000u16)
+        .map(|i| udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000 + i, if i % 3 == 0 { 53 } else { 123 }))
+        .collect();
+    let filter = Filter::compile("udp dst port 53 and src host 10.0.0.1").unwrap();
+    let (recorded, counters) = run_frames(Some(filter), Selection::default(), &frames);
+    let expected: Vec<Vec<u8>> = frames.iter().step_by(3).cloned().collect();
+    assert_eq!(recorded, expected);
+    assert_eq!(counters.get(Counter::Filtered), 2000);
+    assert_every_packet_accounted(&counters, 3000);
+}
+
 #[test]
 fn packet_sampling_keeps_one_in_n_within_statistical_bounds() {
     let frames: Vec<_> =
         (0..100_000u32).map(|i| udp_frame([10, 0, 0, 1], [10, 0, 0, 2], (i % 60000) as u16, 53)).collect();
-    let (recorded, counters) = run_frames(Selection { sample_every: 10, ..Selection::default() }, &frames);
+    let (recorded, counters) =
+        run_frames(None, Selection { sample_every: 10, ..Selection::default() }, &frames);
     // Binomial(100000, 0.1): mean 10000, sd 95; 6 sd either side.
     assert!((9430..=10570).contains(&recorded.len()), "{} of 100000 kept at 1/10", recorded.len());
     assert_eq!(counters.get(Counter::SampledOut), 100_000 - recorded.len() as u64);
@@ -281,7 +324,7 @@ fn flow_sampling_keeps_both_directions_of_a_flow_together() {
         frames.push(udp_frame(a, b, 20000 + flow, 443));
     }
     let (recorded, counters) =
-        run_frames(Selection { flow_sample_every: 4, ..Selection::default() }, &frames);
+        run_frames(None, Selection { flow_sample_every: 4, ..Selection::default() }, &frames);
     let kept: BTreeSet<Vec<u8>> = recorded.into_iter().collect();
     let mut flows_kept = 0;
     for flow in frames.chunks(3) {
@@ -299,7 +342,7 @@ fn max_pps_limits_the_rate_and_counts_the_rest() {
     let frames: Vec<_> =
         (0..50_000u32).map(|i| udp_frame([10, 0, 0, 1], [10, 0, 0, 2], i as u16, 53)).collect();
     let started = std::time::Instant::now();
-    let (recorded, counters) = run_frames(Selection { max_pps: 1000, ..Selection::default() }, &frames);
+    let (recorded, counters) = run_frames(None, Selection { max_pps: 1000, ..Selection::default() }, &frames);
     let elapsed = started.elapsed().as_secs_f64();
     // One CPU runs the test: its bucket refills at 1000/ncpus per second and holds 100 ms.
     let per_cpu = 1000f64 / aya::util::nr_cpus().unwrap() as f64;

@@ -490,9 +490,10 @@ fn tshark_tcp_counts(
 /// test compares the total of the retransmission family, which does not depend on time.
 #[test]
 fn the_corpus_through_the_kernel_agrees_with_tshark() {
-    use capture_common::filter::SlicePacket;
+    use capture_common::packet::SlicePacket;
     use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
     let mut program = CaptureProgram::load(KernelConfig {
+        filter: None,
         snaplen: 64,
         ring_bytes: 1 << 20,
         tcp_flows: 65536,

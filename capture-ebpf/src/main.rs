@@ -11,7 +11,10 @@
 // Atomic adds on shared map values (the BPF target's core lacks AtomicU64::fetch_add).
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
+// The filter placeholder is BPF assembly.
+#![feature(asm_experimental_arch)]
 
+mod filter;
 mod record;
 mod select;
 mod tcp;
@@ -23,7 +26,7 @@ use aya_ebpf::{
     maps::{HashMap, XskMap},
     programs::{TcContext, XdpContext},
 };
-use capture_common::{Counter, RecordFlags, XskMeta, MAX_XSK_SOCKETS};
+use capture_common::{Counter, RecordFlags, XskMeta, MAX_XSK_SOCKETS, PACKET_WINDOW};
 
 use record::PacketBytes;
 
@@ -101,6 +104,12 @@ impl PacketBytes for XdpPacket<'_> {
         self.0.ingress_ifindex() as u32
     }
 
+    /// The first (or only) buffer of the frame: headers are always in it.
+    #[inline(always)]
+    fn direct(&self) -> (usize, usize) {
+        (self.0.data(), self.0.data_end())
+    }
+
     #[inline(always)]
     unsafe fn load(&self, dst: *mut u8, len: u32) -> bool {
         // SAFETY: the caller guarantees `dst` has room for `len` bytes.
@@ -151,6 +160,19 @@ impl PacketBytes for TcPacket<'_> {
     fn ifindex(&self) -> u32 {
         // SAFETY: as above.
         unsafe { (*self.0.skb.skb).ifindex }
+    }
+
+    /// The linear part of the skb, first made to hold at least the first
+    /// [`PACKET_WINDOW`] bytes (where every header is) when it holds less.
+    #[inline(always)]
+    fn direct(&self) -> (usize, usize) {
+        let len = self.0.len();
+        let linear = self.0.data_end().saturating_sub(self.0.data()) as u32;
+        if linear < len && linear < PACKET_WINDOW {
+            // A failed pull leaves the skb as it was: the filter then sees less of it.
+            let _ = self.0.pull_data(len.min(PACKET_WINDOW));
+        }
+        (self.0.data(), self.0.data_end())
     }
 
     #[inline(always)]

@@ -64,6 +64,9 @@ pub trait PacketBytes {
     fn len(&self) -> u32;
     /// Interface the packet was seen on.
     fn ifindex(&self) -> u32;
+    /// The part of the packet the program may read directly (`data..data_end`), what the
+    /// native filter reads.
+    fn direct(&self) -> (usize, usize);
     /// Copies the first `len` bytes of the packet to `dst`; false on failure.
     ///
     /// # Safety

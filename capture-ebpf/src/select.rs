@@ -1,40 +1,36 @@
-//! Which packets are recorded: the filter program, sampling and the rate limit, all
-//! configured through maps so user space changes them without reloading anything.
-use core::ffi::c_void;
-
+//! Which packets are recorded: the native filter (spliced in at load time), then
+//! sampling and the rate limit, configured through a map so user space changes them
+//! without reloading anything.
 use aya_ebpf::{
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_loop},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, PerCpuArray},
+    Global,
 };
-use capture_common::{
-    filter::MAX_FILTER_INSNS,
-    filter::{self, FilterInsn, FilterState, PacketView},
-    flow::flow_hash,
-    CaptureConfig, Counter, FILTER_WINDOW,
-};
+use capture_common::{flow::flow_hash, packet::PacketView, CaptureConfig, Counter, PACKET_WINDOW};
 
 use crate::record::PacketBytes;
 
-/// The filter program written by user space; `CONFIG.filter_len` says how much of it.
-#[map]
-static FILTER: Array<FilterInsn> = Array::with_max_entries(MAX_FILTER_INSNS, 0);
+/// Non-zero when the loader spliced a filter into `filter::packet_filter`. A read-only
+/// global: the verifier knows its value and removes the call when there is no filter.
+#[unsafe(no_mangle)]
+static FILTER_ACTIVE: Global<u32> = Global::new(0);
 
 /// Settings, entry 0.
 #[map]
 static CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
 
-/// The first bytes of the packet being decided on, per CPU (too large for the stack).
+/// The first bytes of the packet being analysed, per CPU (too large for the stack).
 #[map]
-static WINDOW: PerCpuArray<[u8; FILTER_WINDOW as usize]> = PerCpuArray::with_max_entries(1, 0);
+static WINDOW: PerCpuArray<[u8; PACKET_WINDOW as usize]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Token bucket per CPU: `[nano-tokens, last refill time]`.
 #[map]
 static BUCKET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
-/// The copied window of a packet, as the filter machine reads it.
+/// The copied window of a packet, as the TCP analysis and flow sampling read it.
 struct Window {
-    bytes: *const [u8; FILTER_WINDOW as usize],
+    bytes: *const [u8; PACKET_WINDOW as usize],
     copied: u32,
     wire_len: u32,
 }
@@ -51,41 +47,19 @@ impl PacketView for Window {
             return None;
         }
         // SAFETY: the window is a live per-CPU map value; the index is masked into it.
-        Some(unsafe { (*self.bytes)[(offset & (FILTER_WINDOW - 1)) as usize] })
+        Some(unsafe { (*self.bytes)[(offset & (PACKET_WINDOW - 1)) as usize] })
     }
 }
 
-/// The filter window of the packet being decided on, as a packet view.
+/// The copied window of the packet being decided on, as a packet view.
 #[inline(always)]
 pub fn window(copied: u32, wire_len: u32) -> Option<impl PacketView> {
     // The window's reads mask each offset into it, which is the bound the verifier needs;
-    // were `copied` known to be at most FILTER_WINDOW, LLVM would drop the mask after the
+    // were `copied` known to be at most PACKET_WINDOW, LLVM would drop the mask after the
     // `offset < copied` check. A volatile reload hides that knowledge.
     // SAFETY: reads a local.
     let copied = unsafe { core::ptr::read_volatile(&copied) };
     WINDOW.get_ptr(0).map(|bytes| Window { bytes, copied, wire_len })
-}
-
-/// What the filter loop carries between iterations (bpf_loop's context).
-#[repr(C)]
-struct FilterRun {
-    state: FilterState,
-    copied: u32,
-    wire_len: u32,
-}
-
-/// One filter instruction per bpf_loop iteration. (Running several per call makes the
-/// verifier explore every combination of instruction kinds and exceed its budget.)
-extern "C" fn filter_step(_index: u64, context: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the pointer given to it: a FilterRun on our stack.
-    let run = unsafe { &mut *(context as *mut FilterRun) };
-    let (Some(insn), Some(bytes)) = (FILTER.get(run.state.pc), WINDOW.get_ptr(0)) else {
-        run.state.verdict = filter::REJECT;
-        return 1;
-    };
-    let window = Window { bytes, copied: run.copied, wire_len: run.wire_len };
-    filter::step(insn, &mut run.state, &window);
-    i64::from(run.state.verdict != 0)
 }
 
 /// Decides whether a packet seen at `now` is recorded, and with which time (the TCP
@@ -95,15 +69,15 @@ extern "C" fn filter_step(_index: u64, context: *mut c_void) -> i64 {
 pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, mut now: u64) -> Result<u64, Counter> {
     let Some(config) = CONFIG.get(0) else { return Ok(now) };
     let config = *config;
-    let needs_window = config.filter_len > 0 || config.flow_sample_every > 1 || config.tcp_analysis != 0;
+    let needs_window = config.flow_sample_every > 1 || config.tcp_analysis != 0;
     let mut copied = 0;
     if needs_window {
         let Some(bytes) = WINDOW.get_ptr_mut(0) else { return Err(Counter::CopyFailed) };
-        copied = if wire_len > FILTER_WINDOW { FILTER_WINDOW } else { wire_len };
+        copied = if wire_len > PACKET_WINDOW { PACKET_WINDOW } else { wire_len };
         if copied > 0 {
-            // A length the verifier can see is in 1..=FILTER_WINDOW.
-            copied = ((copied - 1) & (FILTER_WINDOW - 1)) + 1;
-            // SAFETY: the window holds FILTER_WINDOW bytes and copied <= FILTER_WINDOW.
+            // A length the verifier can see is in 1..=PACKET_WINDOW.
+            copied = ((copied - 1) & (PACKET_WINDOW - 1)) + 1;
+            // SAFETY: the window holds PACKET_WINDOW bytes and copied <= PACKET_WINDOW.
             if !unsafe { packet.load(bytes.cast(), copied) } {
                 return Err(Counter::CopyFailed);
             }
@@ -111,17 +85,13 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, mut now: u64) -> Result
         if config.tcp_analysis != 0 {
             now = crate::tcp::ringcap_tcp_analysis(copied, wire_len, now);
         }
-        if config.filter_len > 0 {
-            let mut run = FilterRun { state: FilterState::default(), copied, wire_len };
-            let steps =
-                if config.filter_len > MAX_FILTER_INSNS { MAX_FILTER_INSNS } else { config.filter_len };
-            // SAFETY: the callback and its context follow bpf_loop's contract.
-            unsafe {
-                bpf_loop(steps, filter_step as *mut c_void, (&mut run as *mut FilterRun).cast(), 0);
-            }
-            if run.state.verdict != filter::ACCEPT {
-                return Err(Counter::Filtered);
-            }
+    }
+    if FILTER_ACTIVE.load() != 0 {
+        let (data, data_end) = packet.direct();
+        // The spliced filter reads only `data..data_end`, checking every load against
+        // `data_end` (and the verifier checks that it does).
+        if crate::filter::packet_filter(data, data_end, u64::from(wire_len)) == 0 {
+            return Err(Counter::Filtered);
         }
     }
     // SAFETY: helper without arguments.

@@ -5,14 +5,18 @@ use anyhow::Result;
 
 use crate::run as run_checked;
 
-/// Debian packages: LLVM 22 for bpf-linker, zstd for the zstd crate and the CLI, and the
-/// real peers the tests compare against (tcpdump, tshark).
+/// Debian packages: LLVM 22 for bpf-linker, zstd for the zstd crate and the CLI, libpcap
+/// (its filter compiler is ringcap's), and the real peers the tests compare against
+/// (tcpdump, tshark).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libclang-22-dev",
     "libpolly-22-dev",
     "zlib1g-dev",
     "libzstd-dev",
+    "libpcap-dev",
+    // The kernel's view of the loaded programs (run time statistics in the benchmarks).
+    "bpftool",
     "iproute2",
     "iputils-ping",
     "tcpdump",
