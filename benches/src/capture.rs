@@ -8,6 +8,11 @@
 //! zero loss. Loss is what reached the receiving interface (its rx counter) minus what
 //! was written to the file; frames the veth pair itself dropped in a burst never reach
 //! either tool and are reported apart as test-bed drops.
+//!
+//! Each run also says what it cost: the kernel's own statistics of the XDP program on the
+//! receiving interface (ns per packet; for tcpdump that program is the bare `XDP_PASS`
+//! that veth needs, the floor, measured in the same bench run), and the machine's busy
+//! CPU during the run (softirq included) minus the generator's own, per delivered packet.
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,16 +23,60 @@ use ringcap_tools::testbed::{TestBed, RX_IF, TX_IF};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::report;
+use crate::{kernel_stats, report};
 
 #[derive(clap::Args)]
 pub struct Options {
     /// Frames per run for 64-byte frames (1514-byte runs send a quarter of it).
     #[arg(long, default_value_t = 2_000_000)]
     packets: u64,
-    /// Frame sizes to measure.
-    #[arg(long, value_delimiter = ',', default_value = "64,1514")]
-    sizes: Vec<usize>,
+    /// Frame sizes to measure (`imix`: 64, 576 and 1514 bytes in 7:4:1).
+    #[arg(long, value_delimiter = ',', default_value = "64,1514,imix")]
+    sizes: Vec<FrameMix>,
+}
+
+/// The frames of a run: one size, or the simple IMIX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameMix {
+    Bytes(usize),
+    Imix,
+}
+
+impl std::str::FromStr for FrameMix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "imix" | "IMIX" => Ok(FrameMix::Imix),
+            n => {
+                n.parse().map(FrameMix::Bytes).map_err(|_| format!("{n:?} is neither a frame size nor imix"))
+            }
+        }
+    }
+}
+
+impl FrameMix {
+    /// The generator's `--sizes`, used in turn.
+    fn sizes(self) -> String {
+        match self {
+            FrameMix::Bytes(n) => n.to_string(),
+            FrameMix::Imix => [vec!["64"; 7], vec!["576"; 4], vec!["1514"]].concat().join(","),
+        }
+    }
+
+    fn mean_bytes(self) -> usize {
+        match self {
+            FrameMix::Bytes(n) => n,
+            FrameMix::Imix => (7 * 64 + 4 * 576 + 1514) / 12,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            FrameMix::Bytes(n) => format!("{n} B"),
+            FrameMix::Imix => "IMIX".into(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -53,7 +102,7 @@ impl Tool {
 #[derive(Clone, Debug, Serialize)]
 struct Run {
     tool: Tool,
-    frame_bytes: usize,
+    frames: FrameMix,
     target_pps: Option<f64>,
     sent: u64,
     /// Frames that reached the receiving interface.
@@ -64,13 +113,24 @@ struct Run {
     lost: u64,
     offered_pps: f64,
     seconds: f64,
+    /// CPU time of the capture process alone.
     capture_cpu_seconds: f64,
+    /// The machine's busy CPU during the run minus the generator's: the capture process,
+    /// the receive path and the XDP program (softirq).
+    capture_all_cpu_seconds: f64,
+    /// The kernel's run statistics of the XDP program on the receiving interface
+    /// (for tcpdump: the bare XDP_PASS program veth needs).
+    kernel_ns_per_packet: Option<f64>,
 }
 
 impl Run {
     /// The rate at which frames reached the capture tool.
     fn delivered_pps(&self) -> f64 {
         self.delivered as f64 / self.seconds.max(1e-9)
+    }
+
+    fn cpu_ns_per_packet(&self) -> f64 {
+        self.capture_all_cpu_seconds * 1e9 / self.delivered.max(1) as f64
     }
 }
 
@@ -84,7 +144,7 @@ fn scratch_file() -> PathBuf {
     dir.join(format!("ringcap-bench-{}.pcap", std::process::id()))
 }
 
-fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>) -> Result<Run> {
+fn run_once(tool: Tool, frames: FrameMix, count: u64, target_pps: Option<f64>) -> Result<Run> {
     let bed = TestBed::new()?;
     let release = release_dir();
     let output = scratch_file();
@@ -123,7 +183,7 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
         "-c",
         &count.to_string(),
         "--sizes",
-        &frame_bytes.to_string(),
+        &frames.sizes(),
         "--flows",
         "16",
         "--chunk",
@@ -133,6 +193,8 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
         generator.args(["--rate", &format!("{rate:.0}")]);
     }
     let rx_before = bed.rx_packets()?;
+    let kernel_before = kernel_stats::xdp_program_stats(&bed, RX_IF)?;
+    let (busy_before, generator_before) = (kernel_stats::machine_busy()?, kernel_stats::children_cpu());
     let generated = generator.output().context("running ringcap-gen")?;
     if !generated.status.success() {
         bail!("ringcap-gen failed: {}", String::from_utf8_lossy(&generated.stderr));
@@ -140,6 +202,9 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
     let report: serde_json::Value = serde_json::from_slice(&generated.stdout)?;
     std::thread::sleep(Duration::from_millis(500));
     let delivered = bed.rx_packets()? - rx_before;
+    let kernel_ns_per_packet = kernel_stats::xdp_program_stats(&bed, RX_IF)?.ns_per_run_since(&kernel_before);
+    let all_cpu = (kernel_stats::machine_busy()? - busy_before)
+        .saturating_sub(kernel_stats::children_cpu() - generator_before);
     capture.signal(libc::SIGINT);
     let finished = capture.finish_measured(Duration::from_secs(60));
     // tcpdump's XDP_PASS holder, if any, goes with the capture.
@@ -150,7 +215,7 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
     let sent = report["sent"].as_u64().unwrap_or(0);
     Ok(Run {
         tool,
-        frame_bytes,
+        frames,
         target_pps,
         sent,
         delivered,
@@ -160,39 +225,50 @@ fn run_once(tool: Tool, frame_bytes: usize, count: u64, target_pps: Option<f64>)
         offered_pps: report["pps"].as_f64().unwrap_or(0.0),
         seconds: report["seconds"].as_f64().unwrap_or(0.0),
         capture_cpu_seconds: finished.cpu.as_secs_f64(),
+        capture_all_cpu_seconds: all_cpu.as_secs_f64(),
+        kernel_ns_per_packet,
     })
 }
 
 /// Full speed first; if anything is lost, paced runs at falling fractions of that speed.
-fn zero_loss_rate(tool: Tool, frame_bytes: usize, count: u64, runs: &mut Vec<Run>) -> Result<Option<f64>> {
-    let full = run_once(tool, frame_bytes, count, None)?;
-    println!(
-        "  {tool:?} {frame_bytes} B full speed: {:.0} pps offered, {} of {} delivered lost ({} dropped by veth)",
-        full.offered_pps, full.lost, full.delivered, full.bed_dropped
-    );
-    let ceiling = full.offered_pps;
-    let lossless = (full.lost == 0).then_some(full.delivered_pps());
-    runs.push(full);
-    if lossless.is_some() {
-        return Ok(lossless);
-    }
-    for fraction in [0.8, 0.6, 0.45, 0.3, 0.2, 0.1] {
-        let run = run_once(tool, frame_bytes, count, Some(ceiling * fraction))?;
+/// Returns the zero-loss rate, if one was found, and the run it was found in (or the last).
+fn zero_loss_rate(
+    tool: Tool,
+    frames: FrameMix,
+    count: u64,
+    runs: &mut Vec<Run>,
+) -> Result<(Option<f64>, Run)> {
+    let show = |run: &Run, how: String| {
         println!(
-            "  {tool:?} {frame_bytes} B paced at {:.0} pps: {:.0} pps offered, {} of {} delivered lost ({} dropped by veth)",
-            ceiling * fraction,
+            "  {tool:?} {} {how}: {:.0} pps offered, {} of {} delivered lost ({} dropped by veth), \
+             {:.0} CPU ns/pkt, kernel {} ns/pkt",
+            frames.label(),
             run.offered_pps,
             run.lost,
             run.delivered,
-            run.bed_dropped
-        );
-        let found = (run.lost == 0).then_some(run.delivered_pps());
-        runs.push(run);
-        if found.is_some() {
-            return Ok(found);
-        }
+            run.bed_dropped,
+            run.cpu_ns_per_packet(),
+            run.kernel_ns_per_packet.map_or("-".into(), |k| format!("{k:.0}")),
+        )
+    };
+    let full = run_once(tool, frames, count, None)?;
+    show(&full, "full speed".into());
+    let ceiling = full.offered_pps;
+    runs.push(full.clone());
+    if full.lost == 0 {
+        return Ok((Some(full.delivered_pps()), full));
     }
-    Ok(None)
+    let mut last = full;
+    for fraction in [0.8, 0.6, 0.45, 0.3, 0.2, 0.1] {
+        let run = run_once(tool, frames, count, Some(ceiling * fraction))?;
+        show(&run, format!("paced at {:.0} pps", ceiling * fraction));
+        runs.push(run.clone());
+        if run.lost == 0 {
+            return Ok((Some(run.delivered_pps()), run));
+        }
+        last = run;
+    }
+    Ok((None, last))
 }
 
 /// `bench capture`: the ring buffer path against tcpdump.
@@ -208,46 +284,76 @@ pub fn run_paths(options: &Options) -> Result<()> {
 /// Zero-loss rates of `tools` at each frame size, with ratios to tcpdump (the last tool).
 fn compare(name: &str, tools: &[Tool], options: &Options) -> Result<()> {
     TestBed::remove_stale();
+    let _stats = kernel_stats::StatsEnabled::new()?;
     let mut runs = Vec::new();
     let mut rows = Vec::new();
     let mut summary = Vec::new();
-    for &size in &options.sizes {
-        let count = if size > 512 { options.packets / 4 } else { options.packets };
-        let mut rates = Vec::new();
-        for &tool in tools {
-            rates.push((tool, zero_loss_rate(tool, size, count, &mut runs)?));
-        }
-        let tcpdump = rates.iter().find(|(t, _)| *t == Tool::Tcpdump).and_then(|(_, r)| *r);
-        let cpu = |tool: Tool| {
-            runs.iter()
-                .filter(|r| r.tool == tool && r.frame_bytes == size)
-                .map(|r| r.capture_cpu_seconds / r.captured.max(1) as f64 * 1e9)
-                .next()
-                .unwrap_or(0.0)
+    for &frames in &options.sizes {
+        // Runs of about the same length: fewer frames as they grow.
+        let count = match frames.mean_bytes() {
+            0..=128 => options.packets,
+            129..=512 => options.packets / 2,
+            _ => options.packets / 4,
         };
-        for &(tool, rate) in &rates {
-            let ratio = match (rate, tcpdump) {
+        let mut found = Vec::new();
+        for &tool in tools {
+            found.push((tool, zero_loss_rate(tool, frames, count, &mut runs)?));
+        }
+        let tcpdump = found.iter().find(|(t, _)| *t == Tool::Tcpdump).map(|(_, f)| f);
+        let floor = tcpdump.and_then(|(_, run)| run.kernel_ns_per_packet);
+        for (tool, (rate, run)) in &found {
+            let ratio = match (rate, tcpdump.and_then(|(r, _)| *r)) {
                 (Some(r), Some(t)) if t > 0.0 => Some(r / t),
                 _ => None,
             };
+            let cpu_ratio = tcpdump.map(|(_, t)| run.cpu_ns_per_packet() / t.cpu_ns_per_packet().max(1e-9));
+            let kernel = run.kernel_ns_per_packet;
+            let kernel_ratio = match (kernel, floor) {
+                (Some(k), Some(f)) if *tool != Tool::Tcpdump && f > 0.0 => Some(k / f),
+                _ => None,
+            };
             rows.push(vec![
-                format!("{size} B"),
+                frames.label(),
                 tool.label().to_string(),
                 rate.map_or("none found".into(), |r| format!("{:.3} Mpps", r / 1e6)),
                 ratio.map_or("-".into(), |r| format!("{r:.2}x")),
-                format!("{:.0}", cpu(tool)),
+                format!("{:.0}", run.cpu_ns_per_packet()),
+                cpu_ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+                match (*tool, kernel) {
+                    (Tool::Tcpdump, Some(k)) => format!("{k:.0} (XDP_PASS floor)"),
+                    (_, Some(k)) => format!("{k:.0}"),
+                    (_, None) => "-".into(),
+                },
+                kernel_ratio.map_or("-".into(), |r| format!("{r:.2}x")),
             ]);
             summary.push(json!({
-                "frame_bytes": size,
+                "frames": frames,
                 "tool": tool,
                 "zero_loss_pps": rate,
                 "ratio_to_tcpdump": ratio,
-                "cpu_ns_per_packet": cpu(tool),
+                "cpu_ns_per_packet": run.cpu_ns_per_packet(),
+                "cpu_ratio_to_tcpdump": cpu_ratio,
+                "kernel_ns_per_packet": kernel,
+                "kernel_ratio_to_xdp_pass": kernel_ratio,
             }));
         }
     }
     println!();
-    println!("zero-loss capture rate on the veth test bed (generator and capture share 2 cores)");
-    report::print_table(&["frame", "tool", "zero-loss rate", "vs tcpdump", "CPU ns/pkt"], &rows);
+    println!("zero-loss capture rate on the veth test bed (generator and capture share 2 cores);");
+    println!("CPU: the machine's busy time (softirq included) minus the generator's, per delivered packet,");
+    println!("at the zero-loss rate; kernel: run_time_ns / run_cnt of the XDP program on the receiver");
+    report::print_table(
+        &[
+            "frames",
+            "tool",
+            "zero-loss rate",
+            "vs tcpdump",
+            "CPU ns/pkt",
+            "vs tcpdump",
+            "kernel ns/pkt",
+            "vs XDP_PASS",
+        ],
+        &rows,
+    );
     report::save_json(name, &json!({ "benchmark": name, "summary": summary, "runs": runs }))
 }

@@ -3,6 +3,7 @@
 //! `target/bench/`. Speed is measured here, never asserted in tests.
 mod capture;
 mod filter;
+mod kernel_stats;
 mod pull;
 mod report;
 mod storage;

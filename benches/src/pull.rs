@@ -60,6 +60,7 @@ pub fn run(options: &Options) -> Result<()> {
         frame_bytes: 1 << 20,
         frame_age: Duration::from_secs(3600),
         sync: false,
+        compress_threads: 0,
         snapshot: None,
     };
     println!(

@@ -2,8 +2,11 @@
 //!
 //! Writer alone: the pcap records of the tcpdump test corpus, repeated with rising
 //! timestamps, fed in reader-sized batches to `RingWriter` writing into tmpfs, at zstd
-//! levels 0, 1 and 3; throughput per core is input bytes over the writer thread's CPU
-//! time. The compressed size is compared with `zstd -1` on the same pcap.
+//! levels 0, 1 and 3, and at level 1 with 0 (the writer compresses), 1, 2, ...
+//! compression threads; throughput per core is input bytes over the CPU time of the
+//! whole process (writer and compression threads), wall throughput over elapsed time.
+//! Next to it, the zstd library alone compressing the same 1 MiB frames on one thread.
+//! The compressed size is compared with `zstd -1` on the same pcap.
 //! Whole path: the same generated traffic through the veth test bed into `ringcap run`
 //! and into `tcpdump -G 1 -w ... -z zstd-1`, with loss and CPU (children included).
 use std::path::{Path, PathBuf};
@@ -36,6 +39,9 @@ pub struct Options {
     /// Frames sent through the test bed for the whole-path comparison.
     #[arg(long, default_value_t = 1_000_000)]
     packets: u64,
+    /// Compression thread counts to measure the writer with at zstd 1 (comma list).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    threads: Vec<usize>,
 }
 
 /// The corpus's records re-encoded as ringcap writes them (native order, ns timestamps).
@@ -80,10 +86,11 @@ pub fn batches(records: &[(u32, Vec<u8>)], total: usize, spacing: Duration) -> V
     batches
 }
 
-fn thread_cpu() -> Duration {
+/// CPU time of the whole process: the writer and its compression threads.
+fn process_cpu() -> Duration {
     let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
@@ -108,6 +115,7 @@ pub fn dir_bytes(dir: &Path, extension: &str) -> u64 {
 
 struct WriterResult {
     level: i32,
+    threads: usize,
     input_bytes: u64,
     packets: u64,
     cpu: Duration,
@@ -115,8 +123,8 @@ struct WriterResult {
     output_bytes: u64,
 }
 
-fn writer_alone(level: i32, batches: &[Batch]) -> Result<WriterResult> {
-    let dir = scratch_dir(&format!("writer{level}"));
+fn writer_alone(level: i32, threads: usize, batches: &[Batch]) -> Result<WriterResult> {
+    let dir = scratch_dir(&format!("writer{level}-{threads}"));
     let compression = if level == 0 { Compression::None } else { Compression::Zstd(level) };
     let config = RingConfig {
         dir: dir.clone(),
@@ -132,25 +140,44 @@ fn writer_alone(level: i32, batches: &[Batch]) -> Result<WriterResult> {
         frame_bytes: 1 << 20,
         frame_age: Duration::from_secs(1),
         sync: true,
+        compress_threads: threads,
         snapshot: None,
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default()))?;
-    let (cpu0, wall0) = (thread_cpu(), Instant::now());
+    let (cpu0, wall0) = (process_cpu(), Instant::now());
     for batch in batches {
         ring.write(batch)?;
     }
     ring.finish()?;
-    let (cpu, wall) = (thread_cpu() - cpu0, wall0.elapsed());
+    let (cpu, wall) = (process_cpu() - cpu0, wall0.elapsed());
+    drop(ring);
     let output_bytes = dir_bytes(&dir, if level == 0 { ".pcap" } else { ".zst" });
     std::fs::remove_dir_all(&dir)?;
     Ok(WriterResult {
         level,
+        threads,
         input_bytes: batches.iter().map(|b| b.records.len() as u64).sum(),
         packets: batches.iter().map(|b| b.packets).sum(),
         cpu,
         wall,
         output_bytes,
     })
+}
+
+/// The zstd library alone at level 1 on one thread, over the same content cut into the
+/// writer's 1 MiB frames: input bytes per CPU second.
+fn zstd_library_speed(batches: &[Batch]) -> Result<f64> {
+    let content: Vec<u8> = batches.iter().flat_map(|b| b.records.iter().copied()).collect();
+    let mut zstd = zstd::bulk::Compressor::new(1)?;
+    zstd.include_checksum(true)?;
+    zstd.include_contentsize(true)?;
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(1 << 20));
+    let cpu0 = process_cpu();
+    for frame in content.chunks(1 << 20) {
+        out.clear();
+        zstd.compress_to_buffer(frame, &mut out)?;
+    }
+    Ok(content.len() as f64 / (process_cpu() - cpu0).as_secs_f64())
 }
 
 /// Size of the same pcap compressed by `zstd -1` as one stream.
@@ -252,26 +279,43 @@ pub fn run(options: &Options) -> Result<()> {
     let mut writer_rows = Vec::new();
     let mut writer_json = Vec::new();
     let zstd_cli = zstd_cli_size(&batches)?;
-    for level in [0, 1, 3] {
-        let r = writer_alone(level, &batches)?;
+    let library = zstd_library_speed(&batches)?;
+    let runs: Vec<(i32, usize)> =
+        [(0, 0)].into_iter().chain(options.threads.iter().map(|&t| (1, t))).chain([(3, 0)]).collect();
+    for (level, threads) in runs {
+        let r = writer_alone(level, threads, &batches)?;
         let per_core = r.input_bytes as f64 / r.cpu.as_secs_f64();
+        let wall = r.input_bytes as f64 / r.wall.as_secs_f64();
         let ratio = r.input_bytes as f64 / r.output_bytes.max(1) as f64;
         writer_rows.push(vec![
             if level == 0 { "none (pcap)".into() } else { format!("zstd {level}") },
-            format!("{:.2}", r.packets as f64 / r.cpu.as_secs_f64() / 1e6),
+            if level == 0 { "-".into() } else { threads.to_string() },
             format!("{:.0}", per_core / 1e6),
-            format!("{:.0}", r.input_bytes as f64 / r.wall.as_secs_f64() / 1e6),
+            format!("{:.0}", wall / 1e6),
+            if level == 1 { format!("{:.2}x", per_core / library) } else { "-".into() },
+            if level == 1 { format!("{:.2}x", wall / library) } else { "-".into() },
             format!("{ratio:.2}"),
             if level == 1 { format!("{:.3}", r.output_bytes as f64 / zstd_cli as f64) } else { "-".into() },
         ]);
         writer_json.push(json!({
-            "level": r.level, "input_bytes": r.input_bytes, "packets": r.packets,
+            "level": r.level, "compress_threads": r.threads, "input_bytes": r.input_bytes, "packets": r.packets,
             "cpu_seconds": r.cpu.as_secs_f64(), "wall_seconds": r.wall.as_secs_f64(),
-            "output_bytes": r.output_bytes, "bytes_per_cpu_second": per_core, "compression_ratio": ratio,
+            "output_bytes": r.output_bytes, "bytes_per_cpu_second": per_core, "bytes_per_second": wall,
+            "compression_ratio": ratio,
         }));
     }
+    println!("zstd library alone, level 1, one thread, 1 MiB frames: {:.0} MB/s", library / 1e6);
     report::print_table(
-        &["compression", "Mpkt/s per core", "MB/s per core", "MB/s wall", "ratio", "size vs zstd -1"],
+        &[
+            "compression",
+            "threads",
+            "MB/s per core",
+            "MB/s wall",
+            "per core vs library",
+            "wall vs library",
+            "ratio",
+            "size vs zstd -1",
+        ],
         &writer_rows,
     );
 
@@ -306,6 +350,9 @@ pub fn run(options: &Options) -> Result<()> {
     );
     report::save_json(
         "storage",
-        &json!({ "benchmark": "storage", "zstd_cli_level1_bytes": zstd_cli, "writer": writer_json, "whole_path": path_json }),
+        &json!({
+            "benchmark": "storage", "zstd_cli_level1_bytes": zstd_cli, "zstd_library_bytes_per_cpu_second": library,
+            "writer": writer_json, "whole_path": path_json,
+        }),
     )
 }

@@ -239,6 +239,11 @@ struct RunArgs {
     /// Write plain pcap files (same as --zstd-level 0).
     #[arg(long)]
     no_compress: bool,
+    /// Threads compressing frames beside the writer, which stores them in order (0: the
+    /// writer compresses them itself). Default: the cores left after the capture readers,
+    /// at least one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=256))]
+    compress_threads: Option<u16>,
     /// File name template with strftime fields (UTC): %Y %m %d %H %M %S %j %s %%.
     #[arg(long, value_name = "TEMPLATE", default_value = "ringcap-%Y%m%d-%H%M%S")]
     name: String,
@@ -511,6 +516,19 @@ fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Cores left after the capture's readers (one per CPU ring, or one per AF_XDP socket),
+/// at least one.
+fn default_compress_threads(kernel: &KernelArgs) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let readers = match kernel.mode {
+        CaptureMode::Ring => cores,
+        CaptureMode::Afxdp => {
+            kernel.interface.iter().map(|i| capture_daemon::xsk::receive_queues(i) as usize).sum()
+        }
+    };
+    cores.saturating_sub(readers).max(1)
+}
+
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     args.stop.duration()?;
     args.kernel.check()?;
@@ -539,6 +557,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         frame_bytes: args.frame_bytes as usize,
         frame_age: Duration::from_secs_f64(args.frame_interval),
         sync: true,
+        compress_threads: args
+            .compress_threads
+            .map_or_else(|| default_compress_threads(&args.kernel), usize::from),
         snapshot: {
             let live = Arc::clone(&live);
             let started = window::now().as_nanos() as u64;

@@ -43,6 +43,7 @@ fn synthetic_ring(dir: &Path, count: u64, file_bytes: u64) {
         frame_bytes: 16 << 10,
         frame_age: Duration::from_secs(1),
         sync: false,
+        compress_threads: 0,
         snapshot: None,
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();

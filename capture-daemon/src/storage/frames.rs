@@ -15,38 +15,57 @@ use super::index::{index_path, read_index, FrameEntry};
 use super::{Compression, StorageError};
 use crate::pcap::RecordFormat;
 
-/// Turns a frame's pcap bytes into what is written to the file.
+/// What is written to the file for a frame.
+pub enum Encoded {
+    /// The frame's content as it is (plain pcap).
+    Raw,
+    /// A zstd frame.
+    Zstd(Vec<u8>),
+}
+
+impl Encoded {
+    /// The bytes to append for a frame with content `raw`.
+    pub fn bytes<'a>(&'a self, raw: &'a [u8]) -> &'a [u8] {
+        match self {
+            Encoded::Raw => raw,
+            Encoded::Zstd(bytes) => bytes,
+        }
+    }
+}
+
+/// Turns a frame's pcap bytes into what is written to the file, on the calling thread.
 pub struct FrameEncoder {
     compressor: Option<zstd::bulk::Compressor<'static>>,
-    out: Vec<u8>,
 }
 
 impl FrameEncoder {
     pub fn new(compression: Compression) -> io::Result<Self> {
         let compressor = match compression {
             Compression::None => None,
-            Compression::Zstd(level) => {
-                let mut c = zstd::bulk::Compressor::new(level)?;
-                c.include_checksum(true)?;
-                c.include_contentsize(true)?;
-                Some(c)
-            }
+            Compression::Zstd(level) => Some(zstd_compressor(level)?),
         };
-        Ok(FrameEncoder { compressor, out: Vec::new() })
+        Ok(FrameEncoder { compressor })
     }
 
-    /// The bytes to append for a frame with content `raw`.
-    pub fn encode<'a>(&'a mut self, raw: &'a [u8]) -> io::Result<&'a [u8]> {
+    pub fn encode(&mut self, raw: &[u8]) -> io::Result<Encoded> {
         match &mut self.compressor {
-            None => Ok(raw),
+            None => Ok(Encoded::Raw),
             Some(compressor) => {
-                self.out.clear();
-                self.out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
-                compressor.compress_to_buffer(raw, &mut self.out)?;
-                Ok(&self.out)
+                let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
+                compressor.compress_to_buffer(raw, &mut out)?;
+                Ok(Encoded::Zstd(out))
             }
         }
     }
+}
+
+/// A compressor for the ring's frames: with checksum and content size, so each frame is
+/// decodable and verifiable alone.
+pub fn zstd_compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
+    let mut compressor = zstd::bulk::Compressor::new(level)?;
+    compressor.include_checksum(true)?;
+    compressor.include_contentsize(true)?;
+    Ok(compressor)
 }
 
 /// A data file opened for reading: its complete frames and its record format. Frames

@@ -6,6 +6,7 @@
 //! within its file count and disk [`budget`]. Reading: [`frames::DataFile`] lists the
 //! complete frames of a file, from its index or by scanning, and decodes them.
 pub mod budget;
+mod compress;
 pub mod frames;
 pub mod index;
 pub mod manifest;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::budget::{fs_space, DiskLimit};
-use super::frames::{duration_ns, DataFile, FrameEncoder};
+use super::compress::{CompressPool, Compressed};
+use super::frames::{duration_ns, DataFile, Encoded, FrameEncoder};
 use super::index::{index_path, stats_path, FrameEntry, IndexWriter};
 use super::manifest::{self, DirLock, Manifest};
 use super::naming::NameTemplate;
@@ -45,6 +46,9 @@ pub struct RingConfig {
     pub frame_age: Duration,
     /// fdatasync each frame, so a power cut loses at most the frame being written.
     pub sync: bool,
+    /// Threads compressing frames beside the writer (`--compress-threads`; 0: the writer
+    /// compresses them itself). Frames are stored in order whatever the number.
+    pub compress_threads: usize,
     /// Called when a file closes; what it returns is stored beside the file as
     /// `STEM.stats.json`, so a pull can report the statistics of its window.
     pub snapshot: Option<Snapshot>,
@@ -122,6 +126,8 @@ struct PendingFrame {
     earliest_ns: u64,
     latest_ns: u64,
     started: Option<Instant>,
+    /// The frame is the file header (it must lead the file).
+    header: bool,
 }
 
 impl PendingFrame {
@@ -142,7 +148,10 @@ pub struct RingWriter {
     counters: Arc<StorageCounters>,
     closed: VecDeque<ClosedFile>,
     current: Option<OpenFile>,
+    /// Compresses on the writer's thread: every frame without a pool, headers always.
     encoder: FrameEncoder,
+    /// Compresses frames on other threads, when there are any.
+    pool: Option<CompressPool<PendingFrame>>,
     pending: PendingFrame,
     max_disk_bytes: Option<u64>,
     min_free_bytes: Option<u64>,
@@ -192,6 +201,12 @@ impl RingWriter {
             (c, budget) => c.or(budget.map(|b| b / 4)),
         };
         let encoder = FrameEncoder::new(config.compression).map_err(dir_error)?;
+        let pool = match config.compression {
+            Compression::Zstd(level) if config.compress_threads > 0 => {
+                Some(CompressPool::new(config.compress_threads, level).map_err(dir_error)?)
+            }
+            _ => None,
+        };
         let (listing, manifest) = manifest::list(&config.dir).map_err(dir_error)?;
         let closed = listing
             .own
@@ -204,6 +219,7 @@ impl RingWriter {
             counters,
             current: None,
             encoder,
+            pool,
             pending: PendingFrame::default(),
             max_disk_bytes,
             min_free_bytes,
@@ -305,6 +321,7 @@ impl RingWriter {
 
     /// Puts the file header (pcap, or pcapng's section and interface blocks) in the pending frame.
     fn queue_file_header(&mut self) -> io::Result<()> {
+        self.pending.header = true;
         let content = &mut self.pending.content;
         match &self.config.pcapng_interfaces {
             None => pcap::write_file_header(content, self.config.snaplen),
@@ -315,48 +332,106 @@ impl RingWriter {
         }
     }
 
-    /// Writes the pending frame (if it holds anything) to the current file. Without a
-    /// current file (it could not be created) the frame's packets are counted as lost.
+    /// Seals the pending frame (if it holds anything) for the current file: compressed here
+    /// and stored, or given to the compression threads and stored once they hand it back,
+    /// in order. Without a current file (it could not be created) the frame's packets are
+    /// counted as lost.
     fn write_frame(&mut self) {
-        let Some(current) = self.current.as_mut() else {
+        if self.current.is_none() {
             self.drop_pending();
             return;
-        };
+        }
         if self.pending.content.is_empty() {
             return;
         }
-        let mut written = self
-            .encoder
-            .encode(&self.pending.content)
-            .and_then(|frame| current.file.write_all_at(frame, current.offset).map(|()| frame.len() as u64));
+        let mut frame = std::mem::take(&mut self.pending);
+        if frame.header || self.pool.is_none() {
+            // A header is a few bytes: not worth a trip to another thread, but it must
+            // not overtake the frames given before it.
+            self.collect(Collect::All);
+            let encoded = self.encoder.encode(&frame.content);
+            self.store(frame, encoded);
+            return;
+        }
+        self.collect(Collect::Room);
+        let content = std::mem::take(&mut frame.content);
+        self.pool.as_mut().expect("checked above").submit(content, frame);
+        self.collect(Collect::Ready);
+    }
+
+    /// Stores the frames the compression threads have handed back, in order.
+    fn collect(&mut self, how: Collect) {
+        loop {
+            let Some(pool) = self.pool.as_mut() else { return };
+            let wait = match how {
+                Collect::Ready => false,
+                Collect::Room => !pool.has_room(),
+                Collect::All => !pool.is_empty(),
+            };
+            let Some(Compressed { content, along: mut frame, bytes }) = pool.next(wait) else { return };
+            frame.content = content;
+            self.store(frame, bytes.map(Encoded::Zstd));
+        }
+    }
+
+    /// Appends an encoded frame to the current file, fdatasyncs it and indexes it; on
+    /// a full disk, removes the oldest files and tries once more. A frame that cannot be
+    /// stored is counted as lost and cut off, so the file ends at a frame boundary.
+    fn store(&mut self, frame: PendingFrame, encoded: io::Result<Encoded>) {
+        let Some(current) = self.current.as_ref() else {
+            bump(&self.counters.packets_lost, frame.packets);
+            return;
+        };
+        if current.raw_offset == 0 && !frame.header {
+            // The file's header frame was lost: it goes first, again.
+            let mut header = PendingFrame::default();
+            std::mem::swap(&mut header, &mut self.pending);
+            let queued = self.queue_file_header();
+            std::mem::swap(&mut header, &mut self.pending);
+            if queued.is_ok() {
+                let encoded = self.encoder.encode(&header.content);
+                self.store(header, encoded);
+            }
+            if self.current.as_ref().is_some_and(|c| c.raw_offset == 0) {
+                bump(&self.counters.write_errors, 1);
+                bump(&self.counters.packets_lost, frame.packets);
+                self.keep_buffer(frame);
+                return;
+            }
+        }
+        let current = self.current.as_mut().expect("checked above");
+        let write = |current: &mut OpenFile, encoded: &io::Result<Encoded>| match encoded {
+            Ok(encoded) => {
+                let bytes = encoded.bytes(&frame.content);
+                current.file.write_all_at(bytes, current.offset).map(|()| bytes.len() as u64)
+            }
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        let mut written = write(current, &encoded);
         if matches!(&written, Err(e) if is_disk_full(e)) {
             bump(&self.counters.disk_full_events, 1);
             let _ = current.file.set_len(current.offset);
-            self.free_space_for(self.pending.content.len() as u64);
-            let current = self.current.as_mut().expect("checked above");
-            written = self.encoder.encode(&self.pending.content).and_then(|frame| {
-                current.file.write_all_at(frame, current.offset).map(|()| frame.len() as u64)
-            });
+            self.free_space_for(frame.content.len() as u64);
+            written = write(self.current.as_mut().expect("checked above"), &encoded);
         }
         let current = self.current.as_mut().expect("checked above");
-        let pending = std::mem::take(&mut self.pending);
         match written {
             Ok(len) => {
                 let entry = FrameEntry {
                     offset: current.offset,
                     len,
                     raw_offset: current.raw_offset,
-                    raw_len: pending.content.len() as u32,
-                    packets: pending.packets as u32,
-                    earliest_ns: pending.earliest_ns,
-                    latest_ns: pending.latest_ns,
+                    raw_len: frame.content.len() as u32,
+                    packets: frame.packets as u32,
+                    earliest_ns: frame.earliest_ns,
+                    latest_ns: frame.latest_ns,
                 };
                 if self.config.sync && current.file.sync_data().is_err() {
                     // After a failed fsync the kernel may have dropped the frame's pages
                     // while reporting them clean: the frame is not trusted as written.
                     bump(&self.counters.sync_errors, 1);
-                    self.frame_lost(&pending);
-                    self.keep_buffer(pending);
+                    self.frame_lost(&frame);
+                    self.keep_buffer(frame);
                     return;
                 }
                 if let Some(index) = current.index.as_mut() {
@@ -370,24 +445,21 @@ impl RingWriter {
                 current.frames += 1;
                 bump(&self.counters.frames_written, 1);
                 bump(&self.counters.bytes_written, len);
-                bump(&self.counters.packets_written, pending.packets);
+                bump(&self.counters.packets_written, frame.packets);
             }
-            Err(_) => self.frame_lost(&pending),
+            Err(_) => self.frame_lost(&frame),
         }
-        self.keep_buffer(pending);
+        self.keep_buffer(frame);
     }
 
     /// Counts a frame that could not be stored and cuts off whatever part of it made it,
-    /// so the file ends at a frame boundary.
+    /// so the file ends at a frame boundary. (A lost header is written again before the
+    /// next frame, see [`Self::store`].)
     fn frame_lost(&mut self, frame: &PendingFrame) {
         let current = self.current.as_mut().expect("a frame is written to a file");
         let _ = current.file.set_len(current.offset);
         bump(&self.counters.write_errors, 1);
         bump(&self.counters.packets_lost, frame.packets);
-        if current.raw_offset == 0 {
-            // The file header must lead the file: keep it for the next attempt.
-            let _ = self.queue_file_header();
-        }
     }
 
     /// Counts the pending packets as lost when no file could be created to hold them.
@@ -399,9 +471,9 @@ impl RingWriter {
         self.keep_buffer(pending);
     }
 
-    /// Reuses a written frame's allocation, unless the file header was queued again.
+    /// Reuses a written frame's allocation for the pending frame, if that has none yet.
     fn keep_buffer(&mut self, frame: PendingFrame) {
-        if self.pending.content.is_empty() {
+        if self.pending.content.capacity() == 0 {
             let mut buffer = frame.content;
             buffer.clear();
             self.pending.content = buffer;
@@ -420,6 +492,7 @@ impl RingWriter {
     /// Closes the current file and starts the next one.
     fn rotate(&mut self) -> io::Result<()> {
         self.write_frame();
+        self.collect(Collect::All);
         if let Some(current) = self.current.take() {
             let _ = current.file.sync_all();
             if let Some(index) = &current.index {
@@ -545,8 +618,9 @@ impl Sink for RingWriter {
         self.rotate_on_time();
         if self.pending.started.is_some_and(|s| s.elapsed() >= self.config.frame_age) {
             self.write_frame();
-            self.enforce_limits();
         }
+        self.collect(Collect::Ready);
+        self.enforce_limits();
         Ok(())
     }
 
@@ -559,6 +633,7 @@ impl Sink for RingWriter {
 
     fn finish(&mut self) -> io::Result<()> {
         self.write_frame();
+        self.collect(Collect::All);
         self.enforce_limits();
         if let Some(current) = &self.current {
             self.write_snapshot(&current.data);
@@ -569,6 +644,17 @@ impl Sink for RingWriter {
         }
         Ok(())
     }
+}
+
+/// How many of the compressed frames [`RingWriter::collect`] waits for.
+#[derive(Clone, Copy)]
+enum Collect {
+    /// None: only those already done.
+    Ready,
+    /// Until another frame may be given.
+    Room,
+    /// Every one.
+    All,
 }
 
 fn is_disk_full(error: &io::Error) -> bool {
@@ -640,6 +726,7 @@ mod tests {
             frame_bytes: 64 << 10,
             frame_age: Duration::from_secs(60),
             sync: false,
+            compress_threads: 0,
             snapshot: None,
         }
     }
@@ -672,6 +759,41 @@ mod tests {
         assert_eq!((packet_frame.earliest_ns, packet_frame.latest_ns), (2_000, 9_000));
         assert_eq!(file.time_range(), Some((2_000, 9_000)));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Frames compressed on a pool of threads are stored in order: the data file and its
+    /// index are byte for byte what the writer makes compressing them itself.
+    #[test]
+    fn frames_compressed_on_threads_are_stored_in_order() {
+        let mut outputs = Vec::new();
+        for threads in [0, 1, 3] {
+            let dir = scratch(&format!("pool-{threads}"));
+            let config = RingConfig {
+                frame_bytes: 4096,
+                compress_threads: threads,
+                ..config(&dir, Compression::Zstd(1))
+            };
+            let counters = Arc::new(StorageCounters::default());
+            let mut ring = RingWriter::open(config, Arc::clone(&counters)).unwrap();
+            for b in 0..50u64 {
+                ring.write(&batch(&(0..40).map(|i| 1_000 + b * 40 + i).collect::<Vec<_>>())).unwrap();
+                ring.tick().unwrap();
+            }
+            ring.finish().unwrap();
+            let data = ring.current_path().unwrap().to_path_buf();
+            let file = DataFile::open(&data).unwrap();
+            assert_eq!(file.recovered_frames, 0, "every frame is indexed");
+            assert!(file.frames.len() > 50, "{} frames", file.frames.len());
+            let times: Vec<u64> =
+                file.frames.iter().flat_map(|f| [f.earliest_ns, f.latest_ns]).filter(|&t| t > 0).collect();
+            assert!(times.windows(2).all(|w| w[0] <= w[1]), "frames in time order");
+            assert_eq!(counters.packets_written.load(Ordering::Relaxed), 2000);
+            assert_eq!(counters.packets_lost.load(Ordering::Relaxed), 0);
+            outputs.push((std::fs::read(&data).unwrap(), std::fs::read(index_path(&data)).unwrap()));
+            drop(ring);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        assert!(outputs.windows(2).all(|w| w[0] == w[1]), "the same bytes whatever the threads");
     }
 
     #[test]
