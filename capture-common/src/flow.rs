@@ -16,18 +16,12 @@ fn mix(mut h: u32) -> u32 {
 
 #[inline(always)]
 pub(crate) fn word<P: PacketView>(p: &P, at: u32) -> Option<u32> {
-    let mut v = 0u32;
-    let mut i = 0;
-    while i < 4 {
-        v = (v << 8) | u32::from(p.byte(at + i)?);
-        i += 1;
-    }
-    Some(v)
+    p.word(at)
 }
 
 #[inline(always)]
 pub(crate) fn half<P: PacketView>(p: &P, at: u32) -> Option<u32> {
-    Some((u32::from(p.byte(at)?) << 8) | u32::from(p.byte(at + 1)?))
+    p.half(at)
 }
 
 /// Hash of one endpoint: address words and port.

@@ -14,6 +14,7 @@
 // The filter placeholder is BPF assembly.
 #![feature(asm_experimental_arch)]
 
+mod direct;
 mod filter;
 mod record;
 mod select;

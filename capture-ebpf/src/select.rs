@@ -9,6 +9,7 @@ use aya_ebpf::{
 };
 use capture_common::{flow::flow_hash, packet::PacketView, CaptureConfig, Counter, PACKET_WINDOW};
 
+use crate::direct::Direct;
 use crate::record::PacketBytes;
 
 /// Non-zero when the loader spliced a filter into `filter::packet_filter`. A read-only
@@ -20,7 +21,7 @@ static FILTER_ACTIVE: Global<u32> = Global::new(0);
 #[map]
 static CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
 
-/// The first bytes of the packet being analysed, per CPU (too large for the stack).
+/// The first bytes of the packet whose options are scanned, per CPU (too large for the stack).
 #[map]
 static WINDOW: PerCpuArray<[u8; PACKET_WINDOW as usize]> = PerCpuArray::with_max_entries(1, 0);
 
@@ -28,7 +29,7 @@ static WINDOW: PerCpuArray<[u8; PACKET_WINDOW as usize]> = PerCpuArray::with_max
 #[map]
 static BUCKET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
-/// The copied window of a packet, as the TCP analysis and flow sampling read it.
+/// The copied window of a packet, as the TCP option scan reads it.
 struct Window {
     bytes: *const [u8; PACKET_WINDOW as usize],
     copied: u32,
@@ -62,6 +63,23 @@ pub fn window(copied: u32, wire_len: u32) -> Option<impl PacketView> {
     WINDOW.get_ptr(0).map(|bytes| Window { bytes, copied, wire_len })
 }
 
+/// Copies the packet's first bytes (at most [`PACKET_WINDOW`]) into this CPU's window, for
+/// what reads them from there; returns how many, `None` if the copy failed.
+#[inline(always)]
+pub fn copy_window<P: PacketBytes>(packet: &P, wire_len: u32) -> Option<u32> {
+    let bytes = WINDOW.get_ptr_mut(0)?;
+    let mut copied = if wire_len > PACKET_WINDOW { PACKET_WINDOW } else { wire_len };
+    if copied > 0 {
+        // A length the verifier can see is in 1..=PACKET_WINDOW.
+        copied = ((copied - 1) & (PACKET_WINDOW - 1)) + 1;
+        // SAFETY: the window holds PACKET_WINDOW bytes and copied <= PACKET_WINDOW.
+        if !unsafe { packet.load(bytes.cast(), copied) } {
+            return None;
+        }
+    }
+    Some(copied)
+}
+
 /// Decides whether a packet seen at `now` is recorded, and with which time (the TCP
 /// analysis may move it later, see `tcp::ringcap_tcp_flow`); `Err` names the counter of
 /// a packet left out.
@@ -69,22 +87,8 @@ pub fn window(copied: u32, wire_len: u32) -> Option<impl PacketView> {
 pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, mut now: u64) -> Result<u64, Counter> {
     let Some(config) = CONFIG.get(0) else { return Ok(now) };
     let config = *config;
-    let needs_window = config.flow_sample_every > 1 || config.tcp_analysis != 0;
-    let mut copied = 0;
-    if needs_window {
-        let Some(bytes) = WINDOW.get_ptr_mut(0) else { return Err(Counter::CopyFailed) };
-        copied = if wire_len > PACKET_WINDOW { PACKET_WINDOW } else { wire_len };
-        if copied > 0 {
-            // A length the verifier can see is in 1..=PACKET_WINDOW.
-            copied = ((copied - 1) & (PACKET_WINDOW - 1)) + 1;
-            // SAFETY: the window holds PACKET_WINDOW bytes and copied <= PACKET_WINDOW.
-            if !unsafe { packet.load(bytes.cast(), copied) } {
-                return Err(Counter::CopyFailed);
-            }
-        }
-        if config.tcp_analysis != 0 {
-            now = crate::tcp::ringcap_tcp_analysis(copied, wire_len, now);
-        }
+    if config.tcp_analysis != 0 {
+        now = crate::tcp::analyse(packet, wire_len, now);
     }
     if FILTER_ACTIVE.load() != 0 {
         let (data, data_end) = packet.direct();
@@ -99,9 +103,8 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, mut now: u64) -> Result
         return Err(Counter::SampledOut);
     }
     if config.flow_sample_every > 1 {
-        let Some(bytes) = WINDOW.get_ptr(0) else { return Err(Counter::CopyFailed) };
-        let window = Window { bytes, copied, wire_len };
-        if !flow_hash(&window).unwrap_or(0).is_multiple_of(config.flow_sample_every) {
+        let (data, end) = packet.direct();
+        if !flow_hash(&Direct { data, end, wire_len }).unwrap_or(0).is_multiple_of(config.flow_sample_every) {
             return Err(Counter::SampledOut);
         }
     }

@@ -17,7 +17,8 @@ use capture_common::{
     Counter, MAX_SLOTS,
 };
 
-use crate::record::{count_by, count_raw};
+use crate::direct::Direct;
+use crate::record::{count_by, count_raw, PacketBytes};
 
 /// Analysis state by connection (both directions share a key); sized by the loader.
 #[map]
@@ -199,28 +200,36 @@ pub extern "C" fn ringcap_tcp_options(copied: u32) -> u32 {
     0
 }
 
-/// Analyses the packet in the filter window (the first `copied` of its `wire_len` bytes)
-/// seen at `now`; returns the time to record it with (see [`ringcap_tcp_flow`]).
-///
-/// A global function with scalar arguments: the verifier checks it once, on its own,
-/// instead of once for every path of each program that calls it (which exceeded its
-/// budget of a million instructions).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn ringcap_tcp_analysis(copied: u32, wire_len: u32, now: u64) -> u64 {
-    analyse(copied, wire_len, now)
+/// Analyses the packet seen at `now`, `wire_len` bytes long on the wire; returns the time
+/// to record it with (see [`ringcap_tcp_flow`]). The headers are read where they lie;
+/// only options other than Linux's usual NOP NOP TIMESTAMPS (a SYN's, SACK blocks) are
+/// read from a copy of the first bytes, by a scan of their own.
+#[inline(always)]
+pub fn analyse<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return now };
+    let (data, end) = packet.direct();
+    let direct = Direct { data, end, wire_len };
+    // SAFETY: per-CPU value, only this CPU uses it while the program runs.
+    let segment = unsafe { &mut (*scratch).segment };
+    if !tcp::parse_into(&direct, segment) {
+        return now;
+    }
+    if !tcp::common_options(&direct, segment) {
+        let Some(copied) = crate::select::copy_window(packet, wire_len) else { return now };
+        ringcap_tcp_options(copied);
+    }
+    ringcap_tcp_segment(now)
 }
 
-#[inline(always)]
-fn analyse(copied: u32, wire_len: u32, now: u64) -> u64 {
-    let Some(window) = crate::select::window(copied, wire_len) else { return now };
+/// Counts the flags of the segment in the scratch, runs the flow analysis and reports
+/// what it found. A global function with a scalar argument: the verifier checks it once,
+/// on its own, instead of once for every path of each program that calls it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ringcap_tcp_segment(now: u64) -> u64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return now };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
     let scratch = unsafe { &mut *scratch };
-    if !tcp::parse_into(&window, &mut scratch.segment) {
-        return now;
-    }
-    ringcap_tcp_options(copied);
     // Flags are rare: note them in the findings, which `flush` turns into counter updates.
     let flags = scratch.segment.flags;
     let mut noted = 0u64;
