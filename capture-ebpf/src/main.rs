@@ -22,7 +22,7 @@ mod tcp;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK},
-    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_meta},
+    helpers::bpf_xdp_adjust_meta,
     macros::{classifier, map, xdp},
     maps::{HashMap, XskMap},
     programs::{TcContext, XdpContext},
@@ -51,9 +51,8 @@ static XSK_SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 /// its receive queue; everything else is dropped. Nothing reaches the host stack.
 #[xdp]
 pub fn ringcap_xsk(ctx: XdpContext) -> u32 {
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let Some(now) = record::selected(&XdpPacket(&ctx), now, false) else {
+    let packet = XdpPacket(&ctx);
+    let Some(now) = record::selected(&packet, packet.len(), false) else {
         return xdp_action::XDP_DROP;
     };
     stamp(&ctx, now);

@@ -3,7 +3,7 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     btf_maps::{ArrayOfMaps, RingBuf},
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_ringbuf_query},
+    helpers::{bpf_get_smp_processor_id, bpf_ringbuf_query},
     macros::{btf_map, map},
     maps::{HashMap, PerCpuArray},
     Global,
@@ -36,26 +36,41 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SLOTS * Co
 #[map]
 static INTERFACES: HashMap<u32, u32> = HashMap::with_max_entries(MAX_INTERFACES, 0);
 
-/// The slot of the packet this CPU is working on, set when the packet comes in: every
-/// count and RTT sample of the packet lands in its interface's and direction's slot.
+/// What this CPU knows of the packet it is working on: its slot, set when the packet
+/// comes in (every count and RTT sample of the packet lands in its interface's and
+/// direction's slot), and the last interface it looked up, with its index: a CPU mostly
+/// serves one interface, so the hash lookup is mostly skipped.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CpuSlot {
+    slot: u32,
+    /// ifindex + 1 of the cached lookup (0: none yet).
+    cached_ifindex: u32,
+    cached_interface: u32,
+}
+
 #[map]
-static SLOT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+static SLOT: PerCpuArray<CpuSlot> = PerCpuArray::with_max_entries(1, 0);
 
 /// Sets the slot of the packet on `ifindex` going the way `egress` says.
 #[inline(always)]
 fn enter_slot(ifindex: u32, egress: bool) {
-    // SAFETY: the value is a plain u32 the loader wrote before attaching.
-    let interface = unsafe { INTERFACES.get(ifindex) }.copied().unwrap_or(MAX_INTERFACES);
-    if let Some(slot) = SLOT.get_ptr_mut(0) {
-        // SAFETY: per-CPU value, only this CPU uses it while the program runs.
-        unsafe { *slot = (interface.min(MAX_INTERFACES) * 2 + u32::from(egress)) & (MAX_SLOTS - 1) };
+    let Some(cpu) = SLOT.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU value, only this CPU uses it while the program runs.
+    let cpu = unsafe { &mut *cpu };
+    if cpu.cached_ifindex != ifindex.wrapping_add(1) {
+        // SAFETY: the value is a plain u32 the loader wrote before attaching (and never
+        // changes while attached, so the cache stays right).
+        cpu.cached_interface = unsafe { INTERFACES.get(ifindex) }.copied().unwrap_or(MAX_INTERFACES);
+        cpu.cached_ifindex = ifindex.wrapping_add(1);
     }
+    cpu.slot = (cpu.cached_interface.min(MAX_INTERFACES) * 2 + u32::from(egress)) & (MAX_SLOTS - 1);
 }
 
 /// The slot of the packet this CPU is working on.
 #[inline(always)]
 pub fn current_slot() -> u32 {
-    SLOT.get(0).copied().unwrap_or(0) & (MAX_SLOTS - 1)
+    SLOT.get(0).map_or(0, |cpu| cpu.slot) & (MAX_SLOTS - 1)
 }
 
 /// What a capture point must provide to have its packets recorded.
@@ -110,10 +125,10 @@ pub fn count_raw(counter: u32, by: u64) {
 /// record it with, or counts a packet left out by the reason. `egress`: the packet is
 /// leaving (its counts' slot).
 #[inline(always)]
-pub fn selected<P: PacketBytes>(packet: &P, now: u64, egress: bool) -> Option<u64> {
+pub fn selected<P: PacketBytes>(packet: &P, wire_len: u32, egress: bool) -> Option<u64> {
     enter_slot(packet.ifindex(), egress);
     count(Counter::Seen);
-    match crate::select::select(packet, packet.len(), now) {
+    match crate::select::select(packet, wire_len) {
         Ok(stamp) => Some(stamp),
         Err(left_out) => {
             count(left_out);
@@ -125,10 +140,8 @@ pub fn selected<P: PacketBytes>(packet: &P, now: u64, egress: bool) -> Option<u6
 /// Records the packet (up to SNAPLEN bytes) if it is selected, and counts the outcome.
 #[inline(always)]
 pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let Some(now) = selected(packet, now, flags & RecordFlags::EGRESS != 0) else { return };
     let orig_len = packet.len();
+    let Some(now) = selected(packet, orig_len, flags & RecordFlags::EGRESS != 0) else { return };
     let mut cap_len = orig_len;
     let snaplen = SNAPLEN.load();
     if cap_len > snaplen {

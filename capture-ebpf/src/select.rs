@@ -80,15 +80,24 @@ pub fn copy_window<P: PacketBytes>(packet: &P, wire_len: u32) -> Option<u32> {
     Some(copied)
 }
 
-/// Decides whether a packet seen at `now` is recorded, and with which time (the TCP
-/// analysis may move it later, see `tcp::ringcap_tcp_flow`); `Err` names the counter of
-/// a packet left out.
+/// The kernel's monotonic clock, the time of every record.
 #[inline(always)]
-pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, mut now: u64) -> Result<u64, Counter> {
-    let Some(config) = CONFIG.get(0) else { return Ok(now) };
+fn clock() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Decides whether a packet is recorded, and with which time: read when the TCP analysis
+/// needs it (which may move it later, see `tcp::ringcap_tcp_flow`), else only once the
+/// packet is kept (reading the clock costs tens of ns in a VM); `Err` names the counter
+/// of a packet left out.
+#[inline(always)]
+pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<u64, Counter> {
+    let Some(config) = CONFIG.get(0) else { return Ok(clock()) };
     let config = *config;
+    let mut now = None;
     if config.tcp_analysis != 0 {
-        now = crate::tcp::analyse(packet, wire_len, now);
+        now = Some(crate::tcp::analyse(packet, wire_len, clock()));
     }
     if FILTER_ACTIVE.load() != 0 {
         let (data, data_end) = packet.direct();
@@ -108,7 +117,8 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, mut now: u64) -> Result
             return Err(Counter::SampledOut);
         }
     }
-    if config.max_pps_per_cpu > 0 && !take_token(config.max_pps_per_cpu) {
+    let now = now.unwrap_or_else(clock);
+    if config.max_pps_per_cpu > 0 && !take_token(config.max_pps_per_cpu, now) {
         return Err(Counter::RateLimited);
     }
     Ok(now)
@@ -116,13 +126,11 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, mut now: u64) -> Result
 
 /// One token of a per-CPU bucket refilled at `rate` per second, holding 100 ms of tokens.
 #[inline(always)]
-fn take_token(rate: u64) -> bool {
+fn take_token(rate: u64, now: u64) -> bool {
     const TOKEN: u64 = 1_000_000_000;
     let Some(bucket) = BUCKET.get_ptr_mut(0) else { return true };
     // SAFETY: per-CPU value, only this CPU touches it while the program runs.
     let bucket = unsafe { &mut *bucket };
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
     let elapsed = now.saturating_sub(bucket[1]).min(TOKEN);
     let capacity = (rate * TOKEN / 10).max(TOKEN);
     bucket[0] = (bucket[0] + elapsed * rate).min(capacity);
