@@ -17,6 +17,7 @@ pub mod merge;
 pub mod mmap;
 pub mod output;
 pub mod pcap;
+pub mod privileges;
 pub mod retrieve;
 pub mod session;
 pub mod storage;

@@ -14,6 +14,7 @@ use capture_daemon::filter::Filter;
 use capture_daemon::kernel::{Direction, KernelConfig, ProgramSet, Selection, XdpModeChoice};
 use capture_daemon::output::{PcapStream, Sink};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
+use capture_daemon::privileges::User;
 use capture_daemon::retrieve::window::parse_duration;
 use capture_daemon::retrieve::{
     self,
@@ -115,6 +116,10 @@ struct KernelArgs {
     /// Interface to capture on.
     #[arg(short = 'i', long = "interface", value_name = "IFACE", value_delimiter = ',', required = true)]
     interface: Vec<String>,
+    /// Once the programs are attached and the sockets open, run as USER with no
+    /// capabilities left (as tcpdump -Z); the ring directory must be writable by USER.
+    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    user: Option<String>,
     /// Bytes to keep of each packet; 0 means 262144 (the kernel copies at most 16384).
     #[arg(short = 's', long = "snapshot-length", value_name = "SNAPLEN", default_value_t = DEFAULT_SNAPLEN,
           value_parser = parse_snaplen)]
@@ -368,10 +373,17 @@ impl KernelArgs {
         Ok(indexes.collect::<Result<_, _>>()?)
     }
 
+    /// The user to become once capture is up, looked up now so a wrong name is refused
+    /// before anything is loaded.
+    fn run_as(&self) -> anyhow::Result<Option<User>> {
+        Ok(self.user.as_deref().map(User::lookup).transpose()?)
+    }
+
     /// Refuses what cannot work before anything is loaded or created.
     fn check(&self) -> anyhow::Result<()> {
         self.interface_indexes()?;
         self.filter()?;
+        self.run_as()?;
         if self.mode == CaptureMode::Afxdp {
             if self.ingress_hook == IngressHook::Tc {
                 anyhow::bail!("--mode afxdp receives at XDP: it cannot be combined with --ingress-hook tc");
@@ -454,6 +466,7 @@ impl KernelArgs {
             duration,
             queue_batches: 256,
             live,
+            run_as: self.run_as()?,
         })
     }
 }
@@ -537,6 +550,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !(0.05..=60.0).contains(&args.frame_interval) {
         anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
     }
+    if let Some(user) = args.kernel.run_as()? {
+        if !args.dir.exists() {
+            // A new ring directory belongs to the user who writes it.
+            std::fs::create_dir_all(&args.dir)?;
+            std::os::unix::fs::chown(&args.dir, Some(user.uid), Some(user.gid))?;
+        }
+        user.check_writable(&args.dir)?;
+    }
     let name = capture_daemon::storage::data_stem(&args.name).unwrap_or(&args.name);
     let live = Arc::new(LiveCounters::default());
     let compression = match (args.no_compress, args.zstd_level) {
@@ -568,6 +589,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let counters = Arc::new(StorageCounters::default());
     let ring = RingWriter::open(config, Arc::clone(&counters))?;
+    if let Some(user) = args.kernel.run_as()? {
+        ring.hand_over(user.uid, user.gid)
+            .with_context(|| format!("giving the ring's files in {} to {}", args.dir.display(), user.name))?;
+    }
     eprintln!(
         "ringcap: writing the ring in {} ({} files adopted from earlier runs)",
         args.dir.display(),

@@ -16,6 +16,7 @@ use crate::kernel::{
 };
 use crate::merge::{Merger, Watermarks};
 use crate::output::Sink;
+use crate::privileges::{PrivilegeError, User};
 use crate::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
 use capture_common::MAX_INTERFACES;
 
@@ -193,6 +194,8 @@ pub struct CaptureOptions {
     pub queue_batches: usize,
     /// Where the session publishes its counters while it runs.
     pub live: Arc<LiveCounters>,
+    /// The user to become once the programs are attached and the sockets open (`-Z`).
+    pub run_as: Option<User>,
 }
 
 /// Why a session failed.
@@ -204,6 +207,8 @@ pub enum SessionError {
     Socket(#[from] XskError),
     #[error("could not install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
 }
 
 /// Everything a session counted; printed on exit like tcpdump's summary.
@@ -305,6 +310,14 @@ pub fn run_capture(
         attached.push((iface.clone(), hooks));
     }
     on_attached(&attached);
+    if let Some(user) = &options.run_as {
+        // Before any reader or writer starts: every file of the ring is created as the user.
+        user.become_it()?;
+        eprintln!(
+            "ringcap: running as {} (uid {}, gid {}) with no capabilities",
+            user.name, user.uid, user.gid
+        );
+    }
 
     let rings =
         if points.iter().any(|&p| p != Attach::XdpToSockets) { program.take_rings() } else { Vec::new() };

@@ -737,3 +737,115 @@ fn frames_whose_fsync_fails_are_cut_off_and_counted_lost() {
     let last = assert_known_and_increasing(&kept);
     assert_eq!(last, Some(899), "capture went on after the disk recovered");
 }
+
+/// One field of a /proc status file, split on whitespace.
+fn status_field(status: &str, name: &str) -> Vec<String> {
+    let line =
+        status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {status}"));
+    line.split_whitespace().skip(1).map(str::to_string).collect()
+}
+
+/// Every thread of `pid` is `user` in every id, holds no capability and cannot gain one.
+fn assert_unprivileged(pid: u32, user: &capture_daemon::privileges::User) {
+    let (uid, gid) = (user.uid.to_string(), user.gid.to_string());
+    let tasks: Vec<_> =
+        std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(tasks.len() > 1, "the daemon's threads are all checked");
+    for task in tasks {
+        let Ok(status) = std::fs::read_to_string(task.join("status")) else { continue };
+        let name = status_field(&status, "Name:").join(" ");
+        assert_eq!(
+            status_field(&status, "Uid:"),
+            vec![uid.clone(); 4],
+            "{name}: real, effective, saved, fs uid"
+        );
+        assert_eq!(status_field(&status, "Gid:"), vec![gid.clone(); 4], "{name}");
+        let groups = status_field(&status, "Groups:");
+        assert!(groups.iter().all(|g| *g == gid), "{name}: supplementary groups {groups:?}");
+        for set in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+            assert_eq!(status_field(&status, set), ["0000000000000000"], "{name}: {set}");
+        }
+        assert_eq!(status_field(&status, "NoNewPrivs:"), ["1"], "{name}");
+    }
+}
+
+/// `-Z nobody`: once capture is up the daemon is nobody, in every id, with no capability
+/// and no way back; the ring a root run left is handed over, every file of the ring
+/// (data, index, manifest, the one a SIGHUP starts) is nobody's, and not a packet is lost.
+#[test]
+fn run_drops_to_an_unprivileged_user_and_captures_every_packet() {
+    use std::os::unix::fs::MetadataExt;
+    let nobody = capture_daemon::privileges::User::lookup("nobody").unwrap();
+    let bed = bed();
+    let dir = scratch("user");
+    let as_root = start_run(&bed, &dir, "-G 0");
+    send_and_stop(&bed, as_root, (0..100).map(known_frame).collect());
+    std::os::unix::fs::chown(&dir, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let mut ring = start_run(&bed, &dir, "-G 0 -Z nobody");
+    assert!(ring.wait_for("running as nobody", WAIT), "{:?}", ring.stderr);
+    assert_unprivileged(ring.child.id(), &nobody);
+    send(&bed, (100..300).map(known_frame).collect());
+    std::thread::sleep(Duration::from_millis(300));
+    ring.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    send_and_stop(&bed, ring, (300..600).map(known_frame).collect());
+    let files = data_files(&dir);
+    assert_eq!(files.len(), 3, "root's file, then nobody's two (SIGHUP started the second)");
+    for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+        let owner = entry.metadata().unwrap().uid();
+        assert_eq!(owner, nobody.uid, "{} belongs to uid {owner}", entry.path().display());
+    }
+    assert_exact(&packets_of(&files), 0..600);
+}
+
+#[test]
+fn a_user_that_cannot_run_the_ring_is_refused_before_anything_is_loaded() {
+    let dir = scratch("user-refused");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    expect_failure(&["--dir", d, "-Z", "no-such-user-ringcap"], "no such user");
+    expect_failure(&["--dir", d, "-Z", "nobody"], "is not writable by nobody");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing was created");
+}
+
+/// What systemd's `User=` and `AmbientCapabilities=` of the shipped unit give the daemon
+/// (reproduced with setpriv): enough to capture, and `-Z` drops even those, in every
+/// thread (the API's too).
+#[test]
+fn the_units_capabilities_suffice_for_a_plain_user_and_are_dropped_after_start() {
+    let nobody = capture_daemon::privileges::User::lookup("nobody").unwrap();
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/ringcap.service")).unwrap();
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .expect("the unit names its capabilities")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let caps = caps.join(",");
+    let bed = bed();
+    let dir = scratch("user-ambient");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let mut command = bed.rx("setpriv");
+    let (uid, gid) = (nobody.uid.to_string(), nobody.gid.to_string());
+    command
+        .args([
+            "--reuid",
+            &uid,
+            "--regid",
+            &gid,
+            "--clear-groups",
+            "--inh-caps",
+            &caps,
+            "--ambient-caps",
+            &caps,
+        ])
+        .args([RINGCAP, "run", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "-G", "0", "-Z", "nobody"])
+        .args(["--http", "127.0.0.1:18090", "--http-no-auth"]);
+    let mut ring = CaptureProcess::spawn(command).unwrap();
+    assert!(ring.wait_for("running as nobody", WAIT), "{:?}", ring.stderr);
+    assert_unprivileged(ring.child.id(), &nobody);
+    send_and_stop(&bed, ring, (0..200).map(known_frame).collect());
+    assert_exact(&packets_of(&data_files(&dir)), 0..200);
+}

@@ -243,6 +243,20 @@ impl RingWriter {
         self.closed.iter().map(|f| f.data.as_path())
     }
 
+    /// Gives ringcap's own files here (adopted data files, their indexes and statistics,
+    /// the manifest) to the user the daemon is about to become (`-Z`), so that it can
+    /// repair, extend and remove them. Foreign files are left as they are.
+    pub fn hand_over(&self, uid: u32, gid: u32) -> io::Result<()> {
+        let own = self.closed.iter().flat_map(|f| [f.data.clone(), index_path(&f.data), stats_path(&f.data)]);
+        for path in own.chain([self.config.dir.join(manifest::MANIFEST_NAME)]) {
+            match std::os::unix::fs::chown(&path, Some(uid), Some(gid)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Capture files in the directory that ringcap did not write and will never touch.
     pub fn foreign_files(&self) -> &[PathBuf] {
         &self.foreign
