@@ -150,13 +150,23 @@ fn interface(iface: &str) -> Vec<Check> {
         let advice = Some("check the name with `ip link`");
         return vec![Check::new(name, Status::Fail, "no such interface", advice)];
     }
-    let queues = crate::xsk::receive_queues(iface);
-    let queues = Check::new(
-        format!("{name} queues"),
-        Status::Ok,
-        format!("{queues} receive queue(s): one ring reader per CPU, one AF_XDP socket per queue"),
-        None,
-    );
+    let queue_count = crate::xsk::receive_queues(iface);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let queues = if queue_count < cpus.min(2) || queue_count * 2 < cpus {
+        Check::new(
+            format!("{name} queues"),
+            Status::Warn,
+            format!("{queue_count} receive queue(s) for {cpus} CPUs: RSS spreads the traffic over {queue_count} CPU(s) only"),
+            Some("enable more queues (ethtool -L IFACE combined N), or RPS (/sys/class/net/IFACE/queues/rx-*/rps_cpus)"),
+        )
+    } else {
+        Check::new(
+            format!("{name} queues"),
+            Status::Ok,
+            format!("{queue_count} receive queue(s) for {cpus} CPUs: one ring reader per CPU, one AF_XDP socket per queue"),
+            None,
+        )
+    };
     let config = KernelConfig {
         filter: None,
         snaplen: 128,
@@ -185,8 +195,61 @@ fn interface(iface: &str) -> Vec<Check> {
             }
         }
     };
-    vec![xdp, queues]
+    vec![xdp, queues, af_xdp(iface, queue_count)]
 }
+
+/// UMEM frames of one AF_XDP socket as `ringcap run` sizes them by default (-B 65536).
+const DEFAULT_XSK_FRAMES: u32 = 65536 * 1024 / crate::xsk::FRAME_SIZE;
+
+/// Whether `--mode afxdp` gets zero-copy on queue 0 (by binding a socket, then closing it),
+/// and whether the locked-memory limit holds the UMEMs of every queue.
+fn af_xdp(iface: &str, queues: u32) -> Check {
+    let name = format!("interface {iface} af_xdp");
+    let Ok(ifindex) = crate::kernel::interface_index(iface) else {
+        return Check::new(name, Status::Fail, "no such interface", None);
+    };
+    let config = crate::xsk::XskConfig { frames: DEFAULT_XSK_FRAMES };
+    let mode = match crate::xsk::XskSocket::open(iface, ifindex, 0, config) {
+        Ok(socket) => socket.mode(),
+        Err(e) => {
+            let advice =
+                Some("--mode ring works without AF_XDP; AF_XDP needs CAP_NET_RAW and driver support");
+            return Check::new(name, Status::Warn, format!("no AF_XDP socket: {e}"), advice);
+        }
+    };
+    let umem_bytes =
+        u64::from(DEFAULT_XSK_FRAMES) * u64::from(crate::xsk::FRAME_SIZE) * u64::from(queues.max(1));
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct it is given.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    let lock_exempt = effective_capabilities() & (1 << CAP_IPC_LOCK) != 0;
+    let memlock = if limit.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        format!("{} MiB", limit.rlim_cur >> 20)
+    };
+    let found = format!(
+        "{mode} mode on queue 0; the UMEMs of {queues} queue(s) pin {} MiB, locked-memory limit {memlock}",
+        umem_bytes >> 20
+    );
+    if !lock_exempt && limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < umem_bytes {
+        let advice =
+            Some("raise it (ulimit -l, LimitMEMLOCK= in the unit) or use a smaller -B with --mode afxdp");
+        return Check::new(name, Status::Warn, found, advice);
+    }
+    match mode {
+        crate::xsk::XskMode::ZeroCopy => Check::new(name, Status::Ok, found, None),
+        crate::xsk::XskMode::Copy => Check::new(
+            name,
+            Status::Warn,
+            found,
+            Some("the driver copies each frame into the UMEM; a NIC with AF_XDP zero-copy support avoids it"),
+        ),
+    }
+}
+
+/// `CAP_IPC_LOCK`: locked memory without the limit.
+const CAP_IPC_LOCK: u32 = 14;
 
 /// Free space and write speed (with fdatasync) of the ring's filesystem.
 fn ring_dir(dir: &Path) -> Vec<Check> {

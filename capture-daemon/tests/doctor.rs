@@ -28,6 +28,13 @@ fn doctor_checks_the_machine_an_interface_and_a_ring_directory() {
         assert_eq!(status(name), "ok", "{name}: {report}");
     }
     assert_eq!(status(&format!("interface {RX_IF} xdp")), "ok", "veth takes native XDP: {report}");
+    // veth binds AF_XDP sockets in copy mode only, on its one receive queue.
+    let af_xdp = checks.iter().find(|c| c["name"] == format!("interface {RX_IF} af_xdp")).unwrap();
+    assert_eq!(af_xdp["status"], "warn", "{af_xdp}");
+    assert!(af_xdp["found"].as_str().unwrap().starts_with("copy mode on queue 0"), "{af_xdp}");
+    assert!(af_xdp["found"].as_str().unwrap().contains("locked-memory limit"), "{af_xdp}");
+    let queues = checks.iter().find(|c| c["name"] == format!("interface {RX_IF} queues")).unwrap();
+    assert!(queues["found"].as_str().unwrap().contains("receive queue(s) for"), "{queues}");
     assert_eq!(status(&format!("ring {} write speed", dir.display())), "ok", "{report}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the write probe leaves nothing behind");
     // The interface is free again: the try detached its program.
