@@ -195,5 +195,5 @@ fn shift(batch: &mut capture_daemon::capture::Batch, by: Duration) {
 }
 
 fn rfc(secs: u64) -> String {
-    capture_daemon::civil::rfc3339(secs * 1_000_000_000)
+    capture_daemon::timefmt::rfc3339(secs * 1_000_000_000)
 }

@@ -19,7 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::analysis::{count_at_most, prometheus_bounds_ns, summarize, RttSummary, RTT_KINDS, TCP_ANALYSIS};
-use crate::civil::rfc3339;
 use crate::filter::Filter;
 use crate::kernel::{KernelCounters, RttBuckets};
 use crate::pcap::DEFAULT_SNAPLEN;
@@ -29,6 +28,7 @@ use crate::retrieve::window::{self, Window};
 use crate::session::{locked, LiveCounters};
 use crate::storage::frames::DataFile;
 use crate::storage::ring::StorageCounters;
+use crate::timefmt::rfc3339;
 
 /// The most connections served at once; one more is answered 503 and closed.
 pub const MAX_CONNECTIONS: usize = 64;

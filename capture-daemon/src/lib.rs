@@ -7,7 +7,6 @@
 pub mod analysis;
 pub mod api;
 pub mod capture;
-pub mod civil;
 pub mod clock;
 pub mod config;
 pub mod doctor;
@@ -21,4 +20,5 @@ pub mod privileges;
 pub mod retrieve;
 pub mod session;
 pub mod storage;
+pub mod timefmt;
 pub mod xsk;

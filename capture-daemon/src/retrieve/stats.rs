@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 use super::pull::ring_files;
 use super::window::Window;
 use crate::analysis::{summarize, RTT_KINDS};
-use crate::civil::rfc3339;
 use crate::storage::frames::DataFile;
 use crate::storage::index::stats_path;
+use crate::timefmt::rfc3339;
 
 fn read_snapshot(data: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(stats_path(data)).ok()?).ok()

@@ -3,7 +3,7 @@
 //! `since <= timestamp < until`.
 use std::time::{Duration, SystemTime};
 
-use crate::civil::days_from_civil;
+use time::{Date, Month};
 
 /// Nanoseconds since the epoch, `since` inclusive, `until` exclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,12 +88,12 @@ pub fn parse_time(text: &str, now: Duration) -> Result<u64, String> {
         Some((date, clock)) => {
             let parts: Vec<&str> = date.split('-').collect();
             let [y, m, d] = parts[..] else { return Err(bad()) };
-            let (y, m, d): (i64, u32, u32) =
+            let (y, m, d): (i32, u8, u8) =
                 (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
-            if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-                return Err(bad());
-            }
-            (days_from_civil(y, m, d), clock)
+            // The calendar's own checks: month, and day within that month of that year.
+            let date =
+                Month::try_from(m).and_then(|m| Date::from_calendar_date(y, m, d)).map_err(|_| bad())?;
+            (i64::from(date.to_julian_day() - time::OffsetDateTime::UNIX_EPOCH.date().to_julian_day()), clock)
         }
         None => ((now.as_secs() / 86_400) as i64, text),
     };
@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(at("2026-11-24 10:00:00.123456789Z"), 1_795_514_400_123_456_789);
         assert_eq!(at("09:30"), 1_795_512_600_000_000_000);
         assert_eq!(at("09:30:15"), 1_795_512_615_000_000_000);
-        for bad in ["yesterday", "25:00", "2026-13-01T00:00:00Z", "10:61"] {
+        for bad in ["yesterday", "25:00", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "10:61"] {
             assert!(parse_time(bad, NOW).is_err(), "{bad}");
         }
     }

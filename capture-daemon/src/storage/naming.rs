@@ -2,8 +2,9 @@
 //! Times are UTC: a gateway's files should not jump when its time zone changes.
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use super::StorageError;
-use crate::civil::civil_from_days;
 
 /// The strftime fields a template may use.
 const FIELDS: &str = "%Y %m %d %H %M %S %j %s %%";
@@ -59,21 +60,23 @@ impl NameTemplate {
     /// The name for a file opened at `unix` (time since the epoch, UTC).
     pub fn render(&self, unix: Duration) -> String {
         let secs = unix.as_secs();
-        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-        let day_secs = secs % 86_400;
+        let utc = i64::try_from(secs)
+            .ok()
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let mut name = String::new();
         for part in &self.parts {
             match part {
                 Part::Literal(text) => name.push_str(text),
                 Part::Field(field) => {
                     let value = match field {
-                        'Y' => format!("{year:04}"),
-                        'm' => format!("{month:02}"),
-                        'd' => format!("{day:02}"),
-                        'H' => format!("{:02}", day_secs / 3600),
-                        'M' => format!("{:02}", day_secs / 60 % 60),
-                        'S' => format!("{:02}", day_secs % 60),
-                        'j' => format!("{:03}", day_of_year(year, month, day)),
+                        'Y' => format!("{:04}", utc.year()),
+                        'm' => format!("{:02}", u8::from(utc.month())),
+                        'd' => format!("{:02}", utc.day()),
+                        'H' => format!("{:02}", utc.hour()),
+                        'M' => format!("{:02}", utc.minute()),
+                        'S' => format!("{:02}", utc.second()),
+                        'j' => format!("{:03}", utc.ordinal()),
                         's' => secs.to_string(),
                         _ => unreachable!("checked when parsing"),
                     };
@@ -83,12 +86,6 @@ impl NameTemplate {
         }
         name
     }
-}
-
-fn day_of_year(year: i64, month: u32, day: u32) -> u32 {
-    const BEFORE: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    BEFORE[month as usize - 1] + day + u32::from(leap && month > 2)
 }
 
 #[cfg(test)]
