@@ -29,11 +29,11 @@ use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
 use capture_daemon::storage::Compression;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// ringcap: an always-on packet capture appliance, a network flight recorder.
 #[derive(Parser)]
-#[command(version, about, args_override_self = true)]
+#[command(name = "ringcap", version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,6 +52,14 @@ enum Command {
     Stats(StatsArgs),
     /// Check whether this machine can run ringcap well, and say what to do when not.
     Doctor(DoctorArgs),
+    /// Print a shell completion script: `ringcap completions bash > /etc/bash_completion.d/ringcap`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (ringcap.1, ringcap-run.1, ...) into DIR (used by packaging).
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
 }
 
 #[derive(Args)]
@@ -356,6 +364,11 @@ fn main() -> ExitCode {
         Command::Pull(args) => pull(args),
         Command::Stats(args) => stats(args),
         Command::Doctor(args) => doctor(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ringcap", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpages { dir } => manpages(&dir),
     };
     match result {
         Ok(code) => code,
@@ -715,6 +728,15 @@ fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs every check; exits non-zero when one says capture cannot work.
+/// One page for ringcap and one for each subcommand (`ringcap-run.1`, ...), from the
+/// same definitions that parse the command line, so the pages never fall behind.
+fn manpages(dir: &Path) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     use capture_daemon::doctor::Status;
     let checks = capture_daemon::doctor::run(&args.interface, args.dir.as_deref());

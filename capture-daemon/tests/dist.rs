@@ -17,7 +17,7 @@ fn the_systemd_unit_verifies() {
     // The unit names the installed binary: point it at the one just built.
     let unit = std::fs::read_to_string(Path::new(DIST).join("ringcap.service"))
         .unwrap()
-        .replace("/usr/local/bin/ringcap", common::RINGCAP);
+        .replace("/usr/bin/ringcap", common::RINGCAP);
     let path = scratch("ringcap.service");
     std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();

@@ -72,6 +72,10 @@ pub fn run() -> Result<()> {
         eprintln!("xtask: adding rust-src to nightly");
         run_checked(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     }
+    if run_quiet("cargo", &["deb", "--version"]).is_none() {
+        eprintln!("xtask: installing cargo-deb (about 2 minutes)");
+        run_checked(Command::new("cargo").args(["install", "cargo-deb", "--version", "3.8.0", "--locked"]))?;
+    }
     if run_quiet("bpf-linker", &["--version"]).is_none() {
         eprintln!("xtask: building bpf-linker against LLVM 22 (about 2 minutes)");
         run_checked(

@@ -5,6 +5,7 @@
 //! command works on a fresh machine and costs nothing extra on a prepared one.
 mod bootstrap;
 mod demo;
+mod package;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ enum Task {
     },
     /// Run the built-in demo: a test bed, generated and real traffic, capture, summary.
     Demo,
+    /// Build the Debian package (target/debian/ringcap_VERSION_amd64.deb) and check it.
+    Package,
     /// Run a benchmark (capture, ...) and write its figures to target/bench/NAME.json.
     Bench {
         /// Which benchmark.
@@ -61,6 +64,17 @@ fn main() -> Result<()> {
             bootstrap::run()?;
             build()?;
             demo::run(&root)
+        }
+        Task::Package => {
+            bootstrap::run()?;
+            build()?;
+            let deb = package::build(&root)?;
+            package::verify(&deb)?;
+            println!(
+                "package: {} (contents, conffiles, man pages, completions, unit verified)",
+                deb.display()
+            );
+            Ok(())
         }
         Task::Bench { name, args } => {
             bootstrap::run()?;
@@ -128,9 +142,18 @@ fn test(args: &[String]) -> Result<()> {
         }
     }
     let status = child.wait()?;
+    // The package is tested too: built from the binary just tested, unpacked and checked.
+    let packaged = package::build(&workspace_root()).and_then(|deb| package::verify(&deb));
+    match &packaged {
+        Ok(()) => passed += 1,
+        Err(e) => {
+            eprintln!("package: {e:#}");
+            failed += 1;
+        }
+    }
     // One closing line for the whole run: cargo prints one per test binary.
     println!("tests: {passed} passed, {failed} failed");
-    if !status.success() {
+    if !status.success() || packaged.is_err() {
         bail!("tests failed");
     }
     Ok(())
