@@ -150,7 +150,7 @@ fn interface(iface: &str) -> Vec<Check> {
         let advice = Some("check the name with `ip link`");
         return vec![Check::new(name, Status::Fail, "no such interface", advice)];
     }
-    let queue_count = crate::xsk::receive_queues(iface);
+    let queue_count = crate::capture::xsk::receive_queues(iface);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let queues = if queue_count < cpus.min(2) || queue_count * 2 < cpus {
         Check::new(
@@ -199,7 +199,7 @@ fn interface(iface: &str) -> Vec<Check> {
 }
 
 /// UMEM frames of one AF_XDP socket as `ringcap run` sizes them by default (-B 65536).
-const DEFAULT_XSK_FRAMES: u32 = 65536 * 1024 / crate::xsk::FRAME_SIZE;
+const DEFAULT_XSK_FRAMES: u32 = 65536 * 1024 / crate::capture::xsk::FRAME_SIZE;
 
 /// Whether `--mode afxdp` gets zero-copy on queue 0 (by binding a socket, then closing it),
 /// and whether the locked-memory limit holds the UMEMs of every queue.
@@ -208,8 +208,8 @@ fn af_xdp(iface: &str, queues: u32) -> Check {
     let Ok(ifindex) = crate::kernel::interface_index(iface) else {
         return Check::new(name, Status::Fail, "no such interface", None);
     };
-    let config = crate::xsk::XskConfig { frames: DEFAULT_XSK_FRAMES };
-    let mode = match crate::xsk::XskSocket::open(iface, ifindex, 0, config) {
+    let config = crate::capture::xsk::XskConfig { frames: DEFAULT_XSK_FRAMES };
+    let mode = match crate::capture::xsk::XskSocket::open(iface, ifindex, 0, config) {
         Ok(socket) => socket.mode(),
         Err(e) => {
             let advice =
@@ -218,7 +218,7 @@ fn af_xdp(iface: &str, queues: u32) -> Check {
         }
     };
     let umem_bytes =
-        u64::from(DEFAULT_XSK_FRAMES) * u64::from(crate::xsk::FRAME_SIZE) * u64::from(queues.max(1));
+        u64::from(DEFAULT_XSK_FRAMES) * u64::from(crate::capture::xsk::FRAME_SIZE) * u64::from(queues.max(1));
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit fills the struct it is given.
     unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
@@ -238,8 +238,8 @@ fn af_xdp(iface: &str, queues: u32) -> Check {
         return Check::new(name, Status::Warn, found, advice);
     }
     match mode {
-        crate::xsk::XskMode::ZeroCopy => Check::new(name, Status::Ok, found, None),
-        crate::xsk::XskMode::Copy => Check::new(
+        crate::capture::xsk::XskMode::ZeroCopy => Check::new(name, Status::Ok, found, None),
+        crate::capture::xsk::XskMode::Copy => Check::new(
             name,
             Status::Warn,
             found,

@@ -12,8 +12,8 @@ use capture_common::{
     RTT_MAP, TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
 };
 
+use crate::capture::mmap::Mapping;
 use crate::filter::{EbpfInsn, Filter};
-use crate::mmap::Mapping;
 use aya::{Ebpf, EbpfLoader};
 use capture_common::{
     Counter, COUNTERS_MAP, INTERFACES_MAP, MAX_CAPTURE_BYTES, MAX_CPUS, MAX_INTERFACES, MAX_SLOTS, RING_MAP,

@@ -7,13 +7,10 @@
 pub mod analysis;
 pub mod api;
 pub mod capture;
-pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod filter;
 pub mod kernel;
-pub mod merge;
-pub mod mmap;
 pub mod output;
 pub mod pcap;
 pub mod privileges;
@@ -21,4 +18,3 @@ pub mod retrieve;
 pub mod session;
 pub mod storage;
 pub mod timefmt;
-pub mod xsk;

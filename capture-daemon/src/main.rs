@@ -459,7 +459,7 @@ impl KernelArgs {
             ingress_hook: self.ingress_hook,
             xdp_mode: self.xdp_mode,
             direction: self.direction,
-            xsk_frames: (buffer_bytes / capture_daemon::xsk::FRAME_SIZE).max(512),
+            xsk_frames: (buffer_bytes / capture_daemon::capture::xsk::FRAME_SIZE).max(512),
             reorder_window: Duration::from_millis(self.reorder_window),
             syn_timeout: Duration::try_from_secs_f64(self.syn_timeout)
                 .ok()
@@ -549,7 +549,7 @@ fn default_compress_threads(kernel: &KernelArgs) -> usize {
     let readers = match kernel.mode {
         CaptureMode::Ring => cores,
         CaptureMode::Afxdp => {
-            kernel.interface.iter().map(|i| capture_daemon::xsk::receive_queues(i) as usize).sum()
+            kernel.interface.iter().map(|i| capture_daemon::capture::xsk::receive_queues(i) as usize).sum()
         }
     };
     cores.saturating_sub(readers).max(1)

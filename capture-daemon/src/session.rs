@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::analysis::RTT_KINDS;
+use crate::capture::merge::{Merger, Watermarks};
+use crate::capture::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
 use crate::capture::{Batch, BufferPool, Reader, ReaderConfig, ReaderControl, ReaderCounters, RingSource};
 use crate::kernel::{
     rtt_total, Attach, CaptureProgram, Direction, KernelConfig, KernelCounters, KernelError, ProgramSet,
     RttBuckets, Selection, SlotRttBuckets, XdpModeChoice,
 };
-use crate::merge::{Merger, Watermarks};
 use crate::output::Sink;
 use crate::privileges::{PrivilegeError, User};
-use crate::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
 use capture_common::MAX_INTERFACES;
 
 /// Counters of a running session, readable from other threads (API, metrics): the
@@ -288,7 +288,7 @@ pub fn run_capture(
         for iface in &options.interfaces {
             let ifindex = crate::kernel::interface_index(iface)?;
             let config = XskConfig { frames: options.xsk_frames };
-            let queues = (0..crate::xsk::receive_queues(iface))
+            let queues = (0..crate::capture::xsk::receive_queues(iface))
                 .map(|queue| XskSocket::open(iface, ifindex, queue, config))
                 .collect::<Result<Vec<_>, _>>()?;
             program.register_sockets(ifindex, &queues)?;
@@ -454,7 +454,8 @@ impl Sweeper {
             return;
         }
         let started = Instant::now();
-        let (flows, unanswered) = program.sweep_flows(crate::clock::monotonic_ns(), self.syn_timeout);
+        let (flows, unanswered) =
+            program.sweep_flows(crate::capture::clock::monotonic_ns(), self.syn_timeout);
         // The counters published just now, rather than reading the kernel's again.
         let inserted = locked(&live.kernel).get(capture_common::Counter::TcpFlowsInserted);
         self.table.live = flows;

@@ -1,9 +1,17 @@
-//! The ring-buffer reader: turns kernel records into batches of pcap records.
+//! The capture path, from the kernel to the writer: the ring-buffer reader (here), which
+//! turns kernel records into batches of pcap records; AF_XDP sockets ([`xsk`]); the merge
+//! of several readers' batches in time order ([`merge`]); the kernel-to-wall clock
+//! ([`clock`]); and the shared memory the kernel and user space both map ([`mmap`]).
 //!
 //! Each record is copied exactly once, from the ring straight into the pcap bytes of a
 //! [`Batch`]; batches go to the sinks through a bounded queue. The reader never blocks on
 //! the queue: when it is full the batch is dropped and counted, so compression or a slow
 //! disk can never stall the ring (which would turn into uncounted kernel drops).
+pub mod clock;
+pub mod merge;
+pub mod mmap;
+pub mod xsk;
+
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +21,7 @@ use aya::maps::{MapData, RingBuf};
 use capture_common::{RecordFlags, RecordHeader, RECORD_HEADER_LEN};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::clock::WallClock;
+use crate::capture::clock::WallClock;
 use crate::pcap::{self, PacketDirection};
 
 /// Pcap records of consecutive packets, in capture order.
@@ -217,7 +225,7 @@ pub struct Reader<S> {
     source: S,
     source_id: usize,
     /// Where the reader publishes how far it has sent (several readers only).
-    watermarks: Option<Arc<crate::merge::Watermarks>>,
+    watermarks: Option<Arc<crate::capture::merge::Watermarks>>,
     config: ReaderConfig,
     counters: Arc<ReaderCounters>,
     control: Arc<ReaderControl>,
@@ -239,14 +247,14 @@ impl<S: RecordSource> Reader<S> {
     }
 
     /// Publishes this reader's progress in `watermarks`, for a merger of several readers.
-    pub fn with_watermarks(mut self, watermarks: Arc<crate::merge::Watermarks>) -> Self {
+    pub fn with_watermarks(mut self, watermarks: Arc<crate::capture::merge::Watermarks>) -> Self {
         self.watermarks = Some(watermarks);
         self
     }
 
     /// The reader loop; returns when drained after a stop or when the count is reached.
     pub fn run(mut self) {
-        let shared = crate::clock::shared();
+        let shared = crate::capture::clock::shared();
         let mut clock = shared.current();
         let mut clock_sampled = Instant::now();
         let mut batch = BatchBuilder::new(self.pool.clone(), self.source_id);
@@ -263,7 +271,7 @@ impl<S: RecordSource> Reader<S> {
             // Records are stamped before they enter the ring: once it is drained, nothing
             // older than this is left to read.
             let in_flight = self.config.in_flight.as_nanos() as u64;
-            let drained_from = clock.to_unix(crate::clock::monotonic_ns().saturating_sub(in_flight));
+            let drained_from = clock.to_unix(crate::capture::clock::monotonic_ns().saturating_sub(in_flight));
             loop {
                 let read = self.source.read(READ_CHUNK, &mut |header, data| {
                     if limit_reached {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use capture_common::{RecordFlags, RecordHeader, XskMeta};
 
+use crate::capture::mmap::Mapping;
 use crate::capture::{ReaderCounters, RecordSource};
-use crate::mmap::Mapping;
 
 /// Size of one UMEM frame: a page, which holds any frame veth or a 1500-MTU NIC delivers.
 pub const FRAME_SIZE: u32 = 4096;
@@ -325,7 +325,7 @@ impl RecordSource for XskSource {
         let count = self.socket.receive(max as u32, |bytes, timestamp| {
             let timestamp_ns = timestamp.unwrap_or_else(|| {
                 unstamped += 1;
-                crate::clock::monotonic_ns()
+                crate::capture::clock::monotonic_ns()
             });
             let header = RecordHeader {
                 timestamp_ns,
