@@ -18,14 +18,16 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::analysis::{count_at_most, prometheus_bounds_ns, summarize, RttSummary, RTT_KINDS, TCP_ANALYSIS};
 use crate::filter::Filter;
+use crate::health::analysis::{
+    count_at_most, prometheus_bounds_ns, summarize, RttSummary, RTT_KINDS, TCP_ANALYSIS,
+};
+use crate::health::{locked, LiveCounters};
 use crate::kernel::{KernelCounters, RttBuckets};
 use crate::pcap::DEFAULT_SNAPLEN;
 use crate::retrieve::out::{Format, Stream};
 use crate::retrieve::pull::{pull, ring_files, PullLimits};
 use crate::retrieve::window::{self, Window};
-use crate::session::{locked, LiveCounters};
 use crate::storage::frames::DataFile;
 use crate::storage::ring::StorageCounters;
 use crate::timefmt::rfc3339;

@@ -4,12 +4,12 @@
 //! sockets ([`xsk`]), the [`capture`] readers turn records into pcap batches stamped with
 //! wall-clock time ([`clock`]), [`merge`] puts the batches of several readers in time
 //! order, and sinks ([`output`], [`storage`]) write them; [`retrieve`] reads them back.
-pub mod analysis;
 pub mod api;
 pub mod capture;
 pub mod config;
 pub mod doctor;
 pub mod filter;
+pub mod health;
 pub mod kernel;
 pub mod output;
 pub mod pcap;

@@ -11,6 +11,7 @@ use capture_common::Counter;
 use capture_daemon::api::{self, ApiConfig, ApiLimits, Sources};
 use capture_daemon::capture::ReaderConfig;
 use capture_daemon::filter::Filter;
+use capture_daemon::health::LiveCounters;
 use capture_daemon::kernel::{Direction, KernelConfig, ProgramSet, Selection, XdpModeChoice};
 use capture_daemon::output::{PcapStream, Sink};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
@@ -22,9 +23,7 @@ use capture_daemon::retrieve::{
     pull::PullLimits,
     window::{self, Window},
 };
-use capture_daemon::session::{
-    run_capture, CaptureMode, CaptureOptions, CaptureSummary, IngressHook, LiveCounters,
-};
+use capture_daemon::session::{run_capture, CaptureMode, CaptureOptions, CaptureSummary, IngressHook};
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
@@ -875,12 +874,12 @@ fn print_tcp(span: &str, tcp: &serde_json::Value) {
         n(&tcp["tcp_fin"]),
         n(&tcp["tcp_rst"])
     );
-    let analysis: Vec<String> = capture_daemon::analysis::TCP_ANALYSIS
+    let analysis: Vec<String> = capture_daemon::health::analysis::TCP_ANALYSIS
         .iter()
         .map(|(_, label)| format!("{} {}", label.replace('_', " "), n(&tcp["analysis"][*label])))
         .collect();
     println!("  analysis: {}", analysis.join(", "));
-    for kind in capture_daemon::analysis::RTT_KINDS {
+    for kind in capture_daemon::health::analysis::RTT_KINDS {
         let h = &tcp[kind.key];
         let ms = |v: &serde_json::Value| n(v) as f64 / 1e6;
         println!(

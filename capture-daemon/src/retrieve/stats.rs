@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::pull::ring_files;
 use super::window::Window;
-use crate::analysis::{summarize, RTT_KINDS};
+use crate::health::analysis::{summarize, RTT_KINDS};
 use crate::storage::frames::DataFile;
 use crate::storage::index::stats_path;
 use crate::timefmt::rfc3339;

@@ -1,0 +1,153 @@
+//! TCP health and counters in user space, as the API, the metrics and the statistics
+//! snapshots read them: the live counters a session publishes every second, with the last
+//! minute of history; the slots' labels; the flow table's sweep ([`sweeper`]); and RTT
+//! percentiles and the analysis events' names ([`analysis`]).
+pub mod analysis;
+pub mod sweeper;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use capture_common::MAX_INTERFACES;
+
+use crate::capture::xsk::XskStatistics;
+use crate::capture::ReaderCounters;
+use crate::kernel::{rtt_total, Direction, KernelCounters, RttBuckets, SlotRttBuckets};
+use analysis::RTT_KINDS;
+
+/// Locks one of the live counters' mutexes. Each holds plain values that are replaced
+/// whole, so a panic while one was held (in an API request, say) leaves nothing
+/// half-written: the lock is taken anyway and capture goes on.
+pub fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counters of a running session, readable from other threads (API, metrics): the
+/// reader's own atomics, and the kernel's per-CPU sums refreshed every second.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub reader: Arc<ReaderCounters>,
+    pub kernel: Mutex<KernelCounters>,
+    /// The kernel's RTT histograms summed over slots (empty until the first refresh)...
+    pub rtt: Mutex<Option<Box<RttBuckets>>>,
+    /// ...and by slot.
+    pub rtt_by_slot: Mutex<Option<Box<SlotRttBuckets>>>,
+    /// The interface and direction of each slot in use.
+    pub slots: Mutex<Vec<SlotLabel>>,
+    /// The kernel's loss counters of the AF_XDP sockets, summed.
+    pub xsk: Mutex<XskStatistics>,
+    /// What the last sweep of the TCP flow table found.
+    pub flows: Mutex<FlowTable>,
+    /// The kernel counters and RTT buckets of the last minute, one entry a second,
+    /// oldest first: what "the last minute" is measured against.
+    pub history: Mutex<VecDeque<(Instant, KernelCounters, Box<RttBuckets>)>>,
+}
+
+/// What one slot of the kernel's counters and histograms stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotLabel {
+    pub slot: usize,
+    pub interface: String,
+    /// "in" or "out".
+    pub direction: &'static str,
+}
+
+/// The slots of a capture of `interfaces` in `direction`: each of the first
+/// [`MAX_INTERFACES`] has its own, the rest share "other".
+pub fn slot_labels(interfaces: &[String], direction: Direction) -> Vec<SlotLabel> {
+    let mut names: Vec<&str> = interfaces.iter().take(MAX_INTERFACES as usize).map(String::as_str).collect();
+    if interfaces.len() > MAX_INTERFACES as usize {
+        names.push("other");
+    }
+    let mut labels = Vec::new();
+    for (index, name) in names.into_iter().enumerate() {
+        for (egress, label) in [(false, "in"), (true, "out")] {
+            let wanted = match direction {
+                Direction::In => !egress,
+                Direction::Out => egress,
+                Direction::Both => true,
+            };
+            if wanted {
+                let slot =
+                    if name == "other" { MAX_INTERFACES as usize } else { index } * 2 + usize::from(egress);
+                labels.push(SlotLabel { slot, interface: name.to_string(), direction: label });
+            }
+        }
+    }
+    labels
+}
+
+/// The TCP flow table as the periodic sweep sees it.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct FlowTable {
+    /// Flows in the table at the last sweep.
+    pub live: u64,
+    /// Flows the table holds at most (`--tcp-flows`).
+    pub capacity: u64,
+    /// Connection attempts whose SYN got no SYN-ACK within `--syn-timeout`.
+    pub syn_unanswered: u64,
+    /// Flows the table evicted to make room (inserted minus live).
+    pub evicted: u64,
+}
+
+/// Seconds of history [`LiveCounters::history`] keeps.
+const HISTORY_SECONDS: usize = 61;
+
+impl LiveCounters {
+    /// Publishes the kernel's current counters and histograms.
+    pub(crate) fn publish(&self, kernel: KernelCounters, by_slot: Box<SlotRttBuckets>) {
+        let rtt = rtt_total(&by_slot);
+        *locked(&self.kernel) = kernel;
+        *locked(&self.rtt) = Some(rtt.clone());
+        *locked(&self.rtt_by_slot) = Some(by_slot);
+        let mut history = locked(&self.history);
+        if history.len() == HISTORY_SECONDS {
+            history.pop_front();
+        }
+        history.push_back((Instant::now(), kernel, rtt));
+    }
+
+    /// The counters and histograms of about the last minute (since the oldest entry of
+    /// the history) and how long that is; `None` before the first publication.
+    pub fn last_minute(&self) -> Option<(Duration, KernelCounters, Box<RttBuckets>)> {
+        let history = locked(&self.history);
+        let (first, last) = (history.front()?, history.back()?);
+        let mut rtt = last.2.clone();
+        for (kind, earlier) in rtt.iter_mut().zip(first.2.iter()) {
+            for (bucket, before) in kind.iter_mut().zip(earlier) {
+                *bucket = bucket.saturating_sub(*before);
+            }
+        }
+        Some((last.0.duration_since(first.0), last.1.since(&first.1), rtt))
+    }
+
+    /// A statistics snapshot (JSON): kernel counters and non-empty RTT buckets.
+    pub fn snapshot(&self, started_ns: u64) -> serde_json::Value {
+        let kernel = *locked(&self.kernel);
+        let counters: serde_json::Map<String, serde_json::Value> = capture_common::Counter::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), kernel.get(*c).into()))
+            .collect();
+        let rtt = locked(&self.rtt).clone();
+        let sparse = |kind: usize| -> Vec<(usize, u64)> {
+            rtt.as_ref().map_or_else(Vec::new, |b| {
+                b[kind].iter().copied().enumerate().filter(|(_, c)| *c > 0).collect()
+            })
+        };
+        let rtt: serde_json::Map<String, serde_json::Value> = RTT_KINDS
+            .iter()
+            .map(|kind| (kind.key.to_string(), serde_json::json!(sparse(kind.index))))
+            .collect();
+        let xsk = *locked(&self.xsk);
+        let flows = *locked(&self.flows);
+        serde_json::json!({
+            "started_ns": started_ns,
+            "time_ns": crate::retrieve::window::now().as_nanos() as u64,
+            "kernel": counters,
+            "xsk": xsk,
+            "flows": flows,
+            "rtt": rtt,
+        })
+    }
+}
