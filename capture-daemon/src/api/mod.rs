@@ -5,32 +5,28 @@
 //! capture threads. No request can stop the API or the capture: connections are limited
 //! ([`MAX_CONNECTIONS`], the next one gets 503), a request head is bounded in size and
 //! time, accept errors (EMFILE) are waited out, and a panic ends only its own request.
-use std::fmt::Write as _;
+mod json;
+mod metrics;
+
+use json::{files_json, stats_json};
+use metrics::metrics_text;
+
 use std::io::BufWriter;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use capture_common::Counter;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::filter::Filter;
-use crate::health::analysis::{
-    count_at_most, prometheus_bounds_ns, summarize, RttSummary, RTT_KINDS, TCP_ANALYSIS,
-};
-use crate::health::{locked, LiveCounters};
-use crate::kernel::{KernelCounters, RttBuckets};
+use crate::health::LiveCounters;
 use crate::pcap::DEFAULT_SNAPLEN;
 use crate::retrieve::out::{Format, Stream};
-use crate::retrieve::pull::{pull, ring_files, PullLimits};
+use crate::retrieve::pull::{pull, PullLimits};
 use crate::retrieve::window::{self, Window};
-use crate::storage::frames::DataFile;
 use crate::storage::ring::StorageCounters;
-use crate::timefmt::rfc3339;
 
 /// The most connections served at once; one more is answered 503 and closed.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -328,275 +324,6 @@ async fn pcap(mut stream: TcpStream, context: &Context, params: &[(String, Strin
         pull(&dir, window, &filter, limits, &mut out).map(drop)
     })
     .await;
-}
-
-fn files_json(dir: &std::path::Path) -> serde_json::Value {
-    let files: Vec<_> = ring_files(dir)
-        .unwrap_or_default()
-        .iter()
-        .map(|path| {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-            match DataFile::open(path) {
-                Ok(file) => {
-                    let range = file.time_range();
-                    json!({
-                        "name": name, "bytes": bytes, "frames": file.frames.len(),
-                        "packets": file.frames.iter().map(|f| u64::from(f.packets)).sum::<u64>(),
-                        "first": range.map(|r| rfc3339(r.0)), "last": range.map(|r| rfc3339(r.1)),
-                        "damaged_bytes": file.damaged_bytes,
-                    })
-                }
-                Err(e) => json!({ "name": name, "bytes": bytes, "error": e.to_string() }),
-            }
-        })
-        .collect();
-    json!({ "files": files })
-}
-
-fn get(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
-}
-
-fn stats_json(sources: &Sources) -> serde_json::Value {
-    let kernel = *locked(&sources.live.kernel);
-    let kernel: serde_json::Map<String, serde_json::Value> =
-        Counter::ALL.iter().map(|c| (c.name().to_string(), json!(kernel.get(*c)))).collect();
-    let reader = &sources.live.reader;
-    let s = &sources.storage;
-    let rtt = locked(&sources.live.rtt).clone();
-    let since_start = tcp_json(&locked(&sources.live.kernel), rtt.as_deref());
-    let last_minute = sources.live.last_minute().map(|(span, kernel, rtt)| {
-        let mut tcp = tcp_json(&kernel, Some(&rtt));
-        tcp["seconds"] = json!(span.as_secs_f64());
-        tcp
-    });
-    json!({
-        "tcp": since_start,
-        "tcp_last_minute": last_minute,
-        "tcp_by_interface": by_interface(sources),
-        "flows": *locked(&sources.live.flows),
-        "kernel": kernel,
-        "reader": {
-            "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed),
-            "reorder_window_exceeded": get(&reader.reorder_window_exceeded), "unstamped": get(&reader.unstamped),
-        },
-        "xsk": *locked(&sources.live.xsk),
-        "storage": {
-            "packets_written": get(&s.packets_written), "packets_lost": get(&s.packets_lost),
-            "frames_written": get(&s.frames_written), "bytes_written": get(&s.bytes_written),
-            "files_created": get(&s.files_created), "files_removed": get(&s.files_removed),
-            "files_removed_for_space": get(&s.files_removed_for_space), "disk_full_events": get(&s.disk_full_events),
-            "write_errors": get(&s.write_errors), "index_errors": get(&s.index_errors),
-        },
-    })
-}
-
-/// The TCP health of each slot (interface and direction) since start.
-fn by_interface(sources: &Sources) -> serde_json::Value {
-    let kernel = *locked(&sources.live.kernel);
-    let rtt = locked(&sources.live.rtt_by_slot).clone();
-    let slots = locked(&sources.live.slots).clone();
-    slots
-        .iter()
-        .map(|label| {
-            json!({
-                "interface": label.interface,
-                "direction": label.direction,
-                "tcp": tcp_json(&kernel.only(label.slot), rtt.as_ref().map(|b| &b[label.slot])),
-            })
-        })
-        .collect()
-}
-
-/// TCP health from kernel counters and RTT buckets (cumulative, or the difference of two
-/// snapshots): RTT percentiles of each kind and Wireshark's analysis counts.
-fn tcp_json(kernel: &KernelCounters, rtt: Option<&RttBuckets>) -> serde_json::Value {
-    let mut tcp: serde_json::Map<String, serde_json::Value> = RTT_KINDS
-        .iter()
-        .map(|kind| {
-            (kind.key.to_string(), json!(rtt.map_or_else(RttSummary::default, |b| summarize(&b[kind.index]))))
-        })
-        .collect();
-    let analysis: serde_json::Map<String, serde_json::Value> = TCP_ANALYSIS
-        .iter()
-        .map(|(counter, label)| (label.to_string(), json!(kernel.get(*counter))))
-        .collect();
-    tcp.insert("analysis".into(), analysis.into());
-    for counter in
-        [Counter::TcpSyn, Counter::TcpSynAck, Counter::TcpFin, Counter::TcpRst, Counter::TcpHandshakes]
-    {
-        tcp.insert(counter.name().into(), json!(kernel.get(counter)));
-    }
-    tcp.into()
-}
-
-/// Prometheus text exposition: counters only, fixed label sets.
-fn metrics_text(sources: &Sources) -> String {
-    let kernel = *locked(&sources.live.kernel);
-    let flows = *locked(&sources.live.flows);
-    let xsk = *locked(&sources.live.xsk);
-    let reader = &sources.live.reader;
-    let s = &sources.storage;
-    let mut out = String::new();
-    let mut family = |name: &str, help: &str, series: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (labels, value) in series {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    family(
-        "ringcap_packets_seen_total",
-        "Packets the kernel programs ran on.",
-        &[("", kernel.get(Counter::Seen))],
-    );
-    family("ringcap_packets_captured_total", "Packets handed to the writer.", &[("", get(&reader.packets))]);
-    family(
-        "ringcap_packets_dropped_total",
-        "Packets lost by the capture path, by reason.",
-        &[
-            ("{reason=\"ring_full\"}", kernel.get(Counter::RingFull)),
-            ("{reason=\"copy_failed\"}", kernel.get(Counter::CopyFailed)),
-            ("{reason=\"queue_full\"}", get(&reader.queue_dropped)),
-            ("{reason=\"write_error\"}", get(&s.packets_lost)),
-            ("{reason=\"xsk_no_socket\"}", kernel.get(Counter::XskNoSocket)),
-            ("{reason=\"xsk_no_free_frame\"}", xsk.rx_dropped),
-            ("{reason=\"xsk_ring_full\"}", xsk.rx_ring_full),
-        ],
-    );
-    family(
-        "ringcap_packets_not_selected_total",
-        "Packets left out on purpose, by reason.",
-        &[
-            ("{reason=\"filter\"}", kernel.get(Counter::Filtered)),
-            ("{reason=\"sampling\"}", kernel.get(Counter::SampledOut)),
-            ("{reason=\"rate_limit\"}", kernel.get(Counter::RateLimited)),
-        ],
-    );
-    // TCP health by interface and direction: a fixed set of series per slot in use.
-    let slots = locked(&sources.live.slots).clone();
-    let per_slot = |labels: &dyn Fn(&str) -> Vec<(String, Counter)>| -> Vec<(String, u64)> {
-        slots
-            .iter()
-            .flat_map(|slot| {
-                let kernel = kernel.only(slot.slot);
-                let prefix = format!("interface=\"{}\",direction=\"{}\"", slot.interface, slot.direction);
-                labels(&prefix).into_iter().map(move |(labels, counter)| (labels, kernel.get(counter)))
-            })
-            .collect()
-    };
-    let flags = per_slot(&|prefix| {
-        [
-            ("syn", Counter::TcpSyn),
-            ("syn_ack", Counter::TcpSynAck),
-            ("fin", Counter::TcpFin),
-            ("rst", Counter::TcpRst),
-            ("ece", Counter::TcpEce),
-            ("cwr", Counter::TcpCwr),
-        ]
-        .into_iter()
-        .map(|(flag, counter)| (format!("{{{prefix},flag=\"{flag}\"}}"), counter))
-        .collect()
-    });
-    let analysis = per_slot(&|prefix| {
-        TCP_ANALYSIS
-            .iter()
-            .map(|(counter, event)| (format!("{{{prefix},event=\"{event}\"}}"), *counter))
-            .collect()
-    });
-    let handshakes = per_slot(&|prefix| vec![(format!("{{{prefix}}}"), Counter::TcpHandshakes)]);
-    for (name, help, series) in [
-        ("ringcap_tcp_segments_total", "TCP segments seen (selected or not), by flag.", &flags),
-        (
-            "ringcap_tcp_analysis_segments_total",
-            "TCP segments flagged by Wireshark's analysis rules (tcp.analysis.*), by event.",
-            &analysis,
-        ),
-        ("ringcap_tcp_handshakes_total", "TCP three-way handshakes seen to completion.", &handshakes),
-    ] {
-        let series: Vec<(&str, u64)> =
-            series.iter().map(|(labels, value)| (labels.as_str(), *value)).collect();
-        family(name, help, &series);
-    }
-    family(
-        "ringcap_tcp_flows_total",
-        "TCP flows of the analysis's flow table, by event.",
-        &[
-            ("{event=\"inserted\"}", kernel.get(Counter::TcpFlowsInserted)),
-            ("{event=\"mid_stream\"}", kernel.get(Counter::TcpFlowsMidStream)),
-            ("{event=\"insert_failed\"}", kernel.get(Counter::TcpFlowInsertFailed)),
-            ("{event=\"evicted\"}", flows.evicted),
-        ],
-    );
-    family(
-        "ringcap_tcp_syn_unanswered_total",
-        "TCP connection attempts whose SYN got no SYN-ACK within --syn-timeout.",
-        &[("", flows.syn_unanswered)],
-    );
-    family(
-        "ringcap_storage_bytes_written_total",
-        "Bytes of frames written to the ring.",
-        &[("", get(&s.bytes_written))],
-    );
-    family(
-        "ringcap_storage_frames_written_total",
-        "Frames written to the ring.",
-        &[("", get(&s.frames_written))],
-    );
-    family(
-        "ringcap_storage_files_created_total",
-        "Files created in the ring.",
-        &[("", get(&s.files_created))],
-    );
-    family(
-        "ringcap_storage_files_removed_total",
-        "Files removed from the ring, by reason.",
-        &[
-            ("{reason=\"retention\"}", get(&s.files_removed)),
-            ("{reason=\"free_space\"}", get(&s.files_removed_for_space)),
-        ],
-    );
-    family(
-        "ringcap_storage_disk_full_events_total",
-        "Writes that found the disk full.",
-        &[("", get(&s.disk_full_events))],
-    );
-    family(
-        "ringcap_storage_write_errors_total",
-        "Frames that could not be written.",
-        &[("", get(&s.write_errors))],
-    );
-    if let Some(buckets) = locked(&sources.live.rtt_by_slot).as_ref() {
-        for (i, kind) in RTT_KINDS.iter().enumerate() {
-            let name = kind.metric;
-            if i == 0 || RTT_KINDS[i - 1].metric != name {
-                let help = if name == "ringcap_tcp_handshake_rtt_seconds" {
-                    "TCP handshake RTT at the capture point: server side SYN to SYN-ACK, client side SYN-ACK to ACK."
-                } else {
-                    "TCP RTT from the capture point to the data's receiver and back, by method: timestamps (TSval to TSecr) or data to ACK."
-                };
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            }
-            for slot in &slots {
-                let label = format!(
-                    "interface=\"{}\",direction=\"{}\",{}",
-                    slot.interface, slot.direction, kind.label
-                );
-                let histogram = &buckets[slot.slot][kind.index];
-                for bound in prometheus_bounds_ns() {
-                    let le = bound as f64 / 1e9;
-                    let count = count_at_most(histogram, bound);
-                    let _ = writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {count}");
-                }
-                let total: u64 = histogram.iter().sum();
-                let sum = kernel.only(slot.slot).get(kind.sum) as f64 / 1e9;
-                let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {total}");
-                let _ = writeln!(out, "{name}_sum{{{label}}} {sum}");
-                let _ = writeln!(out, "{name}_count{{{label}}} {total}");
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

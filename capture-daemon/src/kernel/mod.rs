@@ -1,4 +1,6 @@
-//! Loading ringcap's eBPF object, attaching its programs, and reading its counters.
+//! Loading ringcap's eBPF object (with the filter spliced in, [`object`]), attaching its
+//! programs, and reading its counters.
+mod object;
 use std::ffi::CString;
 use std::io;
 
@@ -8,17 +10,18 @@ use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf,
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::tcp::{FlowKey, FlowState, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK, RTT_BUCKETS, RTT_KINDS};
 use capture_common::{
-    CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FILTER_MAGIC, FILTER_SLOTS, FLOWS_MAP, MAX_XSK_SOCKETS,
-    RTT_MAP, TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
+    CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FLOWS_MAP, MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM,
+    TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
 };
 
 use crate::capture::mmap::Mapping;
-use crate::filter::{EbpfInsn, Filter};
+use crate::filter::Filter;
 use aya::{Ebpf, EbpfLoader};
 use capture_common::{
     Counter, COUNTERS_MAP, INTERFACES_MAP, MAX_CAPTURE_BYTES, MAX_CPUS, MAX_INTERFACES, MAX_SLOTS, RING_MAP,
     SNAPLEN_GLOBAL, WAKEUP_GLOBAL, XDP_PROGRAM,
 };
+use object::Object;
 use std::os::fd::{AsFd, AsRawFd};
 
 /// The eBPF object built by `build.rs`, embedded so binary and programs never drift apart.
@@ -666,64 +669,6 @@ pub fn host_addresses(iface: &str) -> Vec<std::net::IpAddr> {
 fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u32 }
-}
-
-/// An eBPF object in an 8-byte aligned buffer, as ELF parsing wants it.
-struct Object {
-    words: Vec<u64>,
-    len: usize,
-}
-
-impl Object {
-    fn new(bytes: &[u8]) -> Self {
-        let mut object = Object { words: vec![0; bytes.len().div_ceil(8)], len: bytes.len() };
-        object.bytes_mut().copy_from_slice(bytes);
-        object
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: the buffer holds at least `len` initialised bytes; u8 has no alignment.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast(), self.len) }
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and the borrow is unique.
-        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.len) }
-    }
-
-    /// Writes the native filter into the placeholder of `packet_filter` (found by its
-    /// magic): no-ops first, the filter's last instruction on the placeholder's last slot,
-    /// right before the subprogram's `exit`, so every offset and relocation in the object
-    /// stays put.
-    fn splice_filter(&mut self, native: &[EbpfInsn]) -> Result<(), KernelError> {
-        let broken =
-            |why: &str| KernelError::Load(format!("the filter placeholder of the eBPF object {why}"));
-        if native.len() > FILTER_SLOTS {
-            return Err(KernelError::Load(format!(
-                "the filter has {} instructions; the programs hold {FILTER_SLOTS}",
-                native.len()
-            )));
-        }
-        let mut magic = [0u8; 16];
-        magic[0] = 0x18; // lddw r0, imm64
-        magic[4..8].copy_from_slice(&(FILTER_MAGIC as u32).to_le_bytes());
-        magic[12..16].copy_from_slice(&((FILTER_MAGIC >> 32) as u32).to_le_bytes());
-        let bytes = self.bytes_mut();
-        let mut found = bytes.windows(magic.len()).enumerate().filter(|(_, w)| *w == magic).map(|(at, _)| at);
-        let (Some(start), None) = (found.next(), found.next()) else {
-            return Err(broken("is missing or not unique"));
-        };
-        let end = start + FILTER_SLOTS * 8;
-        if end + 8 > bytes.len() || bytes[end] != 0x95 {
-            return Err(broken("is not followed by exit"));
-        }
-        let nop = EbpfInsn { code: 0x05, dst: 0, src: 0, off: 0, imm: 0 };
-        let padding = std::iter::repeat_n(nop, FILTER_SLOTS - native.len());
-        for (slot, insn) in bytes[start..end].chunks_exact_mut(8).zip(padding.chain(native.iter().copied())) {
-            slot.copy_from_slice(&insn.to_bytes());
-        }
-        Ok(())
-    }
 }
 
 /// The first OS error in an error's source chain.
