@@ -1,0 +1,282 @@
+//! What several subcommands take: the capture options (`-i`, `-s`, the filter, `-Z`, ...),
+//! the stop conditions, value parsers, the API token.
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use capture_daemon::capture::ReaderConfig;
+use capture_daemon::filter::Filter;
+use capture_daemon::health::LiveCounters;
+use capture_daemon::kernel::{Direction, KernelConfig, ProgramSet, Selection, XdpModeChoice};
+use capture_daemon::pcap::DEFAULT_SNAPLEN;
+use capture_daemon::privileges::User;
+use capture_daemon::retrieve::out::Format;
+use capture_daemon::session::{CaptureMode, CaptureOptions, IngressHook};
+use capture_daemon::storage::budget::DiskLimit;
+use clap::Args;
+
+/// Kernel-side options shared by every capturing command.
+#[derive(Args, Clone)]
+pub(crate) struct KernelArgs {
+    /// Interface to capture on.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", value_delimiter = ',', required = true)]
+    pub(crate) interface: Vec<String>,
+    /// Once the programs are attached and the sockets open, run as USER with no
+    /// capabilities left (as tcpdump -Z); the ring directory must be writable by USER.
+    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    pub(crate) user: Option<String>,
+    /// Bytes to keep of each packet; 0 means 262144 (the kernel copies at most 16384).
+    #[arg(short = 's', long = "snapshot-length", value_name = "SNAPLEN", default_value_t = DEFAULT_SNAPLEN,
+          value_parser = parse_snaplen)]
+    pub(crate) snaplen: u32,
+    /// Kernel ring buffer size in KiB (rounded up to a power of two).
+    #[arg(short = 'B', long = "buffer-size", value_name = "KIB", default_value_t = 65536,
+          value_parser = clap::value_parser!(u32).range(4..=4 * 1024 * 1024))]
+    pub(crate) buffer_kib: u32,
+    /// XDP attach mode: auto tries native, then generic, and says which it got.
+    #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
+    pub(crate) xdp_mode: XdpModeChoice,
+    /// Packets to capture: arriving (XDP), sent (TC egress), or both.
+    #[arg(long, value_enum, default_value_t = Direction::In)]
+    pub(crate) direction: Direction,
+    /// How packets reach ringcap. `afxdp` redirects them into AF_XDP sockets: the fastest
+    /// path, but packets then NEVER REACH THE HOST STACK. Use it only on dedicated mirror
+    /// (SPAN/TAP) ports; ringcap refuses interfaces with an IP address unless --force.
+    #[arg(long, value_enum, default_value_t = CaptureMode::Ring)]
+    pub(crate) mode: CaptureMode,
+    /// Capture with --mode afxdp even on an interface with an IP address, cutting the
+    /// host off from the traffic arriving on it.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Where arriving packets are captured: XDP (in the driver), or TC ingress (after GRO,
+    /// as the host stack sees them; works where XDP does not).
+    #[arg(long, value_enum, default_value_t = IngressHook::Xdp)]
+    pub(crate) ingress_hook: IngressHook,
+    /// How long the writer waits for a lagging ring or socket reader before writing newer
+    /// packets of the others (milliseconds); later arrivals are written out of order and counted.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub(crate) reorder_window: u64,
+    /// Keep one packet in N, at random: `1/N`.
+    #[arg(long, value_name = "1/N", value_parser = parse_fraction)]
+    pub(crate) sample: Option<u32>,
+    /// Keep one flow in N, both directions of each kept flow: `1/N`.
+    #[arg(long, value_name = "1/N", value_parser = parse_fraction)]
+    pub(crate) flow_sample: Option<u32>,
+    /// Turn off the in-kernel TCP analysis (flags, handshakes, RTT) of every packet.
+    #[arg(long)]
+    pub(crate) no_tcp_analysis: bool,
+    /// A connection attempt is counted unanswered when its SYN gets no SYN-ACK this long.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub(crate) syn_timeout: f64,
+    /// TCP flows the analysis tracks at once; the least recently seen are evicted.
+    #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub(crate) tcp_flows: u32,
+    /// Record at most RATE packets per second (a token bucket per CPU, RATE split evenly).
+    #[arg(long, value_name = "RATE", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_pps: Option<u64>,
+    /// Filter expression, as an option (a trailing EXPRESSION takes precedence).
+    #[arg(long, value_name = "EXPRESSION")]
+    pub(crate) filter: Option<String>,
+    /// Filter expression in tcpdump syntax (`man pcap-filter`), evaluated in the kernel.
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    pub(crate) expression: Vec<String>,
+}
+
+pub(crate) fn parse_fraction(text: &str) -> Result<u32, String> {
+    let n = text.strip_prefix("1/").unwrap_or(text);
+    match n.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a sampling fraction: use 1/N with N >= 1")),
+    }
+}
+
+/// When to stop, shared by every capturing command.
+#[derive(Args, Clone)]
+pub(crate) struct StopArgs {
+    /// Stop after this many packets.
+    #[arg(short = 'c', value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) duration: Option<f64>,
+}
+
+pub(crate) fn parse_file_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("-W 0 would keep no files: use 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a number of files")),
+    }
+}
+
+pub(crate) fn parse_megabytes(text: &str) -> Result<u64, String> {
+    let value: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of megabytes"))?;
+    if !(0.01..=1_000_000.0).contains(&value) {
+        return Err(format!("-C {value} is out of range: use 0.01 to 1000000 (millions of bytes)"));
+    }
+    Ok((value * 1_000_000.0) as u64)
+}
+
+pub(crate) fn parse_disk_limit(text: &str) -> Result<DiskLimit, String> {
+    DiskLimit::parse(text).map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_snaplen(text: &str) -> Result<u32, String> {
+    let value: u64 = text.parse().map_err(|_| format!("snaplen {text:?} is not a number of bytes"))?;
+    match value {
+        0 => Ok(DEFAULT_SNAPLEN),
+        1..=262_144 => Ok(value as u32),
+        _ => Err(format!("snaplen {value} is too large: use 0 or 1..=262144 bytes")),
+    }
+}
+
+impl KernelArgs {
+    /// The interfaces' indexes, or a clear error for the first that does not exist.
+    pub(crate) fn interface_indexes(&self) -> anyhow::Result<Vec<u32>> {
+        let indexes = self.interface.iter().map(|i| capture_daemon::kernel::interface_index(i));
+        Ok(indexes.collect::<Result<_, _>>()?)
+    }
+
+    /// The user to become once capture is up, looked up now so a wrong name is refused
+    /// before anything is loaded.
+    pub(crate) fn run_as(&self) -> anyhow::Result<Option<User>> {
+        Ok(self.user.as_deref().map(User::lookup).transpose()?)
+    }
+
+    /// Refuses what cannot work before anything is loaded or created.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        self.interface_indexes()?;
+        self.filter()?;
+        self.run_as()?;
+        if self.mode == CaptureMode::Afxdp {
+            if self.ingress_hook == IngressHook::Tc {
+                anyhow::bail!("--mode afxdp receives at XDP: it cannot be combined with --ingress-hook tc");
+            }
+            for iface in &self.interface {
+                let addresses = capture_daemon::kernel::host_addresses(iface);
+                if !addresses.is_empty() && !self.force {
+                    anyhow::bail!(
+                        "{iface} has IP addresses ({}): --mode afxdp would take every arriving packet away from \
+                         the host. Use it on a dedicated mirror port, or give --force if that is what you want",
+                        addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// pcapng when asked for, or by default when packets come from several interfaces or
+    /// directions, which classic pcap cannot tell apart.
+    pub(crate) fn pcapng(&self, format: Option<Format>) -> bool {
+        let several = self.direction == Direction::Both || self.interface.len() > 1;
+        let pcapng = format.map_or(several, |f| f == Format::Pcapng);
+        if several && !pcapng {
+            eprintln!(
+                "ringcap: warning: classic pcap cannot say which interface or direction a packet has; use pcapng"
+            );
+        }
+        pcapng
+    }
+
+    /// Compiles the expression: a bad one is refused before anything is loaded.
+    pub(crate) fn filter(&self) -> anyhow::Result<Filter> {
+        let expression = match (&self.filter, self.expression.is_empty()) {
+            (Some(option), true) => option.clone(),
+            _ => self.expression.join(" "),
+        };
+        Ok(Filter::compile(&expression)?)
+    }
+
+    pub(crate) fn selection(&self) -> Selection {
+        Selection {
+            sample_every: self.sample.unwrap_or(1),
+            flow_sample_every: self.flow_sample.unwrap_or(1),
+            max_pps: self.max_pps.unwrap_or(0),
+            tcp_analysis: !self.no_tcp_analysis,
+        }
+    }
+
+    pub(crate) fn capture_options(
+        &self,
+        reader: ReaderConfig,
+        duration: Option<Duration>,
+        live: Arc<LiveCounters>,
+    ) -> anyhow::Result<CaptureOptions> {
+        let buffer_bytes = (self.buffer_kib * 1024).next_power_of_two();
+        Ok(CaptureOptions {
+            interfaces: self.interface.clone(),
+            mode: self.mode,
+            ingress_hook: self.ingress_hook,
+            xdp_mode: self.xdp_mode,
+            direction: self.direction,
+            xsk_frames: (buffer_bytes / capture_daemon::capture::xsk::FRAME_SIZE).max(512),
+            reorder_window: Duration::from_millis(self.reorder_window),
+            syn_timeout: Duration::try_from_secs_f64(self.syn_timeout)
+                .ok()
+                .filter(|t| !t.is_zero())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--syn-timeout {} is not a positive number of seconds", self.syn_timeout)
+                })?,
+            kernel: KernelConfig {
+                filter: Some(self.filter()?),
+                snaplen: self.snaplen,
+                ring_bytes: buffer_bytes,
+                tcp_flows: self.tcp_flows,
+                programs: ProgramSet::default(),
+            },
+            selection: self.selection(),
+            reader,
+            duration,
+            queue_batches: 256,
+            live,
+            run_as: self.run_as()?,
+        })
+    }
+}
+
+impl StopArgs {
+    pub(crate) fn reader_config(&self, snaplen: u32) -> ReaderConfig {
+        ReaderConfig { snaplen, max_packets: self.count, ..ReaderConfig::default() }
+    }
+
+    pub(crate) fn duration(&self) -> anyhow::Result<Option<Duration>> {
+        self.duration
+            .map(|s| {
+                Duration::try_from_secs_f64(s)
+                    .map_err(|_| anyhow::anyhow!("--duration {s} is not a valid number of seconds"))
+            })
+            .transpose()
+    }
+}
+
+/// The API's bearer token: the first line of `file`, else RINGCAP_HTTP_TOKEN. A token file
+/// everyone may read protects nothing, so it is refused.
+pub(crate) fn api_token(file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let token = match file {
+        Some(path) => {
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?;
+            if meta.permissions().mode() & 0o004 != 0 {
+                anyhow::bail!(
+                    "the token file {} is readable by every user: chmod o-r {} (or 600)",
+                    path.display(),
+                    path.display()
+                );
+            }
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?;
+            text.lines().next().unwrap_or_default().trim().to_string()
+        }
+        None => match std::env::var("RINGCAP_HTTP_TOKEN") {
+            Ok(token) => token.trim().to_string(),
+            Err(_) => return Ok(None),
+        },
+    };
+    if token.is_empty() {
+        anyhow::bail!("the API token is empty: put a long random string in the token file");
+    }
+    Ok(Some(token))
+}

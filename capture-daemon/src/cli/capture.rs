@@ -1,0 +1,114 @@
+//! `ringcap capture`: one pcap or pcapng file, like `tcpdump -w`.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use capture_common::Counter;
+use capture_daemon::capture::ReaderConfig;
+use capture_daemon::health::LiveCounters;
+use capture_daemon::output::{PcapStream, Sink};
+use capture_daemon::retrieve::out::Format;
+use capture_daemon::session::{run_capture, CaptureSummary};
+use clap::Args;
+
+use super::args::{KernelArgs, StopArgs};
+
+#[derive(Args)]
+pub(crate) struct CaptureArgs {
+    #[command(flatten)]
+    pub(crate) kernel: KernelArgs,
+    #[command(flatten)]
+    pub(crate) stop: StopArgs,
+    /// Write packets to this pcap file; `-` writes to standard output.
+    #[arg(short = 'w', value_name = "FILE")]
+    pub(crate) write: PathBuf,
+    /// File format; pcapng (with each packet's direction) is the default for --direction both.
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+/// Runs a session into `sink`, announcing each interface as tcpdump does.
+pub(crate) fn capture_into(
+    kernel: &KernelArgs,
+    stop: &StopArgs,
+    sink: Box<dyn Sink>,
+    live: Arc<LiveCounters>,
+    pcapng_interfaces: Vec<u32>,
+) -> anyhow::Result<CaptureSummary> {
+    let snaplen = kernel.snaplen;
+    let reader = ReaderConfig { pcapng_interfaces, ..stop.reader_config(snaplen) };
+    let options = kernel.capture_options(reader, stop.duration()?, live)?;
+    let summary = run_capture(&options, sink, |attached| {
+        for (iface, hooks) in attached {
+            eprintln!(
+                "ringcap: listening on {iface} ({}), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes",
+                hooks.join(", ")
+            );
+        }
+    })?;
+    Ok(summary)
+}
+
+pub(crate) fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
+    args.stop.duration()?;
+    // Check before creating the output file, so a typo leaves no empty file.
+    args.kernel.check()?;
+    let ifindexes = args.kernel.interface_indexes()?;
+    let pcapng = args.kernel.pcapng(args.format);
+    let names: Vec<&str> = args.kernel.interface.iter().map(String::as_str).collect();
+    let sink = PcapStream::create(&args.write, args.kernel.snaplen, pcapng.then_some(&names[..]))
+        .with_context(|| format!("cannot create {}", args.write.display()))?;
+    let interfaces = if pcapng { ifindexes } else { Vec::new() };
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(sink), Arc::default(), interfaces)?;
+    print_summary(&summary);
+    Ok(match summary.write_error {
+        Some(error) => {
+            eprintln!("ringcap: error: writing {} failed: {error}", args.write.display());
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// tcpdump's closing lines, plus every other place a packet can be lost.
+pub(crate) fn print_summary(summary: &CaptureSummary) {
+    eprintln!("{} packets captured", summary.captured);
+    eprintln!("{} packets received by filter", summary.kernel.get(Counter::Seen));
+    eprintln!("{} packets dropped by kernel", summary.kernel.dropped() + summary.xsk.dropped());
+    if summary.xsk != Default::default() {
+        eprintln!(
+            "AF_XDP sockets: {} dropped (no free frame or too long), {} dropped (receive ring full), \
+             fill ring found empty {} times",
+            summary.xsk.rx_dropped, summary.xsk.rx_ring_full, summary.xsk.fill_ring_empty
+        );
+    }
+    if summary.kernel.get(Counter::XskNoSocket) > 0 {
+        eprintln!(
+            "{} packets dropped: no AF_XDP socket on their queue",
+            summary.kernel.get(Counter::XskNoSocket)
+        );
+    }
+    eprintln!(
+        "{} packets not selected: {} by the filter, {} by sampling, {} by --max-pps",
+        summary.kernel.get(Counter::Filtered)
+            + summary.kernel.get(Counter::SampledOut)
+            + summary.kernel.get(Counter::RateLimited),
+        summary.kernel.get(Counter::Filtered),
+        summary.kernel.get(Counter::SampledOut),
+        summary.kernel.get(Counter::RateLimited)
+    );
+    eprintln!("{} packets dropped by ringcap (writer queue full)", summary.queue_dropped);
+    if summary.write_dropped > 0 {
+        eprintln!("{} packets dropped by ringcap (write errors)", summary.write_dropped);
+    }
+    if summary.reorder_window_exceeded > 0 {
+        eprintln!(
+            "{} packets written out of time order (later than --reorder-window)",
+            summary.reorder_window_exceeded
+        );
+    }
+    if summary.unstamped > 0 {
+        eprintln!("{} packets timestamped on arrival in user space (no kernel timestamp)", summary.unstamped);
+    }
+}

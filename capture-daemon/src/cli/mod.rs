@@ -1,0 +1,116 @@
+//! The `ringcap` command line: one module per subcommand, over the library.
+mod args;
+mod capture;
+mod doctor;
+mod pull;
+mod run;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use capture::CaptureArgs;
+use clap::{CommandFactory, Parser, Subcommand};
+use doctor::DoctorArgs;
+use pull::PullArgs;
+use run::RunArgs;
+use stats::StatsArgs;
+
+/// ringcap: an always-on packet capture appliance, a network flight recorder.
+#[derive(Parser)]
+#[command(name = "ringcap", version, about, args_override_self = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Capture packets from an interface into one pcap file, like `tcpdump -w`.
+    Capture(CaptureArgs),
+    /// Capture continuously into a ring of rotated, zstd-compressed pcap files, like
+    /// `tcpdump -G 3600 -W 24 -w FILE`, within a file count and disk budget.
+    Run(Box<RunArgs>),
+    /// Pull the packets of a time window out of a ring, filtered, while capture goes on.
+    Pull(PullArgs),
+    /// Print a running daemon's TCP health and counters (from its `--http` API).
+    Stats(StatsArgs),
+    /// Check whether this machine can run ringcap well, and say what to do when not.
+    Doctor(DoctorArgs),
+    /// Print a shell completion script: `ringcap completions bash > /etc/bash_completion.d/ringcap`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (ringcap.1, ringcap-run.1, ...) into DIR (used by packaging).
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
+}
+
+/// The command line, with `run --config FILE` expanded in place (the file's settings
+/// first, so options given on the command line override them).
+pub(crate) fn arguments() -> Result<Vec<String>, capture_daemon::config::ConfigError> {
+    let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("run") {
+        if let Some(at) = args.iter().position(|a| a == "--config" || a.starts_with("--config=")) {
+            let path = match args[at].strip_prefix("--config=") {
+                Some(path) => {
+                    let path = path.to_string();
+                    args.remove(at);
+                    path
+                }
+                None if at + 1 < args.len() => {
+                    let path = args.remove(at + 1);
+                    args.remove(at);
+                    path
+                }
+                None => return Ok(args),
+            };
+            let from_file = capture_daemon::config::arguments(Path::new(&path))?;
+            // The file's options go right after `run`, so later ones from the command line win.
+            args.splice(2..2, from_file);
+        }
+    }
+    Ok(args)
+}
+
+pub fn main() -> ExitCode {
+    let args = match arguments() {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("ringcap: error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
+    let result = match cli.command {
+        Command::Capture(args) => capture::capture(args),
+        Command::Run(args) => run::run(*args),
+        Command::Pull(args) => pull::pull(args),
+        Command::Stats(args) => stats::stats(args),
+        Command::Doctor(args) => doctor::doctor(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ringcap", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpages { dir } => manpages(&dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ringcap: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every check; exits non-zero when one says capture cannot work.
+/// One page for ringcap and one for each subcommand (`ringcap-run.1`, ...), from the
+/// same definitions that parse the command line, so the pages never fall behind.
+pub(crate) fn manpages(dir: &Path) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    Ok(ExitCode::SUCCESS)
+}

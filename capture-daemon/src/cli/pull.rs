@@ -1,0 +1,116 @@
+//! `ringcap pull`: a window of a ring, filtered, while capture goes on.
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use capture_daemon::filter::Filter;
+use capture_daemon::pcap::DEFAULT_SNAPLEN;
+use capture_daemon::retrieve::{
+    self,
+    out::{Format, Stream},
+    pull::PullLimits,
+    window::{self, Window},
+};
+use capture_daemon::storage::budget::DiskLimit;
+use clap::Args;
+
+use super::args::parse_disk_limit;
+
+#[derive(Args)]
+pub(crate) struct PullArgs {
+    /// Directory of the ring (as given to `ringcap run --dir`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+    /// The last DURATION up to now: 90s, 10m, 2h, 1h30m.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) last: Option<String>,
+    /// Start of the window (included): RFC 3339 or HH:MM[:SS] today, UTC.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+    /// End of the window (excluded); default: now and on.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+    /// Output file; `-` (the default) streams to standard output.
+    #[arg(short = 'w', value_name = "FILE", default_value = "-")]
+    pub(crate) write: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Pcap)]
+    pub(crate) format: Format,
+    /// Stop after this many packets.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_packets: Option<u64>,
+    /// Stop after reading this many bytes of pcap from the ring (e.g. 2G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_disk_limit)]
+    pub(crate) max_bytes: Option<DiskLimit>,
+    /// Also write the window's TCP statistics and counters to FILE.stats.json.
+    #[arg(long)]
+    pub(crate) with_stats: bool,
+    /// Filter expression in tcpdump syntax.
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    pub(crate) expression: Vec<String>,
+}
+
+pub(crate) fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
+    let window =
+        Window::from_args(args.last.as_deref(), args.since.as_deref(), args.until.as_deref(), window::now())
+            .map_err(anyhow::Error::msg)?;
+    let filter = Filter::compile(&args.expression.join(" "))?;
+    if args.with_stats && args.write == Path::new("-") {
+        anyhow::bail!("--with-stats writes FILE.stats.json beside the capture: give -w FILE");
+    }
+    if !args.dir.is_dir() {
+        anyhow::bail!("{} is not a directory: give the --dir of `ringcap run`", args.dir.display());
+    }
+    let limits = PullLimits {
+        max_packets: args.max_packets.unwrap_or(u64::MAX),
+        max_bytes: match args.max_bytes {
+            Some(DiskLimit::Bytes(b)) => b,
+            Some(DiskLimit::Percent(_)) => {
+                anyhow::bail!("--max-bytes takes a size (like 2G), not a percentage")
+            }
+            None => u64::MAX,
+        },
+    };
+    let sink: Box<dyn std::io::Write> = if args.write == Path::new("-") {
+        if std::io::stdout().is_terminal() {
+            anyhow::bail!(
+                "refusing to write a capture to a terminal: use -w FILE or a pipe (| wireshark -k -i -)"
+            );
+        }
+        Box::new(std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?))
+    } else {
+        Box::new(
+            std::fs::File::create(&args.write)
+                .with_context(|| format!("cannot create {}", args.write.display()))?,
+        )
+    };
+    let mut out =
+        Stream::new(std::io::BufWriter::with_capacity(1 << 20, sink), args.format, DEFAULT_SNAPLEN)?;
+    let report = retrieve::pull::pull(&args.dir, window, &filter, limits, &mut out)
+        .context("writing the pulled packets")?;
+    for warning in &report.warnings {
+        eprintln!("ringcap: warning: {warning}");
+    }
+    if args.with_stats {
+        let stats_file = PathBuf::from(format!("{}.stats.json", args.write.display()));
+        match retrieve::stats::window_stats(&args.dir, window) {
+            Ok(stats) => {
+                std::fs::write(&stats_file, serde_json::to_string_pretty(&stats)?)
+                    .with_context(|| format!("cannot write {}", stats_file.display()))?;
+                eprintln!("ringcap: statistics of the window in {}", stats_file.display());
+            }
+            Err(why) => eprintln!("ringcap: warning: no statistics for this window: {why}"),
+        }
+    }
+    eprintln!(
+        "ringcap: pulled {} packets from {} files ({} frames read, {} damaged frames and {} damaged bytes skipped, {} unreadable files)",
+        report.packets,
+        report.files_read,
+        report.frames_read,
+        report.frames_damaged,
+        report.bytes_damaged,
+        report.files_unreadable
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,240 @@
+//! `ringcap run`: the always-on ring, with the API.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use capture_daemon::api::{self, ApiConfig, ApiLimits, Sources};
+use capture_daemon::health::LiveCounters;
+use capture_daemon::retrieve::window::parse_duration;
+use capture_daemon::retrieve::{out::Format, window};
+use capture_daemon::session::CaptureMode;
+use capture_daemon::storage::budget::DiskLimit;
+use capture_daemon::storage::naming::NameTemplate;
+use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
+use capture_daemon::storage::Compression;
+use clap::Args;
+
+use super::args::{api_token, parse_disk_limit, parse_file_count, parse_megabytes, KernelArgs, StopArgs};
+use super::capture::{capture_into, print_summary};
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// Read settings from a TOML file (keys are the long options with `_`, plus `filter`);
+    /// options on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) kernel: KernelArgs,
+    #[command(flatten)]
+    pub(crate) stop: StopArgs,
+    /// Directory of the ring; files already there are adopted, never overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+    /// Start a new file every SECS seconds, aligned to the wall clock; 0 turns it off.
+    #[arg(short = 'G', value_name = "SECS", default_value_t = 3600)]
+    pub(crate) rotate_seconds: u64,
+    /// Keep at most this many files; the oldest go first.
+    #[arg(short = 'W', value_name = "FILES", value_parser = parse_file_count)]
+    pub(crate) max_files: Option<usize>,
+    /// Start a new file once the current one holds this many millions of bytes.
+    #[arg(short = 'C', value_name = "MBYTES", value_parser = parse_megabytes)]
+    pub(crate) rotate_megabytes: Option<u64>,
+    /// Keep the ring under this size: bytes (500M, 10G) or a percentage of the filesystem.
+    #[arg(long, value_name = "SIZE", value_parser = parse_disk_limit)]
+    pub(crate) max_disk: Option<DiskLimit>,
+    /// Keep at least this much of the filesystem free, removing the oldest files.
+    #[arg(long, value_name = "SIZE", default_value = "5%", value_parser = parse_disk_limit)]
+    pub(crate) min_free: DiskLimit,
+    /// zstd compression level (1-19); 0 writes plain pcap.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub(crate) zstd_level: i32,
+    /// Write plain pcap files (same as --zstd-level 0).
+    #[arg(long)]
+    pub(crate) no_compress: bool,
+    /// Threads compressing frames beside the writer, which stores them in order (0: the
+    /// writer compresses them itself). Default: the cores left after the capture readers,
+    /// at least one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub(crate) compress_threads: Option<u16>,
+    /// File name template with strftime fields (UTC): %Y %m %d %H %M %S %j %s %%.
+    #[arg(long, value_name = "TEMPLATE", default_value = "ringcap-%Y%m%d-%H%M%S")]
+    pub(crate) name: String,
+    /// Write a frame once it holds this many bytes of pcap.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(4096..=64 << 20))]
+    pub(crate) frame_bytes: u64,
+    /// Write a frame at least this often (seconds), so recent packets are soon readable.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub(crate) frame_interval: f64,
+    /// File format of the ring; pcapng (with each packet's interface and direction) is
+    /// the default for several interfaces or --direction both.
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+    /// Serve the HTTP API (/v1/pcap, /v1/files, /v1/stats, /metrics) on ADDR:PORT.
+    #[arg(long, visible_alias = "metrics", value_name = "ADDR:PORT")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// File holding the bearer token every API request must present (first line; the file
+    /// must not be readable by everyone). RINGCAP_HTTP_TOKEN in the environment works too;
+    /// a token is never taken from the command line, where every local user can read it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) http_token_file: Option<PathBuf>,
+    /// Serve the API without a token: then every local user can pull all traffic. Only on
+    /// a loopback address.
+    #[arg(long)]
+    pub(crate) http_no_auth: bool,
+    /// Longest window one API request may pull.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub(crate) http_max_window: String,
+    /// Most packets one API request may pull.
+    #[arg(long, value_name = "N", default_value_t = 10_000_000)]
+    pub(crate) http_max_packets: u64,
+    /// Most pcap bytes one API request may read from the ring.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_disk_limit)]
+    pub(crate) http_max_bytes: DiskLimit,
+}
+
+/// Cores left after the capture's readers (one per CPU ring, or one per AF_XDP socket),
+/// at least one.
+pub(crate) fn default_compress_threads(kernel: &KernelArgs) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let readers = match kernel.mode {
+        CaptureMode::Ring => cores,
+        CaptureMode::Afxdp => {
+            kernel.interface.iter().map(|i| capture_daemon::capture::xsk::receive_queues(i) as usize).sum()
+        }
+    };
+    cores.saturating_sub(readers).max(1)
+}
+
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    args.stop.duration()?;
+    args.kernel.check()?;
+    let ifindexes = args.kernel.interface_indexes()?;
+    let pcapng = args.kernel.pcapng(args.format);
+    if !(0.05..=60.0).contains(&args.frame_interval) {
+        anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
+    }
+    if let Some(user) = args.kernel.run_as()? {
+        if !args.dir.exists() {
+            // A new ring directory belongs to the user who writes it.
+            std::fs::create_dir_all(&args.dir)?;
+            std::os::unix::fs::chown(&args.dir, Some(user.uid), Some(user.gid))?;
+        }
+        user.check_writable(&args.dir)?;
+    }
+    let name = capture_daemon::storage::data_stem(&args.name).unwrap_or(&args.name);
+    let live = Arc::new(LiveCounters::default());
+    let compression = match (args.no_compress, args.zstd_level) {
+        (true, _) | (false, 0) => Compression::None,
+        (false, level) => Compression::Zstd(level),
+    };
+    let config = RingConfig {
+        dir: args.dir.clone(),
+        template: NameTemplate::parse(name)?,
+        compression,
+        snaplen: args.kernel.snaplen,
+        pcapng_interfaces: pcapng.then(|| args.kernel.interface.clone()),
+        rotate_every: (args.rotate_seconds > 0).then(|| Duration::from_secs(args.rotate_seconds)),
+        rotate_bytes: args.rotate_megabytes,
+        max_files: args.max_files,
+        max_disk: args.max_disk,
+        min_free: Some(args.min_free),
+        frame_bytes: args.frame_bytes as usize,
+        frame_age: Duration::from_secs_f64(args.frame_interval),
+        sync: true,
+        compress_threads: args
+            .compress_threads
+            .map_or_else(|| default_compress_threads(&args.kernel), usize::from),
+        snapshot: {
+            let live = Arc::clone(&live);
+            let started = window::now().as_nanos() as u64;
+            Some(Snapshot(Arc::new(move || live.snapshot(started))))
+        },
+    };
+    let counters = Arc::new(StorageCounters::default());
+    let ring = RingWriter::open(config, Arc::clone(&counters))?;
+    if let Some(user) = args.kernel.run_as()? {
+        ring.hand_over(user.uid, user.gid)
+            .with_context(|| format!("giving the ring's files in {} to {}", args.dir.display(), user.name))?;
+    }
+    eprintln!(
+        "ringcap: writing the ring in {} ({} files adopted from earlier runs)",
+        args.dir.display(),
+        ring.adopted().count()
+    );
+    if !ring.foreign_files().is_empty() {
+        let names: Vec<String> = ring
+            .foreign_files()
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        eprintln!(
+            "ringcap: warning: {} capture files in {} were not written by ringcap and are left alone \
+             (not counted by -W or --max-disk, never removed): {}",
+            names.len(),
+            args.dir.display(),
+            names.join(", ")
+        );
+    }
+    if let Some(addr) = args.http {
+        let limits = ApiLimits {
+            max_window: parse_duration(&args.http_max_window).map_err(anyhow::Error::msg)?,
+            max_packets: args.http_max_packets,
+            max_bytes: match args.http_max_bytes {
+                DiskLimit::Bytes(b) => b,
+                DiskLimit::Percent(_) => anyhow::bail!("--http-max-bytes takes a size (like 4G)"),
+            },
+        };
+        let token = match (api_token(args.http_token_file.as_deref())?, args.http_no_auth) {
+            (Some(_), true) => anyhow::bail!("--http-no-auth and a token exclude each other: choose one"),
+            (Some(token), false) => Some(token),
+            (None, true) => None,
+            (None, false) => anyhow::bail!(
+                "the HTTP API needs a bearer token, or anyone on this machine could pull all traffic: \
+                 give --http-token-file FILE (not readable by everyone) or set RINGCAP_HTTP_TOKEN; \
+                 --http-no-auth serves without one (loopback only)"
+            ),
+        };
+        let config = ApiConfig { addr, token, ring_dir: args.dir.clone(), limits };
+        let sources = Sources { live: Arc::clone(&live), storage: Arc::clone(&counters) };
+        let bound = api::serve(config, sources)?;
+        eprintln!("ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /metrics)");
+    }
+    let interfaces = if pcapng { ifindexes } else { Vec::new() };
+    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live, interfaces)?;
+    print_summary(&summary);
+    print_storage_summary(&counters);
+    Ok(match summary.write_error {
+        // Non-zero, so a service manager restarts the capture.
+        Some(error) => {
+            eprintln!("ringcap: error: writing the ring in {} failed: {error}", args.dir.display());
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// What the ring writer did, including every packet it could not store.
+pub(crate) fn print_storage_summary(counters: &StorageCounters) {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{} packets written to the ring", get(&counters.packets_written));
+    eprintln!("{} packets lost to write errors", get(&counters.packets_lost));
+    eprintln!("{} frames written, {} bytes", get(&counters.frames_written), get(&counters.bytes_written));
+    eprintln!(
+        "{} files created, {} removed by -W/--max-disk, {} removed for free space",
+        get(&counters.files_created),
+        get(&counters.files_removed),
+        get(&counters.files_removed_for_space)
+    );
+    eprintln!(
+        "{} disk-full events, {} write errors ({} failed fsyncs), {} index errors, {} manifest errors, \
+         {} files repaired at start",
+        get(&counters.disk_full_events),
+        get(&counters.write_errors),
+        get(&counters.sync_errors),
+        get(&counters.index_errors),
+        get(&counters.manifest_errors),
+        get(&counters.files_repaired)
+    );
+}

@@ -1,0 +1,121 @@
+//! `ringcap stats`: a running daemon's TCP health and counters, from its API.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::args::api_token;
+
+#[derive(Args)]
+pub(crate) struct StatsArgs {
+    /// The daemon's API address (`ringcap run --http ADDR:PORT`).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9090")]
+    pub(crate) http: std::net::SocketAddr,
+    /// File holding the daemon's bearer token (or set RINGCAP_HTTP_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) http_token_file: Option<PathBuf>,
+}
+
+pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(args.http).with_context(|| {
+        format!("cannot reach ringcap's API at {}: is `ringcap run --http {}` running?", args.http, args.http)
+    })?;
+    let auth = api_token(args.http_token_file.as_deref())?
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(stream, "GET /v1/stats HTTP/1.1\r\nHost: ringcap\r\n{auth}\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").context("the API sent no response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        anyhow::bail!("the API answered {}: {}", head.lines().next().unwrap_or_default(), body.trim());
+    }
+    let stats: serde_json::Value = serde_json::from_str(body)?;
+    let k = &stats["kernel"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    print_tcp("since start", &stats["tcp"]);
+    if !stats["tcp_last_minute"].is_null() {
+        let seconds = stats["tcp_last_minute"]["seconds"].as_f64().unwrap_or(0.0);
+        print_tcp(&format!("last {seconds:.0} s"), &stats["tcp_last_minute"]);
+    }
+    let slots = stats["tcp_by_interface"].as_array().cloned().unwrap_or_default();
+    if !slots.is_empty() {
+        println!("TCP by interface and direction, since start:");
+    }
+    for slot in &slots {
+        let (tcp, analysis) = (&slot["tcp"], &slot["tcp"]["analysis"]);
+        let retransmissions = ["retransmission", "fast_retransmission", "spurious_retransmission"]
+            .iter()
+            .map(|key| n(&analysis[*key]))
+            .sum::<u64>();
+        println!(
+            "  {} {}: {} handshakes, {} SYN, {} RST, {} retransmissions, {} duplicate ACKs, {} zero windows; timestamp RTT p50 {:.3} ms",
+            slot["interface"].as_str().unwrap_or_default(),
+            slot["direction"].as_str().unwrap_or_default(),
+            n(&tcp["tcp_handshakes"]),
+            n(&tcp["tcp_syn"]),
+            n(&tcp["tcp_rst"]),
+            retransmissions,
+            n(&analysis["duplicate_ack"]),
+            n(&analysis["zero_window"]),
+            n(&tcp["timestamp_rtt"]["p50_ns"]) as f64 / 1e6
+        );
+    }
+    let f = &stats["flows"];
+    println!(
+        "TCP flows: {} in the table (of {}), {} evicted, {} connection attempts unanswered",
+        n(&f["live"]),
+        n(&f["capacity"]),
+        n(&f["evicted"]),
+        n(&f["syn_unanswered"])
+    );
+    let r = &stats["reader"];
+    println!(
+        "capture since start: {} seen, {} captured; lost: {} ring full, {} copy failed, {} queue full; not selected: {} filter, {} sampling, {} rate limit",
+        n(&k["seen"]), n(&r["packets"]), n(&k["ring_full"]), n(&k["copy_failed"]), n(&r["queue_dropped"]),
+        n(&k["filtered"]), n(&k["sampled_out"]), n(&k["rate_limited"])
+    );
+    let st = &stats["storage"];
+    println!(
+        "ring: {} packets written, {} lost to write errors, {} files created, {} removed",
+        n(&st["packets_written"]),
+        n(&st["packets_lost"]),
+        n(&st["files_created"]),
+        n(&st["files_removed"]) + n(&st["files_removed_for_space"])
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One block of `ringcap stats`: TCP counts, Wireshark's analysis and RTT percentiles.
+pub(crate) fn print_tcp(span: &str, tcp: &serde_json::Value) {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    println!(
+        "TCP, {span}: {} handshakes completed; SYN {}, SYN-ACK {}, FIN {}, RST {}",
+        n(&tcp["tcp_handshakes"]),
+        n(&tcp["tcp_syn"]),
+        n(&tcp["tcp_syn_ack"]),
+        n(&tcp["tcp_fin"]),
+        n(&tcp["tcp_rst"])
+    );
+    let analysis: Vec<String> = capture_daemon::health::analysis::TCP_ANALYSIS
+        .iter()
+        .map(|(_, label)| format!("{} {}", label.replace('_', " "), n(&tcp["analysis"][*label])))
+        .collect();
+    println!("  analysis: {}", analysis.join(", "));
+    for kind in capture_daemon::health::analysis::RTT_KINDS {
+        let h = &tcp[kind.key];
+        let ms = |v: &serde_json::Value| n(v) as f64 / 1e6;
+        println!(
+            "  RTT {}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            kind.what,
+            n(&h["count"]),
+            ms(&h["p50_ns"]),
+            ms(&h["p90_ns"]),
+            ms(&h["p99_ns"]),
+            ms(&h["max_ns"])
+        );
+    }
+}
