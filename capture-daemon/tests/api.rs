@@ -234,11 +234,20 @@ fn hostile_requests_and_expressions_stop_neither_the_api_nor_the_capture() {
     assert_eq!(raw_request(&bed, addr, long_filter.into_bytes()), Some(431));
     let huge_header = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100_000));
     assert_eq!(raw_request(&bed, addr, huge_header.into_bytes()), Some(431));
-    for garbage in [&b"\x00\x01\x02\xff\r\n\r\n"[..], b"GET\r\n\r\n", b"GET /metrics\r\n\r\n", b"\r\n\r\n"] {
+    for garbage in [&b"\x00\x01\x02\xff\r\n\r\n"[..], b"GET\r\n\r\n", b"GET /metrics\r\n\r\n"] {
         assert_eq!(raw_request(&bed, addr, garbage.to_vec()), Some(400), "{garbage:?}");
     }
+    // Empty lines before a request line are skipped (RFC 9112, 2.2): the head never comes.
+    let empty = raw_request(&bed, addr, b"\r\n\r\n".to_vec());
+    assert!(matches!(empty, None | Some(408)), "{empty:?}");
     let all_bytes: Vec<u8> = (0u8..=255).cycle().take(10_000).collect();
-    assert_eq!(raw_request(&bed, addr, all_bytes), Some(408), "no end of head: timed out");
+    assert_eq!(raw_request(&bed, addr, all_bytes), Some(400), "binary garbage");
+    // A head that never ends: the connection is closed once its time is up.
+    let unfinished = b"GET /metrics HTTP/1.1\r\nX-Slow: still typing".to_vec();
+    let started = std::time::Instant::now();
+    assert_eq!(raw_request(&bed, addr, unfinished), None, "no answer to half a head");
+    let took = started.elapsed();
+    assert!((Duration::from_secs(4)..Duration::from_secs(10)).contains(&took), "closed after {took:?}");
     assert_alive(&bed, addr, "t0ken", &mut next);
 
     // More idle connections than the server takes at once: the surplus gets 503, and once
@@ -314,4 +323,65 @@ fn running_out_of_file_descriptors_pauses_the_api_and_does_not_end_it() {
     let (status, stderr) = ring.finish(WAIT);
     assert!(status.success(), "{stderr:?}");
     assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(next), "{stderr:?}");
+}
+
+/// 500 idle connections and a stream of malformed requests, while traffic flows: every
+/// `/metrics` scrape is answered within a second, and capture loses nothing.
+#[test]
+fn idle_connections_and_malformed_requests_leave_metrics_answering_and_capture_lossless() {
+    let bed = bed();
+    let addr = "127.0.0.1:18085";
+    let (_dir, ring) = start_with_token(&bed, "api-idle", addr);
+    let idle = TestBed::in_namespace(&bed.rx_ns, move || {
+        (0..500).map(|_| TcpStream::connect(addr).unwrap()).collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let malformed = {
+        let running = std::sync::Arc::clone(&running);
+        TestBed::in_namespace(&bed.rx_ns, move || {
+            let mut sent = 0u64;
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                let garbage: &[u8] = match sent % 3 {
+                    0 => b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+                    1 => b"GET /metrics HTTP/9.9\r\n\r\n",
+                    _ => b"GET /v1/pcap?last=1m&filter=%ZZ HTTP/1.1\r\nConnection: close\r\n\r\n",
+                };
+                if let Ok(mut stream) = TcpStream::connect(addr) {
+                    let _ = stream.write_all(garbage);
+                    let _ = stream.read_to_end(&mut Vec::new());
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let sender = {
+        let bed_tx = bed.tx_ns.clone();
+        let frames: Vec<Vec<u8>> = (0..3000).map(known_frame).collect();
+        TestBed::in_namespace(&bed_tx, move || {
+            let ifindex = capture_daemon::kernel::interface_index(ringcap_tools::testbed::TX_IF).unwrap();
+            let plan = ringcap_tools::generator::Plan { frames, count: 3000, chunk: 1, rate: Some(1000.0) };
+            ringcap_tools::generator::transmit(ifindex, &plan).unwrap().sent
+        })
+    };
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let metrics = get(&bed, addr, "/metrics", Some("t0ken"));
+        let took = started.elapsed();
+        assert_eq!(metrics.status, 200);
+        assert!(took < Duration::from_secs(1), "/metrics took {took:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sender.join().unwrap().unwrap(), 3000);
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(malformed.join().unwrap().unwrap() > 10, "malformed requests kept coming");
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(1200));
+    ring.signal(libc::SIGINT);
+    let (status, stderr) = ring.finish(WAIT);
+    assert!(status.success(), "{stderr:?}");
+    assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(3000), "{stderr:?}");
 }

@@ -1,24 +1,33 @@
-//! The daemon's HTTP API (tokio): pcap of a window, the ring's files, counters, and
-//! Prometheus metrics. Every request needs the bearer token (compared in constant time)
-//! unless the operator chose `--http-no-auth`, which only a loopback address allows.
-//! Pulls stream from the blocking pool, so a slow or vanishing client never touches the
-//! capture threads. No request can stop the API or the capture: connections are limited
-//! ([`MAX_CONNECTIONS`], the next one gets 503), a request head is bounded in size and
-//! time, accept errors (EMFILE) are waited out, and a panic ends only its own request.
+//! The daemon's HTTP API, served by hyper and axum with tower middleware: pcap of a
+//! window, the ring's files, counters, and Prometheus metrics. Every request needs the
+//! bearer token (compared in constant time) unless the operator chose `--http-no-auth`,
+//! which only a loopback address allows. Pulls stream from the blocking pool, so a slow or
+//! vanishing client never touches the capture threads. No request can stop the API or the
+//! capture: connections are limited ([`MAX_CONNECTIONS`], the next one gets 503), a request
+//! head is bounded in size ([`MAX_HEAD_BYTES`]: 431) and time (408), requests at once are
+//! limited (503 past [`MAX_REQUESTS`]), accept errors (EMFILE) are waited out, and a panic
+//! ends only its own connection.
 mod json;
 mod metrics;
 
-use json::{files_json, stats_json};
-use metrics::metrics_text;
-
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{BoxError, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::mpsc;
+use tower::ServiceBuilder;
 
 use crate::filter::Filter;
 use crate::health::LiveCounters;
@@ -27,12 +36,17 @@ use crate::retrieve::out::{Format, Stream};
 use crate::retrieve::pull::{pull, PullLimits};
 use crate::retrieve::window::{self, Window};
 use crate::storage::ring::StorageCounters;
+use json::{files_json, stats_json};
+use metrics::metrics_text;
 
-/// The most connections served at once; one more is answered 503 and closed.
-pub const MAX_CONNECTIONS: usize = 64;
+/// The most connections open at once; one more is answered 503 and closed. Idle ones
+/// cost a few kilobytes each and go after [`HEAD_TIMEOUT`].
+pub const MAX_CONNECTIONS: usize = 1024;
+/// The most requests served at once (pulls included); one more is answered 503.
+pub const MAX_REQUESTS: usize = 64;
 /// The largest request head (request line and headers, so the query string too).
 pub const MAX_HEAD_BYTES: usize = 16 << 10;
-/// How long a client may take to send its request head.
+/// How long a client may take to send a request head, first or next.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +98,7 @@ pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError
     listener.set_nonblocking(true).map_err(|source| ApiError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| ApiError::Bind { addr, source })?;
     let context = Arc::new(Context { config, sources });
+    raise_open_files_limit();
     std::thread::Builder::new()
         .name("http-api".into())
         .spawn(move || {
@@ -95,11 +110,60 @@ pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError
     Ok(bound)
 }
 
+/// Lets the process hold [`MAX_CONNECTIONS`] sockets beside its own files: the soft limit
+/// on open files goes up to the hard one (a default soft limit of 1024 would not do).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// The routes, behind the token check and the limit on requests at once.
+fn router(context: Arc<Context>) -> Router {
+    let overloaded = |_: BoxError| async {
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "too many requests at once\n")
+    };
+    Router::new()
+        .route("/v1/pcap", get(pcap))
+        .route(
+            "/v1/files",
+            get(|State(c): State<Arc<Context>>| async move { json_response(files_json(&c.config.ring_dir)) }),
+        )
+        .route(
+            "/v1/stats",
+            get(|State(c): State<Arc<Context>>| async move { json_response(stats_json(&c.sources)) }),
+        )
+        .route(
+            "/metrics",
+            get(|State(c): State<Arc<Context>>| async move {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_text(&c.sources))
+            }),
+        )
+        .fallback(|| async {
+            text(StatusCode::NOT_FOUND, "endpoints: /v1/pcap, /v1/files, /v1/stats, /metrics")
+        })
+        .method_not_allowed_fallback(|| async { text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served") })
+        .layer(middleware::from_fn_with_state(Arc::clone(&context), require_token))
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .concurrency_limit(MAX_REQUESTS),
+        )
+        .with_state(context)
+}
+
 /// Accepts connections for as long as the daemon runs. An accept error (out of file
 /// descriptors, say) is waited out, never the end of the API.
 async fn accept_loop(listener: StdListener, context: Arc<Context>) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a nonblocking listener");
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let app = router(context);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -115,70 +179,26 @@ async fn accept_loop(listener: StdListener, context: Arc<Context>) {
             );
             continue;
         };
-        // A task per connection: a panic in it ends that request only.
-        let context = Arc::clone(&context);
+        let service = TowerToHyperService::new(app.clone());
+        // A task per connection: a panic in it ends that connection only.
         tokio::spawn(async move {
-            handle(stream, context).await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = connection.await;
             drop(permit);
         });
     }
 }
 
-/// A response with a body held in memory.
-async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body).await;
+fn text(status: StatusCode, message: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
 }
 
-/// Closes after an answer given before the request was read whole: reads on (a bounded
-/// amount, for a bounded time) so that the unread rest does not reset the connection and
-/// take the answer with it.
-async fn linger_close(mut stream: TcpStream) {
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 16 << 10];
-    let mut drained = 0usize;
-    let drain = async {
-        while drained < 4 << 20 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-}
-
-async fn error(stream: &mut TcpStream, status: &str, message: &str) {
-    respond(stream, status, "text/plain; charset=utf-8", format!("{message}\n").as_bytes()).await;
-}
-
-/// Decodes `%XX` and `+` in a query component.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (b'+', ..) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, ..) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn json_response(body: serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Whether `presented` (an Authorization header's value) carries `token`, compared in
@@ -189,141 +209,97 @@ fn authorized(presented: Option<&str>, token: &str) -> bool {
     bool::from(bearer.trim().as_bytes().ct_eq(token.as_bytes()))
 }
 
-async fn handle(mut stream: TcpStream, context: Arc<Context>) {
-    let mut head = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let read_head = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            if head.len() > MAX_HEAD_BYTES {
-                return Some(false);
-            }
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => head.extend_from_slice(&buffer[..n]),
-            }
-        }
-        Some(true)
-    };
-    match tokio::time::timeout(HEAD_TIMEOUT, read_head).await {
-        Ok(Some(true)) => {}
-        Ok(Some(false)) => {
-            let message = format!("the request head is over {MAX_HEAD_BYTES} bytes");
-            error(&mut stream, "431 Request Header Fields Too Large", &message).await;
-            return linger_close(stream).await;
-        }
-        Ok(None) => return,
-        Err(_) => return error(&mut stream, "408 Request Timeout", "the request head took too long").await,
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let request = lines.next().unwrap_or_default();
-    let mut parts = request.split(' ');
-    let (method, target, version) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    if !version.starts_with("HTTP/1.") || parts.next().is_some() || !target.starts_with('/') {
-        return error(&mut stream, "400 Bad Request", "expected a request line: GET /PATH HTTP/1.1").await;
-    }
+/// Every route (and every unknown path) is behind the token, when there is one.
+async fn require_token(State(context): State<Arc<Context>>, request: Request, next: Next) -> Response {
     if let Some(token) = &context.config.token {
-        let presented = lines.find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("authorization").then(|| value.trim().to_string())
-        });
-        if !authorized(presented.as_deref(), token) {
-            return error(
-                &mut stream,
-                "401 Unauthorized",
-                "a bearer token is required: Authorization: Bearer TOKEN",
-            )
-            .await;
+        let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if !authorized(presented, token) {
+            return text(StatusCode::UNAUTHORIZED, "a bearer token is required: Authorization: Bearer TOKEN");
         }
     }
-    if method != "GET" {
-        return error(&mut stream, "405 Method Not Allowed", "only GET is served").await;
+    next.run(request).await
+}
+
+/// What a pull streams through: the blocking writer's chunks, into the response body.
+struct BodyWriter(mpsc::Sender<Result<Bytes, std::io::Error>>);
+
+impl Write for BodyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))?;
+        Ok(buf.len())
     }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let params: Vec<(String, String)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect();
-    match path {
-        "/v1/pcap" => pcap(stream, &context, &params).await,
-        "/v1/files" => {
-            let body = files_json(&context.config.ring_dir);
-            respond(&mut stream, "200 OK", "application/json", body.to_string().as_bytes()).await
-        }
-        "/v1/stats" => {
-            let body = stats_json(&context.sources);
-            respond(&mut stream, "200 OK", "application/json", body.to_string().as_bytes()).await
-        }
-        "/metrics" => {
-            let body = metrics_text(&context.sources);
-            respond(&mut stream, "200 OK", "text/plain; version=0.0.4", body.as_bytes()).await
-        }
-        _ => error(&mut stream, "404 Not Found", "endpoints: /v1/pcap, /v1/files, /v1/stats, /metrics").await,
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
-async fn pcap(mut stream: TcpStream, context: &Context, params: &[(String, String)]) {
+async fn pcap(
+    State(context): State<Arc<Context>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = query else {
+        return text(StatusCode::BAD_REQUEST, "the query string is not valid UTF-8 form encoding");
+    };
+    let bad = |message: &str| text(StatusCode::BAD_REQUEST, message);
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    for (key, _) in params {
+    for (key, _) in &params {
         if !matches!(key.as_str(), "last" | "since" | "until" | "filter" | "format") {
-            return error(
-                &mut stream,
-                "400 Bad Request",
-                &format!("unknown parameter {key:?}: use last, since, until, filter, format"),
-            )
-            .await;
+            return bad(&format!("unknown parameter {key:?}: use last, since, until, filter, format"));
         }
     }
     let now = window::now();
     let window = match Window::from_args(get("last"), get("since"), get("until"), now) {
         Ok(w) => w,
-        Err(message) => return error(&mut stream, "400 Bad Request", &message).await,
+        Err(message) => return bad(&message),
     };
     let limits = context.config.limits;
     let end = window.until_ns.min(now.as_nanos() as u64);
     if end.saturating_sub(window.since_ns) > limits.max_window.as_nanos() as u64 {
-        let message =
-            format!("the window is longer than this server's limit of {} s", limits.max_window.as_secs());
-        return error(&mut stream, "400 Bad Request", &message).await;
+        return bad(&format!(
+            "the window is longer than this server's limit of {} s",
+            limits.max_window.as_secs()
+        ));
     }
     let filter = match Filter::compile(get("filter").unwrap_or_default()) {
         Ok(f) => f,
-        Err(e) => return error(&mut stream, "400 Bad Request", &e.to_string()).await,
+        Err(e) => return bad(&e.to_string()),
     };
     let format = match get("format").unwrap_or("pcap") {
         "pcap" => Format::Pcap,
         "pcapng" => Format::Pcapng,
-        other => {
-            return error(&mut stream, "400 Bad Request", &format!("format {other:?}: use pcap or pcapng"))
-                .await
-        }
+        other => return bad(&format!("format {other:?}: use pcap or pcapng")),
     };
     let content_type =
         if format == Format::Pcap { "application/vnd.tcpdump.pcap" } else { "application/x-pcapng" };
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nX-Ringcap-Limits: max-packets={}, max-bytes={}\r\nConnection: close\r\n\r\n",
-        limits.max_packets, limits.max_bytes
-    );
-    if stream.write_all(head.as_bytes()).await.is_err() {
-        return;
-    }
-    let Ok(stream) = stream.into_std() else { return };
+    let (sender, receiver) = mpsc::channel(16);
     let dir = context.config.ring_dir.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        stream.set_nonblocking(false)?;
-        let mut out = Stream::new(BufWriter::with_capacity(1 << 20, stream), format, DEFAULT_SNAPLEN)?;
-        let limits = PullLimits { max_packets: limits.max_packets, max_bytes: limits.max_bytes };
-        pull(&dir, window, &filter, limits, &mut out).map(drop)
-    })
-    .await;
+    tokio::task::spawn_blocking(move || {
+        let pulled = Stream::new(
+            BufWriter::with_capacity(1 << 20, BodyWriter(sender.clone())),
+            format,
+            DEFAULT_SNAPLEN,
+        )
+        .and_then(|mut out| {
+            let limits = PullLimits { max_packets: limits.max_packets, max_bytes: limits.max_bytes };
+            pull(&dir, window, &filter, limits, &mut out).map(drop)
+        });
+        if let Err(e) = pulled {
+            // The status is gone already: cut the body short, so the client sees an error.
+            let _ = sender.blocking_send(Err(e));
+        }
+    });
+    let limits_header = format!("max-packets={}, max-bytes={}", limits.max_packets, limits.max_bytes);
+    let mut response =
+        Response::new(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&limits_header) {
+        headers.insert("x-ringcap-limits", value);
+    }
+    response
 }
 
 #[cfg(test)]
@@ -338,11 +314,5 @@ mod tests {
         {
             assert!(!authorized(wrong, "s3cret"), "{wrong:?}");
         }
-    }
-
-    #[test]
-    fn decodes_query_components() {
-        assert_eq!(percent_decode("host%2010.0.0.1+and+port%20443"), "host 10.0.0.1 and port 443");
-        assert_eq!(percent_decode("100%"), "100%");
     }
 }

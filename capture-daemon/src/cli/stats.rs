@@ -18,22 +18,19 @@ pub(crate) struct StatsArgs {
 }
 
 pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(args.http).with_context(|| {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent.get(format!("http://{}/v1/stats", args.http));
+    if let Some(token) = api_token(args.http_token_file.as_deref())? {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().with_context(|| {
         format!("cannot reach ringcap's API at {}: is `ringcap run --http {}` running?", args.http, args.http)
     })?;
-    let auth = api_token(args.http_token_file.as_deref())?
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(stream, "GET /v1/stats HTTP/1.1\r\nHost: ringcap\r\n{auth}\r\n")?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").context("the API sent no response")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        anyhow::bail!("the API answered {}: {}", head.lines().next().unwrap_or_default(), body.trim());
+    let body = response.body_mut().read_to_string().context("reading the API's answer")?;
+    if response.status() != 200 {
+        anyhow::bail!("the API answered {}: {}", response.status(), body.trim());
     }
-    let stats: serde_json::Value = serde_json::from_str(body)?;
+    let stats: serde_json::Value = serde_json::from_str(&body)?;
     let k = &stats["kernel"];
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     print_tcp("since start", &stats["tcp"]);

@@ -188,20 +188,20 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// A GET from inside the bed's receiving namespace, where the daemon listens.
+/// A GET from inside the bed's receiving namespace, where the daemon listens (ureq, a
+/// real HTTP/1.1 client: keep-alive, chunked bodies).
 pub fn get(bed: &TestBed, addr: &str, target: &str, token: Option<&str>) -> Response {
-    use std::io::{Read, Write};
-    let (addr, target, token) = (addr.to_string(), target.to_string(), token.map(str::to_string));
+    let (url, token) = (format!("http://{addr}{target}"), token.map(str::to_string));
     TestBed::in_namespace(&bed.rx_ns, move || {
-        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        write!(stream, "GET {target} HTTP/1.1\r\nHost: ringcap\r\n{auth}\r\n").unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        Response { status, body: raw[split + 4..].to_vec() }
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut request = agent.get(&url);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.call().expect("an HTTP response");
+        let status = response.status().as_u16();
+        let body = response.body_mut().with_config().limit(u64::MAX).read_to_vec().expect("the whole body");
+        Response { status, body }
     })
     .join()
     .unwrap()
