@@ -64,26 +64,16 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
     assert_eq!(stats["kernel"]["captured"], 500);
     assert_eq!(stats["storage"]["packets_written"], 500);
 
-    // Prometheus text format: HELP/TYPE comments, `name{labels} value` lines, few series.
+    // OpenMetrics text, read by the Prometheus project's own parser (python3-prometheus-client,
+    // strict: HELP and TYPE, _total counters, cumulative buckets, the closing # EOF).
     let metrics = String::from_utf8(get(&bed, addr, "/metrics", None).body).unwrap();
+    let families = openmetrics_families(&metrics);
     let mut series = 0;
-    for line in metrics.lines() {
-        if let Some(comment) = line.strip_prefix("# ") {
-            assert!(comment.starts_with("HELP ringcap_") || comment.starts_with("TYPE ringcap_"), "{line}");
-            continue;
-        }
-        let (name, value) = line.rsplit_once(' ').unwrap();
-        value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
-        let metric = name.split('{').next().unwrap();
-        assert!(metric.starts_with("ringcap_"), "{line}");
-        assert!(metric.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{line}");
-        let counter = metric.ends_with("_total");
-        let histogram =
-            ["_bucket", "_sum", "_count"].iter().any(|s| metric.ends_with(s)) && metric.contains("_seconds");
-        assert!(counter || histogram, "{line}");
-        let labels = name.strip_prefix(metric).unwrap();
-        assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{line}");
-        series += 1;
+    for (name, kind, samples) in &families {
+        assert!(name.starts_with("ringcap_"), "{name}");
+        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
+        assert!(kind == "counter" || (kind == "histogram" && name.ends_with("_seconds")), "{name}: {kind}");
+        series += samples;
     }
     // Fixed label sets: per interface and direction (one here), four RTT histograms of 15
     // series each and 16 TCP counters; about 25 other counter series.
@@ -160,6 +150,33 @@ fn the_api_requires_a_token_by_default_even_on_loopback() {
     assert!(String::from_utf8_lossy(&stats.stderr).contains("401"));
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());
+}
+
+/// The families of an OpenMetrics exposition as the Prometheus project's parser reads it:
+/// name, type and number of series (a histogram's buckets, sum and count are one series).
+fn openmetrics_families(text: &str) -> Vec<(String, String, usize)> {
+    let script = "import sys, json\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+        families = list(parse(sys.stdin.read()))\n\
+        def series(f):\n\
+        \x20   keys = {tuple(sorted((k, v) for k, v in s.labels.items() if k != 'le')) for s in f.samples}\n\
+        \x20   return len(keys)\n\
+        print(json.dumps([[f.name, f.type, series(f)] for f in families]))\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with prometheus_client (apt install python3-prometheus-client)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// `ringcap run` into a new ring with its API on `addr`, token `t0ken`, frames every 0.1 s.

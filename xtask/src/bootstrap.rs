@@ -28,6 +28,8 @@ const APT_PACKAGES: &[&str] = &[
     "python3-fusepy",
     // systemd-analyze, which checks the shipped unit.
     "systemd",
+    // The Prometheus project's OpenMetrics parser, which reads /metrics in the tests.
+    "python3-prometheus-client",
 ];
 
 fn run_quiet(program: &str, args: &[&str]) -> Option<String> {

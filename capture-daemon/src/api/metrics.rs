@@ -1,64 +1,152 @@
-//! `/metrics`: the Prometheus text exposition of the daemon's counters.
-use std::fmt::Write as _;
-
+//! `/metrics`: the daemon's counters and RTT histograms, exposed by prometheus-client
+//! (the OpenMetrics text format; Prometheus scrapes it as it is) from a snapshot taken
+//! for each scrape.
 use capture_common::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use super::json::get;
 use super::Sources;
 use crate::health::analysis::{count_at_most, prometheus_bounds_ns, RTT_KINDS, TCP_ANALYSIS};
-use crate::health::locked;
+use crate::health::{locked, SlotLabel};
 
-/// Prometheus text exposition: counters only, fixed label sets.
+/// The content type of [`metrics_text`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn with(base: &Labels, key: &str, value: &str) -> Labels {
+    let mut all = base.clone();
+    all.push((key.to_string(), value.to_string()));
+    all
+}
+
+/// One metric family of a scrape.
+#[derive(Debug)]
+struct Family {
+    /// Without `_total` for counters: the encoder adds it to each sample.
+    name: String,
+    help: String,
+    series: Series,
+}
+
+/// One histogram series: labels, sum, count, and per-bucket counts by upper bound (+Inf
+/// as `f64::MAX`).
+type HistogramSeries = (Labels, f64, u64, Vec<(f64, u64)>);
+
+#[derive(Debug)]
+enum Series {
+    Counters(Vec<(Labels, u64)>),
+    Histograms(Vec<HistogramSeries>),
+}
+
+/// A scrape's snapshot, as a collector of constant metrics.
+#[derive(Debug)]
+struct Snapshot(Vec<Family>);
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for family in &self.0 {
+            let kind = match family.series {
+                Series::Counters(_) => MetricType::Counter,
+                Series::Histograms(_) => MetricType::Histogram,
+            };
+            let mut metric = encoder.encode_descriptor(&family.name, &family.help, None, kind)?;
+            match &family.series {
+                // One series without labels: no label set, not even `{}`.
+                Series::Counters(series) if series.len() == 1 && series[0].0.is_empty() => {
+                    ConstCounter::new(series[0].1).encode(metric)?;
+                }
+                Series::Counters(series) => {
+                    for (labels, value) in series {
+                        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+                    }
+                }
+                Series::Histograms(series) => {
+                    for (labels, sum, count, buckets) in series {
+                        metric
+                            .encode_family(labels)?
+                            .encode_histogram::<Labels>(*sum, *count, buckets, None)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The OpenMetrics text of the daemon's counters and histograms now.
 pub fn metrics_text(sources: &Sources) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot(families(sources))));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String");
+    out
+}
+
+/// The families of one scrape: counters and RTT histograms, fixed label sets.
+fn families(sources: &Sources) -> Vec<Family> {
     let kernel = *locked(&sources.live.kernel);
     let flows = *locked(&sources.live.flows);
     let xsk = *locked(&sources.live.xsk);
     let reader = &sources.live.reader;
     let s = &sources.storage;
-    let mut out = String::new();
-    let mut family = |name: &str, help: &str, series: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (labels, value) in series {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
+    let mut out = Vec::new();
+    let mut family = |name: &str, help: &str, series: &[(Labels, u64)]| {
+        let name = name.strip_suffix("_total").expect("counter names end in _total").to_string();
+        out.push(Family { name, help: help.to_string(), series: Series::Counters(series.to_vec()) });
     };
     family(
         "ringcap_packets_seen_total",
         "Packets the kernel programs ran on.",
-        &[("", kernel.get(Counter::Seen))],
+        &[(Vec::new(), kernel.get(Counter::Seen))],
     );
-    family("ringcap_packets_captured_total", "Packets handed to the writer.", &[("", get(&reader.packets))]);
+    family(
+        "ringcap_packets_captured_total",
+        "Packets handed to the writer.",
+        &[(Vec::new(), get(&reader.packets))],
+    );
     family(
         "ringcap_packets_dropped_total",
         "Packets lost by the capture path, by reason.",
         &[
-            ("{reason=\"ring_full\"}", kernel.get(Counter::RingFull)),
-            ("{reason=\"copy_failed\"}", kernel.get(Counter::CopyFailed)),
-            ("{reason=\"queue_full\"}", get(&reader.queue_dropped)),
-            ("{reason=\"write_error\"}", get(&s.packets_lost)),
-            ("{reason=\"xsk_no_socket\"}", kernel.get(Counter::XskNoSocket)),
-            ("{reason=\"xsk_no_free_frame\"}", xsk.rx_dropped),
-            ("{reason=\"xsk_ring_full\"}", xsk.rx_ring_full),
+            (labels(&[("reason", "ring_full")]), kernel.get(Counter::RingFull)),
+            (labels(&[("reason", "copy_failed")]), kernel.get(Counter::CopyFailed)),
+            (labels(&[("reason", "queue_full")]), get(&reader.queue_dropped)),
+            (labels(&[("reason", "write_error")]), get(&s.packets_lost)),
+            (labels(&[("reason", "xsk_no_socket")]), kernel.get(Counter::XskNoSocket)),
+            (labels(&[("reason", "xsk_no_free_frame")]), xsk.rx_dropped),
+            (labels(&[("reason", "xsk_ring_full")]), xsk.rx_ring_full),
         ],
     );
     family(
         "ringcap_packets_not_selected_total",
         "Packets left out on purpose, by reason.",
         &[
-            ("{reason=\"filter\"}", kernel.get(Counter::Filtered)),
-            ("{reason=\"sampling\"}", kernel.get(Counter::SampledOut)),
-            ("{reason=\"rate_limit\"}", kernel.get(Counter::RateLimited)),
+            (labels(&[("reason", "filter")]), kernel.get(Counter::Filtered)),
+            (labels(&[("reason", "sampling")]), kernel.get(Counter::SampledOut)),
+            (labels(&[("reason", "rate_limit")]), kernel.get(Counter::RateLimited)),
         ],
     );
     // TCP health by interface and direction: a fixed set of series per slot in use.
     let slots = locked(&sources.live.slots).clone();
-    let per_slot = |labels: &dyn Fn(&str) -> Vec<(String, Counter)>| -> Vec<(String, u64)> {
+    let slot_labels =
+        |slot: &SlotLabel| labels(&[("interface", &slot.interface), ("direction", slot.direction)]);
+    let per_slot = |series: &dyn Fn(&Labels) -> Vec<(Labels, Counter)>| -> Vec<(Labels, u64)> {
         slots
             .iter()
             .flat_map(|slot| {
                 let kernel = kernel.only(slot.slot);
-                let prefix = format!("interface=\"{}\",direction=\"{}\"", slot.interface, slot.direction);
-                labels(&prefix).into_iter().map(move |(labels, counter)| (labels, kernel.get(counter)))
+                series(&slot_labels(slot))
+                    .into_iter()
+                    .map(move |(labels, counter)| (labels, kernel.get(counter)))
             })
             .collect()
     };
@@ -72,16 +160,13 @@ pub fn metrics_text(sources: &Sources) -> String {
             ("cwr", Counter::TcpCwr),
         ]
         .into_iter()
-        .map(|(flag, counter)| (format!("{{{prefix},flag=\"{flag}\"}}"), counter))
+        .map(|(flag, counter)| (with(prefix, "flag", flag), counter))
         .collect()
     });
     let analysis = per_slot(&|prefix| {
-        TCP_ANALYSIS
-            .iter()
-            .map(|(counter, event)| (format!("{{{prefix},event=\"{event}\"}}"), *counter))
-            .collect()
+        TCP_ANALYSIS.iter().map(|(counter, event)| (with(prefix, "event", event), *counter)).collect()
     });
-    let handshakes = per_slot(&|prefix| vec![(format!("{{{prefix}}}"), Counter::TcpHandshakes)]);
+    let handshakes = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpHandshakes)]);
     for (name, help, series) in [
         ("ringcap_tcp_segments_total", "TCP segments seen (selected or not), by flag.", &flags),
         (
@@ -91,86 +176,95 @@ pub fn metrics_text(sources: &Sources) -> String {
         ),
         ("ringcap_tcp_handshakes_total", "TCP three-way handshakes seen to completion.", &handshakes),
     ] {
-        let series: Vec<(&str, u64)> =
-            series.iter().map(|(labels, value)| (labels.as_str(), *value)).collect();
-        family(name, help, &series);
+        family(name, help, series);
     }
     family(
         "ringcap_tcp_flows_total",
         "TCP flows of the analysis's flow table, by event.",
         &[
-            ("{event=\"inserted\"}", kernel.get(Counter::TcpFlowsInserted)),
-            ("{event=\"mid_stream\"}", kernel.get(Counter::TcpFlowsMidStream)),
-            ("{event=\"insert_failed\"}", kernel.get(Counter::TcpFlowInsertFailed)),
-            ("{event=\"evicted\"}", flows.evicted),
+            (labels(&[("event", "inserted")]), kernel.get(Counter::TcpFlowsInserted)),
+            (labels(&[("event", "mid_stream")]), kernel.get(Counter::TcpFlowsMidStream)),
+            (labels(&[("event", "insert_failed")]), kernel.get(Counter::TcpFlowInsertFailed)),
+            (labels(&[("event", "evicted")]), flows.evicted),
         ],
     );
     family(
         "ringcap_tcp_syn_unanswered_total",
         "TCP connection attempts whose SYN got no SYN-ACK within --syn-timeout.",
-        &[("", flows.syn_unanswered)],
+        &[(Vec::new(), flows.syn_unanswered)],
     );
     family(
         "ringcap_storage_bytes_written_total",
         "Bytes of frames written to the ring.",
-        &[("", get(&s.bytes_written))],
+        &[(Vec::new(), get(&s.bytes_written))],
     );
     family(
         "ringcap_storage_frames_written_total",
         "Frames written to the ring.",
-        &[("", get(&s.frames_written))],
+        &[(Vec::new(), get(&s.frames_written))],
     );
     family(
         "ringcap_storage_files_created_total",
         "Files created in the ring.",
-        &[("", get(&s.files_created))],
+        &[(Vec::new(), get(&s.files_created))],
     );
     family(
         "ringcap_storage_files_removed_total",
         "Files removed from the ring, by reason.",
         &[
-            ("{reason=\"retention\"}", get(&s.files_removed)),
-            ("{reason=\"free_space\"}", get(&s.files_removed_for_space)),
+            (labels(&[("reason", "retention")]), get(&s.files_removed)),
+            (labels(&[("reason", "free_space")]), get(&s.files_removed_for_space)),
         ],
     );
     family(
         "ringcap_storage_disk_full_events_total",
         "Writes that found the disk full.",
-        &[("", get(&s.disk_full_events))],
+        &[(Vec::new(), get(&s.disk_full_events))],
     );
     family(
         "ringcap_storage_write_errors_total",
         "Frames that could not be written.",
-        &[("", get(&s.write_errors))],
+        &[(Vec::new(), get(&s.write_errors))],
     );
     if let Some(buckets) = locked(&sources.live.rtt_by_slot).as_ref() {
         for (i, kind) in RTT_KINDS.iter().enumerate() {
             let name = kind.metric;
-            if i == 0 || RTT_KINDS[i - 1].metric != name {
-                let help = if name == "ringcap_tcp_handshake_rtt_seconds" {
-                    "TCP handshake RTT at the capture point: server side SYN to SYN-ACK, client side SYN-ACK to ACK."
-                } else {
-                    "TCP RTT from the capture point to the data's receiver and back, by method: timestamps (TSval to TSecr) or data to ACK."
-                };
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            }
-            for slot in &slots {
-                let label = format!(
-                    "interface=\"{}\",direction=\"{}\",{}",
-                    slot.interface, slot.direction, kind.label
-                );
+            let series = slots.iter().map(|slot| {
+                let (key, value) = kind.label.split_once('=').expect("a label");
+                let labels = with(&slot_labels(slot), key, value.trim_matches('"'));
                 let histogram = &buckets[slot.slot][kind.index];
-                for bound in prometheus_bounds_ns() {
-                    let le = bound as f64 / 1e9;
-                    let count = count_at_most(histogram, bound);
-                    let _ = writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {count}");
-                }
                 let total: u64 = histogram.iter().sum();
+                // Per-bucket counts (the encoder adds them up), +Inf last.
+                let mut below = 0;
+                let mut counts: Vec<(f64, u64)> = prometheus_bounds_ns()
+                    .map(|bound| {
+                        let at_most = count_at_most(histogram, bound);
+                        let count = at_most - below;
+                        below = at_most;
+                        (bound as f64 / 1e9, count)
+                    })
+                    .collect();
+                counts.push((f64::MAX, total - below));
                 let sum = kernel.only(slot.slot).get(kind.sum) as f64 / 1e9;
-                let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {total}");
-                let _ = writeln!(out, "{name}_sum{{{label}}} {sum}");
-                let _ = writeln!(out, "{name}_count{{{label}}} {total}");
+                (labels, sum, total, counts)
+            });
+            let series: Vec<_> = series.collect();
+            if i > 0 && RTT_KINDS[i - 1].metric == name {
+                if let Some(Family { series: Series::Histograms(more), .. }) = out.last_mut() {
+                    more.extend(series);
+                }
+                continue;
             }
+            let help = if name == "ringcap_tcp_handshake_rtt_seconds" {
+                "TCP handshake RTT at the capture point: server side SYN to SYN-ACK, client side SYN-ACK to ACK."
+            } else {
+                "TCP RTT from the capture point to the data's receiver and back, by method: timestamps (TSval to TSecr) or data to ACK."
+            };
+            out.push(Family {
+                name: name.to_string(),
+                help: help.to_string(),
+                series: Series::Histograms(series),
+            });
         }
     }
     out

@@ -5,8 +5,8 @@
 //! vanishing client never touches the capture threads. No request can stop the API or the
 //! capture: connections are limited ([`MAX_CONNECTIONS`], the next one gets 503), a request
 //! head is bounded in size ([`MAX_HEAD_BYTES`]: 431) and time (408), requests at once are
-//! limited (503 past [`MAX_REQUESTS`]), accept errors (EMFILE) are waited out, and a panic
-//! ends only its own connection.
+//! limited (503 past [`MAX_REQUESTS`]) and must start their answer within 30 s (503),
+//! accept errors (EMFILE) are waited out, and a panic ends only its own connection.
 mod json;
 mod metrics;
 
@@ -48,6 +48,9 @@ pub const MAX_REQUESTS: usize = 64;
 pub const MAX_HEAD_BYTES: usize = 16 << 10;
 /// How long a client may take to send a request head, first or next.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a response may take to start (a pull's body then streams for as long as it
+/// needs): past it, 503.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -125,8 +128,13 @@ fn raise_open_files_limit() {
 
 /// The routes, behind the token check and the limit on requests at once.
 fn router(context: Arc<Context>) -> Router {
-    let overloaded = |_: BoxError| async {
-        (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "too many requests at once\n")
+    let refused = |error: BoxError| async move {
+        let message = if error.is::<tower::timeout::error::Elapsed>() {
+            format!("the answer took over {} s", RESPONSE_TIMEOUT.as_secs())
+        } else {
+            "too many requests at once".to_string()
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], format!("{message}\n"))
     };
     Router::new()
         .route("/v1/pcap", get(pcap))
@@ -141,7 +149,7 @@ fn router(context: Arc<Context>) -> Router {
         .route(
             "/metrics",
             get(|State(c): State<Arc<Context>>| async move {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_text(&c.sources))
+                ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics_text(&c.sources))
             }),
         )
         .fallback(|| async {
@@ -151,9 +159,10 @@ fn router(context: Arc<Context>) -> Router {
         .layer(middleware::from_fn_with_state(Arc::clone(&context), require_token))
         .layer(
             ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+                .layer(axum::error_handling::HandleErrorLayer::new(refused))
                 .load_shed()
-                .concurrency_limit(MAX_REQUESTS),
+                .concurrency_limit(MAX_REQUESTS)
+                .timeout(RESPONSE_TIMEOUT),
         )
         .with_state(context)
 }
