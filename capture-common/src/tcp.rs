@@ -158,8 +158,9 @@ pub fn common_options<P: PacketView>(p: &P, segment: &mut Segment) -> bool {
 pub const MAX_OPTIONS: u32 = 10;
 
 /// A scan of a segment's options for timestamps and the window scale, one option per
-/// [`OptionScan::step`]: user space loops over it, the kernel drives it with `bpf_loop`
-/// (an unrolled loop multiplies the verifier's states by every later branch).
+/// [`OptionScan::step`], at most [`MAX_OPTIONS`]: the kernel runs the bounded loop in a
+/// global function of its own (unrolled in the programs, it would multiply the verifier's
+/// states by every later branch), and only for options [`common_options`] does not read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OptionScan {
