@@ -12,6 +12,7 @@ mod metrics;
 
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,8 @@ use metrics::metrics_text;
 /// The most connections open at once; one more is answered 503 and closed. Idle ones
 /// cost a few kilobytes each and go after [`HEAD_TIMEOUT`].
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections the kernel queues for accepting (it caps this at net.core.somaxconn).
+const LISTEN_BACKLOG: libc::c_int = 2 * MAX_CONNECTIONS as libc::c_int;
 /// The most requests served at once (pulls included); one more is answered 503.
 pub const MAX_REQUESTS: usize = 64;
 /// The largest request head (request line and headers, so the query string too).
@@ -98,6 +101,13 @@ pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError
     }
     let addr = config.addr;
     let listener = StdListener::bind(addr).map_err(|source| ApiError::Bind { addr, source })?;
+    // std listens with a backlog of 128: a burst of more connections than that would
+    // overflow the accept queue (their clients think they are connected; the server drops
+    // their ACKs), so every one of MAX_CONNECTIONS could not be taken in turn.
+    // SAFETY: listen(2) on our own bound socket; a second call only sets the backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        return Err(ApiError::Bind { addr, source: std::io::Error::last_os_error() });
+    }
     listener.set_nonblocking(true).map_err(|source| ApiError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| ApiError::Bind { addr, source })?;
     let context = Arc::new(Context { config, sources });
