@@ -42,7 +42,7 @@ const WRITE_PROBE_BYTES: usize = 64 << 20;
 
 /// Every check, for these interfaces and this ring directory.
 pub fn run(interfaces: &[String], dir: Option<&Path>) -> Vec<Check> {
-    let mut checks = vec![kernel_version(), btf(), jit(), privileges(), clock_source()];
+    let mut checks = vec![kernel_version(), btf(), jit(), privileges(), open_files(), clock_source()];
     for iface in interfaces {
         checks.extend(interface(iface));
     }
@@ -124,6 +124,27 @@ fn privileges() -> Check {
             format!("effective capabilities {caps:#x} lack CAP_BPF, CAP_PERFMON or CAP_NET_ADMIN"),
             Some("run as root, or with those capabilities (the systemd unit grants them)"),
         )
+    }
+}
+
+/// The open-files limit: the API's connections and the ring's files share it (the daemon
+/// raises its soft limit to the hard one at start).
+fn open_files() -> Check {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct it is given.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let needed = crate::api::MAX_CONNECTIONS as u64 + 256;
+    let found = format!("soft limit {}, hard limit {}", limit.rlim_cur, limit.rlim_max);
+    if limit.rlim_max < needed {
+        let advice = Some("raise the hard limit (LimitNOFILE= in the unit, or /etc/security/limits.conf)");
+        Check::new(
+            "open_files",
+            Status::Warn,
+            format!("{found}: under {needed}, the API takes fewer connections"),
+            advice,
+        )
+    } else {
+        Check::new("open_files", Status::Ok, found, None)
     }
 }
 

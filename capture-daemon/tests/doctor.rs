@@ -24,7 +24,7 @@ fn doctor_checks_the_machine_an_interface_and_a_ring_directory() {
             .unwrap()
             .to_string()
     };
-    for name in ["kernel", "btf", "bpf_jit", "privileges"] {
+    for name in ["kernel", "btf", "bpf_jit", "privileges", "open_files"] {
         assert_eq!(status(name), "ok", "{name}: {report}");
     }
     assert_eq!(status(&format!("interface {RX_IF} xdp")), "ok", "veth takes native XDP: {report}");
