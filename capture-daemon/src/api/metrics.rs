@@ -230,8 +230,8 @@ fn families(sources: &Sources) -> Vec<Family> {
         for (i, kind) in RTT_KINDS.iter().enumerate() {
             let name = kind.metric;
             let series = slots.iter().map(|slot| {
-                let (key, value) = kind.label.split_once('=').expect("a label");
-                let labels = with(&slot_labels(slot), key, value.trim_matches('"'));
+                let (key, value) = kind.label;
+                let labels = with(&slot_labels(slot), key, value);
                 let histogram = &buckets[slot.slot][kind.index];
                 let total: u64 = histogram.iter().sum();
                 // Per-bucket counts (the encoder adds them up), +Inf last.

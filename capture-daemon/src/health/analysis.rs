@@ -11,9 +11,9 @@ pub struct RttKind {
     pub index: usize,
     /// Key in JSON (stats, snapshots).
     pub key: &'static str,
-    /// Prometheus histogram family and this histogram's label in it.
+    /// Prometheus histogram family and this histogram's label (name, value) in it.
     pub metric: &'static str,
-    pub label: &'static str,
+    pub label: (&'static str, &'static str),
     /// The kernel counter holding the sum of the samples.
     pub sum: Counter,
     /// What it measures, for people.
@@ -26,7 +26,7 @@ pub const RTT_KINDS: [RttKind; 4] = [
         index: 0,
         key: "handshake_rtt_server",
         metric: "ringcap_tcp_handshake_rtt_seconds",
-        label: "side=\"server\"",
+        label: ("side", "server"),
         sum: Counter::TcpRttServerNs,
         what: "handshake, server side (SYN to SYN-ACK)",
     },
@@ -34,7 +34,7 @@ pub const RTT_KINDS: [RttKind; 4] = [
         index: 1,
         key: "handshake_rtt_client",
         metric: "ringcap_tcp_handshake_rtt_seconds",
-        label: "side=\"client\"",
+        label: ("side", "client"),
         sum: Counter::TcpRttClientNs,
         what: "handshake, client side (SYN-ACK to ACK)",
     },
@@ -42,7 +42,7 @@ pub const RTT_KINDS: [RttKind; 4] = [
         index: 2,
         key: "timestamp_rtt",
         metric: "ringcap_tcp_rtt_seconds",
-        label: "method=\"timestamp\"",
+        label: ("method", "timestamp"),
         sum: Counter::TcpRttTimestampNs,
         what: "TCP timestamps (TSval to its TSecr)",
     },
@@ -50,7 +50,7 @@ pub const RTT_KINDS: [RttKind; 4] = [
         index: 3,
         key: "data_rtt",
         metric: "ringcap_tcp_rtt_seconds",
-        label: "method=\"data\"",
+        label: ("method", "data"),
         sum: Counter::TcpRttDataNs,
         what: "data to its ACK (Karn's rule)",
     },
