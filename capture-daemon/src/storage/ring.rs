@@ -328,22 +328,10 @@ impl RingWriter {
         });
         // The header leads the file: nothing kept from a time without a file goes before it.
         self.drop_pending();
-        self.queue_file_header()?;
+        write_file_header(&self.config, &mut self.pending.content)?;
+        self.pending.header = true;
         self.write_frame();
         Ok(())
-    }
-
-    /// Puts the file header (pcap, or pcapng's section and interface blocks) in the pending frame.
-    fn queue_file_header(&mut self) -> io::Result<()> {
-        self.pending.header = true;
-        let content = &mut self.pending.content;
-        match &self.config.pcapng_interfaces {
-            None => pcap::write_file_header(content, self.config.snaplen),
-            Some(names) => {
-                let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                pcap::write_pcapng_header(content, self.config.snaplen, &names)
-            }
-        }
     }
 
     /// Seals the pending frame (if it holds anything) for the current file: compressed here
@@ -398,11 +386,8 @@ impl RingWriter {
         };
         if current.raw_offset == 0 && !frame.header {
             // The file's header frame was lost: it goes first, again.
-            let mut header = PendingFrame::default();
-            std::mem::swap(&mut header, &mut self.pending);
-            let queued = self.queue_file_header();
-            std::mem::swap(&mut header, &mut self.pending);
-            if queued.is_ok() {
+            let mut header = PendingFrame { header: true, ..PendingFrame::default() };
+            if write_file_header(&self.config, &mut header.content).is_ok() {
                 let encoded = self.encoder.encode(&header.content);
                 self.store(header, encoded);
             }
@@ -657,6 +642,17 @@ impl Sink for RingWriter {
             }
         }
         Ok(())
+    }
+}
+
+/// Appends the file header (pcap, or pcapng's section and interface blocks) to `content`.
+fn write_file_header(config: &RingConfig, content: &mut Vec<u8>) -> io::Result<()> {
+    match &config.pcapng_interfaces {
+        None => pcap::write_file_header(content, config.snaplen),
+        Some(names) => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            pcap::write_pcapng_header(content, config.snaplen, &names)
+        }
     }
 }
 
