@@ -615,11 +615,15 @@ impl Sink for RingWriter {
 
     fn tick(&mut self) -> io::Result<()> {
         self.rotate_on_time();
+        let frames = self.counters.frames_written.load(Ordering::Relaxed);
         if self.pending.started.is_some_and(|s| s.elapsed() >= self.config.frame_age) {
             self.write_frame();
         }
         self.collect(Collect::Ready);
-        self.enforce_limits();
+        // Only a frame stored (here, or handed back by the compression threads) grows the ring.
+        if self.counters.frames_written.load(Ordering::Relaxed) != frames {
+            self.enforce_limits();
+        }
         Ok(())
     }
 
