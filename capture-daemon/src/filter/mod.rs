@@ -119,14 +119,13 @@ impl Filter {
                 native: Vec::new(),
             });
         }
-        let tokens = match lexer::tokenize(expression) {
-            Ok(tokens) => Some(tokens),
-            Err((at, message)) if expression.len() > MAX_UNTOKENIZED_BYTES => {
-                return Err(error(at, 1, message))
+        let tokens = lexer::tokenize(expression);
+        if let Err((at, message)) = &tokens {
+            if expression.len() > MAX_UNTOKENIZED_BYTES {
+                return Err(error(*at, 1, message.clone()));
             }
-            Err(_) => None,
-        };
-        if let Some(tokens) = &tokens {
+        }
+        if let Ok(tokens) = &tokens {
             let (nesting, boolean, arith) = complexity(tokens);
             let too =
                 |what: String| error(0, expression.len(), format!("the expression is too complex: {what}"));
@@ -144,11 +143,8 @@ impl Filter {
         }
         let classic = libpcap::compile(expression).map_err(|message| {
             let culprit = match &tokens {
-                Some(tokens) => locate::culprit(expression, tokens, &message),
-                None => {
-                    let at = lexer::tokenize(expression).err().map_or(0, |(at, _)| at);
-                    locate::Culprit { at, len: 1, hint: Some("unexpected character") }
-                }
+                Ok(tokens) => locate::culprit(expression, tokens, &message),
+                Err((at, _)) => locate::Culprit { at: *at, len: 1, hint: Some("unexpected character") },
             };
             let message = match culprit.hint {
                 Some(hint) => format!("{message} ({hint})"),
