@@ -131,6 +131,14 @@ pub(crate) fn parse_snaplen(text: &str) -> Result<u32, String> {
     }
 }
 
+/// What [`KernelArgs::check`] resolved: the interfaces' indexes, the compiled filter and
+/// the user to become.
+pub(crate) struct Checked {
+    pub(crate) ifindexes: Vec<u32>,
+    pub(crate) filter: Filter,
+    pub(crate) run_as: Option<User>,
+}
+
 impl KernelArgs {
     /// The interfaces' indexes, or a clear error for the first that does not exist.
     pub(crate) fn interface_indexes(&self) -> anyhow::Result<Vec<u32>> {
@@ -144,11 +152,11 @@ impl KernelArgs {
         Ok(self.user.as_deref().map(User::lookup).transpose()?)
     }
 
-    /// Refuses what cannot work before anything is loaded or created.
-    pub(crate) fn check(&self) -> anyhow::Result<()> {
-        self.interface_indexes()?;
-        self.filter()?;
-        self.run_as()?;
+    /// Refuses what cannot work before anything is loaded or created; returns what it
+    /// resolved, for the capture to use as it is.
+    pub(crate) fn check(&self) -> anyhow::Result<Checked> {
+        let checked =
+            Checked { ifindexes: self.interface_indexes()?, filter: self.filter()?, run_as: self.run_as()? };
         if self.mode == CaptureMode::Afxdp {
             if self.ingress_hook == IngressHook::Tc {
                 anyhow::bail!("--mode afxdp receives at XDP: it cannot be combined with --ingress-hook tc");
@@ -164,7 +172,7 @@ impl KernelArgs {
                 }
             }
         }
-        Ok(())
+        Ok(checked)
     }
 
     /// pcapng when asked for, or by default when packets come from several interfaces or
@@ -200,6 +208,7 @@ impl KernelArgs {
 
     pub(crate) fn capture_options(
         &self,
+        checked: Checked,
         reader: ReaderConfig,
         duration: Option<Duration>,
         live: Arc<LiveCounters>,
@@ -220,7 +229,7 @@ impl KernelArgs {
                     anyhow::anyhow!("--syn-timeout {} is not a positive number of seconds", self.syn_timeout)
                 })?,
             kernel: KernelConfig {
-                filter: Some(self.filter()?),
+                filter: Some(checked.filter),
                 snaplen: self.snaplen,
                 ring_bytes: buffer_bytes,
                 tcp_flows: self.tcp_flows,
@@ -231,7 +240,7 @@ impl KernelArgs {
             duration,
             queue_batches: 256,
             live,
-            run_as: self.run_as()?,
+            run_as: checked.run_as,
         })
     }
 }

@@ -12,7 +12,7 @@ use capture_daemon::retrieve::out::Format;
 use capture_daemon::session::{run_capture, CaptureSummary};
 use clap::Args;
 
-use super::args::{KernelArgs, StopArgs};
+use super::args::{Checked, KernelArgs, StopArgs};
 
 #[derive(Args)]
 pub(crate) struct CaptureArgs {
@@ -31,6 +31,7 @@ pub(crate) struct CaptureArgs {
 /// Runs a session into `sink`, announcing each interface as tcpdump does.
 pub(crate) fn capture_into(
     kernel: &KernelArgs,
+    checked: Checked,
     stop: &StopArgs,
     sink: Box<dyn Sink>,
     live: Arc<LiveCounters>,
@@ -38,7 +39,7 @@ pub(crate) fn capture_into(
 ) -> anyhow::Result<CaptureSummary> {
     let snaplen = kernel.snaplen;
     let reader = ReaderConfig { pcapng_interfaces, ..stop.reader_config(snaplen) };
-    let options = kernel.capture_options(reader, stop.duration()?, live)?;
+    let options = kernel.capture_options(checked, reader, stop.duration()?, live)?;
     let summary = run_capture(&options, sink, |attached| {
         for (iface, hooks) in attached {
             eprintln!(
@@ -53,14 +54,14 @@ pub(crate) fn capture_into(
 pub(crate) fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     args.stop.duration()?;
     // Check before creating the output file, so a typo leaves no empty file.
-    args.kernel.check()?;
-    let ifindexes = args.kernel.interface_indexes()?;
+    let checked = args.kernel.check()?;
     let pcapng = args.kernel.pcapng(args.format);
     let names: Vec<&str> = args.kernel.interface.iter().map(String::as_str).collect();
     let sink = PcapStream::create(&args.write, args.kernel.snaplen, pcapng.then_some(&names[..]))
         .with_context(|| format!("cannot create {}", args.write.display()))?;
-    let interfaces = if pcapng { ifindexes } else { Vec::new() };
-    let summary = capture_into(&args.kernel, &args.stop, Box::new(sink), Arc::default(), interfaces)?;
+    let interfaces = if pcapng { checked.ifindexes.clone() } else { Vec::new() };
+    let summary =
+        capture_into(&args.kernel, checked, &args.stop, Box::new(sink), Arc::default(), interfaces)?;
     print_summary(&summary);
     Ok(match summary.write_error {
         Some(error) => {

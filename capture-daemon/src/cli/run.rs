@@ -109,13 +109,12 @@ pub(crate) fn default_compress_threads(kernel: &KernelArgs) -> usize {
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     args.stop.duration()?;
-    args.kernel.check()?;
-    let ifindexes = args.kernel.interface_indexes()?;
+    let checked = args.kernel.check()?;
     let pcapng = args.kernel.pcapng(args.format);
     if !(0.05..=60.0).contains(&args.frame_interval) {
         anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
     }
-    if let Some(user) = args.kernel.run_as()? {
+    if let Some(user) = &checked.run_as {
         if !args.dir.exists() {
             // A new ring directory belongs to the user who writes it.
             std::fs::create_dir_all(&args.dir)?;
@@ -154,7 +153,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let counters = Arc::new(StorageCounters::default());
     let ring = RingWriter::open(config, Arc::clone(&counters))?;
-    if let Some(user) = args.kernel.run_as()? {
+    if let Some(user) = &checked.run_as {
         ring.hand_over(user.uid, user.gid)
             .with_context(|| format!("giving the ring's files in {} to {}", args.dir.display(), user.name))?;
     }
@@ -201,8 +200,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let bound = api::serve(config, sources)?;
         eprintln!("ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /metrics)");
     }
-    let interfaces = if pcapng { ifindexes } else { Vec::new() };
-    let summary = capture_into(&args.kernel, &args.stop, Box::new(ring), live, interfaces)?;
+    let interfaces = if pcapng { checked.ifindexes.clone() } else { Vec::new() };
+    let summary = capture_into(&args.kernel, checked, &args.stop, Box::new(ring), live, interfaces)?;
     print_summary(&summary);
     print_storage_summary(&counters);
     Ok(match summary.write_error {
