@@ -84,6 +84,5 @@ pub fn children_cpu() -> Duration {
         libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
         usage
     };
-    let cpu = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    cpu(usage.ru_utime) + cpu(usage.ru_stime)
+    ringcap_tools::harness::rusage_cpu(&usage)
 }

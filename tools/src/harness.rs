@@ -92,12 +92,7 @@ impl CaptureProcess {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
             self.stderr.push(line);
         }
-        let cpu = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        Finished {
-            status,
-            stderr: std::mem::take(&mut self.stderr),
-            cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime),
-        }
+        Finished { status, stderr: std::mem::take(&mut self.stderr), cpu: rusage_cpu(&usage) }
     }
 }
 
@@ -109,6 +104,12 @@ impl Drop for CaptureProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// User plus system time of a resource usage report.
+pub fn rusage_cpu(usage: &libc::rusage) -> Duration {
+    let cpu = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    cpu(usage.ru_utime) + cpu(usage.ru_stime)
 }
 
 /// How a capture process ended.
