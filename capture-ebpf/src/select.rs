@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     Global,
 };
-use capture_common::{flow::flow_hash, packet::PacketView, CaptureConfig, Counter, PACKET_WINDOW};
+use capture_common::{flow::flow_hash, CaptureConfig, Counter};
 
 use crate::direct::Direct;
 use crate::record::PacketBytes;
@@ -21,64 +21,9 @@ static FILTER_ACTIVE: Global<u32> = Global::new(0);
 #[map]
 static CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
 
-/// The first bytes of the packet whose options are scanned, per CPU (too large for the stack).
-#[map]
-static WINDOW: PerCpuArray<[u8; PACKET_WINDOW as usize]> = PerCpuArray::with_max_entries(1, 0);
-
 /// Token bucket per CPU: `[nano-tokens, last refill time]`.
 #[map]
 static BUCKET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
-
-/// The copied window of a packet, as the TCP option scan reads it.
-struct Window {
-    bytes: *const [u8; PACKET_WINDOW as usize],
-    copied: u32,
-    wire_len: u32,
-}
-
-impl PacketView for Window {
-    #[inline(always)]
-    fn wire_len(&self) -> u32 {
-        self.wire_len
-    }
-
-    #[inline(always)]
-    fn byte(&self, offset: u32) -> Option<u8> {
-        if offset >= self.copied {
-            return None;
-        }
-        // SAFETY: the window is a live per-CPU map value; the index is masked into it.
-        Some(unsafe { (*self.bytes)[(offset & (PACKET_WINDOW - 1)) as usize] })
-    }
-}
-
-/// The copied window of the packet being decided on, as a packet view.
-#[inline(always)]
-pub fn window(copied: u32, wire_len: u32) -> Option<impl PacketView> {
-    // The window's reads mask each offset into it, which is the bound the verifier needs;
-    // were `copied` known to be at most PACKET_WINDOW, LLVM would drop the mask after the
-    // `offset < copied` check. A volatile reload hides that knowledge.
-    // SAFETY: reads a local.
-    let copied = unsafe { core::ptr::read_volatile(&copied) };
-    WINDOW.get_ptr(0).map(|bytes| Window { bytes, copied, wire_len })
-}
-
-/// Copies the packet's first bytes (at most [`PACKET_WINDOW`]) into this CPU's window, for
-/// what reads them from there; returns how many, `None` if the copy failed.
-#[inline(always)]
-pub fn copy_window<P: PacketBytes>(packet: &P, wire_len: u32) -> Option<u32> {
-    let bytes = WINDOW.get_ptr_mut(0)?;
-    let mut copied = if wire_len > PACKET_WINDOW { PACKET_WINDOW } else { wire_len };
-    if copied > 0 {
-        // A length the verifier can see is in 1..=PACKET_WINDOW.
-        copied = ((copied - 1) & (PACKET_WINDOW - 1)) + 1;
-        // SAFETY: the window holds PACKET_WINDOW bytes and copied <= PACKET_WINDOW.
-        if !unsafe { packet.load(bytes.cast(), copied) } {
-            return None;
-        }
-    }
-    Some(copied)
-}
 
 /// The kernel's monotonic clock, the time of every record.
 #[inline(always)]

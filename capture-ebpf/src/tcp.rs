@@ -10,11 +10,12 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use capture_common::{
+    packet::PacketView,
     tcp::{
         self, FlowKey, FlowLock, FlowState, Observer, OptionScan, Segment, FLOW_LOCKS, MAX_OPTIONS,
         RTT_BUCKETS, RTT_KINDS,
     },
-    Counter, MAX_SLOTS,
+    Counter, MAX_SLOTS, PACKET_WINDOW,
 };
 
 use crate::direct::Direct;
@@ -180,13 +181,68 @@ fn record_rtt(kind: u32, ns: u64) {
     }
 }
 
+/// The first bytes of the packet whose options are scanned, per CPU (too large for the stack).
+#[map]
+static WINDOW: PerCpuArray<[u8; PACKET_WINDOW as usize]> = PerCpuArray::with_max_entries(1, 0);
+
+/// The copied window of a packet, as the TCP option scan reads it.
+struct Window {
+    bytes: *const [u8; PACKET_WINDOW as usize],
+    copied: u32,
+    wire_len: u32,
+}
+
+impl PacketView for Window {
+    #[inline(always)]
+    fn wire_len(&self) -> u32 {
+        self.wire_len
+    }
+
+    #[inline(always)]
+    fn byte(&self, offset: u32) -> Option<u8> {
+        if offset >= self.copied {
+            return None;
+        }
+        // SAFETY: the window is a live per-CPU map value; the index is masked into it.
+        Some(unsafe { (*self.bytes)[(offset & (PACKET_WINDOW - 1)) as usize] })
+    }
+}
+
+/// The copied window of the packet, as a packet view.
+#[inline(always)]
+fn window(copied: u32, wire_len: u32) -> Option<impl PacketView> {
+    // The window's reads mask each offset into it, which is the bound the verifier needs;
+    // were `copied` known to be at most PACKET_WINDOW, LLVM would drop the mask after the
+    // `offset < copied` check. A volatile reload hides that knowledge.
+    // SAFETY: reads a local.
+    let copied = unsafe { core::ptr::read_volatile(&copied) };
+    WINDOW.get_ptr(0).map(|bytes| Window { bytes, copied, wire_len })
+}
+
+/// Copies the packet's first bytes (at most [`PACKET_WINDOW`]) into this CPU's window, for
+/// what reads them from there; returns how many, `None` if the copy failed.
+#[inline(always)]
+fn copy_window<P: PacketBytes>(packet: &P, wire_len: u32) -> Option<u32> {
+    let bytes = WINDOW.get_ptr_mut(0)?;
+    let mut copied = if wire_len > PACKET_WINDOW { PACKET_WINDOW } else { wire_len };
+    if copied > 0 {
+        // A length the verifier can see is in 1..=PACKET_WINDOW.
+        copied = ((copied - 1) & (PACKET_WINDOW - 1)) + 1;
+        // SAFETY: the window holds PACKET_WINDOW bytes and copied <= PACKET_WINDOW.
+        if !unsafe { packet.load(bytes.cast(), copied) } {
+            return None;
+        }
+    }
+    Some(copied)
+}
+
 /// Reads the options of the segment in the scratch (timestamps, window scale). A global
 /// function: checked by the verifier on its own, its loop does not multiply the paths of
 /// the rest of the analysis.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn ringcap_tcp_options(copied: u32) -> u32 {
-    let (Some(scratch), Some(window)) = (SCRATCH.get_ptr_mut(0), crate::select::window(copied, 0)) else {
+    let (Some(scratch), Some(window)) = (SCRATCH.get_ptr_mut(0), window(copied, 0)) else {
         return 0;
     };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
@@ -215,7 +271,7 @@ pub fn analyse<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> u64 {
         return now;
     }
     if !tcp::common_options(&direct, segment) {
-        let Some(copied) = crate::select::copy_window(packet, wire_len) else { return now };
+        let Some(copied) = copy_window(packet, wire_len) else { return now };
         ringcap_tcp_options(copied);
     }
     ringcap_tcp_segment(now)
