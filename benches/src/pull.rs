@@ -77,8 +77,8 @@ pub fn run(options: &Options) -> Result<()> {
         for batch in &mut part {
             shift(batch, start - Duration::from_secs(1_800_000_000));
         }
-        start = part.last().map_or(start, |b| b.last + spacing);
-        for batch in &part {
+        start = part.last().map_or(start, |b| Duration::from_nanos(b.latest_ns) + spacing);
+        for batch in &mut part {
             ring.write(batch)?;
         }
     }
@@ -190,8 +190,8 @@ fn shift(batch: &mut capture_daemon::capture::Batch, by: Duration) {
         batch.records[at + 4..at + 8].copy_from_slice(&t.subsec_nanos().to_ne_bytes());
         at += 16 + incl;
     }
-    batch.first += by;
-    batch.last += by;
+    batch.earliest_ns += by.as_nanos() as u64;
+    batch.latest_ns += by.as_nanos() as u64;
 }
 
 fn rfc(secs: u64) -> String {

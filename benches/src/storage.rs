@@ -65,19 +65,22 @@ pub fn corpus_records(dir: &Path) -> Result<Vec<(u32, Vec<u8>)>> {
     Ok(records)
 }
 
-/// Reader-sized batches of at least `total` bytes, packets `spacing` apart.
+/// The ring writer's frame size (`--frame-bytes` default).
+const FRAME_BYTES: usize = 1 << 20;
+
+/// Batches as the reader cuts them for the ring writer (one 1 MiB frame each) of at least
+/// `total` bytes, packets `spacing` apart.
 pub fn batches(records: &[(u32, Vec<u8>)], total: usize, spacing: Duration) -> Vec<Batch> {
     let mut batches = Vec::new();
     let mut bytes = 0;
     let mut ts = Duration::from_secs(1_800_000_000);
     let mut cycle = records.iter().cycle();
     while bytes < total {
-        let mut batch = Batch::empty(Vec::with_capacity(300 << 10), ts);
-        while batch.records.len() < 256 << 10 {
+        let mut batch = Batch::empty(Vec::with_capacity(FRAME_BYTES + (64 << 10)));
+        while batch.records.len() < FRAME_BYTES {
             let (orig, data) = cycle.next().expect("non-empty");
             write_record(&mut batch.records, ts, *orig, data, DEFAULT_SNAPLEN).expect("in memory");
-            batch.last = ts;
-            batch.packets += 1;
+            batch.count(ts.as_nanos() as u64);
             ts += spacing;
         }
         bytes += batch.records.len();
@@ -137,15 +140,18 @@ fn writer_alone(level: i32, threads: usize, batches: &[Batch]) -> Result<WriterR
         max_files: None,
         max_disk: None,
         min_free: Some(DiskLimit::Bytes(0)),
-        frame_bytes: 1 << 20,
+        frame_bytes: FRAME_BYTES,
         frame_age: Duration::from_secs(1),
         sync: true,
         compress_threads: threads,
         snapshot: None,
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default()))?;
+    // The writer takes each batch's buffer as its frame, as it does the reader's.
+    let input_bytes = batches.iter().map(|b| b.records.len() as u64).sum();
+    let mut batches = batches.to_vec();
     let (cpu0, wall0) = (process_cpu(), Instant::now());
-    for batch in batches {
+    for batch in &mut batches {
         ring.write(batch)?;
     }
     ring.finish()?;
@@ -156,7 +162,7 @@ fn writer_alone(level: i32, threads: usize, batches: &[Batch]) -> Result<WriterR
     Ok(WriterResult {
         level,
         threads,
-        input_bytes: batches.iter().map(|b| b.records.len() as u64).sum(),
+        input_bytes,
         packets: batches.iter().map(|b| b.packets).sum(),
         cpu,
         wall,
@@ -173,7 +179,7 @@ fn zstd_library_speed(batches: &[Batch]) -> Result<f64> {
     zstd.include_contentsize(true)?;
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(1 << 20));
     let cpu0 = process_cpu();
-    for frame in content.chunks(1 << 20) {
+    for frame in content.chunks(FRAME_BYTES) {
         out.clear();
         zstd.compress_to_buffer(frame, &mut out)?;
     }

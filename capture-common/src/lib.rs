@@ -56,6 +56,27 @@ pub const TC_INGRESS_PROGRAM: &str = "ringcap_tc_ingress";
 pub const TC_EGRESS_PROGRAM: &str = "ringcap_tc_egress";
 /// Name of the LRU hash of TCP flows the analysis tracks (sized by the loader).
 pub const FLOWS_MAP: &str = "FLOWS";
+/// Name of the array, by CPU, of the time stamp of the packet each CPU's program is
+/// working on ([`InFlight`]): what lets the reader merge the per-CPU rings in time order
+/// without waiting out a worst case.
+pub const IN_FLIGHT_MAP: &str = "IN_FLIGHT";
+
+/// One CPU's entry of [`IN_FLIGHT_MAP`], a cache line of its own. `stamp` is
+/// [`InFlight::IDLE`] while no program runs on the CPU, [`InFlight::READING_CLOCK`] just
+/// before a program reads the clock, then the time it read until the program returns:
+/// any record the CPU still adds to its ring is stamped no earlier than that.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InFlight {
+    pub stamp: u64,
+    pub reserved: [u64; 7],
+}
+
+impl InFlight {
+    pub const IDLE: u64 = 0;
+    pub const READING_CLOCK: u64 = u64::MAX;
+}
+
 /// Name of the per-CPU array of RTT histogram buckets ([`tcp::RTT_KINDS`] x [`tcp::RTT_BUCKETS`]).
 pub const RTT_MAP: &str = "RTT";
 /// Interfaces whose counters and histograms are kept apart, in `-i` order; packets of

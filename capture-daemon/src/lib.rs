@@ -1,9 +1,9 @@
 //! ringcap: an always-on packet capture appliance (a network flight recorder).
 //!
-//! Data flows one way: the kernel programs ([`kernel`]) fill a ring buffer or AF_XDP
-//! sockets ([`xsk`]), the [`capture`] readers turn records into pcap batches stamped with
-//! wall-clock time ([`clock`]), [`merge`] puts the batches of several readers in time
-//! order, and sinks ([`output`], [`storage`]) write them; [`retrieve`] reads them back.
+//! Data flows one way: the kernel programs ([`kernel`]) fill per-CPU ring buffers or
+//! AF_XDP sockets ([`xsk`]); the [`capture`] reader merges their records in time order,
+//! in place, into pcap batches stamped with wall-clock time ([`clock`]), one copy per
+//! packet; and sinks ([`output`], [`storage`]) write them; [`retrieve`] reads them back.
 pub mod api;
 pub mod capture;
 pub mod config;

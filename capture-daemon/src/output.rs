@@ -3,14 +3,31 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::capture::Batch;
 use crate::pcap;
 
+/// How the reader should cut batches for a sink that stores each one as a unit.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    /// A batch ends once it holds this many bytes...
+    pub bytes: usize,
+    /// ...or its first packet is this old...
+    pub age: Duration,
+    /// ...or the wall clock enters a new period of this many seconds.
+    pub period: Option<u64>,
+}
+
 /// A consumer of batches, driven by the writer thread.
 pub trait Sink: Send {
-    /// Appends a batch.
-    fn write(&mut self, batch: &Batch) -> io::Result<()>;
+    /// Appends a batch. The sink may keep the batch's buffer (swapping in one of its own,
+    /// possibly empty) rather than copy its bytes.
+    fn write(&mut self, batch: &mut Batch) -> io::Result<()>;
+    /// The batches the sink wants, if it has a preference (the reader's defaults otherwise).
+    fn batch_limits(&self) -> Option<BatchLimits> {
+        None
+    }
     /// Called at least every 100 ms with or without traffic, so timers (flushes,
     /// rotation) never depend on packets arriving.
     fn tick(&mut self) -> io::Result<()> {
@@ -53,7 +70,7 @@ impl PcapStream {
 }
 
 impl Sink for PcapStream {
-    fn write(&mut self, batch: &Batch) -> io::Result<()> {
+    fn write(&mut self, batch: &mut Batch) -> io::Result<()> {
         self.out.write_all(&batch.records)
     }
 

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
-use crate::capture::merge::{Merger, Watermarks};
 use crate::capture::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
-use crate::capture::{Batch, BufferPool, Reader, ReaderConfig, ReaderControl, RingSource};
+use crate::capture::{Batch, BufferPool, Delivery, Reader, ReaderConfig, ReaderControl, RecordSource};
 use crate::health::sweeper::Sweeper;
 use crate::health::{locked, slot_labels, LiveCounters};
 use crate::kernel::{
@@ -51,8 +50,6 @@ pub struct CaptureOptions {
     pub direction: Direction,
     /// Frames of each AF_XDP socket's UMEM (`--mode afxdp`).
     pub xsk_frames: u32,
-    /// How long the writer waits for a quiet reader before writing newer records of the others.
-    pub reorder_window: Duration,
     /// A SYN without SYN-ACK this long is a connection attempt that went unanswered.
     pub syn_timeout: Duration,
     pub kernel: KernelConfig,
@@ -131,8 +128,8 @@ pub fn run_capture(
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(SessionError::Signals)?;
     }
-    let rotate = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&rotate))
+    let control = Arc::new(ReaderControl::default());
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&control.rotate))
         .map_err(SessionError::Signals)?;
     let points = options.attach_points();
     let programs = points.iter().fold(ProgramSet::default(), |set, &point| set.with(point));
@@ -183,75 +180,46 @@ pub fn run_capture(
         );
     }
 
-    let rings =
-        if points.iter().any(|&p| p != Attach::XdpToSockets) { program.take_rings() } else { Vec::new() };
-    let source_count = rings.len() + sockets.len();
-    // With several readers, the merger waits (up to its reorder window after a batch
-    // arrives) for every reader's watermark: a reader's batches must reach it well within
-    // that window, and so must the records in flight the watermark allows for.
-    let merging = source_count > 1;
-    let reader_config = ReaderConfig {
-        stamp_records: merging,
-        batch_age: if merging {
-            options.reader.batch_age.min(options.reorder_window / 5)
-        } else {
-            options.reader.batch_age
-        },
-        in_flight: options.reader.in_flight.min(options.reorder_window / 2),
-        ..options.reader.clone()
-    };
-    let (sender, receiver) = bounded::<Batch>(options.queue_batches);
-    let reader_counters = Arc::clone(&options.live.reader);
-    let control = Arc::new(ReaderControl::default());
-    let pool = BufferPool::new(options.reader.batch_bytes + 64 * 1024, options.queue_batches);
-    let reader = |source_id| {
-        (
-            reader_config.clone(),
-            Arc::clone(&reader_counters),
-            Arc::clone(&control),
-            sender.clone(),
-            pool.clone(),
-            source_id,
-        )
-    };
-    let watermarks = Arc::new(Watermarks::new(source_count));
-    let mut readers = Vec::new();
-    for (cpu, ring) in rings.into_iter().enumerate() {
-        let (config, counters, control, sender, pool, id) = reader(readers.len());
-        let source = RingSource { ring, counters: Arc::clone(&counters) };
-        let reader = Reader::new(source, id, config, counters, control, sender, pool)
-            .with_watermarks(Arc::clone(&watermarks));
-        readers.push(spawn(format!("ring-reader-{cpu}"), move || reader.run()));
+    let mut sources: Vec<Box<dyn RecordSource>> = Vec::new();
+    if points.iter().any(|&p| p != Attach::XdpToSockets) {
+        sources.extend(program.take_rings().into_iter().map(|ring| Box::new(ring) as Box<dyn RecordSource>));
     }
+    let reader_counters = Arc::clone(&options.live.reader);
     let mut statistics = Vec::new();
-    for (iface, ifindex, socket) in sockets {
-        let (config, counters, control, sender, pool, id) = reader(readers.len());
+    for (_, ifindex, socket) in sockets {
         statistics.push(
             socket.statistics_handle().map_err(|source| XskError::Setup { what: "statistics", source })?,
         );
-        let source = XskSource { socket, ifindex, counters: Arc::clone(&counters) };
-        let reader = Reader::new(source, id, config, counters, control, sender, pool)
-            .with_watermarks(Arc::clone(&watermarks));
-        readers.push(spawn(format!("xsk-{iface}"), move || reader.run()));
+        sources.push(Box::new(XskSource { socket, ifindex, counters: Arc::clone(&reader_counters) }));
     }
+    // Batches as large and as old as the sink's frames, so it stores each as it comes.
+    let limits = sink.batch_limits();
+    let reader_config = ReaderConfig {
+        batch_bytes: limits.map_or(options.reader.batch_bytes, |l| l.bytes),
+        batch_age: limits.map_or(options.reader.batch_age, |l| l.age),
+        batch_period: limits.and_then(|l| l.period),
+        ..options.reader.clone()
+    };
+    // The queue to the writer holds about QUEUE_BYTES, whatever the batch size.
+    let queue_batches = (QUEUE_BYTES / reader_config.batch_bytes.max(1)).clamp(4, options.queue_batches);
+    let (sender, receiver) = bounded::<Delivery>(queue_batches);
+    let pool = BufferPool::new(reader_config.batch_bytes + 64 * 1024, queue_batches);
     // Held until the final counters are published: the writer ends (and stores the last
     // file's statistics snapshot) only once every sender is gone.
-    let writer_hold = sender;
-    let merger = (source_count > 1).then(|| {
-        Merger::new(
-            source_count,
-            options.reorder_window,
-            pool.clone(),
-            options.reader.batch_bytes,
-            Arc::clone(&reader_counters),
-        )
-    });
+    let writer_hold = sender.clone();
+    let reader = Reader::new(
+        sources,
+        reader_config,
+        Arc::clone(&reader_counters),
+        Arc::clone(&control),
+        sender,
+        pool.clone(),
+    );
+    let reader = spawn("ringcap-reader".into(), move || reader.run());
     let writer_failed = Arc::new(AtomicBool::new(false));
     let writer = {
         let writer_failed = Arc::clone(&writer_failed);
-        let pool = pool.clone();
-        let merge = merger.map(|merger| (merger, watermarks));
-        spawn("writer".into(), move || write_batches(receiver, sink, merge, &pool, &rotate, &writer_failed))
+        spawn("writer".into(), move || write_batches(receiver, sink, &pool, &writer_failed))
     };
 
     let publish = |program: &CaptureProgram| {
@@ -278,9 +246,7 @@ pub fn run_capture(
     // Detach first, so that draining the ring afterwards gets every captured packet.
     program.detach_all();
     control.drain_and_stop.store(true, Ordering::Release);
-    for reader in readers {
-        reader.join().expect("the readers do not panic");
-    }
+    reader.join().expect("the reader does not panic");
     // Final counters, before the writer closes its files and snapshots them.
     publish(&program);
     drop(writer_hold);
@@ -298,6 +264,10 @@ pub fn run_capture(
     })
 }
 
+/// Bytes of batches the queue from the reader to the writer holds at most: what absorbs
+/// a slow disk or a busy compressor for a moment.
+const QUEUE_BYTES: usize = 64 << 20;
+
 fn spawn<T: Send + 'static>(
     name: String,
     work: impl FnOnce() -> T + Send + 'static,
@@ -311,53 +281,29 @@ struct WriterOutcome {
     error: Option<String>,
 }
 
-/// The writer thread: feeds batches (merged in time order when several readers feed it)
-/// to the sink, ticks it on a timer and rotates it on SIGHUP. After a write error the sink
-/// gets nothing more; the packets that reach it then are counted as lost.
+/// The writer thread: feeds batches to the sink, ticks it on a timer and rotates it when
+/// the reader says (SIGHUP). After a write error the sink gets nothing more; the packets
+/// that reach it then are counted as lost.
 fn write_batches(
-    receiver: Receiver<Batch>,
+    receiver: Receiver<Delivery>,
     sink: Box<dyn Sink>,
-    mut merge: Option<(Merger, Arc<Watermarks>)>,
     pool: &BufferPool,
-    rotate: &AtomicBool,
     failed: &AtomicBool,
 ) -> WriterOutcome {
     let mut writer = Writer { sink, pool, failed, outcome: WriterOutcome { lost_packets: 0, error: None } };
     let tick = Duration::from_millis(100);
     let mut next_tick = Instant::now() + tick;
     loop {
-        // Merging wants a shorter wait: watermarks move without batches arriving.
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        let wait = if merge.is_some() { wait.min(Duration::from_millis(10)) } else { wait };
-        let received = receiver.recv_timeout(wait);
+        match receiver.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            Ok(Delivery::Batch(batch)) => writer.write(batch),
+            Ok(Delivery::Rotate) => writer.run(|sink| sink.rotate()),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
         let now = Instant::now();
-        match (received, merge.as_mut()) {
-            (Ok(batch), None) => writer.write(batch),
-            (Err(RecvTimeoutError::Disconnected), _) => break,
-            (Err(RecvTimeoutError::Timeout), None) => {}
-            (received, Some((merger, watermarks))) => {
-                // The watermarks first, then every batch already sent: a reader publishes
-                // its watermark after sending, so the batches it covers are all taken in.
-                let low = watermarks.low();
-                for batch in received.ok().into_iter().chain(receiver.try_iter()) {
-                    merger.push(batch, now);
-                }
-                while let Some(batch) = merger.pop(now, low, false) {
-                    writer.write(batch);
-                }
-            }
-        }
-        if rotate.swap(false, Ordering::AcqRel) {
-            writer.run(|sink| sink.rotate());
-        }
         if now >= next_tick {
             next_tick = now + tick;
             writer.run(|sink| sink.tick());
-        }
-    }
-    if let Some((merger, _)) = merge.as_mut() {
-        while let Some(batch) = merger.pop(Instant::now(), u64::MAX, true) {
-            writer.write(batch);
         }
     }
     writer.run(|sink| sink.finish());
@@ -373,10 +319,10 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn write(&mut self, batch: Batch) {
+    fn write(&mut self, mut batch: Batch) {
         if self.outcome.error.is_some() {
             self.outcome.lost_packets += batch.packets;
-        } else if let Err(e) = self.sink.write(&batch) {
+        } else if let Err(e) = self.sink.write(&mut batch) {
             self.outcome.lost_packets += batch.packets;
             self.fail(e);
         }

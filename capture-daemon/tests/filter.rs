@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use aya::maps::{MapData, RingBuf};
 use capture_common::{Counter, RECORD_HEADER_LEN};
+use capture_daemon::capture::ringbuf::PacketRing;
 use capture_daemon::filter::Filter;
 use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
 use capture_daemon::pcap::{write_file_header, write_record};
@@ -263,9 +263,18 @@ fn run_frames(
     (recorded, program.counters())
 }
 
-/// The next record of any CPU's ring (a test run records on whichever CPU it ran).
-fn next_record(rings: &mut [RingBuf<MapData>]) -> Option<Vec<u8>> {
-    rings.iter_mut().find_map(|ring| ring.next().map(|item| item.to_vec()))
+/// The next record of any CPU's ring (a test run records on whichever CPU it ran): its
+/// header and packet bytes.
+fn next_record(rings: &mut [PacketRing]) -> Option<Vec<u8>> {
+    rings.iter_mut().find_map(|ring| {
+        let (header, data) = ring.peek()?;
+        // SAFETY: RecordHeader is plain data; the bytes are those of the kernel's record.
+        let header: [u8; RECORD_HEADER_LEN] = unsafe { std::mem::transmute(header) };
+        let record = [&header[..], data].concat();
+        ring.advance();
+        ring.release();
+        Some(record)
+    })
 }
 
 fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {

@@ -48,14 +48,13 @@ fn synthetic_ring(dir: &Path, count: u64, file_bytes: u64) {
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();
     for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
-        let mut batch = Batch::empty(Vec::new(), stamp(chunk[0]));
+        let mut batch = Batch::empty(Vec::new());
         for &i in chunk {
             let frame = known_frame(i);
             write_record(&mut batch.records, stamp(i), frame.len() as u32, &frame, 262_144).unwrap();
-            batch.packets += 1;
-            batch.last = stamp(i);
+            batch.count(stamp(i).as_nanos() as u64);
         }
-        ring.write(&batch).unwrap();
+        ring.write(&mut batch).unwrap();
     }
     ring.finish().unwrap();
 }

@@ -35,6 +35,7 @@ use record::PacketBytes;
 #[xdp]
 pub fn ringcap_xdp(ctx: XdpContext) -> u32 {
     record::capture(&XdpPacket(&ctx), RecordFlags::INGRESS);
+    select::leave();
     xdp_action::XDP_PASS
 }
 
@@ -51,11 +52,18 @@ static XSK_SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 /// its receive queue; everything else is dropped. Nothing reaches the host stack.
 #[xdp]
 pub fn ringcap_xsk(ctx: XdpContext) -> u32 {
-    let packet = XdpPacket(&ctx);
+    let action = redirect_to_socket(&ctx);
+    select::leave();
+    action
+}
+
+#[inline(always)]
+fn redirect_to_socket(ctx: &XdpContext) -> u32 {
+    let packet = XdpPacket(ctx);
     let Some(now) = record::selected(&packet, packet.len(), false) else {
         return xdp_action::XDP_DROP;
     };
-    stamp(&ctx, now);
+    stamp(ctx, now);
     // SAFETY: the value is a plain u32 that user space never removes while attached.
     let Some(first) = (unsafe { XSK_SLOTS.get(ctx.ingress_ifindex() as u32) }) else {
         record::count(Counter::XskNoSocket);
@@ -122,6 +130,7 @@ impl PacketBytes for XdpPacket<'_> {
 pub fn ringcap_tc_ingress(ctx: TcContext) -> i32 {
     let packet = TcPacket(&ctx);
     record::capture(&packet, RecordFlags::INGRESS | RecordFlags::TC | packet.gso_flag());
+    select::leave();
     TC_ACT_OK
 }
 
@@ -130,6 +139,7 @@ pub fn ringcap_tc_ingress(ctx: TcContext) -> i32 {
 pub fn ringcap_tc_egress(ctx: TcContext) -> i32 {
     let packet = TcPacket(&ctx);
     record::capture(&packet, RecordFlags::EGRESS | RecordFlags::TC | packet.gso_flag());
+    select::leave();
     TC_ACT_OK
 }
 

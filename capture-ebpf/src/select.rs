@@ -2,12 +2,13 @@
 //! sampling and the rate limit, configured through a map so user space changes them
 //! without reloading anything.
 use aya_ebpf::{
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    bindings::BPF_F_MMAPABLE,
+    helpers::{bpf_get_prandom_u32, bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, PerCpuArray},
     Global,
 };
-use capture_common::{flow::flow_hash, CaptureConfig, Counter};
+use capture_common::{flow::flow_hash, CaptureConfig, Counter, InFlight, MAX_CPUS};
 
 use crate::direct::Direct;
 use crate::record::PacketBytes;
@@ -26,10 +27,43 @@ static CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
 static BUCKET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
 /// The kernel's monotonic clock, the time of every record.
+/// Per CPU, the time stamp of the packet its program is working on (see [`InFlight`]).
+#[map]
+static IN_FLIGHT: Array<InFlight> = Array::with_max_entries(MAX_CPUS, BPF_F_MMAPABLE);
+
+#[inline(always)]
+fn in_flight() -> Option<*mut u64> {
+    // SAFETY: helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    IN_FLIGHT.get_ptr_mut(cpu).map(|entry| entry.cast::<u64>())
+}
+
+/// Reads the clock for a packet's time stamp, telling the reader first that this CPU is
+/// about to, then which time it read: a record this CPU adds to its ring from now on is
+/// stamped no earlier (the TCP analysis only moves stamps later).
 #[inline(always)]
 fn clock() -> u64 {
+    let entry = in_flight();
+    if let Some(entry) = entry {
+        // SAFETY: this CPU's entry of a live array; the reader only reads it.
+        unsafe { core::ptr::write_volatile(entry, InFlight::READING_CLOCK) };
+    }
     // SAFETY: helper without arguments.
-    unsafe { bpf_ktime_get_ns() }
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(entry) = entry {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(entry, now) };
+    }
+    now
+}
+
+/// The program is done with its packet (its record, if any, is in the ring).
+#[inline(always)]
+pub fn leave() {
+    if let Some(entry) = in_flight() {
+        // SAFETY: as in `clock`.
+        unsafe { core::ptr::write_volatile(entry, InFlight::IDLE) };
+    }
 }
 
 /// Decides whether a packet is recorded, and with which time: read when the TCP analysis

@@ -10,22 +10,22 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` at `offset` (shared), or anonymous memory without `fd`.
-    pub fn new(fd: Option<RawFd>, len: usize, offset: u64) -> io::Result<Self> {
-        let (flags, fd) = match fd {
-            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
-            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE, -1),
-        };
+    /// `len` bytes of fresh memory of our own (an AF_XDP UMEM).
+    pub fn anonymous(len: usize) -> io::Result<Self> {
+        Self::map(-1, len, 0, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, true)
+    }
+
+    /// Maps `len` bytes of `fd` at `offset`, shared, read-only unless `writable` (the
+    /// kernel refuses writable mappings of what only it may write, such as a ring's data).
+    pub fn shared(fd: RawFd, len: usize, offset: u64, writable: bool) -> io::Result<Self> {
+        Self::map(fd, len, offset, libc::MAP_SHARED, writable)
+    }
+
+    fn map(fd: RawFd, len: usize, offset: u64, flags: libc::c_int, writable: bool) -> io::Result<Self> {
+        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
         // SAFETY: a fresh mapping; the kernel checks fd and offset.
         let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                offset as libc::off_t,
-            )
+            libc::mmap(std::ptr::null_mut(), len, prot, flags | libc::MAP_POPULATE, fd, offset as libc::off_t)
         };
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());

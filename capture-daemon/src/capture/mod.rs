@@ -1,59 +1,67 @@
-//! The capture path, from the kernel to the writer: the ring-buffer reader (here), which
-//! turns kernel records into batches of pcap records; AF_XDP sockets ([`xsk`]); the merge
-//! of several readers' batches in time order ([`merge`]); the kernel-to-wall clock
-//! ([`clock`]); and the shared memory the kernel and user space both map ([`mmap`]).
+//! The capture path, from the kernel to the writer: the reader (here), which merges the
+//! records of every source in time order and turns them into batches of pcap records;
+//! the per-CPU BPF ring buffers, read in place ([`ringbuf`]); AF_XDP sockets ([`xsk`]);
+//! the kernel-to-wall clock ([`clock`]); and the shared memory the kernel and user space
+//! both map ([`mmap`]).
 //!
-//! Each record is copied exactly once, from the ring straight into the pcap bytes of a
-//! [`Batch`]; batches go to the sinks through a bounded queue. The reader never blocks on
-//! the queue: when it is full the batch is dropped and counted, so compression or a slow
-//! disk can never stall the ring (which would turn into uncounted kernel drops).
+//! Each packet is copied once in user space: from where the kernel put it (a ring buffer
+//! record or a UMEM frame) straight into the pcap bytes of a [`Batch`], which the writer
+//! then stores as a frame of the file as it is (compressed, or written) without copying
+//! it again. The record's space goes back to the kernel right after the copy. Batches go
+//! to the writer through a bounded queue and the reader never blocks on it: when it is
+//! full the batch is dropped and counted, so compression or a slow disk can never stall
+//! the rings (which would turn into kernel drops).
 pub mod clock;
-pub mod merge;
 pub mod mmap;
+pub mod ringbuf;
 pub mod xsk;
 
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use aya::maps::{MapData, RingBuf};
-use capture_common::{RecordFlags, RecordHeader, RECORD_HEADER_LEN};
+use capture_common::{RecordFlags, RecordHeader};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::capture::clock::WallClock;
+use crate::capture::ringbuf::PacketRing;
 use crate::pcap::{self, PacketDirection};
 
-/// Pcap records of consecutive packets, in capture order.
+/// Pcap records of consecutive packets, in time order: a frame of the file to come.
 #[derive(Clone, Debug)]
 pub struct Batch {
     /// Pcap record headers and packet bytes, ready to append to a pcap file.
     pub records: Vec<u8>,
     /// Number of packets in `records`.
     pub packets: u64,
-    /// Wall-clock time of the first and last packet.
-    pub first: Duration,
-    pub last: Duration,
-    /// The reader (ring or socket) the batch came from.
-    pub source: usize,
-    /// Where each record ends and its time, when [`ReaderConfig::stamp_records`] is set:
-    /// what the writer needs to merge the batches of several readers in time order.
-    pub stamps: Vec<RecordStamp>,
+    /// The earliest and latest packet times (ns since the epoch): a record that came
+    /// later than the reorder window is written after later ones, and a pull must not
+    /// skip a frame that holds it.
+    pub earliest_ns: u64,
+    pub latest_ns: u64,
+    /// When the first record was put in (how old the batch is).
+    pub started: Instant,
 }
 
 impl Batch {
-    /// A batch with no records yet, filling `records` (cleared), timed at `at`.
-    pub fn empty(mut records: Vec<u8>, at: Duration) -> Self {
+    /// A batch with no records yet, filling `records` (cleared).
+    pub fn empty(mut records: Vec<u8>) -> Self {
         records.clear();
-        Batch { records, packets: 0, first: at, last: at, source: 0, stamps: Vec::new() }
+        Batch { records, packets: 0, earliest_ns: 0, latest_ns: 0, started: Instant::now() }
     }
-}
 
-/// The time of one record of a [`Batch`] and the offset just past it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordStamp {
-    pub unix_ns: u64,
-    pub end: usize,
+    /// Counts a packet of time `unix_ns` whose record was just appended to `records`.
+    pub fn count(&mut self, unix_ns: u64) {
+        if self.packets == 0 {
+            self.earliest_ns = unix_ns;
+            self.latest_ns = unix_ns;
+            self.started = Instant::now();
+        }
+        self.earliest_ns = self.earliest_ns.min(unix_ns);
+        self.latest_ns = self.latest_ns.max(unix_ns);
+        self.packets += 1;
+    }
 }
 
 /// Batch buffers travel back from the writer to the reader for reuse: allocating a
@@ -95,7 +103,8 @@ pub struct ReaderCounters {
     pub malformed: AtomicU64,
     /// AF_XDP frames without the kernel's timestamp, stamped on arrival instead.
     pub unstamped: AtomicU64,
-    /// Records written out of time order because they came later than the reorder window.
+    /// Records written out of time order because they reached their ring or socket later
+    /// than the reorder window after their time stamp.
     pub reorder_window_exceeded: AtomicU64,
 }
 
@@ -112,19 +121,21 @@ pub struct ReaderConfig {
     pub pcapng_interfaces: Vec<u32>,
     /// A batch is sent once it holds this many bytes...
     pub batch_bytes: usize,
-    /// ...or once its first packet is this old.
+    /// ...or once its first packet is this old...
     pub batch_age: Duration,
-    /// Note each record's time and end in [`Batch::stamps`] (several readers feed the writer).
-    pub stamp_records: bool,
-    /// A record is stamped when its program starts and enters the ring when it ends; one
-    /// stamped this long ago is surely in the ring (see [`IN_FLIGHT`]).
+    /// ...or once the wall clock enters a new period of this many seconds (the files'
+    /// -G), so the records of a file belong to its period.
+    pub batch_period: Option<u64>,
+    /// A record is stamped when its program starts and enters its ring when it ends: one
+    /// stamped this long ago is surely in its ring, so nothing older can still come from
+    /// any source, and the merge writes it (see [`IN_FLIGHT`]).
     pub in_flight: Duration,
 }
 
-/// How long a record may take from its stamp to the ring. Programs take microseconds,
+/// How long a record may take from its stamp to its ring. Programs take microseconds,
 /// but a program can stall for milliseconds: a virtual CPU descheduled by its host, or
-/// a packet waiting for its flow's lock held by such a CPU. The merger waits this long
-/// for such records (well within the reorder window), so files stay in time order.
+/// a packet waiting for its flow's lock held by such a CPU. The reader waits this long
+/// for such records before writing later ones of other sources, so files stay in time order.
 pub const IN_FLIGHT: Duration = Duration::from_millis(50);
 
 impl Default for ReaderConfig {
@@ -135,121 +146,116 @@ impl Default for ReaderConfig {
             pcapng_interfaces: Vec::new(),
             batch_bytes: 256 * 1024,
             batch_age: Duration::from_millis(100),
-            stamp_records: false,
+            batch_period: None,
             in_flight: IN_FLIGHT,
         }
     }
 }
 
-/// Flags the session uses to steer the readers.
+/// Flags the session uses to steer the reader.
 #[derive(Debug, Default)]
 pub struct ReaderControl {
     /// Set by the session once the programs are detached: drain what is left, then stop.
     pub drain_and_stop: AtomicBool,
-    /// Set by a reader when `max_packets` is reached.
+    /// Set by the reader when `max_packets` is reached.
     pub count_reached: AtomicBool,
-    /// Packets all readers have taken so far, against `max_packets`.
-    taken: AtomicU64,
+    /// Set on SIGHUP: the reader sends the batch it holds, then tells the writer to start
+    /// a new file, so every packet read before the signal is in the old one.
+    pub rotate: Arc<AtomicBool>,
 }
 
-impl ReaderControl {
-    /// Claims one packet of the `max_packets` budget: None once it is spent, otherwise
-    /// whether this was the last one.
-    fn claim(&self, limit: u64) -> Option<bool> {
-        let taken = self.taken.fetch_add(1, Ordering::Relaxed);
-        (taken < limit).then_some(taken + 1 == limit)
-    }
+/// What the reader sends the writer, in order.
+#[derive(Debug)]
+pub enum Delivery {
+    Batch(Batch),
+    /// Start a new file now (SIGHUP), after the batches sent before.
+    Rotate,
 }
 
-/// Where a reader gets kernel records from: the BPF ring buffer, or an AF_XDP socket.
+/// Where the reader gets kernel records from: a BPF ring buffer, or an AF_XDP socket.
+/// Records are read in place: `peek` shows the oldest, `advance` moves past it, and
+/// `release` hands the space of every record moved past back to the kernel.
 pub trait RecordSource: Send {
-    /// Passes up to `max` waiting records to `each`, releasing their space afterwards,
-    /// and returns how many there were.
-    fn read(&mut self, max: usize, each: &mut dyn FnMut(&RecordHeader, &[u8])) -> usize;
-    /// Waits up to `timeout` for records to arrive.
-    fn wait(&self, timeout: Duration);
-}
-
-/// The BPF ring buffer as a record source.
-pub struct RingSource {
-    pub ring: RingBuf<MapData>,
-    pub counters: Arc<ReaderCounters>,
-}
-
-impl RecordSource for RingSource {
-    fn read(&mut self, max: usize, each: &mut dyn FnMut(&RecordHeader, &[u8])) -> usize {
-        let mut count = 0;
-        while count < max {
-            let Some(item) = self.ring.next() else { break };
-            count += 1;
-            match split_record(&item) {
-                Some((header, data)) => each(&header, data),
-                None => {
-                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            // Dropping the item releases its ring space.
-        }
-        count
-    }
-
-    fn wait(&self, timeout: Duration) {
-        poll_readable(self.ring.as_raw_fd(), timeout);
+    /// The oldest waiting record: its header and packet bytes, left where they are.
+    fn peek(&mut self) -> Option<(RecordHeader, &[u8])>;
+    /// Moves past the record `peek` returned.
+    fn advance(&mut self);
+    /// Gives the records moved past back to the kernel.
+    fn release(&mut self);
+    /// The descriptor that becomes readable when records arrive.
+    fn fd(&self) -> RawFd;
+    /// The earliest time stamp a record that `peek` does not show yet can have, asked
+    /// before peeking, at monotonic time `now`: without better knowledge, records take at
+    /// most `in_flight` ns from their stamp to the source.
+    fn unseen_from(&self, now: u64, in_flight: u64) -> u64 {
+        now.saturating_sub(in_flight)
     }
 }
 
-/// A record's header and packet bytes, or None when it is too short for them.
-fn split_record(record: &[u8]) -> Option<(RecordHeader, &[u8])> {
-    if record.len() < RECORD_HEADER_LEN {
-        return None;
+impl RecordSource for PacketRing {
+    fn peek(&mut self) -> Option<(RecordHeader, &[u8])> {
+        PacketRing::peek(self)
     }
-    // SAFETY: the length was checked; the header is plain data written by the kernel.
-    let header: RecordHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
-    let data = record.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + header.cap_len as usize)?;
-    Some((header, data))
+
+    fn advance(&mut self) {
+        PacketRing::advance(self)
+    }
+
+    fn release(&mut self) {
+        PacketRing::release(self)
+    }
+
+    fn fd(&self) -> RawFd {
+        PacketRing::fd(self)
+    }
+
+    fn unseen_from(&self, now: u64, in_flight: u64) -> u64 {
+        PacketRing::unseen_from(self, now, in_flight)
+    }
 }
 
-/// Waits up to `timeout` for `fd` to become readable.
-pub fn poll_readable(fd: std::os::fd::RawFd, timeout: Duration) {
-    let mut fds = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut fds, 1, timeout.as_millis() as libc::c_int) };
+/// Waits up to `timeout` for any of `fds` to become readable.
+pub fn poll_readable(fds: &[RawFd], timeout: Duration) {
+    let mut polled: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: valid pollfds, as many as given.
+    unsafe {
+        libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout.as_millis() as libc::c_int)
+    };
 }
 
-/// Records the reader takes from its source between checks of its batch.
-const READ_CHUNK: usize = 256;
+/// Records taken between hand-backs of their space to the kernel.
+const RELEASE_EVERY: usize = 64;
 
-/// Reads one source until told to drain and stop (or the packet count is reached),
-/// sending its batches, tagged with its source number, to the writer.
-pub struct Reader<S> {
-    source: S,
-    source_id: usize,
-    /// Where the reader publishes how far it has sent (several readers only).
-    watermarks: Option<Arc<crate::capture::merge::Watermarks>>,
+/// Reads every source until told to drain and stop (or the packet count is reached),
+/// merging their records in time order into batches for the writer.
+///
+/// Each source is in time order (a CPU's ring, a queue's socket), so the oldest head of
+/// all sources goes next; but a source without a record now may still get one stamped
+/// earlier (its program is running). The oldest head is written once no source without
+/// a head can still get an earlier record: a CPU's ring knows from the CPU's in-flight
+/// stamp (at once), a socket from [`ReaderConfig::in_flight`] (anything stamped longer
+/// ago is in its socket by then). A record that took longer is written anyway, out of
+/// order, and counted in `reorder_window_exceeded`.
+pub struct Reader {
+    sources: Vec<Box<dyn RecordSource>>,
     config: ReaderConfig,
     counters: Arc<ReaderCounters>,
     control: Arc<ReaderControl>,
-    output: Sender<Batch>,
+    output: Sender<Delivery>,
     pool: BufferPool,
 }
 
-impl<S: RecordSource> Reader<S> {
+impl Reader {
     pub fn new(
-        source: S,
-        source_id: usize,
+        sources: Vec<Box<dyn RecordSource>>,
         config: ReaderConfig,
         counters: Arc<ReaderCounters>,
         control: Arc<ReaderControl>,
-        output: Sender<Batch>,
+        output: Sender<Delivery>,
         pool: BufferPool,
     ) -> Self {
-        Reader { source, source_id, watermarks: None, config, counters, control, output, pool }
-    }
-
-    /// Publishes this reader's progress in `watermarks`, for a merger of several readers.
-    pub fn with_watermarks(mut self, watermarks: Arc<crate::capture::merge::Watermarks>) -> Self {
-        self.watermarks = Some(watermarks);
-        self
+        Reader { sources, config, counters, control, output, pool }
     }
 
     /// The reader loop; returns when drained after a stop or when the count is reached.
@@ -257,8 +263,14 @@ impl<S: RecordSource> Reader<S> {
         let shared = crate::capture::clock::shared();
         let mut clock = shared.current();
         let mut clock_sampled = Instant::now();
-        let mut batch = BatchBuilder::new(self.pool.clone(), self.source_id);
+        let mut batch = BatchBuilder::new(self.pool.clone());
         let limit = self.config.max_packets.unwrap_or(u64::MAX);
+        let in_flight = self.config.in_flight.as_nanos() as u64;
+        let fds: Vec<RawFd> = self.sources.iter().map(|source| source.fd()).collect();
+        let mut heads: Vec<Option<u64>> = vec![None; self.sources.len()];
+        let mut unseen_from: Vec<u64> = vec![0; self.sources.len()];
+        let mut taken_total = 0u64;
+        let mut rotate_pending = false;
         loop {
             let stopping = self.control.drain_and_stop.load(Ordering::Acquire);
             if clock_sampled.elapsed() >= Duration::from_secs(1) {
@@ -266,52 +278,71 @@ impl<S: RecordSource> Reader<S> {
                 clock = shared.current();
                 clock_sampled = Instant::now();
             }
-            let mut read_any = false;
+            // Asked before the heads are read: see `RecordSource::unseen_from`.
+            let now = crate::capture::clock::monotonic_ns();
+            for (from, source) in unseen_from.iter_mut().zip(&self.sources) {
+                *from = source.unseen_from(now, in_flight);
+            }
+            for (head, source) in heads.iter_mut().zip(&mut self.sources) {
+                *head = source.peek().map(|(header, _)| header.timestamp_ns);
+            }
+            let mut taken = 0;
             let mut limit_reached = false;
-            // Records are stamped before they enter the ring: once it is drained, nothing
-            // older than this is left to read.
-            let in_flight = self.config.in_flight.as_nanos() as u64;
-            let drained_from = clock.to_unix(crate::capture::clock::monotonic_ns().saturating_sub(in_flight));
-            loop {
-                let read = self.source.read(READ_CHUNK, &mut |header, data| {
-                    if limit_reached {
-                        return;
-                    }
-                    match self.control.claim(limit) {
-                        Some(last) => {
-                            batch.push(header, data, &clock, &self.config);
-                            limit_reached = last;
-                        }
-                        None => limit_reached = true,
-                    }
-                });
-                read_any |= read > 0;
+            while let Some((next, time)) = oldest(&heads) {
+                let settled =
+                    heads.iter().zip(&unseen_from).all(|(head, &from)| head.is_some() || time <= from);
+                if !(stopping || settled) {
+                    break;
+                }
+                if taken_total == limit {
+                    limit_reached = true;
+                    break;
+                }
+                taken_total += 1;
+                let last = taken_total == limit;
+                let source = &mut self.sources[next];
+                let (header, data) = source.peek().expect("the head seen above is still there");
+                batch.push(&header, data, &clock, &self.config, &self.counters);
+                source.advance();
+                heads[next] = source.peek().map(|(header, _)| header.timestamp_ns);
+                taken += 1;
+                if taken % RELEASE_EVERY == 0 {
+                    self.sources.iter_mut().for_each(|source| source.release());
+                }
                 if batch.bytes() >= self.config.batch_bytes {
                     self.send(batch.take());
                 }
-                if read < READ_CHUNK || limit_reached {
+                if last {
+                    limit_reached = true;
                     break;
                 }
             }
+            self.sources.iter_mut().for_each(|source| source.release());
             if limit_reached || self.control.count_reached.load(Ordering::Acquire) {
                 self.control.count_reached.store(true, Ordering::Release);
                 self.send(batch.take());
                 return;
             }
-            if batch.age().is_some_and(|age| age >= self.config.batch_age) || stopping {
+            rotate_pending |= self.control.rotate.swap(false, Ordering::AcqRel);
+            if stopping || rotate_pending || batch.due(&self.config) {
                 self.send(batch.take());
             }
-            if let Some(watermarks) = &self.watermarks {
-                let sent_before = batch.first().map_or(drained_from, |first| first.min(drained_from));
-                watermarks.advance(self.source_id, sent_before.as_nanos() as u64);
+            // Tried again on the next round while the queue is full: never lost.
+            if rotate_pending && self.output.try_send(Delivery::Rotate).is_ok() {
+                rotate_pending = false;
             }
-            if stopping && !read_any {
+            if stopping && taken == 0 {
                 return;
             }
-            if !read_any {
-                // The kernel wakes us only when the ring fills up; otherwise poll every
-                // millisecond, which bounds the latency and batches the wakeups.
-                self.source.wait(Duration::from_millis(1));
+            if taken == 0 {
+                if heads.iter().any(Option::is_some) {
+                    // A head waits for a source that may still get an earlier record.
+                    std::thread::sleep(Duration::from_micros(200));
+                } else {
+                    // The kernel wakes us only when a ring fills up; otherwise poll every
+                    // millisecond, which bounds the latency and batches the wakeups.
+                    poll_readable(&fds, Duration::from_millis(1));
+                }
             }
         }
     }
@@ -319,55 +350,56 @@ impl<S: RecordSource> Reader<S> {
     fn send(&self, batch: Option<Batch>) {
         let Some(batch) = batch else { return };
         let packets = batch.packets;
-        match self.output.try_send(batch) {
+        match self.output.try_send(Delivery::Batch(batch)) {
             Ok(()) => {
                 self.counters.packets.fetch_add(packets, Ordering::Relaxed);
             }
-            Err(TrySendError::Full(batch)) | Err(TrySendError::Disconnected(batch)) => {
+            Err(TrySendError::Full(delivery)) | Err(TrySendError::Disconnected(delivery)) => {
                 self.counters.queue_dropped.fetch_add(packets, Ordering::Relaxed);
-                self.pool.give(batch.records);
+                if let Delivery::Batch(batch) = delivery {
+                    self.pool.give(batch.records);
+                }
             }
         }
     }
+}
+
+/// The source with the oldest head, and that head's time.
+fn oldest(heads: &[Option<u64>]) -> Option<(usize, u64)> {
+    heads.iter().enumerate().filter_map(|(i, head)| head.map(|time| (i, time))).min_by_key(|&(_, time)| time)
 }
 
 /// Accumulates pcap records into one buffer.
 struct BatchBuilder {
     pool: BufferPool,
-    source: usize,
-    buffer: Vec<u8>,
-    stamps: Vec<RecordStamp>,
-    packets: u64,
-    first: Duration,
-    last: Duration,
-    started: Option<Instant>,
+    batch: Batch,
+    /// The -G period the first record was put in during.
+    period: u64,
+    /// The latest time written so far, to count records written out of order.
+    latest_written_ns: u64,
 }
 
 impl BatchBuilder {
-    fn new(pool: BufferPool, source: usize) -> Self {
-        BatchBuilder {
-            buffer: pool.take(),
-            pool,
-            source,
-            stamps: Vec::new(),
-            packets: 0,
-            first: Duration::ZERO,
-            last: Duration::ZERO,
-            started: None,
-        }
+    fn new(pool: BufferPool) -> Self {
+        BatchBuilder { batch: Batch::empty(pool.take()), pool, period: 0, latest_written_ns: 0 }
     }
 
     /// Appends a kernel record.
-    fn push(&mut self, header: &RecordHeader, data: &[u8], clock: &WallClock, config: &ReaderConfig) {
+    fn push(
+        &mut self,
+        header: &RecordHeader,
+        data: &[u8],
+        clock: &WallClock,
+        config: &ReaderConfig,
+        counters: &ReaderCounters,
+    ) {
         let timestamp = clock.to_unix(header.timestamp_ns);
-        if self.packets == 0 {
-            self.first = timestamp;
-            self.started = Some(Instant::now());
+        if self.batch.packets == 0 {
+            self.period = config.batch_period.map_or(0, period_now);
         }
-        self.last = timestamp;
-        self.packets += 1;
         let data = &data[..data.len().min(config.snaplen as usize)];
         let orig_len = header.orig_len.max(data.len() as u32);
+        let records = &mut self.batch.records;
         let written = if !config.pcapng_interfaces.is_empty() {
             let interface = config.pcapng_interfaces.iter().position(|&i| i == header.ifindex).unwrap_or(0);
             let direction = if header.flags & RecordFlags::EGRESS != 0 {
@@ -375,50 +407,40 @@ impl BatchBuilder {
             } else {
                 PacketDirection::Inbound
             };
-            pcap::write_enhanced_packet(
-                &mut self.buffer,
-                interface as u32,
-                timestamp,
-                orig_len,
-                data,
-                Some(direction),
-            )
+            pcap::write_enhanced_packet(records, interface as u32, timestamp, orig_len, data, Some(direction))
         } else {
-            pcap::write_record(&mut self.buffer, timestamp, orig_len, data, config.snaplen)
+            pcap::write_record(records, timestamp, orig_len, data, config.snaplen)
         };
         written.expect("writing into memory cannot fail");
-        if config.stamp_records {
-            self.stamps.push(RecordStamp { unix_ns: timestamp.as_nanos() as u64, end: self.buffer.len() });
+        let unix_ns = timestamp.as_nanos() as u64;
+        if unix_ns < self.latest_written_ns {
+            counters.reorder_window_exceeded.fetch_add(1, Ordering::Relaxed);
         }
+        self.latest_written_ns = self.latest_written_ns.max(unix_ns);
+        self.batch.count(unix_ns);
     }
 
     fn bytes(&self) -> usize {
-        self.buffer.len()
+        self.batch.records.len()
     }
 
-    /// Time of the first packet waiting in the batch.
-    fn first(&self) -> Option<Duration> {
-        (self.packets > 0).then_some(self.first)
-    }
-
-    fn age(&self) -> Option<Duration> {
-        self.started.map(|started| started.elapsed())
+    /// Whether the batch is old enough, or its period over, to be sent as it is.
+    fn due(&self, config: &ReaderConfig) -> bool {
+        self.batch.packets > 0
+            && (self.batch.started.elapsed() >= config.batch_age
+                || config.batch_period.is_some_and(|seconds| period_now(seconds) != self.period))
     }
 
     fn take(&mut self) -> Option<Batch> {
-        if self.packets == 0 {
+        if self.batch.packets == 0 {
             return None;
         }
-        let batch = Batch {
-            records: std::mem::replace(&mut self.buffer, self.pool.take()),
-            packets: self.packets,
-            first: self.first,
-            last: self.last,
-            source: self.source,
-            stamps: std::mem::take(&mut self.stamps),
-        };
-        self.packets = 0;
-        self.started = None;
-        Some(batch)
+        Some(std::mem::replace(&mut self.batch, Batch::empty(self.pool.take())))
     }
+}
+
+/// The number of the `seconds`-long period of the wall clock now (aligned to the epoch, as -G is).
+fn period_now(seconds: u64) -> u64 {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    now.as_secs() / seconds.max(1)
 }

@@ -9,7 +9,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use capture_common::{RecordFlags, RecordHeader, XskMeta};
 
@@ -123,7 +122,7 @@ unsafe impl<T> Send for Ring<T> {}
 impl<T: Copy> Ring<T> {
     fn map(fd: RawFd, offsets: &libc::xdp_ring_offset, size: u32, page_offset: u64) -> io::Result<Self> {
         let map =
-            Mapping::new(Some(fd), offsets.desc as usize + size as usize * size_of::<T>(), page_offset)?;
+            Mapping::shared(fd, offsets.desc as usize + size as usize * size_of::<T>(), page_offset, true)?;
         Ok(Ring {
             producer: map.at(offsets.producer),
             consumer: map.at(offsets.consumer),
@@ -170,6 +169,21 @@ pub struct XskSocket {
     /// Kept mapped for the socket's lifetime, as the kernel requires a completion ring.
     _completion: Ring<u64>,
     mode: XskMode,
+    /// The next receive descriptor to look at, and the next fill slot to give a frame to.
+    rx_cursor: u32,
+    fill_cursor: u32,
+    /// The receive ring's producer index last read.
+    rx_end: u32,
+    /// The frame `head` found at `rx_cursor`.
+    head: Option<Received>,
+}
+
+/// Where a received frame is in the UMEM, and when it arrived.
+#[derive(Clone, Copy, Debug)]
+struct Received {
+    start: usize,
+    end: usize,
+    timestamp: Option<u64>,
 }
 
 impl XskSocket {
@@ -200,7 +214,7 @@ impl XskSocket {
         }
         // SAFETY: a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let umem = Mapping::new(None, frames as usize * FRAME_SIZE as usize, 0).map_err(setup("UMEM"))?;
+        let umem = Mapping::anonymous(frames as usize * FRAME_SIZE as usize).map_err(setup("UMEM"))?;
         let registration = libc::xdp_umem_reg {
             addr: umem.base.as_ptr() as u64,
             len: umem.len as u64,
@@ -248,7 +262,18 @@ impl XskSocket {
         if bound != 0 {
             return Err(XskError::Bind { iface: String::new(), queue, source: io::Error::last_os_error() });
         }
-        Ok(XskSocket { fd, umem, fill, rx, _completion: completion, mode })
+        Ok(XskSocket {
+            fd,
+            umem,
+            fill,
+            rx,
+            _completion: completion,
+            mode,
+            rx_cursor: 0,
+            fill_cursor: frames,
+            rx_end: 0,
+            head: None,
+        })
     }
 
     /// Whether the driver took zero-copy mode.
@@ -261,32 +286,58 @@ impl XskSocket {
         self.fd.try_clone()
     }
 
-    /// Passes up to `max` received frames to `each` (bytes and the kernel's arrival time,
-    /// when the program could stamp it), then gives their frames back to the kernel.
-    fn receive(&mut self, max: u32, mut each: impl FnMut(&[u8], Option<u64>)) -> u32 {
-        let consumer = self.rx.consumer().load(Ordering::Relaxed);
-        let available = self.rx.producer().load(Ordering::Acquire).wrapping_sub(consumer);
-        let count = available.min(max);
-        let fill_producer = self.fill.producer().load(Ordering::Relaxed);
-        for i in 0..count {
-            let desc = self.rx.get(consumer.wrapping_add(i));
+    /// The oldest received frame, left in the UMEM until [`Self::advance`] and
+    /// [`Self::release`]: where its bytes are and the kernel's arrival time, when the
+    /// program could stamp it. Descriptors outside the UMEM are skipped (and recycled).
+    fn head(&mut self) -> Option<Received> {
+        while self.head.is_none() {
+            if self.rx_cursor == self.rx_end {
+                self.rx_end = self.rx.producer().load(Ordering::Acquire);
+                if self.rx_cursor == self.rx_end {
+                    return None;
+                }
+            }
+            let desc = self.rx.get(self.rx_cursor);
             let start = desc.addr as usize;
             let end = start + desc.len as usize;
             if end <= self.umem.len {
-                let meta_at = start.checked_sub(XskMeta::LEN);
-                let timestamp = meta_at.and_then(|at| self.take_meta(at));
-                // SAFETY: within the UMEM; the kernel wrote the frame before publishing the descriptor.
-                let bytes =
-                    unsafe { std::slice::from_raw_parts(self.umem.base.as_ptr().add(start), end - start) };
-                each(bytes, timestamp);
+                let timestamp = start.checked_sub(XskMeta::LEN).and_then(|at| self.take_meta(at));
+                self.head = Some(Received { start, end, timestamp });
+            } else {
+                self.recycle();
             }
-            let frame = desc.addr - desc.addr % u64::from(FRAME_SIZE);
-            self.fill.set(fill_producer.wrapping_add(i), frame);
         }
-        // The frames' bytes are copied out: hand them back, then release the descriptors.
-        self.fill.producer().store(fill_producer.wrapping_add(count), Ordering::Release);
-        self.rx.consumer().store(consumer.wrapping_add(count), Ordering::Release);
-        count
+        self.head
+    }
+
+    /// The bytes of a frame [`Self::head`] returned.
+    fn bytes(&self, frame: &Received) -> &[u8] {
+        // SAFETY: within the UMEM (checked by `head`); the kernel wrote the frame before
+        // publishing its descriptor and does not touch it until it is back in the fill ring.
+        unsafe {
+            std::slice::from_raw_parts(self.umem.base.as_ptr().add(frame.start), frame.end - frame.start)
+        }
+    }
+
+    /// Moves past the frame `head` returned; it goes back to the kernel on `release`.
+    fn advance(&mut self) {
+        if self.head.take().is_some() {
+            self.recycle();
+        }
+    }
+
+    /// Queues the frame of the descriptor at the cursor for the fill ring and moves on.
+    fn recycle(&mut self) {
+        let desc = self.rx.get(self.rx_cursor);
+        self.fill.set(self.fill_cursor, desc.addr - desc.addr % u64::from(FRAME_SIZE));
+        self.fill_cursor = self.fill_cursor.wrapping_add(1);
+        self.rx_cursor = self.rx_cursor.wrapping_add(1);
+    }
+
+    /// Hands the frames moved past back to the kernel, then their descriptors.
+    fn release(&mut self) {
+        self.fill.producer().store(self.fill_cursor, Ordering::Release);
+        self.rx.consumer().store(self.rx_cursor, Ordering::Release);
     }
 
     /// The arrival time in the metadata in front of a frame, consumed so that a later
@@ -319,31 +370,40 @@ pub struct XskSource {
 }
 
 impl RecordSource for XskSource {
-    fn read(&mut self, max: usize, each: &mut dyn FnMut(&RecordHeader, &[u8])) -> usize {
-        let ifindex = self.ifindex;
-        let mut unstamped = 0;
-        let count = self.socket.receive(max as u32, |bytes, timestamp| {
-            let timestamp_ns = timestamp.unwrap_or_else(|| {
-                unstamped += 1;
-                crate::capture::clock::monotonic_ns()
-            });
-            let header = RecordHeader {
-                timestamp_ns,
-                orig_len: bytes.len() as u32,
-                cap_len: bytes.len() as u32,
-                ifindex,
-                flags: RecordFlags::INGRESS,
-            };
-            each(&header, bytes);
-        });
-        if unstamped > 0 {
-            self.counters.unstamped.fetch_add(unstamped, Ordering::Relaxed);
-        }
-        count as usize
+    fn peek(&mut self) -> Option<(RecordHeader, &[u8])> {
+        let frame = self.socket.head()?;
+        let timestamp_ns = match frame.timestamp {
+            Some(ns) => ns,
+            None => {
+                // Stamped on arrival here, once: the stamp stays with the frame until `advance`.
+                self.counters.unstamped.fetch_add(1, Ordering::Relaxed);
+                let ns = crate::capture::clock::monotonic_ns();
+                self.socket.head = Some(Received { timestamp: Some(ns), ..frame });
+                ns
+            }
+        };
+        let bytes = self.socket.bytes(&frame);
+        let len = bytes.len() as u32;
+        let header = RecordHeader {
+            timestamp_ns,
+            orig_len: len,
+            cap_len: len,
+            ifindex: self.ifindex,
+            flags: RecordFlags::INGRESS,
+        };
+        Some((header, bytes))
     }
 
-    fn wait(&self, timeout: Duration) {
-        crate::capture::poll_readable(self.socket.as_raw_fd(), timeout);
+    fn advance(&mut self) {
+        self.socket.advance();
+    }
+
+    fn release(&mut self) {
+        self.socket.release();
+    }
+
+    fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
     }
 }
 

@@ -53,9 +53,10 @@ pub(crate) struct KernelArgs {
     /// as the host stack sees them; works where XDP does not).
     #[arg(long, value_enum, default_value_t = IngressHook::Xdp)]
     pub(crate) ingress_hook: IngressHook,
-    /// How long the writer waits for a lagging ring or socket reader before writing newer
-    /// packets of the others (milliseconds); later arrivals are written out of order and counted.
-    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    /// How long a packet may take from its time stamp to its CPU's ring or its queue's
+    /// socket (milliseconds): packets are merged in time order, each written once nothing
+    /// older can still arrive; later arrivals are written out of order and counted.
+    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub(crate) reorder_window: u64,
     /// Keep one packet in N, at random: `1/N`.
     #[arg(long, value_name = "1/N", value_parser = parse_fraction)]
@@ -221,7 +222,6 @@ impl KernelArgs {
             xdp_mode: self.xdp_mode,
             direction: self.direction,
             xsk_frames: (buffer_bytes / capture_daemon::capture::xsk::FRAME_SIZE).max(512),
-            reorder_window: Duration::from_millis(self.reorder_window),
             syn_timeout: Duration::try_from_secs_f64(self.syn_timeout)
                 .ok()
                 .filter(|t| !t.is_zero())
@@ -236,7 +236,7 @@ impl KernelArgs {
                 programs: ProgramSet::default(),
             },
             selection: self.selection(),
-            reader,
+            reader: ReaderConfig { in_flight: Duration::from_millis(self.reorder_window), ..reader },
             duration,
             queue_batches: 256,
             live,

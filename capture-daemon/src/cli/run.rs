@@ -9,7 +9,6 @@ use capture_daemon::api::{self, ApiConfig, ApiLimits, Sources};
 use capture_daemon::health::LiveCounters;
 use capture_daemon::retrieve::window::parse_duration;
 use capture_daemon::retrieve::{out::Format, window};
-use capture_daemon::session::CaptureMode;
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
@@ -54,7 +53,7 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) no_compress: bool,
     /// Threads compressing frames beside the writer, which stores them in order (0: the
-    /// writer compresses them itself). Default: the cores left after the capture readers,
+    /// writer compresses them itself). Default: the cores left after the capture's reader,
     /// at least one.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=256))]
     pub(crate) compress_threads: Option<u16>,
@@ -94,17 +93,10 @@ pub(crate) struct RunArgs {
     pub(crate) http_max_bytes: DiskLimit,
 }
 
-/// Cores left after the capture's readers (one per CPU ring, or one per AF_XDP socket),
-/// at least one.
-pub(crate) fn default_compress_threads(kernel: &KernelArgs) -> usize {
+/// Cores left after the capture's reader (one thread reads every ring and socket), at least one.
+pub(crate) fn default_compress_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let readers = match kernel.mode {
-        CaptureMode::Ring => cores,
-        CaptureMode::Afxdp => {
-            kernel.interface.iter().map(|i| capture_daemon::capture::xsk::receive_queues(i) as usize).sum()
-        }
-    };
-    cores.saturating_sub(readers).max(1)
+    cores.saturating_sub(1).max(1)
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -142,9 +134,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         frame_bytes: args.frame_bytes as usize,
         frame_age: Duration::from_secs_f64(args.frame_interval),
         sync: true,
-        compress_threads: args
-            .compress_threads
-            .map_or_else(|| default_compress_threads(&args.kernel), usize::from),
+        compress_threads: args.compress_threads.map_or_else(default_compress_threads, usize::from),
         snapshot: {
             let live = Arc::clone(&live);
             let started = window::now().as_nanos() as u64;

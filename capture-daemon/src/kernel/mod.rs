@@ -6,15 +6,16 @@ use std::io;
 
 use std::time::Duration;
 
-use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap};
+use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
 use capture_common::tcp::{FlowKey, FlowState, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK, RTT_BUCKETS, RTT_KINDS};
 use capture_common::{
-    CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FLOWS_MAP, MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM,
-    TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
+    CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FLOWS_MAP, IN_FLIGHT_MAP, MAX_XSK_SOCKETS, RTT_MAP,
+    TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
 };
 
 use crate::capture::mmap::Mapping;
+use crate::capture::ringbuf::PacketRing;
 use crate::filter::Filter;
 use aya::{Ebpf, EbpfLoader};
 use capture_common::{
@@ -239,7 +240,7 @@ impl KernelCounters {
 pub struct CaptureProgram {
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, u64>,
-    rings: Vec<RingBuf<MapData>>,
+    rings: Vec<PacketRing>,
     config: Array<MapData, CaptureConfig>,
     /// The RTT histograms of every slot, mapped into our memory.
     rtt: Mapping,
@@ -311,7 +312,10 @@ impl CaptureProgram {
         }
         let counters = take_map(&mut ebpf, COUNTERS_MAP)?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| KernelError::Load(e.to_string()))?;
-        let rings = create_rings(take_map(&mut ebpf, RING_MAP)?, cpus, ring_bytes)?;
+        let Map::Array(in_flight) = take_map(&mut ebpf, IN_FLIGHT_MAP)? else {
+            return Err(KernelError::Load(format!("map {IN_FLIGHT_MAP} is not an array")));
+        };
+        let rings = create_rings(take_map(&mut ebpf, RING_MAP)?, &in_flight, cpus, ring_bytes)?;
         let config = Array::try_from(take_map(&mut ebpf, CONFIG_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let (rtt, rtt_map) = map_rtt(take_map(&mut ebpf, RTT_MAP)?)?;
@@ -466,7 +470,7 @@ impl CaptureProgram {
     }
 
     /// Hands the per-CPU packet rings to their readers (the first call takes them all).
-    pub fn take_rings(&mut self) -> Vec<RingBuf<MapData>> {
+    pub fn take_rings(&mut self) -> Vec<PacketRing> {
         std::mem::take(&mut self.rings)
     }
 
@@ -564,13 +568,19 @@ fn map_rtt(map: Map) -> Result<(Mapping, MapData), KernelError> {
     };
     let bytes = (MAX_SLOTS * RTT_KINDS * RTT_BUCKETS) as usize * 8;
     let len = bytes.div_ceil(page_size() as usize) * page_size() as usize;
-    let mapping = Mapping::new(Some(data.fd().as_fd().as_raw_fd()), len, 0)
+    let mapping = Mapping::shared(data.fd().as_fd().as_raw_fd(), len, 0, true)
         .map_err(|e| KernelError::Load(format!("mapping the RTT histograms: {e}")))?;
     Ok((mapping, data))
 }
 
 /// Creates one ring buffer of `bytes` per CPU and puts it in the program's array of rings.
-fn create_rings(outer: Map, cpus: u32, bytes: u32) -> Result<Vec<RingBuf<MapData>>, KernelError> {
+/// One ring per CPU, each read with its CPU's entry of the in-flight stamps.
+fn create_rings(
+    outer: Map,
+    in_flight: &MapData,
+    cpus: u32,
+    bytes: u32,
+) -> Result<Vec<PacketRing>, KernelError> {
     let fail = |e: &dyn std::error::Error| KernelError::Load(format!("creating the per-CPU rings: {e}"));
     let mut outer: ArrayOfMaps<MapData, MapData> = ArrayOfMaps::try_from(outer).map_err(|e| fail(&e))?;
     let ring_type = aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF as u32;
@@ -579,7 +589,7 @@ fn create_rings(outer: Map, cpus: u32, bytes: u32) -> Result<Vec<RingBuf<MapData
         let definition = aya_obj::Map::new_from_params(ring_type, 0, 0, bytes, 0);
         let ring = MapData::create(definition, &format!("ringcap_cpu{cpu}"), None).map_err(|e| fail(&e))?;
         outer.set(cpu, &ring, 0).map_err(|e| fail(&e))?;
-        rings.push(RingBuf::try_from(Map::RingBuf(ring)).map_err(|e| fail(&e))?);
+        rings.push(PacketRing::new(ring, bytes, in_flight, cpu).map_err(|e| fail(&e))?);
     }
     Ok(rings)
 }

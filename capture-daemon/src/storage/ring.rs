@@ -17,7 +17,7 @@ use super::manifest::{self, DirLock, Manifest};
 use super::naming::NameTemplate;
 use super::{Compression, StorageError};
 use crate::capture::Batch;
-use crate::output::Sink;
+use crate::output::{BatchLimits, Sink};
 use crate::pcap::{self, RecordFormat};
 
 /// How the ring is written and bounded.
@@ -121,7 +121,7 @@ struct OpenFile {
 struct PendingFrame {
     content: Vec<u8>,
     packets: u64,
-    /// The earliest and latest packet times: the merger may write a late record after
+    /// The earliest and latest packet times: the reader may write a late record after
     /// later ones, and a pull must not skip a frame that holds it.
     earliest_ns: u64,
     latest_ns: u64,
@@ -573,17 +573,16 @@ impl RingWriter {
     }
 }
 
-impl Sink for RingWriter {
-    fn write(&mut self, batch: &Batch) -> io::Result<()> {
-        self.rotate_on_time();
-        let mut rest = batch.records.as_slice();
+impl RingWriter {
+    /// Appends pcap records to the pending frame, cut at record boundaries so that frames
+    /// stay close to --frame-bytes (a copy: used only when a batch cannot be the frame).
+    fn append(&mut self, mut rest: &[u8]) {
         while !rest.is_empty() {
             if self.current.is_none() {
                 // No file could be created: these packets have nowhere to go.
                 bump(&self.counters.packets_lost, self.record_format().records(rest).count() as u64);
                 break;
             }
-            // Cut the batch at a record boundary so frames stay close to --frame-bytes.
             let room = self.config.frame_bytes.saturating_sub(self.pending.content.len());
             let mut take = 0;
             let mut records = self.record_format().records(rest);
@@ -600,16 +599,59 @@ impl Sink for RingWriter {
             }
             self.pending.content.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if self.pending.content.len() >= self.config.frame_bytes {
-                self.write_frame();
-                if let (Some(limit), Some(current)) = (self.rotate_bytes, &self.current) {
-                    if current.offset >= limit {
-                        self.rotate_counting_errors();
-                    }
-                }
-                self.enforce_limits();
+            self.seal_if_due();
+        }
+    }
+
+    /// Writes the pending frame once it is full or old enough, then rotates on -C and
+    /// enforces the limits.
+    fn seal_if_due(&mut self) {
+        let full = self.pending.content.len() >= self.config.frame_bytes;
+        let old = self.pending.started.is_some_and(|s| s.elapsed() >= self.config.frame_age);
+        if !(full || old) {
+            return;
+        }
+        self.write_frame();
+        if let (Some(limit), Some(current)) = (self.rotate_bytes, &self.current) {
+            if current.offset >= limit {
+                self.rotate_counting_errors();
             }
         }
+        self.enforce_limits();
+    }
+}
+
+impl Sink for RingWriter {
+    /// The reader cuts batches as the frames are cut, so that each batch becomes a frame
+    /// as it is: its bytes are compressed or written where the reader put them.
+    fn batch_limits(&self) -> Option<BatchLimits> {
+        Some(BatchLimits {
+            bytes: self.config.frame_bytes,
+            age: self.config.frame_age,
+            period: self.config.rotate_every.map(|g| g.as_secs().max(1)),
+        })
+    }
+
+    fn write(&mut self, batch: &mut Batch) -> io::Result<()> {
+        // A batch of the current file's period goes into that file, even when the period
+        // ended while the batch was on its way; the next period's file starts after it.
+        let earliest = Duration::from_nanos(batch.earliest_ns);
+        let of_current = self.current.as_ref().is_some_and(|c| c.period == self.period(earliest));
+        if !of_current {
+            self.rotate_on_time();
+        }
+        if self.current.is_some() && self.pending.content.is_empty() {
+            // The batch becomes the pending frame: its buffer is taken, not copied.
+            std::mem::swap(&mut self.pending.content, &mut batch.records);
+            self.pending.packets = batch.packets;
+            self.pending.earliest_ns = batch.earliest_ns;
+            self.pending.latest_ns = batch.latest_ns;
+            self.pending.started = Some(batch.started);
+            self.seal_if_due();
+        } else {
+            self.append(&batch.records);
+        }
+        self.rotate_on_time();
         Ok(())
     }
 
@@ -753,11 +795,12 @@ mod tests {
 
     /// A batch of 100-byte packets stamped at these nanoseconds.
     fn batch(times_ns: &[u64]) -> Batch {
-        let mut records = Vec::new();
+        let mut batch = Batch::empty(Vec::new());
         for (i, &ns) in times_ns.iter().enumerate() {
-            write_record(&mut records, Duration::from_nanos(ns), 100, &[i as u8; 100], 2000).unwrap();
+            write_record(&mut batch.records, Duration::from_nanos(ns), 100, &[i as u8; 100], 2000).unwrap();
+            batch.count(ns);
         }
-        Batch { records, packets: times_ns.len() as u64, ..Batch::empty(Vec::new(), Duration::ZERO) }
+        batch
     }
 
     #[test]
@@ -765,13 +808,35 @@ mod tests {
         let dir = scratch("earliest");
         let mut ring = RingWriter::open(config(&dir, Compression::Zstd(1)), Arc::default()).unwrap();
         assert!(ring.current_path().is_none(), "nothing is created before the first write");
-        // A late record (the merger writes those) after later ones.
-        ring.write(&batch(&[5_000, 9_000, 2_000, 7_000])).unwrap();
+        // A late record (the reader writes those) after later ones.
+        ring.write(&mut batch(&[5_000, 9_000, 2_000, 7_000])).unwrap();
         ring.finish().unwrap();
         let file = DataFile::open(ring.current_path().unwrap()).unwrap();
         let packet_frame = file.frames.iter().find(|f| f.packets > 0).unwrap();
         assert_eq!((packet_frame.earliest_ns, packet_frame.latest_ns), (2_000, 9_000));
         assert_eq!(file.time_range(), Some((2_000, 9_000)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A batch cut as the reader cuts them (at --frame-bytes) is stored as one frame with
+    /// the bytes the reader wrote: the writer takes its buffer instead of copying it.
+    #[test]
+    fn a_batch_becomes_its_frame_without_a_copy() {
+        let dir = scratch("one-copy");
+        let config = RingConfig { frame_bytes: 4096, ..config(&dir, Compression::None) };
+        let mut ring = RingWriter::open(config, Arc::default()).unwrap();
+        let mut frame = batch(&(1..=40).collect::<Vec<_>>());
+        assert!(frame.records.len() >= 4096);
+        let (content, reader_buffer) = (frame.records.clone(), frame.records.as_ptr());
+        ring.write(&mut frame).unwrap();
+        assert_ne!(frame.records.as_ptr(), reader_buffer, "the writer took the reader's buffer");
+        ring.finish().unwrap();
+        let file = DataFile::open(ring.current_path().unwrap()).unwrap();
+        let stored: Vec<_> = file.frames.iter().filter(|f| f.packets > 0).collect();
+        assert_eq!(stored.len(), 1, "one batch, one frame");
+        assert_eq!((stored[0].packets, stored[0].raw_len as usize), (40, content.len()));
+        let bytes = std::fs::read(ring.current_path().unwrap()).unwrap();
+        assert_eq!(&bytes[stored[0].offset as usize..], &content[..]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -790,7 +855,7 @@ mod tests {
             let counters = Arc::new(StorageCounters::default());
             let mut ring = RingWriter::open(config, Arc::clone(&counters)).unwrap();
             for b in 0..50u64 {
-                ring.write(&batch(&(0..40).map(|i| 1_000 + b * 40 + i).collect::<Vec<_>>())).unwrap();
+                ring.write(&mut batch(&(0..40).map(|i| 1_000 + b * 40 + i).collect::<Vec<_>>())).unwrap();
                 ring.tick().unwrap();
             }
             ring.finish().unwrap();
@@ -818,7 +883,7 @@ mod tests {
             // About 12 MiB of records: several scan windows.
             let times: Vec<u64> = (0..110_000).collect();
             for chunk in times.chunks(1000) {
-                ring.write(&batch(chunk)).unwrap();
+                ring.write(&mut batch(chunk)).unwrap();
             }
             ring.finish().unwrap();
             let data = ring.current_path().unwrap().to_path_buf();
@@ -841,17 +906,17 @@ mod tests {
         let dir = scratch("no-file");
         let counters = Arc::new(StorageCounters::default());
         let mut ring = RingWriter::open(config(&dir, Compression::None), Arc::clone(&counters)).unwrap();
-        ring.write(&batch(&[1, 2, 3])).unwrap();
+        ring.write(&mut batch(&[1, 2, 3])).unwrap();
         // The file cannot be replaced now: the directory is read-only to the writer.
         let first = ring.current_path().unwrap().to_path_buf();
         std::fs::remove_dir_all(&dir).unwrap();
         Sink::rotate(&mut ring).unwrap();
         assert!(ring.current_path().is_none());
-        ring.write(&batch(&[4, 5])).unwrap();
+        ring.write(&mut batch(&[4, 5])).unwrap();
         ring.tick().unwrap();
         assert_eq!(counters.packets_lost.load(Ordering::Relaxed), 2);
         std::fs::create_dir_all(&dir).unwrap();
-        ring.write(&batch(&[6, 7, 8, 9])).unwrap();
+        ring.write(&mut batch(&[6, 7, 8, 9])).unwrap();
         ring.finish().unwrap();
         let next = ring.current_path().unwrap().to_path_buf();
         assert_ne!(first, next);
