@@ -66,14 +66,8 @@ pub fn xdp_program_stats(bed: &TestBed, iface: &str) -> Result<ProgramStats> {
 
 /// Busy time of all CPUs so far (user, nice, system, irq, softirq, steal), from /proc/stat.
 pub fn machine_busy() -> Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().context("empty /proc/stat")?;
-    let fields: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-    // user nice system idle iowait irq softirq steal ...
-    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(busy * 1_000_000_000 / ticks))
+    let times = capture_daemon::bench::system::CpuTimes::now().context("reading /proc/stat")?;
+    Ok(Duration::from_secs_f64(times.busy_seconds()))
 }
 
 /// CPU time of the children waited for so far (the generator, once it has exited).

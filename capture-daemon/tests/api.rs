@@ -380,7 +380,13 @@ fn idle_connections_and_malformed_requests_leave_metrics_answering_and_capture_l
         let frames: Vec<Vec<u8>> = (0..3000).map(known_frame).collect();
         TestBed::in_namespace(&bed_tx, move || {
             let ifindex = capture_daemon::kernel::interface_index(ringcap_tools::testbed::TX_IF).unwrap();
-            let plan = ringcap_tools::generator::Plan { frames, count: 3000, chunk: 1, rate: Some(1000.0) };
+            let plan = ringcap_tools::generator::Plan {
+                frames,
+                count: 3000,
+                chunk: 1,
+                rate: Some(1000.0),
+                until: None,
+            };
             ringcap_tools::generator::transmit(ifindex, &plan).unwrap().sent
         })
     };

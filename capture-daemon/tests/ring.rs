@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use capture_daemon::storage::frames::DataFile;
 use capture_daemon::storage::is_data_file;
-use common::{bed, known_frame, mixed_frames, scratch, send, send_paced, start_ringcap, RINGCAP, WAIT};
+use common::{
+    bed, known_frame, mixed_frames, scratch, send, send_paced, start_ringcap, FaultyFs, RINGCAP, WAIT,
+};
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::generator::{transmit, Plan};
 use ringcap_tools::harness::{read_pcap_bytes, summary_count, CaptureProcess, ReadPacket};
@@ -245,7 +247,8 @@ fn kill_9_under_load_loses_at_most_the_frame_being_written() {
             while running.load(Ordering::Relaxed) {
                 let first = next_seq.load(Ordering::Relaxed);
                 let frames: Vec<_> = (first..first + 200).map(known_frame).collect();
-                transmit(ifindex, &Plan { frames, count: 200, chunk: 1, rate: Some(20_000.0) }).unwrap();
+                transmit(ifindex, &Plan { frames, count: 200, chunk: 1, rate: Some(20_000.0), until: None })
+                    .unwrap();
                 next_seq.store(first + 200, Ordering::Relaxed);
             }
         })
@@ -622,7 +625,10 @@ fn files_that_cannot_be_created_lose_only_counted_packets_and_sighup_keeps_captu
         let tx_ns = bed.tx_ns.clone();
         TestBed::in_namespace(&tx_ns, move || {
             let ifindex = capture_daemon::kernel::interface_index(TX_IF).unwrap();
-            transmit(ifindex, &Plan { count: frames.len() as u64, frames, chunk: 1, rate: Some(1000.0) })
+            transmit(
+                ifindex,
+                &Plan { count: frames.len() as u64, frames, chunk: 1, rate: Some(1000.0), until: None },
+            )
         })
     };
     std::thread::sleep(Duration::from_millis(800));
@@ -658,56 +664,10 @@ fn files_that_cannot_be_created_lose_only_counted_packets_and_sighup_keeps_captu
     assert_eq!(last, Some(4999), "capture went on after the files could be made again");
 }
 
-/// A FUSE passthrough filesystem (`tests/fixtures/failing_fsync_fs.py`) mounted for one
-/// test, whose fsync of capture files fails while [`FailingFsyncFs::fail`] says so.
-struct FailingFsyncFs {
-    process: std::process::Child,
-    mountpoint: PathBuf,
-    switch: PathBuf,
-}
-
-impl FailingFsyncFs {
-    fn mount(name: &str) -> Self {
-        let base = scratch(name);
-        let (backing, mountpoint, switch) = (base.join("backing"), base.join("mnt"), base.join("fail"));
-        std::fs::create_dir_all(&backing).unwrap();
-        std::fs::create_dir_all(&mountpoint).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing_fsync_fs.py");
-        let process = Command::new("/usr/bin/python3")
-            .arg(script)
-            .args([&backing, &mountpoint, &switch])
-            .spawn()
-            .expect("python3 with fusepy (cargo xtask bootstrap installs it)");
-        let fs = FailingFsyncFs { process, mountpoint, switch };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string("/proc/mounts").unwrap().contains(fs.mountpoint.to_str().unwrap()) {
-            assert!(std::time::Instant::now() < deadline, "the FUSE filesystem did not mount");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        fs
-    }
-
-    fn fail(&self, on: bool) {
-        if on {
-            std::fs::write(&self.switch, b"").unwrap();
-        } else {
-            std::fs::remove_file(&self.switch).unwrap();
-        }
-    }
-}
-
-impl Drop for FailingFsyncFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mountpoint).status();
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
 #[test]
 fn frames_whose_fsync_fails_are_cut_off_and_counted_lost() {
     let bed = bed();
-    let fs = FailingFsyncFs::mount("fsync");
+    let fs = FaultyFs::mount("fsync", None);
     let ring = start_run(&bed, &fs.mountpoint, "-G 0 --no-compress --frame-interval 0.1");
     send_paced(&bed, (0..300).map(known_frame).collect(), Some(2000.0));
     std::thread::sleep(Duration::from_millis(400));

@@ -17,6 +17,8 @@ pub struct Plan {
     pub chunk: u32,
     /// Target rate in frames per second; `None` sends as fast as the receiver takes them.
     pub rate: Option<f64>,
+    /// Stop after this long, even if fewer than `count` frames went out.
+    pub until: Option<Duration>,
 }
 
 /// What was sent.
@@ -38,11 +40,11 @@ pub fn transmit(ifindex: u32, plan: &Plan) -> io::Result<Report> {
     let start = Instant::now();
     let mut sent = 0u64;
     let mut turn = 0usize;
-    while sent < plan.count && !plan.frames.is_empty() {
+    while sent < plan.count && !plan.frames.is_empty() && plan.until.is_none_or(|t| start.elapsed() < t) {
         let frame = &plan.frames[turn % plan.frames.len()];
         turn += 1;
         let repeat = u64::from(plan.chunk.max(1)).min(plan.count - sent) as u32;
-        program.run_live(ifindex, frame, repeat, repeat.min(256))?;
+        program.run_live(ifindex, frame, repeat, repeat.min(64))?;
         sent += u64::from(repeat);
         if let Some(rate) = plan.rate {
             let due = start + Duration::from_secs_f64(sent as f64 / rate);

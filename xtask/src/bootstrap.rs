@@ -30,6 +30,8 @@ const APT_PACKAGES: &[&str] = &[
     "systemd",
     // The Prometheus project's OpenMetrics parser, which reads /metrics in the tests.
     "python3-prometheus-client",
+    // A real browser, headless: the bench report's HTML must render.
+    "chromium",
 ];
 
 fn run_quiet(program: &str, args: &[&str]) -> Option<String> {

@@ -135,5 +135,19 @@ pub fn run(root: &Path) -> Result<()> {
     if !status.success() {
         bail!("ringcap failed");
     }
+
+    let report_dir = root.join("target/demo-bench");
+    let _ = std::fs::remove_dir_all(&report_dir);
+    println!("== ringcap bench --self-test: zero-loss rates on its own veth test bed (short trials):");
+    let bench = Command::new(ringcap)
+        .args(["bench", "--self-test", "--sizes", "64,1518,imix", "--modes", "ring,afxdp", "--tcpdump"])
+        .args(["--trial", "1", "--trials", "1", "--confirm", "2", "--tolerance", "0.25", "--dir", "/var/tmp"])
+        .arg("-o")
+        .arg(&report_dir)
+        .status()?;
+    if !bench.success() {
+        bail!("ringcap bench failed");
+    }
+    println!("== the report: {}/report.html (open it in a browser) and report.json", report_dir.display());
     Ok(())
 }

@@ -45,8 +45,6 @@ pub fn stats_json(sources: &Sources) -> serde_json::Value {
     let kernel = *locked(&sources.live.kernel);
     let kernel: serde_json::Map<String, serde_json::Value> =
         Counter::ALL.iter().map(|c| (c.name().to_string(), json!(kernel.get(*c)))).collect();
-    let reader = &sources.live.reader;
-    let s = &sources.storage;
     let rtt = locked(&sources.live.rtt).clone();
     let since_start = tcp_json(&locked(&sources.live.kernel), rtt.as_deref());
     let last_minute = sources.live.last_minute().map(|(span, kernel, rtt)| {
@@ -60,18 +58,9 @@ pub fn stats_json(sources: &Sources) -> serde_json::Value {
         "tcp_by_interface": by_interface(sources),
         "flows": *locked(&sources.live.flows),
         "kernel": kernel,
-        "reader": {
-            "packets": get(&reader.packets), "queue_dropped": get(&reader.queue_dropped), "malformed": get(&reader.malformed),
-            "reorder_window_exceeded": get(&reader.reorder_window_exceeded), "unstamped": get(&reader.unstamped),
-        },
+        "reader": sources.live.reader.to_json(),
         "xsk": *locked(&sources.live.xsk),
-        "storage": {
-            "packets_written": get(&s.packets_written), "packets_lost": get(&s.packets_lost),
-            "frames_written": get(&s.frames_written), "bytes_written": get(&s.bytes_written),
-            "files_created": get(&s.files_created), "files_removed": get(&s.files_removed),
-            "files_removed_for_space": get(&s.files_removed_for_space), "disk_full_events": get(&s.disk_full_events),
-            "write_errors": get(&s.write_errors), "index_errors": get(&s.index_errors),
-        },
+        "storage": sources.storage.to_json(),
     })
 }
 

@@ -108,6 +108,17 @@ pub struct ReaderCounters {
     pub reorder_window_exceeded: AtomicU64,
 }
 
+impl ReaderCounters {
+    /// The counters as JSON (`/v1/stats` and the files' statistics snapshots).
+    pub fn to_json(&self) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "packets": get(&self.packets), "queue_dropped": get(&self.queue_dropped), "malformed": get(&self.malformed),
+            "reorder_window_exceeded": get(&self.reorder_window_exceeded), "unstamped": get(&self.unstamped),
+        })
+    }
+}
+
 /// Settings of the reader.
 #[derive(Clone, Debug)]
 pub struct ReaderConfig {

@@ -1,5 +1,6 @@
 //! The `ringcap` command line: one module per subcommand, over the library.
 mod args;
+mod bench;
 mod capture;
 mod doctor;
 mod pull;
@@ -38,6 +39,10 @@ pub(crate) enum Command {
     Stats(StatsArgs),
     /// Check whether this machine can run ringcap well, and say what to do when not.
     Doctor(DoctorArgs),
+    /// Measure how fast this box captures without loss (zero-loss search per frame size
+    /// and mode), where it loses first, its CPU and disk, and write report.json and
+    /// report.html.
+    Bench(Box<bench::BenchArgs>),
     /// Print a shell completion script: `ringcap completions bash > /etc/bash_completion.d/ringcap`.
     Completions {
         #[arg(value_enum)]
@@ -90,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Pull(args) => pull::pull(args),
         Command::Stats(args) => stats::stats(args),
         Command::Doctor(args) => doctor::doctor(args),
+        Command::Bench(args) => bench::bench(*args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ringcap", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -145,6 +145,7 @@ impl LiveCounters {
             "started_ns": started_ns,
             "time_ns": crate::retrieve::window::now().as_nanos() as u64,
             "kernel": counters,
+            "reader": self.reader.to_json(),
             "xsk": xsk,
             "flows": flows,
             "rtt": rtt,

@@ -92,6 +92,20 @@ pub struct StorageCounters {
     pub manifest_errors: AtomicU64,
 }
 
+impl StorageCounters {
+    /// The counters as JSON (`/v1/stats` and the files' statistics snapshots).
+    pub fn to_json(&self) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "packets_written": get(&self.packets_written), "packets_lost": get(&self.packets_lost),
+            "frames_written": get(&self.frames_written), "bytes_written": get(&self.bytes_written),
+            "files_created": get(&self.files_created), "files_removed": get(&self.files_removed),
+            "files_removed_for_space": get(&self.files_removed_for_space), "disk_full_events": get(&self.disk_full_events),
+            "write_errors": get(&self.write_errors), "index_errors": get(&self.index_errors),
+        })
+    }
+}
+
 fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
 }
@@ -482,7 +496,10 @@ impl RingWriter {
     /// Stores the statistics snapshot of a file that is closing.
     fn write_snapshot(&self, data: &Path) {
         if let Some(Snapshot(snapshot)) = &self.config.snapshot {
-            if std::fs::write(stats_path(data), snapshot().to_string()).is_err() {
+            // What the writer did so far goes with what the programs and the reader did.
+            let mut snapshot = snapshot();
+            snapshot["storage"] = self.counters.to_json();
+            if std::fs::write(stats_path(data), snapshot.to_string()).is_err() {
                 bump(&self.counters.index_errors, 1);
             }
         }

@@ -66,7 +66,7 @@ pub fn send_paced(bed: &TestBed, frames: Vec<Vec<u8>>, rate: Option<f64>) {
     let count = frames.len() as u64;
     let report = TestBed::in_namespace(&bed.tx_ns, move || {
         let ifindex = capture_daemon::kernel::interface_index(TX_IF).unwrap();
-        transmit(ifindex, &Plan { frames, count, chunk: 1, rate })
+        transmit(ifindex, &Plan { frames, count, chunk: 1, rate, until: None })
     })
     .join()
     .unwrap()
@@ -84,7 +84,7 @@ pub fn send_alternating(bed: &TestBed, frames: &[Vec<u8>], chunk: usize) {
         TestBed::in_namespace(&bed.tx_ns, move || {
             let ifindex = capture_daemon::kernel::interface_index(iface).unwrap();
             let count = frames.len() as u64;
-            transmit(ifindex, &Plan { frames, count, chunk: 1, rate: None }).unwrap();
+            transmit(ifindex, &Plan { frames, count, chunk: 1, rate: None, until: None }).unwrap();
         })
         .join()
         .unwrap()
@@ -215,4 +215,53 @@ pub fn seqs(pcap: &[u8]) -> Vec<u64> {
         .iter()
         .map(|p| ringcap_tools::frames::sequence_of(&p.data).unwrap())
         .collect()
+}
+
+/// A FUSE passthrough filesystem (`tests/fixtures/failing_fsync_fs.py`) mounted for one
+/// test, whose fsync of capture files fails while [`FaultyFs::fail`] says so, and whose
+/// writes of capture files take `write_delay_ms` each when given (a slow disk).
+pub struct FaultyFs {
+    process: std::process::Child,
+    pub mountpoint: PathBuf,
+    switch: PathBuf,
+}
+
+impl FaultyFs {
+    pub fn mount(name: &str, write_delay_ms: Option<f64>) -> Self {
+        let base = scratch(name);
+        let (backing, mountpoint, switch) = (base.join("backing"), base.join("mnt"), base.join("fail"));
+        std::fs::create_dir_all(&backing).unwrap();
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing_fsync_fs.py");
+        let process = std::process::Command::new("/usr/bin/python3")
+            .arg(script)
+            .args([&backing, &mountpoint, &switch])
+            .args(write_delay_ms.map(|ms| ms.to_string()))
+            .spawn()
+            .expect("python3 with fusepy (cargo xtask bootstrap installs it)");
+        let fs = FaultyFs { process, mountpoint, switch };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string("/proc/mounts").unwrap().contains(fs.mountpoint.to_str().unwrap()) {
+            assert!(std::time::Instant::now() < deadline, "the FUSE filesystem did not mount");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        fs
+    }
+
+    pub fn fail(&self, on: bool) {
+        if on {
+            std::fs::write(&self.switch, b"").unwrap();
+        } else {
+            std::fs::remove_file(&self.switch).unwrap();
+        }
+    }
+}
+
+impl Drop for FaultyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.mountpoint).status();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }

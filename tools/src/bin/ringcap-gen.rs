@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
             let frames = (0..distinct.max(1))
                 .map(|i| template.udp(sizes[i % sizes.len()], (i % flows.max(1) as usize) as u16, i as u64))
                 .collect();
-            let plan = Plan { frames, count, chunk, rate };
+            let plan = Plan { frames, count, chunk, rate, until: None };
             let report = transmit(ifindex(&iface)?, &plan).context("transmitting live frames")?;
             println!(
                 "{{\"sent\":{},\"seconds\":{:.6},\"pps\":{:.0}}}",

@@ -1,0 +1,211 @@
+//! `ringcap bench`: a capture throughput report for the NIC and box at hand.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use capture_daemon::bench::search::SearchSettings;
+use capture_daemon::bench::trial::Traffic;
+use capture_daemon::bench::{self, BenchConfig, FrameSize, Mode};
+use capture_daemon::filter::Filter;
+use capture_daemon::kernel::Direction;
+use capture_daemon::storage::budget::DiskLimit;
+use clap::Args;
+use ringcap_tools::testbed::TestBed;
+
+use super::args::{parse_disk_limit, parse_snaplen};
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["self_test", "interface"]))]
+pub(crate) struct BenchArgs {
+    /// Build a veth test bed in two network namespaces and feed it with ringcap's own
+    /// generator (both removed afterwards): no hardware or other tool needed.
+    #[arg(long)]
+    self_test: bool,
+    /// Measure a real interface fed by an external generator (TRex, pktgen, a mirror
+    /// port): each trial says what to send; offered frames are read from the
+    /// interface's own counters.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    interface: Option<String>,
+    /// Frame sizes in bytes with FCS (64..1518) and `imix` (64/594/1518 in 7:4:1).
+    #[arg(long, value_delimiter = ',', value_parser = FrameSize::parse,
+          default_value = "64,128,256,512,1024,1280,1518,imix")]
+    sizes: Vec<FrameSize>,
+    /// Capture modes to search: `ring` (BPF ring buffer), `afxdp` (AF_XDP sockets).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ring,afxdp")]
+    modes: Vec<Mode>,
+    /// Also search `tcpdump -w` with the same snap length and filter, as the peer.
+    #[arg(long)]
+    tcpdump: bool,
+    /// Seconds of traffic in each search trial.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    trial: f64,
+    /// Trials at each rate; a rate passes only if none of them loses a frame.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    trials: u32,
+    /// Seconds of the confirmation run at the rate found.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    confirm: f64,
+    /// The search stops when the lossless and lossy rates are this close, as a fraction
+    /// of the fastest rate offered.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.05)]
+    tolerance: f64,
+    /// With -i: the rates to follow (frames/s), in order, instead of a search.
+    #[arg(long, value_name = "PPS", value_delimiter = ',')]
+    rates: Option<Vec<f64>>,
+    /// Where the trials' rings are written: the disk whose speed and retention count.
+    #[arg(long, value_name = "DIR", default_value = "/var/tmp")]
+    dir: PathBuf,
+    /// The ring's disk budget for the retention figures (default: the filesystem of --dir).
+    #[arg(long, value_name = "SIZE", value_parser = parse_disk_limit)]
+    max_disk: Option<DiskLimit>,
+    /// Directory for report.json, report.html and each trial's statistics
+    /// (default: ./ringcap-bench-DATE-TIME).
+    #[arg(short = 'o', long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Bytes to keep of each packet, as for `run`.
+    #[arg(short = 's', long = "snapshot-length", value_name = "SNAPLEN", value_parser = parse_snaplen)]
+    snaplen: Option<u32>,
+    /// zstd level of the trials' rings, as for `run` (0: plain pcap).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(0..=19))]
+    zstd_level: Option<i32>,
+    /// Plain pcap rings, as for `run`.
+    #[arg(long)]
+    no_compress: bool,
+    /// Compression threads, as for `run`.
+    #[arg(long, value_name = "N")]
+    compress_threads: Option<u16>,
+    /// Kernel ring buffer size in KiB, as for `run`.
+    #[arg(short = 'B', long = "buffer-size", value_name = "KIB")]
+    buffer_kib: Option<u32>,
+    /// Directions to capture, as for `run`.
+    #[arg(long, value_enum)]
+    direction: Option<Direction>,
+    /// With -i and afxdp: capture even though the interface has addresses (see `run --force`).
+    #[arg(long)]
+    force: bool,
+    /// Filter expression in tcpdump syntax, applied in every trial.
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    expression: Vec<String>,
+}
+
+pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let seconds = |value: f64, what: &str| {
+        Duration::try_from_secs_f64(value)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("--{what} {value} is not a positive number of seconds"))
+    };
+    let search = SearchSettings {
+        trial: seconds(args.trial, "trial")?,
+        trials: args.trials,
+        tolerance: args.tolerance,
+        confirm: seconds(args.confirm, "confirm")?,
+    };
+    if !(0.001..=0.5).contains(&args.tolerance) {
+        bail!("--tolerance {} must be a fraction between 0.001 and 0.5", args.tolerance);
+    }
+    if args.rates.is_some() && args.self_test {
+        bail!("--rates is for an external generator (-i IFACE); the self-test searches by itself");
+    }
+    let expression = args.expression.join(" ");
+    // Refused here, before anything is built, with libpcap's own words and where.
+    Filter::compile(&expression)?;
+    std::fs::metadata(&args.dir).with_context(|| {
+        format!("--dir {}: the trials' rings go there; create it first", args.dir.display())
+    })?;
+    let mut run_options = Vec::new();
+    let mut push = |flag: &str, value: Option<String>| {
+        if let Some(value) = value {
+            run_options.extend([flag.to_string(), value]);
+        }
+    };
+    push("-s", args.snaplen.map(|s| s.to_string()));
+    push("--zstd-level", args.zstd_level.map(|l| l.to_string()));
+    push("--compress-threads", args.compress_threads.map(|t| t.to_string()));
+    push("-B", args.buffer_kib.map(|b| b.to_string()));
+    push(
+        "--direction",
+        args.direction.map(|d| {
+            clap::ValueEnum::to_possible_value(&d).expect("no skipped values").get_name().to_string()
+        }),
+    );
+    if args.no_compress {
+        run_options.push("--no-compress".into());
+    }
+    if args.force {
+        run_options.push("--force".into());
+    }
+    let options_text = {
+        let mut text = run_options.clone();
+        text.extend(args.expression.iter().cloned());
+        text
+    };
+    let mut tcpdump_options =
+        vec!["-s".to_string(), args.snaplen.unwrap_or(262_144).to_string(), "--".to_string()];
+    tcpdump_options.extend(args.expression.iter().cloned());
+    if !args.expression.is_empty() {
+        run_options.push("--".into());
+        run_options.extend(args.expression.iter().cloned());
+    }
+    let mut modes = args.modes.clone();
+    modes.dedup();
+    modes.retain(|&m| m != Mode::Tcpdump);
+    if args.tcpdump {
+        modes.push(Mode::Tcpdump);
+    }
+    let traffic = match &args.interface {
+        Some(iface) => {
+            capture_daemon::kernel::interface_index(iface)?;
+            Traffic::Interface { iface: iface.clone() }
+        }
+        None => {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                bail!("the self-test builds network namespaces and loads eBPF programs: run it as root");
+            }
+            TestBed::remove_stale();
+            Traffic::SelfTest(
+                TestBed::new().context("building the veth test bed (needs `ip` from iproute2)")?,
+            )
+        }
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let stamp = capture_daemon::timefmt::rfc3339(now.as_nanos() as u64);
+        PathBuf::from(format!(
+            "ringcap-bench-{}",
+            stamp.replace([':', '-'], "").chars().take(15).collect::<String>()
+        ))
+    });
+    println!(
+        "ringcap bench: {} sizes x {} modes, trials of {} s ({} per rate), confirmation {} s; report in {}",
+        args.sizes.len(),
+        modes.len(),
+        args.trial,
+        args.trials,
+        args.confirm,
+        out.display()
+    );
+    let config = BenchConfig {
+        traffic,
+        sizes: args.sizes.clone(),
+        modes,
+        search,
+        rates: args.rates.clone(),
+        dir: args.dir.clone(),
+        max_disk: args.max_disk,
+        run_options,
+        tcpdump_options,
+        out: out.clone(),
+        options_text,
+    };
+    let report = bench::run(config, |trial| println!("{}", bench::report::trial_line(trial)))?;
+    let json = serde_json::to_vec_pretty(&report)?;
+    std::fs::write(out.join("report.json"), json).with_context(|| format!("writing {}", out.display()))?;
+    let html = report.html().map_err(anyhow::Error::msg)?;
+    std::fs::write(out.join("report.html"), html).with_context(|| format!("writing {}", out.display()))?;
+    println!("\n{}", report.table());
+    println!("report: {}/report.html and report.json", out.display());
+    Ok(ExitCode::SUCCESS)
+}
