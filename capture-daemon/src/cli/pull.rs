@@ -104,10 +104,11 @@ pub(crate) fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!(
-        "ringcap: pulled {} packets from {} files ({} frames read, {} damaged frames and {} damaged bytes skipped, {} unreadable files)",
+        "ringcap: pulled {} packets from {} files ({} frames read, {} skipped by their summaries, {} damaged frames and {} damaged bytes skipped, {} unreadable files)",
         report.packets,
         report.files_read,
         report.frames_read,
+        report.frames_skipped,
         report.frames_damaged,
         report.bytes_damaged,
         report.files_unreadable

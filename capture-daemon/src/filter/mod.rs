@@ -7,6 +7,7 @@ mod ebpf;
 mod lexer;
 mod libpcap;
 mod locate;
+pub mod prefilter;
 
 pub use ebpf::{EbpfInsn, TranslateError};
 pub use libpcap::BpfInsn;

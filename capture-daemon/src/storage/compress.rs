@@ -8,6 +8,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::frames::zstd_compressor;
+use super::summary::{summarize, Summary};
+use crate::pcap::RecordFormat;
 
 /// A frame's content going to a worker, with what travels along with it.
 struct Job<T> {
@@ -16,11 +18,13 @@ struct Job<T> {
     done: Sender<Compressed<T>>,
 }
 
-/// A frame back from a worker: its content, what came along, and the compressed bytes.
+/// A frame back from a worker: its content, what came along, the compressed bytes and
+/// the frame's summary.
 pub struct Compressed<T> {
     pub content: Vec<u8>,
     pub along: T,
     pub bytes: io::Result<Vec<u8>>,
+    pub summary: Option<Summary>,
 }
 
 /// Threads compressing frames at one zstd level, as [`zstd_compressor`] does.
@@ -35,7 +39,9 @@ pub struct CompressPool<T> {
 }
 
 impl<T: Send + 'static> CompressPool<T> {
-    pub fn new(threads: usize, level: i32) -> io::Result<Self> {
+    /// `threads` workers compressing at `level`, and summarizing each frame as records of
+    /// `format` (see [`super::summary`]).
+    pub fn new(threads: usize, level: i32, format: RecordFormat) -> io::Result<Self> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Job<T>>();
         let mut workers = Vec::with_capacity(threads);
         for n in 0..threads {
@@ -49,8 +55,9 @@ impl<T: Send + 'static> CompressPool<T> {
                         zstd.compress_to_buffer(&content, &mut bytes).map(|_| bytes)
                     }))
                     .unwrap_or_else(|_| Err(io::Error::other("zstd panicked compressing a frame")));
+                    let summary = summarize(format, &content);
                     // The writer may be gone (shutting down): nothing left to hand back to.
-                    let _ = done.send(Compressed { content, along, bytes });
+                    let _ = done.send(Compressed { content, along, bytes, summary });
                 }
             })?;
             workers.push(worker);
@@ -74,7 +81,8 @@ impl<T: Send + 'static> CompressPool<T> {
         if let Err(crossbeam_channel::SendError(job)) = jobs.send(Job { content, along, done }) {
             // Every worker is gone: hand the frame back uncompressed, as a failed one.
             let bytes = Err(io::Error::other("no compression thread is left"));
-            let _ = job.done.send(Compressed { content: job.content, along: job.along, bytes });
+            let _ =
+                job.done.send(Compressed { content: job.content, along: job.along, bytes, summary: None });
         }
         self.in_flight.push_back(back);
     }

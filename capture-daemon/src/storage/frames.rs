@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::index::{index_path, read_index, FrameEntry};
+use super::summary::Summary;
 use super::{Compression, StorageError};
 use crate::pcap::RecordFormat;
 
@@ -77,6 +78,9 @@ pub struct DataFile {
     compressed: bool,
     /// Complete frames, in file order.
     pub frames: Vec<FrameEntry>,
+    /// The summaries of the indexed frames (the first ones; frames found by scanning and
+    /// those of rings from before summaries have none).
+    pub summaries: Vec<Option<Summary>>,
     /// Frames found by scanning because the index lacked them (crash, damage, no index).
     pub recovered_frames: usize,
     /// Bytes skipped while scanning: damaged frames, or a frame cut short at the end.
@@ -112,15 +116,18 @@ impl DataFile {
         let file = File::open(path).map_err(read_error)?;
         let len = file.metadata().map_err(read_error)?.len();
         let compressed = path.to_string_lossy().ends_with(".zst");
-        let (mut frames, mut index_problem) = match read_index(&index_path(path)) {
+        let (entries, mut index_problem) = match read_index(&index_path(path)) {
             Ok(entries) => (entries, None),
             Err(e) => (Vec::new(), Some(format!("index unusable ({e}); scanned the file instead"))),
         };
+        let (mut frames, mut summaries): (Vec<FrameEntry>, Vec<Option<Summary>>) =
+            entries.into_iter().unzip();
         let valid = valid_prefix(&frames, len);
         if valid < frames.len() {
             index_problem =
                 Some(format!("index entries {valid}.. do not match the file; scanned from there"));
             frames.truncate(valid);
+            summaries.truncate(valid);
         }
         // The first frame holds the file header: read just it when the index says where it ends.
         let head_len = frames.first().map_or(len.min(HEAD_BYTES), |first| first.len);
@@ -134,6 +141,7 @@ impl DataFile {
             file,
             compressed,
             frames,
+            summaries,
             recovered_frames: 0,
             damaged_bytes: 0,
             damaged_tail: 0,

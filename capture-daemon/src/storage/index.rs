@@ -1,16 +1,23 @@
 //! The time index: one fixed-size entry per frame of a data file, in a sidecar file.
 //!
 //! `NAME.idx` beside `NAME.pcap.zst` (or `NAME.pcap`) starts with the 8-byte magic
-//! `RCAPIDX1`, then one 56-byte little-endian entry per frame, appended after the frame
-//! itself is written (see `capture-daemon/docs/storage-format.md`). Each entry carries a checksum, so
-//! a torn or damaged entry ends the usable index; the data file is then scanned from the
-//! last good entry on. The index only speeds retrieval up: a file without one is still
-//! fully readable.
+//! `RCAPIDX2`, then per frame a 56-byte little-endian entry and the frame's summary (see
+//! [`super::summary`]), appended after the frame itself is written (see
+//! `capture-daemon/docs/storage-format.md`). Rings written before summaries have
+//! `RCAPIDX1` and entries alone: still read, every frame then read to filter it. Each
+//! entry and summary carries a checksum, so a torn or damaged one ends the usable index;
+//! the data file is then scanned from the last good entry on. The index only speeds
+//! retrieval up: a file without one is still fully readable.
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-pub const INDEX_MAGIC: &[u8; 8] = b"RCAPIDX1";
+use super::summary::Summary;
+
+/// The magic of the indexes written now: entries with summaries.
+pub const INDEX_MAGIC: &[u8; 8] = b"RCAPIDX2";
+/// The magic of indexes without summaries (rings written before them).
+pub const INDEX_MAGIC_V1: &[u8; 8] = b"RCAPIDX1";
 pub const ENTRY_LEN: usize = 56;
 
 /// Where one frame sits in a data file and what it holds.
@@ -96,8 +103,15 @@ impl IndexWriter {
         Ok(IndexWriter { file })
     }
 
-    pub fn append(&mut self, entry: &FrameEntry) -> io::Result<()> {
-        self.file.write_all(&entry.encode())
+    /// Appends a frame's entry and its summary (in one write, so a crash tears at most this one).
+    pub fn append(&mut self, entry: &FrameEntry, summary: Option<&Summary>) -> io::Result<()> {
+        let encoded = summary.map(Summary::encode).unwrap_or_default();
+        let mut record = Vec::with_capacity(ENTRY_LEN + 8 + encoded.len());
+        record.extend_from_slice(&entry.encode());
+        record.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        record.extend_from_slice(&encoded);
+        record.extend_from_slice(&checksum(&record[ENTRY_LEN..]).to_le_bytes());
+        self.file.write_all(&record)
     }
 
     pub fn sync(&self) -> io::Result<()> {
@@ -105,14 +119,42 @@ impl IndexWriter {
     }
 }
 
-/// Reads the good prefix of an index: entries up to the first torn or damaged one.
-pub fn read_index(path: &Path) -> io::Result<Vec<FrameEntry>> {
+/// The good prefix of an index: entries up to the first torn or damaged one, each with its
+/// summary (None in indexes from before summaries).
+pub type IndexEntries = Vec<(FrameEntry, Option<Summary>)>;
+
+/// Reads the good prefix of an index.
+pub fn read_index(path: &Path) -> io::Result<IndexEntries> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
-    if bytes.get(..8) != Some(INDEX_MAGIC.as_slice()) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a ringcap index (bad magic)"));
+    match bytes.get(..8) {
+        Some(magic) if magic == INDEX_MAGIC_V1 => {
+            Ok(bytes[8..].chunks_exact(ENTRY_LEN).map_while(FrameEntry::decode).map(|e| (e, None)).collect())
+        }
+        Some(magic) if magic == INDEX_MAGIC => {
+            let mut entries = Vec::new();
+            let mut rest = &bytes[8..];
+            while let Some((entry, summary, len)) = decode_with_summary(rest) {
+                entries.push((entry, summary));
+                rest = &rest[len..];
+            }
+            Ok(entries)
+        }
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "not a ringcap index (bad magic)")),
     }
-    Ok(bytes[8..].chunks_exact(ENTRY_LEN).map_while(FrameEntry::decode).collect())
+}
+
+/// An entry, its summary and the bytes they took; None if torn or damaged.
+fn decode_with_summary(bytes: &[u8]) -> Option<(FrameEntry, Option<Summary>, usize)> {
+    let entry = FrameEntry::decode(bytes.get(..ENTRY_LEN)?)?;
+    let len = u32::from_le_bytes(bytes.get(ENTRY_LEN..ENTRY_LEN + 4)?.try_into().ok()?) as usize;
+    let end = ENTRY_LEN + 4 + len;
+    let sum = u32::from_le_bytes(bytes.get(end..end + 4)?.try_into().ok()?);
+    if sum != checksum(&bytes[ENTRY_LEN..end]) {
+        return None;
+    }
+    let summary = if len == 0 { None } else { Some(Summary::decode(&bytes[ENTRY_LEN + 4..end])?) };
+    Some((entry, summary, end + 4))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::index::{index_path, INDEX_MAGIC};
+use super::index::{index_path, INDEX_MAGIC, INDEX_MAGIC_V1};
 use super::is_data_file;
 
 /// The manifest's file name in the ring directory.
@@ -139,7 +139,8 @@ pub fn list(dir: &Path) -> io::Result<(DirListing, Manifest)> {
 /// Whether `data` has the time index an older ringcap wrote beside each of its files.
 fn has_ringcap_index(data: &Path) -> bool {
     let mut magic = [0u8; 8];
-    File::open(index_path(data)).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == INDEX_MAGIC
+    File::open(index_path(data)).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
+        && (&magic == INDEX_MAGIC || &magic == INDEX_MAGIC_V1)
 }
 
 /// An exclusive lock on a ring directory, held while the ring is written.

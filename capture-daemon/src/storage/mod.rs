@@ -12,6 +12,7 @@ pub mod index;
 pub mod manifest;
 pub mod naming;
 pub mod ring;
+pub mod summary;
 
 use std::path::PathBuf;
 

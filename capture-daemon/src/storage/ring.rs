@@ -15,6 +15,7 @@ use super::frames::{duration_ns, DataFile, Encoded, FrameEncoder};
 use super::index::{index_path, stats_path, FrameEntry, IndexWriter};
 use super::manifest::{self, DirLock, Manifest};
 use super::naming::NameTemplate;
+use super::summary::{summarize, Summary};
 use super::{Compression, StorageError};
 use crate::capture::Batch;
 use crate::output::{BatchLimits, Sink};
@@ -142,6 +143,8 @@ struct PendingFrame {
     started: Option<Instant>,
     /// The frame is the file header (it must lead the file).
     header: bool,
+    /// What occurs in the frame, for filtered pulls (see `storage::summary`).
+    summary: Option<Summary>,
 }
 
 impl PendingFrame {
@@ -217,7 +220,12 @@ impl RingWriter {
         let encoder = FrameEncoder::new(config.compression).map_err(dir_error)?;
         let pool = match config.compression {
             Compression::Zstd(level) if config.compress_threads > 0 => {
-                Some(CompressPool::new(config.compress_threads, level).map_err(dir_error)?)
+                let format = if config.pcapng_interfaces.is_some() {
+                    RecordFormat::NATIVE_PCAPNG
+                } else {
+                    RecordFormat::NATIVE
+                };
+                Some(CompressPool::new(config.compress_threads, level, format).map_err(dir_error)?)
             }
             _ => None,
         };
@@ -365,6 +373,9 @@ impl RingWriter {
             // A header is a few bytes: not worth a trip to another thread, but it must
             // not overtake the frames given before it.
             self.collect(Collect::All);
+            if !frame.header {
+                frame.summary = summarize(self.record_format(), &frame.content);
+            }
             let encoded = self.encoder.encode(&frame.content);
             self.store(frame, encoded);
             return;
@@ -384,8 +395,11 @@ impl RingWriter {
                 Collect::Room => !pool.has_room(),
                 Collect::All => !pool.is_empty(),
             };
-            let Some(Compressed { content, along: mut frame, bytes }) = pool.next(wait) else { return };
+            let Some(Compressed { content, along: mut frame, bytes, summary }) = pool.next(wait) else {
+                return;
+            };
             frame.content = content;
+            frame.summary = summary;
             self.store(frame, bytes.map(Encoded::Zstd));
         }
     }
@@ -448,7 +462,7 @@ impl RingWriter {
                     return;
                 }
                 if let Some(index) = current.index.as_mut() {
-                    if index.append(&entry).is_err() {
+                    if index.append(&entry, frame.summary.as_ref()).is_err() {
                         bump(&self.counters.index_errors, 1);
                         current.index = None;
                     }
