@@ -397,3 +397,43 @@ fn summaries_skip_frames_that_cannot_match_and_pulls_still_equal_tcpdump() {
         assert_eq!(skipped(&stderr), 0);
     }
 }
+
+#[test]
+fn with_stats_counts_exactly_the_window_not_the_whole_file() {
+    let bed = bed();
+    let dir = scratch("window-stats");
+    let ring =
+        start_ringcap(&bed, "run", &["--dir", dir.to_str().unwrap(), "-G", "0", "--frame-interval", "0.2"]);
+    // Before the window: 500 packets, then quiet until their counters are stored.
+    send(&bed, mixed_frames(500));
+    std::thread::sleep(Duration::from_millis(2500));
+    let since = capture_daemon::retrieve::window::now().as_nanos() as u64;
+    std::thread::sleep(Duration::from_millis(300));
+    // In it: 300 more, in the same file.
+    send(&bed, (500..800).map(known_frame).collect());
+    std::thread::sleep(Duration::from_millis(2500));
+    let pulled = scratch("window-stats.pcap");
+    let since = capture_daemon::timefmt::rfc3339(since);
+    let out = Command::new(RINGCAP)
+        .args([
+            "pull",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--since",
+            &since,
+            "--with-stats",
+            "-w",
+            pulled.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(seqs(&std::fs::read(&pulled).unwrap()), (500..800).collect::<Vec<_>>());
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.stats.json", pulled.display())).unwrap()).unwrap();
+    assert_eq!(stats["counters"]["seen"], 300, "the window's packets only: {stats}");
+    assert_eq!(stats["counters"]["captured"], 300, "{stats}");
+    ring.signal(libc::SIGINT);
+    assert!(ring.finish(WAIT).0.success());
+}

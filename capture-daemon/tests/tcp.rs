@@ -128,26 +128,31 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
     assert!(printed.contains(&format!("TCP, since start: {CONNECTIONS} handshakes completed")), "{printed}");
     assert!(printed.contains("RTT handshake, server side"), "{printed}");
 
-    // --with-stats: the open file has no snapshot yet; once the daemon closes it, the
-    // window's statistics are stored beside the pulled capture.
+    // --with-stats: the window's statistics beside the pulled capture, from the snapshots
+    // stored while the file is written (the counters settle within a frame interval), and
+    // the same once the daemon has closed it.
     let pulled = scratch("with-stats.pcap");
-    let with_stats = |pulled: &std::path::Path| {
+    let with_stats = |pulled: &std::path::Path| -> serde_json::Value {
         let out = Command::new(RINGCAP)
             .args(["pull", "--dir", d, "--last", "1m", "--with-stats", "-w", pulled.to_str().unwrap()])
             .output()
             .unwrap();
         assert!(out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let stats_file = format!("{}.stats.json", pulled.display());
+        serde_json::from_str(
+            &std::fs::read_to_string(&stats_file).unwrap_or_else(|e| panic!("{e}: {stderr}")),
+        )
+        .unwrap()
     };
-    assert!(with_stats(&pulled).contains("still being written"));
+    let settled = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        with_stats(&pulled)["counters"]["tcp_handshakes"] == CONNECTIONS as u64
+    });
+    assert!(settled, "while the file is written: {}", with_stats(&pulled));
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());
-    let stderr = with_stats(&pulled);
-    let stats_file = format!("{}.stats.json", pulled.display());
-    let window: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&stats_file).unwrap_or_else(|e| panic!("{e}: {stderr}")),
-    )
-    .unwrap();
+    let window = with_stats(&pulled);
     assert_eq!(window["counters"]["tcp_handshakes"], CONNECTIONS as u64, "{window}");
     assert_eq!(window["counters"]["tcp_syn"], CONNECTIONS as u64 + 1);
     assert_eq!(window["tcp"]["handshake_rtt_client"]["count"], CONNECTIONS as u64);

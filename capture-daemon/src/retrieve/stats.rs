@@ -1,8 +1,10 @@
 //! `pull --with-stats`: the TCP health and capture counters of a window, from the
-//! snapshots the daemon stores beside each file when it closes (`STEM.stats.json`,
-//! cumulative since the daemon started). The window's statistics are the difference
-//! between the snapshot that closed the last file of the window and the one that closed
-//! the file before its first, so they cover whole files: the span is reported.
+//! snapshots the daemon stores while it writes each file (`STEM.snapshots.jsonl`, at most
+//! one per frame interval) and when the file closes (`STEM.stats.json`), cumulative since
+//! the daemon started. The window's statistics are the difference between the last
+//! snapshot at or before its start (or the daemon's start) and the first at or after its
+//! end, so they cover the window to within a frame interval; the span is reported. Rings
+//! written before the periodic snapshots have the closing ones only: whole files then.
 use std::path::Path;
 
 use capture_common::tcp::RTT_BUCKETS;
@@ -11,12 +13,24 @@ use serde_json::{json, Value};
 use super::pull::ring_files;
 use super::window::Window;
 use crate::health::analysis::{summarize, RTT_KINDS};
-use crate::storage::frames::DataFile;
-use crate::storage::index::stats_path;
+use crate::storage::index::{snapshots_path, stats_path};
 use crate::timefmt::rfc3339;
 
-fn read_snapshot(data: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(stats_path(data)).ok()?).ok()
+/// Every snapshot stored beside the ring's files, oldest first.
+fn snapshots(dir: &Path) -> Result<Vec<Value>, String> {
+    let mut all = Vec::new();
+    for data in ring_files(dir).map_err(|e| e.to_string())? {
+        let periodic = std::fs::read_to_string(snapshots_path(&data)).unwrap_or_default();
+        // A line cut by a crash is not JSON: it is skipped.
+        all.extend(periodic.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()));
+        if let Some(closing) =
+            std::fs::read_to_string(stats_path(&data)).ok().and_then(|t| serde_json::from_str(&t).ok())
+        {
+            all.push(closing);
+        }
+    }
+    all.sort_by_key(|s: &Value| s["time_ns"].as_u64().unwrap_or(0));
+    Ok(all)
 }
 
 fn buckets(snapshot: Option<&Value>, key: &str) -> [u64; RTT_BUCKETS as usize] {
@@ -33,27 +47,25 @@ fn buckets(snapshot: Option<&Value>, key: &str) -> [u64; RTT_BUCKETS as usize] {
 
 /// The statistics of `window`, or why they cannot be given.
 pub fn window_stats(dir: &Path, window: Window) -> Result<Value, String> {
-    let mut files: Vec<_> = ring_files(dir)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter_map(|path| Some((DataFile::open(&path).ok()?.time_range()?, path)))
-        .collect();
-    files.sort_by_key(|(range, _)| *range);
-    let Some(last) = files.iter().rposition(|((first, last), _)| window.overlaps(*first, *last)) else {
-        return Ok(json!({ "note": "no packets in the window" }));
+    let all = snapshots(dir)?;
+    let time = |s: &Value| s["time_ns"].as_u64().unwrap_or(0);
+    // The first snapshot at or after the window's end (the latest one if the window
+    // reaches into what is still being written)...
+    let Some(end) = all.iter().find(|s| time(s) >= window.until_ns).or(all.last()).cloned() else {
+        return Err("no statistics snapshot in the ring yet (the daemon stores one a frame interval)".into());
     };
-    let first = files.iter().position(|((f, l), _)| window.overlaps(*f, *l)).expect("one overlaps");
-    let end = read_snapshot(&files[last].1).ok_or_else(|| {
-        format!(
-            "{} is still being written: its statistics are stored when it closes (SIGHUP closes it now)",
-            files[last].1.display()
-        )
-    })?;
-    // The snapshot closing the file before the window, from the same run of the daemon.
-    let start = first
-        .checked_sub(1)
-        .and_then(|before| read_snapshot(&files[before].1))
-        .filter(|s| s["started_ns"] == end["started_ns"]);
+    if time(&end) < window.since_ns {
+        return Ok(json!({ "note": "no statistics after the window's start yet" }));
+    }
+    // ...and the last one at or before its start, from the same run of the daemon. None:
+    // the run started inside the window and counts from zero; or the snapshots before it
+    // are gone with their files, and the first one left starts the span.
+    let same_run = |s: &&Value| s["started_ns"] == end["started_ns"];
+    let start =
+        all.iter().rev().filter(same_run).find(|s| time(s) <= window.since_ns).cloned().or_else(|| {
+            let started = end["started_ns"].as_u64().unwrap_or(0);
+            (started < window.since_ns).then(|| all.iter().find(same_run).cloned()).flatten()
+        });
     let delta = |key: &str, name: &str| {
         let at = |s: &Value| s[key][name].as_u64().unwrap_or(0);
         at(&end).saturating_sub(start.as_ref().map_or(0, at))
@@ -72,13 +84,7 @@ pub fn window_stats(dir: &Path, window: Window) -> Result<Value, String> {
         }
         summarize(&window_buckets)
     };
-    let from_ns = start.as_ref().or(Some(&end)).map_or(0, |s| {
-        if start.is_some() {
-            s["time_ns"].as_u64().unwrap_or(0)
-        } else {
-            s["started_ns"].as_u64().unwrap_or(0)
-        }
-    });
+    let from_ns = start.as_ref().map_or_else(|| end["started_ns"].as_u64().unwrap_or(0), time);
     Ok(json!({
         "window": { "since": rfc3339(window.since_ns), "until": if window.until_ns == u64::MAX { Value::Null } else { rfc3339(window.until_ns).into() } },
         "covered": { "from": rfc3339(from_ns), "to": rfc3339(end["time_ns"].as_u64().unwrap_or(0)) },

@@ -91,6 +91,18 @@ pub fn stats_path(data: &Path) -> PathBuf {
     index_path(data).with_extension("stats.json")
 }
 
+/// The snapshots a running daemon appends while it writes a data file, one JSON object a
+/// line, at most one per frame interval: what lets a pull give the statistics of exactly
+/// its window (to within that interval).
+pub fn snapshots_path(data: &Path) -> PathBuf {
+    index_path(data).with_extension("snapshots.jsonl")
+}
+
+/// Every file ringcap keeps beside a data file (index, closing snapshot, snapshots).
+pub fn sidecars(data: &Path) -> [PathBuf; 3] {
+    [index_path(data), stats_path(data), snapshots_path(data)]
+}
+
 /// Appends entries to a new index file.
 pub struct IndexWriter {
     file: File,
@@ -103,15 +115,17 @@ impl IndexWriter {
         Ok(IndexWriter { file })
     }
 
-    /// Appends a frame's entry and its summary (in one write, so a crash tears at most this one).
-    pub fn append(&mut self, entry: &FrameEntry, summary: Option<&Summary>) -> io::Result<()> {
+    /// Appends a frame's entry and its summary (in one write, so a crash tears at most
+    /// this one); returns the bytes written.
+    pub fn append(&mut self, entry: &FrameEntry, summary: Option<&Summary>) -> io::Result<u64> {
         let encoded = summary.map(Summary::encode).unwrap_or_default();
         let mut record = Vec::with_capacity(ENTRY_LEN + 8 + encoded.len());
         record.extend_from_slice(&entry.encode());
         record.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
         record.extend_from_slice(&encoded);
         record.extend_from_slice(&checksum(&record[ENTRY_LEN..]).to_le_bytes());
-        self.file.write_all(&record)
+        self.file.write_all(&record)?;
+        Ok(record.len() as u64)
     }
 
     pub fn sync(&self) -> io::Result<()> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::budget::{fs_space, DiskLimit};
 use super::compress::{CompressPool, Compressed};
 use super::frames::{duration_ns, DataFile, Encoded, FrameEncoder};
-use super::index::{index_path, stats_path, FrameEntry, IndexWriter};
+use super::index::{index_path, sidecars, snapshots_path, stats_path, FrameEntry, IndexWriter};
 use super::manifest::{self, DirLock, Manifest};
 use super::naming::NameTemplate;
 use super::summary::{summarize, Summary};
@@ -129,6 +129,14 @@ struct OpenFile {
     frames: u64,
     /// The -G period the file belongs to.
     period: u64,
+    /// Bytes of the index so far.
+    index_bytes: u64,
+    /// The snapshots appended while the file is written, and when the last one was.
+    snapshots: Option<File>,
+    snapshot_bytes: u64,
+    last_snapshot: Option<Instant>,
+    /// The kernel counters of the last snapshot: a tick adds one only when they moved.
+    last_kernel: Option<serde_json::Value>,
 }
 
 /// The frame being filled.
@@ -233,7 +241,10 @@ impl RingWriter {
         let closed = listing
             .own
             .into_iter()
-            .map(|data| ClosedFile { bytes: file_len(&data) + file_len(&index_path(&data)), data })
+            .map(|data| ClosedFile {
+                bytes: file_len(&data) + file_len(&index_path(&data)) + file_len(&snapshots_path(&data)),
+                data,
+            })
             .collect();
         Ok(RingWriter {
             closed,
@@ -269,7 +280,7 @@ impl RingWriter {
     /// the manifest) to the user the daemon is about to become (`-Z`), so that it can
     /// repair, extend and remove them. Foreign files are left as they are.
     pub fn hand_over(&self, uid: u32, gid: u32) -> io::Result<()> {
-        let own = self.closed.iter().flat_map(|f| [f.data.clone(), index_path(&f.data), stats_path(&f.data)]);
+        let own = self.closed.iter().flat_map(|f| std::iter::once(f.data.clone()).chain(sidecars(&f.data)));
         for path in own.chain([self.config.dir.join(manifest::MANIFEST_NAME)]) {
             match std::os::unix::fs::chown(&path, Some(uid), Some(gid)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -347,6 +358,11 @@ impl RingWriter {
             raw_offset: 0,
             frames: 0,
             period: self.period(now),
+            index_bytes: 8,
+            snapshots: None,
+            snapshot_bytes: 0,
+            last_snapshot: None,
+            last_kernel: None,
         });
         // The header leads the file: nothing kept from a time without a file goes before it.
         self.drop_pending();
@@ -462,9 +478,12 @@ impl RingWriter {
                     return;
                 }
                 if let Some(index) = current.index.as_mut() {
-                    if index.append(&entry, frame.summary.as_ref()).is_err() {
-                        bump(&self.counters.index_errors, 1);
-                        current.index = None;
+                    match index.append(&entry, frame.summary.as_ref()) {
+                        Ok(bytes) => current.index_bytes += bytes,
+                        Err(_) => {
+                            bump(&self.counters.index_errors, 1);
+                            current.index = None;
+                        }
                     }
                 }
                 current.offset += len;
@@ -473,10 +492,40 @@ impl RingWriter {
                 bump(&self.counters.frames_written, 1);
                 bump(&self.counters.bytes_written, len);
                 bump(&self.counters.packets_written, frame.packets);
+                self.append_snapshot(false);
             }
             Err(_) => self.frame_lost(&frame),
         }
         self.keep_buffer(frame);
+    }
+
+    /// Appends the daemon's counters to the current file's snapshots, at most once per
+    /// frame interval: after a frame is stored, and on ticks while the counters move
+    /// without frames (their last change lands too). Best effort: a pull without them
+    /// covers whole files instead.
+    fn append_snapshot(&mut self, only_if_changed: bool) {
+        let Some(Snapshot(snapshot)) = &self.config.snapshot else { return };
+        let Some(current) = self.current.as_mut() else { return };
+        if current.last_snapshot.is_some_and(|at| at.elapsed() < self.config.frame_age) {
+            return;
+        }
+        let mut line = snapshot();
+        if only_if_changed && current.last_kernel.as_ref() == Some(&line["kernel"]) {
+            return;
+        }
+        current.last_snapshot = Some(Instant::now());
+        current.last_kernel = Some(line["kernel"].clone());
+        if current.snapshots.is_none() {
+            current.snapshots =
+                OpenOptions::new().create(true).append(true).open(snapshots_path(&current.data)).ok();
+        }
+        line["storage"] = self.counters.to_json();
+        let mut line = line.to_string();
+        line.push('\n');
+        match current.snapshots.as_mut().map(|file| std::io::Write::write_all(file, line.as_bytes())) {
+            Some(Ok(())) => current.snapshot_bytes += line.len() as u64,
+            _ => bump(&self.counters.index_errors, 1),
+        }
     }
 
     /// Counts a frame that could not be stored and cuts off whatever part of it made it,
@@ -529,7 +578,7 @@ impl RingWriter {
                 let _ = index.sync();
             }
             self.write_snapshot(&current.data);
-            let bytes = current.offset + file_len(&index_path(&current.data));
+            let bytes = current.offset + file_len(&index_path(&current.data)) + current.snapshot_bytes;
             self.closed.push_back(ClosedFile { data: current.data, bytes });
         }
         self.start_file()?;
@@ -583,7 +632,7 @@ impl RingWriter {
     }
 
     fn ring_bytes(&self) -> u64 {
-        let current = self.current.as_ref().map_or(0, |c| c.offset + 8 + c.frames * 56);
+        let current = self.current.as_ref().map_or(0, |c| c.offset + c.index_bytes + c.snapshot_bytes);
         self.closed.iter().map(|f| f.bytes).sum::<u64>() + current + self.manifest_bytes
     }
 
@@ -591,8 +640,9 @@ impl RingWriter {
     fn remove_oldest(&mut self, for_space: bool) {
         let Some(oldest) = self.closed.pop_front() else { return };
         let _ = std::fs::remove_file(&oldest.data);
-        let _ = std::fs::remove_file(index_path(&oldest.data));
-        let _ = std::fs::remove_file(stats_path(&oldest.data));
+        for sidecar in sidecars(&oldest.data) {
+            let _ = std::fs::remove_file(sidecar);
+        }
         if let Some(name) = oldest.data.file_name().and_then(|n| n.to_str()) {
             self.manifest.remove(name);
             let _ = self.save_manifest();
@@ -693,6 +743,7 @@ impl Sink for RingWriter {
             self.write_frame();
         }
         self.collect(Collect::Ready);
+        self.append_snapshot(true);
         // Only a frame stored (here, or handed back by the compression threads) grows the ring.
         if self.counters.frames_written.load(Ordering::Relaxed) != frames {
             self.enforce_limits();
@@ -780,7 +831,9 @@ impl RingWriter {
                 Err(_) if file_len(&newest) < HEADER_FRAME_MAX => {
                     self.closed.pop_back();
                     std::fs::remove_file(&newest)?;
-                    let _ = std::fs::remove_file(index_path(&newest));
+                    for sidecar in sidecars(&newest) {
+                        let _ = std::fs::remove_file(sidecar);
+                    }
                     if let Some(name) = newest.file_name().and_then(|n| n.to_str()) {
                         self.manifest.remove(name);
                     }
