@@ -39,16 +39,29 @@ pub struct Summary {
     hashes: u8,
 }
 
-fn key_hash(kind: KeyKind, value: &[u8]) -> (u64, u64) {
-    // FNV-1a 64 over the kind and the value, then a second, mixed hash for double hashing.
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in std::iter::once(&(kind as u8)).chain(value) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let mut g = h ^ (h >> 33);
-    g = g.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    g ^= g >> 33;
-    (h, g | 1)
+/// splitmix64's finalizer: every input bit moves every output bit.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The key's hash: the value (at most 17 bytes) read as two little-endian words (the
+/// 17th byte, a prefix length, goes with the kind), mixed with the kind. Never 0 (the
+/// key set's empty slot).
+fn key_hash(kind: KeyKind, value: &[u8]) -> u64 {
+    let (extra, value) = if value.len() > 16 { (u64::from(value[0]), &value[1..]) } else { (0, value) };
+    let mut words = [0u8; 16];
+    words[..value.len()].copy_from_slice(value);
+    let lo = u64::from_le_bytes(words[..8].try_into().expect("8 bytes"));
+    let hi = u64::from_le_bytes(words[8..].try_into().expect("8 bytes"));
+    let tag = (kind as u64) << 56 | extra << 48 | value.len() as u64;
+    mix(mix(lo ^ tag) ^ hi).max(1)
+}
+
+/// The second hash of double hashing, odd so that it walks every bit.
+fn step(h: u64) -> u64 {
+    mix(h ^ 0x9e37_79b9_7f4a_7c15) | 1
 }
 
 impl Summary {
@@ -56,28 +69,27 @@ impl Summary {
     pub fn of_keys(keys: &KeySet) -> Self {
         let bits = (keys.len() * BITS_PER_KEY).next_power_of_two().max(MIN_WORDS * 64);
         let mut summary = Summary { words: vec![0; bits / 64], hashes: HASHES };
-        for &(h, g) in keys.hashes() {
-            summary.insert(h, g);
+        for h in keys.hashes() {
+            summary.insert(h);
         }
         summary
     }
 
-    fn bit_positions(&self, h: u64, g: u64) -> impl Iterator<Item = usize> + '_ {
-        let mask = (self.words.len() * 64 - 1) as u64;
+    fn bit_positions(&self, h: u64) -> impl Iterator<Item = usize> {
+        let (mask, g) = ((self.words.len() * 64 - 1) as u64, step(h));
         (0..u64::from(self.hashes)).map(move |i| (h.wrapping_add(i.wrapping_mul(g)) & mask) as usize)
     }
 
-    fn insert(&mut self, h: u64, g: u64) {
-        let positions: Vec<usize> = self.bit_positions(h, g).collect();
-        for bit in positions {
+    fn insert(&mut self, h: u64) {
+        for bit in self.bit_positions(h) {
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
 
     /// False if no packet of the frame has this key; true if one may.
     pub fn may_contain(&self, kind: KeyKind, value: &[u8]) -> bool {
-        let (h, g) = key_hash(kind, value);
-        self.bit_positions(h, g).all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+        let h = key_hash(kind, value);
+        self.bit_positions(h).all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
     }
 
     /// The encoded filter: hash count, word count (u32 LE), words (LE).
@@ -104,25 +116,94 @@ impl Summary {
     }
 }
 
-/// The distinct keys of a frame, as hashes.
-#[derive(Debug, Default)]
-pub struct KeySet(std::collections::HashSet<(u64, u64)>);
+/// The distinct keys of a frame, as hashes: an open-addressing table keyed by the hash
+/// itself (already mixed: a general-purpose hash map would hash it again, per key of every
+/// packet of every frame).
+#[derive(Debug)]
+pub struct KeySet {
+    slots: Vec<u64>,
+    len: usize,
+    /// Signatures of recent conversations (the header fields keys come from): a packet of
+    /// one of them adds nothing new, and most packets are.
+    recent: [u128; 64],
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        KeySet { slots: vec![0; 1024], len: 0, recent: [0; 64] }
+    }
+}
+
+/// The header fields an IP packet's keys come from (tags and EtherTypes, protocol,
+/// addresses, ports), hashed to 128 bits (two independent chains: two conversations never
+/// pass for one); None when its keys depend on more (extension headers, fragments, short
+/// packets).
+fn conversation(frame: &[u8], at: usize, ethertype: u16) -> Option<u128> {
+    let l3 = frame.get(at..)?;
+    let parts: [&[u8]; 4] = match ethertype {
+        0x0800 => {
+            let header_len = usize::from(*l3.first()? & 0x0f) * 4;
+            let fragment = be16(l3, 6)? & 0x1fff != 0;
+            if header_len < 20 || fragment {
+                return None;
+            }
+            [&frame[12..at], l3.get(9..10)?, l3.get(12..20)?, l3.get(header_len..header_len + 4)?]
+        }
+        0x86dd if matches!(l3.get(6), Some(6 | 17 | 132)) => {
+            [&frame[12..at], l3.get(6..7)?, l3.get(8..40)?, l3.get(40..44)?]
+        }
+        _ => return None,
+    };
+    let (mut a, mut b) = (mix(at as u64), mix(!(at as u64)));
+    for part in parts {
+        for chunk in part.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let word = u64::from_le_bytes(word) ^ (chunk.len() as u64) << 59;
+            a = mix(a ^ word);
+            b = mix(b.rotate_left(17) ^ word ^ 0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    Some((u128::from(a) << 64 | u128::from(b)).max(1))
+}
 
 impl KeySet {
     pub fn add(&mut self, kind: KeyKind, value: &[u8]) {
-        self.0.insert(key_hash(kind, value));
+        self.insert(key_hash(kind, value));
+    }
+
+    fn insert(&mut self, h: u64) {
+        let mask = self.slots.len() - 1;
+        let mut at = h as usize & mask;
+        loop {
+            match self.slots[at] {
+                0 => break,
+                existing if existing == h => return,
+                _ => at = (at + 1) & mask,
+            }
+        }
+        self.slots[at] = h;
+        self.len += 1;
+        if self.len * 2 > self.slots.len() {
+            let grown = vec![0; self.slots.len() * 2];
+            let old = std::mem::replace(&mut self.slots, grown);
+            self.len = 0;
+            for h in old.into_iter().filter(|&h| h != 0) {
+                self.insert(h);
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
-    fn hashes(&self) -> impl Iterator<Item = &(u64, u64)> {
-        self.0.iter()
+    fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots.iter().copied().filter(|&h| h != 0)
     }
 
     /// Adds the keys of one Ethernet frame (as captured: possibly cut by the snap length).
@@ -138,6 +219,14 @@ impl KeySet {
             let Some(inner) = be16(frame, at + 2) else { return };
             ethertype = inner;
             at += 4;
+        }
+        let signature = conversation(frame, at, ethertype);
+        if let Some(signature) = signature {
+            let slot = &mut self.recent[signature as usize % 64];
+            if *slot == signature {
+                return;
+            }
+            *slot = signature;
         }
         self.add(KeyKind::EtherType, &ethertype.to_be_bytes());
         let l3 = &frame[at.min(frame.len())..];
@@ -278,6 +367,29 @@ mod tests {
         // 10 bits a key rounded up to a power of two (32768 bits for 2000 keys) and 7 hashes.
         assert!(rate < 0.01, "false positives {rate}");
         assert_eq!(Summary::decode(&summary.encode()), Some(summary));
+    }
+
+    #[test]
+    fn a_conversation_seen_again_adds_nothing_and_a_new_one_its_keys() {
+        let udp = |id: u8, ttl: u8, sport: u16| {
+            let mut frame = vec![0u8; 12];
+            frame.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, id, 0, 0, ttl, 17, id, ttl]);
+            frame.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+            frame.extend_from_slice(&sport.to_be_bytes());
+            frame.extend_from_slice(&[0, 53, 0, 8, 0, 0]);
+            frame
+        };
+        let mut once = KeySet::default();
+        once.add_packet(&udp(1, 64, 1000));
+        let mut repeated = KeySet::default();
+        for i in 0..50 {
+            repeated.add_packet(&udp(i, 64 - i, 1000));
+        }
+        assert_eq!(Summary::of_keys(&once), Summary::of_keys(&repeated));
+        repeated.add_packet(&udp(51, 64, 2000));
+        let summary = Summary::of_keys(&repeated);
+        assert!(summary.may_contain(KeyKind::Port, &2000u16.to_be_bytes()));
+        assert_eq!(repeated.len(), once.len() + 1, "one new key: the new port");
     }
 
     #[test]
