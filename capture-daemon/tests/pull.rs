@@ -199,28 +199,9 @@ fn filtered_pulls_agree_with_zstdcat_and_tcpdump_and_see_the_file_being_written(
     assert_eq!(seqs(&pcap), (0..3000).collect::<Vec<_>>(), "{stderr}");
     for expression in ["udp and greater 1000", "udp src port 10003 or udp src port 10005", "less 100"] {
         let (ours, _) = ringcap_pull(&dir, &["--last", "1m", expression]);
-        let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
-        let mut merged = Vec::new();
-        write_file_header(&mut merged, 262_144).unwrap();
-        for file in &files {
-            let plain = Command::new("zstd").args(["-q", "-dc"]).arg(file).output().unwrap();
-            merged.extend_from_slice(plain.stdout.get(24..).unwrap_or_default());
-        }
-        let mut tcpdump = Command::new("tcpdump")
-            .args(["--time-stamp-precision=nano", "-r", "-", "-w", "-", expression])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = tcpdump.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &merged));
-        let theirs = tcpdump.wait_with_output().unwrap().stdout;
-        writer.join().unwrap().unwrap();
         let ours: Vec<_> =
             read_pcap_bytes(&ours).unwrap().into_iter().map(|p| (p.timestamp, p.data)).collect();
-        let theirs: Vec<_> =
-            read_pcap_bytes(&theirs).unwrap().into_iter().map(|p| (p.timestamp, p.data)).collect();
+        let theirs = tcpdump_over_ring(&dir, expression);
         assert!(!ours.is_empty());
         assert_eq!(ours.len(), theirs.len(), "{expression:?}");
         assert!(ours == theirs, "{expression:?}: different packets");
