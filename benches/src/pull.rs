@@ -96,6 +96,7 @@ pub fn run(options: &Options) -> Result<()> {
         sync: false,
         compress_threads: 1,
         snapshot: None,
+        pinned_bytes: None,
     };
     println!(
         "writing a {} MiB ring spanning {RING_SPAN_SECS} s into {} ...",

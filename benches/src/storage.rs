@@ -145,6 +145,7 @@ fn writer_alone(level: i32, threads: usize, batches: &[Batch]) -> Result<WriterR
         sync: true,
         compress_threads: threads,
         snapshot: None,
+        pinned_bytes: None,
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default()))?;
     // The writer takes each batch's buffer as its frame, as it does the reader's.

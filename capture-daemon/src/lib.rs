@@ -5,6 +5,7 @@
 //! in place, into pcap batches stamped with wall-clock time ([`clock`]), one copy per
 //! packet; and sinks ([`output`], [`storage`]) write them; [`retrieve`] reads them back.
 pub mod api;
+pub mod archive;
 pub mod bench;
 pub mod capture;
 pub mod config;

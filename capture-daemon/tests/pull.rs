@@ -45,6 +45,7 @@ fn synthetic_ring(dir: &Path, count: u64, file_bytes: u64) {
         sync: false,
         compress_threads: 0,
         snapshot: None,
+        pinned_bytes: None,
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();
     for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
@@ -248,6 +249,7 @@ fn corpus_ring(dir: &Path, packets: &[Vec<u8>]) {
         sync: false,
         compress_threads: 1,
         snapshot: None,
+        pinned_bytes: None,
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();
     for (n, chunk) in packets.chunks(16).enumerate() {

@@ -96,5 +96,22 @@ pub fn run() -> Result<()> {
                 .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
         )?;
     }
+    // The archive tests' object store: a real S3-compatible server (Garage, one node),
+    // built once from crates.io with the lock file it ships.
+    let garage_version = run_quiet("garage", &["--version"]);
+    if !garage_version.as_deref().is_some_and(|v| v.contains(GARAGE_VERSION)) {
+        eprintln!("xtask: building Garage {GARAGE_VERSION}, the S3 server of the archive tests (10 to 16 minutes on 2 cores)");
+        run_checked(Command::new("cargo").args([
+            "install",
+            "--locked",
+            &format!("garage@{GARAGE_VERSION}"),
+            "--no-default-features",
+            "--features",
+            "bundled-libs,lmdb",
+        ]))?;
+    }
     Ok(())
 }
+
+/// The Garage release the archive tests run against.
+const GARAGE_VERSION: &str = "2.5.0";

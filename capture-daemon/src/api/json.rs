@@ -61,6 +61,8 @@ pub fn stats_json(sources: &Sources) -> serde_json::Value {
         "reader": sources.live.reader.to_json(),
         "xsk": *locked(&sources.live.xsk),
         "storage": sources.storage.to_json(),
+        "pins": sources.pins.list().iter().map(|p| p.to_json()).collect::<Vec<_>>(),
+        "archive": sources.archive.as_ref().map(|a| a.to_json()),
     })
 }
 

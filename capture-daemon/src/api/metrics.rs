@@ -5,6 +5,7 @@ use capture_common::Counter;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -44,6 +45,8 @@ type HistogramSeries = (Labels, f64, u64, Vec<(f64, u64)>);
 #[derive(Debug)]
 enum Series {
     Counters(Vec<(Labels, u64)>),
+    /// One gauge without labels.
+    Gauge(u64),
     Histograms(Vec<HistogramSeries>),
 }
 
@@ -56,11 +59,13 @@ impl Collector for Snapshot {
         for family in &self.0 {
             let kind = match family.series {
                 Series::Counters(_) => MetricType::Counter,
+                Series::Gauge(_) => MetricType::Gauge,
                 Series::Histograms(_) => MetricType::Histogram,
             };
             let mut metric = encoder.encode_descriptor(&family.name, &family.help, None, kind)?;
             match &family.series {
                 // One series without labels: no label set, not even `{}`.
+                Series::Gauge(value) => ConstGauge::new(*value as i64).encode(metric)?,
                 Series::Counters(series) if series.len() == 1 && series[0].0.is_empty() => {
                     ConstCounter::new(series[0].1).encode(metric)?;
                 }
@@ -91,6 +96,12 @@ pub fn metrics_text(sources: &Sources) -> String {
     out
 }
 
+/// A counter family (named with `_total`, which the encoder adds back to each sample).
+fn counters(name: &str, help: &str, series: &[(Labels, u64)]) -> Family {
+    let name = name.strip_suffix("_total").expect("counter names end in _total").to_string();
+    Family { name, help: help.to_string(), series: Series::Counters(series.to_vec()) }
+}
+
 /// The families of one scrape: counters and RTT histograms, fixed label sets.
 fn families(sources: &Sources) -> Vec<Family> {
     let kernel = *locked(&sources.live.kernel);
@@ -99,10 +110,8 @@ fn families(sources: &Sources) -> Vec<Family> {
     let reader = &sources.live.reader;
     let s = &sources.storage;
     let mut out = Vec::new();
-    let mut family = |name: &str, help: &str, series: &[(Labels, u64)]| {
-        let name = name.strip_suffix("_total").expect("counter names end in _total").to_string();
-        out.push(Family { name, help: help.to_string(), series: Series::Counters(series.to_vec()) });
-    };
+    let mut family =
+        |name: &str, help: &str, series: &[(Labels, u64)]| out.push(counters(name, help, series));
     family(
         "ringcap_packets_seen_total",
         "Packets the kernel programs ran on.",
@@ -226,6 +235,58 @@ fn families(sources: &Sources) -> Vec<Family> {
         "Frames that could not be written.",
         &[(Vec::new(), get(&s.write_errors))],
     );
+    let pins = sources.pins.list();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        out.push(Family { name: name.to_string(), help: help.to_string(), series: Series::Gauge(value) });
+    };
+    gauge(
+        "ringcap_pins",
+        "Pinned windows held on local disk.",
+        pins.iter().filter(|p| p.bytes > 0).count() as u64,
+    );
+    gauge(
+        "ringcap_pinned_bytes",
+        "Bytes pinned windows hold (or reserve while copying), within --max-disk.",
+        pins.iter().map(|p| p.bytes).sum(),
+    );
+    if let Some(a) = &sources.archive {
+        gauge("ringcap_archive_pending", "Pins and ring files waiting for their upload.", get(&a.pending));
+        let mut family =
+            |name: &str, help: &str, series: &[(Labels, u64)]| out.push(counters(name, help, series));
+        family(
+            "ringcap_archive_uploaded_total",
+            "Pins and ring files uploaded whole to the archive, by kind.",
+            &[
+                (labels(&[("kind", "pin")]), get(&a.pins_archived)),
+                (labels(&[("kind", "ring_file")]), get(&a.ring_files_archived)),
+            ],
+        );
+        family(
+            "ringcap_archive_objects_total",
+            "Objects put in the archive.",
+            &[(Vec::new(), get(&a.objects_uploaded))],
+        );
+        family(
+            "ringcap_archive_bytes_total",
+            "Bytes sent to the archive.",
+            &[(Vec::new(), get(&a.bytes_uploaded))],
+        );
+        family(
+            "ringcap_archive_upload_failures_total",
+            "Failed upload attempts (each is retried), by kind.",
+            &[
+                (labels(&[("kind", "auth")]), get(&a.failures_auth)),
+                (labels(&[("kind", "network")]), get(&a.failures_network)),
+                (labels(&[("kind", "bucket")]), get(&a.failures_bucket)),
+                (labels(&[("kind", "other")]), get(&a.failures_other)),
+            ],
+        );
+        family(
+            "ringcap_archive_ring_files_missed_total",
+            "Ring files that rotation removed before their upload (--archive-ring within --archive-rate).",
+            &[(Vec::new(), get(&a.ring_files_missed))],
+        );
+    }
     if let Some(buckets) = locked(&sources.live.rtt_by_slot).as_ref() {
         for (i, kind) in RTT_KINDS.iter().enumerate() {
             let name = kind.metric;

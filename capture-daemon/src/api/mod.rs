@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::mpsc;
 use tower::ServiceBuilder;
 
+use crate::archive::pins::{PinError, PinRequest, PinStore};
+use crate::archive::upload::ArchiveCounters;
 use crate::filter::Filter;
 use crate::health::LiveCounters;
 use crate::pcap::DEFAULT_SNAPLEN;
@@ -83,10 +85,13 @@ pub struct ApiConfig {
     pub limits: ApiLimits,
 }
 
-/// What the metrics and stats endpoints read.
+/// What the metrics and stats endpoints read, and the pins the pin endpoints manage.
 pub struct Sources {
     pub live: Arc<LiveCounters>,
     pub storage: Arc<StorageCounters>,
+    pub pins: Arc<PinStore>,
+    /// The uploader's counters, with `--archive`.
+    pub archive: Option<Arc<ArchiveCounters>>,
 }
 
 struct Context {
@@ -156,6 +161,8 @@ fn router(context: Arc<Context>) -> Router {
             "/v1/stats",
             get(|State(c): State<Arc<Context>>| async move { json_response(stats_json(&c.sources)) }),
         )
+        .route("/v1/pins", get(list_pins).post(create_pin))
+        .route("/v1/pins/{name}", get(show_pin).delete(remove_pin))
         .route(
             "/metrics",
             get(|State(c): State<Arc<Context>>| async move {
@@ -163,9 +170,14 @@ fn router(context: Arc<Context>) -> Router {
             }),
         )
         .fallback(|| async {
-            text(StatusCode::NOT_FOUND, "endpoints: /v1/pcap, /v1/files, /v1/stats, /metrics")
+            text(StatusCode::NOT_FOUND, "endpoints: /v1/pcap, /v1/files, /v1/stats, /v1/pins, /metrics")
         })
-        .method_not_allowed_fallback(|| async { text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served") })
+        .method_not_allowed_fallback(|| async {
+            text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET everywhere; POST /v1/pins pins, DELETE /v1/pins/NAME unpins",
+            )
+        })
         .layer(middleware::from_fn_with_state(Arc::clone(&context), require_token))
         .layer(
             ServiceBuilder::new()
@@ -255,25 +267,31 @@ impl Write for BodyWriter {
     }
 }
 
-async fn pcap(
-    State(context): State<Arc<Context>>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Response {
+type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// A request's query parameters, each one of `known`, with its window; or why not (a 400).
+fn window_query(query: QueryParams, known: &[&str]) -> Result<(Vec<(String, String)>, Window), String> {
     let Ok(Query(params)) = query else {
-        return text(StatusCode::BAD_REQUEST, "the query string is not valid UTF-8 form encoding");
+        return Err("the query string is not valid UTF-8 form encoding".into());
+    };
+    for (key, _) in &params {
+        if !known.contains(&key.as_str()) {
+            return Err(format!("unknown parameter {key:?}: use {}", known.join(", ")));
+        }
+    }
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let window = Window::from_args(get("last"), get("since"), get("until"), window::now())?;
+    Ok((params, window))
+}
+
+async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Response {
+    let (params, window) = match window_query(query, &["last", "since", "until", "filter", "format"]) {
+        Ok(parsed) => parsed,
+        Err(message) => return text(StatusCode::BAD_REQUEST, &message),
     };
     let bad = |message: &str| text(StatusCode::BAD_REQUEST, message);
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    for (key, _) in &params {
-        if !matches!(key.as_str(), "last" | "since" | "until" | "filter" | "format") {
-            return bad(&format!("unknown parameter {key:?}: use last, since, until, filter, format"));
-        }
-    }
     let now = window::now();
-    let window = match Window::from_args(get("last"), get("since"), get("until"), now) {
-        Ok(w) => w,
-        Err(message) => return bad(&message),
-    };
     let limits = context.config.limits;
     let end = window.until_ns.min(now.as_nanos() as u64);
     if end.saturating_sub(window.since_ns) > limits.max_window.as_nanos() as u64 {
@@ -319,6 +337,57 @@ async fn pcap(
         headers.insert("x-ringcap-limits", value);
     }
     response
+}
+
+fn pin_error(error: PinError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": error.to_string() }).to_string(),
+    )
+        .into_response()
+}
+
+async fn list_pins(State(context): State<Arc<Context>>) -> Response {
+    let pins: Vec<serde_json::Value> = context.sources.pins.list().iter().map(|p| p.to_json()).collect();
+    json_response(serde_json::json!({ "pins": pins }))
+}
+
+async fn show_pin(State(context): State<Arc<Context>>, Path(name): Path<String>) -> Response {
+    match context.sources.pins.get(&name) {
+        Some(pin) => json_response(pin.to_json()),
+        None => pin_error(PinError::NotFound(name)),
+    }
+}
+
+/// `POST /v1/pins?last=10m&filter=...&name=NAME`: 202 and the pin, copying; its state is
+/// then read at `/v1/pins/NAME`.
+async fn create_pin(State(context): State<Arc<Context>>, query: QueryParams) -> Response {
+    let (params, window) = match window_query(query, &["last", "since", "until", "filter", "name"]) {
+        Ok(parsed) => parsed,
+        Err(message) => return text(StatusCode::BAD_REQUEST, &message),
+    };
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.to_string());
+    let request = PinRequest { name: get("name"), window, expression: get("filter").unwrap_or_default() };
+    let pins = Arc::clone(&context.sources.pins);
+    match tokio::task::spawn_blocking(move || pins.pin(request)).await {
+        Ok(Ok(pin)) => {
+            (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], pin.to_json().to_string())
+                .into_response()
+        }
+        Ok(Err(error)) => pin_error(error),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the pin could not be started"),
+    }
+}
+
+async fn remove_pin(State(context): State<Arc<Context>>, Path(name): Path<String>) -> Response {
+    let pins = Arc::clone(&context.sources.pins);
+    match tokio::task::spawn_blocking(move || pins.unpin(&name)).await {
+        Ok(Ok(pin)) => json_response(pin.to_json()),
+        Ok(Err(error)) => pin_error(error),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the pin could not be removed"),
+    }
 }
 
 #[cfg(test)]

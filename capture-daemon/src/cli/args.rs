@@ -1,6 +1,6 @@
 //! What several subcommands take: the capture options (`-i`, `-s`, the filter, `-Z`, ...),
 //! the stop conditions, value parsers, the API token.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -288,4 +288,59 @@ pub(crate) fn api_token(file: Option<&Path>) -> anyhow::Result<Option<String>> {
         anyhow::bail!("the API token is empty: put a long random string in the token file");
     }
     Ok(Some(token))
+}
+
+/// How to reach an S3-compatible archive, shared by `run --archive` and `pull --from`.
+/// What is not given comes from the usual AWS environment variables.
+#[derive(Args, Clone, Default)]
+pub(crate) struct ArchiveArgs {
+    /// The object store's URL, e.g. http://127.0.0.1:3900 (default: AWS_ENDPOINT_URL, else AWS S3).
+    #[arg(long, value_name = "URL")]
+    pub(crate) archive_endpoint: Option<String>,
+    /// The store's region (default: AWS_REGION or AWS_DEFAULT_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub(crate) archive_region: Option<String>,
+    /// An AWS shared-credentials file, used when AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY are not set (profile: AWS_PROFILE, else default).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) archive_credentials: Option<PathBuf>,
+}
+
+impl ArchiveArgs {
+    /// Connects to the archive at `url` (`s3://BUCKET/PREFIX`); sends nothing yet.
+    pub(crate) fn connect(&self, url: &str) -> anyhow::Result<capture_daemon::archive::store::Archive> {
+        use capture_daemon::archive::store::{Archive, ArchiveSettings, ArchiveTarget};
+        let settings = ArchiveSettings {
+            target: ArchiveTarget::parse(url)?,
+            endpoint: self.archive_endpoint.clone(),
+            region: self.archive_region.clone(),
+            credentials_file: self.archive_credentials.clone(),
+        };
+        Ok(Archive::connect(&settings)?)
+    }
+}
+
+/// A running daemon's API, as the commands that talk to it (`stats`, `pin`) reach it.
+#[derive(Args)]
+pub(crate) struct ApiArgs {
+    /// The daemon's API address (`ringcap run --http ADDR:PORT`).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9090")]
+    pub(crate) http: std::net::SocketAddr,
+    /// File holding the daemon's bearer token (or set RINGCAP_HTTP_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) http_token_file: Option<PathBuf>,
+}
+
+/// A time window, as `pull` and `pin` take it.
+#[derive(Args)]
+pub(crate) struct WindowArgs {
+    /// The last DURATION up to now: 90s, 10m, 2h, 1h30m.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) last: Option<String>,
+    /// Start of the window (included): RFC 3339 or HH:MM[:SS] today, UTC.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+    /// End of the window (excluded); default: now and on.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
 }

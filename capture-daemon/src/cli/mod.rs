@@ -3,6 +3,7 @@ mod args;
 mod bench;
 mod capture;
 mod doctor;
+mod pin;
 mod pull;
 mod run;
 mod stats;
@@ -37,6 +38,13 @@ pub(crate) enum Command {
     Pull(PullArgs),
     /// Print a running daemon's TCP health and counters (from its `--http` API).
     Stats(StatsArgs),
+    /// Keep a window of a running daemon's ring out of rotation (and, with its
+    /// `--archive`, upload it): `ringcap pin --last 10m host 10.0.1.5 --name incident-42`.
+    Pin(pin::PinArgs),
+    /// Release a pinned window: its bytes go back to the ring.
+    Unpin(pin::UnpinArgs),
+    /// List a running daemon's pinned windows and where each is (copying, pinned, archived).
+    Pins(pin::PinsArgs),
     /// Check whether this machine can run ringcap well, and say what to do when not.
     Doctor(DoctorArgs),
     /// Measure how fast this box captures without loss (zero-loss search per frame size
@@ -94,6 +102,9 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Pull(args) => pull::pull(args),
         Command::Stats(args) => stats::stats(args),
+        Command::Pin(args) => pin::pin(args),
+        Command::Unpin(args) => pin::unpin(args),
+        Command::Pins(args) => pin::pins(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Bench(args) => bench::bench(*args),
         Command::Completions { shell } => {

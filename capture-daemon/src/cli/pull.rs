@@ -4,7 +4,10 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use capture_daemon::archive::remote::open_archived;
 use capture_daemon::filter::Filter;
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
 use capture_daemon::retrieve::{
@@ -16,22 +19,21 @@ use capture_daemon::retrieve::{
 use capture_daemon::storage::budget::DiskLimit;
 use clap::Args;
 
-use super::args::parse_disk_limit;
+use super::args::{parse_disk_limit, ArchiveArgs, WindowArgs};
 
 #[derive(Args)]
 pub(crate) struct PullArgs {
     /// Directory of the ring (as given to `ringcap run --dir`).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) dir: PathBuf,
-    /// The last DURATION up to now: 90s, 10m, 2h, 1h30m.
-    #[arg(long, value_name = "DURATION")]
-    pub(crate) last: Option<String>,
-    /// Start of the window (included): RFC 3339 or HH:MM[:SS] today, UTC.
-    #[arg(long, value_name = "TIME")]
-    pub(crate) since: Option<String>,
-    /// End of the window (excluded); default: now and on.
-    #[arg(long, value_name = "TIME")]
-    pub(crate) until: Option<String>,
+    #[arg(long, value_name = "DIR", required_unless_present = "from", conflicts_with = "from")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Pull from the archive instead (`ringcap run --archive`): its pins and ring files,
+    /// with the same index and filter.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub(crate) from: Option<String>,
+    #[command(flatten)]
+    pub(crate) archive: ArchiveArgs,
+    #[command(flatten)]
+    pub(crate) window: WindowArgs,
     /// Output file; `-` (the default) streams to standard output.
     #[arg(short = 'w', value_name = "FILE", default_value = "-")]
     pub(crate) write: PathBuf,
@@ -52,15 +54,24 @@ pub(crate) struct PullArgs {
 }
 
 pub(crate) fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
-    let window =
-        Window::from_args(args.last.as_deref(), args.since.as_deref(), args.until.as_deref(), window::now())
-            .map_err(anyhow::Error::msg)?;
+    let window = Window::from_args(
+        args.window.last.as_deref(),
+        args.window.since.as_deref(),
+        args.window.until.as_deref(),
+        window::now(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let filter = Filter::compile(&args.expression.join(" "))?;
     if args.with_stats && args.write == Path::new("-") {
         anyhow::bail!("--with-stats writes FILE.stats.json beside the capture: give -w FILE");
     }
-    if !args.dir.is_dir() {
-        anyhow::bail!("{} is not a directory: give the --dir of `ringcap run`", args.dir.display());
+    if let Some(dir) = args.dir.as_ref().filter(|d| !d.is_dir()) {
+        anyhow::bail!("{} is not a directory: give the --dir of `ringcap run`", dir.display());
+    }
+    if args.with_stats && args.from.is_some() {
+        anyhow::bail!(
+            "--with-stats reads the ring's own snapshots: with --from, each archived pin has its statistics in NAME.stats.json"
+        );
     }
     let limits = PullLimits {
         max_packets: args.max_packets.unwrap_or(u64::MAX),
@@ -87,14 +98,22 @@ pub(crate) fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out =
         Stream::new(std::io::BufWriter::with_capacity(1 << 20, sink), args.format, DEFAULT_SNAPLEN)?;
-    let report = retrieve::pull::pull(&args.dir, window, &filter, limits, &mut out)
-        .context("writing the pulled packets")?;
+    let report = match (&args.dir, &args.from) {
+        (Some(dir), _) => retrieve::pull::pull(dir, window, &filter, limits, &mut out),
+        (None, Some(url)) => {
+            let archive = Arc::new(args.archive.connect(url)?);
+            let (files, report) = open_archived(&archive, window)?;
+            retrieve::pull::pull_files(files, report, window, &filter, limits, &mut out)
+        }
+        (None, None) => unreachable!("clap requires --dir or --from"),
+    }
+    .context("writing the pulled packets")?;
     for warning in &report.warnings {
         eprintln!("ringcap: warning: {warning}");
     }
     if args.with_stats {
         let stats_file = PathBuf::from(format!("{}.stats.json", args.write.display()));
-        match retrieve::stats::window_stats(&args.dir, window) {
+        match retrieve::stats::window_stats(args.dir.as_deref().unwrap_or(Path::new(".")), window) {
             Ok(stats) => {
                 std::fs::write(&stats_file, serde_json::to_string_pretty(&stats)?)
                     .with_context(|| format!("cannot write {}", stats_file.display()))?;

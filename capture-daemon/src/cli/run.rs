@@ -1,21 +1,28 @@
 //! `ringcap run`: the always-on ring, with the API.
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use capture_daemon::api::{self, ApiConfig, ApiLimits, Sources};
+use capture_daemon::archive::host_name;
+use capture_daemon::archive::pins::{PinLimits, PinStore, PINS_DIR};
+use capture_daemon::archive::upload::{self, ArchiveCounters, UploadConfig};
 use capture_daemon::health::LiveCounters;
 use capture_daemon::retrieve::window::parse_duration;
 use capture_daemon::retrieve::{out::Format, window};
+use capture_daemon::storage::budget::fs_space;
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
 use capture_daemon::storage::Compression;
 use clap::Args;
 
-use super::args::{api_token, parse_disk_limit, parse_file_count, parse_megabytes, KernelArgs, StopArgs};
+use super::args::{
+    api_token, parse_disk_limit, parse_file_count, parse_megabytes, ArchiveArgs, KernelArgs, StopArgs,
+};
 use super::capture::{capture_into, print_summary};
 
 #[derive(Args)]
@@ -91,6 +98,22 @@ pub(crate) struct RunArgs {
     /// Most pcap bytes one API request may read from the ring.
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_disk_limit)]
     pub(crate) http_max_bytes: DiskLimit,
+    /// Most bytes pinned windows (`ringcap pin`) may hold together, within --max-disk:
+    /// a size or a percentage of the filesystem. Default: half of --max-disk.
+    #[arg(long, value_name = "SIZE", value_parser = parse_disk_limit)]
+    pub(crate) max_pinned: Option<DiskLimit>,
+    /// Upload each pinned window (and with --archive-ring each closed ring file) to an
+    /// S3-compatible object store: s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub(crate) archive: Option<String>,
+    #[command(flatten)]
+    pub(crate) archive_access: ArchiveArgs,
+    /// Also upload every ring file once it closes.
+    #[arg(long, requires = "archive")]
+    pub(crate) archive_ring: bool,
+    /// Upload at most this many bytes per second (e.g. 20M).
+    #[arg(long, value_name = "SIZE", requires = "archive", value_parser = parse_disk_limit)]
+    pub(crate) archive_rate: Option<DiskLimit>,
 }
 
 /// Cores left after the capture's reader (one thread reads every ring and socket), at least one.
@@ -116,6 +139,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let name = capture_daemon::storage::data_stem(&args.name).unwrap_or(&args.name);
     let live = Arc::new(LiveCounters::default());
+    let pinned = Arc::new(AtomicU64::new(0));
     let compression = match (args.no_compress, args.zstd_level) {
         (true, _) | (false, 0) => Compression::None,
         (false, level) => Compression::Zstd(level),
@@ -140,13 +164,23 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let started = window::now().as_nanos() as u64;
             Some(Snapshot(Arc::new(move || live.snapshot(started))))
         },
+        pinned_bytes: Some(Arc::clone(&pinned)),
     };
     let counters = Arc::new(StorageCounters::default());
     let ring = RingWriter::open(config, Arc::clone(&counters))?;
+    // The directory is locked now: the pins in it are this run's to tidy.
+    let pins =
+        PinStore::open(&args.dir, pin_limits(&args)?, args.kernel.interface.clone(), compression, pinned)
+            .with_context(|| format!("opening the pins in {}", args.dir.join(PINS_DIR).display()))?;
     if let Some(user) = &checked.run_as {
         ring.hand_over(user.uid, user.gid)
             .with_context(|| format!("giving the ring's files in {} to {}", args.dir.display(), user.name))?;
+        pins.hand_over(user.uid, user.gid).with_context(|| format!("giving the pins to {}", user.name))?;
     }
+    let archive_counters = match &args.archive {
+        Some(url) => Some(start_archive(&args, url, Arc::clone(&pins))?),
+        None => None,
+    };
     eprintln!(
         "ringcap: writing the ring in {} ({} files adopted from earlier runs)",
         args.dir.display(),
@@ -186,9 +220,16 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ),
         };
         let config = ApiConfig { addr, token, ring_dir: args.dir.clone(), limits };
-        let sources = Sources { live: Arc::clone(&live), storage: Arc::clone(&counters) };
+        let sources = Sources {
+            live: Arc::clone(&live),
+            storage: Arc::clone(&counters),
+            pins: Arc::clone(&pins),
+            archive: archive_counters,
+        };
         let bound = api::serve(config, sources)?;
-        eprintln!("ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /metrics)");
+        eprintln!(
+            "ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /v1/pins, /metrics)"
+        );
     }
     let interfaces = if pcapng { checked.ifindexes.clone() } else { Vec::new() };
     let summary = capture_into(&args.kernel, checked, &args.stop, Box::new(ring), live, interfaces)?;
@@ -202,6 +243,46 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => ExitCode::SUCCESS,
     })
+}
+
+/// How much pins may hold: `--max-pinned`, or half of `--max-disk`; and `--min-free`.
+fn pin_limits(args: &RunArgs) -> anyhow::Result<PinLimits> {
+    let total =
+        fs_space(&args.dir).with_context(|| format!("reading the size of {}", args.dir.display()))?.total;
+    let max_disk = args.max_disk.map(|l| l.bytes(total));
+    let max_pinned = args.max_pinned.map(|l| l.bytes(total)).or(max_disk.map(|b| b / 2));
+    if let (Some(pinned), Some(disk)) = (max_pinned, max_disk) {
+        if pinned >= disk {
+            anyhow::bail!("--max-pinned ({pinned} bytes) must be less than --max-disk ({disk} bytes): the ring needs room too");
+        }
+    }
+    Ok(PinLimits { max_pinned, min_free: args.min_free.bytes(total) })
+}
+
+/// Connects to the archive, says at once whether it takes the credentials (a refusal is
+/// a warning: capture goes on, uploads are retried and counted), and starts the uploader.
+fn start_archive(args: &RunArgs, url: &str, pins: Arc<PinStore>) -> anyhow::Result<Arc<ArchiveCounters>> {
+    let archive = Arc::new(args.archive_access.connect(url)?);
+    match archive.check() {
+        Ok(()) => eprintln!("ringcap: archiving pins to {}", archive.target),
+        Err(error) => eprintln!("ringcap: warning: archive: {error}; capture goes on, uploads are retried"),
+    }
+    let rate = match args.archive_rate {
+        Some(DiskLimit::Bytes(b)) => Some(b),
+        Some(DiskLimit::Percent(_)) => anyhow::bail!("--archive-rate takes bytes per second (like 20M)"),
+        None => None,
+    };
+    let counters = Arc::new(ArchiveCounters::default());
+    let config = UploadConfig {
+        archive,
+        host: host_name(),
+        ring_dir: args.dir.clone(),
+        pins,
+        ring_files: args.archive_ring,
+        rate,
+    };
+    upload::start(config, Arc::clone(&counters)).context("starting the uploader")?;
+    Ok(counters)
 }
 
 /// What the ring writer did, including every packet it could not store.

@@ -1,23 +1,18 @@
 //! `ringcap stats`: a running daemon's TCP health and counters, from its API.
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 
-use super::args::api_token;
+use super::args::{api_token, ApiArgs};
 
 #[derive(Args)]
 pub(crate) struct StatsArgs {
-    /// The daemon's API address (`ringcap run --http ADDR:PORT`).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9090")]
-    pub(crate) http: std::net::SocketAddr,
-    /// File holding the daemon's bearer token (or set RINGCAP_HTTP_TOKEN).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) http_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
 }
 
-pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn stats(StatsArgs { api: args }: StatsArgs) -> anyhow::Result<ExitCode> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut request = agent.get(format!("http://{}/v1/stats", args.http));
     if let Some(token) = api_token(args.http_token_file.as_deref())? {

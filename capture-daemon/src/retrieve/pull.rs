@@ -81,6 +81,14 @@ fn read_frame(file: &DataFile, i: usize, window: &Window, filter: &Filter) -> Re
     Ok(ReadFrame { content, matches, damaged })
 }
 
+impl PullReport {
+    /// Counts a file that could not be opened, with the reason.
+    pub fn unreadable(&mut self, name: &dyn std::fmt::Display, why: &dyn std::fmt::Display) {
+        self.files_unreadable += 1;
+        self.warnings.push(format!("{name}: skipped: {why}"));
+    }
+}
+
 /// Writes the packets of `window` selected by `filter`, in time order, to `out`: the
 /// frames are decompressed and filtered on every core, and written in order.
 /// Returns `Err` only when writing to `out` fails (e.g. the client went away).
@@ -95,27 +103,38 @@ pub fn pull(
     let mut files = Vec::new();
     for path in ring_files(dir)? {
         match DataFile::open(&path) {
-            Ok(file) => {
-                if let Some(problem) = &file.index_problem {
-                    report.warnings.push(format!("{}: {problem}", path.display()));
-                }
-                if file.damaged_bytes > 0 {
-                    report.bytes_damaged += file.damaged_bytes;
-                    report.warnings.push(format!(
-                        "{}: {} damaged bytes skipped ({} at the end)",
-                        path.display(),
-                        file.damaged_bytes,
-                        file.damaged_tail
-                    ));
-                }
-                if let Some((first, last)) = file.time_range().filter(|&(f, l)| window.overlaps(f, l)) {
-                    files.push((first, last, file));
-                }
-            }
-            Err(e) => {
-                report.files_unreadable += 1;
-                report.warnings.push(format!("{}: skipped: {e}", path.display()));
-            }
+            Ok(file) => files.push(file),
+            Err(e) => report.unreadable(&path.display(), &e),
+        }
+    }
+    pull_files(files, report, window, filter, limits, out)
+}
+
+/// [`pull`] over data files opened by the caller (the ring's, or the archive's), adding
+/// to `report` (which may already count files that could not be opened).
+pub fn pull_files(
+    opened: Vec<DataFile>,
+    mut report: PullReport,
+    window: Window,
+    filter: &Filter,
+    limits: PullLimits,
+    out: &mut dyn PacketOut,
+) -> std::io::Result<PullReport> {
+    let mut files = Vec::new();
+    for file in opened {
+        let path = file.path.display();
+        if let Some(problem) = &file.index_problem {
+            report.warnings.push(format!("{path}: {problem}"));
+        }
+        if file.damaged_bytes > 0 {
+            report.bytes_damaged += file.damaged_bytes;
+            report.warnings.push(format!(
+                "{path}: {} damaged bytes skipped ({} at the end)",
+                file.damaged_bytes, file.damaged_tail
+            ));
+        }
+        if let Some((first, last)) = file.time_range().filter(|&(f, l)| window.overlaps(f, l)) {
+            files.push((first, last, file));
         }
     }
     files.sort_by_key(|(first, last, _)| (*first, *last));

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::index::{index_path, read_index, FrameEntry};
+use super::index::{index_path, read_index, FrameEntry, IndexEntries};
 use super::summary::Summary;
 use super::{Compression, StorageError};
 use crate::pcap::RecordFormat;
@@ -69,12 +69,28 @@ pub fn zstd_compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>
     Ok(compressor)
 }
 
+/// Where a data file's bytes are read from: a local file, or an object in the archive
+/// (ranged reads over the network). Reads are positioned, so workers share one source.
+pub trait ByteSource: Send + Sync {
+    /// The bytes `offset..offset + len`, exactly.
+    fn read_at(&self, offset: u64, len: u64) -> io::Result<Vec<u8>>;
+}
+
+impl ByteSource for File {
+    fn read_at(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let mut buffer = vec![0u8; len as usize];
+        self.read_exact_at(&mut buffer, offset)?;
+        Ok(buffer)
+    }
+}
+
 /// A data file opened for reading: its complete frames and its record format. Frames
 /// are read on demand with positioned reads, so retrieval touches only the frames it
 /// needs, and a file that is still being written is read up to its last complete frame.
 pub struct DataFile {
+    /// Where the file is (a path, or an archive URL), for messages.
     pub path: PathBuf,
-    file: File,
+    source: Box<dyn ByteSource>,
     compressed: bool,
     /// Complete frames, in file order.
     pub frames: Vec<FrameEntry>,
@@ -103,20 +119,26 @@ const SCAN_WINDOW: u64 = 4 << 20;
 /// The longest frame a scan looks for (frames are written at `--frame-bytes`, at most 64 MiB).
 const SCAN_WINDOW_MAX: u64 = 128 << 20;
 
-fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    let mut buffer = vec![0u8; len as usize];
-    file.read_exact_at(&mut buffer, offset)?;
-    Ok(buffer)
-}
-
 impl DataFile {
     /// Opens a data file, trusting its index as far as the index agrees with the file.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let read_error = |source| StorageError::Read { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(read_error)?;
         let len = file.metadata().map_err(read_error)?.len();
+        Self::from_source(path, Box::new(file), len, read_index(&index_path(path)))
+    }
+
+    /// A data file of `len` bytes read from `source`, with its index as read (or why it
+    /// could not be); `path` names it (a `.zst` name is compressed).
+    pub fn from_source(
+        path: &Path,
+        source: Box<dyn ByteSource>,
+        len: u64,
+        index: io::Result<IndexEntries>,
+    ) -> Result<Self, StorageError> {
+        let read_error = |source| StorageError::Read { path: path.to_path_buf(), source };
         let compressed = path.to_string_lossy().ends_with(".zst");
-        let (entries, mut index_problem) = match read_index(&index_path(path)) {
+        let (entries, mut index_problem) = match index {
             Ok(entries) => (entries, None),
             Err(e) => (Vec::new(), Some(format!("index unusable ({e}); scanned the file instead"))),
         };
@@ -131,14 +153,14 @@ impl DataFile {
         }
         // The first frame holds the file header: read just it when the index says where it ends.
         let head_len = frames.first().map_or(len.min(HEAD_BYTES), |first| first.len);
-        let head = read_at(&file, 0, head_len).map_err(read_error)?;
+        let head = source.read_at(0, head_len).map_err(read_error)?;
         let (format, interfaces) = file_format(&head, compressed).ok_or_else(|| StorageError::NotPcap {
             path: path.to_path_buf(),
             why: "its first frame is missing, incomplete or holds no pcap or pcapng header".into(),
         })?;
         let mut data = DataFile {
             path: path.to_path_buf(),
-            file,
+            source,
             compressed,
             frames,
             summaries,
@@ -163,7 +185,7 @@ impl DataFile {
             self.frames.last().map_or((0, 0), |f| (f.offset + f.len, f.raw_offset + u64::from(f.raw_len)));
         let mut window_len = SCAN_WINDOW;
         while at < len {
-            let window = read_at(&self.file, at, (len - at).min(window_len))?;
+            let window = self.source.read_at(at, (len - at).min(window_len))?;
             let reaches_end = at + window.len() as u64 == len;
             let found = if self.compressed {
                 next_zstd_frame(&window).map(|(len, content)| (len, Cow::Owned(content)))
@@ -227,7 +249,7 @@ impl DataFile {
     pub fn content(&self, i: usize) -> Result<Vec<u8>, StorageError> {
         let frame = self.frames[i];
         let read_error = |source| StorageError::Read { path: self.path.clone(), source };
-        let stored = read_at(&self.file, frame.offset, frame.len).map_err(read_error)?;
+        let stored = self.source.read_at(frame.offset, frame.len).map_err(read_error)?;
         if !self.compressed {
             return Ok(stored);
         }

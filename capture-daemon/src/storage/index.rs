@@ -141,6 +141,11 @@ pub type IndexEntries = Vec<(FrameEntry, Option<Summary>)>;
 pub fn read_index(path: &Path) -> io::Result<IndexEntries> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
+    parse_index(&bytes)
+}
+
+/// The good prefix of an index read into memory (from a file or the archive).
+pub fn parse_index(bytes: &[u8]) -> io::Result<IndexEntries> {
     match bytes.get(..8) {
         Some(magic) if magic == INDEX_MAGIC_V1 => {
             Ok(bytes[8..].chunks_exact(ENTRY_LEN).map_while(FrameEntry::decode).map(|e| (e, None)).collect())

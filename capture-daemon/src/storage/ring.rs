@@ -53,6 +53,9 @@ pub struct RingConfig {
     /// Called when a file closes; what it returns is stored beside the file as
     /// `STEM.stats.json`, so a pull can report the statistics of its window.
     pub snapshot: Option<Snapshot>,
+    /// Bytes held beside the ring within the same --max-disk (pinned windows): the ring
+    /// keeps itself under the budget less these.
+    pub pinned_bytes: Option<Arc<AtomicU64>>,
 }
 
 /// A source of statistics snapshots (JSON) for closed files.
@@ -633,7 +636,8 @@ impl RingWriter {
 
     fn ring_bytes(&self) -> u64 {
         let current = self.current.as_ref().map_or(0, |c| c.offset + c.index_bytes + c.snapshot_bytes);
-        self.closed.iter().map(|f| f.bytes).sum::<u64>() + current + self.manifest_bytes
+        let pinned = self.config.pinned_bytes.as_ref().map_or(0, |p| p.load(Ordering::Relaxed));
+        self.closed.iter().map(|f| f.bytes).sum::<u64>() + current + self.manifest_bytes + pinned
     }
 
     /// Removes the oldest of the ring's own files (foreign files are never in `closed`).
@@ -868,6 +872,7 @@ mod tests {
             sync: false,
             compress_threads: 0,
             snapshot: None,
+            pinned_bytes: None,
         }
     }
 

@@ -191,14 +191,23 @@ pub struct Response {
 /// A GET from inside the bed's receiving namespace, where the daemon listens (ureq, a
 /// real HTTP/1.1 client: keep-alive, chunked bodies).
 pub fn get(bed: &TestBed, addr: &str, target: &str, token: Option<&str>) -> Response {
+    request(bed, "GET", addr, target, token)
+}
+
+/// A POST without a body, as [`get`].
+pub fn post(bed: &TestBed, addr: &str, target: &str, token: Option<&str>) -> Response {
+    request(bed, "POST", addr, target, token)
+}
+
+fn request(bed: &TestBed, method: &'static str, addr: &str, target: &str, token: Option<&str>) -> Response {
     let (url, token) = (format!("http://{addr}{target}"), token.map(str::to_string));
     TestBed::in_namespace(&bed.rx_ns, move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut request = agent.get(&url);
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let mut response = request.call().expect("an HTTP response");
+        let mut response = agent.run(request.body(()).unwrap()).expect("an HTTP response");
         let status = response.status().as_u16();
         let body = response.body_mut().with_config().limit(u64::MAX).read_to_vec().expect("the whole body");
         Response { status, body }
@@ -263,5 +272,190 @@ impl Drop for FaultyFs {
         let _ = std::process::Command::new("umount").arg(&self.mountpoint).status();
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+}
+
+/// A real Garage server (S3-compatible object storage) in the bed's receiving namespace,
+/// where the daemon runs: one node, one bucket (`ringcap`), one key allowed on it.
+pub struct Garage {
+    dir: PathBuf,
+    ns: String,
+    server: Option<std::process::Child>,
+    pub endpoint: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl Garage {
+    /// The bucket every test archives into.
+    pub const BUCKET: &'static str = "ringcap";
+    pub const REGION: &'static str = "garage";
+
+    pub fn start(bed: &TestBed) -> Self {
+        let dir = scratch("garage");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"lmdb\"\nreplication_factor = 1\n\
+             rpc_bind_addr = \"127.0.0.1:3901\"\nrpc_public_addr = \"127.0.0.1:3901\"\n\
+             rpc_secret = \"{secret}\"\n[s3_api]\ns3_region = \"{region}\"\napi_bind_addr = \"127.0.0.1:3900\"\n\
+             root_domain = \".s3.garage.localhost\"\n",
+            d = dir.display(),
+            secret = "5f0ea6b0b0c1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b",
+            region = Self::REGION,
+        );
+        std::fs::write(dir.join("garage.toml"), config).unwrap();
+        let mut garage = Garage {
+            dir,
+            ns: bed.rx_ns.clone(),
+            server: None,
+            endpoint: "http://127.0.0.1:3900".into(),
+            key_id: "GK0123456789abcdef01234567".into(),
+            secret: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+        };
+        garage.resume();
+        let node = garage.cli(&["node", "id", "-q"]);
+        let node = node.trim().split('@').next().unwrap().to_string();
+        garage.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        garage.cli(&["layout", "apply", "--version", "1"]);
+        let (id, secret) = (garage.key_id.clone(), garage.secret.clone());
+        garage.cli(&["key", "import", "--yes", "-n", "ringcap-test", &id, &secret]);
+        garage.cli(&["bucket", "create", Self::BUCKET]);
+        garage.cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "--owner",
+            Self::BUCKET,
+            "--key",
+            "ringcap-test",
+        ]);
+        garage
+    }
+
+    /// Runs `garage ARGS` against this server; its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = TestBed::command_in(&self.ns, "garage")
+            .arg("-c")
+            .arg(self.dir.join("garage.toml"))
+            .args(args)
+            .output()
+            .expect("garage is installed (cargo xtask bootstrap)");
+        assert!(output.status.success(), "garage {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Kills the server (as a crash or a power cut would).
+    pub fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+
+    /// Starts the server on its data and waits until it answers S3 requests.
+    pub fn resume(&mut self) {
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let server = TestBed::command_in(&self.ns, "garage")
+            .arg("-c")
+            .arg(self.dir.join("garage.toml"))
+            .arg("server")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("garage is installed (cargo xtask bootstrap)");
+        self.server = Some(server);
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let answering = TestBed::in_namespace(&self.ns, || {
+                std::net::TcpStream::connect_timeout(
+                    &"127.0.0.1:3900".parse().unwrap(),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            })
+            .join()
+            .unwrap()
+            .unwrap();
+            let status = TestBed::command_in(&self.ns, "garage")
+                .arg("-c")
+                .arg(self.dir.join("garage.toml"))
+                .arg("status")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if answering && status {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "garage did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// The options that point ringcap at this server, credentials in a file.
+    pub fn ringcap_args(&self, prefix: &str) -> Vec<String> {
+        let credentials = self.credentials_file(&self.secret);
+        vec![
+            "--archive-endpoint".into(),
+            self.endpoint.clone(),
+            "--archive-region".into(),
+            Self::REGION.into(),
+            "--archive-credentials".into(),
+            credentials.display().to_string(),
+            format!("--{prefix}"),
+            format!("s3://{}/fleet", Self::BUCKET),
+        ]
+    }
+
+    /// An AWS shared-credentials file with this server's key and `secret`.
+    pub fn credentials_file(&self, secret: &str) -> PathBuf {
+        let path = scratch("aws-credentials");
+        std::fs::write(
+            &path,
+            format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {secret}\n", self.key_id),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Every object under `prefix` and its bytes, read in the namespace with ringcap's
+    /// own client (a real S3 conversation with the server).
+    pub fn objects(&self, prefix: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+        use capture_daemon::archive::store::{Archive, ArchiveSettings, ArchiveTarget};
+        use futures_util::StreamExt;
+        use object_store::ObjectStoreExt;
+        let settings = ArchiveSettings {
+            target: ArchiveTarget::parse(&format!("s3://{}/{prefix}", Self::BUCKET)).unwrap(),
+            endpoint: Some(self.endpoint.clone()),
+            region: Some(Self::REGION.into()),
+            credentials_file: Some(self.credentials_file(&self.secret)),
+        };
+        TestBed::in_namespace(&self.ns, move || {
+            let archive = Archive::connect(&settings).unwrap();
+            archive.block_on(async {
+                let listed: Vec<_> =
+                    archive.store.list(archive.target.prefix_path().as_ref()).collect::<Vec<_>>().await;
+                let mut objects = std::collections::BTreeMap::new();
+                for meta in listed {
+                    let meta = meta.unwrap();
+                    let bytes = archive.store.get(&meta.location).await.unwrap().bytes().await.unwrap();
+                    objects.insert(meta.location.to_string(), bytes.to_vec());
+                }
+                objects
+            })
+        })
+        .join()
+        .unwrap()
+        .unwrap()
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

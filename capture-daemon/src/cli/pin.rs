@@ -1,0 +1,169 @@
+//! `ringcap pin`, `ringcap unpin`, `ringcap pins`: a running daemon's pinned windows,
+//! through its API (the daemon owns the ring's budget, so it makes and removes pins).
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::Value;
+
+use super::args::{api_token, ApiArgs, WindowArgs};
+
+#[derive(Args)]
+pub(crate) struct PinArgs {
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+    #[command(flatten)]
+    pub(crate) window: WindowArgs,
+    /// The pin's name (letters, digits, '-', '_', '.'); default: pin-START.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Return at once instead of waiting for the copy.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// Keep only the packets this filter selects (tcpdump syntax).
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    pub(crate) expression: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct UnpinArgs {
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+    /// The pin to release.
+    pub(crate) name: String,
+}
+
+#[derive(Args)]
+pub(crate) struct PinsArgs {
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+/// An API request's status and JSON body.
+fn call(api: &ApiArgs, method: &str, target: &str) -> anyhow::Result<(u16, Value)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("http://{}{target}", api.http);
+    let token = api_token(api.http_token_file.as_deref())?.map(|t| format!("Bearer {t}"));
+    let unreachable = || {
+        format!("cannot reach ringcap's API at {}: is `ringcap run --http {}` running?", api.http, api.http)
+    };
+    let mut request = ureq::http::Request::builder().method(method).uri(&url);
+    if let Some(token) = &token {
+        request = request.header("Authorization", token);
+    }
+    let request = request.body(()).context("building the request")?;
+    let mut response = agent.run(request).with_context(unreachable)?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().context("reading the API's answer")?;
+    let value = serde_json::from_str(&body).unwrap_or_else(|_| serde_json::json!({ "error": body.trim() }));
+    Ok((status, value))
+}
+
+fn answer_error(status: u16, body: &Value) -> anyhow::Error {
+    anyhow::anyhow!("the API answered {status}: {}", body["error"].as_str().unwrap_or("(no reason given)"))
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn describe(pin: &Value) -> String {
+    let manifest = &pin["manifest"];
+    let mut line = format!(
+        "{} {}: {} bytes",
+        pin["name"].as_str().unwrap_or_default(),
+        pin["state"].as_str().unwrap_or_default(),
+        pin["bytes"]
+    );
+    if !manifest.is_null() {
+        line.push_str(&format!(
+            ", {} packets from {} to {}, filter {:?}",
+            manifest["packets"],
+            manifest["first_packet"].as_str().unwrap_or("?"),
+            manifest["last_packet"].as_str().unwrap_or("?"),
+            manifest["filter"].as_str().unwrap_or_default()
+        ));
+    }
+    if let Some(error) = pin["error"].as_str() {
+        line.push_str(&format!(": {error}"));
+    }
+    line
+}
+
+pub(crate) fn pin(args: PinArgs) -> anyhow::Result<ExitCode> {
+    let mut query = Vec::new();
+    for (key, value) in [
+        ("last", &args.window.last),
+        ("since", &args.window.since),
+        ("until", &args.window.until),
+        ("name", &args.name),
+    ] {
+        if let Some(value) = value {
+            query.push(format!("{key}={}", encode(value)));
+        }
+    }
+    let expression = args.expression.join(" ");
+    if !expression.is_empty() {
+        query.push(format!("filter={}", encode(&expression)));
+    }
+    let (status, pin) = call(&args.api, "POST", &format!("/v1/pins?{}", query.join("&")))?;
+    if status != 202 {
+        return Err(answer_error(status, &pin));
+    }
+    let name = pin["name"].as_str().unwrap_or_default().to_string();
+    if args.no_wait {
+        println!("{}", describe(&pin));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (started, mut last_said) = (Instant::now(), Instant::now());
+    loop {
+        let (status, pin) = call(&args.api, "GET", &format!("/v1/pins/{}", encode(&name)))?;
+        if status != 200 {
+            return Err(answer_error(status, &pin));
+        }
+        match pin["state"].as_str() {
+            Some("copying") => {
+                if last_said.elapsed() >= Duration::from_secs(10) {
+                    eprintln!("ringcap: still copying {name} ({} s)...", started.elapsed().as_secs());
+                    last_said = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Some("failed") => {
+                anyhow::bail!("pin {name} failed: {}", pin["error"].as_str().unwrap_or_default())
+            }
+            _ => {
+                println!("{}", describe(&pin));
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+pub(crate) fn unpin(args: UnpinArgs) -> anyhow::Result<ExitCode> {
+    let (status, pin) = call(&args.api, "DELETE", &format!("/v1/pins/{}", encode(&args.name)))?;
+    if status != 200 {
+        return Err(answer_error(status, &pin));
+    }
+    println!("unpinned {}", describe(&pin));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn pins(args: PinsArgs) -> anyhow::Result<ExitCode> {
+    let (status, body) = call(&args.api, "GET", "/v1/pins")?;
+    if status != 200 {
+        return Err(answer_error(status, &body));
+    }
+    for pin in body["pins"].as_array().into_iter().flatten() {
+        println!("{}", describe(pin));
+    }
+    Ok(ExitCode::SUCCESS)
+}

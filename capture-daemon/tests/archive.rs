@@ -1,0 +1,359 @@
+//! Pins and the archive, against a real Garage server (S3-compatible object storage)
+//! started in the test bed: a pin survives rotation and arrives whole after a restart,
+//! an upload cut by the server's death resumes with nothing lost or doubled, wrong
+//! credentials are a clear error while capture goes on, and `pull --from` gives exactly
+//! what a local pull of the same window gives.
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use capture_daemon::archive::host_name;
+use capture_daemon::timefmt::rfc3339;
+use common::{bed, get, known_frame, scratch, send, seqs, start_ringcap, stop, token_file, Garage, RINGCAP};
+use ringcap_tools::testbed::TestBed;
+use sha2::Digest;
+
+const TOKEN: &str = "s3cret";
+
+fn now_ns() -> u64 {
+    capture_daemon::retrieve::window::now().as_nanos() as u64
+}
+
+/// The daemon's counter or gauge `series` (name with labels, as /metrics prints it).
+fn metric(bed: &TestBed, addr: &str, series: &str) -> u64 {
+    let response = get(bed, addr, "/metrics", Some(TOKEN));
+    let text = String::from_utf8_lossy(&response.body).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+}
+
+/// Polls until `done` holds (or fails the test after a minute, saying `what`).
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn pin_state(bed: &TestBed, addr: &str, name: &str) -> serde_json::Value {
+    let response = get(bed, addr, &format!("/v1/pins/{name}"), Some(TOKEN));
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+/// `ringcap ARGS` in the receiving namespace, which must succeed; its stdout.
+fn ringcap(bed: &TestBed, args: &[&str]) -> Vec<u8> {
+    let output = bed.rx(RINGCAP).args(args).output().unwrap();
+    assert!(output.status.success(), "ringcap {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks that the archive holds pin `name` whole: exactly its four objects, each with the
+/// size and SHA-256 its manifest gives. Returns the manifest.
+fn assert_archived_whole(objects: &BTreeMap<String, Vec<u8>>, name: &str) -> serde_json::Value {
+    let prefix = format!("fleet/{}/pins/{name}/", host_name());
+    let pin_objects: BTreeMap<&str, &Vec<u8>> =
+        objects.iter().filter_map(|(key, bytes)| Some((key.strip_prefix(&prefix)?, bytes))).collect();
+    let manifest: serde_json::Value = serde_json::from_slice(pin_objects["manifest.json"]).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(pin_objects.len(), files.len() + 1, "the pin's objects, once each: {:?}", pin_objects.keys());
+    for file in files {
+        let stored = pin_objects[file["name"].as_str().unwrap()];
+        assert_eq!(stored.len() as u64, file["bytes"].as_u64().unwrap(), "{file}");
+        assert_eq!(sha256(stored), file["sha256"].as_str().unwrap(), "{file}");
+    }
+    manifest
+}
+
+/// Garage's count of multipart uploads begun and neither completed nor aborted, from
+/// `garage bucket info`.
+fn unfinished_multipart_uploads(info: &str) -> u64 {
+    // "Unfinished uploads:\tN multipart uploads", shown only when there are some.
+    info.lines()
+        .filter_map(|line| line.strip_prefix("Unfinished uploads:"))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A daemon under test: its ring, token and API address, in the bed's receiving namespace.
+struct Daemon {
+    dir: std::path::PathBuf,
+    token: std::path::PathBuf,
+    addr: String,
+}
+
+impl Daemon {
+    fn new(port: u16) -> Self {
+        Daemon { dir: scratch("ring"), token: token_file(TOKEN), addr: format!("127.0.0.1:{port}") }
+    }
+
+    fn d(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    fn t(&self) -> &str {
+        self.token.to_str().unwrap()
+    }
+
+    /// `run` on this ring with the API, `--frame-interval 0.1` and `extra`.
+    fn args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["--dir", self.d(), "-G", "0", "--frame-interval", "0.1", "--http", &self.addr];
+        args.extend(["--http-token-file", self.t()]);
+        args.extend(extra);
+        args
+    }
+
+    fn start(&self, bed: &TestBed, extra: &[&str]) -> ringcap_tools::harness::CaptureProcess {
+        start_ringcap(bed, "run", &self.args(extra))
+    }
+
+    fn pin(&self, bed: &TestBed, args: &[&str]) -> String {
+        let stdout =
+            ringcap(bed, &[&["pin", "--http", &self.addr, "--http-token-file", self.t()], args].concat());
+        String::from_utf8_lossy(&stdout).into_owned()
+    }
+
+    fn metric(&self, bed: &TestBed, series: &str) -> u64 {
+        metric(bed, &self.addr, series)
+    }
+
+    fn pin_state(&self, bed: &TestBed, name: &str) -> serde_json::Value {
+        pin_state(bed, &self.addr, name)
+    }
+}
+
+/// Sends frames `seqs` and returns the `--since`/`--until` window around them.
+fn send_window(bed: &TestBed, seqs: std::ops::Range<u64>) -> [String; 4] {
+    std::thread::sleep(Duration::from_millis(300));
+    let since = rfc3339(now_ns());
+    send(bed, seqs.map(known_frame).collect());
+    std::thread::sleep(Duration::from_millis(500));
+    ["--since".into(), since, "--until".into(), rfc3339(now_ns())]
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// `pull --from` the archive equals `pull --dir` of the ring, for each filter.
+fn assert_pull_from_equals_local(
+    bed: &TestBed,
+    daemon: &Daemon,
+    garage: &Garage,
+    window: &[&str],
+    filters: &[&[&str]],
+) {
+    let from = garage.ringcap_args("from");
+    for filter in filters {
+        let local = ringcap(bed, &[&["pull", "--dir", daemon.d()], window, filter].concat());
+        let archived = ringcap(bed, &[&["pull"], &strs(&from)[..], window, filter].concat());
+        assert!(!seqs(&local).is_empty(), "{filter:?}");
+        assert_eq!(archived, local, "pull --from equals the local pull ({filter:?})");
+    }
+}
+
+/// A pin taken with `-W` about to rotate its window away survives the rotation; the daemon
+/// started again with `--archive` uploads it, whole, and releases the local copy.
+#[test]
+fn a_pinned_window_survives_rotation_and_is_archived_whole_after_a_restart() {
+    let bed = bed();
+    let garage = Garage::start(&bed);
+    let daemon = Daemon::new(18090);
+    let rotating = ["-C", "1", "-W", "3", "--no-compress"];
+    let ring = daemon.start(&bed, &rotating);
+    let window = send_window(&bed, 0..3000);
+    let window = strs(&window);
+    let said = daemon.pin(&bed, &[&window[..], &["--name", "incident"]].concat());
+    assert!(said.contains("incident pinned") && said.contains("3000 packets"), "{said}");
+    // Far more than three 1 MB files hold: the window's files rotate out of the ring.
+    send(&bed, (3000..20_000).map(known_frame).collect());
+    std::thread::sleep(Duration::from_millis(500));
+    let from_ring = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &window[..]].concat());
+    assert_eq!(seqs(&from_ring), Vec::<u64>::new(), "rotation removed the window from the ring");
+    let pin_dir = daemon.dir.join("pins/incident");
+    let from_pin = ringcap(&bed, &[&["pull", "--dir", pin_dir.to_str().unwrap()], &window[..]].concat());
+    assert_eq!(seqs(&from_pin), (0..3000).collect::<Vec<_>>(), "the pin holds the whole window");
+    let stderr = stop(ring);
+    assert!(stderr.iter().any(|l| l.contains("removed by -W") && !l.starts_with("0 files")), "{stderr:?}");
+
+    let archive = garage.ringcap_args("archive");
+    let ring = daemon.start(&bed, &[&rotating[..], &strs(&archive)[..]].concat());
+    wait_until("the pin is archived", || daemon.pin_state(&bed, "incident")["state"] == "archived");
+    assert!(!pin_dir.exists(), "the local copy is released once the archive holds it");
+    assert_eq!(daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"pin\"}"), 1);
+    let manifest = assert_archived_whole(&garage.objects("fleet"), "incident");
+    assert_eq!(manifest["packets"], 3000);
+    assert_eq!(manifest["host"], host_name());
+    let from = garage.ringcap_args("from");
+    let from_archive = ringcap(&bed, &[&["pull"], &strs(&from)[..], &window[..]].concat());
+    assert_eq!(from_archive, from_pin, "the archive gives the pin's packets, byte for byte");
+    stop(ring);
+}
+
+/// The server dies while a pin's data file goes up in parts: the failures are counted,
+/// the upload resumes once the server is back, and the bucket ends with each object once,
+/// whole, and no unfinished multipart upload. `pull --from` then equals a local pull of the
+/// same window, filtered or not.
+#[test]
+fn an_upload_cut_by_the_server_resumes_and_pull_from_equals_a_local_pull() {
+    let bed = bed();
+    let mut garage = Garage::start(&bed);
+    let daemon = Daemon::new(18091);
+    let archive = garage.ringcap_args("archive");
+    let ring =
+        daemon.start(&bed, &[&["--no-compress", "--archive-rate", "2M"][..], &strs(&archive)[..]].concat());
+    // About 11 MB of pcap: the data file goes up in three parts, 2.5 s apart at 2 MB/s.
+    let window = send_window(&bed, 0..20_000);
+    let window = strs(&window);
+    daemon.pin(&bed, &[&window[..], &["--name", "cut"]].concat());
+    wait_until("the first part is sent", || daemon.metric(&bed, "ringcap_archive_bytes_total") >= 5 << 20);
+    garage.kill();
+    wait_until("the failure is counted", || {
+        daemon.metric(&bed, "ringcap_archive_upload_failures_total{kind=\"network\"}") >= 1
+    });
+    assert_eq!(daemon.pin_state(&bed, "cut")["state"], "pinned", "not archived while the server is down");
+    garage.resume();
+    wait_until("the pin is archived", || daemon.pin_state(&bed, "cut")["state"] == "archived");
+    let objects = garage.objects("fleet");
+    assert_eq!(objects.len(), 4, "each object once, nothing else: {:?}", objects.keys());
+    let manifest = assert_archived_whole(&objects, "cut");
+    assert_eq!(manifest["packets"], 20_000);
+    let info = garage.cli(&["bucket", "info", Garage::BUCKET]);
+    assert_eq!(unfinished_multipart_uploads(&info), 0, "{info}");
+    assert_eq!(daemon.metric(&bed, "ringcap_archive_upload_failures_total{kind=\"auth\"}"), 0);
+    assert_pull_from_equals_local(
+        &bed,
+        &daemon,
+        &garage,
+        &window,
+        &[&[], &["udp", "and", "greater", "1000"]],
+    );
+    let all = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &window[..]].concat());
+    assert_eq!(seqs(&all), (0..20_000).collect::<Vec<_>>());
+    stop(ring);
+}
+
+/// Credentials the server refuses: said at start in words that name the fix, counted in
+/// /metrics on every attempt, and capture and pinning go on locally without loss.
+#[test]
+fn wrong_credentials_are_a_clear_error_and_capture_goes_on() {
+    let bed = bed();
+    let garage = Garage::start(&bed);
+    let daemon = Daemon::new(18092);
+    let wrong = garage.credentials_file(&"f".repeat(64));
+    let access = [
+        "--archive-endpoint",
+        &garage.endpoint,
+        "--archive-region",
+        Garage::REGION,
+        "--archive-credentials",
+        wrong.to_str().unwrap(),
+    ];
+    let mut command = bed.rx(RINGCAP);
+    command.args(["run", "-i", ringcap_tools::testbed::RX_IF]);
+    command.args(daemon.args(&[&["--archive", "s3://ringcap/fleet"], &access[..]].concat()));
+    let mut ring = ringcap_tools::harness::CaptureProcess::spawn(command).unwrap();
+    assert!(ring.wait_for("refused the credentials", Duration::from_secs(20)), "{:?}", ring.stderr);
+    assert!(ring.stderr.iter().any(|l| l.contains("AWS_ACCESS_KEY_ID") && l.contains("capture goes on")));
+    assert!(ring.wait_listening(), "{:?}", ring.stderr);
+    let window = send_window(&bed, 0..1000);
+    let window = strs(&window);
+    let said = daemon.pin(&bed, &[&window[..], &["--name", "kept", "udp"]].concat());
+    assert!(said.contains("1000 packets"), "{said}");
+    wait_until("the refusal is counted", || {
+        daemon.metric(&bed, "ringcap_archive_upload_failures_total{kind=\"auth\"}") >= 1
+    });
+    assert_eq!(daemon.pin_state(&bed, "kept")["state"], "pinned", "kept locally");
+    let pulled = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &window[..]].concat());
+    assert_eq!(seqs(&pulled), (0..1000).collect::<Vec<_>>(), "capture went on without loss");
+    assert!(garage.objects("fleet").is_empty(), "nothing reached the bucket");
+    // The reader of the archive is told the same.
+    let refused_pcap = scratch("refused.pcap");
+    let pull = [
+        &["pull", "--from", "s3://ringcap/fleet", "-w", refused_pcap.to_str().unwrap()],
+        &access[..],
+        &window[..],
+    ];
+    let output = bed.rx(RINGCAP).args(pull.concat()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("refused the credentials"), "{stderr}");
+    stop(ring);
+}
+
+/// With `--archive-ring`, each ring file goes up once it closes, and `pull --from` reads
+/// the archived files with their indexes: the same packets as the local ring.
+#[test]
+fn archived_ring_files_pull_like_the_ring() {
+    let bed = bed();
+    let garage = Garage::start(&bed);
+    let daemon = Daemon::new(18093);
+    let archive = garage.ringcap_args("archive");
+    let extra = ["-C", "1", "--no-compress", "--archive-ring", "--frame-bytes", "65536"];
+    let ring = daemon.start(&bed, &[&extra[..], &strs(&archive)[..]].concat());
+    let window = send_window(&bed, 0..6000);
+    let window = strs(&window);
+    // More traffic closes the files that hold the window.
+    send(&bed, (6000..30_000).map(known_frame).collect());
+    std::thread::sleep(Duration::from_millis(500));
+    let closed = capture_daemon::retrieve::pull::ring_files(&daemon.dir).unwrap().len() as u64 - 1;
+    assert!(closed >= 2, "{closed} closed files");
+    wait_until("the closed files are archived", || {
+        daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"ring_file\"}") >= closed
+    });
+    assert_eq!(daemon.metric(&bed, "ringcap_archive_ring_files_missed_total"), 0);
+    assert_pull_from_equals_local(&bed, &daemon, &garage, &window, &[&[], &["udp", "and", "less", "200"]]);
+    let from = garage.ringcap_args("from");
+    let all = ringcap(&bed, &[&["pull"], &strs(&from)[..], &window[..]].concat());
+    assert_eq!(seqs(&all), (0..6000).collect::<Vec<_>>());
+    stop(ring);
+}
+
+/// Pins count against the budget: one that would pass `--max-pinned` is refused with the
+/// reason (and the API's 507), one that fits is held and counted, and an unpin gives its
+/// bytes back. Bad pin requests are 400s that name the problem.
+#[test]
+fn a_pin_over_the_budget_is_refused_with_the_reason() {
+    let bed = bed();
+    let daemon = Daemon::new(18094);
+    let ring = daemon.start(&bed, &["--no-compress", "--max-disk", "40M", "--max-pinned", "1M"]);
+    let window = send_window(&bed, 0..5000);
+    let window = strs(&window);
+    let pin =
+        [&["pin", "--http", &daemon.addr, "--http-token-file", daemon.t(), "--name", "big"], &window[..]];
+    let refused = bed.rx(RINGCAP).args(pin.concat()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("507") && stderr.contains("--max-pinned"),
+        "{stderr}"
+    );
+    // The 60- and 61-byte frames fit.
+    let said = daemon.pin(&bed, &[&window[..], &["--name", "small", "udp", "and", "less", "61"]].concat());
+    let small = (0..5000u64).filter(|&seq| known_frame(seq).len() <= 61).count();
+    assert!(said.contains(&format!("{small} packets")), "{said}");
+    let pinned = daemon.metric(&bed, "ringcap_pinned_bytes");
+    assert!(pinned > 0 && pinned < 1 << 20, "{pinned}");
+    assert_eq!(daemon.metric(&bed, "ringcap_pins"), 1);
+    for (target, why) in [
+        ("/v1/pins?last=10m&name=../x", "pin name"),
+        ("/v1/pins?last=10m&name=small", "exists"),
+        ("/v1/pins?last=10m&filter=port%20banana", "port"),
+        ("/v1/pins?name=x", "--last"),
+        ("/v1/pins?last=10m&bogus=1", "unknown parameter"),
+    ] {
+        let response = common::post(&bed, &daemon.addr, target, Some(TOKEN));
+        let body = String::from_utf8_lossy(&response.body);
+        assert!(response.status == 400 || response.status == 409, "{target}: {} {body}", response.status);
+        assert!(body.contains(why), "{target}: {body}");
+    }
+    ringcap(&bed, &["unpin", "--http", &daemon.addr, "--http-token-file", daemon.t(), "small"]);
+    assert_eq!(daemon.metric(&bed, "ringcap_pinned_bytes"), 0);
+    assert!(!daemon.dir.join("pins/small").exists());
+    stop(ring);
+}
