@@ -105,6 +105,18 @@ pub fn run(root: &Path) -> Result<()> {
         println!("   {line}");
     }
 
+    println!("== ringcap pin --last 1m 'tcp port 8080 or icmp' --name demo-incident (kept out of rotation):");
+    let pinned = bed
+        .rx(ringcap)
+        .args(["pin", "--http", "127.0.0.1:9090", "--http-token-file", token_path, "--last", "1m"])
+        .args(["--name", "demo-incident", "tcp port 8080 or icmp"])
+        .output()?;
+    print!("   {}{}", String::from_utf8_lossy(&pinned.stdout), String::from_utf8_lossy(&pinned.stderr));
+    println!(
+        "   in {}; with `run --archive s3://BUCKET/PREFIX` it is uploaded, and `pull --from` reads it",
+        ring_dir.join("pins/demo-incident").display()
+    );
+
     println!("== GET /metrics (loss and selection counters):");
     let metrics = bed
         .rx("curl")
