@@ -31,7 +31,7 @@ use crate::filter::Filter;
 use crate::output::Sink;
 use crate::pcap::{self, RecordRef, DEFAULT_SNAPLEN};
 use crate::retrieve::out::PacketOut;
-use crate::retrieve::pull::{pull, ring_files, PullLimits};
+use crate::retrieve::pull::{pull_files, ring_files, PullLimits, PullReport};
 use crate::retrieve::stats::window_stats;
 use crate::retrieve::window::Window;
 use crate::storage::budget::fs_space;
@@ -255,16 +255,27 @@ impl PinStore {
 
     /// Checks a pin against the limits and starts copying it on a thread of its own;
     /// returns at once with the pin in state `copying`.
-    pub fn pin(self: &Arc<Self>, request: PinRequest) -> Result<PinInfo, PinError> {
+    pub fn pin(self: &Arc<Self>, mut request: PinRequest) -> Result<PinInfo, PinError> {
         let filter = Filter::compile(&request.expression).map_err(|e| PinError::BadRequest(e.to_string()))?;
+        // A pin holds what is captured already: a window open at its end stops now.
+        let now = crate::retrieve::window::now().as_nanos() as u64;
+        request.window.until_ns = request.window.until_ns.min(now + 1);
         let name = request.name.clone().unwrap_or_else(|| default_name(request.window));
         check_name(&name)?;
-        let estimate = self.estimate(request.window).map_err(|e| PinError::Io(e.to_string()))?;
+        // Opened now, before the reservation lets the ring remove old files: the copy reads
+        // these even if rotation removes them meanwhile.
+        let (files, opened) = self.open_window(request.window).map_err(|e| PinError::Io(e.to_string()))?;
+        let estimate: u64 = files
+            .iter()
+            .flat_map(|file| &file.frames)
+            .filter(|f| f.packets > 0 && request.window.overlaps(f.earliest_ns, f.latest_ns))
+            .map(|f| f.len)
+            .sum();
         if estimate == 0 {
             return Err(PinError::BadRequest(format!(
                 "the ring holds no packets from {} to {}: nothing to pin",
                 rfc3339(request.window.since_ns),
-                rfc3339(request.window.until_ns.min(crate::retrieve::window::now().as_nanos() as u64))
+                rfc3339(request.window.until_ns)
             )));
         }
         let (info, reserve, room) = {
@@ -306,26 +317,26 @@ impl PinStore {
             .spawn(move || {
                 // A recompressed copy may come out a little larger than the frames it is from.
                 let cap = room.min(reserve.saturating_add(reserve / 8 + (1 << 20)));
-                let outcome = store.copy(&name, &request, &filter, cap);
+                let outcome = store.copy(&name, &request, &filter, (files, opened), cap);
                 store.copied(&name, reserve, outcome);
             })
             .map_err(|e| PinError::Io(e.to_string()))?;
         Ok(info)
     }
 
-    /// The stored bytes of the ring's frames in `window`: at least what a copy takes.
-    fn estimate(&self, window: Window) -> std::io::Result<u64> {
-        let mut bytes = 0;
+    /// The ring's files that hold packets of `window`, opened; what could not be opened is
+    /// in the report.
+    fn open_window(&self, window: Window) -> std::io::Result<(Vec<DataFile>, PullReport)> {
+        let mut report = PullReport::default();
+        let mut files = Vec::new();
         for path in ring_files(&self.ring_dir)? {
-            let Ok(file) = DataFile::open(&path) else { continue };
-            bytes += file
-                .frames
-                .iter()
-                .filter(|f| f.packets > 0 && window.overlaps(f.earliest_ns, f.latest_ns))
-                .map(|f| f.len)
-                .sum::<u64>();
+            match DataFile::open(&path) {
+                Ok(file) if file.time_range().is_some_and(|(f, l)| window.overlaps(f, l)) => files.push(file),
+                Ok(_) => {}
+                Err(e) => report.unreadable(&path.display(), &e),
+            }
         }
-        Ok(bytes)
+        Ok((files, report))
     }
 
     /// Copies the window into `.NAME.partial/`, writes its statistics and manifest, and
@@ -336,6 +347,7 @@ impl PinStore {
         name: &str,
         request: &PinRequest,
         filter: &Filter,
+        (files, opened): (Vec<DataFile>, PullReport),
         room: u64,
     ) -> Result<(Value, u64), String> {
         let partial = self.dir.join(format!(".{name}.partial"));
@@ -367,7 +379,7 @@ impl PinStore {
                 counters: Arc::clone(&counters),
                 room,
             };
-            let report = pull(&self.ring_dir, request.window, filter, PullLimits::default(), &mut out)
+            let report = pull_files(files, opened, request.window, filter, PullLimits::default(), &mut out)
                 .map_err(|e| e.to_string())?;
             let data = out.ring.current_path().map(Path::to_path_buf);
             drop(out);
@@ -422,6 +434,8 @@ impl PinStore {
                 &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
             )
             .map_err(|e| e.to_string())?;
+            // The files' names too, before the directory is renamed into place.
+            std::fs::File::open(&partial).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
             let bytes = dir_bytes(&partial);
             Ok((manifest, bytes))
         })();
