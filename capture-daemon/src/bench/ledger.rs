@@ -103,8 +103,11 @@ impl Ledger {
             + self.unaccounted.unsigned_abs()
     }
 
-    /// The first place frames were lost, in the path's order: what limits the rate.
-    pub fn first_loss(&self) -> Option<&'static str> {
+    /// Where the trial lost the most frames: what limits the rate. On a shared machine a
+    /// busy moment can drop a handful at the interface while a slow disk drops thousands
+    /// at the writer; the bottleneck is the writer. Ties go to the earlier place in the
+    /// path's order.
+    pub fn main_loss(&self) -> Option<&'static str> {
         [
             (self.nic_dropped, "interface (NIC or veth receive ring)"),
             (self.kernel_dropped, "kernel ring buffer (the reader fell behind)"),
@@ -114,7 +117,9 @@ impl Ledger {
             (self.unaccounted.unsigned_abs(), "unaccounted"),
         ]
         .into_iter()
-        .find(|&(count, _)| count > 0)
+        .filter(|&(count, _)| count > 0)
+        .rev()
+        .max_by_key(|&(count, _)| count)
         .map(|(_, place)| place)
     }
 }
@@ -137,10 +142,28 @@ mod tests {
         assert_eq!(ledger.nic_dropped, 10);
         assert_eq!(ledger.unaccounted, 0);
         assert_eq!(ledger.lost(), 10 + 40 + 50);
-        assert_eq!(ledger.first_loss(), Some("interface (NIC or veth receive ring)"));
+        assert_eq!(ledger.main_loss(), Some("writer (disk or compression too slow)"));
         // A packet the writer reports it never got shows up, not hidden.
         let short = json!({"kernel": {"seen": 1000}, "storage": {"packets_written": 999}});
         let ledger = Ledger::from_ringcap(&short, 1000, &InterfaceCounters::default());
         assert_eq!((ledger.unaccounted, ledger.lost()), (1, 1));
+    }
+
+    #[test]
+    fn the_verdict_is_where_most_frames_were_lost() {
+        // A slow disk on a busy machine: a few frames dropped at the interface, most at
+        // the writer's queue. The writer limits the rate.
+        let ledger = Ledger {
+            offered: 108_340,
+            nic_dropped: 12,
+            reader_queue_dropped: 60_356,
+            captured: 47_972,
+            ..Ledger::default()
+        };
+        assert_eq!(ledger.main_loss(), Some("writer (disk or compression too slow)"));
+        // Equal losses: the earlier place in the path.
+        let tie = Ledger { nic_dropped: 5, kernel_dropped: 5, ..Ledger::default() };
+        assert_eq!(tie.main_loss(), Some("interface (NIC or veth receive ring)"));
+        assert_eq!(Ledger::default().main_loss(), None);
     }
 }

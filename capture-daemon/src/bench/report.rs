@@ -56,7 +56,7 @@ impl SizeResult {
         let limited_by = if found.source_limited {
             Some("traffic source: its full speed lost nothing".to_string())
         } else {
-            slowest_lossy.and_then(|t| t.ledger.first_loss()).map(str::to_string)
+            slowest_lossy.and_then(|t| t.ledger.main_loss()).map(str::to_string)
         };
         SizeResult {
             mode,
@@ -483,7 +483,7 @@ pub fn trial_line(trial: &Trial) -> String {
         l.captured,
         l.offered,
         l.lost(),
-        l.first_loss().map_or(String::new(), |place| format!(" ({place})")),
+        l.main_loss().map_or(String::new(), |place| format!(" ({place})")),
         trial.cpu_ns_per_packet,
     )
 }
