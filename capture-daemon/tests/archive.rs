@@ -186,7 +186,13 @@ fn a_pinned_window_survives_rotation_and_is_archived_whole_after_a_restart() {
     let archive = garage.ringcap_args("archive");
     let ring = daemon.start(&bed, &[&rotating[..], &strs(&archive)[..]].concat());
     wait_until("the pin is archived", || daemon.pin_state(&bed, "incident")["state"] == "archived");
-    assert!(!pin_dir.exists(), "the local copy is released once the archive holds it");
+    assert_eq!(
+        file_names(&pin_dir),
+        ["archived.json", "manifest.json"],
+        "the local copy is released once the archive holds it; its manifest stays"
+    );
+    let location = "s3://ringcap/fleet/".to_string() + &host_name() + "/pins/incident/";
+    assert_eq!(daemon.pin_state(&bed, "incident")["archive"], location.as_str());
     assert_eq!(daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"pin\"}"), 1);
     let manifest = assert_archived_whole(&garage.objects("fleet"), "incident");
     assert_eq!(manifest["packets"], 3000);
@@ -195,6 +201,26 @@ fn a_pinned_window_survives_rotation_and_is_archived_whole_after_a_restart() {
     let from_archive = ringcap(&bed, &[&["pull"], &strs(&from)[..], &window[..]].concat());
     assert_eq!(from_archive, from_pin, "the archive gives the pin's packets, byte for byte");
     stop(ring);
+    // A restart without the archive still lists the pin as archived, with its manifest.
+    let ring = daemon.start(&bed, &rotating);
+    let pin = daemon.pin_state(&bed, "incident");
+    assert_eq!((&pin["state"], &pin["archive"]), (&"archived".into(), &location.as_str().into()), "{pin}");
+    assert_eq!(pin["manifest"]["packets"], 3000);
+    assert_eq!(
+        daemon.metric(&bed, "ringcap_pinned_bytes"),
+        pin["bytes"].as_u64().unwrap(),
+        "the manifest's bytes"
+    );
+    ringcap(&bed, &["unpin", "--http", &daemon.addr, "--http-token-file", daemon.t(), "incident"]);
+    assert!(!pin_dir.exists(), "unpinning an archived pin removes what was left of it");
+    stop(ring);
+}
+
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
 }
 
 /// The server dies while a pin's data file goes up in parts: the failures are counted,

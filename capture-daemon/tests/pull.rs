@@ -30,22 +30,10 @@ fn stamp(i: u64) -> Duration {
 /// every `file_bytes` so the window spans several files.
 fn synthetic_ring(dir: &Path, count: u64, file_bytes: u64) {
     let config = RingConfig {
-        dir: dir.to_path_buf(),
-        template: NameTemplate::parse("synthetic-%s").unwrap(),
-        compression: Compression::Zstd(1),
-        pcapng_interfaces: None,
-        snaplen: 262_144,
-        rotate_every: None,
         rotate_bytes: Some(file_bytes),
-        max_files: None,
-        max_disk: None,
         min_free: Some(DiskLimit::Bytes(0)),
         frame_bytes: 16 << 10,
-        frame_age: Duration::from_secs(1),
-        sync: false,
-        compress_threads: 0,
-        snapshot: None,
-        pinned_bytes: None,
+        ..RingConfig::single_file(dir, NameTemplate::parse("synthetic-%s").unwrap(), Compression::Zstd(1))
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();
     for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
@@ -234,22 +222,11 @@ fn corpus_packets() -> Vec<Vec<u8>> {
 /// Writes `packets` (packet i at stamp(i)) into a ring in small frames.
 fn corpus_ring(dir: &Path, packets: &[Vec<u8>]) {
     let config = RingConfig {
-        dir: dir.to_path_buf(),
-        template: NameTemplate::parse("corpus-%s").unwrap(),
-        compression: Compression::Zstd(1),
-        pcapng_interfaces: None,
-        snaplen: 262_144,
-        rotate_every: None,
         rotate_bytes: Some(1 << 20),
-        max_files: None,
-        max_disk: None,
         min_free: Some(DiskLimit::Bytes(0)),
         frame_bytes: 8 << 10,
-        frame_age: Duration::from_secs(1),
-        sync: false,
         compress_threads: 1,
-        snapshot: None,
-        pinned_bytes: None,
+        ..RingConfig::single_file(dir, NameTemplate::parse("corpus-%s").unwrap(), Compression::Zstd(1))
     };
     let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();
     for (n, chunk) in packets.chunks(16).enumerate() {

@@ -269,28 +269,42 @@ impl Write for BodyWriter {
 
 type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
-/// A request's query parameters, each one of `known`, with its window; or why not (a 400).
-fn window_query(query: QueryParams, known: &[&str]) -> Result<(Vec<(String, String)>, Window), String> {
-    let Ok(Query(params)) = query else {
-        return Err("the query string is not valid UTF-8 form encoding".into());
-    };
-    for (key, _) in &params {
-        if !known.contains(&key.as_str()) {
+/// A request's query parameters, each one of `known`, and the window they name.
+struct WindowQuery {
+    params: Vec<(String, String)>,
+    window: Window,
+}
+
+impl WindowQuery {
+    /// The parameters and window of `query`; or why not (the body of a 400).
+    fn parse(query: QueryParams, known: &[&str]) -> Result<Self, String> {
+        let Ok(Query(params)) = query else {
+            return Err("the query string is not valid UTF-8 form encoding".into());
+        };
+        if let Some((key, _)) = params.iter().find(|(key, _)| !known.contains(&key.as_str())) {
             return Err(format!("unknown parameter {key:?}: use {}", known.join(", ")));
         }
+        let get = |name: &str| lookup(&params, name);
+        let window = Window::from_args(get("last"), get("since"), get("until"), window::now())?;
+        Ok(WindowQuery { params, window })
     }
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let window = Window::from_args(get("last"), get("since"), get("until"), window::now())?;
-    Ok((params, window))
+
+    fn get(&self, name: &str) -> Option<&str> {
+        lookup(&self.params, name)
+    }
+}
+
+fn lookup<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
 }
 
 async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Response {
-    let (params, window) = match window_query(query, &["last", "since", "until", "filter", "format"]) {
+    let query = match WindowQuery::parse(query, &["last", "since", "until", "filter", "format"]) {
         Ok(parsed) => parsed,
         Err(message) => return text(StatusCode::BAD_REQUEST, &message),
     };
+    let (window, get) = (query.window, |name: &str| query.get(name));
     let bad = |message: &str| text(StatusCode::BAD_REQUEST, message);
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let now = window::now();
     let limits = context.config.limits;
     let end = window.until_ns.min(now.as_nanos() as u64);
@@ -364,12 +378,15 @@ async fn show_pin(State(context): State<Arc<Context>>, Path(name): Path<String>)
 /// `POST /v1/pins?last=10m&filter=...&name=NAME`: 202 and the pin, copying; its state is
 /// then read at `/v1/pins/NAME`.
 async fn create_pin(State(context): State<Arc<Context>>, query: QueryParams) -> Response {
-    let (params, window) = match window_query(query, &["last", "since", "until", "filter", "name"]) {
+    let query = match WindowQuery::parse(query, &["last", "since", "until", "filter", "name"]) {
         Ok(parsed) => parsed,
         Err(message) => return text(StatusCode::BAD_REQUEST, &message),
     };
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.to_string());
-    let request = PinRequest { name: get("name"), window, expression: get("filter").unwrap_or_default() };
+    let request = PinRequest {
+        name: query.get("name").map(str::to_string),
+        window: query.window,
+        expression: query.get("filter").unwrap_or_default().to_string(),
+    };
     let pins = Arc::clone(&context.sources.pins);
     match tokio::task::spawn_blocking(move || pins.pin(request)).await {
         Ok(Ok(pin)) => {

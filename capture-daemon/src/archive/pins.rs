@@ -82,7 +82,8 @@ pub enum PinState {
     Copying,
     /// Whole on local disk; waiting for (or without) the archive.
     Pinned,
-    /// Uploaded whole and checked; the local copy is gone.
+    /// Uploaded whole and checked; the local copy is gone but for its manifest and the
+    /// record of where it went ([`ARCHIVED_RECORD`]), so it is still listed after a restart.
     Archived,
     /// The copy failed (the reason); nothing of it is kept.
     Failed(String),
@@ -108,6 +109,8 @@ pub struct PinInfo {
     pub bytes: u64,
     /// The manifest once the pin is whole.
     pub manifest: Option<Value>,
+    /// Where the archive holds it (`s3://BUCKET/KEY/`), once archived.
+    pub archive: Option<String>,
 }
 
 impl PinInfo {
@@ -118,6 +121,9 @@ impl PinInfo {
         }
         if let Some(manifest) = &self.manifest {
             value["manifest"] = manifest.clone();
+        }
+        if let Some(location) = &self.archive {
+            value["archive"] = json!(location);
         }
         value
     }
@@ -197,12 +203,16 @@ impl PinStore {
             if check_name(&name).is_err() {
                 continue;
             }
-            let Ok(manifest) = read_manifest(&entry.path()) else { continue };
-            let bytes = dir_bytes(&entry.path());
-            pins.insert(
-                name.clone(),
-                PinInfo { name, state: PinState::Pinned, bytes, manifest: Some(manifest) },
-            );
+            let path = entry.path();
+            let Ok(manifest) = read_manifest(&path) else { continue };
+            let archive = read_archived_record(&path);
+            if archive.is_some() {
+                // Archived: a release cut by a crash is finished.
+                release_local_copy(&path)?;
+            }
+            let state = if archive.is_some() { PinState::Archived } else { PinState::Pinned };
+            let bytes = dir_bytes(&path);
+            pins.insert(name.clone(), PinInfo { name, state, bytes, manifest: Some(manifest), archive });
         }
         pinned_bytes.store(pins.values().map(|p| p.bytes).sum(), Ordering::Relaxed);
         Ok(Arc::new(PinStore {
@@ -306,8 +316,13 @@ impl PinStore {
             }
             // Reserved now, so the ring makes room and a second pin sees this one.
             self.pinned_bytes.fetch_add(reserve, Ordering::Relaxed);
-            let info =
-                PinInfo { name: name.clone(), state: PinState::Copying, bytes: reserve, manifest: None };
+            let info = PinInfo {
+                name: name.clone(),
+                state: PinState::Copying,
+                bytes: reserve,
+                manifest: None,
+                archive: None,
+            };
             pins.insert(name.clone(), info.clone());
             (info, reserve, room)
         };
@@ -353,23 +368,12 @@ impl PinStore {
         let partial = self.dir.join(format!(".{name}.partial"));
         let _ = remove_pin_dir(&partial);
         let made = (|| -> Result<(Value, u64), String> {
+            let template = NameTemplate::parse(name).map_err(|e| e.to_string())?;
             let config = RingConfig {
-                dir: partial.clone(),
-                template: NameTemplate::parse(name).map_err(|e| e.to_string())?,
-                compression: self.compression,
-                snaplen: DEFAULT_SNAPLEN,
-                pcapng_interfaces: None,
-                rotate_every: None,
-                rotate_bytes: None,
-                max_files: None,
-                max_disk: None,
-                min_free: None,
                 frame_bytes: PIN_FRAME_BYTES,
                 frame_age: Duration::from_secs(3600),
-                sync: false,
                 compress_threads: 1,
-                snapshot: None,
-                pinned_bytes: None,
+                ..RingConfig::single_file(&partial, template, self.compression)
             };
             let counters = Arc::new(StorageCounters::default());
             let ring = RingWriter::open(config, Arc::clone(&counters)).map_err(|e| e.to_string())?;
@@ -461,11 +465,23 @@ impl PinStore {
         let info = match outcome {
             Ok((manifest, bytes)) => {
                 self.pinned_bytes.fetch_add(bytes, Ordering::Relaxed);
-                PinInfo { name: name.to_string(), state: PinState::Pinned, bytes, manifest: Some(manifest) }
+                PinInfo {
+                    name: name.to_string(),
+                    state: PinState::Pinned,
+                    bytes,
+                    manifest: Some(manifest),
+                    archive: None,
+                }
             }
             Err(why) => {
                 eprintln!("ringcap: warning: pin {name:?} failed: {why}");
-                PinInfo { name: name.to_string(), state: PinState::Failed(why), bytes: 0, manifest: None }
+                PinInfo {
+                    name: name.to_string(),
+                    state: PinState::Failed(why),
+                    bytes: 0,
+                    manifest: None,
+                    archive: None,
+                }
             }
         };
         let whole = info.state == PinState::Pinned;
@@ -484,27 +500,37 @@ impl PinStore {
         let info = pins.get(name).cloned().ok_or_else(|| PinError::NotFound(name.to_string()))?;
         match info.state {
             PinState::Copying => return Err(PinError::Busy(name.to_string())),
-            PinState::Pinned => {
+            PinState::Pinned | PinState::Archived => {
                 remove_pin_dir(&self.pin_dir(name)).map_err(|e| PinError::Io(e.to_string()))?;
                 self.pinned_bytes.fetch_sub(info.bytes, Ordering::Relaxed);
             }
-            PinState::Archived | PinState::Failed(_) => {}
+            PinState::Failed(_) => {}
         }
         pins.remove(name);
         Ok(info)
     }
 
-    /// The archive holds the pin whole: the local copy is released.
-    pub fn archived(&self, name: &str) {
+    /// The archive holds the pin whole at `location`: that is recorded beside the pin's
+    /// manifest (synced first, so a crash cannot lose it), then the local copy is released.
+    pub fn archived(&self, name: &str, location: &str) {
         let mut pins = self.pins.lock().expect("pins");
         let Some(info) = pins.get_mut(name) else { return };
         if info.state != PinState::Pinned {
             return;
         }
-        if remove_pin_dir(&self.pin_dir(name)).is_ok() {
-            self.pinned_bytes.fetch_sub(info.bytes, Ordering::Relaxed);
-            info.bytes = 0;
+        let dir = self.pin_dir(name);
+        let record = json!({ "location": location, "archived_at": rfc3339(crate::retrieve::window::now().as_nanos() as u64) });
+        let released = write_synced(&dir.join(ARCHIVED_RECORD), record.to_string().as_bytes())
+            .and_then(|()| release_local_copy(&dir));
+        if let Err(e) = released {
+            eprintln!("ringcap: warning: pin {name} is archived, but its local copy was not released: {e}");
+        }
+        let left = dir_bytes(&dir);
+        self.pinned_bytes.fetch_sub(info.bytes.saturating_sub(left), Ordering::Relaxed);
+        info.bytes = left;
+        if read_archived_record(&dir).is_some() {
             info.state = PinState::Archived;
+            info.archive = Some(location.to_string());
         }
     }
 }
@@ -522,9 +548,36 @@ pub fn read_manifest(pin_dir: &Path) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
-/// Removes a pin's directory: only the files ringcap writes there (the data files its
-/// manifest lists, their sidecars, the pin manifest), then the directory if that empties it.
+/// Where an archived pin went, written beside its manifest once the archive holds it.
+pub const ARCHIVED_RECORD: &str = "archived.json";
+
+/// The location in an archived pin's record; `None` for a pin not archived.
+fn read_archived_record(pin_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(pin_dir.join(ARCHIVED_RECORD)).ok()?;
+    let record: Value = serde_json::from_str(&text).ok()?;
+    record["location"].as_str().map(str::to_string)
+}
+
+/// Removes a pin's directory: only the files ringcap writes there, then the directory if
+/// that empties it.
 fn remove_pin_dir(dir: &Path) -> std::io::Result<()> {
+    remove_pin_files(dir, &[])?;
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound && e.raw_os_error() != Some(libc::ENOTEMPTY) => {
+            Err(e)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes an archived pin's data, keeping its manifest and the record of the archive.
+fn release_local_copy(dir: &Path) -> std::io::Result<()> {
+    remove_pin_files(dir, &[PIN_MANIFEST, ARCHIVED_RECORD])
+}
+
+/// Removes the files ringcap writes in a pin's directory (the data files its manifest
+/// lists, their sidecars, the pin manifest, the archive record) but those in `keep`.
+fn remove_pin_files(dir: &Path, keep: &[&str]) -> std::io::Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
     let ours = |name: &str| {
         crate::storage::is_data_file(name)
@@ -532,20 +585,17 @@ fn remove_pin_dir(dir: &Path) -> std::io::Result<()> {
             || name.ends_with(".stats.json")
             || name.ends_with(".snapshots.jsonl")
             || name == PIN_MANIFEST
+            || name == ARCHIVED_RECORD
             || name == crate::storage::manifest::MANIFEST_NAME
             || name == format!(".{}.tmp", crate::storage::manifest::MANIFEST_NAME)
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_str().is_some_and(ours) && entry.file_type().is_ok_and(|t| t.is_file()) {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        if ours(&name) && !keep.contains(&name.as_str()) && entry.file_type().is_ok_and(|t| t.is_file()) {
             std::fs::remove_file(entry.path())?;
         }
     }
-    match std::fs::remove_dir(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound && e.raw_os_error() != Some(libc::ENOTEMPTY) => {
-            Err(e)
-        }
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

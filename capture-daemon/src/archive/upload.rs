@@ -30,11 +30,13 @@ use super::store::Archive;
 use super::{ArchiveError, PIN_MANIFEST};
 use crate::retrieve::pull::ring_files;
 use crate::storage::index::{index_path, stats_path};
+use crate::storage::manifest::{ListFile, NameList};
 
 /// Objects larger than this go up in parts of this size (S3's smallest part is 5 MiB).
 pub const PART_BYTES: usize = 5 << 20;
 /// Names of the ring files already archived, in the ring directory (ringcap's own file).
-pub const ARCHIVED_LIST: &str = "ringcap.archived";
+pub const ARCHIVED_LIST: ListFile =
+    ListFile { name: "ringcap.archived", header: "# ring files of this directory already in the archive\n" };
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -109,9 +111,9 @@ pub fn start(config: UploadConfig, counters: Arc<ArchiveCounters>) -> std::io::R
     std::thread::Builder::new().name("archive".into()).spawn(move || {
         Uploader {
             throttle: Throttle::new(config.rate),
+            archived_ring: read_archived_list(&config.ring_dir),
             config,
             counters,
-            archived_ring: BTreeSet::new(),
             unfinished: Vec::new(),
         }
         .run(whole_pins)
@@ -124,7 +126,7 @@ struct Uploader {
     counters: Arc<ArchiveCounters>,
     throttle: Throttle,
     /// Ring files archived (names), as in [`ARCHIVED_LIST`].
-    archived_ring: BTreeSet<String>,
+    archived_ring: NameList,
     /// Multipart uploads that failed and could not be aborted then (the server was
     /// gone): aborted before the next attempt, so their parts do not linger in the bucket.
     unfinished: Vec<Box<dyn MultipartUpload>>,
@@ -132,7 +134,6 @@ struct Uploader {
 
 impl Uploader {
     fn run(mut self, whole_pins: crossbeam_channel::Receiver<String>) {
-        self.archived_ring = read_archived_list(&self.config.ring_dir);
         let mut queue: VecDeque<Job> = VecDeque::new();
         let mut backoff = FIRST_BACKOFF;
         let mut last_kind: Option<&'static str> = None;
@@ -253,7 +254,8 @@ impl Uploader {
             .block_on(archive.store.put(&manifest_key, PutPayload::from(manifest_bytes)))
             .map_err(|e| ArchiveError::from_store(target, e))?;
         self.sent(len);
-        self.config.pins.archived(name);
+        let location = format!("s3://{}/{}/", target.bucket, target.key(&[&host, "pins", name]));
+        self.config.pins.archived(name, &location);
         self.counters.pins_archived.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -278,8 +280,13 @@ impl Uploader {
                 self.put_file(&key, file, len)?;
             }
         }
-        self.archived_ring.insert(file_name(data));
-        save_archived_list(&self.config.ring_dir, &self.archived_ring);
+        self.archived_ring.insert(&file_name(data));
+        if let Err(e) = self.archived_ring.save() {
+            eprintln!(
+                "ringcap: warning: cannot save {}: {e}",
+                self.config.ring_dir.join(ARCHIVED_LIST.name).display()
+            );
+        }
         self.counters.ring_files_archived.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -364,31 +371,13 @@ fn file_name(path: &Path) -> String {
     path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string()
 }
 
-fn read_archived_list(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_to_string(dir.join(ARCHIVED_LIST))
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Replaces the list atomically (write, fsync, rename), like the ring manifest.
-fn save_archived_list(dir: &Path, names: &BTreeSet<String>) {
-    use std::io::Write;
-    let temporary = dir.join(format!(".{ARCHIVED_LIST}.tmp"));
-    let mut text = String::from("# ring files of this directory already in the archive\n");
-    for name in names {
-        text.push_str(name);
-        text.push('\n');
-    }
-    let saved = File::create(&temporary)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&temporary, dir.join(ARCHIVED_LIST)));
-    if let Err(e) = saved {
-        eprintln!("ringcap: warning: cannot save {}: {e}", dir.join(ARCHIVED_LIST).display());
-    }
+/// The ring files already archived: none when the list is missing, or unreadable (said).
+fn read_archived_list(dir: &Path) -> NameList {
+    let read = NameList::read(dir, &ARCHIVED_LIST).unwrap_or_else(|e| {
+        eprintln!("ringcap: warning: cannot read {}: {e}", dir.join(ARCHIVED_LIST.name).display());
+        None
+    });
+    read.unwrap_or_else(|| NameList::empty(dir, &ARCHIVED_LIST))
 }
 
 /// Keeps uploads under a rate: each chunk waits until the bytes before it are paid for.

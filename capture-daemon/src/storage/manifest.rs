@@ -26,8 +26,13 @@ use super::is_data_file;
 
 /// The manifest's file name in the ring directory.
 pub const MANIFEST_NAME: &str = "ringcap.manifest";
-const HEADER: &str = "# ringcap ring manifest v1: files created by ringcap in this directory, oldest first.\n\
-                      # Only these are removed by -W, --max-disk and --min-free; any other file is left alone.\n";
+
+/// The ring manifest: the data files ringcap created in the directory.
+pub const RING_MANIFEST: ListFile = ListFile {
+    name: MANIFEST_NAME,
+    header: "# ringcap ring manifest v1: files created by ringcap in this directory, oldest first.\n\
+             # Only these are removed by -W, --max-disk and --min-free; any other file is left alone.\n",
+};
 
 /// The data files of a directory, split by owner.
 #[derive(Debug, Default)]
@@ -40,19 +45,29 @@ pub struct DirListing {
     pub had_manifest: bool,
 }
 
-/// The ring manifest of a directory.
+/// A file of a ring directory that lists data files by name: its name and the comment
+/// it starts with.
 #[derive(Debug)]
-pub struct Manifest {
+pub struct ListFile {
+    pub name: &'static str,
+    pub header: &'static str,
+}
+
+/// A set of data file names kept in a [`ListFile`] of a directory: the ring manifest, the
+/// archive's list of uploaded files.
+#[derive(Debug)]
+pub struct NameList {
     dir: PathBuf,
+    file: &'static ListFile,
     names: BTreeSet<String>,
 }
 
-impl Manifest {
-    /// Reads the manifest of `dir`; `None` if there is none.
-    pub fn read(dir: &Path) -> io::Result<Option<Self>> {
+impl NameList {
+    /// Reads `file` in `dir`; `None` if there is none.
+    pub fn read(dir: &Path, file: &'static ListFile) -> io::Result<Option<Self>> {
         let mut text = String::new();
-        match File::open(dir.join(MANIFEST_NAME)) {
-            Ok(mut file) => file.read_to_string(&mut text)?,
+        match File::open(dir.join(file.name)) {
+            Ok(mut opened) => opened.read_to_string(&mut text)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -65,12 +80,12 @@ impl Manifest {
             .filter(|name| !name.contains('/') && is_data_file(name))
             .map(str::to_string)
             .collect();
-        Ok(Some(Manifest { dir: dir.to_path_buf(), names }))
+        Ok(Some(NameList { dir: dir.to_path_buf(), file, names }))
     }
 
-    /// An empty manifest for `dir` (not written until [`Manifest::save`]).
-    pub fn empty(dir: &Path) -> Self {
-        Manifest { dir: dir.to_path_buf(), names: BTreeSet::new() }
+    /// An empty list for `dir` (not written until [`NameList::save`]).
+    pub fn empty(dir: &Path, file: &'static ListFile) -> Self {
+        NameList { dir: dir.to_path_buf(), file, names: BTreeSet::new() }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -85,11 +100,17 @@ impl Manifest {
         self.names.remove(name);
     }
 
-    /// Replaces the manifest on disk atomically; returns its length in bytes.
+    /// Keeps only the names `keep` accepts.
+    pub fn retain(&mut self, keep: impl FnMut(&String) -> bool) {
+        self.names.retain(keep);
+    }
+
+    /// Replaces the file on disk atomically (write, fsync, rename, fsync the directory):
+    /// a crash leaves the old list or the new one. Returns its length in bytes.
     pub fn save(&self) -> io::Result<u64> {
-        let path = self.dir.join(MANIFEST_NAME);
-        let temporary = self.dir.join(format!(".{MANIFEST_NAME}.tmp"));
-        let mut text = String::from(HEADER);
+        let path = self.dir.join(self.file.name);
+        let temporary = self.dir.join(format!(".{}.tmp", self.file.name));
+        let mut text = String::from(self.file.header);
         for name in &self.names {
             text.push_str(name);
             text.push('\n');
@@ -105,10 +126,10 @@ impl Manifest {
 
 /// Sorts the capture files of `dir` into the ring's own and foreign ones (see the module
 /// doc), oldest first by modification time. Changes nothing on disk.
-pub fn list(dir: &Path) -> io::Result<(DirListing, Manifest)> {
-    let manifest = Manifest::read(dir)?;
+pub fn list(dir: &Path) -> io::Result<(DirListing, NameList)> {
+    let manifest = NameList::read(dir, &RING_MANIFEST)?;
     let had_manifest = manifest.is_some();
-    let mut manifest = manifest.unwrap_or_else(|| Manifest::empty(dir));
+    let mut manifest = manifest.unwrap_or_else(|| NameList::empty(dir, &RING_MANIFEST));
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -132,7 +153,7 @@ pub fn list(dir: &Path) -> io::Result<(DirListing, Manifest)> {
     // Names whose file is gone (removed before a crash let the manifest say so) are dropped.
     let present: BTreeSet<String> =
         listing.own.iter().filter_map(|p| p.file_name()?.to_str().map(str::to_string)).collect();
-    manifest.names.retain(|name| present.contains(name));
+    manifest.retain(|name| present.contains(name));
     Ok((listing, manifest))
 }
 
@@ -193,7 +214,7 @@ mod tests {
     #[test]
     fn with_a_manifest_only_listed_files_are_own_and_gone_names_are_dropped() {
         let dir = scratch("listed");
-        let mut manifest = Manifest::empty(&dir);
+        let mut manifest = NameList::empty(&dir, &RING_MANIFEST);
         manifest.insert("a.pcap");
         manifest.insert("gone.pcap");
         manifest.save().unwrap();

@@ -13,7 +13,7 @@ use super::budget::{fs_space, DiskLimit};
 use super::compress::{CompressPool, Compressed};
 use super::frames::{duration_ns, DataFile, Encoded, FrameEncoder};
 use super::index::{index_path, sidecars, snapshots_path, stats_path, FrameEntry, IndexWriter};
-use super::manifest::{self, DirLock, Manifest};
+use super::manifest::{self, DirLock, NameList};
 use super::naming::NameTemplate;
 use super::summary::{summarize, Summary};
 use super::{Compression, StorageError};
@@ -56,6 +56,32 @@ pub struct RingConfig {
     /// Bytes held beside the ring within the same --max-disk (pinned windows): the ring
     /// keeps itself under the budget less these.
     pub pinned_bytes: Option<Arc<AtomicU64>>,
+}
+
+impl RingConfig {
+    /// One file that grows until closed: no rotation, no removal, no snapshots, classic
+    /// pcap at the full snaplen, 64 KiB frames sealed after a second, no fsync. The
+    /// starting point of a pin's copy and of tests; `run` sets every field itself.
+    pub fn single_file(dir: &Path, template: NameTemplate, compression: Compression) -> Self {
+        RingConfig {
+            dir: dir.to_path_buf(),
+            template,
+            compression,
+            snaplen: pcap::DEFAULT_SNAPLEN,
+            pcapng_interfaces: None,
+            rotate_every: None,
+            rotate_bytes: None,
+            max_files: None,
+            max_disk: None,
+            min_free: None,
+            frame_bytes: 64 << 10,
+            frame_age: Duration::from_secs(1),
+            sync: false,
+            compress_threads: 0,
+            snapshot: None,
+            pinned_bytes: None,
+        }
+    }
 }
 
 /// A source of statistics snapshots (JSON) for closed files.
@@ -188,7 +214,7 @@ pub struct RingWriter {
     /// the sequence, so a name freed by removing an old file is never reused out of order.
     last_name: (String, u32),
     /// The files ringcap created here; only these are ever removed.
-    manifest: Manifest,
+    manifest: NameList,
     /// Whether the first file was started: until then nothing in the directory is
     /// created, repaired or removed, so a start that fails (say, the interface is taken)
     /// leaves the ring as it was.
@@ -857,22 +883,9 @@ mod tests {
 
     fn config(dir: &Path, compression: Compression) -> RingConfig {
         RingConfig {
-            dir: dir.to_path_buf(),
-            template: NameTemplate::parse("t-%s").unwrap(),
-            compression,
             snaplen: 2000,
-            pcapng_interfaces: None,
-            rotate_every: None,
-            rotate_bytes: None,
-            max_files: None,
-            max_disk: None,
-            min_free: None,
-            frame_bytes: 64 << 10,
             frame_age: Duration::from_secs(60),
-            sync: false,
-            compress_threads: 0,
-            snapshot: None,
-            pinned_bytes: None,
+            ..RingConfig::single_file(dir, NameTemplate::parse("t-%s").unwrap(), compression)
         }
     }
 
