@@ -341,6 +341,77 @@ fn archived_ring_files_pull_like_the_ring() {
     stop(ring);
 }
 
+/// A host's archive holds the same packets more than once: pins (one filtered, inside
+/// another) copied from ring files that are archived too, and a pin of packets whose ring
+/// file is still open and not archived. `pull --from` gives every packet once: the same
+/// packets as the local ring, none missed, none twice.
+#[test]
+fn pins_and_ring_files_of_a_host_pull_each_packet_once() {
+    let bed = bed();
+    let garage = Garage::start(&bed);
+    let daemon = Daemon::new(18096);
+    let archive = garage.ringcap_args("archive");
+    let extra = ["-C", "1", "--no-compress", "--archive-ring", "--frame-bytes", "65536"];
+    let ring = daemon.start(&bed, &[&extra[..], &strs(&archive)[..]].concat());
+    let early = send_window(&bed, 0..6000);
+    let early = strs(&early);
+    daemon.pin(&bed, &[&early[..], &["--name", "early"]].concat());
+    daemon.pin(&bed, &[&early[..], &["--name", "early-small", "udp", "and", "less", "200"]].concat());
+    // More traffic closes the files that hold the early window.
+    send(&bed, (6000..30_000).map(known_frame).collect());
+    let late = send_window(&bed, 30_000..31_000);
+    let late = strs(&late);
+    daemon.pin(&bed, &[&late[..], &["--name", "late"]].concat());
+    for pin in ["early", "early-small", "late"] {
+        wait_until("the pins are archived", || daemon.pin_state(&bed, pin)["state"] == "archived");
+    }
+    let files = capture_daemon::retrieve::pull::ring_files(&daemon.dir).unwrap();
+    let closed = files.len() as u64 - 1;
+    wait_until("the closed files are archived", || {
+        daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"ring_file\"}") >= closed
+    });
+    let open = files.last().unwrap().file_name().unwrap().to_str().unwrap().to_string();
+    let objects = garage.objects("fleet");
+    assert!(
+        !objects.keys().any(|key| key.ends_with(&format!("/ring/{open}"))),
+        "the newest packets are in the archive only as the late pin: {:?}",
+        objects.keys()
+    );
+    let window = ["--since", early[1], "--until", late[3]];
+    let local = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &window[..]].concat());
+    let from = garage.ringcap_args("from");
+    let archived = ringcap(&bed, &[&["pull"], &strs(&from)[..], &window[..]].concat());
+    let sorted = |pcap: &[u8]| {
+        let mut seqs = seqs(pcap);
+        seqs.sort_unstable();
+        seqs
+    };
+    assert_same_packets(
+        &sorted(&local),
+        &(0..31_000).collect::<Vec<_>>(),
+        "the local ring holds every packet",
+    );
+    assert_same_packets(&sorted(&archived), &sorted(&local), "each packet once from the archive");
+    let filter = ["udp", "and", "less", "200"];
+    let local = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &early[..], &filter[..]].concat());
+    let archived = ringcap(&bed, &[&["pull"], &strs(&from)[..], &early[..], &filter[..]].concat());
+    assert!(!seqs(&local).is_empty());
+    assert_same_packets(&sorted(&archived), &sorted(&local), "filtered, each packet once");
+    stop(ring);
+}
+
+/// Equal lists of sequence numbers (sorted); if not, how many and the first that differ.
+fn assert_same_packets(got: &[u64], expected: &[u64], what: &str) {
+    if got != expected {
+        let differ: Vec<_> = got.iter().zip(expected).filter(|(g, e)| g != e).take(5).collect();
+        panic!(
+            "{what}: {} packets where {} were expected; first that differ (got, expected): {differ:?}",
+            got.len(),
+            expected.len()
+        );
+    }
+}
+
 /// Pins count against the budget: one that would pass `--max-pinned` is refused with the
 /// reason (and the API's 507), one that fits is held and counted, and an unpin gives its
 /// bytes back. Bad pin requests are 400s that name the problem.

@@ -3,9 +3,10 @@
 //! The archived data files are opened like the ring's: their index is fetched (a few
 //! bytes a frame) and the frames a window and filter need are read by ranged requests, on
 //! the pull's workers, so a pull reads from the archive what it would read from disk.
-//! Per host, the archived ring files are used when there are any (they hold every packet a
-//! pin holds); otherwise the host's whole pins are. A pin is whole once its manifest is
-//! in the bucket; one without is an upload still under way and is left out.
+//! Every archived ring file and whole pin of a host is read, and a packet that several of
+//! them hold (a pin is a copy of ring packets; pins may overlap) goes out once, in time
+//! order with the rest. A pin is whole once its manifest is in the bucket; one without is
+//! an upload still under way and is left out.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,42 +86,36 @@ pub fn open_archived(
     }
     let mut report = PullReport::default();
     let mut files = Vec::new();
-    for (host, objects) in &hosts {
-        // (data object, index object) pairs to open.
+    for (origin, (host, objects)) in hosts.iter().enumerate() {
+        // (data object, index object) pairs to open: the ring files and the whole pins. A
+        // pin holds copies of packets that ring files may hold too (and the ring file being
+        // written when the pin was made is archived only once it is closed, if at all): the
+        // pull delivers each packet of the host once.
         let mut chosen: Vec<(&ObjectMeta, Option<&ObjectMeta>)> = Vec::new();
-        if !objects.ring.is_empty() {
-            for (name, data) in objects.ring.iter().filter(|(name, _)| is_data_file(name)) {
-                let index = data_stem(name).and_then(|stem| objects.ring.get(&format!("{stem}.idx")));
-                chosen.push((data, index));
+        for (name, data) in objects.ring.iter().filter(|(name, _)| is_data_file(name)) {
+            let index = data_stem(name).and_then(|stem| objects.ring.get(&format!("{stem}.idx")));
+            chosen.push((data, index));
+        }
+        for (pin, pin_objects) in &objects.pins {
+            let Some(manifest) = pin_objects.get(PIN_MANIFEST) else {
+                report.warnings.push(format!("{host}: pin {pin} is still being uploaded: left out"));
+                continue;
+            };
+            let manifest = fetch_json(archive, &manifest.location)?;
+            let first = manifest["first_packet_ns"].as_u64().unwrap_or(0);
+            let last = manifest["last_packet_ns"].as_u64().unwrap_or(u64::MAX);
+            if !window.overlaps(first, last) {
+                continue;
             }
-            if !objects.pins.is_empty() {
-                report.warnings.push(format!(
-                    "{host}: read its archived ring files; its {} pins hold none but the same packets",
-                    objects.pins.len()
-                ));
-            }
-        } else {
-            for (pin, pin_objects) in &objects.pins {
-                let Some(manifest) = pin_objects.get(PIN_MANIFEST) else {
-                    report.warnings.push(format!("{host}: pin {pin} is still being uploaded: left out"));
-                    continue;
-                };
-                let manifest = fetch_json(archive, &manifest.location)?;
-                let first = manifest["first_packet_ns"].as_u64().unwrap_or(0);
-                let last = manifest["last_packet_ns"].as_u64().unwrap_or(u64::MAX);
-                if !window.overlaps(first, last) {
-                    continue;
-                }
-                let Some(data) = manifest["data"].as_str().and_then(|name| pin_objects.get(name)) else {
-                    report.unreadable(&format!("{target}/{host}/pins/{pin}"), &"its data file is missing");
-                    continue;
-                };
-                let index = manifest["data"]
-                    .as_str()
-                    .and_then(data_stem)
-                    .and_then(|s| pin_objects.get(&format!("{s}.idx")));
-                chosen.push((data, index));
-            }
+            let Some(data) = manifest["data"].as_str().and_then(|name| pin_objects.get(name)) else {
+                report.unreadable(&format!("{target}/{host}/pins/{pin}"), &"its data file is missing");
+                continue;
+            };
+            let index = manifest["data"]
+                .as_str()
+                .and_then(data_stem)
+                .and_then(|s| pin_objects.get(&format!("{s}.idx")));
+            chosen.push((data, index));
         }
         for (data, index) in chosen {
             let name = PathBuf::from(format!("s3://{}/{}", target.bucket, data.location));
@@ -132,7 +127,10 @@ pub fn open_archived(
             };
             let source = Box::new(RemoteObject { archive: Arc::clone(archive), key: data.location.clone() });
             match DataFile::from_source(&name, source, data.size, index) {
-                Ok(file) => files.push(file),
+                Ok(mut file) => {
+                    file.origin = origin;
+                    files.push(file);
+                }
                 Err(e) => report.unreadable(&name.display(), &e),
             }
         }

@@ -108,6 +108,10 @@ pub struct DataFile {
     pub format: RecordFormat,
     /// pcapng: the names of the file's interfaces, by interface id.
     pub interfaces: Vec<String>,
+    /// The capture the packets are from (0 unless the caller says): files of one origin,
+    /// such as a host's archived ring files and pins, may hold copies of the same packets,
+    /// which a pull delivers once.
+    pub origin: usize,
 }
 
 /// zstd's frame magic number, for finding the next frame after a damaged one.
@@ -170,6 +174,7 @@ impl DataFile {
             index_problem,
             format,
             interfaces,
+            origin: 0,
         };
         data.scan_unindexed(len).map_err(read_error)?;
         Ok(data)
