@@ -307,7 +307,24 @@ fn ring_dir(dir: &Path) -> Vec<Check> {
         ),
         Err(e) => Check::new(format!("{name} write speed"), Status::Fail, format!("cannot write: {e}"), None),
     };
-    vec![free, speed]
+    vec![free, speed, ring_dir_access(&name, dir)]
+}
+
+/// Captured packets are secrets: a ring directory every local user can read or enter
+/// hands them all the traffic.
+fn ring_dir_access(name: &str, dir: &Path) -> Check {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).map_or(0, |m| m.permissions().mode() & 0o7777);
+    let open = mode & 0o005 != 0;
+    Check::new(
+        format!("{name} access"),
+        if open { Status::Warn } else { Status::Ok },
+        format!(
+            "mode {mode:04o}{}",
+            if open { ": every local user can read the captured traffic" } else { "" }
+        ),
+        open.then_some("chmod o-rwx the directory (ringcap run creates it 0700, or 2750 with --group)"),
+    )
 }
 
 /// Writes [`WRITE_PROBE_BYTES`] to a scratch file of its own in `dir` (removed after),

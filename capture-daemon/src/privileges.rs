@@ -3,7 +3,7 @@
 //! privileges; everything after works on descriptors already open (maps, rings,
 //! sockets, BPF links, whose closing detaches the programs) or in the ring directory,
 //! so the process keeps no capability at all.
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub enum PrivilegeError {
     #[error("-Z {0}: no such user; create one (useradd --system {0}) or name another")]
     NoSuchUser(String),
+    #[error("--group {0}: no such group; create one (groupadd --system {0}) or name another")]
+    NoSuchGroup(String),
     #[error("-Z {user}: {dir} is not writable by {user}; chown {user} {dir}, or pick another --dir")]
     DirNotWritable { user: String, dir: String },
     #[error("-Z {user}: dropping privileges failed at {step}: {source}")]
@@ -23,6 +25,42 @@ pub enum PrivilegeError {
         #[source]
         source: io::Error,
     },
+}
+
+/// A group that may read the ring (`--group`): the directory is given to it, setgid, so
+/// every file ringcap creates there is the group's, readable by it and by no one else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+}
+
+impl Group {
+    /// Looks `name` up in the group database.
+    pub fn lookup(name: &str) -> Result<Self, PrivilegeError> {
+        // SAFETY: getgrnam_r's signature, as `lookup_entry` calls it.
+        let entry = lookup_entry(name, |n, e, b, l, f| unsafe { libc::getgrnam_r(n, e, b, l, f) });
+        let entry: libc::group = entry.ok_or_else(|| PrivilegeError::NoSuchGroup(name.to_string()))?;
+        Ok(Group { name: name.to_string(), gid: entry.gr_gid })
+    }
+}
+
+/// An entry of a system database (`getpwnam_r`, `getgrnam_r`: `lookup`) by name; only its
+/// numbers may be read (its strings pointed into a buffer that is gone).
+fn lookup_entry<T>(
+    name: &str,
+    lookup: impl FnOnce(*const libc::c_char, *mut T, *mut libc::c_char, usize, *mut *mut T) -> libc::c_int,
+) -> Option<T> {
+    let c_name = CString::new(name).ok()?;
+    let mut entry = std::mem::MaybeUninit::<T>::uninit();
+    let mut buffer = vec![0 as libc::c_char; 64 * 1024];
+    let mut found: *mut T = std::ptr::null_mut();
+    let status = lookup(c_name.as_ptr(), entry.as_mut_ptr(), buffer.as_mut_ptr(), buffer.len(), &mut found);
+    if status != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: the lookup filled `entry` (found points to it).
+    Some(unsafe { entry.assume_init() })
 }
 
 /// An unprivileged user to run as.
@@ -36,29 +74,10 @@ pub struct User {
 impl User {
     /// Looks `name` up in the user database.
     pub fn lookup(name: &str) -> Result<Self, PrivilegeError> {
-        let missing = || PrivilegeError::NoSuchUser(name.to_string());
-        let c_name = CString::new(name).map_err(|_| missing())?;
-        let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
-        let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; the result points into `entry`.
-        let status = unsafe {
-            libc::getpwnam_r(
-                c_name.as_ptr(),
-                entry.as_mut_ptr(),
-                buffer.as_mut_ptr(),
-                buffer.len(),
-                &mut found,
-            )
-        };
-        if status != 0 || found.is_null() {
-            return Err(missing());
-        }
-        // SAFETY: getpwnam_r filled `entry` (found points to it).
-        let entry = unsafe { entry.assume_init() };
-        // SAFETY: pw_name is a NUL-terminated string in `buffer`, alive here.
-        let name = unsafe { CStr::from_ptr(entry.pw_name) }.to_string_lossy().into_owned();
-        Ok(User { name, uid: entry.pw_uid, gid: entry.pw_gid })
+        // SAFETY: getpwnam_r's signature, as `lookup_entry` calls it.
+        let entry = lookup_entry(name, |n, e, b, l, f| unsafe { libc::getpwnam_r(n, e, b, l, f) });
+        let entry: libc::passwd = entry.ok_or_else(|| PrivilegeError::NoSuchUser(name.to_string()))?;
+        Ok(User { name: name.to_string(), uid: entry.pw_uid, gid: entry.pw_gid })
     }
 
     /// Refuses a ring directory the user could not create files in (checked before
@@ -172,13 +191,6 @@ fn lock_down_every_thread() -> io::Result<()> {
     }
     // SAFETY: getpid/gettid take no arguments.
     let (pid, me) = unsafe { (libc::getpid(), libc::gettid()) };
-    let others: Vec<libc::pid_t> = std::fs::read_dir("/proc/self/task")?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&tid| tid != me)
-        .collect();
-    if others.is_empty() {
-        return Ok(());
-    }
     let signal = libc::SIGRTMIN();
     // SAFETY: installs a handler that only makes system calls and atomic updates; the
     // previous handler is restored below.
@@ -193,17 +205,36 @@ fn lock_down_every_thread() -> io::Result<()> {
         previous
     };
     CLEAR_FAILED.store(0, Ordering::SeqCst);
-    for tid in others {
-        CLEARING.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: signals one thread of this process.
-        if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) } != 0 {
-            // Gone meanwhile: nothing to clear.
-            CLEARING.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
+    CLEARING.store(0, Ordering::SeqCst);
+    // A thread that a not yet cleared thread starts meanwhile inherits its capabilities:
+    // the threads are listed again until a listing finds none that was not signalled.
+    let mut signalled = std::collections::BTreeSet::from([me]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while CLEARING.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(1));
+    loop {
+        let new: Vec<libc::pid_t> = std::fs::read_dir("/proc/self/task")?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|tid| !signalled.contains(tid))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            // Counted as threads that did not answer.
+            CLEARING.fetch_add(new.len(), Ordering::SeqCst);
+            break;
+        }
+        for tid in new {
+            signalled.insert(tid);
+            CLEARING.fetch_add(1, Ordering::SeqCst);
+            // SAFETY: signals one thread of this process.
+            if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) } != 0 {
+                // Gone meanwhile: nothing to clear.
+                CLEARING.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        while CLEARING.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
     // SAFETY: restores the handler saved above.
     unsafe { libc::sigaction(signal, &previous, std::ptr::null_mut()) };

@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use capture_daemon::archive::host_name;
 use capture_daemon::timefmt::rfc3339;
 use common::{bed, get, known_frame, scratch, send, seqs, start_ringcap, stop, token_file, Garage, RINGCAP};
 use ringcap_tools::testbed::TestBed;
@@ -58,14 +57,15 @@ fn sha256(bytes: &[u8]) -> String {
 /// Checks that the archive holds pin `name` whole: exactly its four objects, each with the
 /// size and SHA-256 its manifest gives. Returns the manifest.
 fn assert_archived_whole(objects: &BTreeMap<String, Vec<u8>>, name: &str) -> serde_json::Value {
-    let prefix = format!("fleet/{}/pins/{name}/", host_name());
+    let prefix = format!("fleet/{}/pins/{name}/", Garage::HOST);
     let pin_objects: BTreeMap<&str, &Vec<u8>> =
         objects.iter().filter_map(|(key, bytes)| Some((key.strip_prefix(&prefix)?, bytes))).collect();
     let manifest: serde_json::Value = serde_json::from_slice(pin_objects["manifest.json"]).unwrap();
+    let generation = manifest["generation"].as_str().expect("a generation").to_string();
     let files = manifest["files"].as_array().unwrap();
     assert_eq!(pin_objects.len(), files.len() + 1, "the pin's objects, once each: {:?}", pin_objects.keys());
     for file in files {
-        let stored = pin_objects[file["name"].as_str().unwrap()];
+        let stored = pin_objects[format!("{generation}/{}", file["name"].as_str().unwrap()).as_str()];
         assert_eq!(stored.len() as u64, file["bytes"].as_u64().unwrap(), "{file}");
         assert_eq!(sha256(stored), file["sha256"].as_str().unwrap(), "{file}");
     }
@@ -191,12 +191,13 @@ fn a_pinned_window_survives_rotation_and_is_archived_whole_after_a_restart() {
         ["archived.json", "manifest.json"],
         "the local copy is released once the archive holds it; its manifest stays"
     );
-    let location = "s3://ringcap/fleet/".to_string() + &host_name() + "/pins/incident/";
+    let location = "s3://ringcap/fleet/".to_string() + Garage::HOST + "/pins/incident/";
     assert_eq!(daemon.pin_state(&bed, "incident")["archive"], location.as_str());
     assert_eq!(daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"pin\"}"), 1);
     let manifest = assert_archived_whole(&garage.objects("fleet"), "incident");
     assert_eq!(manifest["packets"], 3000);
-    assert_eq!(manifest["host"], host_name());
+    // Made before the daemon archived (or knew its --archive-host): the machine's name.
+    assert_eq!(manifest["host"], capture_daemon::archive::gateway_name(None).unwrap());
     let from = garage.ringcap_args("from");
     let from_archive = ringcap(&bed, &[&["pull"], &strs(&from)[..], &window[..]].concat());
     assert_eq!(from_archive, from_pin, "the archive gives the pin's packets, byte for byte");
@@ -247,7 +248,9 @@ fn an_upload_cut_by_the_server_resumes_and_pull_from_equals_a_local_pull() {
     assert_eq!(daemon.pin_state(&bed, "cut")["state"], "pinned", "not archived while the server is down");
     garage.resume();
     wait_until("the pin is archived", || daemon.pin_state(&bed, "cut")["state"] == "archived");
-    let objects = garage.objects("fleet");
+    let mut objects = garage.objects("fleet");
+    let owner = format!("fleet/{}/owner.json", Garage::HOST);
+    assert!(objects.remove(&owner).is_some(), "the daemon claimed its host name");
     assert_eq!(objects.len(), 4, "each object once, nothing else: {:?}", objects.keys());
     let manifest = assert_archived_whole(&objects, "cut");
     assert_eq!(manifest["packets"], 20_000);
@@ -453,4 +456,215 @@ fn a_pin_over_the_budget_is_refused_with_the_reason() {
     assert_eq!(daemon.metric(&bed, "ringcap_pinned_bytes"), 0);
     assert!(!daemon.dir.join("pins/small").exists());
     stop(ring);
+}
+
+/// Pin `name` of `window` (filtered by `filter`), waits until it is archived; its
+/// manifest as the daemon lists it.
+fn pin_and_archive(
+    bed: &TestBed,
+    daemon: &Daemon,
+    window: &[&str],
+    name: &str,
+    filter: &[&str],
+) -> serde_json::Value {
+    daemon.pin(bed, &[window, &["--name", name], filter].concat());
+    wait_until("the pin is archived", || daemon.pin_state(bed, name)["state"] == "archived");
+    daemon.pin_state(bed, name)["manifest"].clone()
+}
+
+/// A pin unpinned after its upload and pinned again under the same name, over packets of
+/// the same sizes but other bytes: the archive never mixes the two. Each generation's files
+/// are apart, the old ones go once the new manifest is in, and `pull --from` gives the new
+/// pin byte for byte as the local ring does. (Before, objects of the old pin with the sizes
+/// the new manifest named were kept and the local copy released: damaged bytes.)
+#[test]
+fn a_new_pin_of_an_archived_name_never_mixes_with_the_old_one() {
+    let bed = bed();
+    let garage = Garage::start(&bed);
+    let daemon = Daemon::new(18097);
+    let archive = garage.ringcap_args("archive");
+    let ring = daemon.start(&bed, &[&["--no-compress"][..], &strs(&archive)[..]].concat());
+    // Sizes cycle every 17 frames: these two windows hold the same sizes, other bytes.
+    let first = send_window(&bed, 0..1700);
+    let first = strs(&first);
+    let old = pin_and_archive(&bed, &daemon, &first, "incident", &[]);
+    ringcap(&bed, &["unpin", "--http", &daemon.addr, "--http-token-file", daemon.t(), "incident"]);
+    let second = send_window(&bed, 1700..3400);
+    let second = strs(&second);
+    let new = pin_and_archive(&bed, &daemon, &second, "incident", &[]);
+    assert_eq!(old["files"][0]["bytes"], new["files"][0]["bytes"], "the same sizes: {old} {new}");
+    assert_ne!(old["files"][0]["sha256"], new["files"][0]["sha256"]);
+    assert_ne!(old["generation"], new["generation"]);
+    let objects = garage.objects("fleet");
+    let manifest = assert_archived_whole(&objects, "incident");
+    assert_eq!(manifest["generation"], new["generation"], "the old generation's objects are gone");
+    let from = garage.ringcap_args("from");
+    let local = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &second[..]].concat());
+    let archived = ringcap(&bed, &[&["pull"], &strs(&from)[..], &second[..]].concat());
+    assert_eq!(seqs(&local), (1700..3400).collect::<Vec<_>>());
+    assert_eq!(archived, local, "the new pin, byte for byte");
+    let archived = ringcap(&bed, &[&["pull"], &strs(&from)[..], &first[..]].concat());
+    assert_eq!(seqs(&archived), Vec::<u64>::new(), "nothing of the old pin is read");
+    stop(ring);
+}
+
+/// A pcapng ring (two interfaces, both directions): its pins are pcapng too and keep each
+/// packet's interface and direction, so `pull --from` over archived ring files and a pin
+/// of the same packets gives each packet once, equal byte for byte to the local pull.
+/// (Before, the pin was classic pcap without interfaces: every packet came twice.)
+#[test]
+fn pins_of_a_pcapng_ring_keep_interfaces_and_pull_once_from_the_archive() {
+    TestBed::remove_stale();
+    let bed =
+        TestBed::with_options(ringcap_tools::testbed::TestBedOptions { pairs: 2, ..Default::default() })
+            .unwrap();
+    let garage = Garage::start(&bed);
+    let daemon = Daemon::new(18098);
+    let archive = garage.ringcap_args("archive");
+    let extra = ["-i", ringcap_tools::testbed::RX2_IF, "--direction", "both", "-C", "1", "--no-compress"];
+    let ring = daemon.start(&bed, &[&extra[..], &["--archive-ring"], &strs(&archive)[..]].concat());
+    std::thread::sleep(Duration::from_millis(300));
+    let since = rfc3339(now_ns());
+    common::send_alternating(&bed, &(0..4000).map(known_frame).collect::<Vec<_>>(), 20);
+    std::thread::sleep(Duration::from_millis(500));
+    let window = ["--since".to_string(), since, "--until".into(), rfc3339(now_ns())];
+    let window = strs(&window);
+    let manifest = pin_and_archive(&bed, &daemon, &window, "both-ways", &[]);
+    assert!(manifest["data"].as_str().unwrap().ends_with(".pcapng"), "{manifest}");
+    // More traffic closes the files that hold the window; they are archived too.
+    common::send_alternating(&bed, &(4000..12_000).map(known_frame).collect::<Vec<_>>(), 20);
+    let files = capture_daemon::retrieve::pull::ring_files(&daemon.dir).unwrap();
+    let closed = files.len() as u64 - 1;
+    wait_until("the closed files are archived", || {
+        daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"ring_file\"}") >= closed
+    });
+    let from = garage.ringcap_args("from");
+    for format in ["pcap", "pcapng"] {
+        let format = ["--format", format];
+        let local = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &window[..], &format[..]].concat());
+        let archived = ringcap(&bed, &[&["pull"], &strs(&from)[..], &window[..], &format[..]].concat());
+        if format[1] == "pcap" {
+            assert_eq!(seqs(&local), (0..4000).collect::<Vec<_>>());
+            assert_eq!(seqs(&archived), (0..4000).collect::<Vec<_>>(), "each packet once");
+        }
+        assert_eq!(archived, local, "{format:?}: each packet once, with its interface and direction");
+    }
+    stop(ring);
+}
+
+/// A pin whose data changed on disk fails its upload; it moves aside (its reason listed
+/// with it, the failure counted) and the pin behind it is archived. (Before, the first
+/// failing pin was retried forever at the head of the queue and nothing else went up.)
+#[test]
+fn a_poisoned_pin_moves_aside_and_the_others_are_archived() {
+    let bed = bed();
+    let garage = Garage::start(&bed);
+    let daemon = Daemon::new(18099);
+    let ring = daemon.start(&bed, &["--no-compress"]);
+    let first = send_window(&bed, 0..500);
+    daemon.pin(&bed, &[&strs(&first)[..], &["--name", "a-poisoned"]].concat());
+    let second = send_window(&bed, 500..1000);
+    daemon.pin(&bed, &[&strs(&second)[..], &["--name", "b-good"]].concat());
+    stop(ring);
+    // One byte of a packet changes; the size stays.
+    let data = daemon.dir.join("pins/a-poisoned/a-poisoned.pcap");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let archive = garage.ringcap_args("archive");
+    let ring = daemon.start(&bed, &[&["--no-compress"][..], &strs(&archive)[..]].concat());
+    wait_until("the good pin is archived", || daemon.pin_state(&bed, "b-good")["state"] == "archived");
+    let poisoned = daemon.pin_state(&bed, "a-poisoned");
+    assert_eq!(poisoned["state"], "pinned", "{poisoned}");
+    let why = poisoned["upload_error"].as_str().unwrap_or_default();
+    assert!(why.contains("changed on disk"), "{poisoned}");
+    assert!(daemon.metric(&bed, "ringcap_archive_upload_failures_total{kind=\"other\"}") >= 1);
+    let listed = String::from_utf8_lossy(&ringcap(
+        &bed,
+        &["pins", "--http", &daemon.addr, "--http-token-file", daemon.t()],
+    ))
+    .into_owned();
+    assert!(listed.contains("changed on disk"), "`ringcap pins` names the reason: {listed}");
+    assert!(!garage
+        .objects("fleet")
+        .keys()
+        .any(|k| k.contains("/a-poisoned/") && k.ends_with("manifest.json")));
+    stop(ring);
+}
+
+/// A zstd frame of `len` zero bytes: small, and large once decoded.
+fn zeros_frame(len: usize) -> Vec<u8> {
+    zstd::bulk::compress(&vec![0u8; len], 19).unwrap()
+}
+
+/// A damaged or hostile archive: a decompression bomb posing as a ring file (with an
+/// index whose entries agree with it), a manifest that is not one, and a pin named `ring`.
+/// `pull --from` warns about each and goes on, memory bounded, delivering exactly what the
+/// local ring has; and a host name another machine claimed refuses the daemon's start.
+#[test]
+fn a_hostile_archive_is_skipped_with_warnings_and_the_rest_delivered() {
+    use capture_daemon::storage::index::FrameEntry;
+    let bed = bed();
+    let garage = Garage::start(&bed);
+    let daemon = Daemon::new(18100);
+    let archive = garage.ringcap_args("archive");
+    let ring = daemon.start(&bed, &[&["--no-compress"][..], &strs(&archive)[..]].concat());
+    // send_window waits 300 ms before its window starts, and 500 ms after the frames.
+    let inside = now_ns() + 400_000_000;
+    let window = send_window(&bed, 0..2000);
+    let window = strs(&window);
+    pin_and_archive(&bed, &daemon, &window, "ring", &[]);
+    stop(ring);
+    // The bomb: a pcap header frame, then a frame of a GiB of zeros, indexed as a small one.
+    let mut header = Vec::new();
+    capture_daemon::pcap::write_file_header(&mut header, 65535).unwrap();
+    let (head, bomb) = (zstd::bulk::compress(&header, 1).unwrap(), zeros_frame(1 << 30));
+    let entries = [
+        FrameEntry {
+            offset: 0,
+            len: head.len() as u64,
+            raw_len: header.len() as u32,
+            ..FrameEntry::default()
+        },
+        FrameEntry {
+            offset: head.len() as u64,
+            len: bomb.len() as u64,
+            raw_offset: header.len() as u64,
+            raw_len: 4096,
+            packets: 3,
+            earliest_ns: inside,
+            latest_ns: inside,
+        },
+    ];
+    let mut index = capture_daemon::storage::index::INDEX_MAGIC_V1.to_vec();
+    for entry in entries {
+        index.extend_from_slice(&entry.encode());
+    }
+    let host = format!("fleet/{}", Garage::HOST);
+    garage.put(&format!("{host}/ring/bomb.pcap.zst"), [head.clone(), bomb.clone()].concat());
+    garage.put(&format!("{host}/ring/bomb.idx"), index);
+    // Without an index, the scan meets the bomb too.
+    garage.put(&format!("{host}/ring/bare.pcap.zst"), [head, bomb].concat());
+    garage.put(&format!("{host}/pins/junk/manifest.json"), b"{ not a manifest".to_vec());
+    let from = garage.ringcap_args("from");
+    let mut command = bed.rx(RINGCAP);
+    command.args([&["pull"], &strs(&from)[..], &window[..]].concat());
+    let (status, pulled, stderr, max_rss_kib) = common::run_measured(command);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(seqs(&pulled), (0..2000).collect::<Vec<_>>(), "the pin named ring, whole: {stderr}");
+    for named in ["bomb.pcap.zst", "bare.pcap.zst", "junk"] {
+        assert!(stderr.contains(named), "a warning names {named}: {stderr}");
+    }
+    assert!(max_rss_kib < 400 << 10, "the pull held {max_rss_kib} KiB: decompression is bounded");
+    // Another machine's claim on the host name refuses the start, naming the way out.
+    garage
+        .put(&format!("{host}/owner.json"), br#"{"host":"test-gw","machine_id":"another-machine"}"#.to_vec());
+    let mut command = bed.rx(RINGCAP);
+    command.args(["run", "-i", ringcap_tools::testbed::RX_IF]).args(daemon.args(&strs(&archive)));
+    let (status, _, stderr, _) = common::run_measured(command);
+    assert!(
+        !status.success() && stderr.contains("another machine") && stderr.contains("--archive-host"),
+        "{stderr}"
+    );
 }

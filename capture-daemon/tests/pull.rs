@@ -14,39 +14,11 @@ use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, StorageCounters};
 use capture_daemon::storage::Compression;
-use common::{bed, known_frame, mixed_frames, scratch, send, seqs, start_ringcap, RINGCAP, WAIT};
+use common::{
+    bed, known_frame, mixed_frames, scratch, send, seqs, stamp, start_ringcap, synthetic_ring, RINGCAP, WAIT,
+};
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::harness::{read_pcap, read_pcap_bytes, summary_count};
-
-/// 2026-11-24T10:00:00Z
-const BASE_SECS: u64 = 1_795_514_400;
-
-/// Packet i of the synthetic ring: known frame i at BASE + i * 10 ms.
-fn stamp(i: u64) -> Duration {
-    Duration::from_secs(BASE_SECS) + Duration::from_millis(10 * i)
-}
-
-/// Writes packets 0..count into a ring in `dir` with the real ring writer, rotating
-/// every `file_bytes` so the window spans several files.
-fn synthetic_ring(dir: &Path, count: u64, file_bytes: u64) {
-    let config = RingConfig {
-        rotate_bytes: Some(file_bytes),
-        min_free: Some(DiskLimit::Bytes(0)),
-        frame_bytes: 16 << 10,
-        ..RingConfig::single_file(dir, NameTemplate::parse("synthetic-%s").unwrap(), Compression::Zstd(1))
-    };
-    let mut ring = RingWriter::open(config, Arc::new(StorageCounters::default())).unwrap();
-    for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
-        let mut batch = Batch::empty(Vec::new());
-        for &i in chunk {
-            let frame = known_frame(i);
-            write_record(&mut batch.records, stamp(i), frame.len() as u32, &frame, 262_144).unwrap();
-            batch.count(stamp(i).as_nanos() as u64);
-        }
-        ring.write(&mut batch).unwrap();
-    }
-    ring.finish().unwrap();
-}
 
 fn ringcap_pull(dir: &Path, args: &[&str]) -> (Vec<u8>, String) {
     let out =

@@ -236,6 +236,14 @@ fn families(sources: &Sources) -> Vec<Family> {
         &[(Vec::new(), get(&s.write_errors))],
     );
     let pins = sources.pins.list();
+    out.push(counters(
+        "ringcap_http_pulls_not_served_total",
+        "Pulls refused because MAX_PULLS were streaming (busy), or cut off because the client read nothing for --http-client-timeout (stalled).",
+        &[
+            (labels(&[("reason", "busy")]), get(&sources.api.pulls_refused_busy)),
+            (labels(&[("reason", "stalled")]), get(&sources.api.pulls_cut_stalled)),
+        ],
+    ));
     let mut gauge = |name: &str, help: &str, value: u64| {
         out.push(Family { name: name.to_string(), help: help.to_string(), series: Series::Gauge(value) });
     };

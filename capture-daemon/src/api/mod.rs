@@ -7,6 +7,11 @@
 //! head is bounded in size ([`MAX_HEAD_BYTES`]: 431) and time (408), requests at once are
 //! limited (503 past [`MAX_REQUESTS`]) and must start their answer within 30 s (503),
 //! accept errors (EMFILE) are waited out, and a panic ends only its own connection.
+//! A pull holds one of [`MAX_PULLS`] permits until its body is sent (the next one gets
+//! 503), and a client that reads nothing of it for `--http-client-timeout` is cut off
+//! and counted, so stalled clients can hold neither threads nor memory: a pull buffers at
+//! most [`PULL_BUFFERED_CHUNKS`] chunks of [`PULL_CHUNK_BYTES`] for its client, beside the
+//! frames its workers decode (a few per worker).
 mod json;
 mod metrics;
 
@@ -49,6 +54,12 @@ pub const MAX_CONNECTIONS: usize = 1024;
 const LISTEN_BACKLOG: libc::c_int = 2 * MAX_CONNECTIONS as libc::c_int;
 /// The most requests served at once (pulls included); one more is answered 503.
 pub const MAX_REQUESTS: usize = 64;
+/// The most pulls streaming at once; one more is answered 503.
+pub const MAX_PULLS: usize = 8;
+/// A pull's output is cut in chunks of this size...
+pub const PULL_CHUNK_BYTES: usize = 1 << 20;
+/// ...and at most this many wait for a client that reads slowly.
+pub const PULL_BUFFERED_CHUNKS: usize = 4;
 /// The largest request head (request line and headers, so the query string too).
 pub const MAX_HEAD_BYTES: usize = 16 << 10;
 /// How long a client may take to send a request head, first or next.
@@ -79,6 +90,8 @@ pub struct ApiLimits {
 
 pub struct ApiConfig {
     pub addr: SocketAddr,
+    /// How long a pull waits for its client to take the next chunk before it is cut off.
+    pub client_timeout: Duration,
     /// The bearer token every request must present; `None` only with `--http-no-auth`.
     pub token: Option<String>,
     pub ring_dir: PathBuf,
@@ -92,11 +105,24 @@ pub struct Sources {
     pub pins: Arc<PinStore>,
     /// The uploader's counters, with `--archive`.
     pub archive: Option<Arc<ArchiveCounters>>,
+    /// What the API refused or cut off.
+    pub api: Arc<ApiCounters>,
+}
+
+/// Pulls the API did not serve to the end, by reason (`/metrics`).
+#[derive(Debug, Default)]
+pub struct ApiCounters {
+    /// Refused: [`MAX_PULLS`] were streaming.
+    pub pulls_refused_busy: std::sync::atomic::AtomicU64,
+    /// Cut off: the client read nothing for `--http-client-timeout`.
+    pub pulls_cut_stalled: std::sync::atomic::AtomicU64,
 }
 
 struct Context {
     config: ApiConfig,
     sources: Sources,
+    /// One per pull streaming.
+    pulls: Arc<tokio::sync::Semaphore>,
 }
 
 /// Binds now (so a bad address fails before capture starts) and serves on a thread.
@@ -115,7 +141,8 @@ pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError
     }
     listener.set_nonblocking(true).map_err(|source| ApiError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| ApiError::Bind { addr, source })?;
-    let context = Arc::new(Context { config, sources });
+    let context =
+        Arc::new(Context { config, sources, pulls: Arc::new(tokio::sync::Semaphore::new(MAX_PULLS)) });
     raise_open_files_limit();
     std::thread::Builder::new()
         .name("http-api".into())
@@ -251,15 +278,32 @@ async fn require_token(State(context): State<Arc<Context>>, request: Request, ne
     next.run(request).await
 }
 
-/// What a pull streams through: the blocking writer's chunks, into the response body.
-struct BodyWriter(mpsc::Sender<Result<Bytes, std::io::Error>>);
+/// What a pull streams through: the blocking writer's chunks, into the response body. A
+/// client that takes no chunk for `timeout` is cut off (counted), so it cannot hold the
+/// pull's thread, memory and permit forever.
+struct BodyWriter {
+    sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    runtime: tokio::runtime::Handle,
+    timeout: Duration,
+    counters: Arc<ApiCounters>,
+}
 
 impl Write for BodyWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))?;
-        Ok(buf.len())
+        let chunk = Ok(Bytes::copy_from_slice(buf));
+        let sent = self.runtime.block_on(tokio::time::timeout(self.timeout, self.sender.send(chunk)));
+        match sent {
+            Ok(Ok(())) => Ok(buf.len()),
+            Ok(Err(_)) => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")),
+            Err(_) => {
+                self.counters.pulls_cut_stalled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                eprintln!(
+                    "ringcap: a pull's client read nothing for {} s: cut off",
+                    self.timeout.as_secs_f64()
+                );
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading"))
+            }
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -305,14 +349,9 @@ async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Respon
     };
     let (window, get) = (query.window, |name: &str| query.get(name));
     let bad = |message: &str| text(StatusCode::BAD_REQUEST, message);
-    let now = window::now();
     let limits = context.config.limits;
-    let end = window.until_ns.min(now.as_nanos() as u64);
-    if end.saturating_sub(window.since_ns) > limits.max_window.as_nanos() as u64 {
-        return bad(&format!(
-            "the window is longer than this server's limit of {} s",
-            limits.max_window.as_secs()
-        ));
+    if let Err(message) = within_max_window(window, limits) {
+        return bad(&message);
     }
     let filter = match Filter::compile(get("filter").unwrap_or_default()) {
         Ok(f) => f,
@@ -325,18 +364,31 @@ async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Respon
     };
     let content_type =
         if format == Format::Pcap { "application/vnd.tcpdump.pcap" } else { "application/x-pcapng" };
-    let (sender, receiver) = mpsc::channel(16);
-    let dir = context.config.ring_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        let pulled = Stream::new(
-            BufWriter::with_capacity(1 << 20, BodyWriter(sender.clone())),
-            format,
-            DEFAULT_SNAPLEN,
+    let Ok(permit) = Arc::clone(&context.pulls).try_acquire_owned() else {
+        context.sources.api.pulls_refused_busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            format!("{MAX_PULLS} pulls are streaming already: retry in a few seconds\n"),
         )
-        .and_then(|mut out| {
-            let limits = PullLimits { max_packets: limits.max_packets, max_bytes: limits.max_bytes };
-            pull(&dir, window, &filter, limits, &mut out).map(drop)
-        });
+            .into_response();
+    };
+    let (sender, receiver) = mpsc::channel(PULL_BUFFERED_CHUNKS);
+    let dir = context.config.ring_dir.clone();
+    let body = BodyWriter {
+        sender: sender.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        timeout: context.config.client_timeout,
+        counters: Arc::clone(&context.sources.api),
+    };
+    tokio::task::spawn_blocking(move || {
+        // Held until the body is sent, or the pull cut off.
+        let _permit = permit;
+        let pulled = Stream::new(BufWriter::with_capacity(PULL_CHUNK_BYTES, body), format, DEFAULT_SNAPLEN)
+            .and_then(|mut out| {
+                let limits = PullLimits { max_packets: limits.max_packets, max_bytes: limits.max_bytes };
+                pull(&dir, window, &filter, limits, &mut out).map(drop)
+            });
         if let Err(e) = pulled {
             // The status is gone already: cut the body short, so the client sees an error.
             let _ = sender.blocking_send(Err(e));
@@ -353,8 +405,29 @@ async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Respon
     response
 }
 
+/// Refuses a window longer than `--http-max-window` (a `last` window ends a nanosecond
+/// past now, so that a packet stamped now is in: that nanosecond is not held against it).
+fn within_max_window(window: Window, limits: ApiLimits) -> Result<(), String> {
+    let end = window.until_ns.min(window::now().as_nanos() as u64 + 1);
+    let length = end.saturating_sub(window.since_ns).saturating_sub(1);
+    if u128::from(length) > limits.max_window.as_nanos() {
+        return Err(format!(
+            "the window is longer than this server's limit of {} s (--http-max-window)",
+            limits.max_window.as_secs()
+        ));
+    }
+    Ok(())
+}
+
 fn pin_error(error: PinError) -> Response {
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = match error {
+        PinError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        PinError::NotFound(_) => StatusCode::NOT_FOUND,
+        PinError::Exists(_) | PinError::Busy(_) => StatusCode::CONFLICT,
+        PinError::TooMany(_) => StatusCode::SERVICE_UNAVAILABLE,
+        PinError::NoRoom(_) => StatusCode::INSUFFICIENT_STORAGE,
+        PinError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -382,6 +455,9 @@ async fn create_pin(State(context): State<Arc<Context>>, query: QueryParams) -> 
         Ok(parsed) => parsed,
         Err(message) => return text(StatusCode::BAD_REQUEST, &message),
     };
+    if let Err(message) = within_max_window(query.window, context.config.limits) {
+        return text(StatusCode::BAD_REQUEST, &message);
+    }
     let request = PinRequest {
         name: query.get("name").map(str::to_string),
         window: query.window,

@@ -46,6 +46,8 @@ pub enum ArchiveError {
     Unreachable { target: String, why: String },
     #[error("{target}: {why}")]
     Other { target: String, why: String },
+    #[error("--archive-host {0:?}: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'")]
+    BadHost(String),
 }
 
 impl ArchiveError {
@@ -108,4 +110,25 @@ pub fn host_name() -> String {
     } else {
         clean
     }
+}
+
+/// The name this gateway's objects are kept under in the archive (and its pins' manifests
+/// name): `--archive-host`, else the host name, else (a host name that tells gateways
+/// apart nothing, like `localhost`) `machine-` and the machine id.
+pub fn gateway_name(named: Option<&str>) -> Result<String, ArchiveError> {
+    if let Some(name) = named {
+        let ok = (1..=64).contains(&name.len())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with('.');
+        if !ok {
+            return Err(ArchiveError::BadHost(name.to_string()));
+        }
+        return Ok(name.to_string());
+    }
+    let host = host_name();
+    if host == "localhost" || host.starts_with("localhost.") {
+        let id: String = upload::machine_id().chars().filter(char::is_ascii_alphanumeric).take(32).collect();
+        return Ok(format!("machine-{id}"));
+    }
+    Ok(host)
 }

@@ -10,22 +10,32 @@
 //! meanwhile: they stay readable through the descriptors the pull holds.
 //!
 //! Pins count against the ring's budget: the ring writer adds the bytes pins hold
-//! (`RingConfig::pinned_bytes`, kept by the store) to its own size, so `--max-disk` covers both, and pins together may hold at most
-//! `--max-pinned` (half of `--max-disk` by default). An unfiltered pin whose size (the
-//! stored bytes of the window's frames) would pass that, or leave less than `--min-free`,
-//! is refused at once; a filtered one is copied within the room left and fails, saying
-//! why, if it outgrows it.
+//! (`RingConfig::pinned_bytes`, kept by the store) to its own size, so `--max-disk` covers
+//! both, and pins together may hold at most `--max-pinned` (half of `--max-disk` by
+//! default). A copy counts what it has written so far, never more: the ring gives up its
+//! oldest files only for room a pin really takes. An unfiltered pin whose size (the
+//! stored bytes of the window's frames) would pass the limit, or leave less than
+//! `--min-free`, is refused at once; a filtered one fails, saying why, if it outgrows it.
+//! At most [`MAX_COPYING`] pins are copied at once; a failed pin stays listed, with its
+//! reason, for [`FAILED_PIN_KEEP`].
+//!
+//! A pin keeps the ring's format: from a pcapng ring, each packet keeps its interface and
+//! direction. Its manifest names a generation (the time it was made), under which the
+//! archive keeps its files, so a new pin of an old name never mixes with the old one's.
+//!
+//! The pins' directory is walked by descriptor, never through a symlink: a root start
+//! tidies and hands over what the daemon's user may have planted there.
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use super::{host_name, PIN_MANIFEST};
+use super::PIN_MANIFEST;
 use crate::capture::Batch;
 use crate::filter::Filter;
 use crate::output::Sink;
@@ -37,6 +47,7 @@ use crate::retrieve::window::Window;
 use crate::storage::budget::fs_space;
 use crate::storage::frames::{duration_ns, DataFile};
 use crate::storage::naming::NameTemplate;
+use crate::storage::nofollow::{self, Dir, Kind};
 use crate::storage::ring::{RingConfig, RingWriter, StorageCounters};
 use crate::storage::Compression;
 use crate::timefmt::rfc3339;
@@ -45,8 +56,16 @@ use crate::timefmt::rfc3339;
 pub const PINS_DIR: &str = "pins";
 /// Frames of a pin: as the ring's default.
 const PIN_FRAME_BYTES: usize = 1 << 20;
+/// Pins copied at once at most; one more is refused until one is done.
+pub const MAX_COPYING: usize = 2;
+/// How long a failed pin stays listed with its reason...
+pub const FAILED_PIN_KEEP: Duration = Duration::from_secs(600);
+/// ...and how many failed pins are listed at most (the newest).
+const MAX_FAILED_LISTED: usize = 16;
+/// The largest manifest or archive record read.
+const MAX_RECORD_BYTES: u64 = 1 << 20;
 
-/// Why a pin was refused or could not be made; the API answers with the status given.
+/// Why a pin was refused or could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
     #[error("{0}")]
@@ -57,22 +76,12 @@ pub enum PinError {
     NotFound(String),
     #[error("pin {0:?} is still being copied: unpin it once it is done")]
     Busy(String),
+    #[error("{0} pins are being copied already: retry once one is done")]
+    TooMany(usize),
     #[error("{0}")]
     NoRoom(String),
     #[error("{0}")]
     Io(String),
-}
-
-impl PinError {
-    pub fn status(&self) -> u16 {
-        match self {
-            PinError::BadRequest(_) => 400,
-            PinError::NotFound(_) => 404,
-            PinError::Exists(_) | PinError::Busy(_) => 409,
-            PinError::NoRoom(_) => 507,
-            PinError::Io(_) => 500,
-        }
-    }
 }
 
 /// Where a pin is in its life.
@@ -105,19 +114,39 @@ impl PinState {
 pub struct PinInfo {
     pub name: String,
     pub state: PinState,
-    /// Bytes on local disk (the estimate while copying).
+    /// Bytes on local disk (so far, while copying).
     pub bytes: u64,
     /// The manifest once the pin is whole.
     pub manifest: Option<Value>,
     /// Where the archive holds it (`s3://BUCKET/KEY/`), once archived.
     pub archive: Option<String>,
+    /// Why its last upload failed (it is retried), while it is not archived.
+    pub upload_error: Option<String>,
+    /// When it failed (failed pins are listed for [`FAILED_PIN_KEEP`]).
+    failed_at: Option<Instant>,
 }
 
 impl PinInfo {
+    fn new(name: &str, state: PinState, bytes: u64, manifest: Option<Value>) -> Self {
+        let failed_at = matches!(state, PinState::Failed(_)).then(Instant::now);
+        PinInfo {
+            name: name.to_string(),
+            state,
+            bytes,
+            manifest,
+            archive: None,
+            upload_error: None,
+            failed_at,
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let mut value = json!({ "name": self.name, "state": self.state.label(), "bytes": self.bytes });
         if let PinState::Failed(why) = &self.state {
             value["error"] = json!(why);
+        }
+        if let Some(why) = &self.upload_error {
+            value["upload_error"] = json!(why);
         }
         if let Some(manifest) = &self.manifest {
             value["manifest"] = manifest.clone();
@@ -153,6 +182,8 @@ pub struct PinStore {
     limits: PinLimits,
     /// The capture's interfaces, for the manifests.
     interfaces: Vec<String>,
+    /// The host the manifests name (the archive's key for this gateway).
+    host: String,
     compression: Compression,
     pinned_bytes: Arc<AtomicU64>,
     pins: Mutex<BTreeMap<String, PinInfo>>,
@@ -182,37 +213,39 @@ impl PinStore {
         ring_dir: &Path,
         limits: PinLimits,
         interfaces: Vec<String>,
+        host: String,
         compression: Compression,
         pinned_bytes: Arc<AtomicU64>,
     ) -> std::io::Result<Arc<Self>> {
         let dir = ring_dir.join(PINS_DIR);
-        std::fs::create_dir_all(&dir)?;
+        let pins_dir = open_pins_dir(ring_dir)?;
         let mut pins = BTreeMap::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
-            if !entry.file_type()?.is_dir() {
+        for name in pins_dir.names()? {
+            if pins_dir.kind(&name)? != Some(Kind::Dir) {
                 continue;
             }
             if let Some(partial) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".partial")) {
                 if check_name(partial).is_ok() {
-                    remove_pin_dir(&entry.path())?;
+                    remove_pin_dir(&pins_dir, &name)?;
                 }
                 continue;
             }
             if check_name(&name).is_err() {
                 continue;
             }
-            let path = entry.path();
-            let Ok(manifest) = read_manifest(&path) else { continue };
-            let archive = read_archived_record(&path);
+            let Ok(pin) = pins_dir.child(&name) else { continue };
+            let Ok(manifest) = read_record(&pin, PIN_MANIFEST) else { continue };
+            let archive = read_record(&pin, ARCHIVED_RECORD)
+                .ok()
+                .and_then(|r| r["location"].as_str().map(str::to_string));
             if archive.is_some() {
                 // Archived: a release cut by a crash is finished.
-                release_local_copy(&path)?;
+                release_local_copy(&pin)?;
             }
             let state = if archive.is_some() { PinState::Archived } else { PinState::Pinned };
-            let bytes = dir_bytes(&path);
-            pins.insert(name.clone(), PinInfo { name, state, bytes, manifest: Some(manifest), archive });
+            let mut info = PinInfo::new(&name, state, pin.files_bytes(), Some(manifest));
+            info.archive = archive;
+            pins.insert(name, info);
         }
         pinned_bytes.store(pins.values().map(|p| p.bytes).sum(), Ordering::Relaxed);
         Ok(Arc::new(PinStore {
@@ -220,6 +253,7 @@ impl PinStore {
             dir,
             limits,
             interfaces,
+            host,
             compression,
             pinned_bytes,
             pins: Mutex::new(pins),
@@ -227,16 +261,46 @@ impl PinStore {
         }))
     }
 
-    /// Gives the pins' directory and files to the user the daemon is about to become (`-Z`).
+    /// Gives the pins' directory, its pin directories and their regular files to the user
+    /// the daemon is about to become (`-Z`), by descriptor: a symlink planted anywhere in
+    /// it is neither followed nor handed over.
     pub fn hand_over(&self, uid: u32, gid: u32) -> std::io::Result<()> {
-        std::os::unix::fs::chown(&self.dir, Some(uid), Some(gid))?;
-        for pin in std::fs::read_dir(&self.dir)?.flatten() {
-            std::os::unix::fs::chown(pin.path(), Some(uid), Some(gid))?;
-            for file in std::fs::read_dir(pin.path()).into_iter().flatten().flatten() {
-                std::os::unix::fs::chown(file.path(), Some(uid), Some(gid))?;
+        let pins = open_pins_dir(&self.ring_dir)?;
+        pins.chown(uid, gid)?;
+        for name in pins.names()? {
+            if pins.kind(&name)? != Some(Kind::Dir) {
+                continue;
+            }
+            let Ok(pin) = pins.child(&name) else { continue };
+            pin.chown(uid, gid)?;
+            for file in pin.names()? {
+                pin.chown_file(&file, uid, gid)?;
             }
         }
         Ok(())
+    }
+
+    /// The pins' map, with failed pins past [`FAILED_PIN_KEEP`] (or beyond the newest
+    /// [`MAX_FAILED_LISTED`]) forgotten.
+    fn pins(&self) -> MutexGuard<'_, BTreeMap<String, PinInfo>> {
+        let mut pins = self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pins.retain(|_, p| p.failed_at.is_none_or(|at| at.elapsed() < FAILED_PIN_KEEP));
+        let mut failed: Vec<(Instant, String)> =
+            pins.values().filter_map(|p| Some((p.failed_at?, p.name.clone()))).collect();
+        if failed.len() > MAX_FAILED_LISTED {
+            failed.sort();
+            for (_, name) in &failed[..failed.len() - MAX_FAILED_LISTED] {
+                pins.remove(name);
+            }
+        }
+        pins
+    }
+
+    /// Records why the upload of pin `name` failed (`None`: it went through).
+    pub fn upload_failed(&self, name: &str, why: Option<String>) {
+        if let Some(info) = self.pins().get_mut(name) {
+            info.upload_error = why;
+        }
     }
 
     /// Where the pin `name` is on local disk.
@@ -247,20 +311,20 @@ impl PinStore {
     /// Sends the name of every pin that is (or becomes) whole to `sender`, starting with
     /// those already on disk.
     pub fn notify(&self, sender: crossbeam_channel::Sender<String>) {
-        for (name, pin) in self.pins.lock().expect("pins").iter() {
+        for (name, pin) in self.pins().iter() {
             if pin.state == PinState::Pinned {
                 let _ = sender.send(name.clone());
             }
         }
-        *self.whole.lock().expect("pins") = Some(sender);
+        *self.whole.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sender);
     }
 
     pub fn list(&self) -> Vec<PinInfo> {
-        self.pins.lock().expect("pins").values().cloned().collect()
+        self.pins().values().cloned().collect()
     }
 
     pub fn get(&self, name: &str) -> Option<PinInfo> {
-        self.pins.lock().expect("pins").get(name).cloned()
+        self.pins().get(name).cloned()
     }
 
     /// Checks a pin against the limits and starts copying it on a thread of its own;
@@ -272,8 +336,11 @@ impl PinStore {
         request.window.until_ns = request.window.until_ns.min(now + 1);
         let name = request.name.clone().unwrap_or_else(|| default_name(request.window));
         check_name(&name)?;
-        // Opened now, before the reservation lets the ring remove old files: the copy reads
-        // these even if rotation removes them meanwhile.
+        let copying = self.pins().values().filter(|p| p.state == PinState::Copying).count();
+        if copying >= MAX_COPYING {
+            return Err(PinError::TooMany(copying));
+        }
+        // Opened now: the copy reads these even if rotation removes them meanwhile.
         let (files, opened) = self.open_window(request.window).map_err(|e| PinError::Io(e.to_string()))?;
         let estimate: u64 = files
             .iter()
@@ -288,16 +355,20 @@ impl PinStore {
                 rfc3339(request.window.until_ns)
             )));
         }
-        let (info, reserve, room) = {
-            let mut pins = self.pins.lock().expect("pins");
+        // Unfiltered, the estimate is what the copy takes, and is checked now; filtered, it
+        // is only an upper bound: the copy counts what it writes and stops at the limit.
+        let unfiltered = request.expression.trim().is_empty();
+        let info = {
+            let mut pins = self.pins();
             if pins.get(&name).is_some_and(|p| !matches!(p.state, PinState::Failed(_))) {
                 return Err(PinError::Exists(name));
             }
+            if pins.values().filter(|p| p.state == PinState::Copying).count() >= MAX_COPYING {
+                return Err(PinError::TooMany(MAX_COPYING));
+            }
             let pinned = self.pinned_bytes.load(Ordering::Relaxed);
             let room = self.limits.max_pinned.map_or(u64::MAX, |limit| limit.saturating_sub(pinned));
-            // Unfiltered, the estimate is what the copy takes; filtered, it is an upper bound
-            // and the copy itself stops at the room left.
-            if estimate > room && request.expression.trim().is_empty() {
+            if unfiltered && estimate > room {
                 return Err(PinError::NoRoom(format!(
                     "pinning this window takes {estimate} bytes and pins hold {pinned} of the {} they may \
                      (--max-pinned, half of --max-disk unless given): unpin or archive older pins, or narrow the \
@@ -305,42 +376,37 @@ impl PinStore {
                     self.limits.max_pinned.unwrap_or_default()
                 )));
             }
-            let reserve = estimate.min(room);
+            let needed = if unfiltered { estimate } else { 0 };
             let available = fs_space(&self.dir).map_err(|e| PinError::Io(e.to_string()))?.available;
-            if available < reserve + self.limits.min_free {
+            if available < needed.saturating_add(self.limits.min_free) {
                 return Err(PinError::NoRoom(format!(
-                    "pinning this window takes up to {reserve} bytes and the filesystem has {available} free, \
+                    "pinning this window takes {needed} bytes and the filesystem has {available} free, \
                      of which {} must stay free (--min-free): free space, or narrow the window or the filter",
                     self.limits.min_free
                 )));
             }
-            // Reserved now, so the ring makes room and a second pin sees this one.
-            self.pinned_bytes.fetch_add(reserve, Ordering::Relaxed);
-            let info = PinInfo {
-                name: name.clone(),
-                state: PinState::Copying,
-                bytes: reserve,
-                manifest: None,
-                archive: None,
-            };
+            let info = PinInfo::new(&name, PinState::Copying, 0, None);
             pins.insert(name.clone(), info.clone());
-            (info, reserve, room)
+            info
         };
         let store = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("pin".into())
-            .spawn(move || {
-                // A recompressed copy may come out a little larger than the frames it is from.
-                let cap = room.min(reserve.saturating_add(reserve / 8 + (1 << 20)));
-                let outcome = store.copy(&name, &request, &filter, (files, opened), cap);
-                store.copied(&name, reserve, outcome);
-            })
-            .map_err(|e| PinError::Io(e.to_string()))?;
+        let counted = Arc::new(AtomicU64::new(0));
+        let spawned = std::thread::Builder::new().name("pin".into()).spawn({
+            let counted = Arc::clone(&counted);
+            move || {
+                let outcome = store.copy(&name, &request, &filter, (files, opened), &counted);
+                store.copied(&name, counted.load(Ordering::Relaxed), outcome);
+            }
+        });
+        if let Err(e) = spawned {
+            self.pins().remove(&info.name);
+            return Err(PinError::Io(e.to_string()));
+        }
         Ok(info)
     }
 
     /// The ring's files that hold packets of `window`, opened; what could not be opened is
-    /// in the report.
+    /// in the report (a file rotation removed meanwhile has left the window: not counted).
     fn open_window(&self, window: Window) -> std::io::Result<(Vec<DataFile>, PullReport)> {
         let mut report = PullReport::default();
         let mut files = Vec::new();
@@ -348,6 +414,7 @@ impl PinStore {
             match DataFile::open(&path) {
                 Ok(file) if file.time_range().is_some_and(|(f, l)| window.overlaps(f, l)) => files.push(file),
                 Ok(_) => {}
+                Err(e) if e.is_gone() => {}
                 Err(e) => report.unreadable(&path.display(), &e),
             }
         }
@@ -355,24 +422,38 @@ impl PinStore {
     }
 
     /// Copies the window into `.NAME.partial/`, writes its statistics and manifest, and
-    /// renames it into place; returns the pin's manifest and size. A copy that outgrows
-    /// `room` (the bytes reserved for it) stops and fails with the reason.
+    /// renames it into place; returns the pin's manifest and size. What the copy writes is
+    /// added to `counted` (and to the pins' bytes) as it goes; a copy that takes pins past
+    /// `--max-pinned` stops and fails with the reason. Nothing of a failed copy is left.
     fn copy(
         &self,
         name: &str,
         request: &PinRequest,
         filter: &Filter,
         (files, opened): (Vec<DataFile>, PullReport),
-        room: u64,
+        counted: &Arc<AtomicU64>,
     ) -> Result<(Value, u64), String> {
-        let partial = self.dir.join(format!(".{name}.partial"));
-        let _ = remove_pin_dir(&partial);
+        let partial_name = format!(".{name}.partial");
+        let partial = self.dir.join(&partial_name);
+        let pins_dir = open_pins_dir(&self.ring_dir).map_err(|e| e.to_string())?;
+        let _ = remove_pin_dir(&pins_dir, &partial_name);
+        // A pcapng ring's pin is pcapng too, with every interface its packets were seen on.
+        let mut interfaces: Vec<String> = Vec::new();
+        for file in files.iter().filter(|f| f.format.pcapng) {
+            for interface in &file.interfaces {
+                if !interfaces.contains(interface) {
+                    interfaces.push(interface.clone());
+                }
+            }
+        }
+        let pcapng = files.iter().any(|f| f.format.pcapng);
         let made = (|| -> Result<(Value, u64), String> {
             let template = NameTemplate::parse(name).map_err(|e| e.to_string())?;
             let config = RingConfig {
                 frame_bytes: PIN_FRAME_BYTES,
                 frame_age: Duration::from_secs(3600),
                 compress_threads: 1,
+                pcapng_interfaces: pcapng.then(|| interfaces.clone()),
                 ..RingConfig::single_file(&partial, template, self.compression)
             };
             let counters = Arc::new(StorageCounters::default());
@@ -381,7 +462,10 @@ impl PinStore {
                 ring,
                 batch: Batch::empty(Vec::with_capacity(PIN_FRAME_BYTES + 65_536)),
                 counters: Arc::clone(&counters),
-                room,
+                interfaces: pcapng.then_some(interfaces),
+                counted: Arc::clone(counted),
+                pinned: Arc::clone(&self.pinned_bytes),
+                max_pinned: self.limits.max_pinned,
             };
             let report = pull_files(files, opened, request.window, filter, PullLimits::default(), &mut out)
                 .map_err(|e| e.to_string())?;
@@ -391,16 +475,13 @@ impl PinStore {
             if lost > 0 {
                 return Err(format!("{lost} packets could not be written to the pin (disk full?)"));
             }
-            let Some(data) = data else {
+            let (Some(data), true) = (data, report.packets > 0) else {
                 return Err("the window holds no packet that the filter selects".into());
             };
-            if report.packets == 0 {
-                return Err("the window holds no packet that the filter selects".into());
-            }
             let stats_file = partial.join(format!("{name}.stats.json"));
             let stats =
                 window_stats(&self.ring_dir, request.window).unwrap_or_else(|why| json!({ "error": why }));
-            std::fs::write(&stats_file, serde_json::to_vec_pretty(&stats).unwrap_or_default())
+            write_synced(&stats_file, &serde_json::to_vec_pretty(&stats).unwrap_or_default())
                 .map_err(|e| e.to_string())?;
             let index = crate::storage::index::index_path(&data);
             let mut files = Vec::new();
@@ -411,12 +492,16 @@ impl PinStore {
             }
             let opened = DataFile::open(&data).map_err(|e| e.to_string())?;
             let (first, last) = opened.time_range().unwrap_or_default();
+            let created = crate::retrieve::window::now().as_nanos() as u64;
             let manifest = json!({
-                "format": "ringcap-pin/1",
+                "format": PIN_FORMAT,
                 "name": name,
-                "host": host_name(),
+                // The archive keeps the pin's files under it: a later pin of this name
+                // never mixes with this one's objects.
+                "generation": created.to_string(),
+                "host": self.host,
                 "interfaces": self.interfaces,
-                "created": rfc3339(crate::retrieve::window::now().as_nanos() as u64),
+                "created": rfc3339(created),
                 "window": {
                     "since": rfc3339(request.window.since_ns), "until": rfc3339(request.window.until_ns),
                     "since_ns": request.window.since_ns, "until_ns": request.window.until_ns,
@@ -439,56 +524,40 @@ impl PinStore {
             )
             .map_err(|e| e.to_string())?;
             // The files' names too, before the directory is renamed into place.
-            std::fs::File::open(&partial).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
-            let bytes = dir_bytes(&partial);
+            Dir::open(&partial).and_then(|d| d.sync()).map_err(|e| e.to_string())?;
+            let bytes = Dir::open(&partial).map(|d| d.files_bytes()).unwrap_or(0);
+            std::fs::rename(&partial, self.pin_dir(name))
+                .map_err(|e| format!("renaming the pin into place: {e}"))?;
+            let _ = pins_dir.sync();
             Ok((manifest, bytes))
         })();
-        match made {
-            Ok(made) => {
-                let target = self.pin_dir(name);
-                std::fs::rename(&partial, &target)
-                    .map_err(|e| format!("renaming the pin into place: {e}"))?;
-                let _ = std::fs::File::open(&self.dir).and_then(|d| d.sync_all());
-                Ok(made)
-            }
-            Err(why) => {
-                let _ = remove_pin_dir(&partial);
-                Err(why)
-            }
+        if made.is_err() {
+            let _ = remove_pin_dir(&pins_dir, &partial_name);
         }
+        made
     }
 
-    /// Records the end of a copy: the reservation becomes the pin's real size.
-    fn copied(&self, name: &str, reserved: u64, outcome: Result<(Value, u64), String>) {
-        let mut pins = self.pins.lock().expect("pins");
-        self.pinned_bytes.fetch_sub(reserved, Ordering::Relaxed);
+    /// Records the end of a copy: what it counted while copying becomes the pin's real size.
+    fn copied(&self, name: &str, counted: u64, outcome: Result<(Value, u64), String>) {
+        let mut pins = self.pins();
+        self.pinned_bytes.fetch_sub(counted, Ordering::Relaxed);
         let info = match outcome {
             Ok((manifest, bytes)) => {
                 self.pinned_bytes.fetch_add(bytes, Ordering::Relaxed);
-                PinInfo {
-                    name: name.to_string(),
-                    state: PinState::Pinned,
-                    bytes,
-                    manifest: Some(manifest),
-                    archive: None,
-                }
+                PinInfo::new(name, PinState::Pinned, bytes, Some(manifest))
             }
             Err(why) => {
                 eprintln!("ringcap: warning: pin {name:?} failed: {why}");
-                PinInfo {
-                    name: name.to_string(),
-                    state: PinState::Failed(why),
-                    bytes: 0,
-                    manifest: None,
-                    archive: None,
-                }
+                PinInfo::new(name, PinState::Failed(why), 0, None)
             }
         };
         let whole = info.state == PinState::Pinned;
         pins.insert(name.to_string(), info);
         drop(pins);
         if whole {
-            if let Some(sender) = self.whole.lock().expect("pins").as_ref() {
+            if let Some(sender) =
+                self.whole.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+            {
                 let _ = sender.send(name.to_string());
             }
         }
@@ -496,12 +565,13 @@ impl PinStore {
 
     /// Removes a pin's local copy (its files go back to rotation's budget).
     pub fn unpin(&self, name: &str) -> Result<PinInfo, PinError> {
-        let mut pins = self.pins.lock().expect("pins");
+        let mut pins = self.pins();
         let info = pins.get(name).cloned().ok_or_else(|| PinError::NotFound(name.to_string()))?;
         match info.state {
             PinState::Copying => return Err(PinError::Busy(name.to_string())),
             PinState::Pinned | PinState::Archived => {
-                remove_pin_dir(&self.pin_dir(name)).map_err(|e| PinError::Io(e.to_string()))?;
+                let pins_dir = open_pins_dir(&self.ring_dir).map_err(|e| PinError::Io(e.to_string()))?;
+                remove_pin_dir(&pins_dir, name).map_err(|e| PinError::Io(e.to_string()))?;
                 self.pinned_bytes.fetch_sub(info.bytes, Ordering::Relaxed);
             }
             PinState::Failed(_) => {}
@@ -513,26 +583,53 @@ impl PinStore {
     /// The archive holds the pin whole at `location`: that is recorded beside the pin's
     /// manifest (synced first, so a crash cannot lose it), then the local copy is released.
     pub fn archived(&self, name: &str, location: &str) {
-        let mut pins = self.pins.lock().expect("pins");
+        let mut pins = self.pins();
         let Some(info) = pins.get_mut(name) else { return };
         if info.state != PinState::Pinned {
             return;
         }
-        let dir = self.pin_dir(name);
+        let Ok(pin) = open_pins_dir(&self.ring_dir).and_then(|d| d.child(name)) else { return };
         let record = json!({ "location": location, "archived_at": rfc3339(crate::retrieve::window::now().as_nanos() as u64) });
-        let released = write_synced(&dir.join(ARCHIVED_RECORD), record.to_string().as_bytes())
-            .and_then(|()| release_local_copy(&dir));
+        let released = write_synced(&self.pin_dir(name).join(ARCHIVED_RECORD), record.to_string().as_bytes())
+            .and_then(|()| release_local_copy(&pin));
         if let Err(e) = released {
             eprintln!("ringcap: warning: pin {name} is archived, but its local copy was not released: {e}");
         }
-        let left = dir_bytes(&dir);
+        let left = pin.files_bytes();
         self.pinned_bytes.fetch_sub(info.bytes.saturating_sub(left), Ordering::Relaxed);
         info.bytes = left;
-        if read_archived_record(&dir).is_some() {
+        info.upload_error = None;
+        if read_record(&pin, ARCHIVED_RECORD).is_ok() {
             info.state = PinState::Archived;
             info.archive = Some(location.to_string());
         }
     }
+}
+
+/// The manifest format of pins: 2 keeps files under a generation in the archive.
+pub const PIN_FORMAT: &str = "ringcap-pin/2";
+
+/// The pins' directory of the ring in `ring_dir`, created if missing, opened without
+/// following a symlink (one planted there is refused, with what to do).
+fn open_pins_dir(ring_dir: &Path) -> std::io::Result<Dir> {
+    let ring = Dir::open(ring_dir)?;
+    match ring.kind(PINS_DIR)? {
+        Some(Kind::Dir) => {}
+        None => match std::fs::create_dir(ring_dir.join(PINS_DIR)) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        },
+        Some(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a directory (a symbolic link?): ringcap never follows one; remove it",
+                    ring_dir.join(PINS_DIR).display()
+                ),
+            ))
+        }
+    }
+    ring.child(PINS_DIR)
 }
 
 /// `pin-20261202T101500Z`: the window's start.
@@ -544,69 +641,63 @@ fn default_name(window: Window) -> String {
 
 /// A pin's manifest.
 pub fn read_manifest(pin_dir: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(pin_dir.join(PIN_MANIFEST)).map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    let bytes =
+        nofollow::read_bounded(&pin_dir.join(PIN_MANIFEST), MAX_RECORD_BYTES).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
+/// A JSON file of a pin's directory (its manifest, its archive record).
+fn read_record(pin: &Dir, name: &str) -> Result<Value, String> {
+    let bytes = pin.read_bounded(name, MAX_RECORD_BYTES).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }
 
 /// Where an archived pin went, written beside its manifest once the archive holds it.
 pub const ARCHIVED_RECORD: &str = "archived.json";
 
-/// The location in an archived pin's record; `None` for a pin not archived.
-fn read_archived_record(pin_dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(pin_dir.join(ARCHIVED_RECORD)).ok()?;
-    let record: Value = serde_json::from_str(&text).ok()?;
-    record["location"].as_str().map(str::to_string)
-}
-
-/// Removes a pin's directory: only the files ringcap writes there, then the directory if
-/// that empties it.
-fn remove_pin_dir(dir: &Path) -> std::io::Result<()> {
-    remove_pin_files(dir, &[])?;
-    match std::fs::remove_dir(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound && e.raw_os_error() != Some(libc::ENOTEMPTY) => {
-            Err(e)
-        }
-        _ => Ok(()),
+/// Removes the pin directory `name` of `pins`: only the files ringcap writes there, then
+/// the directory if that empties it. Never follows a symlink.
+fn remove_pin_dir(pins: &Dir, name: &str) -> std::io::Result<()> {
+    match pins.child(name) {
+        Ok(pin) => remove_pin_files(&pin, &[])?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // A symlink or a file posing as a pin: not ringcap's, left alone.
+        Err(_) => return Ok(()),
     }
+    pins.remove_dir(name)
 }
 
 /// Removes an archived pin's data, keeping its manifest and the record of the archive.
-fn release_local_copy(dir: &Path) -> std::io::Result<()> {
-    remove_pin_files(dir, &[PIN_MANIFEST, ARCHIVED_RECORD])
+fn release_local_copy(pin: &Dir) -> std::io::Result<()> {
+    remove_pin_files(pin, &[PIN_MANIFEST, ARCHIVED_RECORD])
 }
 
 /// Removes the files ringcap writes in a pin's directory (the data files its manifest
 /// lists, their sidecars, the pin manifest, the archive record) but those in `keep`.
-fn remove_pin_files(dir: &Path, keep: &[&str]) -> std::io::Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+fn remove_pin_files(pin: &Dir, keep: &[&str]) -> std::io::Result<()> {
     let ours = |name: &str| {
         crate::storage::is_data_file(name)
-            || name.ends_with(".idx")
-            || name.ends_with(".stats.json")
-            || name.ends_with(".snapshots.jsonl")
+            || crate::storage::index::SIDECAR_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
             || name == PIN_MANIFEST
             || name == ARCHIVED_RECORD
             || name == crate::storage::manifest::MANIFEST_NAME
             || name == format!(".{}.tmp", crate::storage::manifest::MANIFEST_NAME)
     };
-    for entry in entries.flatten() {
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
-        if ours(&name) && !keep.contains(&name.as_str()) && entry.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::remove_file(entry.path())?;
+    for name in pin.names()? {
+        if ours(&name) && !keep.contains(&name.as_str()) && pin.kind(&name)? == Some(Kind::File) {
+            pin.remove_file(&name)?;
         }
     }
     Ok(())
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
-}
-
 /// A file's length and SHA-256 (hex).
 pub fn file_digest(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = std::fs::File::open(path)?;
+    digest(nofollow::open_regular(path)?)
+}
+
+/// The length and SHA-256 (hex) of what `file` holds from where it is read on.
+pub fn digest(mut file: std::fs::File) -> std::io::Result<(u64, String)> {
     let mut hasher = sha2::Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -627,30 +718,48 @@ pub fn hex(bytes: &[u8]) -> String {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // A symlink planted in the pin's place is refused, never written through.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
 
-/// Pulled packets into a ring writer: the pin's data file, framed and indexed like the ring's.
+/// Pulled packets into a ring writer: the pin's data file, framed and indexed like the
+/// ring's, in the ring's format.
 struct RingOut {
     ring: RingWriter,
     batch: Batch,
     counters: Arc<StorageCounters>,
-    /// The most bytes the pin may write.
-    room: u64,
+    /// pcapng: the pin's interfaces, by interface id (classic pcap when `None`).
+    interfaces: Option<Vec<String>>,
+    /// Bytes this copy has written and added to `pinned` so far.
+    counted: Arc<AtomicU64>,
+    /// The bytes all pins hold, which the ring keeps room for.
+    pinned: Arc<AtomicU64>,
+    /// `--max-pinned`.
+    max_pinned: Option<u64>,
 }
 
 impl RingOut {
+    /// Stores the batch and counts the bytes it took, at once, in the pins' total: the
+    /// ring makes room for them, and for nothing the pin does not take.
     fn write_batch(&mut self) -> std::io::Result<()> {
         self.ring.write(&mut self.batch)?;
         self.batch = Batch::empty(std::mem::take(&mut self.batch.records));
         let written = self.counters.bytes_written.load(Ordering::Relaxed);
-        if written > self.room {
+        let new = written.saturating_sub(self.counted.load(Ordering::Relaxed));
+        self.counted.fetch_add(new, Ordering::Relaxed);
+        let pinned = self.pinned.fetch_add(new, Ordering::Relaxed) + new;
+        if let Some(limit) = self.max_pinned.filter(|&limit| pinned > limit) {
             return Err(std::io::Error::other(format!(
-                "the pin outgrew the {} bytes left for pins (--max-pinned, half of --max-disk unless given): \
-                 unpin or archive older pins, or narrow the window or the filter",
-                self.room
+                "the pin took pins past the {limit} bytes they may hold (--max-pinned, half of --max-disk unless \
+                 given): unpin or archive older pins, or narrow the window or the filter"
             )));
         }
         Ok(())
@@ -658,15 +767,28 @@ impl RingOut {
 }
 
 impl PacketOut for RingOut {
-    fn packet(&mut self, record: &RecordRef<'_>, _interface: &str) -> std::io::Result<()> {
+    fn packet(&mut self, record: &RecordRef<'_>, interface: &str) -> std::io::Result<()> {
         let data = &record.data[..record.data.len().min(DEFAULT_SNAPLEN as usize)];
-        pcap::write_record(
-            &mut self.batch.records,
-            record.timestamp,
-            record.orig_len.max(data.len() as u32),
-            data,
-            DEFAULT_SNAPLEN,
-        )?;
+        match &self.interfaces {
+            Some(interfaces) => {
+                let id = interfaces.iter().position(|known| known == interface).unwrap_or(0);
+                pcap::write_enhanced_packet(
+                    &mut self.batch.records,
+                    id as u32,
+                    record.timestamp,
+                    record.orig_len,
+                    data,
+                    record.direction,
+                )?;
+            }
+            None => pcap::write_record(
+                &mut self.batch.records,
+                record.timestamp,
+                record.orig_len.max(data.len() as u32),
+                data,
+                DEFAULT_SNAPLEN,
+            )?,
+        }
         self.batch.count(duration_ns(record.timestamp));
         if self.batch.records.len() >= PIN_FRAME_BYTES {
             self.write_batch()?;
@@ -679,5 +801,42 @@ impl PacketOut for RingOut {
             self.write_batch()?;
         }
         self.ring.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Failed pins stay listed with their reason for a while, then go; and only the newest
+    /// few are kept, so failures cannot fill the list.
+    #[test]
+    fn failed_pins_expire_from_the_list() {
+        let dir = std::env::temp_dir().join(format!("ringcap-pins-expire-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = PinStore::open(
+            &dir,
+            PinLimits::default(),
+            Vec::new(),
+            "gw".into(),
+            Compression::None,
+            Arc::default(),
+        )
+        .unwrap();
+        {
+            let mut pins = store.pins.lock().unwrap();
+            for i in 0..MAX_FAILED_LISTED + 4 {
+                let mut info = PinInfo::new(&format!("f{i:02}"), PinState::Failed("no room".into()), 0, None);
+                info.failed_at = Instant::now().checked_sub(Duration::from_secs(i as u64));
+                pins.insert(info.name.clone(), info);
+            }
+            let mut old = PinInfo::new("old", PinState::Failed("no room".into()), 0, None);
+            old.failed_at = Instant::now().checked_sub(FAILED_PIN_KEEP + Duration::from_secs(1));
+            pins.insert("old".into(), old);
+        }
+        let listed: Vec<String> = store.list().into_iter().map(|p| p.name).collect();
+        let newest: Vec<String> = (0..MAX_FAILED_LISTED).map(|i| format!("f{i:02}")).collect();
+        assert_eq!(listed, newest);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -16,11 +16,12 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
 use super::store::Archive;
+use super::upload::pin_generation;
 use super::{ArchiveError, PIN_MANIFEST};
 use crate::retrieve::pull::PullReport;
 use crate::retrieve::window::Window;
 use crate::storage::frames::{ByteSource, DataFile};
-use crate::storage::index::parse_index;
+use crate::storage::index::{parse_index, MAX_INDEX_BYTES};
 use crate::storage::{data_stem, is_data_file};
 
 /// An archived object read by ranges.
@@ -50,12 +51,42 @@ impl ByteSource for RemoteObject {
 struct Host {
     /// Ring files: data file name -> object.
     ring: BTreeMap<String, ObjectMeta>,
-    /// Pins: name -> file name -> object.
+    /// Pins: name -> key below the pin (`FILE`, or `GENERATION/FILE`) -> object.
     pins: BTreeMap<String, BTreeMap<String, ObjectMeta>>,
 }
 
+/// What an archive key below the prefix names: exactly one of the layout's shapes, so no
+/// name can pose as another kind (a pin named `ring` is a pin).
+#[derive(Debug, PartialEq, Eq)]
+enum ArchivedKey<'a> {
+    /// `HOST/ring/FILE`
+    Ring { host: &'a str, file: &'a str },
+    /// `HOST/pins/NAME/FILE` or `HOST/pins/NAME/GENERATION/FILE`
+    Pin { host: &'a str, pin: &'a str, file: String },
+}
+
+fn parse_key<'a>(prefix: &str, key: &'a str) -> Option<ArchivedKey<'a>> {
+    let rest = if prefix.is_empty() { key } else { key.strip_prefix(prefix)?.strip_prefix('/')? };
+    let parts: Vec<&str> = rest.split('/').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    match parts[..] {
+        [host, "ring", file] => Some(ArchivedKey::Ring { host, file }),
+        [host, "pins", pin, file] => Some(ArchivedKey::Pin { host, pin, file: file.to_string() }),
+        [host, "pins", pin, generation, file] => {
+            Some(ArchivedKey::Pin { host, pin, file: format!("{generation}/{file}") })
+        }
+        _ => None,
+    }
+}
+
+/// The largest pin manifest read from the archive.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 /// Lists the archive under its prefix and opens the data files that may hold packets of
-/// `window`; what cannot be opened is counted in the report.
+/// `window`; what cannot be read (a damaged or hostile object, a manifest that does not
+/// parse) is skipped with a warning and counted in the report, and the rest delivered.
 pub fn open_archived(
     archive: &Arc<Archive>,
     window: Window,
@@ -69,28 +100,28 @@ pub fn open_archived(
         }
         Ok::<_, ArchiveError>(objects)
     })?;
+    let prefix = target.prefix_path().map(|p| p.to_string()).unwrap_or_default();
     let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
     for object in objects {
-        let parts: Vec<&str> = object.location.as_ref().split('/').collect();
-        match parts[..] {
-            [.., host, "ring", file] => {
-                let file = file.to_string();
-                hosts.entry(host.to_string()).or_default().ring.insert(file, object);
+        let key = object.location.to_string();
+        match parse_key(&prefix, &key) {
+            Some(ArchivedKey::Ring { host, file }) => {
+                hosts.entry(host.to_string()).or_default().ring.insert(file.to_string(), object);
             }
-            [.., host, "pins", pin, file] => {
-                let (pin, file) = (pin.to_string(), file.to_string());
-                hosts.entry(host.to_string()).or_default().pins.entry(pin).or_default().insert(file, object);
+            Some(ArchivedKey::Pin { host, pin, file }) => {
+                let host = hosts.entry(host.to_string()).or_default();
+                host.pins.entry(pin.to_string()).or_default().insert(file, object);
             }
-            _ => {}
+            None => {}
         }
     }
     let mut report = PullReport::default();
     let mut files = Vec::new();
     for (origin, (host, objects)) in hosts.iter().enumerate() {
-        // (data object, index object) pairs to open: the ring files and the whole pins. A
-        // pin holds copies of packets that ring files may hold too (and the ring file being
-        // written when the pin was made is archived only once it is closed, if at all): the
-        // pull delivers each packet of the host once.
+        // (data object, index object, the time its packets span if known) to open: the
+        // ring files and the whole pins. A pin holds copies of packets that ring files may
+        // hold too (and the ring file being written when the pin was made is archived only
+        // once it is closed, if at all): the pull delivers each packet of the host once.
         let mut chosen: Vec<(&ObjectMeta, Option<&ObjectMeta>)> = Vec::new();
         for (name, data) in objects.ring.iter().filter(|(name, _)| is_data_file(name)) {
             let index = data_stem(name).and_then(|stem| objects.ring.get(&format!("{stem}.idx")));
@@ -101,30 +132,56 @@ pub fn open_archived(
                 report.warnings.push(format!("{host}: pin {pin} is still being uploaded: left out"));
                 continue;
             };
-            let manifest = fetch_json(archive, &manifest.location)?;
+            let shown = format!("s3://{}/{}", target.bucket, manifest.location);
+            let manifest = match fetch_json(archive, manifest) {
+                Ok(manifest) => manifest,
+                Err(why) => {
+                    report.unreadable(&shown, &why);
+                    continue;
+                }
+            };
             let first = manifest["first_packet_ns"].as_u64().unwrap_or(0);
             let last = manifest["last_packet_ns"].as_u64().unwrap_or(u64::MAX);
             if !window.overlaps(first, last) {
                 continue;
             }
-            let Some(data) = manifest["data"].as_str().and_then(|name| pin_objects.get(name)) else {
+            // The files of the generation the manifest names (pins made before generations
+            // keep theirs beside the manifest).
+            let below = |file: &str| match manifest["generation"].as_str() {
+                Some(_) => pin_objects.get(&format!("{}/{file}", pin_generation(&manifest))),
+                None => pin_objects.get(file),
+            };
+            let data_name =
+                manifest["data"].as_str().filter(|name| is_data_file(name) && !name.contains('/'));
+            let Some(data) = data_name.and_then(below) else {
                 report.unreadable(&format!("{target}/{host}/pins/{pin}"), &"its data file is missing");
                 continue;
             };
-            let index = manifest["data"]
-                .as_str()
-                .and_then(data_stem)
-                .and_then(|s| pin_objects.get(&format!("{s}.idx")));
+            let index = data_name.and_then(data_stem).and_then(|s| below(&format!("{s}.idx")));
             chosen.push((data, index));
         }
         for (data, index) in chosen {
             let name = PathBuf::from(format!("s3://{}/{}", target.bucket, data.location));
             let index = match index {
+                Some(index) if index.size > MAX_INDEX_BYTES => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("its index holds {} bytes, more than an index can", index.size),
+                )),
                 Some(index) => fetch(archive, &index.location)
                     .map_err(|e| std::io::Error::other(e.to_string()))
                     .and_then(|bytes| parse_index(&bytes)),
                 None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no index in the archive")),
             };
+            // A file whose whole index lies outside the window is not opened at all.
+            if let Ok(entries) = &index {
+                let covers =
+                    entries.last().is_some_and(|(e, _)| e.offset.checked_add(e.len) == Some(data.size));
+                let mut with_packets = entries.iter().map(|(e, _)| e).filter(|e| e.packets > 0);
+                let outside = with_packets.all(|e| !window.overlaps(e.earliest_ns, e.latest_ns));
+                if covers && outside {
+                    continue;
+                }
+            }
             let source = Box::new(RemoteObject { archive: Arc::clone(archive), key: data.location.clone() });
             match DataFile::from_source(&name, source, data.size, index) {
                 Ok(mut file) => {
@@ -146,8 +203,40 @@ fn fetch(archive: &Archive, key: &ObjectPath) -> Result<Vec<u8>, ArchiveError> {
         .map_err(|e| ArchiveError::from_store(&archive.target, e))
 }
 
-fn fetch_json(archive: &Archive, key: &ObjectPath) -> Result<serde_json::Value, ArchiveError> {
-    let bytes = fetch(archive, key)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ArchiveError::Other { target: archive.target.to_string(), why: format!("{key}: {e}") })
+/// A pin manifest, refused if it is larger than a manifest can be or does not parse.
+fn fetch_json(archive: &Archive, object: &ObjectMeta) -> Result<serde_json::Value, String> {
+    if object.size > MAX_MANIFEST_BYTES {
+        return Err(format!("{} bytes: not a pin manifest", object.size));
+    }
+    let bytes = fetch(archive, &object.location).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("not a pin manifest ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_read_by_their_whole_shape() {
+        use ArchivedKey::*;
+        assert_eq!(
+            parse_key("fleet", "fleet/gw1/ring/a.pcap.zst"),
+            Some(Ring { host: "gw1", file: "a.pcap.zst" })
+        );
+        // A pin named `ring` is a pin of gw1, not ring files of a host called "pins".
+        assert_eq!(
+            parse_key("fleet", "fleet/gw1/pins/ring/manifest.json"),
+            Some(Pin { host: "gw1", pin: "ring", file: "manifest.json".into() })
+        );
+        assert_eq!(
+            parse_key("fleet", "fleet/gw1/pins/x/123/x.pcap.zst"),
+            Some(Pin { host: "gw1", pin: "x", file: "123/x.pcap.zst".into() })
+        );
+        assert_eq!(parse_key("", "gw1/ring/a.pcap"), Some(Ring { host: "gw1", file: "a.pcap" }));
+        for other in
+            ["fleet/gw1/owner.json", "fleetx/gw1/ring/a.pcap", "fleet/a/b/gw1/ring/a.pcap", "fleet//ring/a"]
+        {
+            assert_eq!(parse_key("fleet", other), None, "{other}");
+        }
+    }
 }

@@ -170,8 +170,13 @@ impl Archive {
 
 /// The access key and secret of an AWS shared-credentials file.
 fn read_credentials(path: &Path) -> Result<(String, String), ArchiveError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ArchiveError::Credentials { path: path.to_path_buf(), why: e.to_string() })?;
+    use std::os::unix::fs::PermissionsExt;
+    let refused = |why: String| ArchiveError::Credentials { path: path.to_path_buf(), why };
+    let meta = std::fs::metadata(path).map_err(|e| refused(e.to_string()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        return Err(refused(format!("it is readable by every user: chmod o-r {} (or 600)", path.display())));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| refused(e.to_string()))?;
     let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
     let (mut section, mut id, mut secret) = (String::new(), None, None);
     for line in text.lines().map(str::trim) {
@@ -226,6 +231,11 @@ mod tests {
         let path = std::env::temp_dir().join(format!("ringcap-credentials-{}", std::process::id()));
         std::fs::write(&path, "[other]\naws_access_key_id = no\n[default]\naws_access_key_id = GKabc\naws_secret_access_key = s3cr3t\n")
             .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = read_credentials(&path).unwrap_err().to_string();
+        assert!(refused.contains("readable by every user"), "{refused}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_credentials(&path).unwrap(), ("GKabc".into(), "s3cr3t".into()));
         std::fs::write(&path, "[default]\naws_access_key_id = GKabc\n").unwrap();
         assert!(read_credentials(&path).unwrap_err().to_string().contains("aws_secret_access_key"));

@@ -2,17 +2,24 @@
 //! closed ring files) into the archive.
 //!
 //! Every object has a fixed key, so an upload repeated after a failure or a restart
-//! replaces the same object and never adds a second copy; an object already there with
-//! the right size was put whole by an earlier attempt (a PUT and a completed multipart
-//! upload are atomic) and is not sent again. A pin's manifest goes last, so a manifest in
-//! the bucket says the pin is whole; then the local copy is released. Files are read
+//! replaces the same object and never adds a second copy. A pin's files go under its
+//! generation (`HOST/pins/NAME/GENERATION/FILE`), which no other pin of that name shares:
+//! an object already there with the right size was put whole by an earlier attempt of this
+//! pin (a PUT and a completed multipart upload are atomic) and is not sent again, once the
+//! local file is checked against its manifest's SHA-256. The manifest goes last, so a
+//! manifest in the bucket says the pin is whole; then objects of earlier generations of
+//! the name are removed and the local copy released. Files are read
 //! through descriptors opened before the upload, so a ring file that rotation removes
 //! meanwhile still arrives whole; one removed before its turn came is counted as missed.
 //! A multipart upload cut short is aborted, at once or before the next attempt, so its
 //! parts do not linger (after a restart, the bucket's lifecycle rule for incomplete
 //! uploads, or `garage bucket cleanup-incomplete-uploads`, clears what was left).
-//! Failures are counted by kind, retried with exponential backoff (1 s to 1 min), and said
-//! once on standard error each time the kind of failure changes.
+//! Failures are counted by kind, and said once on standard error each time the kind of
+//! failure changes; the failing job moves aside, retried with a backoff of its own (1 s to
+//! 1 min), its reason shown with the pin, while the others go on.
+//!
+//! Before its first upload the uploader claims its host's keys (`HOST/owner.json`, naming
+//! this machine's id): a gateway never writes under a host name another machine owns.
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
 use std::io::Read;
@@ -25,12 +32,13 @@ use object_store::path::Path as ObjectPath;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use sha2::Digest;
 
-use super::pins::{hex, read_manifest, PinStore};
+use super::pins::{digest, hex, read_manifest, PinStore};
 use super::store::Archive;
 use super::{ArchiveError, PIN_MANIFEST};
 use crate::retrieve::pull::ring_files;
 use crate::storage::index::{index_path, stats_path};
 use crate::storage::manifest::{ListFile, NameList};
+use crate::storage::nofollow::open_regular;
 
 /// Objects larger than this go up in parts of this size (S3's smallest part is 5 MiB).
 pub const PART_BYTES: usize = 5 << 20;
@@ -104,6 +112,68 @@ enum Job {
     RingFile(PathBuf),
 }
 
+/// A job in the queue, and when it may be tried again after failures.
+struct Queued {
+    job: Job,
+    next_try: Instant,
+    backoff: Duration,
+}
+
+impl Queued {
+    fn new(job: Job) -> Self {
+        Queued { job, next_try: Instant::now(), backoff: FIRST_BACKOFF }
+    }
+}
+
+/// The object that says which machine a host's keys belong to.
+pub const OWNER_OBJECT: &str = "owner.json";
+
+/// This machine's id (`/etc/machine-id`), or its host name where there is none.
+pub fn machine_id() -> String {
+    std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(super::host_name)
+}
+
+/// Claims `host`'s keys in the archive for this machine: fails if another machine's id is
+/// there, writes ours if none is.
+pub fn claim_host(archive: &Archive, host: &str) -> Result<(), ArchiveError> {
+    let key = archive.target.key(&[host, OWNER_OBJECT]);
+    let ours = machine_id();
+    let theirs = archive.block_on(async {
+        match archive.store.get(&key).await {
+            Ok(found) => found.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    });
+    match theirs.map_err(|e| ArchiveError::from_store(&archive.target, e))? {
+        Some(bytes) => {
+            let owner: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            match owner["machine_id"].as_str() {
+                Some(id) if id == ours => Ok(()),
+                other => Err(ArchiveError::Other {
+                    target: archive.target.to_string(),
+                    why: format!(
+                        "the archive's keys of host {host:?} belong to another machine (machine id {}): give \
+                         this gateway a name of its own with --archive-host NAME",
+                        other.unwrap_or("unreadable")
+                    ),
+                }),
+            }
+        }
+        None => {
+            let owner = serde_json::json!({ "host": host, "machine_id": ours });
+            archive
+                .block_on(archive.store.put(&key, PutPayload::from(owner.to_string().into_bytes())))
+                .map(drop)
+                .map_err(|e| ArchiveError::from_store(&archive.target, e))
+        }
+    }
+}
+
 /// Starts the uploader thread; it runs as long as the daemon.
 pub fn start(config: UploadConfig, counters: Arc<ArchiveCounters>) -> std::io::Result<()> {
     let (sender, whole_pins) = crossbeam_channel::unbounded();
@@ -115,6 +185,7 @@ pub fn start(config: UploadConfig, counters: Arc<ArchiveCounters>) -> std::io::R
             config,
             counters,
             unfinished: Vec::new(),
+            claimed: false,
         }
         .run(whole_pins)
     })?;
@@ -130,43 +201,50 @@ struct Uploader {
     /// Multipart uploads that failed and could not be aborted then (the server was
     /// gone): aborted before the next attempt, so their parts do not linger in the bucket.
     unfinished: Vec<Box<dyn MultipartUpload>>,
+    /// Whether the host's keys are claimed for this machine (see [`claim_host`]).
+    claimed: bool,
 }
 
 impl Uploader {
     fn run(mut self, whole_pins: crossbeam_channel::Receiver<String>) {
-        let mut queue: VecDeque<Job> = VecDeque::new();
-        let mut backoff = FIRST_BACKOFF;
+        let mut queue: VecDeque<Queued> = VecDeque::new();
         let mut last_kind: Option<&'static str> = None;
         let mut next_scan = Instant::now();
+        let mut wait = Duration::ZERO;
         loop {
+            if let Ok(name) = whole_pins.recv_timeout(wait) {
+                queue_pin(&mut queue, name);
+            }
             while let Ok(name) = whole_pins.try_recv() {
-                let job = Job::Pin(name);
-                if !queue.contains(&job) {
-                    // Pins go before ring files: they are what someone asked to keep.
-                    let at = queue.iter().position(|j| matches!(j, Job::RingFile(_))).unwrap_or(queue.len());
-                    queue.insert(at, job);
-                }
+                queue_pin(&mut queue, name);
             }
             if self.config.ring_files && Instant::now() >= next_scan {
                 self.scan_ring(&mut queue);
                 next_scan = Instant::now() + Duration::from_secs(1);
             }
             self.counters.pending.store(queue.len() as u64, Ordering::Relaxed);
-            let Some(job) = queue.front().cloned() else {
-                if let Ok(name) = whole_pins.recv_timeout(Duration::from_secs(1)) {
-                    queue.push_back(Job::Pin(name));
-                }
+            // The first job due: a failing one waits out its backoff aside.
+            let now = Instant::now();
+            let Some(at) = queue.iter().position(|q| q.next_try <= now) else {
+                let due = queue.iter().map(|q| q.next_try).min();
+                wait = due
+                    .map_or(Duration::from_secs(1), |due| due.saturating_duration_since(now))
+                    .min(Duration::from_secs(1));
                 continue;
             };
+            wait = Duration::ZERO;
             self.abort_unfinished();
-            let done = match &job {
+            let job = queue[at].job.clone();
+            let done = self.claim().and_then(|()| match &job {
                 Job::Pin(name) => self.upload_pin(name),
                 Job::RingFile(path) => self.upload_ring_file(path),
-            };
+            });
             match done {
                 Ok(()) => {
-                    queue.pop_front();
-                    backoff = FIRST_BACKOFF;
+                    queue.remove(at);
+                    if let Job::Pin(name) = &job {
+                        self.config.pins.upload_failed(name, None);
+                    }
                     if last_kind.take().is_some() {
                         eprintln!("ringcap: archive {}: uploading again", self.config.archive.target);
                     }
@@ -179,27 +257,36 @@ impl Uploader {
                         );
                         last_kind = Some(error.kind());
                     }
-                    // Waits out the backoff, still taking in new pins.
-                    if let Ok(name) = whole_pins.recv_timeout(backoff) {
-                        let job = Job::Pin(name);
-                        if !queue.contains(&job) {
-                            queue.push_back(job);
-                        }
+                    if let Job::Pin(name) = &job {
+                        self.config.pins.upload_failed(name, Some(error.to_string()));
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    // Aside, behind the others, until its own backoff has passed.
+                    let mut failed = queue.remove(at).expect("the job was in the queue");
+                    failed.next_try = Instant::now() + failed.backoff;
+                    failed.backoff = (failed.backoff * 2).min(MAX_BACKOFF);
+                    queue.push_back(failed);
                 }
             }
             self.counters.pending.store(queue.len() as u64, Ordering::Relaxed);
         }
     }
 
+    /// Claims the host's keys once (a refusal fails every upload, with the reason).
+    fn claim(&mut self) -> Result<(), ArchiveError> {
+        if !self.claimed {
+            claim_host(&self.config.archive, &self.config.host)?;
+            self.claimed = true;
+        }
+        Ok(())
+    }
+
     /// Queues closed ring files not yet archived; counts those rotation took first.
-    fn scan_ring(&mut self, queue: &mut VecDeque<Job>) {
+    fn scan_ring(&mut self, queue: &mut VecDeque<Queued>) {
         let Ok(mut files) = ring_files(&self.config.ring_dir) else { return };
         // The newest file is the one being written.
         files.pop();
         let present: BTreeSet<PathBuf> = files.iter().cloned().collect();
-        queue.retain(|job| match job {
+        queue.retain(|queued| match &queued.job {
             Job::RingFile(path) if !present.contains(path) => {
                 self.counters.ring_files_missed.fetch_add(1, Ordering::Relaxed);
                 false
@@ -209,8 +296,8 @@ impl Uploader {
         for path in files {
             let name = file_name(&path);
             let job = Job::RingFile(path);
-            if !self.archived_ring.contains(&name) && !queue.contains(&job) {
-                queue.push_back(job);
+            if !self.archived_ring.contains(&name) && !queue.iter().any(|q| q.job == job) {
+                queue.push_back(Queued::new(job));
             }
         }
         // Names of files gone from the ring are dropped from the list as it is next saved.
@@ -227,37 +314,79 @@ impl Uploader {
             return Ok(());
         };
         let host = self.config.host.clone();
-        let key = |file: &str| target.key(&[&host, "pins", name, file]);
+        let generation = pin_generation(&manifest);
+        let key = |file: &str| target.key(&[&host, "pins", name, &generation, file]);
+        let changed = |file: &str, found: &str, named: &str| ArchiveError::Other {
+            target: target.to_string(),
+            why: format!(
+                "pin {name}: {file} changed on disk since it was pinned (SHA-256 {found}, manifest {named}): \
+                 unpin it and pin the window again"
+            ),
+        };
         for entry in manifest["files"].as_array().into_iter().flatten() {
             let (Some(file), Some(bytes), Some(sha256)) =
                 (entry["name"].as_str(), entry["bytes"].as_u64(), entry["sha256"].as_str())
             else {
                 continue;
             };
-            let Ok(opened) = File::open(pin_dir.join(file)) else { return Ok(()) };
+            let Ok(opened) = open_regular(&pin_dir.join(file)) else { return Ok(()) };
             if self.already_there(&key(file), bytes)? {
+                // Put by an earlier attempt of this generation; skipped only if the file
+                // it came from is still the one the manifest names.
+                let local = opened.try_clone().and_then(digest).map_err(|e| ArchiveError::Other {
+                    target: target.to_string(),
+                    why: format!("pin {name}: {file}: {e}"),
+                })?;
+                if local.1 != sha256 {
+                    return Err(changed(file, &local.1, sha256));
+                }
                 continue;
             }
             let sent = self.put_file(&key(file), opened, bytes)?;
             if sent != sha256 {
-                return Err(ArchiveError::Other {
-                    target: target.to_string(),
-                    why: format!("pin {name}: {file} changed on disk since it was pinned (SHA-256 {sent}, manifest {sha256})"),
-                });
+                return Err(changed(file, &sent, sha256));
             }
         }
         let manifest_bytes = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-        let manifest_key = key(PIN_MANIFEST);
+        let manifest_key = target.key(&[&host, "pins", name, PIN_MANIFEST]);
         let len = manifest_bytes.len() as u64;
         self.throttle.wait(len);
         archive
             .block_on(archive.store.put(&manifest_key, PutPayload::from(manifest_bytes)))
             .map_err(|e| ArchiveError::from_store(target, e))?;
         self.sent(len);
+        self.remove_other_generations(name, &generation);
         let location = format!("s3://{}/{}/", target.bucket, target.key(&[&host, "pins", name]));
         self.config.pins.archived(name, &location);
         self.counters.pins_archived.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Removes the objects of earlier pins of this name (other generations, or files of
+    /// the layout before generations): the manifest now names this one. Best effort: what
+    /// is left is never read, since the manifest names its generation.
+    fn remove_other_generations(&self, name: &str, generation: &str) {
+        let archive = &self.config.archive;
+        let pin_prefix = archive.target.key(&[&self.config.host, "pins", name]);
+        let keep = [archive.target.key(&[&self.config.host, "pins", name, PIN_MANIFEST])];
+        let mine = archive.target.key(&[&self.config.host, "pins", name, generation]).to_string() + "/";
+        let listed: Vec<ObjectPath> = archive.block_on(async {
+            use futures_util::StreamExt;
+            let mut listing = archive.store.list(Some(&pin_prefix));
+            let mut found = Vec::new();
+            while let Some(Ok(object)) = listing.next().await {
+                found.push(object.location);
+            }
+            found
+        });
+        for key in listed {
+            if keep.contains(&key) || key.as_ref().starts_with(&mine) {
+                continue;
+            }
+            if let Err(e) = archive.block_on(archive.store.delete(&key)) {
+                eprintln!("ringcap: warning: archive: cannot remove {key} of an earlier pin {name}: {e}");
+            }
+        }
     }
 
     fn upload_ring_file(&mut self, data: &Path) -> Result<(), ArchiveError> {
@@ -265,7 +394,7 @@ impl Uploader {
         // Opened first: rotation may remove them now, the upload reads them whole.
         let mut files = Vec::new();
         for path in [data.to_path_buf(), index_path(data), stats_path(data)] {
-            if let Ok(file) = File::open(&path) {
+            if let Ok(file) = open_regular(&path) {
                 let len = file.metadata().map_or(0, |m| m.len());
                 files.push((file_name(&path), file, len));
             }
@@ -364,6 +493,30 @@ impl Uploader {
     fn sent(&self, bytes: u64) {
         self.counters.objects_uploaded.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_uploaded.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Puts a whole pin in the queue, before the ring files: pins are what someone asked to keep.
+fn queue_pin(queue: &mut VecDeque<Queued>, name: String) {
+    let job = Job::Pin(name);
+    if !queue.iter().any(|q| q.job == job) {
+        let at = queue.iter().position(|q| matches!(q.job, Job::RingFile(_))).unwrap_or(queue.len());
+        queue.insert(at, Queued::new(job));
+    }
+}
+
+/// The generation a pin's files are archived under: its manifest's, or for a pin made
+/// before generations, the start of its data file's SHA-256.
+pub fn pin_generation(manifest: &serde_json::Value) -> String {
+    let named = manifest["generation"]
+        .as_str()
+        .filter(|g| !g.is_empty() && g.chars().all(|c| c.is_ascii_alphanumeric()));
+    match named {
+        Some(generation) => generation.to_string(),
+        None => {
+            let sha = manifest["files"][0]["sha256"].as_str().unwrap_or("0");
+            format!("sha-{}", &sha[..sha.len().min(16)])
+        }
     }
 }
 

@@ -142,13 +142,18 @@ pub struct BenchConfig {
     pub options_text: Vec<String>,
 }
 
+/// Where the trials' rings are written under `--dir`: a directory of this process's own.
+pub fn work_dir(dir: &std::path::Path) -> PathBuf {
+    dir.join(format!("ringcap-bench-{}", std::process::id()))
+}
+
 /// Runs every search, telling `progress` of each trial as it ends; returns the report.
 pub fn run(config: BenchConfig, mut progress: impl FnMut(&Trial)) -> Result<Report, BenchError> {
     let started = std::time::SystemTime::now();
     let evidence = config.out.join("trials");
     std::fs::create_dir_all(&evidence)
         .map_err(|e| BenchError::io(format!("creating {}", evidence.display()), e))?;
-    let work_dir = config.dir.join(format!("ringcap-bench-{}", std::process::id()));
+    let work_dir = work_dir(&config.dir);
     std::fs::create_dir(&work_dir).map_err(|e| {
         BenchError::io(format!("creating {} (--dir must be a writable directory)", work_dir.display()), e)
     })?;

@@ -170,6 +170,11 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    let namespaces = match &traffic {
+        Traffic::SelfTest(bed) => vec![bed.tx_ns.clone(), bed.rx_ns.clone()],
+        Traffic::Interface { .. } => Vec::new(),
+    };
+    clean_up_on_signal(bench::work_dir(&args.dir), namespaces)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let stamp = capture_daemon::timefmt::rfc3339(now.as_nanos() as u64);
@@ -208,4 +213,56 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!("\n{}", report.table());
     println!("report: {}/report.html and report.json", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// A bench stopped by SIGTERM (a service manager, `timeout`), SIGINT or SIGHUP leaves
+/// nothing behind: a thread of its own stops the `ringcap run` (or tcpdump) of the trial
+/// under way, removes the trials' directory and the test bed's namespaces, then exits.
+fn clean_up_on_signal(work_dir: PathBuf, namespaces: Vec<String>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("installing the bench's signal handlers")?;
+    std::thread::Builder::new().name("bench-signals".into()).spawn(move || {
+        let Some(signal) = signals.forever().next() else { return };
+        eprintln!("ringcap bench: stopped by signal {signal}: cleaning up");
+        stop_children();
+        let _ = std::fs::remove_dir_all(&work_dir);
+        for ns in &namespaces {
+            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        std::process::exit(128 + signal);
+    })?;
+    Ok(())
+}
+
+/// Stops this process's children: SIGTERM (a capture then detaches its programs and
+/// exits), SIGKILL for any still there after 5 s.
+fn stop_children() {
+    let children = || -> Vec<i32> {
+        let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|list| list.split_whitespace().filter_map(|pid| pid.parse().ok()).collect::<Vec<i32>>())
+            .collect()
+    };
+    for (signal, wait) in [(libc::SIGTERM, Duration::from_secs(5)), (libc::SIGKILL, Duration::from_secs(5))] {
+        let pids = children();
+        if pids.is_empty() {
+            return;
+        }
+        for &pid in &pids {
+            // SAFETY: signals a child of this process.
+            unsafe { libc::kill(pid, signal) };
+        }
+        let deadline = std::time::Instant::now() + wait;
+        for pid in pids {
+            while std::time::Instant::now() < deadline {
+                // SAFETY: reaps the child if it has ended (WNOHANG: never blocks).
+                if unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } != 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }

@@ -95,6 +95,9 @@ fn describe(pin: &Value) -> String {
     if let Some(error) = pin["error"].as_str() {
         line.push_str(&format!(": {error}"));
     }
+    if let Some(error) = pin["upload_error"].as_str() {
+        line.push_str(&format!("; its upload failed (retried): {error}"));
+    }
     line
 }
 

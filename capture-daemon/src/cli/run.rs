@@ -7,17 +7,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use capture_daemon::api::{self, ApiConfig, ApiLimits, Sources};
-use capture_daemon::archive::host_name;
+use capture_daemon::archive::gateway_name;
 use capture_daemon::archive::pins::{PinLimits, PinStore, PINS_DIR};
-use capture_daemon::archive::upload::{self, ArchiveCounters, UploadConfig};
+use capture_daemon::archive::upload::{self, ArchiveCounters, UploadConfig, ARCHIVED_LIST};
 use capture_daemon::health::LiveCounters;
+use capture_daemon::privileges::Group;
 use capture_daemon::retrieve::window::parse_duration;
 use capture_daemon::retrieve::{out::Format, window};
 use capture_daemon::storage::budget::fs_space;
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
+use capture_daemon::storage::nofollow::Dir;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
-use capture_daemon::storage::Compression;
+use capture_daemon::storage::{Compression, StorageError};
 use clap::Args;
 
 use super::args::{
@@ -35,9 +37,15 @@ pub(crate) struct RunArgs {
     pub(crate) kernel: KernelArgs,
     #[command(flatten)]
     pub(crate) stop: StopArgs,
-    /// Directory of the ring; files already there are adopted, never overwritten.
+    /// Directory of the ring; files already there are adopted, never overwritten. It and
+    /// every file ringcap writes in it are readable by the daemon's user alone (0700/0600),
+    /// whatever the umask.
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: PathBuf,
+    /// Let this group read the ring (and no one else): the directory becomes the group's,
+    /// setgid, mode 2750, and every file written there 0640.
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) group: Option<String>,
     /// Start a new file every SECS seconds, aligned to the wall clock; 0 turns it off.
     #[arg(short = 'G', value_name = "SECS", default_value_t = 3600)]
     pub(crate) rotate_seconds: u64,
@@ -95,6 +103,9 @@ pub(crate) struct RunArgs {
     /// Most packets one API request may pull.
     #[arg(long, value_name = "N", default_value_t = 10_000_000)]
     pub(crate) http_max_packets: u64,
+    /// Seconds a pull's client may take no data before the pull is cut off (counted).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub(crate) http_client_timeout: f64,
     /// Most pcap bytes one API request may read from the ring.
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_disk_limit)]
     pub(crate) http_max_bytes: DiskLimit,
@@ -111,6 +122,11 @@ pub(crate) struct RunArgs {
     /// Also upload every ring file once it closes.
     #[arg(long, requires = "archive")]
     pub(crate) archive_ring: bool,
+    /// The name this gateway's objects are kept under in the archive (default: the host
+    /// name, or the machine id where the host name says nothing, like `localhost`). A name
+    /// that another machine claimed in the archive is refused.
+    #[arg(long, value_name = "NAME", requires = "archive")]
+    pub(crate) archive_host: Option<String>,
     /// Upload at most this many bytes per second (e.g. 20M).
     #[arg(long, value_name = "SIZE", requires = "archive", value_parser = parse_disk_limit)]
     pub(crate) archive_rate: Option<DiskLimit>,
@@ -129,12 +145,35 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !(0.05..=60.0).contains(&args.frame_interval) {
         anyhow::bail!("--frame-interval {} is out of range: use 0.05 to 60 seconds", args.frame_interval);
     }
-    if let Some(user) = &checked.run_as {
-        if !args.dir.exists() {
+    if !(0.1..=3600.0).contains(&args.http_client_timeout) {
+        anyhow::bail!(
+            "--http-client-timeout {} is out of range: use 0.1 to 3600 seconds",
+            args.http_client_timeout
+        );
+    }
+    let group = args.group.as_deref().map(Group::lookup).transpose()?;
+    let host = gateway_name(args.archive_host.as_deref())?;
+    // Packets are secrets: whatever the umask, what ringcap writes is the daemon's user's
+    // (and with --group, readable by that group).
+    // SAFETY: umask(2) cannot fail.
+    unsafe { libc::umask(if group.is_some() { 0o027 } else { 0o077 }) };
+    if !args.dir.exists() {
+        std::fs::create_dir_all(&args.dir)
+            .map_err(|source| StorageError::Dir { dir: args.dir.clone(), source })?;
+        let dir = Dir::open(&args.dir)?;
+        dir.chmod(0o700)?;
+        if let Some(user) = &checked.run_as {
             // A new ring directory belongs to the user who writes it.
-            std::fs::create_dir_all(&args.dir)?;
-            std::os::unix::fs::chown(&args.dir, Some(user.uid), Some(user.gid))?;
+            dir.chown(user.uid, user.gid)?;
         }
+    }
+    if let Some(group) = &group {
+        let dir = Dir::open(&args.dir).with_context(|| format!("opening {}", args.dir.display()))?;
+        dir.chown(u32::MAX, group.gid)
+            .with_context(|| format!("giving {} to group {}", args.dir.display(), group.name))?;
+        dir.chmod(0o2750)?;
+    }
+    if let Some(user) = &checked.run_as {
         user.check_writable(&args.dir)?;
     }
     let name = capture_daemon::storage::data_stem(&args.name).unwrap_or(&args.name);
@@ -169,16 +208,23 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let counters = Arc::new(StorageCounters::default());
     let ring = RingWriter::open(config, Arc::clone(&counters))?;
     // The directory is locked now: the pins in it are this run's to tidy.
-    let pins =
-        PinStore::open(&args.dir, pin_limits(&args)?, args.kernel.interface.clone(), compression, pinned)
-            .with_context(|| format!("opening the pins in {}", args.dir.join(PINS_DIR).display()))?;
+    let pins = PinStore::open(
+        &args.dir,
+        pin_limits(&args)?,
+        args.kernel.interface.clone(),
+        host.clone(),
+        compression,
+        pinned,
+    )
+    .with_context(|| format!("opening the pins in {}", args.dir.join(PINS_DIR).display()))?;
     if let Some(user) = &checked.run_as {
-        ring.hand_over(user.uid, user.gid)
+        let gid = group.as_ref().map_or(user.gid, |g| g.gid);
+        ring.hand_over(user.uid, gid, &[ARCHIVED_LIST.name])
             .with_context(|| format!("giving the ring's files in {} to {}", args.dir.display(), user.name))?;
-        pins.hand_over(user.uid, user.gid).with_context(|| format!("giving the pins to {}", user.name))?;
+        pins.hand_over(user.uid, gid).with_context(|| format!("giving the pins to {}", user.name))?;
     }
     let archive_counters = match &args.archive {
-        Some(url) => Some(start_archive(&args, url, Arc::clone(&pins))?),
+        Some(url) => Some(start_archive(&args, url, host, Arc::clone(&pins))?),
         None => None,
     };
     eprintln!(
@@ -219,12 +265,19 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                  --http-no-auth serves without one (loopback only)"
             ),
         };
-        let config = ApiConfig { addr, token, ring_dir: args.dir.clone(), limits };
+        let config = ApiConfig {
+            addr,
+            client_timeout: Duration::from_secs_f64(args.http_client_timeout),
+            token,
+            ring_dir: args.dir.clone(),
+            limits,
+        };
         let sources = Sources {
             live: Arc::clone(&live),
             storage: Arc::clone(&counters),
             pins: Arc::clone(&pins),
             archive: archive_counters,
+            api: Arc::default(),
         };
         let bound = api::serve(config, sources)?;
         eprintln!(
@@ -261,10 +314,19 @@ fn pin_limits(args: &RunArgs) -> anyhow::Result<PinLimits> {
 
 /// Connects to the archive, says at once whether it takes the credentials (a refusal is
 /// a warning: capture goes on, uploads are retried and counted), and starts the uploader.
-fn start_archive(args: &RunArgs, url: &str, pins: Arc<PinStore>) -> anyhow::Result<Arc<ArchiveCounters>> {
+fn start_archive(
+    args: &RunArgs,
+    url: &str,
+    host: String,
+    pins: Arc<PinStore>,
+) -> anyhow::Result<Arc<ArchiveCounters>> {
     let archive = Arc::new(args.archive_access.connect(url)?);
     match archive.check() {
-        Ok(()) => eprintln!("ringcap: archiving pins to {}", archive.target),
+        Ok(()) => {
+            // Another machine's keys are never written: refused now, while someone watches.
+            upload::claim_host(&archive, &host)?;
+            eprintln!("ringcap: archiving pins to {} as host {host}", archive.target);
+        }
         Err(error) => eprintln!("ringcap: warning: archive: {error}; capture goes on, uploads are retried"),
     }
     let rate = match args.archive_rate {
@@ -273,14 +335,8 @@ fn start_archive(args: &RunArgs, url: &str, pins: Arc<PinStore>) -> anyhow::Resu
         None => None,
     };
     let counters = Arc::new(ArchiveCounters::default());
-    let config = UploadConfig {
-        archive,
-        host: host_name(),
-        ring_dir: args.dir.clone(),
-        pins,
-        ring_files: args.archive_ring,
-        rate,
-    };
+    let config =
+        UploadConfig { archive, host, ring_dir: args.dir.clone(), pins, ring_files: args.archive_ring, rate };
     upload::start(config, Arc::clone(&counters)).context("starting the uploader")?;
     Ok(counters)
 }

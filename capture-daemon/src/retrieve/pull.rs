@@ -132,7 +132,10 @@ impl MergeOrder {
 }
 
 /// What makes two records the same packet: its time, origin, length, and a digest of
-/// its bytes and interface (copies of one packet in two files of one origin agree on all).
+/// its bytes (copies of one packet in two files of one origin agree on all, whether they
+/// were stored as pcap, without the interface, or as pcapng). The interface is left out:
+/// one packet seen on two interfaces at the same nanosecond is two records of one file,
+/// and a file's own repeats all go out (see [`Merge`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Identity {
     ns: u64,
@@ -145,7 +148,6 @@ impl Identity {
     fn of(file: &DataFile, record: &RecordRef<'_>) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         record.data.hash(&mut hasher);
-        interface_name(file, record).hash(&mut hasher);
         Identity {
             ns: duration_ns(record.timestamp),
             origin: file.origin,
@@ -314,6 +316,8 @@ pub fn pull(
     for path in ring_files(dir)? {
         match DataFile::open(&path) {
             Ok(file) => files.push(file),
+            // Removed by rotation since the listing: it left the window.
+            Err(e) if e.is_gone() => {}
             Err(e) => report.unreadable(&path.display(), &e),
         }
     }
@@ -381,7 +385,13 @@ pub fn pull_files(
             let (jobs, done, files) = (job_receiver.clone(), done_sender.clone(), &files);
             scope.spawn(move || {
                 for (n, f, i) in jobs {
-                    if done.send((n, read_frame(files[f], i, &window, filter))).is_err() {
+                    // A frame that makes the worker fail is one damaged frame, never a pull
+                    // that waits forever for its answer.
+                    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        read_frame(files[f], i, &window, filter)
+                    }))
+                    .unwrap_or_else(|_| Err("the frame could not be decoded".into()));
+                    if done.send((n, read)).is_err() {
                         return;
                     }
                 }
@@ -405,7 +415,9 @@ pub fn pull_files(
                 if let Some(result) = waiting.remove(&next) {
                     break result;
                 }
-                let (n, result) = done_receiver.recv().expect("every job is answered");
+                let (n, result) = done_receiver.recv().map_err(|_| {
+                    std::io::Error::other("the pull's workers ended before every frame was read")
+                })?;
                 waiting.insert(n, result);
             };
             let (f, i) = jobs[next];
@@ -451,7 +463,7 @@ pub fn pull_files(
         if merge.duplicates > 0 {
             report.duplicates = merge.duplicates;
             report.warnings.push(format!(
-                "{} packets held by more than one file of the same capture (a pin and the ring file it was copied from) were delivered once",
+                "{} packets held by more than one file of the same capture (a pin and the ring file it was copied from, or overlapping pins) were delivered once",
                 merge.duplicates
             ));
         }

@@ -38,7 +38,8 @@ impl Window {
                 }
                 let span = parse_duration(last)?;
                 // A hair past now, so a packet stamped this very nanosecond is in.
-                Window { since_ns: now_ns.saturating_sub(span.as_nanos() as u64), until_ns: now_ns + 1 }
+                let span = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
+                Window { since_ns: now_ns.saturating_sub(span), until_ns: now_ns + 1 }
             }
             (None, Some(since)) => Window {
                 since_ns: parse_time(since, now)?,
@@ -73,7 +74,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "d" => 86_400.0,
             _ => return Err(bad()),
         };
-        total += Duration::try_from_secs_f64(value * seconds).map_err(|_| bad())?;
+        let part = Duration::try_from_secs_f64(value * seconds).map_err(|_| bad())?;
+        total = total.checked_add(part).ok_or_else(bad)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -105,6 +107,9 @@ pub fn parse_time(text: &str, now: Duration) -> Result<u64, String> {
         let sign = if zone.starts_with('-') { -1 } else { 1 };
         let (h, m) = zone[1..].split_once(':').ok_or_else(bad)?;
         let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if !(0..24).contains(&h) || !(0..60).contains(&m) {
+            return Err(bad());
+        }
         (c, sign * (h * 3600 + m * 60))
     } else {
         (clock, 0)
@@ -120,12 +125,18 @@ pub fn parse_time(text: &str, now: Duration) -> Result<u64, String> {
     if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0.0..61.0).contains(&s) {
         return Err(bad());
     }
-    let secs = date_days * 86_400 + h * 3600 + m * 60 - offset_secs;
-    if secs < 0 {
-        return Err(bad());
-    }
-    // Whole seconds exactly, the fraction to the nanosecond.
-    Ok((secs as u64 + s.trunc() as u64) * 1_000_000_000 + ((s.fract() * 1e9).round() as u64))
+    let secs = date_days
+        .checked_mul(86_400)
+        .and_then(|d| d.checked_add(h * 3600 + m * 60 - offset_secs))
+        .filter(|&secs| secs >= 0)
+        .ok_or_else(bad)?;
+    // Whole seconds exactly, the fraction to the nanosecond; a time past what nanoseconds
+    // since the epoch can hold (the year 2554) is refused.
+    (secs as u64)
+        .checked_add(s.trunc() as u64)
+        .and_then(|whole| whole.checked_mul(1_000_000_000))
+        .and_then(|ns| ns.checked_add((s.fract() * 1e9).round() as u64))
+        .ok_or_else(bad)
 }
 
 /// Now, since the epoch.
@@ -148,6 +159,24 @@ mod tests {
         for bad in ["", "10", "m", "10x", "-5m"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Numbers too large for any duration or time are refused, never a panic or a wrap.
+    #[test]
+    fn overflowing_numbers_are_refused() {
+        for text in
+            ["10000000000000000000s10000000000000000000s", "1e400s", "99999999999999999999d1s", "0.5s"]
+        {
+            let parsed = parse_duration(text);
+            assert_eq!(parsed.is_ok(), text == "0.5s", "{text}: {parsed:?}");
+        }
+        for text in
+            ["9999-12-31T23:59:59Z", "2026-11-24T10:00:00+99999999999999999:00", "2026-11-24T10:00:00+24:00"]
+        {
+            assert!(parse_time(text, NOW).is_err(), "{text}");
+        }
+        let w = Window::from_args(Some("5000000000d"), None, None, NOW).unwrap();
+        assert_eq!(w.since_ns, 0, "a window longer than the epoch starts at the epoch");
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl DataFile {
     /// Opens a data file, trusting its index as far as the index agrees with the file.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let read_error = |source| StorageError::Read { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(read_error)?;
+        let file = super::nofollow::open_regular(path).map_err(read_error)?;
         let len = file.metadata().map_err(read_error)?.len();
         Self::from_source(path, Box::new(file), len, read_index(&index_path(path)))
     }
@@ -258,7 +258,14 @@ impl DataFile {
         if !self.compressed {
             return Ok(stored);
         }
-        zstd::stream::decode_all(&stored[..]).map_err(read_error)
+        let content = decode_bounded(&stored, u64::from(frame.raw_len)).map_err(read_error)?;
+        if content.len() != frame.raw_len as usize {
+            return Err(read_error(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the frame decodes to {} bytes, its index says {}", content.len(), frame.raw_len),
+            )));
+        }
+        Ok(content)
     }
 
     /// The records part of a frame's content (frame 0 starts with the file header).
@@ -288,7 +295,7 @@ fn next_zstd_frame(bytes: &[u8]) -> Option<(usize, Vec<u8>)> {
     if len == 0 || len > bytes.len() {
         return None;
     }
-    Some((len, zstd::stream::decode_all(&bytes[..len]).ok()?))
+    Some((len, decode_bounded(&bytes[..len], MAX_FRAME_BYTES).ok()?))
 }
 
 /// The record format and (pcapng) interface names from the header at the start of the
@@ -300,17 +307,48 @@ fn file_format(bytes: &[u8], compressed: bool) -> Option<(RecordFormat, Vec<Stri
 }
 
 /// How many leading index entries are consistent with each other and with the file.
+/// Every sum is checked and every length bounded by what a frame can be: the values come
+/// from a file anyone who can write the ring may have crafted.
 fn valid_prefix(entries: &[FrameEntry], file_len: u64) -> usize {
     let (mut offset, mut raw_offset) = (0u64, 0u64);
     entries
         .iter()
         .take_while(|e| {
-            let ok = e.offset == offset && e.raw_offset == raw_offset && e.offset + e.len <= file_len;
-            offset = e.offset + e.len;
-            raw_offset = e.raw_offset + u64::from(e.raw_len);
-            ok
+            let end = e.offset.checked_add(e.len);
+            let raw_end = e.raw_offset.checked_add(u64::from(e.raw_len));
+            let ok = e.offset == offset
+                && e.raw_offset == raw_offset
+                && e.len <= MAX_FRAME_BYTES
+                && u64::from(e.raw_len) <= MAX_FRAME_BYTES
+                && end.is_some_and(|end| end <= file_len);
+            if let (true, Some(end), Some(raw_end)) = (ok, end, raw_end) {
+                (offset, raw_offset) = (end, raw_end);
+                true
+            } else {
+                false
+            }
         })
         .count()
+}
+
+/// The most a frame can hold, stored or decoded: frames are cut at `--frame-bytes` (at most
+/// 64 MiB) plus one batch's last packets; a scan looks no further either.
+pub const MAX_FRAME_BYTES: u64 = SCAN_WINDOW_MAX;
+
+/// Decodes one zstd frame into at most `limit` bytes: a frame that claims or makes more
+/// (a decompression bomb, a damaged frame) is an error, never an allocation of its size.
+fn decode_bounded(stored: &[u8], limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(stored)?.single_frame();
+    let mut content = Vec::new();
+    (&mut decoder).take(limit + 1).read_to_end(&mut content)?;
+    if content.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the frame decodes to more than the {limit} bytes it may hold"),
+        ));
+    }
+    Ok(content)
 }
 
 /// An index entry for a frame found by scanning; `None` if its content is not whole records.

@@ -9,7 +9,7 @@
 //! the data file is then scanned from the last good entry on. The index only speeds
 //! retrieval up: a file without one is still fully readable.
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::summary::Summary;
@@ -98,6 +98,9 @@ pub fn snapshots_path(data: &Path) -> PathBuf {
     index_path(data).with_extension("snapshots.jsonl")
 }
 
+/// How the names of the files ringcap keeps beside a data file end.
+pub const SIDECAR_SUFFIXES: [&str; 3] = [".idx", ".stats.json", ".snapshots.jsonl"];
+
 /// Every file ringcap keeps beside a data file (index, closing snapshot, snapshots).
 pub fn sidecars(data: &Path) -> [PathBuf; 3] {
     [index_path(data), stats_path(data), snapshots_path(data)]
@@ -139,10 +142,12 @@ pub type IndexEntries = Vec<(FrameEntry, Option<Summary>)>;
 
 /// Reads the good prefix of an index.
 pub fn read_index(path: &Path) -> io::Result<IndexEntries> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
-    parse_index(&bytes)
+    parse_index(&super::nofollow::read_bounded(path, MAX_INDEX_BYTES)?)
 }
+
+/// The largest index read: a frame's entry and summary take at most a few kilobytes, and a
+/// data file holds at most some thousands of frames.
+pub const MAX_INDEX_BYTES: u64 = 256 << 20;
 
 /// The good prefix of an index read into memory (from a file or the archive).
 pub fn parse_index(bytes: &[u8]) -> io::Result<IndexEntries> {

@@ -34,6 +34,9 @@ pub const RING_MANIFEST: ListFile = ListFile {
              # Only these are removed by -W, --max-disk and --min-free; any other file is left alone.\n",
 };
 
+/// The largest list read: a name a line, for far more files than a ring keeps.
+const MAX_LIST_BYTES: u64 = 64 << 20;
+
 /// The data files of a directory, split by owner.
 #[derive(Debug, Default)]
 pub struct DirListing {
@@ -65,9 +68,8 @@ pub struct NameList {
 impl NameList {
     /// Reads `file` in `dir`; `None` if there is none.
     pub fn read(dir: &Path, file: &'static ListFile) -> io::Result<Option<Self>> {
-        let mut text = String::new();
-        match File::open(dir.join(file.name)) {
-            Ok(mut opened) => opened.read_to_string(&mut text)?,
+        let text = match super::nofollow::read_bounded(&dir.join(file.name), MAX_LIST_BYTES) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -133,9 +135,17 @@ pub fn list(dir: &Path) -> io::Result<(DirListing, NameList)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let meta = entry.metadata()?;
         let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
-        if meta.is_file() && is_data_file(&name) {
+        if !is_data_file(&name) {
+            continue;
+        }
+        // A file that rotation removed since the listing has left the window: not an error.
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_file() {
             found.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), name, entry.path()));
         }
     }
@@ -160,7 +170,7 @@ pub fn list(dir: &Path) -> io::Result<(DirListing, NameList)> {
 /// Whether `data` has the time index an older ringcap wrote beside each of its files.
 fn has_ringcap_index(data: &Path) -> bool {
     let mut magic = [0u8; 8];
-    File::open(index_path(data)).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
+    super::nofollow::open_regular(&index_path(data)).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
         && (&magic == INDEX_MAGIC || &magic == INDEX_MAGIC_V1)
 }
 

@@ -11,6 +11,7 @@ pub mod frames;
 pub mod index;
 pub mod manifest;
 pub mod naming;
+pub mod nofollow;
 pub mod ring;
 pub mod summary;
 
@@ -41,6 +42,13 @@ pub enum StorageError {
     NotPcap { path: PathBuf, why: String },
 }
 
+impl StorageError {
+    /// Whether the file was removed (by rotation, say) before it could be read.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, StorageError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
 /// How frames are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -66,7 +74,12 @@ impl Compression {
 const DATA_EXTENSIONS: [&str; 4] = [".pcap.zst", ".pcapng.zst", ".pcap", ".pcapng"];
 
 /// The name of a data file without its extension; `None` if it is not a data file.
+/// Names with control characters (a newline would split a line of the manifest into two
+/// names) are never a data file of ringcap's.
 pub fn data_stem(name: &str) -> Option<&str> {
+    if name.chars().any(char::is_control) {
+        return None;
+    }
     DATA_EXTENSIONS.iter().find_map(|extension| name.strip_suffix(extension))
 }
 

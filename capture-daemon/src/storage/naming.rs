@@ -28,6 +28,11 @@ impl NameTemplate {
         if text.is_empty() {
             return Err(bad("it is empty".into()));
         }
+        if text.chars().any(char::is_control) {
+            return Err(bad(
+                "it holds a control character (a newline, a tab): use printable characters".into()
+            ));
+        }
         if text.contains('/') || text == "." || text == ".." {
             return Err(bad("it must be a file name without '/': files go in --dir".into()));
         }

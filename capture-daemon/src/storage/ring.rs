@@ -15,6 +15,7 @@ use super::frames::{duration_ns, DataFile, Encoded, FrameEncoder};
 use super::index::{index_path, sidecars, snapshots_path, stats_path, FrameEntry, IndexWriter};
 use super::manifest::{self, DirLock, NameList};
 use super::naming::NameTemplate;
+use super::nofollow::Dir;
 use super::summary::{summarize, Summary};
 use super::{Compression, StorageError};
 use crate::capture::Batch;
@@ -306,15 +307,19 @@ impl RingWriter {
     }
 
     /// Gives ringcap's own files here (adopted data files, their indexes and statistics,
-    /// the manifest) to the user the daemon is about to become (`-Z`), so that it can
-    /// repair, extend and remove them. Foreign files are left as they are.
-    pub fn hand_over(&self, uid: u32, gid: u32) -> io::Result<()> {
+    /// the manifest and the archive's list) to the user the daemon is about to become
+    /// (`-Z`), so that it can repair, extend and remove them. Foreign files are left as
+    /// they are; so is anything that is not a regular file (a symlink planted in a file's
+    /// place is neither followed nor handed over): the directory is walked by descriptor.
+    pub fn hand_over(&self, uid: u32, gid: u32, extra: &[&str]) -> io::Result<()> {
+        let dir = Dir::open(&self.config.dir)?;
         let own = self.closed.iter().flat_map(|f| std::iter::once(f.data.clone()).chain(sidecars(&f.data)));
-        for path in own.chain([self.config.dir.join(manifest::MANIFEST_NAME)]) {
-            match std::os::unix::fs::chown(&path, Some(uid), Some(gid)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+        let names: Vec<String> =
+            own.filter_map(|path| Some(path.file_name()?.to_str()?.to_string())).collect();
+        for name in
+            names.iter().map(String::as_str).chain([manifest::MANIFEST_NAME]).chain(extra.iter().copied())
+        {
+            dir.chown_file(name, uid, gid)?;
         }
         Ok(())
     }

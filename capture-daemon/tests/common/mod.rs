@@ -395,10 +395,14 @@ impl Garage {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
-    /// The options that point ringcap at this server, credentials in a file.
+    /// The name the daemons of the tests archive under (`--archive-host`).
+    pub const HOST: &'static str = "test-gw";
+
+    /// The options that point ringcap at this server, credentials in a file (and, for
+    /// `archive`, the daemon's name in it).
     pub fn ringcap_args(&self, prefix: &str) -> Vec<String> {
         let credentials = self.credentials_file(&self.secret);
-        vec![
+        let mut args = vec![
             "--archive-endpoint".into(),
             self.endpoint.clone(),
             "--archive-region".into(),
@@ -407,7 +411,38 @@ impl Garage {
             credentials.display().to_string(),
             format!("--{prefix}"),
             format!("s3://{}/fleet", Self::BUCKET),
-        ]
+        ];
+        if prefix == "archive" {
+            args.extend(["--archive-host".into(), Self::HOST.into()]);
+        }
+        args
+    }
+
+    /// Puts `bytes` at `key` with ringcap's own client (a real S3 PUT).
+    pub fn put(&self, key: &str, bytes: Vec<u8>) {
+        use object_store::ObjectStoreExt;
+        let archive = self.client();
+        let key = object_store::path::Path::from(key);
+        TestBed::in_namespace(&self.ns, move || {
+            archive.block_on(archive.store.put(&key, object_store::PutPayload::from(bytes))).unwrap();
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+    }
+
+    fn client(&self) -> std::sync::Arc<capture_daemon::archive::store::Archive> {
+        use capture_daemon::archive::store::{Archive, ArchiveSettings, ArchiveTarget};
+        let settings = ArchiveSettings {
+            target: ArchiveTarget::parse(&format!("s3://{}/", Self::BUCKET)).unwrap(),
+            endpoint: Some(self.endpoint.clone()),
+            region: Some(Self::REGION.into()),
+            credentials_file: Some(self.credentials_file(&self.secret)),
+        };
+        TestBed::in_namespace(&self.ns, move || std::sync::Arc::new(Archive::connect(&settings).unwrap()))
+            .join()
+            .unwrap()
+            .unwrap()
     }
 
     /// An AWS shared-credentials file with this server's key and `secret`.
@@ -418,6 +453,8 @@ impl Garage {
             format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {secret}\n", self.key_id),
         )
         .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         path
     }
 
@@ -457,5 +494,89 @@ impl Drop for Garage {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `command` to its end with its output in files; its exit status, stdout, stderr
+/// and the most memory it held (resident set, KiB), as the kernel counted it. The child is
+/// reaped by wait4(2), which reports its resource usage (std's `wait` would not).
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(mut command: std::process::Command) -> (std::process::ExitStatus, Vec<u8>, String, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let (out, err) = (scratch("measured.out"), scratch("measured.err"));
+    command.stdout(std::fs::File::create(&out).unwrap()).stderr(std::fs::File::create(&err).unwrap());
+    let child = command.spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data filled by wait4, which reaps our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        // SAFETY: as above; WNOHANG never blocks.
+        let done = unsafe { libc::wait4(child.id() as i32, &mut status, libc::WNOHANG, &mut usage) };
+        if done > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{command:?} did not end within 2 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    (std::process::ExitStatus::from_raw(status), std::fs::read(&out).unwrap(), stderr, usage.ru_maxrss as u64)
+}
+
+/// 2026-11-24T10:00:00Z
+pub const BASE_SECS: u64 = 1_795_514_400;
+
+/// Packet i of the synthetic ring: known frame i at BASE + i * 10 ms.
+pub fn stamp(i: u64) -> Duration {
+    Duration::from_secs(BASE_SECS) + Duration::from_millis(10 * i)
+}
+
+/// Writes packets 0..count into a ring in `dir` with the real ring writer, rotating
+/// every `file_bytes` so the window spans several files.
+pub fn synthetic_ring(dir: &std::path::Path, count: u64, file_bytes: u64) {
+    use capture_daemon::output::Sink;
+    use capture_daemon::storage::ring::{RingConfig, RingWriter, StorageCounters};
+    let config = RingConfig {
+        rotate_bytes: Some(file_bytes),
+        min_free: Some(capture_daemon::storage::budget::DiskLimit::Bytes(0)),
+        frame_bytes: 16 << 10,
+        ..RingConfig::single_file(
+            dir,
+            capture_daemon::storage::naming::NameTemplate::parse("synthetic-%s").unwrap(),
+            capture_daemon::storage::Compression::Zstd(1),
+        )
+    };
+    let mut ring = RingWriter::open(config, std::sync::Arc::new(StorageCounters::default())).unwrap();
+    for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
+        let mut batch = capture_daemon::capture::Batch::empty(Vec::new());
+        for &i in chunk {
+            let frame = known_frame(i);
+            capture_daemon::pcap::write_record(
+                &mut batch.records,
+                stamp(i),
+                frame.len() as u32,
+                &frame,
+                262_144,
+            )
+            .unwrap();
+            batch.count(stamp(i).as_nanos() as u64);
+        }
+        ring.write(&mut batch).unwrap();
+    }
+    ring.finish().unwrap();
+}
+
+/// Waits for `child` to end, failing the test (and killing it) past `deadline`.
+pub fn wait_with_deadline(child: &mut std::process::Child, deadline: Duration) -> std::process::ExitStatus {
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() >= until {
+            let _ = child.kill();
+            panic!("the process did not end within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
