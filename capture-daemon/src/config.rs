@@ -29,10 +29,14 @@ pub enum ConfigError {
     Value { path: String, key: String, value: String },
     #[error("{path}: `config` cannot appear inside a config file")]
     Nested { path: String },
+    #[error("{path}: unknown key {key:?}: each key is a long option of `ringcap run` with _ for - (see `ringcap run --help` and the example ringcap.toml)")]
+    Unknown { path: String, key: String },
 }
 
-/// The command-line arguments a config file stands for (keys in sorted order).
-pub fn arguments(path: &Path) -> Result<Vec<String>, ConfigError> {
+/// The command-line arguments a config file stands for (keys in sorted order). `known`
+/// lists the keys a file may set (the long options of `run`, `_` for `-`): any other key
+/// is refused, so no text of the file reaches the parser as an option of its own.
+pub fn arguments(path: &Path, known: &[String]) -> Result<Vec<String>, ConfigError> {
     let shown = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
@@ -43,6 +47,9 @@ pub fn arguments(path: &Path) -> Result<Vec<String>, ConfigError> {
     for (key, value) in &table {
         if key == "config" {
             return Err(ConfigError::Nested { path: shown });
+        }
+        if !known.contains(key) && !RENAMED.iter().any(|(k, _)| k == key) {
+            return Err(ConfigError::Unknown { path: shown, key: key.clone() });
         }
         let value = match value {
             toml::Value::String(s) => s.clone(),
@@ -58,10 +65,13 @@ pub fn arguments(path: &Path) -> Result<Vec<String>, ConfigError> {
             .iter()
             .find(|(k, _)| k == key)
             .map_or_else(|| format!("--{}", key.replace('_', "-")), |(_, f)| f.to_string());
-        args.push(flag);
-        if !value.is_empty() {
-            args.push(value);
-        }
+        // The value joined to its option: a value that looks like an option (`-5`) is
+        // still that option's value, and refused by its own check.
+        args.push(match (value.is_empty(), flag.starts_with("--")) {
+            (true, _) => flag,
+            (false, true) => format!("{flag}={value}"),
+            (false, false) => format!("{flag}{value}"),
+        });
     }
     Ok(args)
 }
@@ -73,9 +83,17 @@ mod tests {
     #[test]
     fn the_shipped_example_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/ringcap.toml");
-        let args = arguments(&path).unwrap();
-        assert!(args.windows(2).any(|w| w == ["--interface", "eth0"]), "{args:?}");
-        assert!(args.windows(2).any(|w| w == ["-W", "24"]), "{args:?}");
+        let known: Vec<String> =
+            ["interface", "dir", "max_disk", "min_free", "zstd_level", "http", "http_token_file"]
+                .iter()
+                .map(|k| k.to_string())
+                .collect();
+        let args = match arguments(&path, &known) {
+            Err(ConfigError::Unknown { key, .. }) => panic!("add {key:?} to this test's keys"),
+            other => other.unwrap(),
+        };
+        assert!(args.contains(&"--interface=eth0".to_string()), "{args:?}");
+        assert!(args.contains(&"-W24".to_string()), "{args:?}");
     }
 
     #[test]
@@ -88,26 +106,30 @@ mod tests {
             "interface = \"eth0\"\nfilter = \"not port 22\"\ndir = \"/srv/ring\"\nrotate_seconds = 3600\nmax_disk = \"80%\"\nno_compress = true\n",
         )
         .unwrap();
+        let known: Vec<String> =
+            ["interface", "filter", "dir", "max_disk", "no_compress"].iter().map(|k| k.to_string()).collect();
         assert_eq!(
-            arguments(&path).unwrap(),
+            arguments(&path, &known).unwrap(),
             [
-                "--dir",
-                "/srv/ring",
-                "--filter",
-                "not port 22",
-                "--interface",
-                "eth0",
-                "--max-disk",
-                "80%",
+                "--dir=/srv/ring",
+                "--filter=not port 22",
+                "--interface=eth0",
+                "--max-disk=80%",
                 "--no-compress",
-                "-G",
-                "3600"
+                "-G3600"
             ]
         );
         std::fs::write(&path, "interface = [1, 2]\n").unwrap();
-        assert!(arguments(&path).unwrap_err().to_string().contains("is not a string"));
+        assert!(arguments(&path, &known).unwrap_err().to_string().contains("is not a string"));
         std::fs::write(&path, "interface = \n").unwrap();
-        assert!(arguments(&path).unwrap_err().to_string().contains("not valid TOML"));
+        assert!(arguments(&path, &known).unwrap_err().to_string().contains("not valid TOML"));
+        for unknown in ["\"dir=/x\" = true\n", "\"\" = 1\n", "help = true\n", "max-disk = \"1G\"\n"] {
+            std::fs::write(&path, unknown).unwrap();
+            assert!(
+                matches!(arguments(&path, &known), Err(ConfigError::Unknown { .. })),
+                "{unknown:?} was taken"
+            );
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

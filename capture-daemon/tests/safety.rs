@@ -44,6 +44,14 @@ fn wait_stored(bed: &TestBed, addr: &str, count: usize) {
     }
 }
 
+/// `ringcap pin` of the last hour as NAME, through the daemon's API; it must succeed.
+fn pin_last_hour(bed: &TestBed, addr: &str, token: &Path, name: &str) {
+    let token = token.to_str().unwrap();
+    let pinned =
+        ringcap(bed, &["pin", "--http", addr, "--http-token-file", token, "--last", "1h", "--name", name]);
+    assert!(pinned.status.success(), "{}", String::from_utf8_lossy(&pinned.stderr));
+}
+
 /// Every path under `dir` (itself included), without following symlinks.
 fn tree(dir: &Path) -> Vec<PathBuf> {
     let mut found = vec![dir.to_path_buf()];
@@ -79,26 +87,12 @@ fn a_root_start_never_follows_a_symlink_the_daemons_user_planted() {
     let ring = start_daemon(&bed, &dir, addr, &token, &[]);
     send(&bed, (0..300).map(known_frame).collect());
     wait_stored(&bed, addr, 300);
-    let pinned = ringcap(
-        &bed,
-        &[
-            "pin",
-            "--http",
-            addr,
-            "--http-token-file",
-            token.to_str().unwrap(),
-            "--last",
-            "1h",
-            "--name",
-            "kept",
-        ],
-    );
-    assert!(pinned.status.success(), "{}", String::from_utf8_lossy(&pinned.stderr));
+    pin_last_hour(&bed, addr, &token, "kept");
     stop(ring);
     // Root's files outside the ring.
     let victims = scratch("victims");
     std::fs::create_dir_all(victims.join("dir")).unwrap();
-    for name in ["index", "list", "stats", "extra", "dir/file"] {
+    for name in ["index", "list", "stats", "extra", "linked", "dir/file"] {
         std::fs::write(victims.join(name), b"root's").unwrap();
     }
     for path in tree(&dir) {
@@ -115,6 +109,10 @@ fn a_root_start_never_follows_a_symlink_the_daemons_user_planted() {
     plant("stats", &dir.join("pins/kept/kept.stats.json"));
     plant("extra", &dir.join("pins/kept/evil.pcap"));
     plant("dir", &dir.join("pins/linked"));
+    // A hard link is no symlink, but it is root's file all the same.
+    let snapshots = capture_daemon::storage::index::snapshots_path(&data);
+    let _ = std::fs::remove_file(&snapshots);
+    std::fs::hard_link(victims.join("linked"), &snapshots).unwrap();
     let mut ring = start_daemon(&bed, &dir, addr, &token, &["-Z", "nobody"]);
     assert!(ring.wait_for("running as nobody", WAIT), "{:?}", ring.stderr);
     stop(ring);
@@ -306,6 +304,8 @@ fn stalled_pull_clients_cannot_exhaust_the_daemon() {
         assert!(Instant::now() < deadline, "the stalled pulls were not cut off");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Each is cut off once: not again when its last buffered bytes are flushed.
+    std::thread::sleep(Duration::from_secs(4));
     assert_eq!(metric(&bed, addr, "ringcap_http_pulls_not_served_total{reason=\"stalled\"}"), pulls);
     assert_eq!(metric(&bed, addr, "ringcap_http_pulls_not_served_total{reason=\"busy\"}"), 100 - pulls);
     drop(streams);
@@ -453,4 +453,79 @@ fn durations_too_large_are_refused_and_the_default_window_fits() {
     let response = get(&bed, addr, "/v1/pcap?last=61m", Some(TOKEN));
     assert_eq!(response.status, 400);
     stop(ring);
+}
+
+/// The daemon's user plants a FIFO where the current file's snapshots are read, and a
+/// symlink to /dev/zero for its closing statistics. `pull --with-stats` and a pin answer
+/// at once with every packet, say what they skipped, and the pin is kept. (Before, both
+/// blocked on the FIFO forever: the pin stayed "copying" and held its slot.)
+#[test]
+fn planted_statistics_sidecars_never_hang_a_pull_or_a_pin() {
+    use capture_daemon::storage::index::{snapshots_path, stats_path};
+    let bed = bed();
+    let dir = scratch("sidecars");
+    let token = token_file(TOKEN);
+    let addr = "127.0.0.1:18115";
+    let ring = start_daemon(&bed, &dir, addr, &token, &[]);
+    send(&bed, (0..300).map(known_frame).collect());
+    wait_stored(&bed, addr, 300);
+    let data = capture_daemon::retrieve::pull::ring_files(&dir).unwrap().remove(0);
+    let fifo = snapshots_path(&data);
+    std::fs::remove_file(&fifo).unwrap();
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", stats_path(&data)).unwrap();
+    let out = scratch("sidecars.pcap");
+    let pulled = ringcap(
+        &bed,
+        &[
+            "pull",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--last",
+            "1h",
+            "--with-stats",
+            "-w",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&pulled.stderr);
+    assert!(pulled.status.success(), "{stderr}");
+    assert_eq!(seqs(&std::fs::read(&out).unwrap()), (0..300).collect::<Vec<_>>());
+    assert!(stderr.contains("is not a regular file"), "the FIFO skipped, said: {stderr}");
+    assert!(stderr.contains("symbolic link"), "the symlink skipped, said: {stderr}");
+    pin_last_hour(&bed, addr, &token, "sidecars");
+    let pin_dir = dir.join("pins/sidecars");
+    let from_pin = ringcap(&bed, &["pull", "--dir", pin_dir.to_str().unwrap(), "--last", "100000d"]);
+    assert_eq!(seqs(&from_pin.stdout), (0..300).collect::<Vec<_>>(), "the pin holds the window");
+    let stderr = stop(ring);
+    // The closing statistics were not written through the link either.
+    assert!(std::fs::symlink_metadata(stats_path(&data)).unwrap().file_type().is_symlink());
+    assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(300), "{stderr:?}");
+}
+
+/// A ring file made sparse by whoever can write the ring: its index gone and a terabyte
+/// of hole after its frames. A pull skips the hole without reading it, answers within
+/// seconds with every packet, and counts the hole as damage. (Before, the scan read the
+/// hole window by window, for half an hour.)
+#[test]
+fn a_sparse_giant_in_the_ring_is_skipped_not_scanned() {
+    use capture_daemon::storage::index::index_path;
+    let dir = scratch("sparse");
+    synthetic_ring(&dir, 2000, u64::MAX);
+    let data = capture_daemon::retrieve::pull::ring_files(&dir).unwrap().remove(0);
+    std::fs::remove_file(index_path(&data)).unwrap();
+    let len = std::fs::metadata(&data).unwrap().len();
+    const HOLE: u64 = 1 << 40;
+    std::fs::OpenOptions::new().write(true).open(&data).unwrap().set_len(len + HOLE).unwrap();
+    let mut command = Command::new(RINGCAP);
+    command.args(["pull", "--dir", dir.to_str().unwrap(), "--last", "100000d"]);
+    let started = Instant::now();
+    let (status, pulled, stderr, _) = common::run_measured(command);
+    assert!(status.success(), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert_eq!(seqs(&pulled), (0..2000).collect::<Vec<_>>(), "{stderr}");
+    let lines: Vec<String> = stderr.lines().map(str::to_string).collect();
+    assert_eq!(summary_count(&lines, "damaged bytes skipped"), Some(HOLE), "{stderr}");
 }

@@ -151,7 +151,18 @@ pub fn read_pcap_bytes(bytes: &[u8]) -> Result<Vec<ReadPacket>, pcap_file::PcapE
     Ok(packets)
 }
 
-/// The number followed by `what` in a summary line such as "12 packets captured".
+/// The number followed by `what` in a summary line: "12 packets captured", or one part of
+/// "3 files created, 2 removed for free space, 0 lost to others" (`what` must end the line
+/// or a part of it, so "packets written" never matches "packets written to the ring").
 pub fn summary_count(stderr: &[String], what: &str) -> Option<u64> {
-    stderr.iter().find_map(|line| line.strip_suffix(what)?.trim().parse().ok())
+    stderr.iter().find_map(|line| {
+        line.match_indices(what).find_map(|(at, _)| {
+            let after = &line[at + what.len()..];
+            if !(after.is_empty() || after.starts_with([',', ')']) || after.starts_with(" (")) {
+                return None;
+            }
+            let before = line[..at].strip_suffix(' ')?;
+            before.rsplit([' ', '(']).next()?.parse().ok()
+        })
+    })
 }

@@ -226,6 +226,11 @@ fn families(sources: &Sources) -> Vec<Family> {
         ],
     );
     family(
+        "ringcap_storage_files_lost_total",
+        "Files of the ring removed, replaced or truncated by someone else while being written.",
+        &[(Vec::new(), get(&s.files_lost))],
+    );
+    family(
         "ringcap_storage_disk_full_events_total",
         "Writes that found the disk full.",
         &[(Vec::new(), get(&s.disk_full_events))],

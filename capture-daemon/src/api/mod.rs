@@ -180,10 +180,7 @@ fn router(context: Arc<Context>) -> Router {
     };
     Router::new()
         .route("/v1/pcap", get(pcap))
-        .route(
-            "/v1/files",
-            get(|State(c): State<Arc<Context>>| async move { json_response(files_json(&c.config.ring_dir)) }),
-        )
+        .route("/v1/files", get(list_files))
         .route(
             "/v1/stats",
             get(|State(c): State<Arc<Context>>| async move { json_response(stats_json(&c.sources)) }),
@@ -286,24 +283,33 @@ struct BodyWriter {
     runtime: tokio::runtime::Handle,
     timeout: Duration,
     counters: Arc<ApiCounters>,
+    /// Why the client was let go, once it was: every later write (the buffer's last
+    /// flush among them) fails at once, so a stalled client is waited for and counted once.
+    cut_off: Option<std::io::ErrorKind>,
 }
 
 impl Write for BodyWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::io::ErrorKind;
+        if let Some(kind) = self.cut_off {
+            return Err(std::io::Error::new(kind, "the pull's client was let go"));
+        }
         let chunk = Ok(Bytes::copy_from_slice(buf));
         let sent = self.runtime.block_on(tokio::time::timeout(self.timeout, self.sender.send(chunk)));
-        match sent {
-            Ok(Ok(())) => Ok(buf.len()),
-            Ok(Err(_)) => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")),
+        let (kind, why) = match sent {
+            Ok(Ok(())) => return Ok(buf.len()),
+            Ok(Err(_)) => (ErrorKind::BrokenPipe, "the client went away"),
             Err(_) => {
                 self.counters.pulls_cut_stalled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 eprintln!(
                     "ringcap: a pull's client read nothing for {} s: cut off",
                     self.timeout.as_secs_f64()
                 );
-                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading"))
+                (ErrorKind::TimedOut, "the client stopped reading")
             }
-        }
+        };
+        self.cut_off = Some(kind);
+        Err(std::io::Error::new(kind, why))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -380,7 +386,12 @@ async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Respon
         runtime: tokio::runtime::Handle::current(),
         timeout: context.config.client_timeout,
         counters: Arc::clone(&context.sources.api),
+        cut_off: None,
     };
+    // How the pull ended, set before the body's last sender goes: the body ends cleanly
+    // only after a pull that succeeded.
+    let outcome = Arc::new(std::sync::OnceLock::<Result<(), String>>::new());
+    let ended = Arc::clone(&outcome);
     tokio::task::spawn_blocking(move || {
         // Held until the body is sent, or the pull cut off.
         let _permit = permit;
@@ -389,14 +400,24 @@ async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Respon
                 let limits = PullLimits { max_packets: limits.max_packets, max_bytes: limits.max_bytes };
                 pull(&dir, window, &filter, limits, &mut out).map(drop)
             });
-        if let Err(e) = pulled {
-            // The status is gone already: cut the body short, so the client sees an error.
-            let _ = sender.blocking_send(Err(e));
-        }
+        let _ = ended.set(pulled.map_err(|e| e.to_string()));
+        drop(sender);
     });
+    // The status is gone by the time a pull fails: its body is cut short with an error
+    // (never a clean end), so the client knows the pcap is incomplete. Never a wait on
+    // a client that reads nothing, as sending the error down its full channel would be.
+    let ending = std::iter::once_with(move || match outcome.get() {
+        Some(Ok(())) => None,
+        Some(Err(why)) => Some(Err(std::io::Error::other(why.clone()))),
+        None => Some(Err(std::io::Error::other("the pull stopped before its end"))),
+    })
+    .flatten();
+    let chunks = tokio_stream::StreamExt::chain(
+        tokio_stream::wrappers::ReceiverStream::new(receiver),
+        tokio_stream::iter(ending),
+    );
     let limits_header = format!("max-packets={}, max-bytes={}", limits.max_packets, limits.max_bytes);
-    let mut response =
-        Response::new(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver)));
+    let mut response = Response::new(Body::from_stream(chunks));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(value) = HeaderValue::from_str(&limits_header) {
@@ -471,6 +492,17 @@ async fn create_pin(State(context): State<Arc<Context>>, query: QueryParams) -> 
         }
         Ok(Err(error)) => pin_error(error),
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the pin could not be started"),
+    }
+}
+
+/// The ring's files, read on the blocking pool: a file that is slow to read (a sparse
+/// giant, a stuck disk) holds that request only, up to the response timeout, never the
+/// runtime that answers `/v1/pcap`, `/v1/stats` and `/metrics`.
+async fn list_files(State(context): State<Arc<Context>>) -> Response {
+    let dir = context.config.ring_dir.clone();
+    match tokio::task::spawn_blocking(move || files_json(&dir)).await {
+        Ok(files) => json_response(files),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the ring's files could not be listed"),
     }
 }
 

@@ -718,14 +718,8 @@ pub fn hex(bytes: &[u8]) -> String {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     // A symlink planted in the pin's place is refused, never written through.
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
+    let mut file = nofollow::open_for_writing(path, nofollow::Write::Replace)?;
     file.write_all(bytes)?;
     file.sync_all()
 }

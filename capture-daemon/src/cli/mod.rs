@@ -80,12 +80,24 @@ pub(crate) fn arguments() -> Result<Vec<String>, capture_daemon::config::ConfigE
                 }
                 None => return Ok(args),
             };
-            let from_file = capture_daemon::config::arguments(Path::new(&path))?;
+            let from_file = capture_daemon::config::arguments(Path::new(&path), &run_keys())?;
             // The file's options go right after `run`, so later ones from the command line win.
             args.splice(2..2, from_file);
         }
     }
     Ok(args)
+}
+
+/// The keys a config file may set: `run`'s long options, `_` for `-` (not `config`,
+/// `help` or `version`: a file that asks for help would stop a service "successfully").
+fn run_keys() -> Vec<String> {
+    let command = Cli::command();
+    let run = command.find_subcommand("run").expect("run is a subcommand");
+    run.get_arguments()
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| !["config", "help", "version"].contains(long))
+        .map(|long| long.replace('-', "_"))
+        .collect()
 }
 
 pub fn main() -> ExitCode {

@@ -46,8 +46,10 @@ pub(crate) struct RunArgs {
     /// setgid, mode 2750, and every file written there 0640.
     #[arg(long, value_name = "GROUP")]
     pub(crate) group: Option<String>,
-    /// Start a new file every SECS seconds, aligned to the wall clock; 0 turns it off.
-    #[arg(short = 'G', value_name = "SECS", default_value_t = 3600)]
+    /// Start a new file every SECS seconds (at most a year), aligned to the wall clock;
+    /// 0 turns it off.
+    #[arg(short = 'G', value_name = "SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(0..=366 * 86_400))]
     pub(crate) rotate_seconds: u64,
     /// Keep at most this many files; the oldest go first.
     #[arg(short = 'W', value_name = "FILES", value_parser = parse_file_count)]
@@ -348,10 +350,11 @@ pub(crate) fn print_storage_summary(counters: &StorageCounters) {
     eprintln!("{} packets lost to write errors", get(&counters.packets_lost));
     eprintln!("{} frames written, {} bytes", get(&counters.frames_written), get(&counters.bytes_written));
     eprintln!(
-        "{} files created, {} removed by -W/--max-disk, {} removed for free space",
+        "{} files created, {} removed by -W/--max-disk, {} removed for free space, {} lost to others",
         get(&counters.files_created),
         get(&counters.files_removed),
-        get(&counters.files_removed_for_space)
+        get(&counters.files_removed_for_space),
+        get(&counters.files_lost)
     );
     eprintln!(
         "{} disk-full events, {} write errors ({} failed fsyncs), {} index errors, {} manifest errors, \

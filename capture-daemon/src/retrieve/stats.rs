@@ -14,18 +14,37 @@ use super::pull::ring_files;
 use super::window::Window;
 use crate::health::analysis::{summarize, RTT_KINDS};
 use crate::storage::index::{snapshots_path, stats_path};
+use crate::storage::nofollow;
 use crate::timefmt::rfc3339;
+
+/// The most a file's periodic snapshots may hold (one a frame interval, a few KiB each:
+/// an hour's file at one a second is under 16 MiB).
+const MAX_SNAPSHOTS_BYTES: u64 = 64 << 20;
+/// The most a file's closing snapshot may hold.
+const MAX_STATS_BYTES: u64 = 4 << 20;
+
+/// A sidecar's text, or nothing when it is missing, not a regular file reached without a
+/// symlink (a FIFO or a link to a device planted in the ring never blocks or bombs a
+/// pull or a pin) or larger than `limit`.
+fn sidecar_text(path: &Path, limit: u64) -> String {
+    match nofollow::read_bounded(path, limit) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            eprintln!("ringcap: warning: {} skipped: {e}", path.display());
+            String::new()
+        }
+    }
+}
 
 /// Every snapshot stored beside the ring's files, oldest first.
 fn snapshots(dir: &Path) -> Result<Vec<Value>, String> {
     let mut all = Vec::new();
     for data in ring_files(dir).map_err(|e| e.to_string())? {
-        let periodic = std::fs::read_to_string(snapshots_path(&data)).unwrap_or_default();
+        let periodic = sidecar_text(&snapshots_path(&data), MAX_SNAPSHOTS_BYTES);
         // A line cut by a crash is not JSON: it is skipped.
         all.extend(periodic.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()));
-        if let Some(closing) =
-            std::fs::read_to_string(stats_path(&data)).ok().and_then(|t| serde_json::from_str(&t).ok())
-        {
+        if let Ok(closing) = serde_json::from_str(&sidecar_text(&stats_path(&data), MAX_STATS_BYTES)) {
             all.push(closing);
         }
     }

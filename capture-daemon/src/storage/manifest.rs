@@ -117,7 +117,13 @@ impl NameList {
             text.push_str(name);
             text.push('\n');
         }
-        let mut file = File::create(&temporary)?;
+        // Whatever holds the temporary name (a crash's leftover, or a symlink planted
+        // there) goes first; the new file is created, never opened through a link.
+        match std::fs::remove_file(&temporary) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temporary)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temporary, &path)?;
@@ -189,6 +195,12 @@ impl DirLock {
             return Err(io::Error::last_os_error());
         }
         Ok(DirLock { _dir: file })
+    }
+
+    /// Whether the locked directory was removed (its last link is gone): the ring has
+    /// nowhere to go, and the daemon must stop so that a restart makes it again.
+    pub fn removed(&self) -> bool {
+        self._dir.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) == 0)
     }
 }
 

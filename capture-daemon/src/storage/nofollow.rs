@@ -135,7 +135,8 @@ impl Dir {
     }
 
     /// Gives the regular file `name` to `uid:gid`; anything else (a symlink, a FIFO, a
-    /// device, a directory, nothing) is left alone. Returns whether it was handed over.
+    /// device, a directory, nothing, a file with another link elsewhere: a hard link to a
+    /// file outside the ring) is left alone. Returns whether it was handed over.
     pub fn chown_file(&self, name: &str, uid: u32, gid: u32) -> io::Result<bool> {
         let c = c_name(name.as_bytes())?;
         // An O_PATH descriptor opens nothing (no device side effect) and pins the inode
@@ -154,7 +155,8 @@ impl Dir {
         // SAFETY: fstat on an O_PATH descriptor is allowed and fills `stat`.
         check(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })?;
         // SAFETY: filled by the successful call.
-        if unsafe { stat.assume_init() }.st_mode & libc::S_IFMT != libc::S_IFREG {
+        let stat = unsafe { stat.assume_init() };
+        if stat.st_mode & libc::S_IFMT != libc::S_IFREG || stat.st_nlink != 1 {
             return Ok(false);
         }
         let empty = c"";
@@ -230,6 +232,42 @@ fn regular(file: File, path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// How [`open_for_writing`] opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// From its start, what it held gone.
+    Replace,
+    /// At its end.
+    Append,
+}
+
+/// Opens (creating it if missing) the regular file `path` for writing: a symlink at its
+/// last component is refused and a planted FIFO neither blocks nor is written, so what
+/// ringcap writes lands only in a file of its own directory.
+pub fn open_for_writing(path: &Path, how: Write) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    match how {
+        Write::Replace => options.write(true).truncate(true),
+        Write::Append => options.append(true),
+    };
+    let file = options
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a symbolic link: ringcap never writes through one",
+                )
+            } else {
+                e
+            }
+        })?;
+    regular(file, path)
+}
+
 /// Reads the regular file `path` whole, refusing one larger than `limit` bytes.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     read_file_bounded(open_regular(path)?, path, limit)
@@ -295,6 +333,8 @@ mod tests {
         assert!(!opened.chown_file("link", nobody, nobody).unwrap());
         assert!(!opened.chown_file("fifo", nobody, nobody).unwrap());
         assert!(opened.chown_file("big", nobody, nobody).unwrap());
+        std::fs::hard_link(&outside, dir.join("hard")).unwrap();
+        assert!(!opened.chown_file("hard", nobody, nobody).unwrap(), "a hard link to a file outside");
         use std::os::unix::fs::MetadataExt;
         assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0);
         opened.remove_file("link").unwrap();

@@ -15,7 +15,7 @@ use super::frames::{duration_ns, DataFile, Encoded, FrameEncoder};
 use super::index::{index_path, sidecars, snapshots_path, stats_path, FrameEntry, IndexWriter};
 use super::manifest::{self, DirLock, NameList};
 use super::naming::NameTemplate;
-use super::nofollow::Dir;
+use super::nofollow::{self, Dir};
 use super::summary::{summarize, Summary};
 use super::{Compression, StorageError};
 use crate::capture::Batch;
@@ -121,6 +121,9 @@ pub struct StorageCounters {
     pub sync_errors: AtomicU64,
     /// Manifest updates that failed (the files stay; a later update retries).
     pub manifest_errors: AtomicU64,
+    /// Files of the ring removed, replaced or truncated by someone else while written: a new
+    /// file is started for the packets that follow.
+    pub files_lost: AtomicU64,
 }
 
 impl StorageCounters {
@@ -133,6 +136,7 @@ impl StorageCounters {
             "files_created": get(&self.files_created), "files_removed": get(&self.files_removed),
             "files_removed_for_space": get(&self.files_removed_for_space), "disk_full_events": get(&self.disk_full_events),
             "write_errors": get(&self.write_errors), "index_errors": get(&self.index_errors),
+            "files_lost": get(&self.files_lost),
         })
     }
 }
@@ -533,6 +537,49 @@ impl RingWriter {
         self.keep_buffer(frame);
     }
 
+    /// Why the file being written is no longer the one in the directory, if it is not:
+    /// unlinked, replaced (another file under its name) or truncated below what was written.
+    fn current_file_lost(&self) -> Option<Lost> {
+        use std::os::unix::fs::MetadataExt;
+        let current = self.current.as_ref()?;
+        let held = current.file.metadata().ok()?;
+        match std::fs::symlink_metadata(&current.data) {
+            // Gone from the directory (unlinked, or renamed away).
+            Err(_) => Some(Lost::Removed),
+            Ok(named) if (named.dev(), named.ino()) != (held.dev(), held.ino()) => Some(Lost::Replaced),
+            Ok(_) if held.nlink() == 0 => Some(Lost::Removed),
+            Ok(_) if held.len() < current.offset => Some(Lost::Truncated),
+            Ok(_) => None,
+        }
+    }
+
+    /// Lets go of the current file that someone else removed, replaced or truncated (said
+    /// and counted). A truncated file is still ringcap's and joins the closed files; the
+    /// name of a removed or replaced one leaves the manifest, so a file put in its place
+    /// is never taken for ringcap's.
+    fn abandon_current(&mut self, why: Lost) {
+        let Some(current) = self.current.take() else { return };
+        bump(&self.counters.files_lost, 1);
+        eprintln!(
+            "ringcap: warning: {} was {} while being written (not by ringcap): the packets that follow go to a new file",
+            current.data.display(),
+            why.as_str()
+        );
+        if why == Lost::Truncated {
+            let bytes =
+                file_len(&current.data) + file_len(&index_path(&current.data)) + current.snapshot_bytes;
+            self.closed.push_back(ClosedFile { data: current.data, bytes });
+            return;
+        }
+        for sidecar in sidecars(&current.data) {
+            let _ = std::fs::remove_file(sidecar);
+        }
+        if let Some(name) = current.data.file_name().and_then(|n| n.to_str()) {
+            self.manifest.remove(name);
+            let _ = self.save_manifest();
+        }
+    }
+
     /// Appends the daemon's counters to the current file's snapshots, at most once per
     /// frame interval: after a frame is stored, and on ticks while the counters move
     /// without frames (their last change lands too). Best effort: a pull without them
@@ -551,7 +598,7 @@ impl RingWriter {
         current.last_kernel = Some(line["kernel"].clone());
         if current.snapshots.is_none() {
             current.snapshots =
-                OpenOptions::new().create(true).append(true).open(snapshots_path(&current.data)).ok();
+                nofollow::open_for_writing(&snapshots_path(&current.data), nofollow::Write::Append).ok();
         }
         line["storage"] = self.counters.to_json();
         let mut line = line.to_string();
@@ -596,7 +643,9 @@ impl RingWriter {
             // What the writer did so far goes with what the programs and the reader did.
             let mut snapshot = snapshot();
             snapshot["storage"] = self.counters.to_json();
-            if std::fs::write(stats_path(data), snapshot.to_string()).is_err() {
+            let written = nofollow::open_for_writing(&stats_path(data), nofollow::Write::Replace)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, snapshot.to_string().as_bytes()));
+            if written.is_err() {
                 bump(&self.counters.index_errors, 1);
             }
         }
@@ -615,8 +664,42 @@ impl RingWriter {
             let bytes = current.offset + file_len(&index_path(&current.data)) + current.snapshot_bytes;
             self.closed.push_back(ClosedFile { data: current.data, bytes });
         }
-        self.start_file()?;
+        match self.start_file() {
+            // A full disk (or no inode left) when a file starts: the oldest files make room,
+            // as for a frame that does not fit.
+            Err(e) if is_disk_full(&e) && !self.closed.is_empty() => {
+                bump(&self.counters.disk_full_events, 1);
+                self.free_space_for(self.config.frame_bytes as u64);
+                self.start_file()?;
+            }
+            other => other?,
+        }
         self.enforce_limits();
+        Ok(())
+    }
+
+    /// Checks, before each batch and tick, that the file being written is still the one in
+    /// the directory (or starts another), and fails once the ring's directory was removed:
+    /// nothing written from then on would land anywhere, so the daemon stops (non-zero)
+    /// and a restart makes the directory again.
+    fn check_dir(&mut self) -> io::Result<()> {
+        if let Some(why) = self.current_file_lost() {
+            // Frames on their way to it are counted as lost; the packets that follow go to
+            // a new file, behind its header.
+            self.abandon_current(why);
+            self.rotate_counting_errors();
+        }
+        if self._lock.removed() {
+            // The frame on its way has nowhere to go: counted, like the batch in hand.
+            self.drop_pending();
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "the ring directory {} was removed: restart ringcap to create it again",
+                    self.config.dir.display()
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -749,6 +832,7 @@ impl Sink for RingWriter {
     }
 
     fn write(&mut self, batch: &mut Batch) -> io::Result<()> {
+        self.check_dir()?;
         // A batch of the current file's period goes into that file, even when the period
         // ended while the batch was on its way; the next period's file starts after it.
         let earliest = Duration::from_nanos(batch.earliest_ns);
@@ -772,6 +856,7 @@ impl Sink for RingWriter {
     }
 
     fn tick(&mut self) -> io::Result<()> {
+        self.check_dir()?;
         self.rotate_on_time();
         let frames = self.counters.frames_written.load(Ordering::Relaxed);
         if self.pending.started.is_some_and(|s| s.elapsed() >= self.config.frame_age) {
@@ -789,6 +874,7 @@ impl Sink for RingWriter {
     /// SIGHUP: a file that cannot be created now is counted and retried on the next
     /// tick; capture goes on.
     fn rotate(&mut self) -> io::Result<()> {
+        self.check_dir()?;
         self.rotate_counting_errors();
         Ok(())
     }
@@ -815,6 +901,24 @@ fn write_file_header(config: &RingConfig, content: &mut Vec<u8>) -> io::Result<(
         Some(names) => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             pcap::write_pcapng_header(content, config.snaplen, &names)
+        }
+    }
+}
+
+/// How the file being written was lost (see [`RingWriter::abandon_current`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lost {
+    Removed,
+    Replaced,
+    Truncated,
+}
+
+impl Lost {
+    fn as_str(self) -> &'static str {
+        match self {
+            Lost::Removed => "removed",
+            Lost::Replaced => "replaced",
+            Lost::Truncated => "truncated",
         }
     }
 }
@@ -1014,25 +1118,88 @@ mod tests {
         let counters = Arc::new(StorageCounters::default());
         let mut ring = RingWriter::open(config(&dir, Compression::None), Arc::clone(&counters)).unwrap();
         ring.write(&mut batch(&[1, 2, 3])).unwrap();
-        // The file cannot be replaced now: the directory is read-only to the writer.
         let first = ring.current_path().unwrap().to_path_buf();
-        std::fs::remove_dir_all(&dir).unwrap();
+        // No file can be started now: the manifest (listed before a file is made) cannot
+        // be saved, its temporary name taken by a directory that is not empty.
+        let blocker = dir.join(format!(".{}.tmp", manifest::MANIFEST_NAME));
+        std::fs::create_dir_all(blocker.join("x")).unwrap();
         Sink::rotate(&mut ring).unwrap();
         assert!(ring.current_path().is_none());
         ring.write(&mut batch(&[4, 5])).unwrap();
         ring.tick().unwrap();
         assert_eq!(counters.packets_lost.load(Ordering::Relaxed), 2);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&blocker).unwrap();
         ring.write(&mut batch(&[6, 7, 8, 9])).unwrap();
         ring.finish().unwrap();
         let next = ring.current_path().unwrap().to_path_buf();
         assert_ne!(first, next);
-        let bytes = std::fs::read(&next).unwrap();
-        let format = RecordFormat::from_file_header(&bytes).expect("the file starts with its header");
-        assert_eq!(format.records(&bytes[format.header_len..]).count(), 4);
+        assert_eq!(records_in(&next), 4, "the header leads the next file, then its packets");
         // written + lost = every packet given to the ring
         let written = counters.packets_written.load(Ordering::Relaxed);
         assert_eq!(written + counters.packets_lost.load(Ordering::Relaxed), 9);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The packet records of an uncompressed ring file, behind its header.
+    fn records_in(data: &Path) -> usize {
+        let bytes = std::fs::read(data).unwrap();
+        let format = RecordFormat::from_file_header(&bytes).expect("the file starts with its header");
+        format.records(&bytes[format.header_len..]).count()
+    }
+
+    #[test]
+    fn a_file_removed_replaced_or_truncated_by_someone_else_is_counted_and_another_started() {
+        let dir = scratch("lost-file");
+        let counters = Arc::new(StorageCounters::default());
+        let mut ring = RingWriter::open(config(&dir, Compression::None), Arc::clone(&counters)).unwrap();
+        let name = |path: &Path| path.file_name().unwrap().to_str().unwrap().to_string();
+        let listed = |dir: &Path| std::fs::read_to_string(dir.join(manifest::MANIFEST_NAME)).unwrap();
+        let mut given = 0;
+        let mut give = |ring: &mut RingWriter, times: &[u64]| {
+            given += times.len() as u64;
+            ring.write(&mut batch(times)).unwrap();
+            ring.tick().unwrap();
+        };
+        give(&mut ring, &[1, 2]);
+        let removed = ring.current_path().unwrap().to_path_buf();
+        std::fs::remove_file(&removed).unwrap();
+        give(&mut ring, &[3, 4, 5]);
+        let replaced = ring.current_path().unwrap().to_path_buf();
+        assert_ne!(replaced, removed);
+        assert!(!listed(&dir).contains(&name(&removed)), "a removed file's name leaves the manifest");
+        assert_eq!(counters.files_lost.load(Ordering::Relaxed), 1);
+        // Someone else's file under the name: never taken for ringcap's, never removed.
+        ring.finish().unwrap();
+        std::fs::rename(&replaced, dir.join("aside")).unwrap();
+        std::fs::write(&replaced, b"not ringcap's").unwrap();
+        give(&mut ring, &[6]);
+        assert_eq!(counters.files_lost.load(Ordering::Relaxed), 2);
+        assert!(!listed(&dir).contains(&name(&replaced)));
+        assert_eq!(std::fs::read(&replaced).unwrap(), b"not ringcap's");
+        ring.finish().unwrap();
+        let truncated = ring.current_path().unwrap().to_path_buf();
+        std::fs::OpenOptions::new().write(true).open(&truncated).unwrap().set_len(10).unwrap();
+        give(&mut ring, &[7, 8, 9, 10]);
+        assert_eq!(counters.files_lost.load(Ordering::Relaxed), 3);
+        assert!(listed(&dir).contains(&name(&truncated)), "a truncated file is still ringcap's");
+        ring.finish().unwrap();
+        let last = ring.current_path().unwrap().to_path_buf();
+        assert_eq!(records_in(&last), 4, "the packets after a loss land in a new file, behind its header");
+        let written = counters.packets_written.load(Ordering::Relaxed);
+        assert_eq!(written + counters.packets_lost.load(Ordering::Relaxed), given);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_removed_ring_directory_stops_the_writer_with_the_way_out() {
+        let dir = scratch("dir-gone");
+        let counters = Arc::new(StorageCounters::default());
+        let mut ring = RingWriter::open(config(&dir, Compression::None), Arc::clone(&counters)).unwrap();
+        ring.write(&mut batch(&[1, 2, 3])).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let error = ring.write(&mut batch(&[4])).unwrap_err();
+        assert!(error.to_string().contains("restart ringcap"), "{error}");
+        assert_eq!(counters.packets_lost.load(Ordering::Relaxed), 3, "the frame on its way is counted");
+        assert!(ring.tick().is_err());
     }
 }
