@@ -21,6 +21,10 @@ pub const SNAPLEN_GLOBAL: &str = "SNAPLEN";
 /// Name of the load-time global holding the ring fill level (bytes) above which the
 /// kernel wakes the reader; below it records are submitted without a wakeup.
 pub const WAKEUP_GLOBAL: &str = "WAKEUP_BYTES";
+/// Name of the load-time global that is non-zero when the AF_XDP program stamps frames
+/// in their metadata (`bpf_xdp_adjust_meta`); zero on a kernel that refuses the helper to
+/// XDP programs, and user space stamps them on arrival.
+pub const XSK_KERNEL_STAMP_GLOBAL: &str = "XSK_KERNEL_STAMP";
 /// Name of the load-time global that is non-zero when a filter was spliced into the
 /// programs (without one, the filter subprogram is never called).
 pub const FILTER_ACTIVE_GLOBAL: &str = "FILTER_ACTIVE";

@@ -29,7 +29,12 @@ fn afxdp_captures_every_frame_byte_exact_with_kernel_timestamps() {
     assert!(stderr.iter().any(|l| l.contains("to AF_XDP sockets (1 queues, copy mode)")), "{stderr:?}");
     assert_eq!(summary_count(&stderr, "packets captured"), Some(2000), "{stderr:?}");
     assert_eq!(summary_count(&stderr, "packets dropped by kernel"), Some(0), "{stderr:?}");
-    assert!(!stderr.iter().any(|l| l.contains("timestamped on arrival")), "the kernel stamps every frame");
+    // The kernel stamps every frame, unless it refuses the program the metadata helper
+    // (said at load): then user space stamps every one, and says how many.
+    let refused = stderr.iter().any(|l| l.contains("refuses bpf_xdp_adjust_meta"));
+    let stamped_by_us =
+        summary_count(&stderr, "packets timestamped on arrival in user space (no kernel timestamp)");
+    assert_eq!(stamped_by_us, refused.then_some(2000), "{stderr:?}");
     assert!(!stderr.iter().any(|l| l.contains("AF_XDP sockets:")), "no socket counted a loss: {stderr:?}");
 
     let packets = read_pcap(&file).unwrap();
@@ -91,9 +96,13 @@ fn afxdp_losses_behind_a_stalled_writer_are_all_counted() {
     let frames: Vec<Vec<u8>> = (0..100_000).map(|seq| template.udp(1514, 0, seq)).collect();
     send(&bed, frames);
     std::thread::sleep(Duration::from_millis(500));
-    // SIGINT to ringcap only: the shell's reader must still drain the pipe afterwards.
-    let _ =
-        Command::new("pkill").args(["-INT", "-f", "^/.*ringcap capture -i veth-rx --mode afxdp"]).status();
+    // SIGINT to this shell's ringcap only: not the other tests' captures (a pattern alone
+    // matched them), nor the shell's reader, a subshell whose command line also names
+    // ringcap (hence the anchor on the binary's path); it must still drain the pipe.
+    let shell = capture.child.id().to_string();
+    let signalled =
+        Command::new("pkill").args(["-INT", "-P", &shell, "-f", "^/.*ringcap capture"]).status().unwrap();
+    assert!(signalled.success(), "no ringcap under the shell {shell}");
     let (_, stderr) = capture.finish(Duration::from_secs(60));
     let count = |what| summary_count(&stderr, what).unwrap_or_else(|| panic!("no {what:?} in {stderr:?}"));
     let captured = count("packets captured");
@@ -124,9 +133,17 @@ fn afxdp_sockets_of_two_interfaces_are_merged_in_time_order() {
     assert!(!stderr.iter().any(|l| l.contains("out of time order")), "{stderr:?}");
     let rows = tshark_fields(&file, "", &["frame.interface_name", "udp.srcport", "frame.time_epoch"]);
     assert_eq!(rows.len(), 600);
-    for (round, rows) in rows.chunks(20).enumerate() {
-        let iface = if round % 2 == 0 { RX_IF } else { RX2_IF };
-        assert!(rows.iter().all(|r| r[0] == iface), "round {round} should come from {iface}: {rows:?}");
+    for iface in [RX_IF, RX2_IF] {
+        assert_eq!(rows.iter().filter(|r| r[0] == iface).count(), 300, "{iface}");
+    }
+    // Rounds come out as they were sent only by the kernel's arrival stamps: a kernel that
+    // refuses the metadata helper (said at load) leaves the stamps, and so the merge, to
+    // when each socket's reader took its frames.
+    if !stderr.iter().any(|l| l.contains("refuses bpf_xdp_adjust_meta")) {
+        for (round, rows) in rows.chunks(20).enumerate() {
+            let iface = if round % 2 == 0 { RX_IF } else { RX2_IF };
+            assert!(rows.iter().all(|r| r[0] == iface), "round {round} should come from {iface}: {rows:?}");
+        }
     }
     let times: Vec<f64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "packets out of time order");

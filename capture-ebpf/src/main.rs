@@ -26,6 +26,7 @@ use aya_ebpf::{
     macros::{classifier, map, xdp},
     maps::{HashMap, XskMap},
     programs::{TcContext, XdpContext},
+    Global,
 };
 use capture_common::{Counter, RecordFlags, XskMeta, MAX_XSK_SOCKETS, PACKET_WINDOW};
 
@@ -81,10 +82,18 @@ fn redirect_to_socket(ctx: &XdpContext) -> u32 {
     }
 }
 
+/// Non-zero when the kernel lets XDP programs grow the metadata area: a read-only global,
+/// so with zero the verifier never visits the helper call a refusing kernel would reject.
+#[unsafe(no_mangle)]
+static XSK_KERNEL_STAMP: Global<u32> = Global::new(1);
+
 /// Puts the arrival time in the metadata area in front of the frame (AF_XDP copies it
 /// along); without room for it, user space stamps the frame on arrival instead.
 #[inline(always)]
 fn stamp(ctx: &XdpContext, now: u64) {
+    if XSK_KERNEL_STAMP.load() == 0 {
+        return;
+    }
     // SAFETY: grows the metadata area of this frame; the pointers are re-read afterwards.
     if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(XskMeta::LEN as i32)) } != 0 {
         return;

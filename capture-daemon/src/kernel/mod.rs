@@ -20,7 +20,7 @@ use crate::filter::Filter;
 use aya::{Ebpf, EbpfLoader};
 use capture_common::{
     Counter, COUNTERS_MAP, INTERFACES_MAP, MAX_CAPTURE_BYTES, MAX_CPUS, MAX_INTERFACES, MAX_SLOTS, RING_MAP,
-    SNAPLEN_GLOBAL, WAKEUP_GLOBAL, XDP_PROGRAM,
+    SNAPLEN_GLOBAL, WAKEUP_GLOBAL, XDP_PROGRAM, XSK_KERNEL_STAMP_GLOBAL,
 };
 use object::Object;
 use std::os::fd::{AsFd, AsRawFd};
@@ -294,22 +294,40 @@ impl CaptureProgram {
         if let Some(native) = native {
             object.splice_filter(native)?;
         }
-        let mut ebpf = EbpfLoader::new()
-            .override_global(SNAPLEN_GLOBAL, &snaplen, true)
-            .override_global(WAKEUP_GLOBAL, &wakeup_bytes, true)
-            .override_global(FILTER_ACTIVE_GLOBAL, &u32::from(native.is_some()), true)
-            .map_max_entries(FLOWS_MAP, config.tcp_flows.max(1))
-            .load(object.bytes())
-            .map_err(|e| classify_load_error(&e))?;
-        for attach in Attach::ALL.into_iter().filter(|&a| config.programs.contains(a)) {
-            let loaded = match attach {
-                Attach::Xdp | Attach::XdpToSockets => program_mut::<Xdp>(&mut ebpf, attach.program())?.load(),
-                Attach::TcIngress | Attach::TcEgress => {
-                    program_mut::<SchedClassifier>(&mut ebpf, attach.program())?.load()
-                }
-            };
-            loaded.map_err(|e| classify_load_error(&e))?;
-        }
+        let load = |kernel_stamp: bool| -> Result<Ebpf, KernelError> {
+            let mut ebpf = EbpfLoader::new()
+                .override_global(SNAPLEN_GLOBAL, &snaplen, true)
+                .override_global(WAKEUP_GLOBAL, &wakeup_bytes, true)
+                .override_global(FILTER_ACTIVE_GLOBAL, &u32::from(native.is_some()), true)
+                .override_global(XSK_KERNEL_STAMP_GLOBAL, &u32::from(kernel_stamp), true)
+                .map_max_entries(FLOWS_MAP, config.tcp_flows.max(1))
+                .load(object.bytes())
+                .map_err(|e| classify_load_error(&e))?;
+            for attach in Attach::ALL.into_iter().filter(|&a| config.programs.contains(a)) {
+                let loaded = match attach {
+                    Attach::Xdp | Attach::XdpToSockets => {
+                        program_mut::<Xdp>(&mut ebpf, attach.program())?.load()
+                    }
+                    Attach::TcIngress | Attach::TcEgress => {
+                        program_mut::<SchedClassifier>(&mut ebpf, attach.program())?.load()
+                    }
+                };
+                loaded.map_err(|e| classify_load_error(&e))?;
+            }
+            Ok(ebpf)
+        };
+        let mut ebpf = match load(true) {
+            // Some kernels refuse bpf_xdp_adjust_meta to XDP programs: the AF_XDP program
+            // then leaves the stamp to user space (each frame counted as stamped on arrival).
+            Err(KernelError::Load(log)) if log.contains("cannot use helper bpf_xdp_adjust_meta") => {
+                eprintln!(
+                    "ringcap: warning: this kernel refuses bpf_xdp_adjust_meta to XDP programs: \
+                     AF_XDP frames are timestamped on arrival in user space"
+                );
+                load(false)?
+            }
+            other => other?,
+        };
         let counters = take_map(&mut ebpf, COUNTERS_MAP)?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| KernelError::Load(e.to_string()))?;
         let Map::Array(in_flight) = take_map(&mut ebpf, IN_FLIGHT_MAP)? else {
