@@ -369,6 +369,28 @@ fn bad_ring_settings_give_clear_errors() {
     expect_failure(&["--dir", d, "--max-disk", "10K"], "too small");
     expect_failure(&["--dir", d, "--zstd-level", "30"], "30");
     expect_failure(&["--dir", d, "--frame-interval", "0"], "--frame-interval 0 is out of range");
+    expect_failure(&["--dir", d, "-G", "99999999"], "99999999");
+    // (--max-disk 10K needs the filesystem's size: the directory is made to read it.)
+    let _ = std::fs::remove_dir_all(&dir);
+    expect_failure(&["--dir", d, "--name", "x%Q"], "%Q is not supported");
+    // Options refused after the ring was made used to leave DIR and DIR/pins behind.
+    expect_failure(&["--dir", d, "--syn-timeout", "0"], "--syn-timeout 0 is not a positive number");
+    expect_failure(&["--dir", d, "--http", "127.0.0.1:0", "--http-max-window", "x"], "not a duration");
+    expect_failure(&["--dir", d, "--http", "127.0.0.1:0"], "needs a bearer token");
+    assert!(!dir.exists(), "a refused start created {d}");
+    // A config file: only run's own options, and values that look like options stay values.
+    let config = scratch("bad.toml");
+    let c = config.to_str().unwrap();
+    for (text, message) in [
+        ("help = true\n", "unknown key \"help\""),
+        ("\"dir=/x\" = true\n", "unknown key \"dir=/x\""),
+        ("\"\" = 1\n", "unknown key \"\""),
+        ("max_disk = \"-5\"\n", "-5"),
+    ] {
+        std::fs::write(&config, format!("dir = \"{d}\"\n{text}")).unwrap();
+        expect_failure(&["--config", c], message);
+        assert!(!dir.exists(), "{text}: a refused start created {d}");
+    }
 }
 
 #[test]

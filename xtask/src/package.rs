@@ -28,6 +28,10 @@ const INSTALLED: &[&str] = &[
     "usr/share/doc/ringcap/README.md",
 ];
 
+/// The most exposure `systemd-analyze security` may rate the unit, in tenths (it rates 3.4 now; 4.3
+/// before PrivateDevices, ProtectKernelLogs, ProtectProc and the rest).
+const UNIT_EXPOSURE_MAX: u32 = 35;
+
 fn output(command: &mut Command) -> Result<String> {
     let description = format!("{command:?}");
     let out = command.output().with_context(|| format!("cannot run {description}"))?;
@@ -74,6 +78,10 @@ pub fn verify(deb: &Path) -> Result<()> {
     let conffiles = std::fs::read_to_string(scratch.join("control/conffiles"))?;
     ensure!(conffiles.contains("/etc/ringcap/ringcap.toml"), "the configuration is no conffile: {conffiles}");
     ensure!(scratch.join("control/postinst").is_file(), "no postinst to create the ringcap user");
+    ensure!(scratch.join("control/prerm").is_file(), "no prerm to stop the daemon on removal");
+    for script in ["postinst", "prerm", "postrm"] {
+        run(Command::new("sh").arg("-n").arg(scratch.join("control").join(script)))?;
+    }
     let binary = root.join("usr/bin/ringcap");
     let version = output(Command::new(&binary).arg("--version"))?;
     ensure!(version.starts_with("ringcap "), "unexpected --version: {version}");
@@ -90,6 +98,18 @@ pub fn verify(deb: &Path) -> Result<()> {
     let verify = Command::new("systemd-analyze").arg("verify").arg(&checked).output()?;
     let complaints = String::from_utf8_lossy(&verify.stderr);
     ensure!(verify.status.success() && complaints.trim().is_empty(), "systemd-analyze verify: {complaints}");
+    // systemd's own exposure rating of the sandbox (0 best, 10 worst), checked so it only
+    // ever improves.
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", &format!("--threshold={UNIT_EXPOSURE_MAX}")])
+        .arg(&checked)
+        .output()?;
+    let rating = String::from_utf8_lossy(&security.stdout);
+    ensure!(
+        security.status.success(),
+        "systemd-analyze security rates the unit above {UNIT_EXPOSURE_MAX}:\n{}",
+        rating.lines().last().unwrap_or_default()
+    );
     std::fs::remove_dir_all(&scratch)?;
     Ok(())
 }

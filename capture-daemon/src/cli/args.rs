@@ -155,7 +155,16 @@ impl KernelArgs {
 
     /// Refuses what cannot work before anything is loaded or created; returns what it
     /// resolved, for the capture to use as it is.
+    fn syn_timeout(&self) -> anyhow::Result<Duration> {
+        Duration::try_from_secs_f64(self.syn_timeout).ok().filter(|t| !t.is_zero()).ok_or_else(|| {
+            anyhow::anyhow!("--syn-timeout {} is not a positive number of seconds", self.syn_timeout)
+        })
+    }
+
+    /// Every check of these options that needs no file written: a bad option is refused
+    /// before anything is created, loaded or attached.
     pub(crate) fn check(&self) -> anyhow::Result<Checked> {
+        self.syn_timeout()?;
         let checked =
             Checked { ifindexes: self.interface_indexes()?, filter: self.filter()?, run_as: self.run_as()? };
         if self.mode == CaptureMode::Afxdp {
@@ -222,12 +231,7 @@ impl KernelArgs {
             xdp_mode: self.xdp_mode,
             direction: self.direction,
             xsk_frames: (buffer_bytes / capture_daemon::capture::xsk::FRAME_SIZE).max(512),
-            syn_timeout: Duration::try_from_secs_f64(self.syn_timeout)
-                .ok()
-                .filter(|t| !t.is_zero())
-                .ok_or_else(|| {
-                    anyhow::anyhow!("--syn-timeout {} is not a positive number of seconds", self.syn_timeout)
-                })?,
+            syn_timeout: self.syn_timeout()?,
             kernel: KernelConfig {
                 filter: Some(checked.filter),
                 snaplen: self.snaplen,

@@ -155,6 +155,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let group = args.group.as_deref().map(Group::lookup).transpose()?;
     let host = gateway_name(args.archive_host.as_deref())?;
+    let api_limits = api_limits(&args)?;
+    let token = if args.http.is_some() { http_token(&args)? } else { None };
+    let name = capture_daemon::storage::data_stem(&args.name).unwrap_or(&args.name);
+    let template = NameTemplate::parse(name)?;
     // Packets are secrets: whatever the umask, what ringcap writes is the daemon's user's
     // (and with --group, readable by that group).
     // SAFETY: umask(2) cannot fail.
@@ -178,7 +182,6 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(user) = &checked.run_as {
         user.check_writable(&args.dir)?;
     }
-    let name = capture_daemon::storage::data_stem(&args.name).unwrap_or(&args.name);
     let live = Arc::new(LiveCounters::default());
     let pinned = Arc::new(AtomicU64::new(0));
     let compression = match (args.no_compress, args.zstd_level) {
@@ -187,7 +190,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let config = RingConfig {
         dir: args.dir.clone(),
-        template: NameTemplate::parse(name)?,
+        template,
         compression,
         snaplen: args.kernel.snaplen,
         pcapng_interfaces: pcapng.then(|| args.kernel.interface.clone()),
@@ -249,30 +252,12 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(addr) = args.http {
-        let limits = ApiLimits {
-            max_window: parse_duration(&args.http_max_window).map_err(anyhow::Error::msg)?,
-            max_packets: args.http_max_packets,
-            max_bytes: match args.http_max_bytes {
-                DiskLimit::Bytes(b) => b,
-                DiskLimit::Percent(_) => anyhow::bail!("--http-max-bytes takes a size (like 4G)"),
-            },
-        };
-        let token = match (api_token(args.http_token_file.as_deref())?, args.http_no_auth) {
-            (Some(_), true) => anyhow::bail!("--http-no-auth and a token exclude each other: choose one"),
-            (Some(token), false) => Some(token),
-            (None, true) => None,
-            (None, false) => anyhow::bail!(
-                "the HTTP API needs a bearer token, or anyone on this machine could pull all traffic: \
-                 give --http-token-file FILE (not readable by everyone) or set RINGCAP_HTTP_TOKEN; \
-                 --http-no-auth serves without one (loopback only)"
-            ),
-        };
         let config = ApiConfig {
             addr,
             client_timeout: Duration::from_secs_f64(args.http_client_timeout),
             token,
             ring_dir: args.dir.clone(),
-            limits,
+            limits: api_limits,
         };
         let sources = Sources {
             live: Arc::clone(&live),
@@ -301,6 +286,32 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// How much pins may hold: `--max-pinned`, or half of `--max-disk`; and `--min-free`.
+/// The API's bearer token, or none with --http-no-auth; read before anything is created.
+fn http_token(args: &RunArgs) -> anyhow::Result<Option<String>> {
+    match (api_token(args.http_token_file.as_deref())?, args.http_no_auth) {
+        (Some(_), true) => anyhow::bail!("--http-no-auth and a token exclude each other: choose one"),
+        (Some(token), false) => Ok(Some(token)),
+        (None, true) => Ok(None),
+        (None, false) => anyhow::bail!(
+            "the HTTP API needs a bearer token, or anyone on this machine could pull all traffic: \
+             give --http-token-file FILE (not readable by everyone) or set RINGCAP_HTTP_TOKEN; \
+             --http-no-auth serves without one (loopback only)"
+        ),
+    }
+}
+
+/// What one API request may ask for, checked before anything is created.
+fn api_limits(args: &RunArgs) -> anyhow::Result<ApiLimits> {
+    Ok(ApiLimits {
+        max_window: parse_duration(&args.http_max_window).map_err(anyhow::Error::msg)?,
+        max_packets: args.http_max_packets,
+        max_bytes: match args.http_max_bytes {
+            DiskLimit::Bytes(b) => b,
+            DiskLimit::Percent(_) => anyhow::bail!("--http-max-bytes takes a size (like 4G)"),
+        },
+    })
+}
+
 fn pin_limits(args: &RunArgs) -> anyhow::Result<PinLimits> {
     let total =
         fs_space(&args.dir).with_context(|| format!("reading the size of {}", args.dir.display()))?.total;
