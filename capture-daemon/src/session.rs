@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
+use crate::capture::links::{Links, LinksEnd};
 use crate::capture::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
 use crate::capture::{Batch, BufferPool, Delivery, Reader, ReaderConfig, ReaderControl, RecordSource};
 use crate::health::sweeper::Sweeper;
@@ -97,6 +98,8 @@ pub struct CaptureSummary {
     pub write_dropped: u64,
     /// The write error that ended the session early, if any.
     pub write_error: Option<String>,
+    /// Why the capture's interfaces ended the session, if they did.
+    pub links_end: Option<LinksEnd>,
 }
 
 impl CaptureOptions {
@@ -226,18 +229,23 @@ pub fn run_capture(
         options.live.publish(program.counters(), program.rtt_buckets());
         *locked(&options.live.xsk) = XskStatistics::sum(&statistics);
     };
+    let mut links =
+        Links::new(options.interfaces.iter().cloned().zip(ifindexes).collect(), &options.live.interfaces_up);
+    let mut links_end = None;
     let deadline = options.duration.map(|d| Instant::now() + d);
     let mut published = Instant::now();
     let mut sweeper = Sweeper::new(options.kernel.tcp_flows, options.syn_timeout);
     while !stop.load(Ordering::Acquire)
         && !control.count_reached.load(Ordering::Acquire)
         && !writer_failed.load(Ordering::Acquire)
+        && links_end.is_none()
         && deadline.is_none_or(|d| Instant::now() < d)
     {
         thread::sleep(Duration::from_millis(10));
         if published.elapsed() >= Duration::from_secs(1) {
             publish(&program);
             published = Instant::now();
+            links_end = links.check(&options.live.interfaces_up);
             if options.selection.tcp_analysis {
                 sweeper.maybe_sweep(&mut program, &options.live);
             }
@@ -261,6 +269,7 @@ pub fn run_capture(
         unstamped: reader_counters.unstamped.load(Ordering::Relaxed),
         write_dropped: written.lost_packets,
         write_error: written.error,
+        links_end,
     })
 }
 

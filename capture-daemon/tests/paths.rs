@@ -10,7 +10,7 @@ use common::{
 };
 use ringcap_tools::frames::{sequence_of, FrameTemplate};
 use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
-use ringcap_tools::testbed::{TestBed, TestBedOptions, RX2_IF, RX_IF, SINK_MAC, TX_MAC};
+use ringcap_tools::testbed::{TestBed, TestBedOptions, RX2_IF, RX_IF, SINK_MAC, TX2_IF, TX_MAC};
 
 #[test]
 fn afxdp_captures_every_frame_byte_exact_with_kernel_timestamps() {
@@ -178,4 +178,68 @@ fn tc_ingress_hook_captures_what_the_host_stack_receives() {
     assert!(rows.iter().all(|r| r[0] == "0x00000001"), "all inbound: {rows:?}");
     let lengths: Vec<usize> = rows.iter().map(|r| r[1].parse::<usize>().unwrap() - 8).collect();
     assert_eq!(lengths, sizes);
+}
+
+/// `ringcap_interface_up{interface=NAME}` in /metrics.
+fn interface_up(bed: &TestBed, addr: &str, name: &str) -> Option<u64> {
+    let text = String::from_utf8_lossy(&common::get(bed, addr, "/metrics", Some("t0ken")).body).into_owned();
+    let series = format!("ringcap_interface_up{{interface=\"{name}\"}} ");
+    text.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
+}
+
+/// One of two interfaces is deleted under capture: said, shown down in /metrics, and
+/// capture goes on on the other. When an interface of that name is there again, run ends
+/// non-zero so that a new start (the service manager's restart) captures it; the new start
+/// does. (Before, a deleted interface went unnoticed and a re-created one was never
+/// captured, with the daemon idle and exiting 0 once none was left.)
+#[test]
+fn an_interface_deleted_under_capture_is_reported_and_a_returning_one_ends_the_run() {
+    TestBed::remove_stale();
+    let bed = TestBed::with_options(TestBedOptions { pairs: 2, ..TestBedOptions::default() }).unwrap();
+    let dir = scratch("links-ring");
+    let token = common::token_file("t0ken");
+    let addr = "127.0.0.1:18116";
+    let args = |dir: &std::path::Path| {
+        let base = ["--dir", dir.to_str().unwrap(), "-G", "0", "--frame-interval", "0.1", "-i", RX2_IF];
+        let api = ["--http", addr, "--http-token-file", token.to_str().unwrap()];
+        [&base[..], &api[..]].concat().iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run_args = args(&dir);
+    let run_args: Vec<&str> = run_args.iter().map(String::as_str).collect();
+    let mut ring = common::start_ringcap(&bed, "run", &run_args);
+    assert!(ring.wait_for("listening on veth-rx2", WAIT), "{:?}", ring.stderr);
+    assert_eq!(interface_up(&bed, addr, RX2_IF), Some(1));
+    let ip = |ns: &str, args: &[&str]| {
+        assert!(Command::new("ip").arg("-n").arg(ns).args(args).status().unwrap().success(), "ip {args:?}");
+    };
+    ip(&bed.rx_ns, &["link", "del", RX2_IF]);
+    assert!(ring.wait_for("interface veth-rx2 is gone", WAIT), "{:?}", ring.stderr);
+    assert_eq!(interface_up(&bed, addr, RX2_IF), Some(0));
+    assert_eq!(interface_up(&bed, addr, RX_IF), Some(1));
+    send(&bed, mixed_frames(300));
+    // The pair again: the run ends by itself, non-zero, saying why.
+    ip(&bed.tx_ns, &["link", "add", TX2_IF, "type", "veth", "peer", "name", RX2_IF, "netns", &bed.rx_ns]);
+    ip(&bed.tx_ns, &["link", "set", TX2_IF, "up"]);
+    ip(&bed.rx_ns, &["link", "set", RX2_IF, "up"]);
+    let (status, stderr) = ring.finish(WAIT);
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert!(stderr.iter().any(|l| l.contains("veth-rx2 is back after it went")), "{stderr:?}");
+    assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(300), "{stderr:?}");
+    // A new start captures the new interface.
+    let mut ring = common::start_ringcap(&bed, "run", &run_args);
+    assert!(ring.wait_for("listening on veth-rx2", WAIT), "{:?}", ring.stderr);
+    assert_eq!(interface_up(&bed, addr, RX2_IF), Some(1));
+    stop(ring);
+}
+
+/// The only interface is deleted: run ends by itself, non-zero, and says so.
+#[test]
+fn a_run_whose_every_interface_is_gone_ends_non_zero() {
+    let bed = bed();
+    let dir = scratch("links-gone");
+    let ring = common::start_ringcap(&bed, "run", &["--dir", dir.to_str().unwrap(), "-G", "0"]);
+    assert!(Command::new("ip").args(["-n", &bed.rx_ns, "link", "del", RX_IF]).status().unwrap().success());
+    let (status, stderr) = ring.finish(WAIT);
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert!(stderr.iter().any(|l| l.contains("no interface left to capture")), "{stderr:?}");
 }

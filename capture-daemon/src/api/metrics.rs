@@ -47,6 +47,8 @@ enum Series {
     Counters(Vec<(Labels, u64)>),
     /// One gauge without labels.
     Gauge(u64),
+    /// Gauges by label set.
+    Gauges(Vec<(Labels, u64)>),
     Histograms(Vec<HistogramSeries>),
 }
 
@@ -59,13 +61,18 @@ impl Collector for Snapshot {
         for family in &self.0 {
             let kind = match family.series {
                 Series::Counters(_) => MetricType::Counter,
-                Series::Gauge(_) => MetricType::Gauge,
+                Series::Gauge(_) | Series::Gauges(_) => MetricType::Gauge,
                 Series::Histograms(_) => MetricType::Histogram,
             };
             let mut metric = encoder.encode_descriptor(&family.name, &family.help, None, kind)?;
             match &family.series {
                 // One series without labels: no label set, not even `{}`.
                 Series::Gauge(value) => ConstGauge::new(*value as i64).encode(metric)?,
+                Series::Gauges(series) => {
+                    for (labels, value) in series {
+                        ConstGauge::new(*value as i64).encode(metric.encode_family(labels)?)?;
+                    }
+                }
                 Series::Counters(series) if series.len() == 1 && series[0].0.is_empty() => {
                     ConstCounter::new(series[0].1).encode(metric)?;
                 }
@@ -249,6 +256,14 @@ fn families(sources: &Sources) -> Vec<Family> {
             (labels(&[("reason", "stalled")]), get(&sources.api.pulls_cut_stalled)),
         ],
     ));
+    let interfaces = locked(&sources.live.interfaces_up).clone();
+    out.push(Family {
+        name: "ringcap_interface_up".into(),
+        help: "Whether each interface given to -i is there and captured (0: gone since start).".into(),
+        series: Series::Gauges(
+            interfaces.iter().map(|(name, up)| (labels(&[("interface", name)]), u64::from(*up))).collect(),
+        ),
+    });
     let mut gauge = |name: &str, help: &str, value: u64| {
         out.push(Family { name: name.to_string(), help: help.to_string(), series: Series::Gauge(value) });
     };

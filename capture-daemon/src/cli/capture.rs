@@ -63,12 +63,16 @@ pub(crate) fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     let summary =
         capture_into(&args.kernel, checked, &args.stop, Box::new(sink), Arc::default(), interfaces)?;
     print_summary(&summary);
-    Ok(match summary.write_error {
-        Some(error) => {
+    Ok(match (summary.write_error, summary.links_end) {
+        (Some(error), _) => {
             eprintln!("ringcap: error: writing {} failed: {error}", args.write.display());
             ExitCode::FAILURE
         }
-        None => ExitCode::SUCCESS,
+        (None, Some(end)) => {
+            eprintln!("ringcap: error: {end}");
+            ExitCode::FAILURE
+        }
+        (None, None) => ExitCode::SUCCESS,
     })
 }
 

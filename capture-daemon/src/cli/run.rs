@@ -275,17 +275,20 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let summary = capture_into(&args.kernel, checked, &args.stop, Box::new(ring), live, interfaces)?;
     print_summary(&summary);
     print_storage_summary(&counters);
-    Ok(match summary.write_error {
-        // Non-zero, so a service manager restarts the capture.
-        Some(error) => {
+    // Non-zero, so a service manager restarts the capture.
+    Ok(match (summary.write_error, summary.links_end) {
+        (Some(error), _) => {
             eprintln!("ringcap: error: writing the ring in {} failed: {error}", args.dir.display());
             ExitCode::FAILURE
         }
-        None => ExitCode::SUCCESS,
+        (None, Some(end)) => {
+            eprintln!("ringcap: error: {end}");
+            ExitCode::FAILURE
+        }
+        (None, None) => ExitCode::SUCCESS,
     })
 }
 
-/// How much pins may hold: `--max-pinned`, or half of `--max-disk`; and `--min-free`.
 /// The API's bearer token, or none with --http-no-auth; read before anything is created.
 fn http_token(args: &RunArgs) -> anyhow::Result<Option<String>> {
     match (api_token(args.http_token_file.as_deref())?, args.http_no_auth) {
@@ -312,6 +315,7 @@ fn api_limits(args: &RunArgs) -> anyhow::Result<ApiLimits> {
     })
 }
 
+/// How much pins may hold: `--max-pinned`, or half of `--max-disk`; and `--min-free`.
 fn pin_limits(args: &RunArgs) -> anyhow::Result<PinLimits> {
     let total =
         fs_space(&args.dir).with_context(|| format!("reading the size of {}", args.dir.display()))?.total;

@@ -35,6 +35,8 @@ pub struct LiveCounters {
     pub rtt_by_slot: Mutex<Option<Box<SlotRttBuckets>>>,
     /// The interface and direction of each slot in use.
     pub slots: Mutex<Vec<SlotLabel>>,
+    /// Each interface given to -i, and whether it is still there (see `capture::links`).
+    pub interfaces_up: Mutex<Vec<(String, bool)>>,
     /// The kernel's loss counters of the AF_XDP sockets, summed.
     pub xsk: Mutex<XskStatistics>,
     /// What the last sweep of the TCP flow table found.
