@@ -385,7 +385,8 @@ fn bad_ring_settings_give_clear_errors() {
         ("help = true\n", "unknown key \"help\""),
         ("\"dir=/x\" = true\n", "unknown key \"dir=/x\""),
         ("\"\" = 1\n", "unknown key \"\""),
-        ("max_disk = \"-5\"\n", "-5"),
+        ("max_disk = \"-5\"\n", "in the options of"),
+        ("max_disk = \"-5\"\n", "invalid value '-5' for '--max-disk"),
     ] {
         std::fs::write(&config, format!("dir = \"{d}\"\n{text}")).unwrap();
         expect_failure(&["--config", c], message);

@@ -62,8 +62,8 @@ pub(crate) enum Command {
 }
 
 /// The command line, with `run --config FILE` expanded in place (the file's settings
-/// first, so options given on the command line override them).
-pub(crate) fn arguments() -> Result<Vec<String>, capture_daemon::config::ConfigError> {
+/// first, so options given on the command line override them), and FILE.
+pub(crate) fn arguments() -> Result<(Vec<String>, Option<String>), capture_daemon::config::ConfigError> {
     let mut args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("run") {
         if let Some(at) = args.iter().position(|a| a == "--config" || a.starts_with("--config=")) {
@@ -78,14 +78,15 @@ pub(crate) fn arguments() -> Result<Vec<String>, capture_daemon::config::ConfigE
                     args.remove(at);
                     path
                 }
-                None => return Ok(args),
+                None => return Ok((args, None)),
             };
             let from_file = capture_daemon::config::arguments(Path::new(&path), &run_keys())?;
             // The file's options go right after `run`, so later ones from the command line win.
             args.splice(2..2, from_file);
+            return Ok((args, Some(path)));
         }
     }
-    Ok(args)
+    Ok((args, None))
 }
 
 /// The keys a config file may set: `run`'s long options, `_` for `-` (not `config`,
@@ -101,14 +102,22 @@ fn run_keys() -> Vec<String> {
 }
 
 pub fn main() -> ExitCode {
-    let args = match arguments() {
-        Ok(args) => args,
+    let (args, config) = match arguments() {
+        Ok(expanded) => expanded,
         Err(error) => {
             eprintln!("ringcap: error: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let cli = Cli::parse_from(args);
+    let cli = Cli::try_parse_from(args).unwrap_or_else(|error| {
+        if let (Some(path), true) = (config, error.use_stderr()) {
+            // Which file the option came from: its keys read as `--key=value` here.
+            eprintln!(
+                "ringcap: in the options of {path} (key = value read as --key=value) or the command line:"
+            );
+        }
+        error.exit()
+    });
     let result = match cli.command {
         Command::Capture(args) => capture::capture(args),
         Command::Run(args) => run::run(*args),
