@@ -33,13 +33,33 @@ pub enum ConfigError {
     Unknown { path: String, key: String },
 }
 
+/// The most a config file may hold: it is a page of settings, never a stream.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The file's text: a regular file (a symlink to one is fine: /etc is root's), never a
+/// FIFO, terminal or device read forever.
+fn read_config(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "larger than 1 MiB"));
+    }
+    Ok(text)
+}
+
 /// The command-line arguments a config file stands for (keys in sorted order). `known`
 /// lists the keys a file may set (the long options of `run`, `_` for `-`): any other key
 /// is refused, so no text of the file reaches the parser as an option of its own.
 pub fn arguments(path: &Path, known: &[String]) -> Result<Vec<String>, ConfigError> {
     let shown = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+    let text = read_config(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Syntax { path: shown.clone(), message: e.to_string() })?;

@@ -377,6 +377,13 @@ fn bad_ring_settings_give_clear_errors() {
     expect_failure(&["--dir", d, "--syn-timeout", "0"], "--syn-timeout 0 is not a positive number");
     expect_failure(&["--dir", d, "--http", "127.0.0.1:0", "--http-max-window", "x"], "not a duration");
     expect_failure(&["--dir", d, "--http", "127.0.0.1:0"], "needs a bearer token");
+    expect_failure(&["--dir", d, "--http", "0.0.0.0:0", "--http-no-auth"], "0.0.0.0:0");
+    expect_failure(&["--dir", d, "--max-disk", "1"], "too small");
+    expect_failure(
+        &["--dir", d, "--archive", "s3://bucket/p", "--archive-credentials", "/nonexistent"],
+        "/nonexistent",
+    );
+    expect_failure(&["--dir", d, "--archive", "ftp://x"], "s3://");
     assert!(!dir.exists(), "a refused start created {d}");
     // A config file: only run's own options, and values that look like options stay values.
     let config = scratch("bad.toml");
@@ -392,6 +399,13 @@ fn bad_ring_settings_give_clear_errors() {
         expect_failure(&["--config", c], message);
         assert!(!dir.exists(), "{text}: a refused start created {d}");
     }
+    // A config that is no file is refused at once, never read forever.
+    std::fs::remove_file(&config).unwrap();
+    let c_path = std::ffi::CString::new(c).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    expect_failure(&["--config", c], "not a regular file");
+    expect_failure(&["--config", "/dev/zero"], "not a regular file");
 }
 
 #[test]

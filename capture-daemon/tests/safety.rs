@@ -499,6 +499,18 @@ fn planted_statistics_sidecars_never_hang_a_pull_or_a_pin() {
     let pin_dir = dir.join("pins/sidecars");
     let from_pin = ringcap(&bed, &["pull", "--dir", pin_dir.to_str().unwrap(), "--last", "100000d"]);
     assert_eq!(seqs(&from_pin.stdout), (0..300).collect::<Vec<_>>(), "the pin holds the window");
+    // The manifest too: readers fall back to the files that have ringcap's index, saying so.
+    let manifest = dir.join(capture_daemon::storage::manifest::MANIFEST_NAME);
+    std::fs::remove_file(&manifest).unwrap();
+    let c_manifest = std::ffi::CString::new(manifest.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c_manifest.as_ptr(), 0o600) }, 0);
+    let pulled = ringcap(&bed, &["pull", "--dir", dir.to_str().unwrap(), "--last", "1h"]);
+    let said = String::from_utf8_lossy(&pulled.stderr);
+    assert!(pulled.status.success(), "{said}");
+    assert_eq!(seqs(&pulled.stdout), (0..300).collect::<Vec<_>>(), "{said}");
+    assert!(said.contains("cannot be read") && said.contains("ringcap's index instead"), "{said}");
+    assert_eq!(seqs(&get(&bed, addr, "/v1/pcap?last=1h", Some(TOKEN)).body).len(), 300);
     let stderr = stop(ring);
     // The closing statistics were not written through the link either.
     assert!(std::fs::symlink_metadata(stats_path(&data)).unwrap().file_type().is_symlink());

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use capture_daemon::api::{self, ApiConfig, ApiLimits, Sources};
+use capture_daemon::api::{self, ApiConfig, ApiError, ApiLimits, Sources};
 use capture_daemon::archive::gateway_name;
 use capture_daemon::archive::pins::{PinLimits, PinStore, PINS_DIR};
+use capture_daemon::archive::store::Archive;
 use capture_daemon::archive::upload::{self, ArchiveCounters, UploadConfig, ARCHIVED_LIST};
 use capture_daemon::health::LiveCounters;
 use capture_daemon::privileges::Group;
@@ -156,32 +157,19 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let group = args.group.as_deref().map(Group::lookup).transpose()?;
     let host = gateway_name(args.archive_host.as_deref())?;
     let api_limits = api_limits(&args)?;
-    let token = if args.http.is_some() { http_token(&args)? } else { None };
+    let token = match args.http {
+        Some(addr) => http_token(&args, addr)?,
+        None => None,
+    };
+    // The archive's address and credentials, read (not contacted) before anything is made.
+    let archive = args.archive.as_deref().map(|url| args.archive_access.connect(url)).transpose()?;
+    let archive_rate = match args.archive_rate {
+        Some(DiskLimit::Bytes(b)) => Some(b),
+        Some(DiskLimit::Percent(_)) => anyhow::bail!("--archive-rate takes bytes per second (like 20M)"),
+        None => None,
+    };
     let name = capture_daemon::storage::data_stem(&args.name).unwrap_or(&args.name);
     let template = NameTemplate::parse(name)?;
-    // Packets are secrets: whatever the umask, what ringcap writes is the daemon's user's
-    // (and with --group, readable by that group).
-    // SAFETY: umask(2) cannot fail.
-    unsafe { libc::umask(if group.is_some() { 0o027 } else { 0o077 }) };
-    if !args.dir.exists() {
-        std::fs::create_dir_all(&args.dir)
-            .map_err(|source| StorageError::Dir { dir: args.dir.clone(), source })?;
-        let dir = Dir::open(&args.dir)?;
-        dir.chmod(0o700)?;
-        if let Some(user) = &checked.run_as {
-            // A new ring directory belongs to the user who writes it.
-            dir.chown(user.uid, user.gid)?;
-        }
-    }
-    if let Some(group) = &group {
-        let dir = Dir::open(&args.dir).with_context(|| format!("opening {}", args.dir.display()))?;
-        dir.chown(u32::MAX, group.gid)
-            .with_context(|| format!("giving {} to group {}", args.dir.display(), group.name))?;
-        dir.chmod(0o2750)?;
-    }
-    if let Some(user) = &checked.run_as {
-        user.check_writable(&args.dir)?;
-    }
     let live = Arc::new(LiveCounters::default());
     let pinned = Arc::new(AtomicU64::new(0));
     let compression = match (args.no_compress, args.zstd_level) {
@@ -210,6 +198,34 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         pinned_bytes: Some(Arc::clone(&pinned)),
     };
+    // The budget against the filesystem the ring will be on, read where the directory (or
+    // its nearest existing parent) is: a refused start makes nothing.
+    let existing = args.dir.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
+    let space = fs_space(existing).with_context(|| format!("reading the size of {}", existing.display()))?;
+    config.max_disk_bytes(space.total)?;
+    // Packets are secrets: whatever the umask, what ringcap writes is the daemon's user's
+    // (and with --group, readable by that group).
+    // SAFETY: umask(2) cannot fail.
+    unsafe { libc::umask(if group.is_some() { 0o027 } else { 0o077 }) };
+    if !args.dir.exists() {
+        std::fs::create_dir_all(&args.dir)
+            .map_err(|source| StorageError::Dir { dir: args.dir.clone(), source })?;
+        let dir = Dir::open(&args.dir)?;
+        dir.chmod(0o700)?;
+        if let Some(user) = &checked.run_as {
+            // A new ring directory belongs to the user who writes it.
+            dir.chown(user.uid, user.gid)?;
+        }
+    }
+    if let Some(group) = &group {
+        let dir = Dir::open(&args.dir).with_context(|| format!("opening {}", args.dir.display()))?;
+        dir.chown(u32::MAX, group.gid)
+            .with_context(|| format!("giving {} to group {}", args.dir.display(), group.name))?;
+        dir.chmod(0o2750)?;
+    }
+    if let Some(user) = &checked.run_as {
+        user.check_writable(&args.dir)?;
+    }
     let counters = Arc::new(StorageCounters::default());
     let ring = RingWriter::open(config, Arc::clone(&counters))?;
     // The directory is locked now: the pins in it are this run's to tidy.
@@ -228,8 +244,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("giving the ring's files in {} to {}", args.dir.display(), user.name))?;
         pins.hand_over(user.uid, gid).with_context(|| format!("giving the pins to {}", user.name))?;
     }
-    let archive_counters = match &args.archive {
-        Some(url) => Some(start_archive(&args, url, host, Arc::clone(&pins))?),
+    let archive_counters = match archive {
+        Some(archive) => Some(start_archive(&args, archive, archive_rate, host, Arc::clone(&pins))?),
         None => None,
     };
     eprintln!(
@@ -290,10 +306,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The API's bearer token, or none with --http-no-auth; read before anything is created.
-fn http_token(args: &RunArgs) -> anyhow::Result<Option<String>> {
+fn http_token(args: &RunArgs, addr: std::net::SocketAddr) -> anyhow::Result<Option<String>> {
     match (api_token(args.http_token_file.as_deref())?, args.http_no_auth) {
         (Some(_), true) => anyhow::bail!("--http-no-auth and a token exclude each other: choose one"),
         (Some(token), false) => Ok(Some(token)),
+        (None, true) if !addr.ip().is_loopback() => Err(ApiError::NoAuthOffLoopback(addr).into()),
         (None, true) => Ok(None),
         (None, false) => anyhow::bail!(
             "the HTTP API needs a bearer token, or anyone on this machine could pull all traffic: \
@@ -333,11 +350,12 @@ fn pin_limits(args: &RunArgs) -> anyhow::Result<PinLimits> {
 /// a warning: capture goes on, uploads are retried and counted), and starts the uploader.
 fn start_archive(
     args: &RunArgs,
-    url: &str,
+    archive: Archive,
+    rate: Option<u64>,
     host: String,
     pins: Arc<PinStore>,
 ) -> anyhow::Result<Arc<ArchiveCounters>> {
-    let archive = Arc::new(args.archive_access.connect(url)?);
+    let archive = Arc::new(archive);
     match archive.check() {
         Ok(()) => {
             // Another machine's keys are never written: refused now, while someone watches.
@@ -346,11 +364,6 @@ fn start_archive(
         }
         Err(error) => eprintln!("ringcap: warning: archive: {error}; capture goes on, uploads are retried"),
     }
-    let rate = match args.archive_rate {
-        Some(DiskLimit::Bytes(b)) => Some(b),
-        Some(DiskLimit::Percent(_)) => anyhow::bail!("--archive-rate takes bytes per second (like 20M)"),
-        None => None,
-    };
     let counters = Arc::new(ArchiveCounters::default());
     let config =
         UploadConfig { archive, host, ring_dir: args.dir.clone(), pins, ring_files: args.archive_ring, rate };

@@ -135,7 +135,17 @@ impl NameList {
 /// Sorts the capture files of `dir` into the ring's own and foreign ones (see the module
 /// doc), oldest first by modification time. Changes nothing on disk.
 pub fn list(dir: &Path) -> io::Result<(DirListing, NameList)> {
-    let manifest = NameList::read(dir, &RING_MANIFEST)?;
+    list_with(dir, NameList::read(dir, &RING_MANIFEST)?)
+}
+
+/// As [`list`], by the files' indexes alone, as for a ring from before the manifest: how
+/// a reader still finds the ring's files when the manifest cannot be read (something
+/// other than a regular file, or too large, planted in its place).
+pub fn list_by_index(dir: &Path) -> io::Result<DirListing> {
+    list_with(dir, None).map(|(listing, _)| listing)
+}
+
+fn list_with(dir: &Path, manifest: Option<NameList>) -> io::Result<(DirListing, NameList)> {
     let had_manifest = manifest.is_some();
     let mut manifest = manifest.unwrap_or_else(|| NameList::empty(dir, &RING_MANIFEST));
     let mut found = Vec::new();

@@ -60,6 +60,20 @@ pub struct RingConfig {
 }
 
 impl RingConfig {
+    /// The `--max-disk` budget on a filesystem of `fs_total` bytes, or why it cannot hold
+    /// a ring. (Callers check it before making the directory, on the filesystem it will
+    /// be on.)
+    pub fn max_disk_bytes(&self, fs_total: u64) -> Result<Option<u64>, StorageError> {
+        let Some(budget) = self.max_disk.map(|l| l.bytes(fs_total)) else { return Ok(None) };
+        let floor = 4 * self.frame_bytes as u64;
+        if budget < floor {
+            return Err(StorageError::BadLimit(format!(
+                "--max-disk of {budget} bytes is too small: the ring needs at least {floor} bytes"
+            )));
+        }
+        Ok(Some(budget))
+    }
+
     /// One file that grows until closed: no rotation, no removal, no snapshots, classic
     /// pcap at the full snaplen, 64 KiB frames sealed after a second, no fsync. The
     /// starting point of a pin's copy and of tests; `run` sets every field itself.
@@ -171,6 +185,9 @@ struct OpenFile {
     last_snapshot: Option<Instant>,
     /// The kernel counters of the last snapshot: a tick adds one only when they moved.
     last_kernel: Option<serde_json::Value>,
+    /// Just after ringcap last wrote or cut the data file: a modification time later than
+    /// this is someone else's write.
+    last_own_change: SystemTime,
 }
 
 /// The frame being filled.
@@ -244,16 +261,8 @@ impl RingWriter {
             _ => dir_error(source),
         })?;
         let space = fs_space(&config.dir).map_err(dir_error)?;
-        let max_disk_bytes = config.max_disk.map(|l| l.bytes(space.total));
+        let max_disk_bytes = config.max_disk_bytes(space.total)?;
         let min_free_bytes = config.min_free.map(|l| l.bytes(space.total));
-        if let Some(budget) = max_disk_bytes {
-            let floor = 4 * config.frame_bytes as u64;
-            if budget < floor {
-                return Err(StorageError::BadLimit(format!(
-                    "--max-disk of {budget} bytes is too small: the ring needs at least {floor} bytes"
-                )));
-            }
-        }
         // Keep several files within the budget, so removing the oldest frees room in steps.
         let rotate_bytes = match (config.rotate_bytes, max_disk_bytes) {
             (Some(c), Some(budget)) => Some(c.min(budget / 4)),
@@ -401,6 +410,7 @@ impl RingWriter {
             snapshot_bytes: 0,
             last_snapshot: None,
             last_kernel: None,
+            last_own_change: SystemTime::now(),
         });
         // The header leads the file: nothing kept from a time without a file goes before it.
         self.drop_pending();
@@ -534,11 +544,15 @@ impl RingWriter {
             }
             Err(_) => self.frame_lost(&frame),
         }
+        if let Some(current) = self.current.as_mut() {
+            current.last_own_change = SystemTime::now();
+        }
         self.keep_buffer(frame);
     }
 
     /// Why the file being written is no longer the one in the directory, if it is not:
-    /// unlinked, replaced (another file under its name) or truncated below what was written.
+    /// unlinked, replaced (another file under its name), truncated below what was written,
+    /// or written by someone else (longer than ringcap made it, or modified after).
     fn current_file_lost(&self) -> Option<Lost> {
         use std::os::unix::fs::MetadataExt;
         let current = self.current.as_ref()?;
@@ -549,6 +563,12 @@ impl RingWriter {
             Ok(named) if (named.dev(), named.ino()) != (held.dev(), held.ino()) => Some(Lost::Replaced),
             Ok(_) if held.nlink() == 0 => Some(Lost::Removed),
             Ok(_) if held.len() < current.offset => Some(Lost::Truncated),
+            Ok(_)
+                if held.len() > current.offset
+                    || held.modified().is_ok_and(|at| at > current.last_own_change) =>
+            {
+                Some(Lost::Overwritten)
+            }
             Ok(_) => None,
         }
     }
@@ -565,7 +585,7 @@ impl RingWriter {
             current.data.display(),
             why.as_str()
         );
-        if why == Lost::Truncated {
+        if matches!(why, Lost::Truncated | Lost::Overwritten) {
             let bytes =
                 file_len(&current.data) + file_len(&index_path(&current.data)) + current.snapshot_bytes;
             self.closed.push_back(ClosedFile { data: current.data, bytes });
@@ -615,6 +635,7 @@ impl RingWriter {
     fn frame_lost(&mut self, frame: &PendingFrame) {
         let current = self.current.as_mut().expect("a frame is written to a file");
         let _ = current.file.set_len(current.offset);
+        current.last_own_change = SystemTime::now();
         bump(&self.counters.write_errors, 1);
         bump(&self.counters.packets_lost, frame.packets);
     }
@@ -911,6 +932,7 @@ enum Lost {
     Removed,
     Replaced,
     Truncated,
+    Overwritten,
 }
 
 impl Lost {
@@ -919,6 +941,7 @@ impl Lost {
             Lost::Removed => "removed",
             Lost::Replaced => "replaced",
             Lost::Truncated => "truncated",
+            Lost::Overwritten => "overwritten",
         }
     }
 }
@@ -1148,7 +1171,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_removed_replaced_or_truncated_by_someone_else_is_counted_and_another_started() {
+    fn a_file_removed_replaced_truncated_or_overwritten_by_someone_else_is_counted_and_another_started() {
         let dir = scratch("lost-file");
         let counters = Arc::new(StorageCounters::default());
         let mut ring = RingWriter::open(config(&dir, Compression::None), Arc::clone(&counters)).unwrap();
@@ -1185,6 +1208,20 @@ mod tests {
         ring.finish().unwrap();
         let last = ring.current_path().unwrap().to_path_buf();
         assert_eq!(records_in(&last), 4, "the packets after a loss land in a new file, behind its header");
+        // Written over in place, its length unchanged (as `cp` of a file of that size):
+        // told by its modification time.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::OpenOptions::new().write(true).open(&last).unwrap().write_all_at(b"theirs", 0).unwrap();
+        give(&mut ring, &[11]);
+        assert_eq!(counters.files_lost.load(Ordering::Relaxed), 4, "an overwritten file");
+        // ...and longer than ringcap made it.
+        ring.finish().unwrap();
+        let longer = ring.current_path().unwrap().to_path_buf();
+        let len = std::fs::metadata(&longer).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&longer).unwrap().write_all_at(b"more", len).unwrap();
+        give(&mut ring, &[12]);
+        assert_eq!(counters.files_lost.load(Ordering::Relaxed), 5, "a file grown by someone else");
+        ring.finish().unwrap();
         let written = counters.packets_written.load(Ordering::Relaxed);
         assert_eq!(written + counters.packets_lost.load(Ordering::Relaxed), given);
         std::fs::remove_dir_all(&dir).unwrap();
