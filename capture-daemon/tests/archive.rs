@@ -5,6 +5,8 @@
 //! what a local pull of the same window gives.
 mod common;
 
+use common::OutputWithin;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -46,7 +48,7 @@ fn pin_state(bed: &TestBed, addr: &str, name: &str) -> serde_json::Value {
 
 /// `ringcap ARGS` in the receiving namespace, which must succeed; its stdout.
 fn ringcap(bed: &TestBed, args: &[&str]) -> Vec<u8> {
-    let output = bed.rx(RINGCAP).args(args).output().unwrap();
+    let output = bed.rx(RINGCAP).args(args).output_within_deadline();
     assert!(output.status.success(), "ringcap {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     output.stdout
 }
@@ -311,7 +313,7 @@ fn wrong_credentials_are_a_clear_error_and_capture_goes_on() {
         &access[..],
         &window[..],
     ];
-    let output = bed.rx(RINGCAP).args(pull.concat()).output().unwrap();
+    let output = bed.rx(RINGCAP).args(pull.concat()).output_within_deadline();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("refused the credentials"), "{stderr}");
     stop(ring);
@@ -428,7 +430,7 @@ fn a_pin_over_the_budget_is_refused_with_the_reason() {
     let window = strs(&window);
     let pin =
         [&["pin", "--http", &daemon.addr, "--http-token-file", daemon.t(), "--name", "big"], &window[..]];
-    let refused = bed.rx(RINGCAP).args(pin.concat()).output().unwrap();
+    let refused = bed.rx(RINGCAP).args(pin.concat()).output_within_deadline();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && stderr.contains("507") && stderr.contains("--max-pinned"),

@@ -3,6 +3,8 @@
 //! on a real (veth) interface, and bad input gets a clear error, a slow disk a verdict.
 mod common;
 
+use common::OutputWithin;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,8 +24,7 @@ fn run_bench(args: &[&str], dir: &Path, out: &Path) -> (Value, String) {
         .args(args)
         .args(SHORT)
         .args(["--dir", dir.to_str().unwrap(), "-o", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let report = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
@@ -110,9 +111,7 @@ fn the_self_test_report_adds_up_and_renders_in_a_browser() {
     let url = format!("file://{}", html.display());
     let dom = Command::new("chromium")
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", &url])
-        .stderr(Stdio::null())
-        .output()
-        .expect("chromium (cargo xtask bootstrap installs it)");
+        .output_within_deadline();
     let dom = String::from_utf8_lossy(&dom.stdout);
     for id in ["plot-rates", "plot-loss", "plot-cpu", "results", "ledger", "environment"] {
         assert!(dom.contains(&format!("id=\"{id}\"")), "{id} missing from the rendered page");
@@ -201,8 +200,7 @@ fn bad_input_gets_a_clear_error_and_a_slow_disk_a_verdict() {
             .arg("bench")
             .args(args)
             .args(["-o", out.to_str().unwrap()])
-            .output()
-            .unwrap();
+            .output_within_deadline();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} was accepted");
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
@@ -215,8 +213,7 @@ fn bad_input_gets_a_clear_error_and_a_slow_disk_a_verdict() {
     // Not root: said plainly, nothing built.
     let output = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", RINGCAP, "bench", "--self-test"])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("run it as root"));
 
@@ -280,7 +277,8 @@ fn a_bench_stopped_by_sigterm_leaves_nothing_behind() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let identify = Command::new("ip").args(["netns", "identify", &capture.to_string()]).output().unwrap();
+    let identify =
+        Command::new("ip").args(["netns", "identify", &capture.to_string()]).output_within_deadline();
     let rx_ns = String::from_utf8_lossy(&identify.stdout).trim().to_string();
     let tx_ns = rx_ns.strip_suffix("-rx").map(|id| format!("{id}-tx")).unwrap_or_default();
     assert!(!tx_ns.is_empty(), "the capture runs in the bench's namespace: {rx_ns:?}");
@@ -302,7 +300,7 @@ fn a_bench_stopped_by_sigterm_leaves_nothing_behind() {
     }
     assert!(!work.exists(), "the trials' directory is removed");
     let namespaces =
-        String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout)
+        String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output_within_deadline().stdout)
             .into_owned();
     for ns in [&rx_ns, &tx_ns] {
         assert!(

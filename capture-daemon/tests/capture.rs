@@ -9,13 +9,15 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 
+use common::OutputWithin;
+
 use common::{bed, mixed_frames, scratch, send, send_alternating, start_capture, stop, RINGCAP, WAIT};
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP};
 
 fn run_reader(program: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(program).args(args).output().unwrap();
+    let output = Command::new(program).args(args).output_within_deadline();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -180,7 +182,7 @@ fn real_tcp_and_icmp_traffic_is_captured_and_decoded() {
     .unwrap()
     .unwrap();
     assert_eq!(server.join().unwrap().unwrap(), b"hello through the flight recorder");
-    let ping = bed.tx("ping").args(["-c", "3", "-i", "0.2", RX_IP]).output().unwrap();
+    let ping = bed.tx("ping").args(["-c", "3", "-i", "0.2", RX_IP]).output_within_deadline();
     assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stderr));
     std::thread::sleep(Duration::from_millis(200));
     capture.signal(libc::SIGINT);
@@ -220,7 +222,7 @@ fn auto_mode_falls_back_to_generic_when_native_xdp_is_refused() {
     let mut capture = CaptureProcess::spawn(command).unwrap();
     assert!(capture.wait_listening(), "{:?}", capture.stderr);
     assert!(capture.stderr.iter().any(|l| l.contains("XDP generic mode")), "{:?}", capture.stderr);
-    let ping = bed.tx("ping").args(["-c", "2", "-i", "0.2", "-s", "5000", RX_IP]).output().unwrap();
+    let ping = bed.tx("ping").args(["-c", "2", "-i", "0.2", "-s", "5000", RX_IP]).output_within_deadline();
     assert!(ping.status.success());
     capture.signal(libc::SIGINT);
     let (status, stderr) = capture.finish(WAIT);
@@ -230,7 +232,7 @@ fn auto_mode_falls_back_to_generic_when_native_xdp_is_refused() {
 }
 
 fn expect_failure(command: &mut Command, message: &str) {
-    let output = command.output().unwrap();
+    let output = command.output_within_deadline();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "succeeded: {stderr}");
     assert!(stderr.contains(message), "expected {message:?} in {stderr}");
@@ -379,7 +381,8 @@ fn after_sigkill_no_program_stays_attached_and_capture_restarts() {
     let file = scratch("killed.pcap");
     let capture = start_capture(&bed, &["-w", file.to_str().unwrap(), "--direction", "both"]);
     let link = |bed: &TestBed| {
-        String::from_utf8(bed.rx("ip").args(["-d", "link", "show", RX_IF]).output().unwrap().stdout).unwrap()
+        String::from_utf8(bed.rx("ip").args(["-d", "link", "show", RX_IF]).output_within_deadline().stdout)
+            .unwrap()
     };
     assert!(link(&bed).contains("prog/xdp"), "the XDP program is attached while ringcap runs");
     capture.signal(libc::SIGKILL);

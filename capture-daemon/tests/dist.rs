@@ -3,6 +3,8 @@
 //! running daemon's `/metrics`, with the label values it selects.
 mod common;
 
+use common::OutputWithin;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -20,7 +22,7 @@ fn the_systemd_unit_verifies() {
         .replace("/usr/bin/ringcap", common::RINGCAP);
     let path = scratch("ringcap.service");
     std::fs::write(&path, unit).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output_within_deadline();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
 }

@@ -2,6 +2,8 @@
 //! ring directory is written to, and what cannot work fails the command with advice.
 mod common;
 
+use common::OutputWithin;
+
 use common::{bed, scratch, RINGCAP};
 use ringcap_tools::testbed::RX_IF;
 
@@ -13,8 +15,7 @@ fn doctor_checks_the_machine_an_interface_and_a_ring_directory() {
     let out = bed
         .rx(RINGCAP)
         .args(["doctor", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let checks = report["checks"].as_array().unwrap();
@@ -38,11 +39,13 @@ fn doctor_checks_the_machine_an_interface_and_a_ring_directory() {
     assert_eq!(status(&format!("ring {} write speed", dir.display())), "ok", "{report}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the write probe leaves nothing behind");
     // The interface is free again: the try detached its program.
-    let again = bed.rx(RINGCAP).args(["doctor", "-i", RX_IF]).output().unwrap();
+    let again = bed.rx(RINGCAP).args(["doctor", "-i", RX_IF]).output_within_deadline();
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stdout));
 
-    let bad =
-        bed.rx(RINGCAP).args(["doctor", "-i", "nosuch0", "--dir", "/proc/ringcap-nowhere"]).output().unwrap();
+    let bad = bed
+        .rx(RINGCAP)
+        .args(["doctor", "-i", "nosuch0", "--dir", "/proc/ringcap-nowhere"])
+        .output_within_deadline();
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAIL  interface nosuch0: no such interface"), "{stdout}");

@@ -18,7 +18,6 @@ use capture_daemon::pcap::{write_file_header, write_record};
 use common::{bed, corpus_captures, scratch, send, start_capture, WAIT};
 use ringcap_tools::frames::FrameTemplate;
 use ringcap_tools::harness::read_pcap;
-use ringcap_tools::testbed::TestBed;
 
 /// At least 60 expressions: every primitive, negations, nesting, IPv6, VLAN, flags.
 const EXPRESSIONS: &[&str] = &[
@@ -404,5 +403,4 @@ fn live_traffic_through_the_test_bed_is_filtered_like_tcpdump() {
         assert!(captured == expected, "{expression:?}: different packets");
         drop(bed);
     }
-    let _ = TestBed::remove_stale;
 }

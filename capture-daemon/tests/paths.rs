@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 
+use common::OutputWithin;
+
 use common::{
     bed, mixed_frames, scratch, send, send_alternating, start_capture, stop, tshark_fields, RINGCAP, WAIT,
 };
@@ -54,8 +56,7 @@ fn afxdp_refuses_an_interface_that_carries_the_hosts_traffic() {
     let output = bed
         .rx(RINGCAP)
         .args(["capture", "-i", RX_IF, "--mode", "afxdp", "-w", "/dev/null"])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("has IP addresses (10.77.0.2") && stderr.contains("--force"), "{stderr}");
@@ -73,8 +74,7 @@ fn afxdp_refuses_an_interface_that_carries_the_hosts_traffic() {
             "-w",
             "/dev/null",
         ])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be combined with --ingress-hook tc"));
 }
 

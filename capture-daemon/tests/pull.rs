@@ -2,6 +2,8 @@
 //! `zstdcat | tcpdump`, damaged files, and a file still being written.
 mod common;
 
+use common::OutputWithin;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -21,8 +23,10 @@ use ringcap_tools::frames::sequence_of;
 use ringcap_tools::harness::{read_pcap, read_pcap_bytes, summary_count};
 
 fn ringcap_pull(dir: &Path, args: &[&str]) -> (Vec<u8>, String) {
-    let out =
-        Command::new(RINGCAP).args(["pull", "--dir", dir.to_str().unwrap()]).args(args).output().unwrap();
+    let out = Command::new(RINGCAP)
+        .args(["pull", "--dir", dir.to_str().unwrap()])
+        .args(args)
+        .output_within_deadline();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "ringcap pull {args:?}: {stderr}");
     (out.stdout, stderr)
@@ -67,8 +71,7 @@ fn window_edges_are_inclusive_at_since_exclusive_at_until_across_rotations() {
     );
     let tshark = Command::new("tshark")
         .args(["-r", out.to_str().unwrap(), "-T", "fields", "-e", "frame.time_epoch"])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     let times: Vec<String> = String::from_utf8_lossy(&tshark.stdout).lines().map(str::to_string).collect();
     assert_eq!(times.len(), 200);
     assert_eq!(times[0], "1795514401.000000000");
@@ -93,12 +96,13 @@ fn bad_pull_arguments_give_clear_errors() {
         let out = Command::new(RINGCAP)
             .args(["pull", "--dir", dir.to_str().unwrap()])
             .args(&args)
-            .output()
-            .unwrap();
+            .output_within_deadline();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(message), "{args:?}: {stderr}");
     }
-    let out = Command::new(RINGCAP).args(["pull", "--dir", "/nonexistent", "--last", "1m"]).output().unwrap();
+    let out = Command::new(RINGCAP)
+        .args(["pull", "--dir", "/nonexistent", "--last", "1m"])
+        .output_within_deadline();
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
 }
 
@@ -218,7 +222,7 @@ fn tcpdump_over_ring(dir: &Path, expression: &str) -> Vec<(Duration, Vec<u8>)> {
     let mut merged = Vec::new();
     write_file_header(&mut merged, 262_144).unwrap();
     for file in capture_daemon::retrieve::pull::ring_files(dir).unwrap() {
-        let plain = Command::new("zstd").args(["-q", "-dc"]).arg(&file).output().unwrap();
+        let plain = Command::new("zstd").args(["-q", "-dc"]).arg(&file).output_within_deadline();
         merged.extend_from_slice(plain.stdout.get(24..).unwrap_or_default());
     }
     let mut tcpdump = Command::new("tcpdump")
@@ -357,8 +361,7 @@ fn with_stats_counts_exactly_the_window_not_the_whole_file() {
             "-w",
             pulled.to_str().unwrap(),
         ])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(seqs(&std::fs::read(&pulled).unwrap()), (500..800).collect::<Vec<_>>());

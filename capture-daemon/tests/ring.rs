@@ -2,6 +2,8 @@
 //! by ringcap's own reader and by zstd, tcpdump and tshark.
 mod common;
 
+use common::OutputWithin;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,7 +70,7 @@ fn packets_of(files: &[PathBuf]) -> Vec<ReadPacket> {
 /// `zstd -dc FILE` (or the file itself when plain), checked by zstd, tcpdump and tshark.
 fn decompress_and_check_with_tools(path: &Path) -> Vec<u8> {
     let plain = if path.extension().is_some_and(|e| e == "zst") {
-        let out = Command::new("zstd").args(["-q", "-dc"]).arg(path).output().unwrap();
+        let out = Command::new("zstd").args(["-q", "-dc"]).arg(path).output_within_deadline();
         assert!(
             out.status.success(),
             "zstd -dc {}: {}",
@@ -82,7 +84,7 @@ fn decompress_and_check_with_tools(path: &Path) -> Vec<u8> {
         path.to_path_buf()
     };
     for (tool, args) in [("tcpdump", vec!["-nn", "-r"]), ("tshark", vec!["-n", "-r"])] {
-        let out = Command::new(tool).args(&args).arg(&plain).output().unwrap();
+        let out = Command::new(tool).args(&args).arg(&plain).output_within_deadline();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let warnings: Vec<_> = stderr
             .lines()
@@ -349,7 +351,7 @@ fn a_full_disk_removes_the_oldest_files_and_capture_goes_on() {
 
 fn expect_failure(args: &[&str], message: &str) {
     let bed = bed();
-    let output = bed.rx(RINGCAP).args(["run", "-i", RX_IF]).args(args).output().unwrap();
+    let output = bed.rx(RINGCAP).args(["run", "-i", RX_IF]).args(args).output_within_deadline();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{args:?} succeeded: {stderr}");
     assert!(stderr.contains(message), "expected {message:?} in {stderr}");
@@ -473,8 +475,7 @@ fn a_ring_of_two_interfaces_is_pcapng_and_pulls_keep_interfaces_and_directions()
         let pulled = Command::new(RINGCAP)
             .args(["pull", "--dir", dir.to_str().unwrap(), "--last", "1h", "--format", format, "-w"])
             .arg(&out)
-            .output()
-            .unwrap();
+            .output_within_deadline();
         assert!(pulled.status.success(), "{}", String::from_utf8_lossy(&pulled.stderr));
         let rows = tshark_interfaces(&out);
         assert_eq!(rows.len(), 200, "{format}");
@@ -570,8 +571,7 @@ fn foreign_capture_files_survive_rotation_file_limits_and_restarts() {
     let pulled = Command::new(RINGCAP)
         .args(["pull", "--dir", dir.to_str().unwrap(), "--last", "1h", "-w"])
         .arg(&out)
-        .output()
-        .unwrap();
+        .output_within_deadline();
     assert!(pulled.status.success(), "{}", String::from_utf8_lossy(&pulled.stderr));
     assert_eq!(ringcap_tools::harness::read_pcap(&out).unwrap().len(), kept.len());
 }
@@ -632,8 +632,7 @@ fn a_start_that_fails_leaves_the_ring_as_it_was() {
         let output = bed
             .rx(RINGCAP)
             .args(["run", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "-W", "1"])
-            .output()
-            .unwrap();
+            .output_within_deadline();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{stderr}");
         assert!(stderr.contains("XDP") || stderr.contains("attach"), "{stderr}");
@@ -653,8 +652,7 @@ fn a_second_run_on_the_same_directory_is_refused_and_the_first_goes_on() {
     let output = bed
         .rx(RINGCAP)
         .args(["run", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "-W", "1"])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("another ringcap run is writing"), "{stderr}");

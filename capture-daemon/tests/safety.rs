@@ -4,6 +4,8 @@
 //! racing rotation and numbers too large for anything.
 mod common;
 
+use common::OutputWithin;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -178,10 +180,12 @@ fn what_ringcap_writes_is_private_whatever_the_umask() {
                 assert_eq!(meta.gid(), nogroup, "{} is the group's", path.display());
             }
         }
-        let doctor = Command::new(RINGCAP).args(["doctor", "--dir", dir.to_str().unwrap()]).output().unwrap();
+        let doctor =
+            Command::new(RINGCAP).args(["doctor", "--dir", dir.to_str().unwrap()]).output_within_deadline();
         assert!(!String::from_utf8_lossy(&doctor.stdout).contains("every local user"));
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let doctor = Command::new(RINGCAP).args(["doctor", "--dir", dir.to_str().unwrap()]).output().unwrap();
+        let doctor =
+            Command::new(RINGCAP).args(["doctor", "--dir", dir.to_str().unwrap()]).output_within_deadline();
         let said = String::from_utf8_lossy(&doctor.stdout);
         assert!(said.contains("every local user") && said.contains("chmod o-rwx"), "{said}");
     }
@@ -194,8 +198,7 @@ fn what_ringcap_writes_is_private_whatever_the_umask() {
         .arg(&credentials)
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap();
+        .output_within_deadline();
     let stderr = String::from_utf8_lossy(&pull.stderr);
     assert!(!pull.status.success() && stderr.contains("readable by every user"), "{stderr}");
 }
@@ -414,8 +417,7 @@ fn pulls_during_fast_rotation_never_fail() {
     while Instant::now() < deadline && pulls < 150 {
         let out = Command::new(RINGCAP)
             .args(["pull", "--dir", dir.to_str().unwrap(), "--last", "1h", "-w", "/dev/null"])
-            .output()
-            .unwrap();
+            .output_within_deadline();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "pull {pulls}: {stderr}");
         assert!(!stderr.contains("skipped:"), "pull {pulls} counted a rotated file as unreadable: {stderr}");
@@ -434,7 +436,9 @@ fn pulls_during_fast_rotation_never_fail() {
 #[test]
 fn durations_too_large_are_refused_and_the_default_window_fits() {
     let huge = "10000000000000000000s10000000000000000000s";
-    let out = Command::new(RINGCAP).args(["pull", "--dir", "/nonexistent", "--last", huge]).output().unwrap();
+    let out = Command::new(RINGCAP)
+        .args(["pull", "--dir", "/nonexistent", "--last", huge])
+        .output_within_deadline();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && out.status.code() != Some(101), "{stderr}");
     assert!(stderr.contains("is not a duration") && !stderr.contains("panicked"), "{stderr}");

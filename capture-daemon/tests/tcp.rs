@@ -3,6 +3,8 @@
 //! packets ringcap itself stored.
 mod common;
 
+use common::OutputWithin;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -62,8 +64,7 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
     let pcap = scratch("tcp.pcap");
     let out = Command::new(RINGCAP)
         .args(["pull", "--dir", d, "--last", "1m", "-w", pcap.to_str().unwrap()])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     assert!(out.status.success());
     let file = pcap.to_str().unwrap();
     let k = &stats["kernel"];
@@ -123,7 +124,7 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
     }
 
     // The same, from the command line.
-    let printed = bed.rx(RINGCAP).args(["stats", "--http", addr]).output().unwrap();
+    let printed = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
     let printed = String::from_utf8_lossy(&printed.stdout);
     assert!(printed.contains(&format!("TCP, since start: {CONNECTIONS} handshakes completed")), "{printed}");
     assert!(printed.contains("RTT handshake, server side"), "{printed}");
@@ -135,8 +136,7 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
     let with_stats = |pulled: &std::path::Path| -> serde_json::Value {
         let out = Command::new(RINGCAP)
             .args(["pull", "--dir", d, "--last", "1m", "--with-stats", "-w", pulled.to_str().unwrap()])
-            .output()
-            .unwrap();
+            .output_within_deadline();
         assert!(out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let stats_file = format!("{}.stats.json", pulled.display());
@@ -345,8 +345,7 @@ fn final_snapshot_and_pcap(dir: &Path, name: &str) -> (serde_json::Value, std::p
     let pcap = scratch(name);
     let out = Command::new(RINGCAP)
         .args(["pull", "--dir", dir.to_str().unwrap(), "--last", "1h", "-w", pcap.to_str().unwrap()])
-        .output()
-        .unwrap();
+        .output_within_deadline();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (snapshot, pcap)
 }
@@ -638,7 +637,7 @@ fn unanswered_connection_attempts_are_counted_once_each() {
         stats["kernel"]
     );
     assert_eq!(stats["kernel"]["tcp_handshakes"], 1);
-    let printed = bed.rx(RINGCAP).args(["stats", "--http", addr]).output().unwrap();
+    let printed = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
     let printed = String::from_utf8_lossy(&printed.stdout);
     assert!(printed.contains("4 connection attempts unanswered"), "{printed}");
     ring.signal(libc::SIGINT);

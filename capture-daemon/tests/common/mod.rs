@@ -145,7 +145,7 @@ pub fn tshark_fields(file: &std::path::Path, filter: &str, fields: &[&str]) -> V
     for field in fields {
         command.args(["-e", field]);
     }
-    let out = command.output().unwrap();
+    let out = command.output_within_deadline();
     assert!(out.status.success(), "tshark on {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -202,7 +202,12 @@ pub fn post(bed: &TestBed, addr: &str, target: &str, token: Option<&str>) -> Res
 fn request(bed: &TestBed, method: &'static str, addr: &str, target: &str, token: Option<&str>) -> Response {
     let (url, token) = (format!("http://{addr}{target}"), token.map(str::to_string));
     TestBed::in_namespace(&bed.rx_ns, move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        // A deadline for every request: a server that never answers fails the test, not CI.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
@@ -339,8 +344,7 @@ impl Garage {
             .arg("-c")
             .arg(self.dir.join("garage.toml"))
             .args(args)
-            .output()
-            .expect("garage is installed (cargo xtask bootstrap)");
+            .output_within_deadline();
         assert!(output.status.success(), "garage {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
@@ -381,8 +385,9 @@ impl Garage {
                 .arg("-c")
                 .arg(self.dir.join("garage.toml"))
                 .arg("status")
-                .output()
-                .is_ok_and(|o| o.status.success());
+                .output_within_deadline()
+                .status
+                .success();
             if answering && status {
                 return;
             }
@@ -578,5 +583,51 @@ pub fn wait_with_deadline(child: &mut std::process::Child, deadline: Duration) -
             panic!("the process did not end within {deadline:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How long any command a test runs may take: past it, it is killed and the test fails
+/// saying which command hung (a refusal that starts capturing instead would otherwise
+/// hang the suite, not fail it).
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(300);
+
+/// [`std::process::Command::output`] with [`COMMAND_DEADLINE`].
+pub trait OutputWithin {
+    fn output_within_deadline(&mut self) -> std::process::Output;
+}
+
+impl OutputWithin for std::process::Command {
+    fn output_within_deadline(&mut self) -> std::process::Output {
+        use std::io::Read;
+        use std::process::Stdio;
+        let described = format!("{self:?}");
+        let mut child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {described}: {e}"));
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+        let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+        let deadline = std::time::Instant::now() + COMMAND_DEADLINE;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for a child") {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{described} did not end within {} s", COMMAND_DEADLINE.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
     }
 }
