@@ -39,19 +39,11 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// The file's text: a regular file (a symlink to one is fine: /etc is root's), never a
 /// FIFO, terminal or device read forever.
 fn read_config(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file =
         std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "larger than 1 MiB"));
-    }
-    Ok(text)
+    let bytes = crate::storage::nofollow::read_opened_bounded(file, path, MAX_CONFIG_BYTES)?;
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// The command-line arguments a config file stands for (keys in sorted order). `known`

@@ -182,9 +182,7 @@ fn tc_ingress_hook_captures_what_the_host_stack_receives() {
 
 /// `ringcap_interface_up{interface=NAME}` in /metrics.
 fn interface_up(bed: &TestBed, addr: &str, name: &str) -> Option<u64> {
-    let text = String::from_utf8_lossy(&common::get(bed, addr, "/metrics", Some("t0ken")).body).into_owned();
-    let series = format!("ringcap_interface_up{{interface=\"{name}\"}} ");
-    text.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
+    common::metric(bed, addr, "t0ken", &format!("ringcap_interface_up{{interface=\"{name}\"}}"))
 }
 
 /// One of two interfaces is deleted under capture: said, shown down in /metrics, and

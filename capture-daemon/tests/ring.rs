@@ -403,9 +403,7 @@ fn bad_ring_settings_give_clear_errors() {
     }
     // A config that is no file is refused at once, never read forever.
     std::fs::remove_file(&config).unwrap();
-    let c_path = std::ffi::CString::new(c).unwrap();
-    // SAFETY: a valid path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    common::mkfifo(&config);
     expect_failure(&["--config", c], "not a regular file");
     expect_failure(&["--config", "/dev/zero"], "not a regular file");
 }

@@ -257,10 +257,7 @@ fn proc_status(pid: u32, field: &str) -> u64 {
 
 /// A counter of /metrics (name with labels, as printed).
 fn metric(bed: &TestBed, addr: &str, series: &str) -> u64 {
-    let text = String::from_utf8_lossy(&get(bed, addr, "/metrics", Some(TOKEN)).body).into_owned();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    common::metric(bed, addr, TOKEN, series).unwrap_or_else(|| panic!("no {series} in /metrics"))
 }
 
 /// 100 clients ask for a pull of the whole ring and never read a byte. At most
@@ -476,9 +473,7 @@ fn planted_statistics_sidecars_never_hang_a_pull_or_a_pin() {
     let data = capture_daemon::retrieve::pull::ring_files(&dir).unwrap().remove(0);
     let fifo = snapshots_path(&data);
     std::fs::remove_file(&fifo).unwrap();
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    common::mkfifo(&fifo);
     std::os::unix::fs::symlink("/dev/zero", stats_path(&data)).unwrap();
     let out = scratch("sidecars.pcap");
     let pulled = ringcap(
@@ -506,9 +501,7 @@ fn planted_statistics_sidecars_never_hang_a_pull_or_a_pin() {
     // The manifest too: readers fall back to the files that have ringcap's index, saying so.
     let manifest = dir.join(capture_daemon::storage::manifest::MANIFEST_NAME);
     std::fs::remove_file(&manifest).unwrap();
-    let c_manifest = std::ffi::CString::new(manifest.to_str().unwrap()).unwrap();
-    // SAFETY: a valid path.
-    assert_eq!(unsafe { libc::mkfifo(c_manifest.as_ptr(), 0o600) }, 0);
+    common::mkfifo(&manifest);
     let pulled = ringcap(&bed, &["pull", "--dir", dir.to_str().unwrap(), "--last", "1h"]);
     let said = String::from_utf8_lossy(&pulled.stderr);
     assert!(pulled.status.success(), "{said}");

@@ -234,7 +234,7 @@ fn families(sources: &Sources) -> Vec<Family> {
     );
     family(
         "ringcap_storage_files_lost_total",
-        "Files of the ring removed, replaced or truncated by someone else while being written.",
+        "Files of the ring removed, replaced, truncated or overwritten by someone else while being written.",
         &[(Vec::new(), get(&s.files_lost))],
     );
     family(

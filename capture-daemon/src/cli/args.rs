@@ -153,16 +153,15 @@ impl KernelArgs {
         Ok(self.user.as_deref().map(User::lookup).transpose()?)
     }
 
-    /// Refuses what cannot work before anything is loaded or created; returns what it
-    /// resolved, for the capture to use as it is.
+    /// `--syn-timeout` as a duration, or why it is none.
     fn syn_timeout(&self) -> anyhow::Result<Duration> {
         Duration::try_from_secs_f64(self.syn_timeout).ok().filter(|t| !t.is_zero()).ok_or_else(|| {
             anyhow::anyhow!("--syn-timeout {} is not a positive number of seconds", self.syn_timeout)
         })
     }
 
-    /// Every check of these options that needs no file written: a bad option is refused
-    /// before anything is created, loaded or attached.
+    /// Refuses what cannot work before anything is loaded or created; returns what it
+    /// resolved, for the capture to use as it is.
     pub(crate) fn check(&self) -> anyhow::Result<Checked> {
         self.syn_timeout()?;
         let checked =

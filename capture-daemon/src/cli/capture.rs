@@ -63,9 +63,16 @@ pub(crate) fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     let summary =
         capture_into(&args.kernel, checked, &args.stop, Box::new(sink), Arc::default(), interfaces)?;
     print_summary(&summary);
-    Ok(match (summary.write_error, summary.links_end) {
+    Ok(session_end(summary, &args.write.display()))
+}
+
+/// How a capture session ended, for the exit status: failure after a write error (`written`
+/// names what was being written) or when its interfaces ended it, so that a service
+/// manager starts it again.
+pub(crate) fn session_end(summary: CaptureSummary, written: &dyn std::fmt::Display) -> ExitCode {
+    match (summary.write_error, summary.links_end) {
         (Some(error), _) => {
-            eprintln!("ringcap: error: writing {} failed: {error}", args.write.display());
+            eprintln!("ringcap: error: writing {written} failed: {error}");
             ExitCode::FAILURE
         }
         (None, Some(end)) => {
@@ -73,7 +80,7 @@ pub(crate) fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         }
         (None, None) => ExitCode::SUCCESS,
-    })
+    }
 }
 
 /// tcpdump's closing lines, plus every other place a packet can be lost.

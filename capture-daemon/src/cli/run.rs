@@ -26,7 +26,7 @@ use clap::Args;
 use super::args::{
     api_token, parse_disk_limit, parse_file_count, parse_megabytes, ArchiveArgs, KernelArgs, StopArgs,
 };
-use super::capture::{capture_into, print_summary};
+use super::capture::{capture_into, print_summary, session_end};
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
@@ -291,18 +291,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let summary = capture_into(&args.kernel, checked, &args.stop, Box::new(ring), live, interfaces)?;
     print_summary(&summary);
     print_storage_summary(&counters);
-    // Non-zero, so a service manager restarts the capture.
-    Ok(match (summary.write_error, summary.links_end) {
-        (Some(error), _) => {
-            eprintln!("ringcap: error: writing the ring in {} failed: {error}", args.dir.display());
-            ExitCode::FAILURE
-        }
-        (None, Some(end)) => {
-            eprintln!("ringcap: error: {end}");
-            ExitCode::FAILURE
-        }
-        (None, None) => ExitCode::SUCCESS,
-    })
+    Ok(session_end(summary, &format_args!("the ring in {}", args.dir.display())))
 }
 
 /// The API's bearer token, or none with --http-no-auth; read before anything is created.

@@ -273,6 +273,12 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     read_file_bounded(open_regular(path)?, path, limit)
 }
 
+/// Reads `file`, opened by the caller (`path` names it), whole if it is a regular file of
+/// at most `limit` bytes: for files outside the ring, where a symlink is the owner's own.
+pub fn read_opened_bounded(file: File, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    read_file_bounded(regular(file, path)?, path, limit)
+}
+
 fn read_file_bounded(file: File, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let len = file.metadata()?.len();

@@ -135,8 +135,8 @@ pub struct StorageCounters {
     pub sync_errors: AtomicU64,
     /// Manifest updates that failed (the files stay; a later update retries).
     pub manifest_errors: AtomicU64,
-    /// Files of the ring removed, replaced or truncated by someone else while written: a new
-    /// file is started for the packets that follow.
+    /// Files of the ring removed, replaced, truncated or overwritten by someone else while
+    /// written: a new file is started for the packets that follow.
     pub files_lost: AtomicU64,
 }
 
@@ -573,10 +573,10 @@ impl RingWriter {
         }
     }
 
-    /// Lets go of the current file that someone else removed, replaced or truncated (said
-    /// and counted). A truncated file is still ringcap's and joins the closed files; the
-    /// name of a removed or replaced one leaves the manifest, so a file put in its place
-    /// is never taken for ringcap's.
+    /// Lets go of the current file that someone else removed, replaced, truncated or
+    /// overwrote (said and counted). A truncated or overwritten file is still ringcap's
+    /// and joins the closed files; the name of a removed or replaced one leaves the
+    /// manifest, so a file put in its place is never taken for ringcap's.
     fn abandon_current(&mut self, why: Lost) {
         let Some(current) = self.current.take() else { return };
         bump(&self.counters.files_lost, 1);

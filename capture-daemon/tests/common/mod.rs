@@ -631,3 +631,17 @@ impl OutputWithin for std::process::Command {
         std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
     }
 }
+
+/// Makes a FIFO at `path` (what a hostile user plants where a file should be).
+pub fn mkfifo(path: &std::path::Path) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
+/// The value of `series` (a name with its labels, as /metrics prints it) on the daemon's
+/// API at `addr`, if it has one.
+pub fn metric(bed: &TestBed, addr: &str, token: &str, series: &str) -> Option<u64> {
+    let text = String::from_utf8_lossy(&get(bed, addr, "/metrics", Some(token)).body).into_owned();
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
