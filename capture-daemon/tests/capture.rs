@@ -2,7 +2,7 @@
 //! real frames through a veth pair between two network namespaces, and the files
 //! read back by ringcap's tests, tcpdump and tshark.
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -11,7 +11,7 @@ mod common;
 
 use common::OutputWithin;
 
-use common::{bed, mixed_frames, scratch, send, send_alternating, start_capture, stop, RINGCAP, WAIT};
+use common::{bed, mixed_frames, scratch, send, send_alternating, serve, start_capture, stop, RINGCAP, WAIT};
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP};
@@ -166,14 +166,12 @@ fn real_tcp_and_icmp_traffic_is_captured_and_decoded() {
     let bed = bed();
     let file = scratch("tcp.pcap");
     let capture = start_capture(&bed, &["-w", file.to_str().unwrap()]);
-    let server = TestBed::in_namespace(&bed.rx_ns, || {
-        let listener = TcpListener::bind((RX_IP, 8080)).unwrap();
+    let server = serve(&bed, 8080, |listener| {
         let (mut stream, _) = listener.accept().unwrap();
         let mut received = Vec::new();
         stream.read_to_end(&mut received).unwrap();
         received
     });
-    std::thread::sleep(Duration::from_millis(200));
     TestBed::in_namespace(&bed.tx_ns, || {
         let mut stream = TcpStream::connect((RX_IP, 8080)).unwrap();
         stream.write_all(b"hello through the flight recorder").unwrap();
@@ -184,10 +182,7 @@ fn real_tcp_and_icmp_traffic_is_captured_and_decoded() {
     assert_eq!(server.join().unwrap().unwrap(), b"hello through the flight recorder");
     let ping = bed.tx("ping").args(["-c", "3", "-i", "0.2", RX_IP]).output_within_deadline();
     assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stderr));
-    std::thread::sleep(Duration::from_millis(200));
-    capture.signal(libc::SIGINT);
-    let (status, stderr) = capture.finish(WAIT);
-    assert!(status.success(), "{stderr:?}");
+    stop(capture);
 
     // XDP sees what arrives at veth-rx: the client's side of the connection and the echo requests.
     let fields = |filter: &str, field: &str| {
@@ -297,12 +292,10 @@ fn capture_conversation(direction: &str, extra: &[&str]) -> (std::path::PathBuf,
     let mut args = vec!["-w", file.to_str().unwrap(), "--direction", direction];
     args.extend_from_slice(extra);
     let capture = start_capture(&bed, &args);
-    let server = TestBed::in_namespace(&bed.rx_ns, || {
-        let listener = TcpListener::bind((RX_IP, 8080)).unwrap();
+    let server = serve(&bed, 8080, |listener| {
         let (mut stream, _) = listener.accept().unwrap();
         stream.write_all(b"reply from the server").unwrap();
     });
-    std::thread::sleep(Duration::from_millis(200));
     TestBed::in_namespace(&bed.tx_ns, || {
         let mut stream = TcpStream::connect((RX_IP, 8080)).unwrap();
         let mut reply = Vec::new();
@@ -313,10 +306,7 @@ fn capture_conversation(direction: &str, extra: &[&str]) -> (std::path::PathBuf,
     .unwrap()
     .unwrap();
     server.join().unwrap().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    capture.signal(libc::SIGINT);
-    let (status, stderr) = capture.finish(WAIT);
-    assert!(status.success(), "{stderr:?}");
+    let stderr = stop(capture);
     (file, stderr)
 }
 

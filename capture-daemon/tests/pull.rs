@@ -20,7 +20,7 @@ use common::{
     bed, known_frame, mixed_frames, scratch, send, seqs, stamp, start_ringcap, synthetic_ring, RINGCAP, WAIT,
 };
 use ringcap_tools::frames::sequence_of;
-use ringcap_tools::harness::{read_pcap, read_pcap_bytes, summary_count};
+use ringcap_tools::harness::{read_pcap_bytes, summary_count};
 
 fn ringcap_pull(dir: &Path, args: &[&str]) -> (Vec<u8>, String) {
     let out = Command::new(RINGCAP)
@@ -106,22 +106,49 @@ fn bad_pull_arguments_give_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
 }
 
+/// The numbers of pull's closing line, in order: packets, files, frames read, frames skipped
+/// by their summaries, damaged frames, damaged bytes, unreadable files.
+fn pull_counts(stderr: &str) -> [u64; 7] {
+    let line = stderr.lines().find(|l| l.starts_with("ringcap: pulled ")).expect("a closing line");
+    let numbers: Vec<u64> = line.split([' ', '(']).filter_map(|word| word.parse().ok()).collect();
+    numbers.try_into().unwrap_or_else(|n| panic!("seven counts in {line:?}: {n:?}"))
+}
+
+/// The sequence numbers of the synthetic packets `frame` holds (packet i is stamped `stamp(i)`).
+fn frame_seqs(frame: &capture_daemon::storage::index::FrameEntry, count: u64) -> Vec<u64> {
+    (0..count)
+        .filter(|&i| (frame.earliest_ns..=frame.latest_ns).contains(&(stamp(i).as_nanos() as u64)))
+        .collect()
+}
+
+/// Three kinds of damage, each costing exactly what it touched: a byte flipped in a frame
+/// loses that frame, a file cut mid-frame loses its last frame (the cut frame's bytes counted),
+/// a garbled index costs nothing (the file is scanned past it). Every other packet is
+/// delivered, and the closing line counts each loss.
 #[test]
 fn damaged_files_are_skipped_with_warnings_and_the_rest_is_delivered() {
     let dir = scratch("damaged");
     synthetic_ring(&dir, 1000, 6_000);
     let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+    assert!(files.len() >= 5, "{} files", files.len());
     let (all, _) = ringcap_pull(&dir, &["--since", "2026-11-24T10:00:00Z"]);
-    assert_eq!(seqs(&all).len(), 1000);
-    // Corrupt a byte in the middle of the second file, cut the third mid-frame, and
-    // garble the fourth one's index.
+    assert_eq!(seqs(&all), (0..1000).collect::<Vec<_>>());
+    let frames_of = |path: &Path| capture_daemon::storage::frames::DataFile::open(path).unwrap().frames;
+    // A byte in the middle of the second file: the frame holding it is lost.
     let mut second = std::fs::read(&files[1]).unwrap();
     let middle = second.len() / 2;
+    let hit = frames_of(&files[1])
+        .into_iter()
+        .find(|f| (f.offset..f.offset + f.len).contains(&(middle as u64)))
+        .expect("a frame holds the middle byte");
     second[middle] ^= 0xff;
     std::fs::write(&files[1], second).unwrap();
+    // The third file cut 100 bytes short: its last frame is lost.
+    let cut = frames_of(&files[2]).pop().unwrap();
+    assert!(cut.len > 100);
     let third = std::fs::OpenOptions::new().write(true).open(&files[2]).unwrap();
-    let third_len = third.metadata().unwrap().len();
-    third.set_len(third_len - 100).unwrap();
+    third.set_len(cut.offset + cut.len - 100).unwrap();
+    // The fourth file's index garbled: nothing is lost.
     let index = capture_daemon::storage::index::index_path(&files[3]);
     let mut garbled = std::fs::read(&index).unwrap();
     let at = garbled.len() / 2;
@@ -129,39 +156,47 @@ fn damaged_files_are_skipped_with_warnings_and_the_rest_is_delivered() {
     std::fs::write(&index, garbled).unwrap();
 
     let (pcap, stderr) = ringcap_pull(&dir, &["--since", "2026-11-24T10:00:00Z"]);
-    let got = seqs(&pcap);
-    assert!(stderr.contains("warning"), "{stderr}");
-    assert!(stderr.contains("frame") && stderr.contains("skipped"), "{stderr}");
-    assert!(got.len() < 1000 && got.len() > 700, "{} packets delivered: {stderr}", got.len());
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "order");
+    let lost: Vec<u64> = [frame_seqs(&hit, 1000), frame_seqs(&cut, 1000)].concat();
+    let expected: Vec<u64> = (0..1000).filter(|i| !lost.contains(i)).collect();
+    assert!(!frame_seqs(&hit, 1000).is_empty() && !frame_seqs(&cut, 1000).is_empty());
+    assert_eq!(seqs(&pcap), expected, "{stderr}");
     for packet in read_pcap_bytes(&pcap).unwrap() {
         assert_eq!(packet.data, known_frame(sequence_of(&packet.data).unwrap()));
     }
-    // Everything in the untouched files and in the file whose index was garbled is there.
-    let intact: Vec<u64> = [&files[0], &files[3], &files[4]]
-        .iter()
-        .flat_map(|f| {
-            let file = capture_daemon::storage::frames::DataFile::open(f).unwrap();
-            let (first, last) = file.time_range().unwrap();
-            (0..1000).filter(move |&i| {
-                let ns = stamp(i).as_nanos() as u64;
-                first <= ns && ns <= last
-            })
-        })
-        .collect();
-    assert!(intact.iter().all(|s| got.contains(s)), "packets of intact files are missing");
+    let [packets, _files, _read, _skipped, damaged_frames, damaged_bytes, unreadable] = pull_counts(&stderr);
+    assert_eq!(packets, expected.len() as u64, "{stderr}");
+    assert_eq!(damaged_frames, 1, "the flipped byte's frame: {stderr}");
+    assert_eq!(damaged_bytes, cut.len - 100, "what is left of the cut frame: {stderr}");
+    assert_eq!(unreadable, 0, "{stderr}");
+    let name = |n: usize| files[n].file_name().unwrap().to_string_lossy().into_owned();
+    let warned =
+        |n: usize| stderr.lines().any(|l| l.starts_with("ringcap: warning: ") && l.contains(&name(n)));
+    assert!(warned(1) && warned(2), "a warning names each file that lost packets: {stderr}");
+    // A garbled index entry ends the index there, as a torn one of the file being written
+    // does: the file is scanned from it on, silently, since nothing is lost.
+    assert!(!warned(0) && !warned(3) && !warned(4), "and no other: {stderr}");
 }
 
+/// Pulls of the file still being written (one file, `-G 0`, the daemon running) give the
+/// packets so far, and filtered ones the same packets as zstdcat | tcpdump over the ring.
 #[test]
 fn filtered_pulls_agree_with_zstdcat_and_tcpdump_and_see_the_file_being_written() {
     let bed = bed();
     let dir = scratch("live-ring");
-    let ring = start_ringcap(&bed, "run", &["--dir", dir.to_str().unwrap(), "-G", "1"]);
+    let mut ring =
+        start_ringcap(&bed, "run", &["--dir", dir.to_str().unwrap(), "-G", "0", "--frame-interval", "0.1"]);
     send(&bed, mixed_frames(3000));
-    // Two seconds later the packets are in the files being written, complete frames only.
-    std::thread::sleep(Duration::from_secs(2));
-    let (pcap, stderr) = ringcap_pull(&dir, &["--last", "1m"]);
+    let deadline = std::time::Instant::now() + WAIT;
+    let (pcap, stderr) = loop {
+        let (pcap, stderr) = ringcap_pull(&dir, &["--last", "1m"]);
+        if seqs(&pcap).len() >= 3000 || std::time::Instant::now() > deadline {
+            break (pcap, stderr);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(seqs(&pcap), (0..3000).collect::<Vec<_>>(), "{stderr}");
+    let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+    assert_eq!(files.len(), 1, "one file, still being written: {files:?}");
     for expression in ["udp and greater 1000", "udp src port 10003 or udp src port 10005", "less 100"] {
         let (ours, _) = ringcap_pull(&dir, &["--last", "1m", expression]);
         let ours: Vec<_> =
@@ -171,11 +206,11 @@ fn filtered_pulls_agree_with_zstdcat_and_tcpdump_and_see_the_file_being_written(
         assert_eq!(ours.len(), theirs.len(), "{expression:?}");
         assert!(ours == theirs, "{expression:?}: different packets");
     }
+    assert!(ring.child.try_wait().unwrap().is_none(), "the daemon was still writing the file");
     ring.signal(libc::SIGINT);
     let (status, stderr) = ring.finish(WAIT);
     assert!(status.success());
     assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(3000));
-    let _ = read_pcap;
 }
 
 /// The tcpdump corpus (Ethernet captures), file by file: each file's packets stay
@@ -239,13 +274,6 @@ fn tcpdump_over_ring(dir: &Path, expression: &str) -> Vec<(Duration, Vec<u8>)> {
     read_pcap_bytes(&theirs).unwrap().into_iter().map(|p| (p.timestamp, p.data)).collect()
 }
 
-/// "N skipped by their summaries" in pull's closing line.
-fn skipped(stderr: &str) -> u64 {
-    let line = stderr.lines().find(|l| l.contains("skipped by their summaries")).unwrap();
-    let before = line.split(" skipped by their summaries").next().unwrap();
-    before.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
 /// Rewrites every index of the ring as rings before summaries had them (RCAPIDX1,
 /// entries alone).
 fn strip_summaries(dir: &Path) {
@@ -289,7 +317,7 @@ fn summaries_skip_frames_that_cannot_match_and_pulls_still_equal_tcpdump() {
         let theirs = tcpdump_over_ring(&dir, expression);
         assert_eq!(ours.len(), theirs.len(), "{expression:?}: {stderr}");
         assert!(ours == theirs, "{expression:?}: different packets");
-        let skipped = skipped(&stderr);
+        let skipped = pull_counts(&stderr)[3];
         if undecided.contains(expression) {
             assert_eq!(skipped, 0, "{expression:?} cannot be decided by a summary");
         }
@@ -330,7 +358,7 @@ fn summaries_skip_frames_that_cannot_match_and_pulls_still_equal_tcpdump() {
         let ours: Vec<_> =
             read_pcap_bytes(&ours).unwrap().into_iter().map(|p| (p.timestamp, p.data)).collect();
         assert!(&ours == before, "{expression:?} without summaries");
-        assert_eq!(skipped(&stderr), 0);
+        assert_eq!(pull_counts(&stderr)[3], 0);
     }
 }
 

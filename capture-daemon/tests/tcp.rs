@@ -7,12 +7,12 @@ use common::OutputWithin;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bed, get, scratch, start_ringcap, tshark_fields, RINGCAP, WAIT};
+use common::{bed, get, scratch, serve, start_ringcap, tshark_fields, RINGCAP, WAIT};
 use ringcap_tools::testbed::{TestBed, RX_IP};
 
 const CONNECTIONS: usize = 10;
@@ -32,8 +32,7 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
         "run",
         &["--dir", d, "-G", "0", "--direction", "both", "--http", addr, "--http-no-auth"],
     );
-    let server = TestBed::in_namespace(&bed.rx_ns, || {
-        let listener = TcpListener::bind((RX_IP, 8080)).unwrap();
+    let server = serve(&bed, 8080, |listener| {
         for _ in 0..CONNECTIONS {
             let (mut stream, _) = listener.accept().unwrap();
             let mut request = Vec::new();
@@ -41,7 +40,6 @@ fn flags_handshakes_and_handshake_rtt_agree_with_tshark() {
             stream.write_all(&request[..100]).unwrap();
         }
     });
-    std::thread::sleep(Duration::from_millis(200));
     TestBed::in_namespace(&bed.tx_ns, || {
         for _ in 0..CONNECTIONS {
             let mut stream = TcpStream::connect((RX_IP, 8080)).unwrap();
@@ -237,8 +235,7 @@ fn wireshark_analysis_and_rtts_agree_with_tshark_under_real_loss() {
     .join()
     .unwrap()
     .unwrap();
-    let server = TestBed::in_namespace(&bed.rx_ns, || {
-        let listener = TcpListener::bind((RX_IP, 8081)).unwrap();
+    let server = serve(&bed, 8081, |listener| {
         for i in 0..4 {
             let (mut stream, _) = listener.accept().unwrap();
             if i == 3 {
@@ -264,7 +261,6 @@ fn wireshark_analysis_and_rtts_agree_with_tshark_under_real_loss() {
             stream.write_all(&[1u8; 100]).unwrap();
         }
     });
-    std::thread::sleep(Duration::from_millis(200));
     TestBed::in_namespace(&bed.tx_ns, || {
         for _ in 0..4 {
             let mut stream = TcpStream::connect((RX_IP, 8081)).unwrap();
@@ -400,8 +396,7 @@ fn wireshark_analysis_agrees_with_tshark_on_parallel_connections_under_random_lo
         random_loss(&bed.rx_ns, ringcap_tools::testbed::RX_IF),
         random_loss(&bed.tx_ns, ringcap_tools::testbed::TX_IF),
     ];
-    let server = TestBed::in_namespace(&bed.rx_ns, || {
-        let listener = TcpListener::bind((RX_IP, 8082)).unwrap();
+    let server = serve(&bed, 8082, |listener| {
         let handlers: Vec<_> = (0..PARALLEL)
             .map(|_| {
                 let (mut stream, _) = listener.accept().unwrap();
@@ -415,7 +410,6 @@ fn wireshark_analysis_agrees_with_tshark_on_parallel_connections_under_random_lo
             .collect();
         handlers.into_iter().for_each(|h| h.join().unwrap());
     });
-    std::thread::sleep(Duration::from_millis(200));
     TestBed::in_namespace(&bed.tx_ns, || {
         let clients: Vec<_> = (0..PARALLEL)
             .map(|_| {
@@ -600,11 +594,9 @@ fn unanswered_connection_attempts_are_counted_once_each() {
         ],
     );
     // One answered connection first (it also resolves the neighbours).
-    let server = TestBed::in_namespace(&bed.rx_ns, || {
-        let listener = TcpListener::bind((RX_IP, 8082)).unwrap();
+    let server = serve(&bed, 8082, |listener| {
         drop(listener.accept().unwrap());
     });
-    std::thread::sleep(Duration::from_millis(200));
     TestBed::in_namespace(&bed.tx_ns, || drop(TcpStream::connect((RX_IP, 8082)).unwrap()))
         .join()
         .unwrap()

@@ -146,14 +146,15 @@ impl TestBed {
 
     /// Packets the captured interface (`veth-rx`) has received so far, XDP or not.
     pub fn rx_packets(&self) -> std::io::Result<u64> {
-        let output = self.rx("ip").args(["-s", "-o", "link", "show", RX_IF]).output()?;
-        // `ip -s -o link`: "... RX: bytes packets ... \    BYTES PACKETS ..."
-        let text = String::from_utf8_lossy(&output.stdout);
-        let counters = text.split("RX:").nth(1).and_then(|rx| rx.split('\\').nth(1));
-        counters
-            .and_then(|c| c.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("no rx counter in `ip -s -o link`: {text}")))
+        link_counter(&self.rx_ns, RX_IF, "RX:", "packets")
+    }
+
+    /// Frames the veth pair has dropped on their way to `veth-rx` so far: a sender that
+    /// outruns the receiver's queue loses frames before any program or capture sees them,
+    /// and veth counts them as `veth-tx`'s TX drops (drops at the receiver's XDP program,
+    /// such as an AF_XDP socket's full ring, are `veth-rx`'s RX drops, and not counted here).
+    pub fn pair_drops(&self) -> std::io::Result<u64> {
+        link_counter(&self.tx_ns, TX_IF, "TX:", "dropped")
     }
 
     /// Attaches an `XDP_PASS` program to `veth-rx` (with `ringcap-gen hold-pass`) for
@@ -205,6 +206,22 @@ impl Drop for TestBed {
         let _ = run(&["ip", "netns", "del", &self.tx_ns]);
         let _ = run(&["ip", "netns", "del", &self.rx_ns]);
     }
+}
+
+/// One counter of `dev` in namespace `ns`, as `ip -s -o link` shows it: `direction` "RX:" or
+/// "TX:", `name` a column ("packets", "dropped"), read from the line of values under it.
+fn link_counter(ns: &str, dev: &str, direction: &str, name: &str) -> std::io::Result<u64> {
+    let output = TestBed::command_in(ns, "ip").args(["-s", "-o", "link", "show", dev]).output()?;
+    // "... RX:  bytes packets errors dropped ... \    BYTES PACKETS ERRORS DROPPED ... \ ..."
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut parts = text.split(direction).nth(1).map(|rest| rest.split('\\'));
+    let value = parts.as_mut().and_then(|parts| {
+        let column = parts.next()?.split_whitespace().position(|header| header == name)?;
+        parts.next()?.split_whitespace().nth(column)?.parse().ok()
+    });
+    value.ok_or_else(|| {
+        std::io::Error::other(format!("no {direction} {name} of {dev} in `ip -s -o link`: {text}"))
+    })
 }
 
 /// Runs a command, turning a non-zero exit into an error with its stderr.

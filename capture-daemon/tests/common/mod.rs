@@ -61,9 +61,24 @@ pub fn send(bed: &TestBed, frames: Vec<Vec<u8>>) {
     send_paced(bed, frames, None);
 }
 
-/// Sends every frame once, in order, at `rate` frames per second if given.
+/// A TCP server on `RX_IP:port` in the bed's receiving namespace, bound before this returns
+/// (a client started next never finds the port closed), then given to `serve` on a thread.
+pub fn serve<T: Send + 'static>(
+    bed: &TestBed,
+    port: u16,
+    serve: impl FnOnce(std::net::TcpListener) -> T + Send + 'static,
+) -> std::thread::JoinHandle<std::io::Result<T>> {
+    let bind = move || std::net::TcpListener::bind((ringcap_tools::testbed::RX_IP, port));
+    let listener = TestBed::in_namespace(&bed.rx_ns, bind).join().unwrap().unwrap().unwrap();
+    std::thread::spawn(move || Ok(serve(listener)))
+}
+
+/// Sends every frame once, in order, at `rate` frames per second if given, and checks that
+/// the veth pair delivered them all: the generator counts frames it handed to the kernel,
+/// and a receiver outrun drops some before any capture could see them.
 pub fn send_paced(bed: &TestBed, frames: Vec<Vec<u8>>, rate: Option<f64>) {
     let count = frames.len() as u64;
+    let drops_before = bed.pair_drops().unwrap();
     let report = TestBed::in_namespace(&bed.tx_ns, move || {
         let ifindex = capture_daemon::kernel::interface_index(TX_IF).unwrap();
         transmit(ifindex, &Plan { frames, count, chunk: 1, rate, until: None })
@@ -73,6 +88,8 @@ pub fn send_paced(bed: &TestBed, frames: Vec<Vec<u8>>, rate: Option<f64>) {
     .unwrap()
     .unwrap();
     assert_eq!(report.sent, count);
+    let dropped = bed.pair_drops().unwrap() - drops_before;
+    assert_eq!(dropped, 0, "the veth pair dropped {dropped} of {count} frames sent: pace them");
 }
 
 /// Sends the frames in order, `chunk` at a time, alternately out of `veth-tx` and
