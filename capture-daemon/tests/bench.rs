@@ -50,8 +50,18 @@ fn assert_ledgers_add_up(report: &Value, out: &Path) {
             "captured",
         ];
         assert_eq!(lines.iter().map(|k| n(k)).sum::<u64>(), n("offered"), "trial {}: {l}", trial["number"]);
+        // Each line is its own counter: the interface's drops are the interface's counters.
+        let interface = &trial["interface"];
+        let counted = ["rx_dropped", "rx_missed_errors", "rx_fifo_errors", "peer_tx_dropped"]
+            .iter()
+            .map(|k| interface[k].as_u64().unwrap_or_else(|| panic!("{k} in {interface}")))
+            .sum::<u64>();
+        assert_eq!(n("nic_dropped"), counted, "trial {}: {l} {interface}", trial["number"]);
         assert_eq!(n("seen") + n("nic_dropped"), n("offered"), "the bed drops nothing unseen: {l}");
-        if let Some(file) = trial["stats_file"].as_str() {
+        if trial["mode"] != "tcpdump" {
+            let file = trial["stats_file"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a ringcap trial keeps its stats: {trial}"));
             let stats: Value = serde_json::from_slice(&std::fs::read(out.join(file)).unwrap()).unwrap();
             assert_eq!(stats["kernel"]["seen"].as_u64(), Some(n("seen")), "{file}");
             assert_eq!(stats["kernel"]["ring_full"].as_u64(), Some(n("kernel_dropped")), "{file}");
@@ -180,6 +190,7 @@ fn an_external_generator_is_followed_rate_by_rate_on_a_real_interface() {
     let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_ledgers_add_up(&report, &out);
     let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), sent.len(), "a trial per rate");
     for (trial, count) in trials.iter().zip(&sent) {
         // Offered is what the interface counted: exactly what the test sent.
         assert_eq!(trial["ledger"]["offered"].as_u64(), Some(*count), "{trial}");

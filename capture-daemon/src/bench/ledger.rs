@@ -1,7 +1,9 @@
 //! The drop ledger of a trial: where every offered frame went, each line a counter of
 //! the interface, the kernel programs, the AF_XDP sockets, the reader or the writer.
-//! The lines add up to what was offered; whatever does not is shown as `unaccounted`,
-//! never hidden (on the self-test's veth bed it is zero in every trial).
+//! Each line is read from its own counter, none derived from the others, so the lines
+//! add up to what was offered only when every frame is explained; whatever is not is
+//! shown as `unaccounted`, never hidden (on the self-test's veth bed it is zero in every
+//! trial).
 use serde::Serialize;
 
 use super::system::InterfaceCounters;
@@ -11,8 +13,8 @@ pub struct Ledger {
     /// Frames offered: sent by the generator (self-test), or counted by the interface
     /// (received plus its drops) with an external source.
     pub offered: u64,
-    /// Lost before any program saw them: the interface's drops (a veth drops what its
-    /// peer sends faster than its receive ring drains).
+    /// Lost before any program saw them: the interface's own drop counters (a veth drops
+    /// what its peer sends faster than its receive ring drains, and counts it at the peer).
     pub nic_dropped: u64,
     /// Seen by the capture program.
     pub seen: u64,
@@ -43,7 +45,7 @@ impl Ledger {
             .sum();
         Ledger {
             offered,
-            nic_dropped: offered.saturating_sub(n("kernel", "seen")).max(interface.dropped()),
+            nic_dropped: interface.dropped(),
             seen: n("kernel", "seen"),
             not_selected: n("kernel", "filtered") + n("kernel", "sampled_out") + n("kernel", "rate_limited"),
             kernel_dropped: n("kernel", "ring_full")
@@ -67,10 +69,9 @@ impl Ledger {
             count("packets received by filter"),
             count("packets dropped by kernel"),
         );
-        let nic_dropped = offered.saturating_sub(interface.rx_packets).max(interface.dropped());
         Ledger {
             offered,
-            nic_dropped,
+            nic_dropped: interface.dropped(),
             seen: interface.rx_packets,
             not_selected: interface.rx_packets.saturating_sub(received),
             kernel_dropped: dropped,
@@ -137,12 +138,17 @@ mod tests {
             "storage": {"packets_lost": 0, "packets_written": 800},
             "xsk": {"rx_dropped": 0, "rx_ring_full": 0, "fill_ring_empty": 0, "rx_invalid_descs": 0},
         });
-        let ledger =
-            Ledger::from_ringcap(&stats, 1000, &InterfaceCounters { rx_packets: 990, ..Default::default() });
+        let interface =
+            InterfaceCounters { rx_packets: 990, rx_dropped: 4, peer_tx_dropped: 6, ..Default::default() };
+        let ledger = Ledger::from_ringcap(&stats, 1000, &interface);
         assert_eq!(ledger.nic_dropped, 10);
         assert_eq!(ledger.unaccounted, 0);
         assert_eq!(ledger.lost(), 10 + 40 + 50);
         assert_eq!(ledger.main_loss(), Some("writer (disk or compression too slow)"));
+        // Frames the program never saw and no interface counted are not the interface's.
+        let unseen = InterfaceCounters { rx_packets: 990, ..Default::default() };
+        let ledger = Ledger::from_ringcap(&stats, 1000, &unseen);
+        assert_eq!((ledger.nic_dropped, ledger.unaccounted), (0, 10));
         // A packet the writer reports it never got shows up, not hidden.
         let short = json!({"kernel": {"seen": 1000}, "storage": {"packets_written": 999}});
         let ledger = Ledger::from_ringcap(&short, 1000, &InterfaceCounters::default());

@@ -135,6 +135,9 @@ pub struct InterfaceCounters {
     /// Missed by the NIC (its FIFO overflowed before the driver took the frame).
     pub rx_missed_errors: u64,
     pub rx_fifo_errors: u64,
+    /// The self-test's sending end of the veth pair: frames it dropped because the
+    /// receiver's queue was full (veth counts those at the sender, not the receiver).
+    pub peer_tx_dropped: u64,
 }
 
 impl InterfaceCounters {
@@ -153,7 +156,17 @@ impl InterfaceCounters {
             rx_dropped: get(1),
             rx_missed_errors: get(2),
             rx_fifo_errors: get(3),
+            peer_tx_dropped: 0,
         })
+    }
+
+    /// These counters with `peer_tx_dropped` read from the sending end of a veth pair,
+    /// `peer` in namespace `ns`.
+    pub fn with_peer(mut self, ns: &str, peer: &str) -> std::io::Result<Self> {
+        let text = in_namespace(Some(ns), &format!("cat /sys/class/net/{peer}/statistics/tx_dropped"))
+            .ok_or_else(|| std::io::Error::other(format!("cannot read the counters of {peer}")))?;
+        self.peer_tx_dropped = text.trim().parse().map_err(std::io::Error::other)?;
+        Ok(self)
     }
 
     /// What was counted between `before` and `self`.
@@ -163,12 +176,13 @@ impl InterfaceCounters {
             rx_dropped: self.rx_dropped.saturating_sub(before.rx_dropped),
             rx_missed_errors: self.rx_missed_errors.saturating_sub(before.rx_missed_errors),
             rx_fifo_errors: self.rx_fifo_errors.saturating_sub(before.rx_fifo_errors),
+            peer_tx_dropped: self.peer_tx_dropped.saturating_sub(before.peer_tx_dropped),
         }
     }
 
-    /// Frames the interface lost before any program saw them.
+    /// Frames the interface (and a veth's sending end) lost before any program saw them.
     pub fn dropped(&self) -> u64 {
-        self.rx_dropped + self.rx_missed_errors + self.rx_fifo_errors
+        self.rx_dropped + self.rx_missed_errors + self.rx_fifo_errors + self.peer_tx_dropped
     }
 }
 

@@ -37,6 +37,18 @@ impl Traffic {
             Traffic::Interface { iface } => (None, iface.as_str()),
         }
     }
+
+    /// The capture point's counters; on the self-test's veth pair, with the sending end's
+    /// drops (veth counts a full receive queue there).
+    fn counters(&self) -> Result<InterfaceCounters, BenchError> {
+        let (ns, iface) = self.capture_point();
+        let error = |e| BenchError::io(format!("reading the counters of {iface}"), e);
+        let counters = InterfaceCounters::read(ns, iface).map_err(error)?;
+        match self {
+            Traffic::SelfTest(bed) => counters.with_peer(&bed.tx_ns, TX_IF).map_err(error),
+            Traffic::Interface { .. } => Ok(counters),
+        }
+    }
 }
 
 /// What every trial shares.
@@ -166,8 +178,7 @@ impl TrialContext {
             capture.stderr.iter().find(|l| l.contains("listening on")).cloned().unwrap_or_default();
         let pid = capture.child.id();
         std::thread::sleep(Duration::from_millis(200));
-        let counters_before = InterfaceCounters::read(ns.as_deref(), &iface)
-            .map_err(|e| BenchError::io(format!("reading the counters of {iface}"), e))?;
+        let counters_before = self.traffic.counters()?;
         let (cpu_before, process_before) = (CpuTimes::now().unwrap_or_default(), process_cpu_seconds(pid));
         let runs_before = capture_program_runs(programs_before);
         let offered = match &self.traffic {
@@ -177,9 +188,7 @@ impl TrialContext {
         // Let the last frames reach the rings and the reader (tcpdump hands a block of
         // its ring over only once it fills or its 1 s timeout passes).
         std::thread::sleep(Duration::from_millis(if mode == Mode::Tcpdump { 1500 } else { 300 }));
-        let counters = InterfaceCounters::read(ns.as_deref(), &iface)
-            .map_err(|e| BenchError::io(format!("reading the counters of {iface}"), e))?
-            .since(&counters_before);
+        let counters = self.traffic.counters()?.since(&counters_before);
         let cpu_after = CpuTimes::now().unwrap_or_default();
         let runs = capture_program_runs(programs_before);
         let kernel = ProgramRuns {
