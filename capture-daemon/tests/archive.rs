@@ -443,16 +443,17 @@ fn a_pin_over_the_budget_is_refused_with_the_reason() {
     let pinned = daemon.metric(&bed, "ringcap_pinned_bytes");
     assert!(pinned > 0 && pinned < 1 << 20, "{pinned}");
     assert_eq!(daemon.metric(&bed, "ringcap_pins"), 1);
-    for (target, why) in [
-        ("/v1/pins?last=10m&name=../x", "pin name"),
-        ("/v1/pins?last=10m&name=small", "exists"),
-        ("/v1/pins?last=10m&filter=port%20banana", "port"),
-        ("/v1/pins?name=x", "--last"),
-        ("/v1/pins?last=10m&bogus=1", "unknown parameter"),
+    // A bad request is 400; a name already taken, 409 (Conflict).
+    for (target, status, why) in [
+        ("/v1/pins?last=10m&name=../x", 400, "pin name"),
+        ("/v1/pins?last=10m&name=small", 409, "exists"),
+        ("/v1/pins?last=10m&filter=port%20banana", 400, "port"),
+        ("/v1/pins?name=x", 400, "--last"),
+        ("/v1/pins?last=10m&bogus=1", 400, "unknown parameter"),
     ] {
         let response = common::post(&bed, &daemon.addr, target, Some(TOKEN));
         let body = String::from_utf8_lossy(&response.body);
-        assert!(response.status == 400 || response.status == 409, "{target}: {} {body}", response.status);
+        assert_eq!(response.status, status, "{target}: {body}");
         assert!(body.contains(why), "{target}: {body}");
     }
     ringcap(&bed, &["unpin", "--http", &daemon.addr, "--http-token-file", daemon.t(), "small"]);
