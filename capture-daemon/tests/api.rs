@@ -150,11 +150,41 @@ fn the_api_requires_a_token_by_default_even_on_loopback() {
         "run",
         &["--dir", d, "--http", addr, "--http-token-file", token.to_str().unwrap()],
     );
-    assert_eq!(get(&bed, addr, "/v1/stats", None).status, 401);
-    assert_eq!(get(&bed, addr, "/v1/stats", Some("wrong")).status, 401);
-    assert_eq!(get(&bed, addr, "/v1/stats", Some("s3cre")).status, 401);
-    assert_eq!(get(&bed, addr, "/v1/pcap?last=1m", None).status, 401);
+    // Every route and verb, unknown ones too: no token, a wrong one, a prefix of the right one.
+    let routes = [
+        ("GET", "/metrics"),
+        ("GET", "/v1/stats"),
+        ("GET", "/v1/files"),
+        ("GET", "/v1/pcap?last=1m"),
+        ("GET", "/v1/pins"),
+        ("POST", "/v1/pins?last=1m&name=x"),
+        ("GET", "/v1/pins/x"),
+        ("DELETE", "/v1/pins/x"),
+        ("GET", "/nope"),
+        ("PUT", "/v1/stats"),
+    ];
+    for (method, route) in routes {
+        for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret2")] {
+            let response = common::request(&bed, method, addr, route, token);
+            assert_eq!(response.status, 401, "{method} {route} with {token:?}");
+        }
+    }
     assert_eq!(get(&bed, addr, "/v1/stats", Some("s3cret")).status, 200);
+    assert_eq!(get(&bed, addr, "/metrics", Some("s3cret")).status, 200);
+    assert_eq!(get(&bed, addr, "/v1/files", Some("s3cret")).status, 200);
+    // The pin and unpin commands with a wrong token: a clear error, nothing pinned.
+    let wrong = token_file("wrong");
+    for args in [&["pin", "--last", "1m", "--name", "x"][..], &["unpin", "x"]] {
+        let out = bed
+            .rx(RINGCAP)
+            .args(args)
+            .args(["--http", addr, "--http-token-file"])
+            .arg(&wrong)
+            .output_within_deadline();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("401"), "{args:?}: {stderr}");
+    }
+    assert!(!dir.join("pins/x").exists());
     // `ringcap stats` takes the token from a file or the environment, never from argv.
     let stats = bed
         .rx(RINGCAP)
@@ -170,6 +200,41 @@ fn the_api_requires_a_token_by_default_even_on_loopback() {
     assert!(stats.status.success(), "{}", String::from_utf8_lossy(&stats.stderr));
     let stats = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
     assert!(String::from_utf8_lossy(&stats.stderr).contains("401"));
+    ring.signal(libc::SIGINT);
+    assert!(ring.finish(WAIT).0.success());
+
+    // `run` takes its token from the environment too, and its API serves after -Z.
+    let nobody = capture_daemon::privileges::User::lookup("nobody").unwrap();
+    std::os::unix::fs::chown(&dir, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let mut command = bed.rx(RINGCAP);
+    command.args(["run", "-i", RX_IF, "--dir", d, "--http", addr, "-Z", "nobody"]);
+    command.env("RINGCAP_HTTP_TOKEN", "from-env");
+    let mut ring = CaptureProcess::spawn(command).unwrap();
+    assert!(ring.wait_for("running as nobody", WAIT), "{:?}", ring.stderr);
+    assert_eq!(get(&bed, addr, "/v1/stats", Some("s3cret")).status, 401);
+    for route in ["/v1/stats", "/metrics", "/v1/files", "/v1/pcap?last=1m", "/v1/pins"] {
+        assert_eq!(get(&bed, addr, route, Some("from-env")).status, 200, "{route} after -Z");
+    }
+    // A pin after -Z: its files written by the unprivileged daemon.
+    send(&bed, (0..50).map(known_frame).collect());
+    let deadline = std::time::Instant::now() + WAIT;
+    while seqs(&get(&bed, addr, "/v1/pcap?last=1h", Some("from-env")).body).len() < 50 {
+        assert!(std::time::Instant::now() < deadline, "the 50 frames were never stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pinned = common::post(&bed, addr, "/v1/pins?last=1h&name=after-z", Some("from-env"));
+    assert_eq!(pinned.status, 202, "{}", String::from_utf8_lossy(&pinned.body));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let pin = get(&bed, addr, "/v1/pins/after-z", Some("from-env"));
+        let pin: serde_json::Value = serde_json::from_slice(&pin.body).unwrap();
+        if pin["state"] == "pinned" {
+            assert_eq!(pin["manifest"]["packets"], 50, "{pin}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the pin never completed: {pin}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());
 }

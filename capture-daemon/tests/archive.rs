@@ -462,6 +462,51 @@ fn a_pin_over_the_budget_is_refused_with_the_reason() {
     stop(ring);
 }
 
+/// Bytes of every file under `dir`, at any depth.
+fn tree_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                tree_bytes(&e.path())
+            } else {
+                e.metadata().unwrap().len()
+            }
+        })
+        .sum()
+}
+
+/// A pin's bytes count against `--max-disk`: the ring shrinks to make room for it, the
+/// pin itself is never removed, and ring and pin together stay under the budget.
+#[test]
+fn the_ring_shrinks_for_pinned_bytes_and_the_pin_survives() {
+    let bed = bed();
+    let daemon = Daemon::new(18096);
+    let ring =
+        daemon.start(&bed, &["--no-compress", "-C", "0.25", "--frame-bytes", "65536", "--max-disk", "2M"]);
+    let window = send_window(&bed, 0..1500);
+    let window = strs(&window);
+    let said = daemon.pin(&bed, &[&window[..], &["--name", "kept"]].concat());
+    assert!(said.contains("1500 packets"), "{said}");
+    let pinned = daemon.metric(&bed, "ringcap_pinned_bytes");
+    let pin_dir = daemon.dir.join("pins/kept");
+    assert_eq!(pinned, tree_bytes(&pin_dir), "ringcap_pinned_bytes is what the pin holds");
+    assert!(pinned > 800_000, "{pinned} bytes pinned");
+    // Three times the budget of traffic after the pin.
+    send(&bed, (1500..12_000).map(known_frame).collect());
+    let stderr = stop(ring);
+    let total = tree_bytes(&daemon.dir);
+    assert!(total <= 2 << 20, "ring and pin hold {total} bytes over a 2 MiB budget");
+    assert!(summary_count(&stderr, "removed by -W/--max-disk").unwrap() > 0, "{stderr:?}");
+    let from_pin = ringcap(&bed, &[&["pull", "--dir", pin_dir.to_str().unwrap()], &window[..]].concat());
+    assert_eq!(seqs(&from_pin), (0..1500).collect::<Vec<_>>(), "the pin holds its whole window");
+    let from_ring = ringcap(&bed, &["pull", "--dir", daemon.d(), "--last", "1h"]);
+    let kept = seqs(&from_ring);
+    assert_eq!(kept.last(), Some(&11_999), "the ring keeps the newest packets");
+    assert_eq!(kept, (kept[0]..12_000).collect::<Vec<_>>(), "and drops only the oldest");
+}
+
 /// Pin `name` of `window` (filtered by `filter`), waits until it is archived; its
 /// manifest as the daemon lists it.
 fn pin_and_archive(

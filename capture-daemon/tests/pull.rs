@@ -79,6 +79,25 @@ fn window_edges_are_inclusive_at_since_exclusive_at_until_across_rotations() {
     let (pcap, stderr) = ringcap_pull(&dir, &["--since", "2026-11-24T10:00:00Z", "--max-packets", "7"]);
     assert_eq!(seqs(&pcap).len(), 7);
     assert!(stderr.contains("limit of 7 packets"), "{stderr}");
+    // --max-bytes counts decoded frames: the pull ends with the frame that reaches it,
+    // delivering exactly the packets of the frames read up to there.
+    let frames: Vec<_> = capture_daemon::retrieve::pull::ring_files(&dir)
+        .unwrap()
+        .iter()
+        .flat_map(|f| capture_daemon::storage::frames::DataFile::open(f).unwrap().frames)
+        .filter(|frame| frame.packets > 0)
+        .collect();
+    let (mut bytes, mut packets) = (0u64, 0u64);
+    for frame in &frames {
+        if bytes >= 40_000 {
+            break;
+        }
+        bytes += u64::from(frame.raw_len);
+        packets += u64::from(frame.packets);
+    }
+    let (pcap, stderr) = ringcap_pull(&dir, &["--since", "2026-11-24T10:00:00Z", "--max-bytes", "40000"]);
+    assert_eq!(seqs(&pcap), (0..packets).collect::<Vec<_>>(), "{stderr}");
+    assert!(stderr.contains("limit of 40000 bytes read"), "{stderr}");
 }
 
 #[test]

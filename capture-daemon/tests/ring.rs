@@ -377,6 +377,63 @@ fn a_full_disk_removes_the_oldest_files_and_capture_goes_on() {
     assert_eq!(last, Some(11_999), "the newest packets are kept");
 }
 
+/// Bytes of every file under `dir`, at any depth.
+fn tree_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                tree_bytes(&e.path())
+            } else {
+                e.metadata().unwrap().len()
+            }
+        })
+        .sum()
+}
+
+/// `--min-free` keeps that much of the filesystem free (the file being written can eat
+/// into it until the next rotation: at most -C and a frame), and `--max-disk` as a
+/// percentage is of the filesystem's size; both by removing the oldest files, keeping
+/// the newest packets.
+#[test]
+fn min_free_and_a_percentage_of_max_disk_hold_on_a_small_filesystem() {
+    let bed = bed();
+    for (limit, holds) in [("--min-free 4M", "free"), ("--max-disk 25%", "ring")] {
+        let dir = scratch("small-fs");
+        let _unmount = mount_tmpfs(&dir, "size=8m");
+        let args = format!("-G 0 -C 0.5 --no-compress --frame-bytes 65536 {limit}");
+        let ring = start_run(&bed, &dir, &args);
+        let stderr = send_and_stop(&bed, ring, mixed_frames(15_000));
+        let space = capture_daemon::storage::budget::fs_space(&dir).unwrap();
+        let slack = 500_000 + 65_536 + 16_384;
+        match holds {
+            "free" => {
+                assert!(
+                    space.available + slack >= 4 << 20,
+                    "{} bytes free under --min-free 4M",
+                    space.available
+                );
+                assert!(summary_count(&stderr, "removed for free space").unwrap() > 0, "{stderr:?}");
+            }
+            _ => {
+                let ring_bytes = tree_bytes(&dir);
+                assert!(ring_bytes <= space.total / 4, "{ring_bytes} bytes over 25% of {}", space.total);
+                assert!(summary_count(&stderr, "removed by -W/--max-disk").unwrap() > 0, "{stderr:?}");
+            }
+        }
+        assert_eq!(
+            summary_count(&stderr, "packets written to the ring"),
+            Some(15_000),
+            "{limit}: {stderr:?}"
+        );
+        let kept = packets_of(&data_files(&dir));
+        let first = sequence_of(&kept[0].data).unwrap();
+        assert!(first > 0, "{limit}: old files were removed");
+        assert_exact(&kept, first..15_000);
+    }
+}
+
 fn expect_failure(args: &[&str], message: &str) {
     let bed = bed();
     let output = bed.rx(RINGCAP).args(["run", "-i", RX_IF]).args(args).output_within_deadline();

@@ -216,7 +216,14 @@ pub fn post(bed: &TestBed, addr: &str, target: &str, token: Option<&str>) -> Res
     request(bed, "POST", addr, target, token)
 }
 
-fn request(bed: &TestBed, method: &'static str, addr: &str, target: &str, token: Option<&str>) -> Response {
+/// A request of any method without a body, as [`get`].
+pub fn request(
+    bed: &TestBed,
+    method: &'static str,
+    addr: &str,
+    target: &str,
+    token: Option<&str>,
+) -> Response {
     let (url, token) = (format!("http://{addr}{target}"), token.map(str::to_string));
     TestBed::in_namespace(&bed.rx_ns, move || {
         // A deadline for every request: a server that never answers fails the test, not CI.
