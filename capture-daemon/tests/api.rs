@@ -282,10 +282,19 @@ fn assert_alive(bed: &TestBed, addr: &str, token: &str, next: &mut u64) {
     assert_eq!(metrics.status, 200);
     send(bed, (*next..*next + 50).map(known_frame).collect());
     *next += 50;
-    std::thread::sleep(Duration::from_millis(1200));
-    let stats: serde_json::Value =
-        serde_json::from_slice(&get(bed, addr, "/v1/stats", Some(token)).body).unwrap();
-    assert_eq!(stats["storage"]["packets_written"], *next, "capture goes on");
+    // The statistics are published each second: poll until they count the 50.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stats: serde_json::Value =
+            serde_json::from_slice(&get(bed, addr, "/v1/stats", Some(token)).body).unwrap();
+        let written = stats["storage"]["packets_written"].as_u64().unwrap();
+        assert!(written <= *next, "{written} packets written, {next} sent");
+        if written == *next {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "capture stopped at {written} of {next}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -11,7 +11,10 @@ mod common;
 
 use common::OutputWithin;
 
-use common::{bed, mixed_frames, scratch, send, send_alternating, serve, start_capture, stop, RINGCAP, WAIT};
+use common::{
+    bed, expect_failure, mixed_frames, scratch, send, send_alternating, serve, start_capture, stop, RINGCAP,
+    WAIT,
+};
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, TestBedOptions, RX_IF, RX_IP};
@@ -224,13 +227,6 @@ fn auto_mode_falls_back_to_generic_when_native_xdp_is_refused() {
     assert!(status.success(), "{stderr:?}");
     let packets = read_pcap(&file).unwrap();
     assert!(packets.iter().any(|p| p.orig_len == 5042), "jumbo echo request missing");
-}
-
-fn expect_failure(command: &mut Command, message: &str) {
-    let output = command.output_within_deadline();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "succeeded: {stderr}");
-    assert!(stderr.contains(message), "expected {message:?} in {stderr}");
 }
 
 #[test]

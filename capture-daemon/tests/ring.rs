@@ -13,7 +13,7 @@ use std::time::Duration;
 use capture_daemon::storage::frames::DataFile;
 use capture_daemon::storage::is_data_file;
 use common::{
-    bed, known_frame, mixed_frames, scratch, send, send_paced, start_ringcap, FaultyFs, RINGCAP, WAIT,
+    bed, known_frame, mixed_frames, scratch, send, send_paced, start_ringcap, stop, FaultyFs, RINGCAP, WAIT,
 };
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::generator::{transmit, Plan};
@@ -106,18 +106,10 @@ fn start_run(bed: &TestBed, dir: &Path, args: &str) -> CaptureProcess {
     start_ringcap(bed, "run", &all)
 }
 
-/// Sends `frames`, gives the writer a moment, and stops the daemon cleanly.
+/// Sends `frames` and stops the daemon cleanly.
 fn send_and_stop(bed: &TestBed, ring: CaptureProcess, frames: Vec<Vec<u8>>) -> Vec<String> {
     send(bed, frames);
-    std::thread::sleep(Duration::from_millis(300));
     stop(ring)
-}
-
-fn stop(process: CaptureProcess) -> Vec<String> {
-    process.signal(libc::SIGINT);
-    let (status, stderr) = process.finish(WAIT);
-    assert!(status.success(), "{stderr:?}");
-    stderr
 }
 
 /// Packets are exactly `expected` sequence numbers, in order, byte-exact, timestamps ascending.
@@ -434,43 +426,42 @@ fn min_free_and_a_percentage_of_max_disk_hold_on_a_small_filesystem() {
     }
 }
 
-fn expect_failure(args: &[&str], message: &str) {
-    let bed = bed();
-    let output = bed.rx(RINGCAP).args(["run", "-i", RX_IF]).args(args).output_within_deadline();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{args:?} succeeded: {stderr}");
-    assert!(stderr.contains(message), "expected {message:?} in {stderr}");
+/// `ringcap run -i RX_IF ARGS` in `bed` fails, saying `message`.
+fn expect_failure(bed: &TestBed, args: &[&str], message: &str) {
+    common::expect_failure(bed.rx(RINGCAP).args(["run", "-i", RX_IF]).args(args), message);
 }
 
 #[test]
 fn bad_ring_settings_give_clear_errors() {
+    let bed = bed();
     let dir = scratch("bad");
     let d = dir.to_str().unwrap();
-    expect_failure(&["--dir", "/proc/ringcap"], "cannot use /proc/ringcap for the capture ring");
-    expect_failure(&["--dir", d, "--name", "a/%Y"], "without '/'");
-    expect_failure(&["--dir", d, "--name", "x%Q"], "%Q is not supported");
-    expect_failure(&["--dir", d, "-W", "0"], "-W 0 would keep no files");
-    expect_failure(&["--dir", d, "-C", "0"], "out of range");
-    expect_failure(&["--dir", d, "-C", "1e12"], "out of range");
-    expect_failure(&["--dir", d, "--max-disk", "150%"], "not a percentage");
-    expect_failure(&["--dir", d, "--max-disk", "10K"], "too small");
-    expect_failure(&["--dir", d, "--zstd-level", "30"], "30");
-    expect_failure(&["--dir", d, "--frame-interval", "0"], "--frame-interval 0 is out of range");
-    expect_failure(&["--dir", d, "-G", "99999999"], "99999999");
+    expect_failure(&bed, &["--dir", "/proc/ringcap"], "cannot use /proc/ringcap for the capture ring");
+    expect_failure(&bed, &["--dir", d, "--name", "a/%Y"], "without '/'");
+    expect_failure(&bed, &["--dir", d, "--name", "x%Q"], "%Q is not supported");
+    expect_failure(&bed, &["--dir", d, "-W", "0"], "-W 0 would keep no files");
+    expect_failure(&bed, &["--dir", d, "-C", "0"], "out of range");
+    expect_failure(&bed, &["--dir", d, "-C", "1e12"], "out of range");
+    expect_failure(&bed, &["--dir", d, "--max-disk", "150%"], "not a percentage");
+    expect_failure(&bed, &["--dir", d, "--max-disk", "10K"], "too small");
+    expect_failure(&bed, &["--dir", d, "--zstd-level", "30"], "30");
+    expect_failure(&bed, &["--dir", d, "--frame-interval", "0"], "--frame-interval 0 is out of range");
+    expect_failure(&bed, &["--dir", d, "-G", "99999999"], "99999999");
     // (--max-disk 10K needs the filesystem's size: the directory is made to read it.)
     let _ = std::fs::remove_dir_all(&dir);
-    expect_failure(&["--dir", d, "--name", "x%Q"], "%Q is not supported");
+    expect_failure(&bed, &["--dir", d, "--name", "x%Q"], "%Q is not supported");
     // Options refused after the ring was made used to leave DIR and DIR/pins behind.
-    expect_failure(&["--dir", d, "--syn-timeout", "0"], "--syn-timeout 0 is not a positive number");
-    expect_failure(&["--dir", d, "--http", "127.0.0.1:0", "--http-max-window", "x"], "not a duration");
-    expect_failure(&["--dir", d, "--http", "127.0.0.1:0"], "needs a bearer token");
-    expect_failure(&["--dir", d, "--http", "0.0.0.0:0", "--http-no-auth"], "0.0.0.0:0");
-    expect_failure(&["--dir", d, "--max-disk", "1"], "too small");
+    expect_failure(&bed, &["--dir", d, "--syn-timeout", "0"], "--syn-timeout 0 is not a positive number");
+    expect_failure(&bed, &["--dir", d, "--http", "127.0.0.1:0", "--http-max-window", "x"], "not a duration");
+    expect_failure(&bed, &["--dir", d, "--http", "127.0.0.1:0"], "needs a bearer token");
+    expect_failure(&bed, &["--dir", d, "--http", "0.0.0.0:0", "--http-no-auth"], "0.0.0.0:0");
+    expect_failure(&bed, &["--dir", d, "--max-disk", "1"], "too small");
     expect_failure(
+        &bed,
         &["--dir", d, "--archive", "s3://bucket/p", "--archive-credentials", "/nonexistent"],
         "/nonexistent",
     );
-    expect_failure(&["--dir", d, "--archive", "ftp://x"], "s3://");
+    expect_failure(&bed, &["--dir", d, "--archive", "ftp://x"], "s3://");
     assert!(!dir.exists(), "a refused start created {d}");
     // A config file: only run's own options, and values that look like options stay values.
     let config = scratch("bad.toml");
@@ -483,14 +474,14 @@ fn bad_ring_settings_give_clear_errors() {
         ("max_disk = \"-5\"\n", "invalid value '-5' for '--max-disk"),
     ] {
         std::fs::write(&config, format!("dir = \"{d}\"\n{text}")).unwrap();
-        expect_failure(&["--config", c], message);
+        expect_failure(&bed, &["--config", c], message);
         assert!(!dir.exists(), "{text}: a refused start created {d}");
     }
     // A config that is no file is refused at once, never read forever.
     std::fs::remove_file(&config).unwrap();
     common::mkfifo(&config);
-    expect_failure(&["--config", c], "not a regular file");
-    expect_failure(&["--config", "/dev/zero"], "not a regular file");
+    expect_failure(&bed, &["--config", c], "not a regular file");
+    expect_failure(&bed, &["--config", "/dev/zero"], "not a regular file");
 }
 
 #[test]
@@ -890,11 +881,12 @@ fn run_drops_to_an_unprivileged_user_and_captures_every_packet() {
 
 #[test]
 fn a_user_that_cannot_run_the_ring_is_refused_before_anything_is_loaded() {
+    let bed = bed();
     let dir = scratch("user-refused");
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.to_str().unwrap();
-    expect_failure(&["--dir", d, "-Z", "no-such-user-ringcap"], "no such user");
-    expect_failure(&["--dir", d, "-Z", "nobody"], "is not writable by nobody");
+    expect_failure(&bed, &["--dir", d, "-Z", "no-such-user-ringcap"], "no such user");
+    expect_failure(&bed, &["--dir", d, "-Z", "nobody"], "is not writable by nobody");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing was created");
 }
 

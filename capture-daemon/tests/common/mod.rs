@@ -61,6 +61,14 @@ pub fn send(bed: &TestBed, frames: Vec<Vec<u8>>) {
     send_paced(bed, frames, None);
 }
 
+/// Runs `command`, which must fail (within the deadline) saying `message` on stderr.
+pub fn expect_failure(command: &mut std::process::Command, message: &str) {
+    let output = command.output_within_deadline();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{command:?} succeeded: {stderr}");
+    assert!(stderr.contains(message), "expected {message:?} in {stderr}");
+}
+
 /// A TCP server on `RX_IP:port` in the bed's receiving namespace, bound before this returns
 /// (a client started next never finds the port closed), then given to `serve` on a thread.
 pub fn serve<T: Send + 'static>(
