@@ -1,14 +1,26 @@
-//! Installs what a fresh machine lacks to build and test ringcap; a no-op when all is there.
+//! Installs what a fresh machine lacks for a task, and no more: the demo gets what building
+//! and running ringcap needs; the tests add their peers (tshark, a browser, an S3 server);
+//! a no-op when all is there.
 use std::process::{Command, Stdio};
 
 use anyhow::Result;
 
 use crate::run as run_checked;
 
-/// Debian packages: LLVM 22 for bpf-linker, zstd for the zstd crate and the CLI, libpcap
-/// (its filter compiler is ringcap's), and the real peers the tests compare against
-/// (tcpdump, tshark).
-const APT_PACKAGES: &[&str] = &[
+/// What a task needs installed; each includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Build ringcap and run it: `build`, `demo`, `bench`.
+    Build,
+    /// Also build and check the Debian package: `package`.
+    Package,
+    /// Also every peer the tests compare against: `test`.
+    Test,
+}
+
+/// Debian packages to build and run ringcap: LLVM 22 for bpf-linker, zstd for the zstd
+/// crate, libpcap (its filter compiler is ringcap's), and what the demo and benchmarks run.
+const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libclang-22-dev",
     "libpolly-22-dev",
@@ -19,19 +31,27 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "iproute2",
     "iputils-ping",
+    // The peer of the benchmarks, and the demo's reader of a pulled file.
     "tcpdump",
-    "tshark",
     "zstd",
+];
+
+/// systemd-analyze, which checks the shipped unit.
+const PACKAGE_PACKAGES: &[&str] = &["systemd"];
+
+/// The real peers the tests compare against.
+const TEST_PACKAGES: &[&str] = &[
+    "tshark",
     "util-linux",
     "curl",
     // A FUSE filesystem whose fsync fails on demand (the ring's fault tests).
     "python3-fusepy",
-    // systemd-analyze, which checks the shipped unit.
-    "systemd",
     // The Prometheus project's OpenMetrics parser, which reads /metrics in the tests.
     "python3-prometheus-client",
     // A real browser, headless: the bench report's HTML must render.
     "chromium",
+    // The unit's system call filter is checked against a traced daemon.
+    "strace",
 ];
 
 fn run_quiet(program: &str, args: &[&str]) -> Option<String> {
@@ -39,11 +59,17 @@ fn run_quiet(program: &str, args: &[&str]) -> Option<String> {
     output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Installs what is missing.
-pub fn run() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .copied()
+/// Installs what `scope` needs and is missing.
+pub fn run(scope: Scope) -> Result<()> {
+    let mut wanted = BUILD_PACKAGES.to_vec();
+    if scope >= Scope::Package {
+        wanted.extend(PACKAGE_PACKAGES);
+    }
+    if scope >= Scope::Test {
+        wanted.extend(TEST_PACKAGES);
+    }
+    let missing: Vec<&str> = wanted
+        .into_iter()
         .filter(|package| {
             run_quiet("dpkg-query", &["-W", "-f=${Status}", package])
                 .is_none_or(|s| !s.contains("install ok installed"))
@@ -76,7 +102,7 @@ pub fn run() -> Result<()> {
         eprintln!("xtask: adding rust-src to nightly");
         run_checked(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     }
-    if run_quiet("cargo", &["deb", "--version"]).is_none() {
+    if scope >= Scope::Package && run_quiet("cargo", &["deb", "--version"]).is_none() {
         eprintln!("xtask: installing cargo-deb (about 2 minutes)");
         run_checked(Command::new("cargo").args(["install", "cargo-deb", "--version", "3.8.0", "--locked"]))?;
     }
@@ -99,7 +125,7 @@ pub fn run() -> Result<()> {
     // The archive tests' object store: a real S3-compatible server (Garage, one node),
     // built once from crates.io with the lock file it ships.
     let garage_version = run_quiet("garage", &["--version"]);
-    if !garage_version.as_deref().is_some_and(|v| v.contains(GARAGE_VERSION)) {
+    if scope >= Scope::Test && !garage_version.as_deref().is_some_and(|v| v.contains(GARAGE_VERSION)) {
         eprintln!("xtask: building Garage {GARAGE_VERSION}, the S3 server of the archive tests (10 to 16 minutes on 2 cores)");
         run_checked(Command::new("cargo").args([
             "install",

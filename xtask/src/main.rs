@@ -14,6 +14,8 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use bootstrap::Scope;
+
 #[derive(Parser)]
 #[command(about = "ringcap's build, test, demo and benchmark tasks")]
 struct Cli {
@@ -51,22 +53,22 @@ fn main() -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
     match Cli::parse().command {
-        Task::Bootstrap => bootstrap::run(),
+        Task::Bootstrap => bootstrap::run(Scope::Test),
         Task::Build => {
-            bootstrap::run()?;
+            bootstrap::run(Scope::Build)?;
             build()
         }
         Task::Test { args } => {
-            bootstrap::run()?;
+            bootstrap::run(Scope::Test)?;
             test(&args)
         }
         Task::Demo => {
-            bootstrap::run()?;
+            bootstrap::run(Scope::Build)?;
             build()?;
             demo::run(&root)
         }
         Task::Package => {
-            bootstrap::run()?;
+            bootstrap::run(Scope::Package)?;
             build()?;
             let deb = package::build(&root)?;
             package::verify(&deb)?;
@@ -77,7 +79,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Task::Bench { name, args } => {
-            bootstrap::run()?;
+            bootstrap::run(Scope::Build)?;
             build()?;
             let status = Command::new(root.join("target/release/ringcap-bench"))
                 .arg(&name)
