@@ -505,6 +505,22 @@ fn the_ring_shrinks_for_pinned_bytes_and_the_pin_survives() {
     let kept = seqs(&from_ring);
     assert_eq!(kept.last(), Some(&11_999), "the ring keeps the newest packets");
     assert_eq!(kept, (kept[0]..12_000).collect::<Vec<_>>(), "and drops only the oldest");
+
+    // What a crash in the middle of a copy leaves: removed at the next start, never listed.
+    let partial = daemon.dir.join("pins/.crashed.partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("crashed-0.pcap"), vec![0u8; 4096]).unwrap();
+    let ring =
+        daemon.start(&bed, &["--no-compress", "-C", "0.25", "--frame-bytes", "65536", "--max-disk", "2M"]);
+    assert!(!partial.exists(), "the partial copy is removed at start");
+    let listed = get(&bed, &daemon.addr, "/v1/pins", Some(TOKEN));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    let names: Vec<&str> =
+        listed["pins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["kept"], "{listed}");
+    assert_eq!(listed["pins"][0]["state"], "pinned");
+    assert_eq!(daemon.metric(&bed, "ringcap_pinned_bytes"), pinned, "the same pin, the same bytes");
+    stop(ring);
 }
 
 /// Pin `name` of `window` (filtered by `filter`), waits until it is archived; its

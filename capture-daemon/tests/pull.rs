@@ -381,6 +381,23 @@ fn summaries_skip_frames_that_cannot_match_and_pulls_still_equal_tcpdump() {
     }
 }
 
+/// Waits until a statistics snapshot stored beside the ring's files counts `seen` packets.
+fn wait_snapshot_seeing(dir: &Path, seen: u64) {
+    let deadline = std::time::Instant::now() + WAIT;
+    let stored = || {
+        capture_daemon::retrieve::pull::ring_files(dir).unwrap().iter().any(|data| {
+            let path = capture_daemon::storage::index::snapshots_path(data);
+            std::fs::read_to_string(path).unwrap_or_default().lines().any(|line| {
+                serde_json::from_str::<serde_json::Value>(line).is_ok_and(|s| s["kernel"]["seen"] == seen)
+            })
+        })
+    };
+    while !stored() {
+        assert!(std::time::Instant::now() < deadline, "no snapshot ever counted {seen} packets");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn with_stats_counts_exactly_the_window_not_the_whole_file() {
     let bed = bed();
@@ -389,12 +406,12 @@ fn with_stats_counts_exactly_the_window_not_the_whole_file() {
         start_ringcap(&bed, "run", &["--dir", dir.to_str().unwrap(), "-G", "0", "--frame-interval", "0.2"]);
     // Before the window: 500 packets, then quiet until their counters are stored.
     send(&bed, mixed_frames(500));
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_snapshot_seeing(&dir, 500);
     let since = capture_daemon::retrieve::window::now().as_nanos() as u64;
     std::thread::sleep(Duration::from_millis(300));
     // In it: 300 more, in the same file.
     send(&bed, (500..800).map(known_frame).collect());
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_snapshot_seeing(&dir, 800);
     let pulled = scratch("window-stats.pcap");
     let since = capture_daemon::timefmt::rfc3339(since);
     let out = Command::new(RINGCAP)

@@ -55,7 +55,9 @@ pub fn run(root: &Path) -> Result<()> {
         println!("   {line}");
     }
 
-    println!("== generating 1,000,000 64-byte UDP frames in 16 flows (BPF_PROG_TEST_RUN live frames)");
+    println!(
+        "== generating 1,000,000 64-byte UDP frames in 16 flows (BPF_PROG_TEST_RUN live frames, or AF_PACKET where the kernel refuses them)"
+    );
     let generator = bed
         .tx(release.join("ringcap-gen").to_str().expect("utf-8 path"))
         .args(["send", "-i", TX_IF, "-c", "1000000", "--sizes", "64", "--flows", "16", "--chunk", "62500"])

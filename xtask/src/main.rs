@@ -64,7 +64,7 @@ fn main() -> Result<()> {
         }
         Task::Demo => {
             bootstrap::run(Scope::Build)?;
-            build()?;
+            build_demo()?;
             demo::run(&root)
         }
         Task::Package => {
@@ -114,6 +114,16 @@ fn cargo() -> Command {
 
 fn build() -> Result<()> {
     run(cargo().args(["build", "--release"]))
+}
+
+/// What the demo runs: `ringcap`, and `ringcap-gen` for its traffic.
+fn build_demo() -> Result<()> {
+    run(cargo().args(["build", "--release", "-p", "capture-daemon", "-p", "ringcap-tools"]).args([
+        "--bin",
+        "ringcap",
+        "--bin",
+        "ringcap-gen",
+    ]))
 }
 
 fn test(args: &[String]) -> Result<()> {
