@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    bed, get, known_frame, raw_request, scratch, send, seqs, start_ringcap, token_file, RINGCAP, WAIT,
+    bed, get, known_frame, raw_request, scratch, send, seqs, start_ringcap, token_file, wait_until, RINGCAP,
+    WAIT,
 };
 use ringcap_tools::harness::{summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, RX_IF, RX_IP};
@@ -175,12 +176,7 @@ fn the_api_requires_a_token_by_default_even_on_loopback() {
     // The pin and unpin commands with a wrong token: a clear error, nothing pinned.
     let wrong = token_file("wrong");
     for args in [&["pin", "--last", "1m", "--name", "x"][..], &["unpin", "x"]] {
-        let out = bed
-            .rx(RINGCAP)
-            .args(args)
-            .args(["--http", addr, "--http-token-file"])
-            .arg(&wrong)
-            .output_within_deadline();
+        let out = common::api_client(&bed, addr, &wrong, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains("401"), "{args:?}: {stderr}");
     }
@@ -217,24 +213,16 @@ fn the_api_requires_a_token_by_default_even_on_loopback() {
     }
     // A pin after -Z: its files written by the unprivileged daemon.
     send(&bed, (0..50).map(known_frame).collect());
-    let deadline = std::time::Instant::now() + WAIT;
-    while seqs(&get(&bed, addr, "/v1/pcap?last=1h", Some("from-env")).body).len() < 50 {
-        assert!(std::time::Instant::now() < deadline, "the 50 frames were never stored");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the 50 frames are stored", WAIT, || {
+        seqs(&get(&bed, addr, "/v1/pcap?last=1h", Some("from-env")).body).len() >= 50
+    });
     let pinned = common::post(&bed, addr, "/v1/pins?last=1h&name=after-z", Some("from-env"));
     assert_eq!(pinned.status, 202, "{}", String::from_utf8_lossy(&pinned.body));
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let pin = get(&bed, addr, "/v1/pins/after-z", Some("from-env"));
-        let pin: serde_json::Value = serde_json::from_slice(&pin.body).unwrap();
-        if pin["state"] == "pinned" {
-            assert_eq!(pin["manifest"]["packets"], 50, "{pin}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the pin never completed: {pin}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let pin = || -> serde_json::Value {
+        serde_json::from_slice(&get(&bed, addr, "/v1/pins/after-z", Some("from-env")).body).unwrap()
+    };
+    wait_until("the pin is complete", WAIT, || pin()["state"] == "pinned");
+    assert_eq!(pin()["manifest"]["packets"], 50, "{}", pin());
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());
 }
@@ -283,18 +271,14 @@ fn assert_alive(bed: &TestBed, addr: &str, token: &str, next: &mut u64) {
     send(bed, (*next..*next + 50).map(known_frame).collect());
     *next += 50;
     // The statistics are published each second: poll until they count the 50.
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    let sent = *next;
+    wait_until(&format!("the statistics count {sent} packets written"), WAIT, || {
         let stats: serde_json::Value =
             serde_json::from_slice(&get(bed, addr, "/v1/stats", Some(token)).body).unwrap();
         let written = stats["storage"]["packets_written"].as_u64().unwrap();
-        assert!(written <= *next, "{written} packets written, {next} sent");
-        if written == *next {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "capture stopped at {written} of {next}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        assert!(written <= sent, "{written} packets written, {sent} sent");
+        written == sent
+    });
 }
 
 #[test]

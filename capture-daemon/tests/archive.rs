@@ -8,10 +8,12 @@ mod common;
 use common::OutputWithin;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use capture_daemon::timefmt::rfc3339;
-use common::{bed, get, known_frame, scratch, send, seqs, start_ringcap, stop, token_file, Garage, RINGCAP};
+use common::{
+    bed, get, known_frame, scratch, send, seqs, start_ringcap, stop, token_file, tree_bytes, Garage, RINGCAP,
+};
 use ringcap_tools::harness::summary_count;
 use ringcap_tools::testbed::TestBed;
 use sha2::Digest;
@@ -31,13 +33,9 @@ fn metric(bed: &TestBed, addr: &str, series: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
 }
 
-/// Polls until `done` holds (or fails the test after a minute, saying `what`).
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Polls until `done` holds (or fails the test after 90 s, saying `what`): uploads take a while.
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(90), done);
 }
 
 fn pin_state(bed: &TestBed, addr: &str, name: &str) -> serde_json::Value {
@@ -118,9 +116,9 @@ impl Daemon {
     }
 
     fn pin(&self, bed: &TestBed, args: &[&str]) -> String {
-        let stdout =
-            ringcap(bed, &[&["pin", "--http", &self.addr, "--http-token-file", self.t()], args].concat());
-        String::from_utf8_lossy(&stdout).into_owned()
+        let out = common::api_client(bed, &self.addr, &self.token, &[&["pin"], args].concat());
+        assert!(out.status.success(), "ringcap pin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn metric(&self, bed: &TestBed, series: &str) -> u64 {
@@ -460,21 +458,6 @@ fn a_pin_over_the_budget_is_refused_with_the_reason() {
     assert_eq!(daemon.metric(&bed, "ringcap_pinned_bytes"), 0);
     assert!(!daemon.dir.join("pins/small").exists());
     stop(ring);
-}
-
-/// Bytes of every file under `dir`, at any depth.
-fn tree_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .map(|e| {
-            if e.file_type().unwrap().is_dir() {
-                tree_bytes(&e.path())
-            } else {
-                e.metadata().unwrap().len()
-            }
-        })
-        .sum()
 }
 
 /// A pin's bytes count against `--max-disk`: the ring shrinks to make room for it, the

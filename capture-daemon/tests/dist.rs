@@ -12,7 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bed, get, known_frame, scratch, send, start_ringcap, token_file, Garage, RINGCAP, WAIT};
+use common::{
+    bed, get, known_frame, scratch, send, start_ringcap, token_file, wait_until, Garage, RINGCAP, WAIT,
+};
 use ringcap_tools::harness::CaptureProcess;
 use ringcap_tools::testbed::{TestBed, RX_IF};
 
@@ -138,12 +140,7 @@ fn the_units_system_call_filter_allows_every_call_the_daemon_makes() {
     let addr = "127.0.0.1:18097";
     let archive = garage.ringcap_args("archive");
     let ringcap = |args: &[&str]| {
-        let out = bed
-            .rx(RINGCAP)
-            .args(args)
-            .args(["--http", addr, "--http-token-file"])
-            .arg(&token)
-            .output_within_deadline();
+        let out = common::api_client(&bed, addr, &token, args);
         assert!(out.status.success(), "ringcap {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     let mut made = BTreeSet::new();
@@ -160,22 +157,15 @@ fn the_units_system_call_filter_allows_every_call_the_daemon_makes() {
         let last = seqs.end - 1;
         send(&bed, seqs.map(known_frame).collect());
         // Slowed by strace, the daemon writes the last frame a while after it came.
-        let deadline = std::time::Instant::now() + WAIT;
-        while !common::seqs(&get(&bed, addr, "/v1/pcap?last=1h", Some("filtered")).body).contains(&last) {
-            assert!(std::time::Instant::now() < deadline, "frame {last} was never stored");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(&format!("frame {last} is stored"), WAIT, || {
+            common::seqs(&get(&bed, addr, "/v1/pcap?last=1h", Some("filtered")).body).contains(&last)
+        });
         let name = format!("traced-{mode}");
         ringcap(&["pin", "--last", "1h", "--name", &name]);
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        while get(&bed, addr, &format!("/v1/pins/{name}"), Some("filtered"))
-            .body
-            .windows(10)
-            .all(|w| w != b"\"archived\"")
-        {
-            assert!(std::time::Instant::now() < deadline, "the pin {name} was never archived");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(&format!("the pin {name} is archived"), Duration::from_secs(90), || {
+            let pin = get(&bed, addr, &format!("/v1/pins/{name}"), Some("filtered"));
+            serde_json::from_slice::<serde_json::Value>(&pin.body).unwrap()["state"] == "archived"
+        });
         ringcap(&["unpin", &name]);
         // Both in another ring file: SIGHUP starts one, the rest fill it.
         signal_traced(&traced, libc::SIGHUP);
@@ -236,15 +226,9 @@ fn every_metric_the_dashboard_queries_is_served() {
         &["--dir", dir.to_str().unwrap(), "-G", "0", "--direction", "both", "--http", addr, "--http-no-auth"],
     );
     // The histograms appear with the first publication of the counters (after a second).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let metrics = loop {
-        let metrics = String::from_utf8(get(&bed, addr, "/metrics", None).body).unwrap();
-        if metrics.contains("_bucket{") {
-            break metrics;
-        }
-        assert!(std::time::Instant::now() < deadline, "no histograms in /metrics: {metrics}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let scrape = || String::from_utf8(get(&bed, addr, "/metrics", None).body).unwrap();
+    wait_until("/metrics has histograms", Duration::from_secs(15), || scrape().contains("_bucket{"));
+    let metrics = scrape();
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());
     let served: BTreeSet<&str> = metrics

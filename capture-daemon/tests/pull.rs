@@ -17,7 +17,8 @@ use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, StorageCounters};
 use capture_daemon::storage::Compression;
 use common::{
-    bed, known_frame, mixed_frames, scratch, send, seqs, stamp, start_ringcap, synthetic_ring, RINGCAP, WAIT,
+    bed, known_frame, mixed_frames, scratch, send, seqs, stamp, start_ringcap, synthetic_ring, wait_until,
+    RINGCAP, WAIT,
 };
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::harness::{read_pcap_bytes, summary_count};
@@ -205,14 +206,10 @@ fn filtered_pulls_agree_with_zstdcat_and_tcpdump_and_see_the_file_being_written(
     let mut ring =
         start_ringcap(&bed, "run", &["--dir", dir.to_str().unwrap(), "-G", "0", "--frame-interval", "0.1"]);
     send(&bed, mixed_frames(3000));
-    let deadline = std::time::Instant::now() + WAIT;
-    let (pcap, stderr) = loop {
-        let (pcap, stderr) = ringcap_pull(&dir, &["--last", "1m"]);
-        if seqs(&pcap).len() >= 3000 || std::time::Instant::now() > deadline {
-            break (pcap, stderr);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    wait_until("the 3000 packets are stored", WAIT, || {
+        seqs(&ringcap_pull(&dir, &["--last", "1m"]).0).len() >= 3000
+    });
+    let (pcap, stderr) = ringcap_pull(&dir, &["--last", "1m"]);
     assert_eq!(seqs(&pcap), (0..3000).collect::<Vec<_>>(), "{stderr}");
     let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
     assert_eq!(files.len(), 1, "one file, still being written: {files:?}");
@@ -383,19 +380,14 @@ fn summaries_skip_frames_that_cannot_match_and_pulls_still_equal_tcpdump() {
 
 /// Waits until a statistics snapshot stored beside the ring's files counts `seen` packets.
 fn wait_snapshot_seeing(dir: &Path, seen: u64) {
-    let deadline = std::time::Instant::now() + WAIT;
-    let stored = || {
+    wait_until(&format!("a snapshot counts {seen} packets"), WAIT, || {
         capture_daemon::retrieve::pull::ring_files(dir).unwrap().iter().any(|data| {
             let path = capture_daemon::storage::index::snapshots_path(data);
             std::fs::read_to_string(path).unwrap_or_default().lines().any(|line| {
                 serde_json::from_str::<serde_json::Value>(line).is_ok_and(|s| s["kernel"]["seen"] == seen)
             })
         })
-    };
-    while !stored() {
-        assert!(std::time::Instant::now() < deadline, "no snapshot ever counted {seen} packets");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 #[test]

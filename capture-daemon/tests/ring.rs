@@ -13,7 +13,8 @@ use std::time::Duration;
 use capture_daemon::storage::frames::DataFile;
 use capture_daemon::storage::is_data_file;
 use common::{
-    bed, known_frame, mixed_frames, scratch, send, send_paced, start_ringcap, stop, FaultyFs, RINGCAP, WAIT,
+    bed, known_frame, mixed_frames, scratch, send, send_paced, start_ringcap, stop, tree_bytes, wait_until,
+    FaultyFs, RINGCAP, WAIT,
 };
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::generator::{transmit, Plan};
@@ -215,10 +216,7 @@ fn quiet_link_still_rotates_and_recent_packets_are_readable_while_writing() {
     }
     send(&bed, mixed_frames(10));
     // Readable while the daemon writes on (the file still being written is pull's test).
-    let deadline = std::time::Instant::now() + WAIT;
-    while packets_of(&data_files(&dir)).len() < 10 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the 10 packets are stored", WAIT, || packets_of(&data_files(&dir)).len() >= 10);
     assert_exact(&packets_of(&data_files(&dir)), 0..10);
     assert!(ring.child.try_wait().unwrap().is_none(), "the daemon still runs");
     data_files(&dir).iter().for_each(|file| _ = decompress_and_check_with_tools(file));
@@ -367,21 +365,6 @@ fn a_full_disk_removes_the_oldest_files_and_capture_goes_on() {
     assert!(!kept.is_empty());
     let last = assert_known_and_increasing(&kept);
     assert_eq!(last, Some(11_999), "the newest packets are kept");
-}
-
-/// Bytes of every file under `dir`, at any depth.
-fn tree_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .map(|e| {
-            if e.file_type().unwrap().is_dir() {
-                tree_bytes(&e.path())
-            } else {
-                e.metadata().unwrap().len()
-            }
-        })
-        .sum()
 }
 
 /// `--min-free` keeps that much of the filesystem free (the file being written can eat

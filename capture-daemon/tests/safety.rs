@@ -7,14 +7,14 @@ mod common;
 use common::OutputWithin;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use capture_daemon::privileges::User;
 use common::{
-    bed, get, known_frame, scratch, send, seqs, start_ringcap, stop, synthetic_ring, token_file, RINGCAP,
-    WAIT,
+    bed, get, known_frame, scratch, send, seqs, start_ringcap, stop, synthetic_ring, token_file, tree,
+    wait_until, RINGCAP, WAIT,
 };
 use ringcap_tools::harness::{summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, RX_IF};
@@ -39,11 +39,9 @@ fn start_daemon(bed: &TestBed, dir: &Path, addr: &str, token: &Path, extra: &[&s
 /// Waits until the ring holds `count` packets (written and readable): a loaded machine
 /// may take longer than a frame interval.
 fn wait_stored(bed: &TestBed, addr: &str, count: usize) {
-    let deadline = Instant::now() + WAIT;
-    while seqs(&get(bed, addr, "/v1/pcap?last=1h", Some(TOKEN)).body).len() < count {
-        assert!(Instant::now() < deadline, "the ring never held {count} packets");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&format!("the ring holds {count} packets"), WAIT, || {
+        seqs(&get(bed, addr, "/v1/pcap?last=1h", Some(TOKEN)).body).len() >= count
+    });
 }
 
 /// `ringcap pin` of the last hour as NAME, through the daemon's API; it must succeed.
@@ -52,22 +50,6 @@ fn pin_last_hour(bed: &TestBed, addr: &str, token: &Path, name: &str) {
     let pinned =
         ringcap(bed, &["pin", "--http", addr, "--http-token-file", token, "--last", "1h", "--name", name]);
     assert!(pinned.status.success(), "{}", String::from_utf8_lossy(&pinned.stderr));
-}
-
-/// Every path under `dir` (itself included), without following symlinks.
-fn tree(dir: &Path) -> Vec<PathBuf> {
-    let mut found = vec![dir.to_path_buf()];
-    let mut at = 0;
-    while at < found.len() {
-        let path = found[at].clone();
-        at += 1;
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                found.push(entry.unwrap().path());
-            }
-        }
-    }
-    found
 }
 
 fn owner(path: &Path) -> u32 {

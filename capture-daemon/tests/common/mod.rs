@@ -61,6 +61,52 @@ pub fn send(bed: &TestBed, frames: Vec<Vec<u8>>) {
     send_paced(bed, frames, None);
 }
 
+/// Polls `done` every 100 ms until it holds, failing the test saying `what` after `within`
+/// (a loaded machine may take longer than any fixed sleep; a sleep long enough wastes time).
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every path under `dir` (itself included), without following symlinks.
+pub fn tree(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = vec![dir.to_path_buf()];
+    let mut at = 0;
+    while at < found.len() {
+        let path = found[at].clone();
+        at += 1;
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                found.push(entry.unwrap().path());
+            }
+        }
+    }
+    found
+}
+
+/// Bytes of every file under `dir`, at any depth.
+pub fn tree_bytes(dir: &std::path::Path) -> u64 {
+    tree(dir)
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// `ringcap COMMAND --http ADDR --http-token-file TOKEN REST` (`args` is COMMAND and REST)
+/// in the bed's receiving namespace: a client of a daemon's API (pin, unpin, stats). The
+/// options go before the rest, which may end in a filter expression.
+pub fn api_client(bed: &TestBed, addr: &str, token: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let (command, rest) = args.split_first().expect("a subcommand");
+    let mut client = bed.rx(RINGCAP);
+    client.arg(command).args(["--http", addr, "--http-token-file"]).arg(token).args(rest);
+    client.output_within_deadline()
+}
+
 /// Runs `command`, which must fail (within the deadline) saying `message` on stderr.
 pub fn expect_failure(command: &mut std::process::Command, message: &str) {
     let output = command.output_within_deadline();
