@@ -138,23 +138,8 @@ fn time_rotation_splits_every_packet_exactly_once_across_files() {
     let files = data_files(&dir);
     assert!(files.len() >= 3, "{} files for 3 s at -G 1", files.len());
     let mut all = Vec::new();
-    let mut last_second = None;
     for file in &files {
         let (data, packets) = read_frames(file);
-        // A file starts with the first packet of a new wall-clock second; a batch begun in
-        // its second may run past the next boundary, never a whole second past it.
-        if let Some(first) = packets.first() {
-            let second = first.timestamp.as_secs();
-            assert!(last_second.is_none_or(|l| second > l), "{} starts in second {second}", file.display());
-            let spilled = all.iter().any(|p: &ReadPacket| p.timestamp.as_secs() >= second);
-            assert!(
-                !spilled || last_second == Some(second - 1),
-                "packets of second {second} before its file"
-            );
-            let late = packets.iter().filter(|p| p.timestamp.as_secs() > second + 1).count();
-            assert_eq!(late, 0, "{} holds packets of two seconds later", file.display());
-            last_second = Some(second);
-        }
         assert_eq!(data.damaged_tail, 0);
         assert_eq!(data.recovered_frames, 0, "every frame is indexed after a clean stop");
         let plain = decompress_and_check_with_tools(file);
