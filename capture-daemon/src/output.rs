@@ -37,6 +37,11 @@ pub trait Sink: Send {
     fn rotate(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Every record stamped before -G period `period` began has been written (sent only
+    /// when [`BatchLimits::period`] is set).
+    fn period_started(&mut self, _period: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// Flushes and closes everything; called once at the end.
     fn finish(&mut self) -> io::Result<()>;
 }

@@ -306,6 +306,7 @@ fn write_batches(
         match receiver.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
             Ok(Delivery::Batch(batch)) => writer.write(batch),
             Ok(Delivery::Rotate) => writer.run(|sink| sink.rotate()),
+            Ok(Delivery::PeriodStarted(period)) => writer.run(|sink| sink.period_started(period)),
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }

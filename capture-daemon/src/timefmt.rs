@@ -1,5 +1,18 @@
-//! Times as ringcap shows them: RFC 3339 in UTC with nanoseconds, by the `time` crate.
+//! Times as ringcap reads the clock and shows them: RFC 3339 in UTC with nanoseconds, by
+//! the `time` crate.
+use std::time::{Duration, SystemTime};
+
 use time::{macros::format_description, OffsetDateTime};
+
+/// Now, as Unix time (the epoch itself on a clock set before it).
+pub fn unix_now() -> Duration {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Now, in nanoseconds of Unix time.
+pub fn unix_now_ns() -> u64 {
+    unix_now().as_nanos() as u64
+}
 
 /// RFC 3339 with nanoseconds, UTC: `2026-11-24T10:00:00.123456789Z`.
 pub fn rfc3339(ns: u64) -> String {

@@ -10,19 +10,16 @@ use common::OutputWithin;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use capture_daemon::timefmt::rfc3339;
+use capture_daemon::timefmt::{rfc3339, unix_now_ns};
 use common::{
     bed, get, known_frame, scratch, send, seqs, start_ringcap, stop, token_file, tree_bytes, Garage, RINGCAP,
 };
-use ringcap_tools::harness::summary_count;
+use ringcap_tools::frames::sequence_of;
+use ringcap_tools::harness::{read_pcap_bytes, summary_count};
 use ringcap_tools::testbed::TestBed;
 use sha2::Digest;
 
 const TOKEN: &str = "s3cret";
-
-fn now_ns() -> u64 {
-    capture_daemon::retrieve::window::now().as_nanos() as u64
-}
 
 /// The daemon's counter or gauge `series` (name with labels, as /metrics prints it).
 fn metric(bed: &TestBed, addr: &str, series: &str) -> u64 {
@@ -130,13 +127,36 @@ impl Daemon {
     }
 }
 
-/// Sends frames `seqs` and returns the `--since`/`--until` window around them.
-fn send_window(bed: &TestBed, seqs: std::ops::Range<u64>) -> [String; 4] {
-    std::thread::sleep(Duration::from_millis(300));
-    let since = rfc3339(now_ns());
-    send(bed, seqs.map(known_frame).collect());
-    std::thread::sleep(Duration::from_millis(500));
-    ["--since".into(), since, "--until".into(), rfc3339(now_ns())]
+/// Sends frames `seqs` and returns the `--since`/`--until` window that holds exactly them.
+fn send_window(bed: &TestBed, daemon: &Daemon, seqs: std::ops::Range<u64>) -> [String; 4] {
+    window_around(bed, daemon, seqs.clone(), || send(bed, seqs.map(known_frame).collect()))
+}
+
+/// Runs `send`, which sends frames `seqs`, and returns the `--since`/`--until` window that
+/// holds exactly them: it opens once every frame sent before is stored and closes once
+/// these are, so no frame sent before or after falls in it.
+fn window_around(
+    bed: &TestBed,
+    daemon: &Daemon,
+    seqs: std::ops::Range<u64>,
+    send: impl FnOnce(),
+) -> [String; 4] {
+    if seqs.start > 0 {
+        wait_stored(bed, daemon, seqs.start - 1);
+    }
+    let since = rfc3339(unix_now_ns());
+    send();
+    wait_stored(bed, daemon, seqs.end - 1);
+    ["--since".into(), since, "--until".into(), rfc3339(unix_now_ns())]
+}
+
+/// Waits until the newest test frame the ring holds is frame `last` (frames are sent in order).
+fn wait_stored(bed: &TestBed, daemon: &Daemon, last: u64) {
+    wait_until(&format!("frame {last} is stored"), || {
+        let pcap = ringcap(bed, &["pull", "--dir", daemon.d(), "--last", "10m"]);
+        let packets = read_pcap_bytes(&pcap).unwrap();
+        packets.iter().filter_map(|p| sequence_of(&p.data)).next_back() == Some(last)
+    });
 }
 
 fn strs(args: &[String]) -> Vec<&str> {
@@ -169,13 +189,13 @@ fn a_pinned_window_survives_rotation_and_is_archived_whole_after_a_restart() {
     let daemon = Daemon::new(18090);
     let rotating = ["-C", "1", "-W", "3", "--no-compress"];
     let ring = daemon.start(&bed, &rotating);
-    let window = send_window(&bed, 0..3000);
+    let window = send_window(&bed, &daemon, 0..3000);
     let window = strs(&window);
     let said = daemon.pin(&bed, &[&window[..], &["--name", "incident"]].concat());
     assert!(said.contains("incident pinned") && said.contains("3000 packets"), "{said}");
     // Far more than three 1 MB files hold: the window's files rotate out of the ring.
     send(&bed, (3000..20_000).map(known_frame).collect());
-    std::thread::sleep(Duration::from_millis(500));
+    wait_stored(&bed, &daemon, 19_999);
     let from_ring = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &window[..]].concat());
     assert_eq!(seqs(&from_ring), Vec::<u64>::new(), "rotation removed the window from the ring");
     let pin_dir = daemon.dir.join("pins/incident");
@@ -238,7 +258,7 @@ fn an_upload_cut_by_the_server_resumes_and_pull_from_equals_a_local_pull() {
     let ring =
         daemon.start(&bed, &[&["--no-compress", "--archive-rate", "2M"][..], &strs(&archive)[..]].concat());
     // About 11 MB of pcap: the data file goes up in three parts, 2.5 s apart at 2 MB/s.
-    let window = send_window(&bed, 0..20_000);
+    let window = send_window(&bed, &daemon, 0..20_000);
     let window = strs(&window);
     daemon.pin(&bed, &[&window[..], &["--name", "cut"]].concat());
     wait_until("the first part is sent", || daemon.metric(&bed, "ringcap_archive_bytes_total") >= 5 << 20);
@@ -293,7 +313,7 @@ fn wrong_credentials_are_a_clear_error_and_capture_goes_on() {
     assert!(ring.wait_for("refused the credentials", Duration::from_secs(20)), "{:?}", ring.stderr);
     assert!(ring.stderr.iter().any(|l| l.contains("AWS_ACCESS_KEY_ID") && l.contains("capture goes on")));
     assert!(ring.wait_listening(), "{:?}", ring.stderr);
-    let window = send_window(&bed, 0..1000);
+    let window = send_window(&bed, &daemon, 0..1000);
     let window = strs(&window);
     let said = daemon.pin(&bed, &[&window[..], &["--name", "kept", "udp"]].concat());
     assert!(said.contains("1000 packets"), "{said}");
@@ -327,11 +347,11 @@ fn archived_ring_files_pull_like_the_ring() {
     let archive = garage.ringcap_args("archive");
     let extra = ["-C", "1", "--no-compress", "--archive-ring", "--frame-bytes", "65536"];
     let ring = daemon.start(&bed, &[&extra[..], &strs(&archive)[..]].concat());
-    let window = send_window(&bed, 0..6000);
+    let window = send_window(&bed, &daemon, 0..6000);
     let window = strs(&window);
     // More traffic closes the files that hold the window.
     send(&bed, (6000..30_000).map(known_frame).collect());
-    std::thread::sleep(Duration::from_millis(500));
+    wait_stored(&bed, &daemon, 29_999);
     let closed = capture_daemon::retrieve::pull::ring_files(&daemon.dir).unwrap().len() as u64 - 1;
     assert!(closed >= 2, "{closed} closed files");
     wait_until("the closed files are archived", || {
@@ -357,13 +377,13 @@ fn pins_and_ring_files_of_a_host_pull_each_packet_once() {
     let archive = garage.ringcap_args("archive");
     let extra = ["-C", "1", "--no-compress", "--archive-ring", "--frame-bytes", "65536"];
     let ring = daemon.start(&bed, &[&extra[..], &strs(&archive)[..]].concat());
-    let early = send_window(&bed, 0..6000);
+    let early = send_window(&bed, &daemon, 0..6000);
     let early = strs(&early);
     daemon.pin(&bed, &[&early[..], &["--name", "early"]].concat());
     daemon.pin(&bed, &[&early[..], &["--name", "early-small", "udp", "and", "less", "200"]].concat());
     // More traffic closes the files that hold the early window.
     send(&bed, (6000..30_000).map(known_frame).collect());
-    let late = send_window(&bed, 30_000..31_000);
+    let late = send_window(&bed, &daemon, 30_000..31_000);
     let late = strs(&late);
     daemon.pin(&bed, &[&late[..], &["--name", "late"]].concat());
     for pin in ["early", "early-small", "late"] {
@@ -424,7 +444,7 @@ fn a_pin_over_the_budget_is_refused_with_the_reason() {
     let bed = bed();
     let daemon = Daemon::new(18094);
     let ring = daemon.start(&bed, &["--no-compress", "--max-disk", "40M", "--max-pinned", "1M"]);
-    let window = send_window(&bed, 0..5000);
+    let window = send_window(&bed, &daemon, 0..5000);
     let window = strs(&window);
     let pin =
         [&["pin", "--http", &daemon.addr, "--http-token-file", daemon.t(), "--name", "big"], &window[..]];
@@ -468,7 +488,7 @@ fn the_ring_shrinks_for_pinned_bytes_and_the_pin_survives() {
     let daemon = Daemon::new(18096);
     let ring =
         daemon.start(&bed, &["--no-compress", "-C", "0.25", "--frame-bytes", "65536", "--max-disk", "2M"]);
-    let window = send_window(&bed, 0..1500);
+    let window = send_window(&bed, &daemon, 0..1500);
     let window = strs(&window);
     let said = daemon.pin(&bed, &[&window[..], &["--name", "kept"]].concat());
     assert!(said.contains("1500 packets"), "{said}");
@@ -533,11 +553,11 @@ fn a_new_pin_of_an_archived_name_never_mixes_with_the_old_one() {
     let archive = garage.ringcap_args("archive");
     let ring = daemon.start(&bed, &[&["--no-compress"][..], &strs(&archive)[..]].concat());
     // Sizes cycle every 17 frames: these two windows hold the same sizes, other bytes.
-    let first = send_window(&bed, 0..1700);
+    let first = send_window(&bed, &daemon, 0..1700);
     let first = strs(&first);
     let old = pin_and_archive(&bed, &daemon, &first, "incident", &[]);
     ringcap(&bed, &["unpin", "--http", &daemon.addr, "--http-token-file", daemon.t(), "incident"]);
-    let second = send_window(&bed, 1700..3400);
+    let second = send_window(&bed, &daemon, 1700..3400);
     let second = strs(&second);
     let new = pin_and_archive(&bed, &daemon, &second, "incident", &[]);
     assert_eq!(old["files"][0]["bytes"], new["files"][0]["bytes"], "the same sizes: {old} {new}");
@@ -571,11 +591,9 @@ fn pins_of_a_pcapng_ring_keep_interfaces_and_pull_once_from_the_archive() {
     let archive = garage.ringcap_args("archive");
     let extra = ["-i", ringcap_tools::testbed::RX2_IF, "--direction", "both", "-C", "1", "--no-compress"];
     let ring = daemon.start(&bed, &[&extra[..], &["--archive-ring"], &strs(&archive)[..]].concat());
-    std::thread::sleep(Duration::from_millis(300));
-    let since = rfc3339(now_ns());
-    common::send_alternating(&bed, &(0..4000).map(known_frame).collect::<Vec<_>>(), 20);
-    std::thread::sleep(Duration::from_millis(500));
-    let window = ["--since".to_string(), since, "--until".into(), rfc3339(now_ns())];
+    let window = window_around(&bed, &daemon, 0..4000, || {
+        common::send_alternating(&bed, &(0..4000).map(known_frame).collect::<Vec<_>>(), 20)
+    });
     let window = strs(&window);
     let manifest = pin_and_archive(&bed, &daemon, &window, "both-ways", &[]);
     assert!(manifest["data"].as_str().unwrap().ends_with(".pcapng"), "{manifest}");
@@ -609,9 +627,9 @@ fn a_poisoned_pin_moves_aside_and_the_others_are_archived() {
     let garage = Garage::start(&bed);
     let daemon = Daemon::new(18099);
     let ring = daemon.start(&bed, &["--no-compress"]);
-    let first = send_window(&bed, 0..500);
+    let first = send_window(&bed, &daemon, 0..500);
     daemon.pin(&bed, &[&strs(&first)[..], &["--name", "a-poisoned"]].concat());
-    let second = send_window(&bed, 500..1000);
+    let second = send_window(&bed, &daemon, 500..1000);
     daemon.pin(&bed, &[&strs(&second)[..], &["--name", "b-good"]].concat());
     stop(ring);
     // One byte of a packet changes; the size stays.
@@ -659,9 +677,13 @@ fn a_hostile_archive_is_skipped_with_warnings_and_the_rest_delivered() {
     let archive = garage.ringcap_args("archive");
     let ring = daemon.start(&bed, &[&["--no-compress"][..], &strs(&archive)[..]].concat());
     // send_window waits 300 ms before its window starts, and 500 ms after the frames.
-    let inside = now_ns() + 400_000_000;
-    let window = send_window(&bed, 0..2000);
+    let window = send_window(&bed, &daemon, 0..2000);
     let window = strs(&window);
+    // The time of the window's first packet: the bomb's frame is indexed there.
+    let first = read_pcap_bytes(&ringcap(&bed, &[&["pull", "--dir", daemon.d()], &window[..]].concat()))
+        .unwrap()[0]
+        .timestamp
+        .as_nanos() as u64;
     pin_and_archive(&bed, &daemon, &window, "ring", &[]);
     stop(ring);
     // The bomb: a pcap header frame, then a frame of a GiB of zeros, indexed as a small one.
@@ -681,8 +703,8 @@ fn a_hostile_archive_is_skipped_with_warnings_and_the_rest_delivered() {
             raw_offset: header.len() as u64,
             raw_len: 4096,
             packets: 3,
-            earliest_ns: inside,
-            latest_ns: inside,
+            earliest_ns: first,
+            latest_ns: first,
         },
     ];
     let mut index = capture_daemon::storage::index::INDEX_MAGIC_V1.to_vec();

@@ -399,7 +399,7 @@ fn with_stats_counts_exactly_the_window_not_the_whole_file() {
     // Before the window: 500 packets, then quiet until their counters are stored.
     send(&bed, mixed_frames(500));
     wait_snapshot_seeing(&dir, 500);
-    let since = capture_daemon::retrieve::window::now().as_nanos() as u64;
+    let since = capture_daemon::timefmt::unix_now_ns();
     std::thread::sleep(Duration::from_millis(300));
     // In it: 300 more, in the same file.
     send(&bed, (500..800).map(known_frame).collect());

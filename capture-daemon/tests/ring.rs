@@ -68,36 +68,69 @@ fn packets_of(files: &[PathBuf]) -> Vec<ReadPacket> {
     files.iter().flat_map(|f| read_frames(f).1).collect()
 }
 
-/// `zstd -dc FILE` (or the file itself when plain), checked by zstd, tcpdump and tshark.
-fn decompress_and_check_with_tools(path: &Path) -> Vec<u8> {
-    let plain = if path.extension().is_some_and(|e| e == "zst") {
-        let out = Command::new("zstd").args(["-q", "-dc"]).arg(path).output_within_deadline();
-        assert!(
-            out.status.success(),
-            "zstd -dc {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let copy = path.with_extension("check");
-        std::fs::write(&copy, &out.stdout).unwrap();
-        copy
-    } else {
-        path.to_path_buf()
-    };
-    for (tool, args) in [("tcpdump", vec!["-nn", "-r"]), ("tshark", vec!["-n", "-r"])] {
-        let out = Command::new(tool).args(&args).arg(&plain).output_within_deadline();
+/// Decompresses `files` with zstd's own tool, has tcpdump read each one and tshark all of
+/// them at once (merged by mergecap, which reads each with Wireshark's own library): any
+/// warning fails. Returns the pcap bytes of each file.
+fn check_with_tools(files: &[PathBuf]) -> Vec<Vec<u8>> {
+    let plains: Vec<PathBuf> = files
+        .iter()
+        .map(|path| {
+            if path.extension().is_none_or(|e| e != "zst") {
+                return path.clone();
+            }
+            let out = Command::new("zstd").args(["-q", "-dc"]).arg(path).output_within_deadline();
+            assert!(
+                out.status.success(),
+                "zstd -dc {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let copy = path.with_extension("check");
+            std::fs::write(&copy, &out.stdout).unwrap();
+            copy
+        })
+        .collect();
+    let quiet = |tool: &str, out: std::process::Output, what: &Path| {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let warnings: Vec<_> = stderr
             .lines()
             .filter(|l| !l.starts_with("reading from file") && !l.contains("Running as user \"root\""))
             .collect();
-        assert!(out.status.success() && warnings.is_empty(), "{tool} on {}: {warnings:?}", path.display());
+        assert!(out.status.success() && warnings.is_empty(), "{tool} on {}: {warnings:?}", what.display());
+    };
+    for plain in &plains {
+        quiet(
+            "tcpdump",
+            Command::new("tcpdump").args(["-nn", "-r"]).arg(plain).output_within_deadline(),
+            plain,
+        );
     }
-    let bytes = std::fs::read(&plain).unwrap();
-    if plain != path {
-        std::fs::remove_file(plain).unwrap();
+    if let Some(first) = files.first() {
+        // Beside the test's other scratch files: the ring may be on a small filesystem.
+        let merged = scratch("merged.pcapng");
+        quiet(
+            "mergecap",
+            Command::new("mergecap").arg("-w").arg(&merged).args(&plains).output_within_deadline(),
+            first,
+        );
+        quiet(
+            "tshark",
+            Command::new("tshark").args(["-n", "-r"]).arg(&merged).output_within_deadline(),
+            &merged,
+        );
+        std::fs::remove_file(merged).unwrap();
     }
-    bytes
+    plains
+        .into_iter()
+        .zip(files)
+        .map(|(plain, path)| {
+            let bytes = std::fs::read(&plain).unwrap();
+            if plain != *path {
+                std::fs::remove_file(plain).unwrap();
+            }
+            bytes
+        })
+        .collect()
 }
 
 /// Starts `ringcap run --dir DIR ARGS` (ARGS separated by spaces).
@@ -131,22 +164,32 @@ fn assert_exact(packets: &[ReadPacket], expected: impl IntoIterator<Item = u64>)
 fn time_rotation_splits_every_packet_exactly_once_across_files() {
     let bed = bed();
     let dir = scratch("rotation");
-    let ring = start_run(&bed, &dir, "-G 1");
+    let ring = start_run(&bed, &dir, "-G 1 --name ring-%s");
     send_paced(&bed, mixed_frames(3000), Some(1000.0));
     let stderr = stop(ring);
     assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(3000), "{stderr:?}");
+    // The only packets allowed outside their second's file are those the reader counted.
+    let out_of_order = summary_count(&stderr, "packets written out of time order").unwrap_or(0);
     let files = data_files(&dir);
     assert!(files.len() >= 3, "{} files for 3 s at -G 1", files.len());
     let mut all = Vec::new();
-    for file in &files {
+    let mut outside_their_second = 0u64;
+    for (file, plain) in files.iter().zip(check_with_tools(&files)) {
         let (data, packets) = read_frames(file);
+        // ring-SECOND.pcap.zst, or ring-SECOND_NNN... for a file started in the same second.
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let second: u64 = name["ring-".len()..].split(['.', '_']).next().unwrap().parse().unwrap();
+        outside_their_second += packets.iter().filter(|p| p.timestamp.as_secs() != second).count() as u64;
         assert_eq!(data.damaged_tail, 0);
         assert_eq!(data.recovered_frames, 0, "every frame is indexed after a clean stop");
-        let plain = decompress_and_check_with_tools(file);
         assert_eq!(read_pcap_bytes(&plain).unwrap(), packets, "zstd+pcap and ringcap's reader agree");
         all.extend(packets);
     }
     assert_exact(&all, 0..3000);
+    assert!(
+        outside_their_second <= out_of_order,
+        "{outside_their_second} packets outside their second's file"
+    );
 }
 
 #[test]
@@ -162,10 +205,10 @@ fn size_rotation_and_file_count_limit_keep_the_newest_packets() {
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "idx"))
         .count();
     assert_eq!(idx, 3, "index files go with their data files");
+    check_with_tools(&files);
     let mut kept = Vec::new();
     for file in &files {
         assert!(std::fs::metadata(file).unwrap().len() < 100_000 + 20_000 + 16 + 1514, "-C 0.1 holds");
-        decompress_and_check_with_tools(file);
         kept.extend(read_frames(file).1);
     }
     let first = sequence_of(&kept[0].data).unwrap();
@@ -196,15 +239,15 @@ fn quiet_link_still_rotates_and_recent_packets_are_readable_while_writing() {
     std::thread::sleep(Duration::from_millis(2600));
     let quiet_files = data_files(&dir);
     assert!(quiet_files.len() >= 3, "{} files after 2.6 quiet seconds at -G 1", quiet_files.len());
-    for file in &quiet_files {
-        assert!(read_pcap_bytes(&decompress_and_check_with_tools(file)).unwrap().is_empty());
+    for plain in check_with_tools(&quiet_files) {
+        assert!(read_pcap_bytes(&plain).unwrap().is_empty());
     }
     send(&bed, mixed_frames(10));
     // Readable while the daemon writes on (the file still being written is pull's test).
     wait_until("the 10 packets are stored", WAIT, || packets_of(&data_files(&dir)).len() >= 10);
     assert_exact(&packets_of(&data_files(&dir)), 0..10);
     assert!(ring.child.try_wait().unwrap().is_none(), "the daemon still runs");
-    data_files(&dir).iter().for_each(|file| _ = decompress_and_check_with_tools(file));
+    check_with_tools(&data_files(&dir));
     stop(ring);
 }
 
@@ -269,6 +312,8 @@ fn kill_9_under_load_loses_at_most_the_frame_being_written() {
 
     let files = data_files(&dir);
     let newest = files.last().cloned().unwrap();
+    // Older files were repaired when the next run adopted the ring.
+    let older = &files[..files.len() - 1];
     let mut all = Vec::new();
     for file in &files {
         if *file == newest && DataFile::open(file).is_err() {
@@ -279,12 +324,12 @@ fn kill_9_under_load_loses_at_most_the_frame_being_written() {
         }
         let (data, packets) = read_frames(file);
         if *file != newest {
-            // Older files were repaired when the next run adopted the ring.
             assert_eq!(data.damaged_tail, 0, "{} has a torn tail", file.display());
-            let plain = decompress_and_check_with_tools(file);
-            assert_eq!(read_pcap_bytes(&plain).unwrap(), packets);
         }
         all.extend(packets);
+    }
+    for (file, plain) in older.iter().zip(check_with_tools(older)) {
+        assert_eq!(read_pcap_bytes(&plain).unwrap(), read_frames(file).1);
     }
     // Packets captured between kills are whole, byte-exact, unique and in order; the ones
     // sent while no daemon ran, or still unflushed at a kill, are simply absent.
@@ -338,12 +383,12 @@ fn a_full_disk_removes_the_oldest_files_and_capture_goes_on() {
     let lost = summary_count(&stderr, "packets lost to write errors").unwrap();
     assert_eq!(written + lost, 12_000, "every packet is written or counted as lost");
     let files = own_files(&dir);
+    check_with_tools(&files);
     let kept: Vec<_> = files
         .iter()
         .flat_map(|f| {
             let (data, packets) = read_frames(f);
             assert_eq!(data.damaged_tail, 0, "{} ends in a partial frame", f.display());
-            decompress_and_check_with_tools(f);
             packets
         })
         .collect();
@@ -506,7 +551,7 @@ fn a_ring_of_two_interfaces_is_pcapng_and_pulls_keep_interfaces_and_directions()
 
     let files = data_files(&dir);
     assert_eq!(files.len(), 1);
-    let plain = decompress_and_check_with_tools(&files[0]);
+    let plain = check_with_tools(&files[..1]).remove(0);
     assert_eq!(&plain[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "the ring holds pcapng");
     let (file, packets) = read_frames(&files[0]);
     assert_eq!(file.interfaces, [RX_IF, "veth-rx2"]);
@@ -741,11 +786,12 @@ fn files_that_cannot_be_created_lose_only_counted_packets_and_sighup_keeps_captu
     assert_eq!(captured, 5000, "{stderr:?}");
     assert_eq!(written + lost, captured, "every captured packet is written or counted: {stderr:?}");
     assert!(lost > 0, "a file could be made all along: {stderr:?}");
+    let files = data_files(&dir);
+    check_with_tools(&files);
     let mut kept = Vec::new();
-    for file in data_files(&dir) {
-        let (data, packets) = read_frames(&file);
+    for file in &files {
+        let (data, packets) = read_frames(file);
         assert_eq!(data.damaged_tail, 0);
-        decompress_and_check_with_tools(&file);
         kept.extend(packets);
     }
     assert_eq!(kept.len() as u64, written);
@@ -781,7 +827,7 @@ fn frames_whose_fsync_fails_are_cut_off_and_counted_lost() {
     assert_eq!(files.len(), 1);
     let (data, kept) = read_frames(&files[0]);
     assert_eq!(data.damaged_tail, 0, "failed frames are cut off");
-    decompress_and_check_with_tools(&files[0]);
+    check_with_tools(&files[..1]);
     assert_eq!(kept.len() as u64, written);
     let last = assert_known_and_increasing(&kept);
     assert_eq!(last, Some(899), "capture went on after the disk recovered");

@@ -42,8 +42,9 @@ use crate::health::LiveCounters;
 use crate::pcap::DEFAULT_SNAPLEN;
 use crate::retrieve::out::{Format, Stream};
 use crate::retrieve::pull::{pull, PullLimits};
-use crate::retrieve::window::{self, Window};
+use crate::retrieve::window::Window;
 use crate::storage::ring::StorageCounters;
+use crate::timefmt::{unix_now, unix_now_ns};
 use json::{files_json, stats_json};
 use metrics::metrics_text;
 
@@ -335,7 +336,7 @@ impl WindowQuery {
             return Err(format!("unknown parameter {key:?}: use {}", known.join(", ")));
         }
         let get = |name: &str| lookup(&params, name);
-        let window = Window::from_args(get("last"), get("since"), get("until"), window::now())?;
+        let window = Window::from_args(get("last"), get("since"), get("until"), unix_now())?;
         Ok(WindowQuery { params, window })
     }
 
@@ -429,7 +430,7 @@ async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Respon
 /// Refuses a window longer than `--http-max-window` (a `last` window ends a nanosecond
 /// past now, so that a packet stamped now is in: that nanosecond is not held against it).
 fn within_max_window(window: Window, limits: ApiLimits) -> Result<(), String> {
-    let end = window.until_ns.min(window::now().as_nanos() as u64 + 1);
+    let end = window.until_ns.min(unix_now_ns() + 1);
     let length = end.saturating_sub(window.since_ns).saturating_sub(1);
     if u128::from(length) > limits.max_window.as_nanos() {
         return Err(format!(

@@ -332,7 +332,7 @@ impl PinStore {
     pub fn pin(self: &Arc<Self>, mut request: PinRequest) -> Result<PinInfo, PinError> {
         let filter = Filter::compile(&request.expression).map_err(|e| PinError::BadRequest(e.to_string()))?;
         // A pin holds what is captured already: a window open at its end stops now.
-        let now = crate::retrieve::window::now().as_nanos() as u64;
+        let now = crate::timefmt::unix_now_ns();
         request.window.until_ns = request.window.until_ns.min(now + 1);
         let name = request.name.clone().unwrap_or_else(|| default_name(request.window));
         check_name(&name)?;
@@ -492,7 +492,7 @@ impl PinStore {
             }
             let opened = DataFile::open(&data).map_err(|e| e.to_string())?;
             let (first, last) = opened.time_range().unwrap_or_default();
-            let created = crate::retrieve::window::now().as_nanos() as u64;
+            let created = crate::timefmt::unix_now_ns();
             let manifest = json!({
                 "format": PIN_FORMAT,
                 "name": name,
@@ -589,7 +589,7 @@ impl PinStore {
             return;
         }
         let Ok(pin) = open_pins_dir(&self.ring_dir).and_then(|d| d.child(name)) else { return };
-        let record = json!({ "location": location, "archived_at": rfc3339(crate::retrieve::window::now().as_nanos() as u64) });
+        let record = json!({ "location": location, "archived_at": rfc3339(crate::timefmt::unix_now_ns()) });
         let released = write_synced(&self.pin_dir(name).join(ARCHIVED_RECORD), record.to_string().as_bytes())
             .and_then(|()| release_local_copy(&pin));
         if let Err(e) = released {

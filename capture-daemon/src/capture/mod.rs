@@ -20,14 +20,14 @@ pub mod xsk;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use capture_common::{RecordFlags, RecordHeader};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::capture::clock::WallClock;
 use crate::capture::ringbuf::PacketRing;
 use crate::pcap::{self, PacketDirection};
+use crate::timefmt::unix_now;
 
 /// Pcap records of consecutive packets, in time order: a frame of the file to come.
 #[derive(Clone, Debug)]
@@ -135,8 +135,10 @@ pub struct ReaderConfig {
     pub batch_bytes: usize,
     /// ...or once its first packet is this old...
     pub batch_age: Duration,
-    /// ...or once the wall clock enters a new period of this many seconds (the files'
-    /// -G), so the records of a file belong to its period.
+    /// ...and never holds records of two periods of this many seconds (the files' -G,
+    /// by the records' own time stamps). Once every record stamped before a period began
+    /// has been sent, the reader says so ([`Delivery::PeriodStarted`]): the records of a
+    /// file are exactly those of its period.
     pub batch_period: Option<u64>,
     /// A record is stamped when its program starts and enters its ring when it ends: one
     /// stamped this long ago is surely in its ring, so nothing older can still come from
@@ -182,6 +184,10 @@ pub enum Delivery {
     Batch(Batch),
     /// Start a new file now (SIGHUP), after the batches sent before.
     Rotate,
+    /// Every record stamped before -G period `n` began has been sent (only with
+    /// [`ReaderConfig::batch_period`]); a record stamped earlier that comes later still
+    /// is counted in `reorder_window_exceeded`.
+    PeriodStarted(u64),
 }
 
 /// Where the reader gets kernel records from: a BPF ring buffer, or an AF_XDP socket.
@@ -283,6 +289,8 @@ impl Reader {
         let mut unseen_from: Vec<u64> = vec![0; self.sources.len()];
         let mut taken_total = 0u64;
         let mut rotate_pending = false;
+        let mut period_announced =
+            self.config.batch_period.map_or(0, |seconds| period_of(unix_now(), seconds));
         loop {
             let stopping = self.control.drain_and_stop.load(Ordering::Acquire);
             if clock_sampled.elapsed() >= Duration::from_secs(1) {
@@ -312,9 +320,13 @@ impl Reader {
                 }
                 taken_total += 1;
                 let last = taken_total == limit;
+                let timestamp = clock.to_unix(time);
+                if batch.would_cross_period(timestamp, &self.config) {
+                    self.send(batch.take());
+                }
                 let source = &mut self.sources[next];
                 let (header, data) = source.peek().expect("the head seen above is still there");
-                batch.push(&header, data, &clock, &self.config, &self.counters);
+                batch.push(timestamp, &header, data, &self.config, &self.counters);
                 source.advance();
                 heads[next] = source.peek().map(|(header, _)| header.timestamp_ns);
                 taken += 1;
@@ -334,6 +346,18 @@ impl Reader {
                 self.control.count_reached.store(true, Ordering::Release);
                 self.send(batch.take());
                 return;
+            }
+            if let Some(seconds) = self.config.batch_period {
+                // The earliest time a record still to be read can have.
+                let unread = heads.iter().zip(&unseen_from).map(|(head, &from)| head.unwrap_or(from)).min();
+                let period = unread.map_or(0, |ns| period_of(clock.to_unix(ns), seconds));
+                if period > period_announced {
+                    self.send(batch.take());
+                    // Tried again on the next round while the queue is full.
+                    if self.output.try_send(Delivery::PeriodStarted(period)).is_ok() {
+                        period_announced = period;
+                    }
+                }
             }
             rotate_pending |= self.control.rotate.swap(false, Ordering::AcqRel);
             if stopping || rotate_pending || batch.due(&self.config) {
@@ -385,7 +409,7 @@ fn oldest(heads: &[Option<u64>]) -> Option<(usize, u64)> {
 struct BatchBuilder {
     pool: BufferPool,
     batch: Batch,
-    /// The -G period the first record was put in during.
+    /// The -G period of the records in the batch.
     period: u64,
     /// The latest time written so far, to count records written out of order.
     latest_written_ns: u64,
@@ -396,18 +420,23 @@ impl BatchBuilder {
         BatchBuilder { batch: Batch::empty(pool.take()), pool, period: 0, latest_written_ns: 0 }
     }
 
-    /// Appends a kernel record.
+    /// Whether a record stamped `timestamp` belongs to another -G period than the batch's.
+    fn would_cross_period(&self, timestamp: Duration, config: &ReaderConfig) -> bool {
+        self.batch.packets > 0
+            && config.batch_period.is_some_and(|seconds| period_of(timestamp, seconds) != self.period)
+    }
+
+    /// Appends a kernel record stamped `timestamp` (Unix time).
     fn push(
         &mut self,
+        timestamp: Duration,
         header: &RecordHeader,
         data: &[u8],
-        clock: &WallClock,
         config: &ReaderConfig,
         counters: &ReaderCounters,
     ) {
-        let timestamp = clock.to_unix(header.timestamp_ns);
         if self.batch.packets == 0 {
-            self.period = config.batch_period.map_or(0, period_now);
+            self.period = config.batch_period.map_or(0, |seconds| period_of(timestamp, seconds));
         }
         let data = &data[..data.len().min(config.snaplen as usize)];
         let orig_len = header.orig_len.max(data.len() as u32);
@@ -436,11 +465,9 @@ impl BatchBuilder {
         self.batch.records.len()
     }
 
-    /// Whether the batch is old enough, or its period over, to be sent as it is.
+    /// Whether the batch is old enough to be sent as it is.
     fn due(&self, config: &ReaderConfig) -> bool {
-        self.batch.packets > 0
-            && (self.batch.started.elapsed() >= config.batch_age
-                || config.batch_period.is_some_and(|seconds| period_now(seconds) != self.period))
+        self.batch.packets > 0 && self.batch.started.elapsed() >= config.batch_age
     }
 
     fn take(&mut self) -> Option<Batch> {
@@ -451,8 +478,8 @@ impl BatchBuilder {
     }
 }
 
-/// The number of the `seconds`-long period of the wall clock now (aligned to the epoch, as -G is).
-fn period_now(seconds: u64) -> u64 {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    now.as_secs() / seconds.max(1)
+/// The number of the `seconds`-long period (aligned to the epoch, as -G is) that Unix
+/// time `unix` falls in.
+pub fn period_of(unix: Duration, seconds: u64) -> u64 {
+    unix.as_secs() / seconds.max(1)
 }

@@ -176,7 +176,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     clean_up_on_signal(bench::work_dir(&args.dir), namespaces)?;
     let out = args.out.clone().unwrap_or_else(|| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = capture_daemon::timefmt::unix_now();
         let stamp = capture_daemon::timefmt::rfc3339(now.as_nanos() as u64);
         PathBuf::from(format!(
             "ringcap-bench-{}",

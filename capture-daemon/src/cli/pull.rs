@@ -14,7 +14,7 @@ use capture_daemon::retrieve::{
     self,
     out::{Format, Stream},
     pull::PullLimits,
-    window::{self, Window},
+    window::Window,
 };
 use capture_daemon::storage::budget::DiskLimit;
 use clap::Args;
@@ -58,7 +58,7 @@ pub(crate) fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         args.window.last.as_deref(),
         args.window.since.as_deref(),
         args.window.until.as_deref(),
-        window::now(),
+        capture_daemon::timefmt::unix_now(),
     )
     .map_err(anyhow::Error::msg)?;
     let filter = Filter::compile(&args.expression.join(" "))?;

@@ -13,14 +13,15 @@ use capture_daemon::archive::store::Archive;
 use capture_daemon::archive::upload::{self, ArchiveCounters, UploadConfig, ARCHIVED_LIST};
 use capture_daemon::health::LiveCounters;
 use capture_daemon::privileges::Group;
+use capture_daemon::retrieve::out::Format;
 use capture_daemon::retrieve::window::parse_duration;
-use capture_daemon::retrieve::{out::Format, window};
 use capture_daemon::storage::budget::fs_space;
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::nofollow::Dir;
 use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
 use capture_daemon::storage::{Compression, StorageError};
+use capture_daemon::timefmt::unix_now_ns;
 use clap::Args;
 
 use super::args::{
@@ -48,7 +49,7 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "GROUP")]
     pub(crate) group: Option<String>,
     /// Start a new file every SECS seconds (at most a year), aligned to the wall clock;
-    /// 0 turns it off.
+    /// each file holds the packets stamped in its period. 0 turns it off.
     #[arg(short = 'G', value_name = "SECS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(0..=366 * 86_400))]
     pub(crate) rotate_seconds: u64,
@@ -193,7 +194,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         compress_threads: args.compress_threads.map_or_else(default_compress_threads, usize::from),
         snapshot: {
             let live = Arc::clone(&live);
-            let started = window::now().as_nanos() as u64;
+            let started = unix_now_ns();
             Some(Snapshot(Arc::new(move || live.snapshot(started))))
         },
         pinned_bytes: Some(Arc::clone(&pinned)),

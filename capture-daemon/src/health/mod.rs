@@ -145,7 +145,7 @@ impl LiveCounters {
         let flows = *locked(&self.flows);
         serde_json::json!({
             "started_ns": started_ns,
-            "time_ns": crate::retrieve::window::now().as_nanos() as u64,
+            "time_ns": crate::timefmt::unix_now_ns(),
             "kernel": counters,
             "reader": self.reader.to_json(),
             "xsk": xsk,

@@ -1,7 +1,7 @@
 //! Time windows for retrieval: `--last 10m`, `--since 2026-11-24T10:00:00Z`,
 //! `--since 10:15 --until 10:20` (UTC, today). A window holds the packets with
 //! `since <= timestamp < until`.
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use time::{Date, Month};
 
@@ -137,11 +137,6 @@ pub fn parse_time(text: &str, now: Duration) -> Result<u64, String> {
         .and_then(|whole| whole.checked_mul(1_000_000_000))
         .and_then(|ns| ns.checked_add((s.fract() * 1e9).round() as u64))
         .ok_or_else(bad)
-}
-
-/// Now, since the epoch.
-pub fn now() -> Duration {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use super::naming::NameTemplate;
 use super::nofollow::{self, Dir};
 use super::summary::{summarize, Summary};
 use super::{Compression, StorageError};
-use crate::capture::Batch;
+use crate::capture::{period_of, Batch};
 use crate::output::{BatchLimits, Sink};
 use crate::pcap::{self, RecordFormat};
+use crate::timefmt::unix_now;
 
 /// How the ring is written and bounded.
 #[derive(Clone, Debug)]
@@ -32,7 +33,8 @@ pub struct RingConfig {
     /// Write pcapng with these interfaces (the batches must hold Enhanced Packet Blocks
     /// with these interface ids); classic pcap when `None`.
     pub pcapng_interfaces: Option<Vec<String>>,
-    /// Start a new file when the wall clock enters a new period of this length (`-G`).
+    /// Start a new file for each period of this length (`-G`, aligned to the epoch): a
+    /// file holds the packets stamped in its period (see [`Sink::period_started`]).
     pub rotate_every: Option<Duration>,
     /// Start a new file once the current one holds this many bytes (`-C`).
     pub rotate_bytes: Option<u64>,
@@ -175,8 +177,6 @@ struct OpenFile {
     /// Bytes of decoded content before the next frame.
     raw_offset: u64,
     frames: u64,
-    /// The -G period the file belongs to.
-    period: u64,
     /// Bytes of the index so far.
     index_bytes: u64,
     /// The snapshots appended while the file is written, and when the last one was.
@@ -235,6 +235,11 @@ pub struct RingWriter {
     /// The last name's stem and suffix number: names made in the same second continue
     /// the sequence, so a name freed by removing an old file is never reused out of order.
     last_name: (String, u32),
+    /// The -G period being written: the latest one a batch was stamped in or the reader
+    /// said has begun.
+    period: u64,
+    /// When the writer was opened: the first file is named for it, in its period.
+    opened: Duration,
     /// The files ringcap created here; only these are ever removed.
     manifest: NameList,
     /// Whether the first file was started: until then nothing in the directory is
@@ -289,6 +294,8 @@ impl RingWriter {
                 data,
             })
             .collect();
+        let opened = unix_now();
+        let period = config.rotate_every.map_or(0, |g| period_of(opened, g.as_secs()));
         Ok(RingWriter {
             closed,
             config,
@@ -301,6 +308,8 @@ impl RingWriter {
             min_free_bytes,
             rotate_bytes,
             last_name: (String::new(), 0),
+            period,
+            opened,
             manifest,
             started: false,
             foreign: listing.foreign,
@@ -349,18 +358,14 @@ impl RingWriter {
         Ok(())
     }
 
-    fn period(&self, now: Duration) -> u64 {
-        self.config.rotate_every.map_or(0, |g| now.as_secs() / g.as_secs().max(1))
-    }
-
-    /// Creates the next file and writes its first frame: the pcap file header.
-    fn start_file(&mut self) -> io::Result<()> {
+    /// Creates the next file, named for Unix time `name_time`, and writes its first frame:
+    /// the pcap file header.
+    fn start_file(&mut self, name_time: Duration) -> io::Result<()> {
         if !self.started {
             self.repair_newest()?;
             self.started = true;
         }
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        let stem = self.config.template.render(now);
+        let stem = self.config.template.render(name_time);
         let extension = self.config.compression.extension(self.config.pcapng_interfaces.is_some());
         let mut n = if self.last_name.0 == stem { self.last_name.1 + 1 } else { 0 };
         let (data, file) = loop {
@@ -404,7 +409,6 @@ impl RingWriter {
             offset: 0,
             raw_offset: 0,
             frames: 0,
-            period: self.period(now),
             index_bytes: 8,
             snapshots: None,
             snapshot_bytes: 0,
@@ -672,8 +676,8 @@ impl RingWriter {
         }
     }
 
-    /// Closes the current file and starts the next one.
-    fn rotate(&mut self) -> io::Result<()> {
+    /// Closes the current file and starts the next one, named for Unix time `name_time`.
+    fn rotate(&mut self, name_time: Duration) -> io::Result<()> {
         self.write_frame();
         self.collect(Collect::All);
         if let Some(current) = self.current.take() {
@@ -685,13 +689,13 @@ impl RingWriter {
             let bytes = current.offset + file_len(&index_path(&current.data)) + current.snapshot_bytes;
             self.closed.push_back(ClosedFile { data: current.data, bytes });
         }
-        match self.start_file() {
+        match self.start_file(name_time) {
             // A full disk (or no inode left) when a file starts: the oldest files make room,
             // as for a frame that does not fit.
             Err(e) if is_disk_full(&e) && !self.closed.is_empty() => {
                 bump(&self.counters.disk_full_events, 1);
                 self.free_space_for(self.config.frame_bytes as u64);
-                self.start_file()?;
+                self.start_file(name_time)?;
             }
             other => other?,
         }
@@ -724,16 +728,31 @@ impl RingWriter {
         Ok(())
     }
 
-    fn rotate_on_time(&mut self) {
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        let due = self.current.as_ref().is_some_and(|c| c.period != self.period(now));
-        if due || self.current.is_none() {
-            self.rotate_counting_errors();
+    /// Moves on to -G period `period` if it is later than the one being written: its file
+    /// is named for the period's start. (Without -G every period is 0.)
+    fn enter_period(&mut self, period: u64) {
+        if period > self.period {
+            self.period = period;
+            let seconds = self.config.rotate_every.map_or(0, |g| g.as_secs().max(1));
+            self.rotate_named_counting_errors(Duration::from_secs(period * seconds));
         }
     }
 
+    /// Starts a file if there is none (the first one, or one that could not be made).
+    fn ensure_file(&mut self) {
+        if self.current.is_none() {
+            let name_time = if self.started { unix_now() } else { self.opened };
+            self.rotate_named_counting_errors(name_time);
+        }
+    }
+
+    /// Rotates now (SIGHUP, -C, a file lost): the next file is named for now.
     fn rotate_counting_errors(&mut self) {
-        if self.rotate().is_err() {
+        self.rotate_named_counting_errors(unix_now());
+    }
+
+    fn rotate_named_counting_errors(&mut self, name_time: Duration) {
+        if self.rotate(name_time).is_err() {
             // No new file could be made (disk full, directory gone): count it and retry on
             // the next tick; packets arriving meanwhile are counted as lost by write_frame.
             bump(&self.counters.write_errors, 1);
@@ -854,13 +873,13 @@ impl Sink for RingWriter {
 
     fn write(&mut self, batch: &mut Batch) -> io::Result<()> {
         self.check_dir()?;
-        // A batch of the current file's period goes into that file, even when the period
-        // ended while the batch was on its way; the next period's file starts after it.
-        let earliest = Duration::from_nanos(batch.earliest_ns);
-        let of_current = self.current.as_ref().is_some_and(|c| c.period == self.period(earliest));
-        if !of_current {
-            self.rotate_on_time();
+        // A batch holds the records of one period. One of a period already over (stamped
+        // before the reader said the next began, and read after: counted by the reader as
+        // out of time order) goes into the file being written.
+        if let Some(g) = self.config.rotate_every {
+            self.enter_period(period_of(Duration::from_nanos(batch.earliest_ns), g.as_secs()));
         }
+        self.ensure_file();
         if self.current.is_some() && self.pending.content.is_empty() {
             // The batch becomes the pending frame: its buffer is taken, not copied.
             std::mem::swap(&mut self.pending.content, &mut batch.records);
@@ -872,13 +891,12 @@ impl Sink for RingWriter {
         } else {
             self.append(&batch.records);
         }
-        self.rotate_on_time();
         Ok(())
     }
 
     fn tick(&mut self) -> io::Result<()> {
         self.check_dir()?;
-        self.rotate_on_time();
+        self.ensure_file();
         let frames = self.counters.frames_written.load(Ordering::Relaxed);
         if self.pending.started.is_some_and(|s| s.elapsed() >= self.config.frame_age) {
             self.write_frame();
@@ -897,6 +915,14 @@ impl Sink for RingWriter {
     fn rotate(&mut self) -> io::Result<()> {
         self.check_dir()?;
         self.rotate_counting_errors();
+        Ok(())
+    }
+
+    /// The next -G period's file starts once the reader has delivered every record of the
+    /// periods before it, so a quiet link rotates too and no record lands a file late.
+    fn period_started(&mut self, period: u64) -> io::Result<()> {
+        self.check_dir()?;
+        self.enter_period(period);
         Ok(())
     }
 
