@@ -17,9 +17,7 @@ use ringcap_tools::harness::{summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, RX_IF, RX_IP};
 
 fn cli_pull(dir: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(RINGCAP).args(["pull", "--dir", dir]).args(args).output_within_deadline();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
+    Command::new(RINGCAP).args(["pull", "--dir", dir]).args(args).succeed().0
 }
 
 #[test]
@@ -176,24 +174,14 @@ fn the_api_requires_a_token_by_default_even_on_loopback() {
     // The pin and unpin commands with a wrong token: a clear error, nothing pinned.
     let wrong = token_file("wrong");
     for args in [&["pin", "--last", "1m", "--name", "x"][..], &["unpin", "x"]] {
-        let out = common::api_client(&bed, addr, &wrong, args);
+        let out = common::api_client(&bed, addr, &wrong, args).output_within_deadline();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains("401"), "{args:?}: {stderr}");
     }
     assert!(!dir.join("pins/x").exists());
     // `ringcap stats` takes the token from a file or the environment, never from argv.
-    let stats = bed
-        .rx(RINGCAP)
-        .args(["stats", "--http", addr, "--http-token-file"])
-        .arg(&token)
-        .output_within_deadline();
-    assert!(stats.status.success(), "{}", String::from_utf8_lossy(&stats.stderr));
-    let stats = bed
-        .rx(RINGCAP)
-        .args(["stats", "--http", addr])
-        .env("RINGCAP_HTTP_TOKEN", "s3cret")
-        .output_within_deadline();
-    assert!(stats.status.success(), "{}", String::from_utf8_lossy(&stats.stderr));
+    bed.rx(RINGCAP).args(["stats", "--http", addr, "--http-token-file"]).arg(&token).succeed();
+    bed.rx(RINGCAP).args(["stats", "--http", addr]).env("RINGCAP_HTTP_TOKEN", "s3cret").succeed();
     let stats = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
     assert!(String::from_utf8_lossy(&stats.stderr).contains("401"));
     ring.signal(libc::SIGINT);
@@ -257,10 +245,7 @@ fn openmetrics_families(text: &str) -> Vec<(String, String, usize)> {
 /// `ringcap run` into a new ring with its API on `addr`, token `t0ken`, frames every 0.1 s.
 fn start_with_token(bed: &TestBed, name: &str, addr: &str) -> (std::path::PathBuf, CaptureProcess) {
     let dir = scratch(name);
-    let token = token_file("t0ken");
-    let args = ["--dir", dir.to_str().unwrap(), "-G", "0", "--frame-interval", "0.1", "--http", addr];
-    let ring =
-        start_ringcap(bed, "run", &[&args[..], &["--http-token-file", token.to_str().unwrap()]].concat());
+    let ring = common::start_api_daemon(bed, &dir, addr, &token_file("t0ken"), &[]);
     (dir, ring)
 }
 

@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use capture_daemon::timefmt::{rfc3339, unix_now_ns};
-use common::{
-    bed, get, known_frame, scratch, send, seqs, start_ringcap, stop, token_file, tree_bytes, Garage, RINGCAP,
-};
+use common::{bed, get, known_frame, scratch, send, seqs, stop, token_file, tree_bytes, Garage, RINGCAP};
 use ringcap_tools::frames::sequence_of;
 use ringcap_tools::harness::{read_pcap_bytes, summary_count};
 use ringcap_tools::testbed::TestBed;
@@ -43,9 +41,7 @@ fn pin_state(bed: &TestBed, addr: &str, name: &str) -> serde_json::Value {
 
 /// `ringcap ARGS` in the receiving namespace, which must succeed; its stdout.
 fn ringcap(bed: &TestBed, args: &[&str]) -> Vec<u8> {
-    let output = bed.rx(RINGCAP).args(args).output_within_deadline();
-    assert!(output.status.success(), "ringcap {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output.stdout
+    bed.rx(RINGCAP).args(args).succeed().0
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -102,20 +98,17 @@ impl Daemon {
 
     /// `run` on this ring with the API, `--frame-interval 0.1` and `extra`.
     fn args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
-        let mut args = vec!["--dir", self.d(), "-G", "0", "--frame-interval", "0.1", "--http", &self.addr];
-        args.extend(["--http-token-file", self.t()]);
-        args.extend(extra);
-        args
+        common::api_daemon_args(self.d(), &self.addr, self.t(), extra)
     }
 
     fn start(&self, bed: &TestBed, extra: &[&str]) -> ringcap_tools::harness::CaptureProcess {
-        start_ringcap(bed, "run", &self.args(extra))
+        common::start_api_daemon(bed, &self.dir, &self.addr, &self.token, extra)
     }
 
     fn pin(&self, bed: &TestBed, args: &[&str]) -> String {
-        let out = common::api_client(bed, &self.addr, &self.token, &[&["pin"], args].concat());
-        assert!(out.status.success(), "ringcap pin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let (stdout, _) =
+            common::api_client(bed, &self.addr, &self.token, &[&["pin"], args].concat()).succeed();
+        String::from_utf8_lossy(&stdout).into_owned()
     }
 
     fn metric(&self, bed: &TestBed, series: &str) -> u64 {
@@ -582,10 +575,7 @@ fn a_new_pin_of_an_archived_name_never_mixes_with_the_old_one() {
 /// (Before, the pin was classic pcap without interfaces: every packet came twice.)
 #[test]
 fn pins_of_a_pcapng_ring_keep_interfaces_and_pull_once_from_the_archive() {
-    TestBed::remove_stale();
-    let bed =
-        TestBed::with_options(ringcap_tools::testbed::TestBedOptions { pairs: 2, ..Default::default() })
-            .unwrap();
+    let bed = common::two_pair_bed();
     let garage = Garage::start(&bed);
     let daemon = Daemon::new(18098);
     let archive = garage.ringcap_args("archive");

@@ -385,8 +385,7 @@ fn after_sigkill_no_program_stays_attached_and_capture_restarts() {
 
 #[test]
 fn two_interfaces_in_one_capture_are_tagged_in_pcapng() {
-    TestBed::remove_stale();
-    let bed = TestBed::with_options(TestBedOptions { pairs: 2, ..TestBedOptions::default() }).unwrap();
+    let bed = common::two_pair_bed();
     let file = scratch("two.pcapng");
     let mut capture =
         start_capture(&bed, &["-w", file.to_str().unwrap(), "-i", ringcap_tools::testbed::RX2_IF]);

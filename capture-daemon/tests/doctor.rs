@@ -12,12 +12,9 @@ fn doctor_checks_the_machine_an_interface_and_a_ring_directory() {
     let bed = bed();
     let dir = scratch("doctor-ring");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = bed
-        .rx(RINGCAP)
-        .args(["doctor", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "--json"])
-        .output_within_deadline();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out =
+        bed.rx(RINGCAP).args(["doctor", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "--json"]).succeed();
+    let report: serde_json::Value = serde_json::from_slice(&out.0).unwrap();
     let checks = report["checks"].as_array().unwrap();
     let status = |name: &str| {
         checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} in {report}"))["status"]

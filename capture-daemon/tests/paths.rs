@@ -12,7 +12,7 @@ use common::{
 };
 use ringcap_tools::frames::{sequence_of, FrameTemplate};
 use ringcap_tools::harness::{read_pcap, summary_count, CaptureProcess};
-use ringcap_tools::testbed::{TestBed, TestBedOptions, RX2_IF, RX_IF, SINK_MAC, TX2_IF, TX_MAC};
+use ringcap_tools::testbed::{TestBed, RX2_IF, RX_IF, SINK_MAC, TX2_IF, TX_MAC};
 
 #[test]
 fn afxdp_captures_every_frame_byte_exact_with_kernel_timestamps() {
@@ -119,8 +119,7 @@ fn afxdp_losses_behind_a_stalled_writer_are_all_counted() {
 
 #[test]
 fn afxdp_sockets_of_two_interfaces_are_merged_in_time_order() {
-    TestBed::remove_stale();
-    let bed = TestBed::with_options(TestBedOptions { pairs: 2, ..TestBedOptions::default() }).unwrap();
+    let bed = common::two_pair_bed();
     let file = scratch("afxdp-two.pcapng");
     let mut capture = start_capture(
         &bed,
@@ -192,8 +191,7 @@ fn interface_up(bed: &TestBed, addr: &str, name: &str) -> Option<u64> {
 /// captured, with the daemon idle and exiting 0 once none was left.)
 #[test]
 fn an_interface_deleted_under_capture_is_reported_and_a_returning_one_ends_the_run() {
-    TestBed::remove_stale();
-    let bed = TestBed::with_options(TestBedOptions { pairs: 2, ..TestBedOptions::default() }).unwrap();
+    let bed = common::two_pair_bed();
     let dir = scratch("links-ring");
     let token = common::token_file("t0ken");
     let addr = "127.0.0.1:18116";

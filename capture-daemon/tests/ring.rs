@@ -534,10 +534,7 @@ fn tshark_interfaces(path: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn a_ring_of_two_interfaces_is_pcapng_and_pulls_keep_interfaces_and_directions() {
-    TestBed::remove_stale();
-    let bed =
-        TestBed::with_options(ringcap_tools::testbed::TestBedOptions { pairs: 2, ..Default::default() })
-            .unwrap();
+    let bed = common::two_pair_bed();
     let dir = scratch("ring-pcapng");
     let mut ring = start_ringcap(
         &bed,

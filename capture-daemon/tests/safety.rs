@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use capture_daemon::privileges::User;
 use common::{
-    bed, get, known_frame, scratch, send, seqs, start_ringcap, stop, synthetic_ring, token_file, tree,
-    wait_until, RINGCAP, WAIT,
+    bed, get, known_frame, scratch, send, seqs, start_api_daemon, start_ringcap, stop, synthetic_ring,
+    token_file, tree, wait_until, RINGCAP, WAIT,
 };
 use ringcap_tools::harness::{summary_count, CaptureProcess};
 use ringcap_tools::testbed::{TestBed, RX_IF};
@@ -27,13 +27,6 @@ fn ringcap(bed: &TestBed, args: &[&str]) -> std::process::Output {
     command.args(args);
     let (status, stdout, stderr, _) = common::run_measured(command);
     std::process::Output { status, stdout, stderr: stderr.into_bytes() }
-}
-
-/// `run` on `dir` with the API on `addr` and `extra`, started and listening.
-fn start_daemon(bed: &TestBed, dir: &Path, addr: &str, token: &Path, extra: &[&str]) -> CaptureProcess {
-    let base = ["--dir", dir.to_str().unwrap(), "-G", "0", "--frame-interval", "0.1", "--http", addr];
-    let args = [&base[..], &["--http-token-file", token.to_str().unwrap()], extra].concat();
-    start_ringcap(bed, "run", &args)
 }
 
 /// Waits until the ring holds `count` packets (written and readable): a loaded machine
@@ -68,7 +61,7 @@ fn a_root_start_never_follows_a_symlink_the_daemons_user_planted() {
     let dir = scratch("planted");
     let token = token_file(TOKEN);
     let addr = "127.0.0.1:18110";
-    let ring = start_daemon(&bed, &dir, addr, &token, &[]);
+    let ring = start_api_daemon(&bed, &dir, addr, &token, &[]);
     send(&bed, (0..300).map(known_frame).collect());
     wait_stored(&bed, addr, 300);
     pin_last_hour(&bed, addr, &token, "kept");
@@ -97,7 +90,7 @@ fn a_root_start_never_follows_a_symlink_the_daemons_user_planted() {
     let snapshots = capture_daemon::storage::index::snapshots_path(&data);
     let _ = std::fs::remove_file(&snapshots);
     std::fs::hard_link(victims.join("linked"), &snapshots).unwrap();
-    let mut ring = start_daemon(&bed, &dir, addr, &token, &["-Z", "nobody"]);
+    let mut ring = start_api_daemon(&bed, &dir, addr, &token, &["-Z", "nobody"]);
     assert!(ring.wait_for("running as nobody", WAIT), "{:?}", ring.stderr);
     stop(ring);
     for victim in tree(&victims) {
@@ -195,7 +188,7 @@ fn a_filtered_pin_that_matches_nothing_leaves_every_ring_file() {
     let dir = scratch("pin-nothing");
     let token = token_file(TOKEN);
     let addr = "127.0.0.1:18112";
-    let ring = start_daemon(&bed, &dir, addr, &token, &["-C", "1", "--no-compress", "--max-disk", "30M"]);
+    let ring = start_api_daemon(&bed, &dir, addr, &token, &["-C", "1", "--no-compress", "--max-disk", "30M"]);
     common::send_paced(&bed, (0..32_000).map(known_frame).collect(), Some(200_000.0));
     std::thread::sleep(Duration::from_millis(500));
     let before = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
@@ -254,7 +247,7 @@ fn stalled_pull_clients_cannot_exhaust_the_daemon() {
     let dir = scratch("stalled");
     let token = token_file(TOKEN);
     let addr = "127.0.0.1:18113";
-    let ring = start_daemon(&bed, &dir, addr, &token, &["--no-compress", "--http-client-timeout", "3"]);
+    let ring = start_api_daemon(&bed, &dir, addr, &token, &["--no-compress", "--http-client-timeout", "3"]);
     common::send_paced(&bed, (0..30_000).map(known_frame).collect(), Some(200_000.0));
     std::thread::sleep(Duration::from_millis(500));
     let pid = ring.child.id();
@@ -429,7 +422,7 @@ fn durations_too_large_are_refused_and_the_default_window_fits() {
     let dir = scratch("window");
     let token = token_file(TOKEN);
     let addr = "127.0.0.1:18114";
-    let ring = start_daemon(&bed, &dir, addr, &token, &[]);
+    let ring = start_api_daemon(&bed, &dir, addr, &token, &[]);
     send(&bed, (0..100).map(known_frame).collect());
     wait_stored(&bed, addr, 100);
     let response = get(&bed, addr, &format!("/v1/pcap?last={huge}"), Some(TOKEN));
@@ -453,7 +446,7 @@ fn planted_statistics_sidecars_never_hang_a_pull_or_a_pin() {
     let dir = scratch("sidecars");
     let token = token_file(TOKEN);
     let addr = "127.0.0.1:18115";
-    let ring = start_daemon(&bed, &dir, addr, &token, &[]);
+    let ring = start_api_daemon(&bed, &dir, addr, &token, &[]);
     send(&bed, (0..300).map(known_frame).collect());
     wait_stored(&bed, addr, 300);
     let data = capture_daemon::retrieve::pull::ring_files(&dir).unwrap().remove(0);

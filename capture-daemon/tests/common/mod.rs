@@ -39,6 +39,34 @@ pub fn start_ringcap(bed: &TestBed, subcommand: &str, args: &[&str]) -> CaptureP
     process
 }
 
+/// The arguments of `ringcap run` on ring `dir` with its API on `addr` behind the token
+/// in `token`, a frame every 0.1 s, without -G, and `extra`.
+pub fn api_daemon_args<'a>(dir: &'a str, addr: &'a str, token: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args =
+        vec!["--dir", dir, "-G", "0", "--frame-interval", "0.1", "--http", addr, "--http-token-file", token];
+    args.extend(extra);
+    args
+}
+
+/// `ringcap run` with [`api_daemon_args`], started and listening.
+pub fn start_api_daemon(
+    bed: &TestBed,
+    dir: &std::path::Path,
+    addr: &str,
+    token: &std::path::Path,
+    extra: &[&str],
+) -> CaptureProcess {
+    let args = api_daemon_args(dir.to_str().unwrap(), addr, token.to_str().unwrap(), extra);
+    start_ringcap(bed, "run", &args)
+}
+
+/// A test bed of two veth pairs (for captures of two interfaces).
+pub fn two_pair_bed() -> TestBed {
+    TestBed::remove_stale();
+    TestBed::with_options(ringcap_tools::testbed::TestBedOptions { pairs: 2, ..Default::default() })
+        .expect("creating the test bed (needs root)")
+}
+
 pub fn start_capture(bed: &TestBed, args: &[&str]) -> CaptureProcess {
     start_ringcap(bed, "capture", args)
 }
@@ -100,11 +128,16 @@ pub fn tree_bytes(dir: &std::path::Path) -> u64 {
 /// `ringcap COMMAND --http ADDR --http-token-file TOKEN REST` (`args` is COMMAND and REST)
 /// in the bed's receiving namespace: a client of a daemon's API (pin, unpin, stats). The
 /// options go before the rest, which may end in a filter expression.
-pub fn api_client(bed: &TestBed, addr: &str, token: &std::path::Path, args: &[&str]) -> std::process::Output {
+pub fn api_client(
+    bed: &TestBed,
+    addr: &str,
+    token: &std::path::Path,
+    args: &[&str],
+) -> std::process::Command {
     let (command, rest) = args.split_first().expect("a subcommand");
     let mut client = bed.rx(RINGCAP);
     client.arg(command).args(["--http", addr, "--http-token-file"]).arg(token).args(rest);
-    client.output_within_deadline()
+    client
 }
 
 /// Runs `command`, which must fail (within the deadline) saying `message` on stderr.
@@ -675,6 +708,10 @@ pub const COMMAND_DEADLINE: Duration = Duration::from_secs(300);
 /// [`std::process::Command::output`] with [`COMMAND_DEADLINE`].
 pub trait OutputWithin {
     fn output_within_deadline(&mut self) -> std::process::Output;
+
+    /// Runs the command within the deadline and fails the test, naming the command and
+    /// showing its stderr, unless it succeeds; its stdout and stderr.
+    fn succeed(&mut self) -> (Vec<u8>, String);
 }
 
 impl OutputWithin for std::process::Command {
@@ -710,6 +747,13 @@ impl OutputWithin for std::process::Command {
             std::thread::sleep(Duration::from_millis(10));
         };
         std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+    }
+
+    fn succeed(&mut self) -> (Vec<u8>, String) {
+        let out = self.output_within_deadline();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{self:?} failed ({}): {stderr}", out.status);
+        (out.stdout, stderr)
     }
 }
 
