@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod output;
 pub mod pcap;
 pub mod privileges;
+pub mod records;
 pub mod retrieve;
 pub mod session;
 pub mod storage;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::capture::links::{Links, LinksEnd};
-use crate::capture::xsk::{XskConfig, XskError, XskSocket, XskSource, XskStatistics};
+use crate::capture::xsk::{XskConfig, XskError, XskSocket, XskSource};
 use crate::capture::{Batch, BufferPool, Delivery, Reader, ReaderConfig, ReaderControl, RecordSource};
 use crate::health::sweeper::Sweeper;
 use crate::health::{locked, slot_labels, LiveCounters};
@@ -19,6 +19,7 @@ use crate::kernel::{
 };
 use crate::output::Sink;
 use crate::privileges::{PrivilegeError, User};
+use crate::records::XskStatistics;
 
 /// How packets travel from the kernel to ringcap (`--mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

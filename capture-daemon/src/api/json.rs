@@ -58,9 +58,9 @@ pub fn stats_json(sources: &Sources) -> serde_json::Value {
         "tcp_by_interface": by_interface(sources),
         "flows": *locked(&sources.live.flows),
         "kernel": kernel,
-        "reader": sources.live.reader.to_json(),
+        "reader": sources.live.reader.totals(),
         "xsk": *locked(&sources.live.xsk),
-        "storage": sources.storage.to_json(),
+        "storage": sources.storage.totals(),
         "pins": sources.pins.list().iter().map(|p| p.to_json()).collect::<Vec<_>>(),
         "archive": sources.archive.as_ref().map(|a| a.to_json()),
     })

@@ -40,6 +40,7 @@ use crate::capture::Batch;
 use crate::filter::Filter;
 use crate::output::Sink;
 use crate::pcap::{self, RecordRef, DEFAULT_SNAPLEN};
+use crate::records::{ArchiveRecord, PinFile, PinManifest, PinPull, PinWindow, PIN_FORMAT};
 use crate::retrieve::out::PacketOut;
 use crate::retrieve::pull::{pull_files, ring_files, PullLimits, PullReport};
 use crate::retrieve::stats::window_stats;
@@ -117,7 +118,7 @@ pub struct PinInfo {
     /// Bytes on local disk (so far, while copying).
     pub bytes: u64,
     /// The manifest once the pin is whole.
-    pub manifest: Option<Value>,
+    pub manifest: Option<PinManifest>,
     /// Where the archive holds it (`s3://BUCKET/KEY/`), once archived.
     pub archive: Option<String>,
     /// Why its last upload failed (it is retried), while it is not archived.
@@ -127,7 +128,7 @@ pub struct PinInfo {
 }
 
 impl PinInfo {
-    fn new(name: &str, state: PinState, bytes: u64, manifest: Option<Value>) -> Self {
+    fn new(name: &str, state: PinState, bytes: u64, manifest: Option<PinManifest>) -> Self {
         let failed_at = matches!(state, PinState::Failed(_)).then(Instant::now);
         PinInfo {
             name: name.to_string(),
@@ -149,7 +150,7 @@ impl PinInfo {
             value["upload_error"] = json!(why);
         }
         if let Some(manifest) = &self.manifest {
-            value["manifest"] = manifest.clone();
+            value["manifest"] = json!(manifest);
         }
         if let Some(location) = &self.archive {
             value["archive"] = json!(location);
@@ -234,10 +235,8 @@ impl PinStore {
                 continue;
             }
             let Ok(pin) = pins_dir.child(&name) else { continue };
-            let Ok(manifest) = read_record(&pin, PIN_MANIFEST) else { continue };
-            let archive = read_record(&pin, ARCHIVED_RECORD)
-                .ok()
-                .and_then(|r| r["location"].as_str().map(str::to_string));
+            let Ok(manifest) = read_record::<PinManifest>(&pin, PIN_MANIFEST) else { continue };
+            let archive = read_record::<ArchiveRecord>(&pin, ARCHIVED_RECORD).ok().map(|r| r.location);
             if archive.is_some() {
                 // Archived: a release cut by a crash is finished.
                 release_local_copy(&pin)?;
@@ -432,7 +431,7 @@ impl PinStore {
         filter: &Filter,
         (files, opened): (Vec<DataFile>, PullReport),
         counted: &Arc<AtomicU64>,
-    ) -> Result<(Value, u64), String> {
+    ) -> Result<(PinManifest, u64), String> {
         let partial_name = format!(".{name}.partial");
         let partial = self.dir.join(&partial_name);
         let pins_dir = open_pins_dir(&self.ring_dir).map_err(|e| e.to_string())?;
@@ -447,7 +446,7 @@ impl PinStore {
             }
         }
         let pcapng = files.iter().any(|f| f.format.pcapng);
-        let made = (|| -> Result<(Value, u64), String> {
+        let made = (|| -> Result<(PinManifest, u64), String> {
             let template = NameTemplate::parse(name).map_err(|e| e.to_string())?;
             let config = RingConfig {
                 frame_bytes: PIN_FRAME_BYTES,
@@ -488,36 +487,41 @@ impl PinStore {
             for path in [&data, &index, &stats_file] {
                 let (bytes, sha256) = file_digest(path).map_err(|e| format!("{}: {e}", path.display()))?;
                 let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                files.push(json!({ "name": file_name, "bytes": bytes, "sha256": sha256 }));
+                files.push(PinFile { name: file_name.to_string(), bytes, sha256 });
             }
             let opened = DataFile::open(&data).map_err(|e| e.to_string())?;
             let (first, last) = opened.time_range().unwrap_or_default();
             let created = crate::timefmt::unix_now_ns();
-            let manifest = json!({
-                "format": PIN_FORMAT,
-                "name": name,
-                // The archive keeps the pin's files under it: a later pin of this name
-                // never mixes with this one's objects.
-                "generation": created.to_string(),
-                "host": self.host,
-                "interfaces": self.interfaces,
-                "created": rfc3339(created),
-                "window": {
-                    "since": rfc3339(request.window.since_ns), "until": rfc3339(request.window.until_ns),
-                    "since_ns": request.window.since_ns, "until_ns": request.window.until_ns,
+            let manifest = PinManifest {
+                format: PIN_FORMAT.to_string(),
+                name: name.to_string(),
+                generation: Some(created.to_string()),
+                host: self.host.clone(),
+                interfaces: self.interfaces.clone(),
+                created: rfc3339(created),
+                window: PinWindow {
+                    since: rfc3339(request.window.since_ns),
+                    until: rfc3339(request.window.until_ns),
+                    since_ns: request.window.since_ns,
+                    until_ns: request.window.until_ns,
                 },
-                "filter": request.expression,
-                "packets": report.packets,
-                "first_packet": rfc3339(first), "last_packet": rfc3339(last),
-                "first_packet_ns": first, "last_packet_ns": last,
-                "data": data.file_name().and_then(|n| n.to_str()),
-                "files": files,
-                "pull": {
-                    "files_read": report.files_read, "frames_read": report.frames_read,
-                    "frames_skipped": report.frames_skipped, "frames_damaged": report.frames_damaged,
-                    "files_unreadable": report.files_unreadable, "warnings": report.warnings,
+                filter: request.expression.clone(),
+                packets: report.packets,
+                first_packet: rfc3339(first),
+                last_packet: rfc3339(last),
+                first_packet_ns: first,
+                last_packet_ns: last,
+                data: data.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string(),
+                files,
+                pull: PinPull {
+                    files_read: report.files_read,
+                    frames_read: report.frames_read,
+                    frames_skipped: report.frames_skipped,
+                    frames_damaged: report.frames_damaged,
+                    files_unreadable: report.files_unreadable,
+                    warnings: report.warnings,
                 },
-            });
+            };
             write_synced(
                 &partial.join(PIN_MANIFEST),
                 &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
@@ -538,7 +542,7 @@ impl PinStore {
     }
 
     /// Records the end of a copy: what it counted while copying becomes the pin's real size.
-    fn copied(&self, name: &str, counted: u64, outcome: Result<(Value, u64), String>) {
+    fn copied(&self, name: &str, counted: u64, outcome: Result<(PinManifest, u64), String>) {
         let mut pins = self.pins();
         self.pinned_bytes.fetch_sub(counted, Ordering::Relaxed);
         let info = match outcome {
@@ -589,8 +593,12 @@ impl PinStore {
             return;
         }
         let Ok(pin) = open_pins_dir(&self.ring_dir).and_then(|d| d.child(name)) else { return };
-        let record = json!({ "location": location, "archived_at": rfc3339(crate::timefmt::unix_now_ns()) });
-        let released = write_synced(&self.pin_dir(name).join(ARCHIVED_RECORD), record.to_string().as_bytes())
+        let record = ArchiveRecord {
+            location: location.to_string(),
+            archived_at: rfc3339(crate::timefmt::unix_now_ns()),
+        };
+        let record = serde_json::to_vec(&record).expect("a record serializes");
+        let released = write_synced(&self.pin_dir(name).join(ARCHIVED_RECORD), &record)
             .and_then(|()| release_local_copy(&pin));
         if let Err(e) = released {
             eprintln!("ringcap: warning: pin {name} is archived, but its local copy was not released: {e}");
@@ -599,15 +607,12 @@ impl PinStore {
         self.pinned_bytes.fetch_sub(info.bytes.saturating_sub(left), Ordering::Relaxed);
         info.bytes = left;
         info.upload_error = None;
-        if read_record(&pin, ARCHIVED_RECORD).is_ok() {
+        if read_record::<ArchiveRecord>(&pin, ARCHIVED_RECORD).is_ok() {
             info.state = PinState::Archived;
             info.archive = Some(location.to_string());
         }
     }
 }
-
-/// The manifest format of pins: 2 keeps files under a generation in the archive.
-pub const PIN_FORMAT: &str = "ringcap-pin/2";
 
 /// The pins' directory of the ring in `ring_dir`, created if missing, opened without
 /// following a symlink (one planted there is refused, with what to do).
@@ -640,19 +645,19 @@ fn default_name(window: Window) -> String {
 }
 
 /// A pin's manifest.
-pub fn read_manifest(pin_dir: &Path) -> Result<Value, String> {
+pub fn read_manifest(pin_dir: &Path) -> Result<PinManifest, String> {
     let bytes =
         nofollow::read_bounded(&pin_dir.join(PIN_MANIFEST), MAX_RECORD_BYTES).map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }
 
-/// A JSON file of a pin's directory (its manifest, its archive record).
-fn read_record(pin: &Dir, name: &str) -> Result<Value, String> {
+/// A record of a pin's directory (its manifest, its archive record).
+fn read_record<T: serde::de::DeserializeOwned>(pin: &Dir, name: &str) -> Result<T, String> {
     let bytes = pin.read_bounded(name, MAX_RECORD_BYTES).map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }
 
-/// Where an archived pin went, written beside its manifest once the archive holds it.
+/// The file of a pin's [`ArchiveRecord`].
 pub const ARCHIVED_RECORD: &str = "archived.json";
 
 /// Removes the pin directory `name` of `pins`: only the files ringcap writes there, then

@@ -16,8 +16,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
 use super::store::Archive;
-use super::upload::pin_generation;
 use super::{ArchiveError, PIN_MANIFEST};
+use crate::records::PinManifest;
 use crate::retrieve::pull::PullReport;
 use crate::retrieve::window::Window;
 use crate::storage::frames::{ByteSource, DataFile};
@@ -133,26 +133,24 @@ pub fn open_archived(
                 continue;
             };
             let shown = format!("s3://{}/{}", target.bucket, manifest.location);
-            let manifest = match fetch_json(archive, manifest) {
+            let manifest = match fetch_manifest(archive, manifest) {
                 Ok(manifest) => manifest,
                 Err(why) => {
                     report.unreadable(&shown, &why);
                     continue;
                 }
             };
-            let first = manifest["first_packet_ns"].as_u64().unwrap_or(0);
-            let last = manifest["last_packet_ns"].as_u64().unwrap_or(u64::MAX);
-            if !window.overlaps(first, last) {
+            if !window.overlaps(manifest.first_packet_ns, manifest.last_packet_ns) {
                 continue;
             }
             // The files of the generation the manifest names (pins made before generations
             // keep theirs beside the manifest).
-            let below = |file: &str| match manifest["generation"].as_str() {
-                Some(_) => pin_objects.get(&format!("{}/{file}", pin_generation(&manifest))),
+            let below = |file: &str| match manifest.generation {
+                Some(_) => pin_objects.get(&format!("{}/{file}", manifest.archive_generation())),
                 None => pin_objects.get(file),
             };
             let data_name =
-                manifest["data"].as_str().filter(|name| is_data_file(name) && !name.contains('/'));
+                Some(manifest.data.as_str()).filter(|name| is_data_file(name) && !name.contains('/'));
             let Some(data) = data_name.and_then(below) else {
                 report.unreadable(&format!("{target}/{host}/pins/{pin}"), &"its data file is missing");
                 continue;
@@ -204,7 +202,7 @@ fn fetch(archive: &Archive, key: &ObjectPath) -> Result<Vec<u8>, ArchiveError> {
 }
 
 /// A pin manifest, refused if it is larger than a manifest can be or does not parse.
-fn fetch_json(archive: &Archive, object: &ObjectMeta) -> Result<serde_json::Value, String> {
+fn fetch_manifest(archive: &Archive, object: &ObjectMeta) -> Result<PinManifest, String> {
     if object.size > MAX_MANIFEST_BYTES {
         return Err(format!("{} bytes: not a pin manifest", object.size));
     }

@@ -314,7 +314,7 @@ impl Uploader {
             return Ok(());
         };
         let host = self.config.host.clone();
-        let generation = pin_generation(&manifest);
+        let generation = manifest.archive_generation();
         let key = |file: &str| target.key(&[&host, "pins", name, &generation, file]);
         let changed = |file: &str, found: &str, named: &str| ArchiveError::Other {
             target: target.to_string(),
@@ -323,12 +323,8 @@ impl Uploader {
                  unpin it and pin the window again"
             ),
         };
-        for entry in manifest["files"].as_array().into_iter().flatten() {
-            let (Some(file), Some(bytes), Some(sha256)) =
-                (entry["name"].as_str(), entry["bytes"].as_u64(), entry["sha256"].as_str())
-            else {
-                continue;
-            };
+        for entry in &manifest.files {
+            let (file, bytes, sha256) = (entry.name.as_str(), entry.bytes, entry.sha256.as_str());
             let Ok(opened) = open_regular(&pin_dir.join(file)) else { return Ok(()) };
             if self.already_there(&key(file), bytes)? {
                 // Put by an earlier attempt of this generation; skipped only if the file
@@ -502,21 +498,6 @@ fn queue_pin(queue: &mut VecDeque<Queued>, name: String) {
     if !queue.iter().any(|q| q.job == job) {
         let at = queue.iter().position(|q| matches!(q.job, Job::RingFile(_))).unwrap_or(queue.len());
         queue.insert(at, Queued::new(job));
-    }
-}
-
-/// The generation a pin's files are archived under: its manifest's, or for a pin made
-/// before generations, the start of its data file's SHA-256.
-pub fn pin_generation(manifest: &serde_json::Value) -> String {
-    let named = manifest["generation"]
-        .as_str()
-        .filter(|g| !g.is_empty() && g.chars().all(|c| c.is_ascii_alphanumeric()));
-    match named {
-        Some(generation) => generation.to_string(),
-        None => {
-            let sha = manifest["files"][0]["sha256"].as_str().unwrap_or("0");
-            format!("sha-{}", &sha[..sha.len().min(16)])
-        }
     }
 }
 

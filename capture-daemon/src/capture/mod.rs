@@ -27,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::capture::ringbuf::PacketRing;
 use crate::pcap::{self, PacketDirection};
+use crate::records::ReaderTotals;
 use crate::timefmt::unix_now;
 
 /// Pcap records of consecutive packets, in time order: a frame of the file to come.
@@ -110,13 +111,16 @@ pub struct ReaderCounters {
 }
 
 impl ReaderCounters {
-    /// The counters as JSON (`/v1/stats` and the files' statistics snapshots).
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The counters now (`/v1/stats` and the files' statistics snapshots).
+    pub fn totals(&self) -> ReaderTotals {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        serde_json::json!({
-            "packets": get(&self.packets), "queue_dropped": get(&self.queue_dropped), "malformed": get(&self.malformed),
-            "reorder_window_exceeded": get(&self.reorder_window_exceeded), "unstamped": get(&self.unstamped),
-        })
+        ReaderTotals {
+            packets: get(&self.packets),
+            queue_dropped: get(&self.queue_dropped),
+            malformed: get(&self.malformed),
+            reorder_window_exceeded: get(&self.reorder_window_exceeded),
+            unstamped: get(&self.unstamped),
+        }
     }
 }
 

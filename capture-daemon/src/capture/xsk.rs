@@ -14,6 +14,7 @@ use capture_common::{RecordFlags, RecordHeader, XskMeta};
 
 use crate::capture::mmap::Mapping;
 use crate::capture::{ReaderCounters, RecordSource};
+use crate::records::XskStatistics;
 
 /// Size of one UMEM frame: a page, which holds any frame veth or a 1500-MTU NIC delivers.
 pub const FRAME_SIZE: u32 = 4096;
@@ -56,38 +57,13 @@ impl std::fmt::Display for XskMode {
     }
 }
 
-/// The kernel's loss counters of AF_XDP sockets (`XDP_STATISTICS`), summed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct XskStatistics {
-    /// Frames dropped for want of a free frame (fill ring empty) or because they did not fit.
-    pub rx_dropped: u64,
-    /// Frames dropped because the receive ring was full (the reader fell behind).
-    pub rx_ring_full: u64,
-    /// Times the kernel found the fill ring empty (in copy mode also in `rx_dropped`).
-    pub fill_ring_empty: u64,
-    /// Descriptors the kernel rejected (should stay 0).
-    pub rx_invalid_descs: u64,
-}
-
 impl XskStatistics {
-    /// Frames lost in the sockets.
-    pub fn dropped(&self) -> u64 {
-        self.rx_dropped + self.rx_ring_full
-    }
-
-    fn add(&mut self, other: &XskStatistics) {
-        self.rx_dropped += other.rx_dropped;
-        self.rx_ring_full += other.rx_ring_full;
-        self.fill_ring_empty += other.fill_ring_empty;
-        self.rx_invalid_descs += other.rx_invalid_descs;
-    }
-
     /// The statistics of several sockets, summed.
     pub fn sum(sockets: &[OwnedFd]) -> XskStatistics {
         let mut total = XskStatistics::default();
         for socket in sockets {
             if let Ok(stats) = statistics(socket.as_fd()) {
-                total.add(&stats);
+                total += stats;
             }
         }
         total

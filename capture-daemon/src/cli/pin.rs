@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use capture_daemon::records::PinManifest;
 use clap::Args;
 use serde_json::Value;
 
@@ -76,20 +77,17 @@ fn encode(value: &str) -> String {
 }
 
 fn describe(pin: &Value) -> String {
-    let manifest = &pin["manifest"];
+    let manifest = serde_json::from_value::<PinManifest>(pin["manifest"].clone()).ok();
     let mut line = format!(
         "{} {}: {} bytes",
         pin["name"].as_str().unwrap_or_default(),
         pin["state"].as_str().unwrap_or_default(),
         pin["bytes"]
     );
-    if !manifest.is_null() {
+    if let Some(manifest) = manifest {
         line.push_str(&format!(
             ", {} packets from {} to {}, filter {:?}",
-            manifest["packets"],
-            manifest["first_packet"].as_str().unwrap_or("?"),
-            manifest["last_packet"].as_str().unwrap_or("?"),
-            manifest["filter"].as_str().unwrap_or_default()
+            manifest.packets, manifest.first_packet, manifest.last_packet, manifest.filter
         ));
     }
     if let Some(error) = pin["error"].as_str() {

@@ -19,7 +19,7 @@ use capture_daemon::storage::budget::fs_space;
 use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::nofollow::Dir;
-use capture_daemon::storage::ring::{RingConfig, RingWriter, Snapshot, StorageCounters};
+use capture_daemon::storage::ring::{RingConfig, RingWriter, SnapshotSource, StorageCounters};
 use capture_daemon::storage::{Compression, StorageError};
 use capture_daemon::timefmt::unix_now_ns;
 use clap::Args;
@@ -195,7 +195,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         snapshot: {
             let live = Arc::clone(&live);
             let started = unix_now_ns();
-            Some(Snapshot(Arc::new(move || live.snapshot(started))))
+            Some(SnapshotSource(Arc::new(move || live.snapshot(started))))
         },
         pinned_bytes: Some(Arc::clone(&pinned)),
     };

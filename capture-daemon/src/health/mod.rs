@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use capture_common::MAX_INTERFACES;
 
-use crate::capture::xsk::XskStatistics;
 use crate::capture::ReaderCounters;
 use crate::kernel::{rtt_total, Direction, KernelCounters, RttBuckets, SlotRttBuckets};
+use crate::records::{FlowTable, StatsSnapshot, XskStatistics, STATS_SNAPSHOT_VERSION};
 use analysis::RTT_KINDS;
 
 /// Locks one of the live counters' mutexes. Each holds plain values that are replaced
@@ -80,19 +80,6 @@ pub fn slot_labels(interfaces: &[String], direction: Direction) -> Vec<SlotLabel
     labels
 }
 
-/// The TCP flow table as the periodic sweep sees it.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct FlowTable {
-    /// Flows in the table at the last sweep.
-    pub live: u64,
-    /// Flows the table holds at most (`--tcp-flows`).
-    pub capacity: u64,
-    /// Connection attempts whose SYN got no SYN-ACK within `--syn-timeout`.
-    pub syn_unanswered: u64,
-    /// Flows the table evicted to make room (inserted minus live).
-    pub evicted: u64,
-}
-
 /// Seconds of history [`LiveCounters::history`] keeps.
 const HISTORY_SECONDS: usize = 61;
 
@@ -124,33 +111,29 @@ impl LiveCounters {
         Some((last.0.duration_since(first.0), last.1.since(&first.1), rtt))
     }
 
-    /// A statistics snapshot (JSON): kernel counters and non-empty RTT buckets.
-    pub fn snapshot(&self, started_ns: u64) -> serde_json::Value {
+    /// A statistics snapshot: kernel counters and non-empty RTT buckets (the writer adds
+    /// its own counters).
+    pub fn snapshot(&self, started_ns: u64) -> StatsSnapshot {
         let kernel = *locked(&self.kernel);
-        let counters: serde_json::Map<String, serde_json::Value> = capture_common::Counter::ALL
-            .iter()
-            .map(|c| (c.name().to_string(), kernel.get(*c).into()))
-            .collect();
         let rtt = locked(&self.rtt).clone();
         let sparse = |kind: usize| -> Vec<(usize, u64)> {
             rtt.as_ref().map_or_else(Vec::new, |b| {
                 b[kind].iter().copied().enumerate().filter(|(_, c)| *c > 0).collect()
             })
         };
-        let rtt: serde_json::Map<String, serde_json::Value> = RTT_KINDS
-            .iter()
-            .map(|kind| (kind.key.to_string(), serde_json::json!(sparse(kind.index))))
-            .collect();
-        let xsk = *locked(&self.xsk);
-        let flows = *locked(&self.flows);
-        serde_json::json!({
-            "started_ns": started_ns,
-            "time_ns": crate::timefmt::unix_now_ns(),
-            "kernel": counters,
-            "reader": self.reader.to_json(),
-            "xsk": xsk,
-            "flows": flows,
-            "rtt": rtt,
-        })
+        StatsSnapshot {
+            version: STATS_SNAPSHOT_VERSION,
+            started_ns,
+            time_ns: crate::timefmt::unix_now_ns(),
+            kernel: capture_common::Counter::ALL
+                .iter()
+                .map(|c| (c.name().to_string(), kernel.get(*c)))
+                .collect(),
+            reader: self.reader.totals(),
+            xsk: *locked(&self.xsk),
+            flows: *locked(&self.flows),
+            rtt: RTT_KINDS.iter().map(|kind| (kind.key.to_string(), sparse(kind.index))).collect(),
+            storage: None,
+        }
     }
 }

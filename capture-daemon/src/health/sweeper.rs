@@ -1,8 +1,9 @@
 //! The periodic sweep of the kernel's TCP flow table.
 use std::time::{Duration, Instant};
 
-use super::{locked, FlowTable, LiveCounters};
+use super::{locked, LiveCounters};
 use crate::kernel::CaptureProgram;
+use crate::records::FlowTable;
 
 /// Sweeps the TCP flow table now and then: live flows, evictions, unanswered SYNs. A
 /// sweep reads every flow (two syscalls each), so sweeps are spaced to take at most 2%

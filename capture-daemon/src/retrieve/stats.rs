@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::pull::ring_files;
 use super::window::Window;
 use crate::health::analysis::{summarize, RTT_KINDS};
+use crate::records::StatsSnapshot;
 use crate::storage::index::{snapshots_path, stats_path};
 use crate::storage::nofollow;
 use crate::timefmt::rfc3339;
@@ -38,75 +39,62 @@ fn sidecar_text(path: &Path, limit: u64) -> String {
 }
 
 /// Every snapshot stored beside the ring's files, oldest first.
-fn snapshots(dir: &Path) -> Result<Vec<Value>, String> {
+fn snapshots(dir: &Path) -> Result<Vec<StatsSnapshot>, String> {
     let mut all = Vec::new();
     for data in ring_files(dir).map_err(|e| e.to_string())? {
         let periodic = sidecar_text(&snapshots_path(&data), MAX_SNAPSHOTS_BYTES);
-        // A line cut by a crash is not JSON: it is skipped.
-        all.extend(periodic.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()));
+        // A line cut by a crash is not a snapshot: it is skipped.
+        all.extend(periodic.lines().filter_map(|line| serde_json::from_str::<StatsSnapshot>(line).ok()));
         if let Ok(closing) = serde_json::from_str(&sidecar_text(&stats_path(&data), MAX_STATS_BYTES)) {
             all.push(closing);
         }
     }
-    all.sort_by_key(|s: &Value| s["time_ns"].as_u64().unwrap_or(0));
+    all.sort_by_key(|s| s.time_ns);
     Ok(all)
-}
-
-fn buckets(snapshot: Option<&Value>, key: &str) -> [u64; RTT_BUCKETS as usize] {
-    let mut dense = [0u64; RTT_BUCKETS as usize];
-    for pair in snapshot.and_then(|s| s["rtt"][key].as_array()).into_iter().flatten() {
-        if let (Some(bucket), Some(count)) = (pair[0].as_u64(), pair[1].as_u64()) {
-            if let Some(slot) = dense.get_mut(bucket as usize) {
-                *slot = count;
-            }
-        }
-    }
-    dense
 }
 
 /// The statistics of `window`, or why they cannot be given.
 pub fn window_stats(dir: &Path, window: Window) -> Result<Value, String> {
     let all = snapshots(dir)?;
-    let time = |s: &Value| s["time_ns"].as_u64().unwrap_or(0);
     // The first snapshot at or after the window's end (the latest one if the window
     // reaches into what is still being written)...
-    let Some(end) = all.iter().find(|s| time(s) >= window.until_ns).or(all.last()).cloned() else {
+    let Some(end) = all.iter().find(|s| s.time_ns >= window.until_ns).or(all.last()) else {
         return Err("no statistics snapshot in the ring yet (the daemon stores one a frame interval)".into());
     };
-    if time(&end) < window.since_ns {
+    if end.time_ns < window.since_ns {
         return Ok(json!({ "note": "no statistics after the window's start yet" }));
     }
     // ...and the last one at or before its start, from the same run of the daemon. None:
     // the run started inside the window and counts from zero; or the snapshots before it
     // are gone with their files, and the first one left starts the span.
-    let same_run = |s: &&Value| s["started_ns"] == end["started_ns"];
-    let start =
-        all.iter().rev().filter(same_run).find(|s| time(s) <= window.since_ns).cloned().or_else(|| {
-            let started = end["started_ns"].as_u64().unwrap_or(0);
-            (started < window.since_ns).then(|| all.iter().find(same_run).cloned()).flatten()
-        });
-    let delta = |key: &str, name: &str| {
-        let at = |s: &Value| s[key][name].as_u64().unwrap_or(0);
-        at(&end).saturating_sub(start.as_ref().map_or(0, at))
-    };
-    let counters: serde_json::Map<String, Value> = end["kernel"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, _)| (name.clone(), json!(delta("kernel", name))))
+    let same_run = |s: &&StatsSnapshot| s.started_ns == end.started_ns;
+    let start = all
+        .iter()
+        .rev()
+        .filter(same_run)
+        .find(|s| s.time_ns <= window.since_ns)
+        .or_else(|| (end.started_ns < window.since_ns).then(|| all.iter().find(same_run)).flatten());
+    let counters: serde_json::Map<String, Value> = end
+        .kernel
+        .iter()
+        .map(|(name, &count)| {
+            let before = start.and_then(|s| s.kernel.get(name)).copied().unwrap_or(0);
+            (name.clone(), json!(count.saturating_sub(before)))
+        })
         .collect();
     let rtt = |key: &str| {
-        let (end_buckets, start_buckets) = (buckets(Some(&end), key), buckets(start.as_ref(), key));
+        let end_buckets = end.rtt_buckets(key, RTT_BUCKETS as usize);
+        let start_buckets = start.map(|s| s.rtt_buckets(key, RTT_BUCKETS as usize));
         let mut window_buckets = [0u64; RTT_BUCKETS as usize];
         for (i, slot) in window_buckets.iter_mut().enumerate() {
-            *slot = end_buckets[i].saturating_sub(start_buckets[i]);
+            *slot = end_buckets[i].saturating_sub(start_buckets.as_ref().map_or(0, |b| b[i]));
         }
         summarize(&window_buckets)
     };
-    let from_ns = start.as_ref().map_or_else(|| end["started_ns"].as_u64().unwrap_or(0), time);
+    let from_ns = start.map_or(end.started_ns, |s| s.time_ns);
     Ok(json!({
         "window": { "since": rfc3339(window.since_ns), "until": if window.until_ns == u64::MAX { Value::Null } else { rfc3339(window.until_ns).into() } },
-        "covered": { "from": rfc3339(from_ns), "to": rfc3339(end["time_ns"].as_u64().unwrap_or(0)) },
+        "covered": { "from": rfc3339(from_ns), "to": rfc3339(end.time_ns) },
         "counters": counters,
         "tcp": RTT_KINDS.iter().map(|kind| (kind.key.to_string(), json!(rtt(kind.key)))).collect::<serde_json::Map<_, _>>(),
     }))

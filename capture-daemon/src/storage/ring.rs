@@ -21,6 +21,7 @@ use super::{Compression, StorageError};
 use crate::capture::{period_of, Batch};
 use crate::output::{BatchLimits, Sink};
 use crate::pcap::{self, RecordFormat};
+use crate::records::{StatsSnapshot, StorageTotals};
 use crate::timefmt::unix_now;
 
 /// How the ring is written and bounded.
@@ -55,7 +56,7 @@ pub struct RingConfig {
     pub compress_threads: usize,
     /// Called when a file closes; what it returns is stored beside the file as
     /// `STEM.stats.json`, so a pull can report the statistics of its window.
-    pub snapshot: Option<Snapshot>,
+    pub snapshot: Option<SnapshotSource>,
     /// Bytes held beside the ring within the same --max-disk (pinned windows): the ring
     /// keeps itself under the budget less these.
     pub pinned_bytes: Option<Arc<AtomicU64>>,
@@ -101,13 +102,13 @@ impl RingConfig {
     }
 }
 
-/// A source of statistics snapshots (JSON) for closed files.
+/// Where the writer gets the statistics snapshots it stores beside each file.
 #[derive(Clone)]
-pub struct Snapshot(pub Arc<dyn Fn() -> serde_json::Value + Send + Sync>);
+pub struct SnapshotSource(pub Arc<dyn Fn() -> StatsSnapshot + Send + Sync>);
 
-impl std::fmt::Debug for Snapshot {
+impl std::fmt::Debug for SnapshotSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Snapshot")
+        f.write_str("SnapshotSource")
     }
 }
 
@@ -143,17 +144,22 @@ pub struct StorageCounters {
 }
 
 impl StorageCounters {
-    /// The counters as JSON (`/v1/stats` and the files' statistics snapshots).
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The counters now (`/v1/stats` and the files' statistics snapshots).
+    pub fn totals(&self) -> StorageTotals {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        serde_json::json!({
-            "packets_written": get(&self.packets_written), "packets_lost": get(&self.packets_lost),
-            "frames_written": get(&self.frames_written), "bytes_written": get(&self.bytes_written),
-            "files_created": get(&self.files_created), "files_removed": get(&self.files_removed),
-            "files_removed_for_space": get(&self.files_removed_for_space), "disk_full_events": get(&self.disk_full_events),
-            "write_errors": get(&self.write_errors), "index_errors": get(&self.index_errors),
-            "files_lost": get(&self.files_lost),
-        })
+        StorageTotals {
+            packets_written: get(&self.packets_written),
+            packets_lost: get(&self.packets_lost),
+            frames_written: get(&self.frames_written),
+            bytes_written: get(&self.bytes_written),
+            files_created: get(&self.files_created),
+            files_removed: get(&self.files_removed),
+            files_removed_for_space: get(&self.files_removed_for_space),
+            disk_full_events: get(&self.disk_full_events),
+            write_errors: get(&self.write_errors),
+            index_errors: get(&self.index_errors),
+            files_lost: get(&self.files_lost),
+        }
     }
 }
 
@@ -184,7 +190,7 @@ struct OpenFile {
     snapshot_bytes: u64,
     last_snapshot: Option<Instant>,
     /// The kernel counters of the last snapshot: a tick adds one only when they moved.
-    last_kernel: Option<serde_json::Value>,
+    last_kernel: Option<std::collections::BTreeMap<String, u64>>,
     /// Just after ringcap last wrote or cut the data file: a modification time later than
     /// this is someone else's write.
     last_own_change: SystemTime,
@@ -609,23 +615,23 @@ impl RingWriter {
     /// without frames (their last change lands too). Best effort: a pull without them
     /// covers whole files instead.
     fn append_snapshot(&mut self, only_if_changed: bool) {
-        let Some(Snapshot(snapshot)) = &self.config.snapshot else { return };
+        let Some(SnapshotSource(snapshot)) = &self.config.snapshot else { return };
         let Some(current) = self.current.as_mut() else { return };
         if current.last_snapshot.is_some_and(|at| at.elapsed() < self.config.frame_age) {
             return;
         }
         let mut line = snapshot();
-        if only_if_changed && current.last_kernel.as_ref() == Some(&line["kernel"]) {
+        if only_if_changed && current.last_kernel.as_ref() == Some(&line.kernel) {
             return;
         }
         current.last_snapshot = Some(Instant::now());
-        current.last_kernel = Some(line["kernel"].clone());
+        current.last_kernel = Some(line.kernel.clone());
         if current.snapshots.is_none() {
             current.snapshots =
                 nofollow::open_for_writing(&snapshots_path(&current.data), nofollow::Write::Append).ok();
         }
-        line["storage"] = self.counters.to_json();
-        let mut line = line.to_string();
+        line.storage = Some(self.counters.totals());
+        let mut line = serde_json::to_string(&line).expect("a snapshot serializes");
         line.push('\n');
         match current.snapshots.as_mut().map(|file| std::io::Write::write_all(file, line.as_bytes())) {
             Some(Ok(())) => current.snapshot_bytes += line.len() as u64,
@@ -664,12 +670,13 @@ impl RingWriter {
 
     /// Stores the statistics snapshot of a file that is closing.
     fn write_snapshot(&self, data: &Path) {
-        if let Some(Snapshot(snapshot)) = &self.config.snapshot {
+        if let Some(SnapshotSource(snapshot)) = &self.config.snapshot {
             // What the writer did so far goes with what the programs and the reader did.
             let mut snapshot = snapshot();
-            snapshot["storage"] = self.counters.to_json();
+            snapshot.storage = Some(self.counters.totals());
+            let text = serde_json::to_string(&snapshot).expect("a snapshot serializes");
             let written = nofollow::open_for_writing(&stats_path(data), nofollow::Write::Replace)
-                .and_then(|mut file| std::io::Write::write_all(&mut file, snapshot.to_string().as_bytes()));
+                .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()));
             if written.is_err() {
                 bump(&self.counters.index_errors, 1);
             }
