@@ -6,7 +6,7 @@ use capture_common::Counter;
 use serde_json::json;
 
 use super::Sources;
-use crate::health::analysis::{summarize, RttSummary, RTT_KINDS, TCP_ANALYSIS};
+use crate::health::analysis::{rtt_summary, RttSummary, RTT_KINDS, TCP_ANALYSIS};
 use crate::health::locked;
 use crate::kernel::{KernelCounters, RttBuckets};
 use crate::retrieve::pull::ring_files;
@@ -89,7 +89,10 @@ pub fn tcp_json(kernel: &KernelCounters, rtt: Option<&RttBuckets>) -> serde_json
     let mut tcp: serde_json::Map<String, serde_json::Value> = RTT_KINDS
         .iter()
         .map(|kind| {
-            (kind.key.to_string(), json!(rtt.map_or_else(RttSummary::default, |b| summarize(&b[kind.index]))))
+            (
+                kind.key.to_string(),
+                json!(rtt.map_or_else(RttSummary::default, |b| rtt_summary(&b[kind.index]))),
+            )
         })
         .collect();
     let analysis: serde_json::Map<String, serde_json::Value> = TCP_ANALYSIS

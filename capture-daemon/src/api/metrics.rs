@@ -54,9 +54,9 @@ enum Series {
 
 /// A scrape's snapshot, as a collector of constant metrics.
 #[derive(Debug)]
-struct Snapshot(Vec<Family>);
+struct ScrapeFamilies(Vec<Family>);
 
-impl Collector for Snapshot {
+impl Collector for ScrapeFamilies {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for family in &self.0 {
             let kind = match family.series {
@@ -97,7 +97,7 @@ impl Collector for Snapshot {
 /// The OpenMetrics text of the daemon's counters and histograms now.
 pub fn metrics_text(sources: &Sources) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot(families(sources))));
+    registry.register_collector(Box::new(ScrapeFamilies(families(sources))));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String");
     out

@@ -81,7 +81,7 @@ pub struct RttSummary {
 
 /// Folds kernel buckets into an HdrHistogram (each bucket at its midpoint, so the error
 /// is at most an eighth of the value) and reads the percentiles.
-pub fn summarize(buckets: &[u64; RTT_BUCKETS as usize]) -> RttSummary {
+pub fn rtt_summary(buckets: &[u64; RTT_BUCKETS as usize]) -> RttSummary {
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 1 << 45, 3).expect("valid bounds");
     for (bucket, &count) in buckets.iter().enumerate() {
         if count > 0 {
@@ -132,7 +132,7 @@ mod tests {
         for ns in [100_000u64, 200_000, 300_000, 400_000, 5_000_000] {
             buckets[rtt_bucket(ns) as usize] += 1;
         }
-        let summary = summarize(&buckets);
+        let summary = rtt_summary(&buckets);
         assert_eq!(summary.count, 5);
         let near = |a: u64, b: u64| a.abs_diff(b) * 8 <= b;
         assert!(near(summary.p50_ns, 300_000), "{summary:?}");

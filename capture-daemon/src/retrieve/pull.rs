@@ -220,9 +220,9 @@ impl Merge {
         bound: u64,
         jobs: &[(usize, usize)],
         files: &[&DataFile],
-        delivery: &mut Delivery<'_>,
+        output: &mut PullOutput<'_>,
     ) -> std::io::Result<()> {
-        while self.pending.peek().is_some_and(|Reverse(p)| p.identity.ns < bound) && !delivery.stopped {
+        while self.pending.peek().is_some_and(|Reverse(p)| p.identity.ns < bound) && !output.stopped {
             let Reverse(next) = self.pending.pop().expect("peeked");
             let f = jobs[next.job].0;
             let deliver = match &mut self.last {
@@ -254,7 +254,7 @@ impl Merge {
                     .next()
                     .and_then(Result::ok)
                     .expect("a held record parsed before");
-                delivery.packet(files[f], &record)?;
+                output.packet(files[f], &record)?;
             } else {
                 self.duplicates += 1;
             }
@@ -268,14 +268,14 @@ impl Merge {
 }
 
 /// The output end of a pull: counts what goes out and stops at the limits.
-struct Delivery<'a> {
+struct PullOutput<'a> {
     out: &'a mut dyn PacketOut,
     report: &'a mut PullReport,
     limits: PullLimits,
     stopped: bool,
 }
 
-impl Delivery<'_> {
+impl PullOutput<'_> {
     fn packet(&mut self, file: &DataFile, record: &RecordRef<'_>) -> std::io::Result<()> {
         self.out.packet(record, interface_name(file, record))?;
         self.report.packets += 1;
@@ -416,7 +416,7 @@ pub fn pull_files(
         let mut given = 0;
         let mut waiting = std::collections::BTreeMap::new();
         let mut decoded_bytes = 0u64;
-        let mut delivery = Delivery { out, report: &mut report, limits, stopped: false };
+        let mut output = PullOutput { out, report: &mut report, limits, stopped: false };
         let mut merge = Merge::default();
         for next in 0..jobs.len() {
             while given < jobs.len() && given < next + ahead {
@@ -437,38 +437,38 @@ pub fn pull_files(
             let file = files[f];
             match result {
                 Err(e) => {
-                    delivery.report.frames_damaged += 1;
-                    delivery.report.warnings.push(format!("{}: frame {i} skipped: {e}", file.path.display()));
+                    output.report.frames_damaged += 1;
+                    output.report.warnings.push(format!("{}: frame {i} skipped: {e}", file.path.display()));
                 }
                 Ok(read) => {
-                    delivery.report.frames_read += 1;
+                    output.report.frames_read += 1;
                     decoded_bytes += read.content.len() as u64;
                     if read.damaged {
-                        delivery.report.frames_damaged += 1;
-                        delivery
+                        output.report.frames_damaged += 1;
+                        output
                             .report
                             .warnings
                             .push(format!("{}: frame {i} ends in a damaged record", file.path.display()));
                     }
                     // (With packets of its own file's earlier frames waiting, a frame joins them.)
                     if order.alone[next] && merge.pending.is_empty() {
-                        delivery.frame(file, i, &read)?;
+                        output.frame(file, i, &read)?;
                     } else {
                         merge.hold(next, file, i, read);
                     }
                 }
             }
-            if !delivery.stopped {
-                merge.deliver_before(order.bound[next], &jobs, &files, &mut delivery)?;
+            if !output.stopped {
+                merge.deliver_before(order.bound[next], &jobs, &files, &mut output)?;
             }
-            if !delivery.stopped && decoded_bytes >= limits.max_bytes {
-                delivery
+            if !output.stopped && decoded_bytes >= limits.max_bytes {
+                output
                     .report
                     .warnings
                     .push(format!("stopped at the limit of {} bytes read", limits.max_bytes));
-                delivery.stopped = true;
+                output.stopped = true;
             }
-            if delivery.stopped {
+            if output.stopped {
                 break;
             }
         }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::pull::ring_files;
 use super::window::Window;
-use crate::health::analysis::{summarize, RTT_KINDS};
+use crate::health::analysis::{rtt_summary, RTT_KINDS};
 use crate::records::StatsSnapshot;
 use crate::storage::index::{snapshots_path, stats_path};
 use crate::storage::nofollow;
@@ -89,7 +89,7 @@ pub fn window_stats(dir: &Path, window: Window) -> Result<Value, String> {
         for (i, slot) in window_buckets.iter_mut().enumerate() {
             *slot = end_buckets[i].saturating_sub(start_buckets.as_ref().map_or(0, |b| b[i]));
         }
-        summarize(&window_buckets)
+        rtt_summary(&window_buckets)
     };
     let from_ns = start.map_or(end.started_ns, |s| s.time_ns);
     Ok(json!({

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::frames::zstd_compressor;
-use super::summary::{summarize, Summary};
+use super::summary::{summarize_frame, Summary};
 use crate::pcap::RecordFormat;
 
 /// A frame's content going to a worker, with what travels along with it.
@@ -55,7 +55,7 @@ impl<T: Send + 'static> CompressPool<T> {
                         zstd.compress_to_buffer(&content, &mut bytes).map(|_| bytes)
                     }))
                     .unwrap_or_else(|_| Err(io::Error::other("zstd panicked compressing a frame")));
-                    let summary = summarize(format, &content);
+                    let summary = summarize_frame(format, &content);
                     // The writer may be gone (shutting down): nothing left to hand back to.
                     let _ = done.send(Compressed { content, along, bytes, summary });
                 }

@@ -311,7 +311,7 @@ impl KeySet {
 }
 
 /// The summary of a frame's content (pcap or pcapng records); None without packets.
-pub fn summarize(format: crate::pcap::RecordFormat, content: &[u8]) -> Option<Summary> {
+pub fn summarize_frame(format: crate::pcap::RecordFormat, content: &[u8]) -> Option<Summary> {
     let mut keys = KeySet::default();
     let mut packets = 0;
     for record in format.records(content).map_while(Result::ok) {
