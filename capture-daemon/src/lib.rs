@@ -15,6 +15,7 @@ pub mod health;
 pub mod kernel;
 pub mod output;
 pub mod pcap;
+pub mod pins;
 pub mod privileges;
 pub mod records;
 pub mod retrieve;

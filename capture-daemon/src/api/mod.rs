@@ -35,11 +35,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::mpsc;
 use tower::ServiceBuilder;
 
-use crate::archive::pins::{PinError, PinRequest, PinStore};
 use crate::archive::upload::ArchiveCounters;
 use crate::filter::Filter;
 use crate::health::LiveCounters;
 use crate::pcap::DEFAULT_SNAPLEN;
+use crate::pins::{PinError, PinRequest, PinStore};
 use crate::retrieve::out::{Format, Stream};
 use crate::retrieve::pull::{pull, PullLimits};
 use crate::retrieve::window::Window;

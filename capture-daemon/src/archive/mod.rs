@@ -1,8 +1,6 @@
-//! Beyond one box: pinned incident windows, and the archive in S3-compatible object storage.
+//! Beyond one box: the archive in S3-compatible object storage.
 //!
-//! - [`pins`]: `ringcap pin` copies a window (filtered or not) out of the ring into
-//!   `DIR/pins/NAME/`, a small ring of its own that `-W` and `--max-disk` never remove; its
-//!   bytes count against the ring's budget, and a pin that would not fit is refused.
+//! Pins themselves ([`crate::pins`]) are local: the archive uploads and reads them.
 //! - [`upload`]: with `--archive s3://BUCKET/PREFIX`, a thread of its own uploads each pin
 //!   (data file, index, statistics, then the manifest that says it is whole) and, with
 //!   `--archive-ring`, every closed ring file, within `--archive-rate`; it retries with
@@ -14,7 +12,6 @@
 //! Layout in the bucket, under the prefix, per host (the gateway's host name):
 //! `HOST/pins/NAME/{NAME.pcap.zst, NAME.idx, NAME.stats.json, manifest.json}` and
 //! `HOST/ring/{STEM.pcap.zst, STEM.idx, STEM.stats.json}`.
-pub mod pins;
 pub mod remote;
 pub mod store;
 pub mod upload;
@@ -22,10 +19,6 @@ pub mod upload;
 use std::path::PathBuf;
 
 use store::ArchiveTarget;
-
-/// The name of a pin's manifest, locally and in the archive: written last, so its presence
-/// says the pin is whole.
-pub const PIN_MANIFEST: &str = "manifest.json";
 
 /// Why the archive cannot be used; each message says what to do.
 #[derive(Debug, thiserror::Error)]

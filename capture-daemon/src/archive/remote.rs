@@ -16,7 +16,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
 use super::store::Archive;
-use super::{ArchiveError, PIN_MANIFEST};
+use super::ArchiveError;
+use crate::pins::PIN_MANIFEST;
 use crate::records::PinManifest;
 use crate::retrieve::pull::PullReport;
 use crate::retrieve::window::Window;

@@ -32,9 +32,9 @@ use object_store::path::Path as ObjectPath;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use sha2::Digest;
 
-use super::pins::{digest, hex, read_manifest, PinStore};
 use super::store::Archive;
-use super::{ArchiveError, PIN_MANIFEST};
+use super::ArchiveError;
+use crate::pins::{digest, hex, read_manifest, PinStore, PIN_MANIFEST};
 use crate::retrieve::pull::ring_files;
 use crate::storage::index::{index_path, stats_path};
 use crate::storage::manifest::{ListFile, NameList};
@@ -76,7 +76,7 @@ impl ArchiveCounters {
             _ => &self.failures_other,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().expect("counters") = Some(error.to_string());
+        *crate::health::locked(&self.last_error) = Some(error.to_string());
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -89,7 +89,7 @@ impl ArchiveCounters {
                 "bucket": get(&self.failures_bucket), "other": get(&self.failures_other),
             },
             "ring_files_missed": get(&self.ring_files_missed), "pending": get(&self.pending),
-            "last_error": *self.last_error.lock().expect("counters"),
+            "last_error": *crate::health::locked(&self.last_error),
         })
     }
 }

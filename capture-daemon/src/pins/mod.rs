@@ -26,33 +26,32 @@
 //! The pins' directory is walked by descriptor, never through a symlink: a root start
 //! tidies and hands over what the daemon's user may have planted there.
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::Digest;
 
-use super::PIN_MANIFEST;
-use crate::capture::Batch;
 use crate::filter::Filter;
-use crate::output::Sink;
-use crate::pcap::{self, RecordRef, DEFAULT_SNAPLEN};
-use crate::records::{ArchiveRecord, PinFile, PinManifest, PinPull, PinWindow, PIN_FORMAT};
-use crate::retrieve::out::PacketOut;
-use crate::retrieve::pull::{pull_files, ring_files, PullLimits, PullReport};
-use crate::retrieve::stats::window_stats;
+use crate::pcap;
+use crate::records::{ArchiveRecord, PinManifest};
 use crate::retrieve::window::Window;
 use crate::storage::budget::fs_space;
-use crate::storage::frames::{duration_ns, DataFile};
-use crate::storage::naming::NameTemplate;
 use crate::storage::nofollow::{self, Dir, Kind};
-use crate::storage::ring::{RingConfig, RingWriter, StorageCounters};
+use crate::storage::ring::RingConfig;
 use crate::storage::Compression;
 use crate::timefmt::rfc3339;
 
+mod copy;
+mod files;
+
+pub use files::{digest, file_digest, hex, read_manifest, ARCHIVED_RECORD};
+use files::{open_pins_dir, read_record, release_local_copy, remove_pin_dir, write_synced};
+
+/// The name of a pin's manifest, locally and in the archive: written last, so its presence
+/// says the pin is whole.
+pub const PIN_MANIFEST: &str = "manifest.json";
 /// The pins' directory inside the ring's.
 pub const PINS_DIR: &str = "pins";
 /// Frames of a pin: as the ring's default.
@@ -404,143 +403,6 @@ impl PinStore {
         Ok(info)
     }
 
-    /// The ring's files that hold packets of `window`, opened; what could not be opened is
-    /// in the report (a file rotation removed meanwhile has left the window: not counted).
-    fn open_window(&self, window: Window) -> std::io::Result<(Vec<DataFile>, PullReport)> {
-        let mut report = PullReport::default();
-        let mut files = Vec::new();
-        for path in ring_files(&self.ring_dir)? {
-            match DataFile::open(&path) {
-                Ok(file) if file.time_range().is_some_and(|(f, l)| window.overlaps(f, l)) => files.push(file),
-                Ok(_) => {}
-                Err(e) if e.is_gone() => {}
-                Err(e) => report.unreadable(&path.display(), &e),
-            }
-        }
-        Ok((files, report))
-    }
-
-    /// Copies the window into `.NAME.partial/`, writes its statistics and manifest, and
-    /// renames it into place; returns the pin's manifest and size. What the copy writes is
-    /// added to `counted` (and to the pins' bytes) as it goes; a copy that takes pins past
-    /// `--max-pinned` stops and fails with the reason. Nothing of a failed copy is left.
-    fn copy(
-        &self,
-        name: &str,
-        request: &PinRequest,
-        filter: &Filter,
-        (files, opened): (Vec<DataFile>, PullReport),
-        counted: &Arc<AtomicU64>,
-    ) -> Result<(PinManifest, u64), String> {
-        let partial_name = format!(".{name}.partial");
-        let partial = self.dir.join(&partial_name);
-        let pins_dir = open_pins_dir(&self.ring_dir).map_err(|e| e.to_string())?;
-        let _ = remove_pin_dir(&pins_dir, &partial_name);
-        // A pcapng ring's pin is pcapng too, with every interface its packets were seen on.
-        let mut interfaces: Vec<String> = Vec::new();
-        for file in files.iter().filter(|f| f.format.pcapng) {
-            for interface in &file.interfaces {
-                if !interfaces.contains(interface) {
-                    interfaces.push(interface.clone());
-                }
-            }
-        }
-        let pcapng = files.iter().any(|f| f.format.pcapng);
-        let made = (|| -> Result<(PinManifest, u64), String> {
-            let template = NameTemplate::parse(name).map_err(|e| e.to_string())?;
-            let config = RingConfig {
-                frame_bytes: PIN_FRAME_BYTES,
-                frame_age: Duration::from_secs(3600),
-                compress_threads: 1,
-                pcapng_interfaces: pcapng.then(|| interfaces.clone()),
-                ..RingConfig::single_file(&partial, template, self.compression)
-            };
-            let counters = Arc::new(StorageCounters::default());
-            let ring = RingWriter::open(config, Arc::clone(&counters)).map_err(|e| e.to_string())?;
-            let mut out = RingOut {
-                ring,
-                batch: Batch::empty(Vec::with_capacity(PIN_FRAME_BYTES + 65_536)),
-                counters: Arc::clone(&counters),
-                interfaces: pcapng.then_some(interfaces),
-                counted: Arc::clone(counted),
-                pinned: Arc::clone(&self.pinned_bytes),
-                max_pinned: self.limits.max_pinned,
-            };
-            let report = pull_files(files, opened, request.window, filter, PullLimits::default(), &mut out)
-                .map_err(|e| e.to_string())?;
-            let data = out.ring.current_path().map(Path::to_path_buf);
-            drop(out);
-            let lost = counters.packets_lost.load(Ordering::Relaxed);
-            if lost > 0 {
-                return Err(format!("{lost} packets could not be written to the pin (disk full?)"));
-            }
-            let (Some(data), true) = (data, report.packets > 0) else {
-                return Err("the window holds no packet that the filter selects".into());
-            };
-            let stats_file = partial.join(format!("{name}.stats.json"));
-            let stats =
-                window_stats(&self.ring_dir, request.window).unwrap_or_else(|why| json!({ "error": why }));
-            write_synced(&stats_file, &serde_json::to_vec_pretty(&stats).unwrap_or_default())
-                .map_err(|e| e.to_string())?;
-            let index = crate::storage::index::index_path(&data);
-            let mut files = Vec::new();
-            for path in [&data, &index, &stats_file] {
-                let (bytes, sha256) = file_digest(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                files.push(PinFile { name: file_name.to_string(), bytes, sha256 });
-            }
-            let opened = DataFile::open(&data).map_err(|e| e.to_string())?;
-            let (first, last) = opened.time_range().unwrap_or_default();
-            let created = crate::timefmt::unix_now_ns();
-            let manifest = PinManifest {
-                format: PIN_FORMAT.to_string(),
-                name: name.to_string(),
-                generation: Some(created.to_string()),
-                host: self.host.clone(),
-                interfaces: self.interfaces.clone(),
-                created: rfc3339(created),
-                window: PinWindow {
-                    since: rfc3339(request.window.since_ns),
-                    until: rfc3339(request.window.until_ns),
-                    since_ns: request.window.since_ns,
-                    until_ns: request.window.until_ns,
-                },
-                filter: request.expression.clone(),
-                packets: report.packets,
-                first_packet: rfc3339(first),
-                last_packet: rfc3339(last),
-                first_packet_ns: first,
-                last_packet_ns: last,
-                data: data.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string(),
-                files,
-                pull: PinPull {
-                    files_read: report.files_read,
-                    frames_read: report.frames_read,
-                    frames_skipped: report.frames_skipped,
-                    frames_damaged: report.frames_damaged,
-                    files_unreadable: report.files_unreadable,
-                    warnings: report.warnings,
-                },
-            };
-            write_synced(
-                &partial.join(PIN_MANIFEST),
-                &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
-            )
-            .map_err(|e| e.to_string())?;
-            // The files' names too, before the directory is renamed into place.
-            Dir::open(&partial).and_then(|d| d.sync()).map_err(|e| e.to_string())?;
-            let bytes = Dir::open(&partial).map(|d| d.files_bytes()).unwrap_or(0);
-            std::fs::rename(&partial, self.pin_dir(name))
-                .map_err(|e| format!("renaming the pin into place: {e}"))?;
-            let _ = pins_dir.sync();
-            Ok((manifest, bytes))
-        })();
-        if made.is_err() {
-            let _ = remove_pin_dir(&pins_dir, &partial_name);
-        }
-        made
-    }
-
     /// Records the end of a copy: what it counted while copying becomes the pin's real size.
     fn copied(&self, name: &str, counted: u64, outcome: Result<(PinManifest, u64), String>) {
         let mut pins = self.pins();
@@ -614,193 +476,11 @@ impl PinStore {
     }
 }
 
-/// The pins' directory of the ring in `ring_dir`, created if missing, opened without
-/// following a symlink (one planted there is refused, with what to do).
-fn open_pins_dir(ring_dir: &Path) -> std::io::Result<Dir> {
-    let ring = Dir::open(ring_dir)?;
-    match ring.kind(PINS_DIR)? {
-        Some(Kind::Dir) => {}
-        None => match std::fs::create_dir(ring_dir.join(PINS_DIR)) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        },
-        Some(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "{} is not a directory (a symbolic link?): ringcap never follows one; remove it",
-                    ring_dir.join(PINS_DIR).display()
-                ),
-            ))
-        }
-    }
-    ring.child(PINS_DIR)
-}
-
 /// `pin-20261202T101500Z`: the window's start.
 fn default_name(window: Window) -> String {
     let stamp = rfc3339(window.since_ns);
     let compact: String = stamp.chars().take(19).filter(|c| c.is_ascii_alphanumeric()).collect();
     format!("pin-{compact}Z")
-}
-
-/// A pin's manifest.
-pub fn read_manifest(pin_dir: &Path) -> Result<PinManifest, String> {
-    let bytes =
-        nofollow::read_bounded(&pin_dir.join(PIN_MANIFEST), MAX_RECORD_BYTES).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-}
-
-/// A record of a pin's directory (its manifest, its archive record).
-fn read_record<T: serde::de::DeserializeOwned>(pin: &Dir, name: &str) -> Result<T, String> {
-    let bytes = pin.read_bounded(name, MAX_RECORD_BYTES).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-}
-
-/// The file of a pin's [`ArchiveRecord`].
-pub const ARCHIVED_RECORD: &str = "archived.json";
-
-/// Removes the pin directory `name` of `pins`: only the files ringcap writes there, then
-/// the directory if that empties it. Never follows a symlink.
-fn remove_pin_dir(pins: &Dir, name: &str) -> std::io::Result<()> {
-    match pins.child(name) {
-        Ok(pin) => remove_pin_files(&pin, &[])?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        // A symlink or a file posing as a pin: not ringcap's, left alone.
-        Err(_) => return Ok(()),
-    }
-    pins.remove_dir(name)
-}
-
-/// Removes an archived pin's data, keeping its manifest and the record of the archive.
-fn release_local_copy(pin: &Dir) -> std::io::Result<()> {
-    remove_pin_files(pin, &[PIN_MANIFEST, ARCHIVED_RECORD])
-}
-
-/// Removes the files ringcap writes in a pin's directory (the data files its manifest
-/// lists, their sidecars, the pin manifest, the archive record) but those in `keep`.
-fn remove_pin_files(pin: &Dir, keep: &[&str]) -> std::io::Result<()> {
-    let ours = |name: &str| {
-        crate::storage::is_data_file(name)
-            || crate::storage::index::SIDECAR_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
-            || name == PIN_MANIFEST
-            || name == ARCHIVED_RECORD
-            || name == crate::storage::manifest::MANIFEST_NAME
-            || name == format!(".{}.tmp", crate::storage::manifest::MANIFEST_NAME)
-    };
-    for name in pin.names()? {
-        if ours(&name) && !keep.contains(&name.as_str()) && pin.kind(&name)? == Some(Kind::File) {
-            pin.remove_file(&name)?;
-        }
-    }
-    Ok(())
-}
-
-/// A file's length and SHA-256 (hex).
-pub fn file_digest(path: &Path) -> std::io::Result<(u64, String)> {
-    digest(nofollow::open_regular(path)?)
-}
-
-/// The length and SHA-256 (hex) of what `file` holds from where it is read on.
-pub fn digest(mut file: std::fs::File) -> std::io::Result<(u64, String)> {
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        total += n as u64;
-    }
-    Ok((total, hex(&hasher.finalize())))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    // A symlink planted in the pin's place is refused, never written through.
-    let mut file = nofollow::open_for_writing(path, nofollow::Write::Replace)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// Pulled packets into a ring writer: the pin's data file, framed and indexed like the
-/// ring's, in the ring's format.
-struct RingOut {
-    ring: RingWriter,
-    batch: Batch,
-    counters: Arc<StorageCounters>,
-    /// pcapng: the pin's interfaces, by interface id (classic pcap when `None`).
-    interfaces: Option<Vec<String>>,
-    /// Bytes this copy has written and added to `pinned` so far.
-    counted: Arc<AtomicU64>,
-    /// The bytes all pins hold, which the ring keeps room for.
-    pinned: Arc<AtomicU64>,
-    /// `--max-pinned`.
-    max_pinned: Option<u64>,
-}
-
-impl RingOut {
-    /// Stores the batch and counts the bytes it took, at once, in the pins' total: the
-    /// ring makes room for them, and for nothing the pin does not take.
-    fn write_batch(&mut self) -> std::io::Result<()> {
-        self.ring.write(&mut self.batch)?;
-        self.batch = Batch::empty(std::mem::take(&mut self.batch.records));
-        let written = self.counters.bytes_written.load(Ordering::Relaxed);
-        let new = written.saturating_sub(self.counted.load(Ordering::Relaxed));
-        self.counted.fetch_add(new, Ordering::Relaxed);
-        let pinned = self.pinned.fetch_add(new, Ordering::Relaxed) + new;
-        if let Some(limit) = self.max_pinned.filter(|&limit| pinned > limit) {
-            return Err(std::io::Error::other(format!(
-                "the pin took pins past the {limit} bytes they may hold (--max-pinned, half of --max-disk unless \
-                 given): unpin or archive older pins, or narrow the window or the filter"
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl PacketOut for RingOut {
-    fn packet(&mut self, record: &RecordRef<'_>, interface: &str) -> std::io::Result<()> {
-        let data = &record.data[..record.data.len().min(DEFAULT_SNAPLEN as usize)];
-        match &self.interfaces {
-            Some(interfaces) => {
-                let id = interfaces.iter().position(|known| known == interface).unwrap_or(0);
-                pcap::write_enhanced_packet(
-                    &mut self.batch.records,
-                    id as u32,
-                    record.timestamp,
-                    record.orig_len,
-                    data,
-                    record.direction,
-                )?;
-            }
-            None => pcap::write_record(
-                &mut self.batch.records,
-                record.timestamp,
-                record.orig_len.max(data.len() as u32),
-                data,
-                DEFAULT_SNAPLEN,
-            )?,
-        }
-        self.batch.count(duration_ns(record.timestamp));
-        if self.batch.records.len() >= PIN_FRAME_BYTES {
-            self.write_batch()?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        if self.batch.packets > 0 {
-            self.write_batch()?;
-        }
-        self.ring.finish()
-    }
 }
 
 #[cfg(test)]

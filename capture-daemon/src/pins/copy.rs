@@ -1,0 +1,226 @@
+//! A pin's copy: the window pulled out of the ring into a ring writer of its own, in
+//! `.NAME.partial/`, then its statistics and manifest, then renamed into place.
+use super::*;
+use crate::capture::Batch;
+use crate::output::Sink;
+use crate::pcap::{RecordRef, DEFAULT_SNAPLEN};
+use crate::records::{PinFile, PinPull, PinWindow, PIN_FORMAT};
+use crate::retrieve::out::PacketOut;
+use crate::retrieve::pull::{pull_files, ring_files, PullLimits, PullReport};
+use crate::retrieve::stats::window_stats;
+use crate::storage::frames::{duration_ns, DataFile};
+use crate::storage::naming::NameTemplate;
+use crate::storage::ring::{RingWriter, StorageCounters};
+
+impl PinStore {
+    /// The ring's files that hold packets of `window`, opened; what could not be opened is
+    /// in the report (a file rotation removed meanwhile has left the window: not counted).
+    pub(super) fn open_window(&self, window: Window) -> std::io::Result<(Vec<DataFile>, PullReport)> {
+        let mut report = PullReport::default();
+        let mut files = Vec::new();
+        for path in ring_files(&self.ring_dir)? {
+            match DataFile::open(&path) {
+                Ok(file) if file.time_range().is_some_and(|(f, l)| window.overlaps(f, l)) => files.push(file),
+                Ok(_) => {}
+                Err(e) if e.is_gone() => {}
+                Err(e) => report.unreadable(&path.display(), &e),
+            }
+        }
+        Ok((files, report))
+    }
+
+    /// Copies the window into `.NAME.partial/`, writes its statistics and manifest, and
+    /// renames it into place; returns the pin's manifest and size. What the copy writes is
+    /// added to `counted` (and to the pins' bytes) as it goes; a copy that takes pins past
+    /// `--max-pinned` stops and fails with the reason. Nothing of a failed copy is left.
+    pub(super) fn copy(
+        &self,
+        name: &str,
+        request: &PinRequest,
+        filter: &Filter,
+        (files, opened): (Vec<DataFile>, PullReport),
+        counted: &Arc<AtomicU64>,
+    ) -> Result<(PinManifest, u64), String> {
+        let partial_name = format!(".{name}.partial");
+        let partial = self.dir.join(&partial_name);
+        let pins_dir = open_pins_dir(&self.ring_dir).map_err(|e| e.to_string())?;
+        let _ = remove_pin_dir(&pins_dir, &partial_name);
+        // A pcapng ring's pin is pcapng too, with every interface its packets were seen on.
+        let mut interfaces: Vec<String> = Vec::new();
+        for file in files.iter().filter(|f| f.format.pcapng) {
+            for interface in &file.interfaces {
+                if !interfaces.contains(interface) {
+                    interfaces.push(interface.clone());
+                }
+            }
+        }
+        let pcapng = files.iter().any(|f| f.format.pcapng);
+        let made = (|| -> Result<(PinManifest, u64), String> {
+            let template = NameTemplate::parse(name).map_err(|e| e.to_string())?;
+            let config = RingConfig {
+                frame_bytes: PIN_FRAME_BYTES,
+                frame_age: Duration::from_secs(3600),
+                compress_threads: 1,
+                pcapng_interfaces: pcapng.then(|| interfaces.clone()),
+                ..RingConfig::single_file(&partial, template, self.compression)
+            };
+            let counters = Arc::new(StorageCounters::default());
+            let ring = RingWriter::open(config, Arc::clone(&counters)).map_err(|e| e.to_string())?;
+            let mut out = RingOut {
+                ring,
+                batch: Batch::empty(Vec::with_capacity(PIN_FRAME_BYTES + 65_536)),
+                counters: Arc::clone(&counters),
+                interfaces: pcapng.then_some(interfaces),
+                counted: Arc::clone(counted),
+                pinned: Arc::clone(&self.pinned_bytes),
+                max_pinned: self.limits.max_pinned,
+            };
+            let report = pull_files(files, opened, request.window, filter, PullLimits::default(), &mut out)
+                .map_err(|e| e.to_string())?;
+            let data = out.ring.current_path().map(Path::to_path_buf);
+            drop(out);
+            let lost = counters.packets_lost.load(Ordering::Relaxed);
+            if lost > 0 {
+                return Err(format!("{lost} packets could not be written to the pin (disk full?)"));
+            }
+            let (Some(data), true) = (data, report.packets > 0) else {
+                return Err("the window holds no packet that the filter selects".into());
+            };
+            let stats_file = crate::storage::index::stats_path(&data);
+            let stats =
+                window_stats(&self.ring_dir, request.window).unwrap_or_else(|why| json!({ "error": why }));
+            write_synced(&stats_file, &serde_json::to_vec_pretty(&stats).unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+            let index = crate::storage::index::index_path(&data);
+            let mut files = Vec::new();
+            for path in [&data, &index, &stats_file] {
+                let (bytes, sha256) = file_digest(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                files.push(PinFile { name: file_name.to_string(), bytes, sha256 });
+            }
+            let opened = DataFile::open(&data).map_err(|e| e.to_string())?;
+            let (first, last) = opened.time_range().unwrap_or_default();
+            let created = crate::timefmt::unix_now_ns();
+            let manifest = PinManifest {
+                format: PIN_FORMAT.to_string(),
+                name: name.to_string(),
+                generation: Some(created.to_string()),
+                host: self.host.clone(),
+                interfaces: self.interfaces.clone(),
+                created: rfc3339(created),
+                window: PinWindow {
+                    since: rfc3339(request.window.since_ns),
+                    until: rfc3339(request.window.until_ns),
+                    since_ns: request.window.since_ns,
+                    until_ns: request.window.until_ns,
+                },
+                filter: request.expression.clone(),
+                packets: report.packets,
+                first_packet: rfc3339(first),
+                last_packet: rfc3339(last),
+                first_packet_ns: first,
+                last_packet_ns: last,
+                data: data.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string(),
+                files,
+                pull: PinPull {
+                    files_read: report.files_read,
+                    frames_read: report.frames_read,
+                    frames_skipped: report.frames_skipped,
+                    frames_damaged: report.frames_damaged,
+                    files_unreadable: report.files_unreadable,
+                    warnings: report.warnings,
+                },
+            };
+            write_synced(
+                &partial.join(PIN_MANIFEST),
+                &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+            )
+            .map_err(|e| e.to_string())?;
+            // The files' names too, before the directory is renamed into place.
+            Dir::open(&partial).and_then(|d| d.sync()).map_err(|e| e.to_string())?;
+            let bytes = Dir::open(&partial).map(|d| d.files_bytes()).unwrap_or(0);
+            std::fs::rename(&partial, self.pin_dir(name))
+                .map_err(|e| format!("renaming the pin into place: {e}"))?;
+            let _ = pins_dir.sync();
+            Ok((manifest, bytes))
+        })();
+        if made.is_err() {
+            let _ = remove_pin_dir(&pins_dir, &partial_name);
+        }
+        made
+    }
+}
+
+/// Pulled packets into a ring writer: the pin's data file, framed and indexed like the
+/// ring's, in the ring's format.
+pub(super) struct RingOut {
+    ring: RingWriter,
+    batch: Batch,
+    counters: Arc<StorageCounters>,
+    /// pcapng: the pin's interfaces, by interface id (classic pcap when `None`).
+    interfaces: Option<Vec<String>>,
+    /// Bytes this copy has written and added to `pinned` so far.
+    counted: Arc<AtomicU64>,
+    /// The bytes all pins hold, which the ring keeps room for.
+    pinned: Arc<AtomicU64>,
+    /// `--max-pinned`.
+    max_pinned: Option<u64>,
+}
+
+impl RingOut {
+    /// Stores the batch and counts the bytes it took, at once, in the pins' total: the
+    /// ring makes room for them, and for nothing the pin does not take.
+    fn write_batch(&mut self) -> std::io::Result<()> {
+        self.ring.write(&mut self.batch)?;
+        self.batch = Batch::empty(std::mem::take(&mut self.batch.records));
+        let written = self.counters.bytes_written.load(Ordering::Relaxed);
+        let new = written.saturating_sub(self.counted.load(Ordering::Relaxed));
+        self.counted.fetch_add(new, Ordering::Relaxed);
+        let pinned = self.pinned.fetch_add(new, Ordering::Relaxed) + new;
+        if let Some(limit) = self.max_pinned.filter(|&limit| pinned > limit) {
+            return Err(std::io::Error::other(format!(
+                "the pin took pins past the {limit} bytes they may hold (--max-pinned, half of --max-disk unless \
+                 given): unpin or archive older pins, or narrow the window or the filter"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl PacketOut for RingOut {
+    fn packet(&mut self, record: &RecordRef<'_>, interface: &str) -> std::io::Result<()> {
+        let data = &record.data[..record.data.len().min(DEFAULT_SNAPLEN as usize)];
+        match &self.interfaces {
+            Some(interfaces) => {
+                let id = interfaces.iter().position(|known| known == interface).unwrap_or(0);
+                pcap::write_enhanced_packet(
+                    &mut self.batch.records,
+                    id as u32,
+                    record.timestamp,
+                    record.orig_len,
+                    data,
+                    record.direction,
+                )?;
+            }
+            None => pcap::write_record(
+                &mut self.batch.records,
+                record.timestamp,
+                record.orig_len.max(data.len() as u32),
+                data,
+                DEFAULT_SNAPLEN,
+            )?,
+        }
+        self.batch.count(duration_ns(record.timestamp));
+        if self.batch.records.len() >= PIN_FRAME_BYTES {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if self.batch.packets > 0 {
+            self.write_batch()?;
+        }
+        self.ring.finish()
+    }
+}
