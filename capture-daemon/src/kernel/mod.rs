@@ -1,6 +1,16 @@
 //! Loading ringcap's eBPF object (with the filter spliced in, [`object`]), attaching its
 //! programs, and reading its counters.
+mod counters;
+mod errors;
+mod interfaces;
 mod object;
+mod options;
+
+pub use counters::{rtt_total, KernelCounters, RttBuckets, SlotRttBuckets};
+pub use errors::KernelError;
+use errors::{classify_load_error, error_chain, os_error};
+pub use interfaces::{host_addresses, interface_index};
+pub use options::{Attach, AttachMode, Direction, Hook, KernelConfig, ProgramSet, Selection, XdpModeChoice};
 use std::ffi::CString;
 use std::io;
 
@@ -28,214 +38,6 @@ use std::os::fd::{AsFd, AsRawFd};
 /// The eBPF object built by `build.rs`, embedded so binary and programs never drift apart.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ringcap-programs"));
 
-/// Why the kernel side could not be set up; each message says what to do next.
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    #[error("interface {0} not found; `ip link` lists the interfaces")]
-    NoSuchInterface(String),
-    #[error(
-        "permission denied loading eBPF programs: run ringcap as root \
-         (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
-    )]
-    PermissionDenied,
-    #[error(
-        "another XDP program is already attached to {0}; stop the tool that owns it \
-         (`ip link show dev {0}` shows it, `ip link set dev {0} xdp off` removes it)"
-    )]
-    AlreadyAttached(String),
-    #[error("the driver of {iface} refused XDP in {mode} mode: {source}; try --xdp-mode generic")]
-    XdpRefused {
-        iface: String,
-        mode: AttachMode,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot attach the TC program to {iface}: {reason}")]
-    TcRefused { iface: String, reason: String },
-    #[error("ring buffer size {0} bytes is invalid: it must be a power of two of at least one page")]
-    BadRingSize(u32),
-    #[error("loading ringcap's eBPF programs failed: {0}")]
-    Load(String),
-    #[error("cannot update the kernel's {map} map: {reason}")]
-    MapUpdate { map: &'static str, reason: String },
-}
-
-/// How the XDP program is attached (`--xdp-mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum XdpModeChoice {
-    /// Native, falling back to generic when the driver has no XDP support.
-    Auto,
-    /// In the driver (fast; needs driver support).
-    Native,
-    /// In the kernel stack after the skb is built (works everywhere).
-    Generic,
-}
-
-/// Which packets of an interface are captured (`--direction`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Direction {
-    /// What arrives (XDP, or TC ingress with --ingress-hook tc).
-    #[default]
-    In,
-    /// What the host sends (TC egress).
-    Out,
-    /// Both.
-    Both,
-}
-
-/// The places a capture program can be attached to an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attach {
-    /// XDP, recording into the ring buffer (packets continue to the host).
-    Xdp,
-    /// XDP, redirecting into AF_XDP sockets (packets end there).
-    XdpToSockets,
-    /// TC ingress: packets as the host stack receives them, after GRO.
-    TcIngress,
-    /// TC egress: packets the host sends, before GSO.
-    TcEgress,
-}
-
-impl Attach {
-    fn program(self) -> &'static str {
-        match self {
-            Attach::Xdp => XDP_PROGRAM,
-            Attach::XdpToSockets => XSK_PROGRAM,
-            Attach::TcIngress => TC_INGRESS_PROGRAM,
-            Attach::TcEgress => TC_EGRESS_PROGRAM,
-        }
-    }
-
-    const ALL: [Attach; 4] = [Attach::Xdp, Attach::XdpToSockets, Attach::TcIngress, Attach::TcEgress];
-}
-
-/// Where a program got attached, as reported to the user.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    Xdp(AttachMode),
-    XdpToSockets(AttachMode),
-    TcIngress,
-    TcEgress,
-}
-
-impl std::fmt::Display for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Hook::Xdp(mode) => write!(f, "XDP {mode} mode"),
-            Hook::XdpToSockets(mode) => write!(f, "XDP {mode} mode to AF_XDP sockets"),
-            Hook::TcIngress => f.write_str("TC ingress"),
-            Hook::TcEgress => f.write_str("TC egress"),
-        }
-    }
-}
-
-/// The XDP mode an interface actually got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachMode {
-    Native,
-    Generic,
-}
-
-impl std::fmt::Display for AttachMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AttachMode::Native => "native",
-            AttachMode::Generic => "generic",
-        })
-    }
-}
-
-/// Load-time settings of the kernel programs.
-#[derive(Clone, Debug)]
-pub struct KernelConfig {
-    /// The filter, spliced into the programs as native code (`None`: every packet).
-    pub filter: Option<Filter>,
-    /// Bytes copied per packet; at most [`MAX_CAPTURE_BYTES`].
-    pub snaplen: u32,
-    /// Size of all packet ring buffers together in bytes (a power of two multiple of the
-    /// page size), split evenly into one ring per CPU.
-    pub ring_bytes: u32,
-    /// Flows the TCP analysis tracks at once (least recently seen ones are evicted).
-    pub tcp_flows: u32,
-    /// The programs to load: verifying each costs the kernel most of a second, so only
-    /// those the session attaches are loaded. `test_run` needs [`Attach::Xdp`].
-    pub programs: ProgramSet,
-}
-
-/// A set of [`Attach`] points whose programs are loaded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProgramSet(u8);
-
-impl ProgramSet {
-    /// The XDP capture program alone (what `test_run` needs).
-    pub const XDP: ProgramSet = ProgramSet(1 << Attach::Xdp as u8);
-
-    pub fn with(self, attach: Attach) -> Self {
-        ProgramSet(self.0 | 1 << attach as u8)
-    }
-
-    pub fn contains(self, attach: Attach) -> bool {
-        self.0 & 1 << attach as u8 != 0
-    }
-}
-
-/// Which of the packets the filter selects the kernel records: the sampling settings.
-#[derive(Clone, Debug, Default)]
-pub struct Selection {
-    /// Keep one packet in N at random (`--sample 1/N`).
-    pub sample_every: u32,
-    /// Keep whole flows, one in N (`--flow-sample 1/N`).
-    pub flow_sample_every: u32,
-    /// At most this many packets per second in all (`--max-pps`), split across CPUs.
-    pub max_pps: u64,
-    /// Analyse every TCP segment in the kernel (flags, handshakes, RTT).
-    pub tcp_analysis: bool,
-}
-
-/// Sums over CPUs of the capture programs' counters, by slot (interface and direction).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KernelCounters {
-    pub values: [[u64; Counter::COUNT as usize]; MAX_SLOTS as usize],
-}
-
-impl Default for KernelCounters {
-    fn default() -> Self {
-        KernelCounters { values: [[0; Counter::COUNT as usize]; MAX_SLOTS as usize] }
-    }
-}
-
-impl KernelCounters {
-    /// A counter, summed over slots.
-    pub fn get(&self, counter: Counter) -> u64 {
-        self.values.iter().map(|slot| slot[counter as usize]).sum()
-    }
-
-    /// The counters of one slot alone.
-    pub fn only(&self, slot: usize) -> KernelCounters {
-        let mut one = KernelCounters::default();
-        if let Some(values) = self.values.get(slot) {
-            one.values[slot] = *values;
-        }
-        one
-    }
-
-    /// The counts since `earlier` (a snapshot of the same counters).
-    pub fn since(&self, earlier: &KernelCounters) -> KernelCounters {
-        let mut delta = *self;
-        for (slot, before) in delta.values.iter_mut().zip(earlier.values) {
-            for (value, before) in slot.iter_mut().zip(before) {
-                *value = value.saturating_sub(before);
-            }
-        }
-        delta
-    }
-
-    /// Packets the kernel side lost before they reached user space.
-    pub fn dropped(&self) -> u64 {
-        self.get(Counter::RingFull) + self.get(Counter::CopyFailed) + self.get(Counter::XskNoSocket)
-    }
-}
-
 /// The loaded capture programs. Dropping it detaches every program it attached.
 pub struct CaptureProgram {
     ebpf: Ebpf,
@@ -256,24 +58,6 @@ pub struct CaptureProgram {
     /// The next free slot of `sockets`.
     next_socket_slot: u32,
     loaded: ProgramSet,
-}
-
-/// The kernel's RTT histograms of one slot (or summed over slots), by kind.
-pub type RttBuckets = [[u64; RTT_BUCKETS as usize]; RTT_KINDS as usize];
-/// The kernel's RTT histograms of every slot.
-pub type SlotRttBuckets = [RttBuckets; MAX_SLOTS as usize];
-
-/// The histograms of all slots summed.
-pub fn rtt_total(slots: &SlotRttBuckets) -> Box<RttBuckets> {
-    let mut total = Box::new([[0u64; RTT_BUCKETS as usize]; RTT_KINDS as usize]);
-    for slot in slots {
-        for (kind, histogram) in total.iter_mut().zip(slot) {
-            for (bucket, count) in kind.iter_mut().zip(histogram) {
-                *bucket += count;
-            }
-        }
-    }
-    total
 }
 
 impl CaptureProgram {
@@ -640,96 +424,7 @@ fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> 
     ebpf.take_map(name).ok_or_else(|| KernelError::Load(format!("map {name} missing from the object")))
 }
 
-/// The index of a network interface, or a clear error.
-pub fn interface_index(iface: &str) -> Result<u32, KernelError> {
-    let name = CString::new(iface).map_err(|_| KernelError::NoSuchInterface(iface.to_string()))?;
-    // SAFETY: NUL-terminated string.
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(KernelError::NoSuchInterface(iface.to_string())),
-        index => Ok(index),
-    }
-}
-
-/// The addresses the host uses on `iface`, IPv6 link-local ones left out (every IPv6
-/// interface has one): an interface with any of them carries the host's own traffic.
-pub fn host_addresses(iface: &str) -> Vec<std::net::IpAddr> {
-    let mut addresses = Vec::new();
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list`, freed below.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return addresses;
-    }
-    let mut entry = list;
-    while !entry.is_null() {
-        // SAFETY: a node of the list getifaddrs returned.
-        let node = unsafe { &*entry };
-        entry = node.ifa_next;
-        // SAFETY: ifa_name is a NUL-terminated string.
-        let name = unsafe { std::ffi::CStr::from_ptr(node.ifa_name) };
-        if node.ifa_addr.is_null() || name.to_bytes() != iface.as_bytes() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr of the family it names.
-        let address = unsafe {
-            match i32::from((*node.ifa_addr).sa_family) {
-                libc::AF_INET => {
-                    let v4 = &*(node.ifa_addr as *const libc::sockaddr_in);
-                    Some(std::net::IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()))
-                }
-                libc::AF_INET6 => {
-                    let v6 = &*(node.ifa_addr as *const libc::sockaddr_in6);
-                    Some(std::net::IpAddr::from(v6.sin6_addr.s6_addr))
-                }
-                _ => None,
-            }
-        };
-        match address {
-            Some(std::net::IpAddr::V6(v6)) if v6.segments()[0] & 0xffc0 == 0xfe80 => {}
-            Some(address) => addresses.push(address),
-            None => {}
-        }
-    }
-    // SAFETY: the list came from getifaddrs.
-    unsafe { libc::freeifaddrs(list) };
-    addresses
-}
-
 fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u32 }
-}
-
-/// The first OS error in an error's source chain.
-fn os_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if io.raw_os_error().is_some() {
-                return Some(io);
-            }
-        }
-        current = e.source();
-    }
-    None
-}
-
-fn classify_load_error(error: &(dyn std::error::Error + 'static)) -> KernelError {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    match os_error(error).and_then(|e| e.raw_os_error()) {
-        // As root, EACCES is the verifier rejecting a program: its log says why.
-        Some(libc::EPERM) | Some(libc::EACCES) if !root => KernelError::PermissionDenied,
-        _ => KernelError::Load(error_chain(error)),
-    }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(e) = current {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        current = e.source();
-    }
-    text
 }
