@@ -131,7 +131,7 @@ pub fn run(options: &Options) -> Result<()> {
     let (since_text, until_text) = (rfc(since), rfc(since + WINDOW_SECS));
     let window_ns = (since * 1_000_000_000, (since + WINDOW_SECS) * 1_000_000_000);
     let mut overlapping = Vec::new();
-    for file in capture_daemon::retrieve::pull::ring_files(&dir)? {
+    for file in capture_daemon::storage::manifest::ring_files(&dir)? {
         let data = DataFile::open(&file)?;
         if data.time_range().is_some_and(|(f, l)| f < window_ns.1 && l >= window_ns.0) {
             overlapping.push(file);

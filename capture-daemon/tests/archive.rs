@@ -345,7 +345,7 @@ fn archived_ring_files_pull_like_the_ring() {
     // More traffic closes the files that hold the window.
     send(&bed, (6000..30_000).map(known_frame).collect());
     wait_stored(&bed, &daemon, 29_999);
-    let closed = capture_daemon::retrieve::pull::ring_files(&daemon.dir).unwrap().len() as u64 - 1;
+    let closed = capture_daemon::storage::manifest::ring_files(&daemon.dir).unwrap().len() as u64 - 1;
     assert!(closed >= 2, "{closed} closed files");
     wait_until("the closed files are archived", || {
         daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"ring_file\"}") >= closed
@@ -382,7 +382,7 @@ fn pins_and_ring_files_of_a_host_pull_each_packet_once() {
     for pin in ["early", "early-small", "late"] {
         wait_until("the pins are archived", || daemon.pin_state(&bed, pin)["state"] == "archived");
     }
-    let files = capture_daemon::retrieve::pull::ring_files(&daemon.dir).unwrap();
+    let files = capture_daemon::storage::manifest::ring_files(&daemon.dir).unwrap();
     let closed = files.len() as u64 - 1;
     wait_until("the closed files are archived", || {
         daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"ring_file\"}") >= closed
@@ -589,7 +589,7 @@ fn pins_of_a_pcapng_ring_keep_interfaces_and_pull_once_from_the_archive() {
     assert!(manifest["data"].as_str().unwrap().ends_with(".pcapng"), "{manifest}");
     // More traffic closes the files that hold the window; they are archived too.
     common::send_alternating(&bed, &(4000..12_000).map(known_frame).collect::<Vec<_>>(), 20);
-    let files = capture_daemon::retrieve::pull::ring_files(&daemon.dir).unwrap();
+    let files = capture_daemon::storage::manifest::ring_files(&daemon.dir).unwrap();
     let closed = files.len() as u64 - 1;
     wait_until("the closed files are archived", || {
         daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"ring_file\"}") >= closed

@@ -31,7 +31,7 @@ fn ringcap_pull(dir: &Path, args: &[&str]) -> (Vec<u8>, String) {
 fn window_edges_are_inclusive_at_since_exclusive_at_until_across_rotations() {
     let dir = scratch("edges");
     synthetic_ring(&dir, 1000, 6_000);
-    let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+    let files = capture_daemon::storage::manifest::ring_files(&dir).unwrap();
     assert!(files.len() >= 5, "{} files", files.len());
     // Packet 100 is at 10:00:01 exactly, packet 300 at 10:00:03.
     let (pcap, stderr) =
@@ -76,7 +76,7 @@ fn window_edges_are_inclusive_at_since_exclusive_at_until_across_rotations() {
     assert!(stderr.contains("limit of 7 packets"), "{stderr}");
     // --max-bytes counts decoded frames: the pull ends with the frame that reaches it,
     // delivering exactly the packets of the frames read up to there.
-    let frames: Vec<_> = capture_daemon::retrieve::pull::ring_files(&dir)
+    let frames: Vec<_> = capture_daemon::storage::manifest::ring_files(&dir)
         .unwrap()
         .iter()
         .flat_map(|f| capture_daemon::storage::frames::DataFile::open(f).unwrap().frames)
@@ -143,7 +143,7 @@ fn frame_seqs(frame: &capture_daemon::storage::index::FrameEntry, count: u64) ->
 fn damaged_files_are_skipped_with_warnings_and_the_rest_is_delivered() {
     let dir = scratch("damaged");
     synthetic_ring(&dir, 1000, 6_000);
-    let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+    let files = capture_daemon::storage::manifest::ring_files(&dir).unwrap();
     assert!(files.len() >= 5, "{} files", files.len());
     let (all, _) = ringcap_pull(&dir, &["--since", "2026-11-24T10:00:00Z"]);
     assert_eq!(seqs(&all), (0..1000).collect::<Vec<_>>());
@@ -205,7 +205,7 @@ fn filtered_pulls_agree_with_zstdcat_and_tcpdump_and_see_the_file_being_written(
     });
     let (pcap, stderr) = ringcap_pull(&dir, &["--last", "1m"]);
     assert_eq!(seqs(&pcap), (0..3000).collect::<Vec<_>>(), "{stderr}");
-    let files = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+    let files = capture_daemon::storage::manifest::ring_files(&dir).unwrap();
     assert_eq!(files.len(), 1, "one file, still being written: {files:?}");
     for expression in ["udp and greater 1000", "udp src port 10003 or udp src port 10005", "less 100"] {
         let (ours, _) = ringcap_pull(&dir, &["--last", "1m", expression]);
@@ -266,7 +266,7 @@ fn corpus_ring(dir: &Path, packets: &[Vec<u8>]) {
 fn tcpdump_over_ring(dir: &Path, expression: &str) -> Vec<(Duration, Vec<u8>)> {
     let mut merged = Vec::new();
     write_file_header(&mut merged, 262_144).unwrap();
-    for file in capture_daemon::retrieve::pull::ring_files(dir).unwrap() {
+    for file in capture_daemon::storage::manifest::ring_files(dir).unwrap() {
         let plain = Command::new("zstd").args(["-q", "-dc"]).arg(&file).output_within_deadline();
         merged.extend_from_slice(plain.stdout.get(24..).unwrap_or_default());
     }
@@ -288,7 +288,7 @@ fn tcpdump_over_ring(dir: &Path, expression: &str) -> Vec<(Duration, Vec<u8>)> {
 /// entries alone).
 fn strip_summaries(dir: &Path) {
     use capture_daemon::storage::index::{index_path, read_index, INDEX_MAGIC_V1};
-    for file in capture_daemon::retrieve::pull::ring_files(dir).unwrap() {
+    for file in capture_daemon::storage::manifest::ring_files(dir).unwrap() {
         let entries = read_index(&index_path(&file)).unwrap();
         let mut old = INDEX_MAGIC_V1.to_vec();
         for (entry, _) in entries {
@@ -340,7 +340,7 @@ fn summaries_skip_frames_that_cannot_match_and_pulls_still_equal_tcpdump() {
     );
 
     // The false-positive rate: addresses in no frame, asked of every frame's summary.
-    let files: Vec<_> = capture_daemon::retrieve::pull::ring_files(&dir)
+    let files: Vec<_> = capture_daemon::storage::manifest::ring_files(&dir)
         .unwrap()
         .iter()
         .map(|p| capture_daemon::storage::frames::DataFile::open(p).unwrap())
@@ -375,7 +375,7 @@ fn summaries_skip_frames_that_cannot_match_and_pulls_still_equal_tcpdump() {
 /// Waits until a statistics snapshot stored beside the ring's files counts `seen` packets.
 fn wait_snapshot_seeing(dir: &Path, seen: u64) {
     wait_until(&format!("a snapshot counts {seen} packets"), WAIT, || {
-        capture_daemon::retrieve::pull::ring_files(dir).unwrap().iter().any(|data| {
+        capture_daemon::storage::manifest::ring_files(dir).unwrap().iter().any(|data| {
             let path = capture_daemon::storage::index::snapshots_path(data);
             std::fs::read_to_string(path).unwrap_or_default().lines().any(|line| {
                 serde_json::from_str::<serde_json::Value>(line).is_ok_and(|s| s["kernel"]["seen"] == seen)

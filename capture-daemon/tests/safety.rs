@@ -75,7 +75,7 @@ fn a_root_start_never_follows_a_symlink_the_daemons_user_planted() {
     for path in tree(&dir) {
         std::os::unix::fs::lchown(&path, Some(nobody.uid), Some(nobody.gid)).unwrap();
     }
-    let data = capture_daemon::retrieve::pull::ring_files(&dir).unwrap().remove(0);
+    let data = capture_daemon::storage::manifest::ring_files(&dir).unwrap().remove(0);
     let index = capture_daemon::storage::index::index_path(&data);
     let plant = |target: &str, link: &Path| {
         let _ = std::fs::remove_file(link);
@@ -191,7 +191,7 @@ fn a_filtered_pin_that_matches_nothing_leaves_every_ring_file() {
     let ring = start_api_daemon(&bed, &dir, addr, &token, &["-C", "1", "--no-compress", "--max-disk", "30M"]);
     common::send_paced(&bed, (0..32_000).map(known_frame).collect(), Some(200_000.0));
     std::thread::sleep(Duration::from_millis(500));
-    let before = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+    let before = capture_daemon::storage::manifest::ring_files(&dir).unwrap();
     assert!(before.len() >= 15, "{before:?}");
     let t = token.to_str().unwrap();
     let pin = ringcap(
@@ -217,7 +217,7 @@ fn a_filtered_pin_that_matches_nothing_leaves_every_ring_file() {
     let pinned = get(&bed, addr, "/metrics", Some(TOKEN));
     assert!(String::from_utf8_lossy(&pinned.body).contains("ringcap_pinned_bytes 0\n"));
     let stderr = stop(ring);
-    let after = capture_daemon::retrieve::pull::ring_files(&dir).unwrap();
+    let after = capture_daemon::storage::manifest::ring_files(&dir).unwrap();
     let gone: Vec<_> = before.iter().filter(|f| !after.contains(f)).collect();
     assert!(gone.is_empty(), "the pin cost the ring {} files: {gone:?}", gone.len());
     assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(32_200), "{stderr:?}");
@@ -303,7 +303,7 @@ fn a_crafted_index_gives_an_answer_never_a_hang() {
     use capture_daemon::storage::index::{index_path, read_index, FrameEntry, INDEX_MAGIC_V1};
     let dir = scratch("crafted-index");
     synthetic_ring(&dir, 2000, u64::MAX);
-    let data = capture_daemon::retrieve::pull::ring_files(&dir).unwrap().remove(0);
+    let data = capture_daemon::storage::manifest::ring_files(&dir).unwrap().remove(0);
     let real: Vec<FrameEntry> = read_index(&index_path(&data)).unwrap().into_iter().map(|(e, _)| e).collect();
     assert!(real.len() > 3);
     for (name, crafted) in [
@@ -449,7 +449,7 @@ fn planted_statistics_sidecars_never_hang_a_pull_or_a_pin() {
     let ring = start_api_daemon(&bed, &dir, addr, &token, &[]);
     send(&bed, (0..300).map(known_frame).collect());
     wait_stored(&bed, addr, 300);
-    let data = capture_daemon::retrieve::pull::ring_files(&dir).unwrap().remove(0);
+    let data = capture_daemon::storage::manifest::ring_files(&dir).unwrap().remove(0);
     let fifo = snapshots_path(&data);
     std::fs::remove_file(&fifo).unwrap();
     common::mkfifo(&fifo);
@@ -502,7 +502,7 @@ fn a_sparse_giant_in_the_ring_is_skipped_not_scanned() {
     use capture_daemon::storage::index::index_path;
     let dir = scratch("sparse");
     synthetic_ring(&dir, 2000, u64::MAX);
-    let data = capture_daemon::retrieve::pull::ring_files(&dir).unwrap().remove(0);
+    let data = capture_daemon::storage::manifest::ring_files(&dir).unwrap().remove(0);
     std::fs::remove_file(index_path(&data)).unwrap();
     let len = std::fs::metadata(&data).unwrap().len();
     const HOLE: u64 = 1 << 40;

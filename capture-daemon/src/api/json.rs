@@ -9,8 +9,8 @@ use super::Sources;
 use crate::health::analysis::{rtt_summary, RttSummary, RTT_KINDS, TCP_ANALYSIS};
 use crate::health::locked;
 use crate::kernel::{KernelCounters, RttBuckets};
-use crate::retrieve::pull::ring_files;
 use crate::storage::frames::DataFile;
+use crate::storage::manifest::ring_files;
 use crate::timefmt::rfc3339;
 
 pub fn files_json(dir: &std::path::Path) -> serde_json::Value {

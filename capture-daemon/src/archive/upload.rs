@@ -35,8 +35,8 @@ use sha2::Digest;
 use super::store::Archive;
 use super::ArchiveError;
 use crate::pins::{digest, hex, read_manifest, PinStore, PIN_MANIFEST};
-use crate::retrieve::pull::ring_files;
 use crate::storage::index::{index_path, stats_path};
+use crate::storage::manifest::ring_files;
 use crate::storage::manifest::{ListFile, NameList};
 use crate::storage::nofollow::open_regular;
 

@@ -434,7 +434,7 @@ fn read_snapshot(dir: &Path) -> Result<(serde_json::Value, PathBuf), BenchError>
 
 /// Bytes on disk and of pcap content of the ring's files.
 fn ring_disk_use(dir: &Path, stats: &serde_json::Value) -> DiskUse {
-    let content = crate::retrieve::pull::ring_files(dir)
+    let content = crate::storage::manifest::ring_files(dir)
         .unwrap_or_default()
         .iter()
         .filter_map(|path| DataFile::open(path).ok())

@@ -6,9 +6,10 @@ use crate::output::Sink;
 use crate::pcap::{RecordRef, DEFAULT_SNAPLEN};
 use crate::records::{PinFile, PinPull, PinWindow, PIN_FORMAT};
 use crate::retrieve::out::PacketOut;
-use crate::retrieve::pull::{pull_files, ring_files, PullLimits, PullReport};
+use crate::retrieve::pull::{pull_files, PullLimits, PullReport};
 use crate::retrieve::stats::window_stats;
 use crate::storage::frames::{duration_ns, DataFile};
+use crate::storage::manifest::ring_files;
 use crate::storage::naming::NameTemplate;
 use crate::storage::ring::{RingWriter, StorageCounters};
 

@@ -10,11 +10,11 @@ use std::path::Path;
 use capture_common::tcp::RTT_BUCKETS;
 use serde_json::{json, Value};
 
-use super::pull::ring_files;
 use super::window::Window;
 use crate::health::analysis::{rtt_summary, RTT_KINDS};
 use crate::records::StatsSnapshot;
 use crate::storage::index::{snapshots_path, stats_path};
+use crate::storage::manifest::ring_files;
 use crate::storage::nofollow;
 use crate::timefmt::rfc3339;
 

@@ -214,6 +214,27 @@ impl DirLock {
     }
 }
 
+/// The ring's own data files in `dir`, by name (names sort like creation). Other capture
+/// files in the directory are not part of the ring (see [`list`]).
+pub fn ring_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    use std::io::ErrorKind;
+    let mut files = match list(dir) {
+        Ok((listing, _)) => listing.own,
+        // A manifest that cannot be read (a FIFO, a link or a giant where it should be):
+        // the files with ringcap's index are read, so the evidence stays reachable.
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::InvalidData) => {
+            eprintln!(
+                "ringcap: warning: {} cannot be read ({e}): reading the files that have ringcap's index instead",
+                dir.join(MANIFEST_NAME).display()
+            );
+            list_by_index(dir)?.own
+        }
+        Err(e) => return Err(e),
+    };
+    files.sort();
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
