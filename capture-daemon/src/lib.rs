@@ -9,6 +9,7 @@ pub mod archive;
 pub mod bench;
 pub mod capture;
 pub mod config;
+pub mod daemon;
 pub mod doctor;
 pub mod filter;
 pub mod health;

@@ -40,15 +40,17 @@ pub(crate) fn capture_into(
     let snaplen = kernel.snaplen;
     let reader = ReaderConfig { pcapng_interfaces, ..stop.reader_config(snaplen) };
     let options = kernel.capture_options(checked, reader, stop.duration()?, live)?;
-    let summary = run_capture(&options, sink, |attached| {
-        for (iface, hooks) in attached {
-            eprintln!(
-                "ringcap: listening on {iface} ({}), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes",
-                hooks.join(", ")
-            );
-        }
-    })?;
-    Ok(summary)
+    Ok(run_capture(&options, sink, |attached| announce(attached, snaplen))?)
+}
+
+/// Says, as tcpdump does, where capture listens.
+pub(crate) fn announce(attached: &[(String, Vec<String>)], snaplen: u32) {
+    for (iface, hooks) in attached {
+        eprintln!(
+            "ringcap: listening on {iface} ({}), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes",
+            hooks.join(", ")
+        );
+    }
 }
 
 pub(crate) fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {

@@ -1,33 +1,28 @@
 //! `ringcap run`: the always-on ring, with the API.
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use capture_daemon::api::{self, ApiConfig, ApiError, ApiLimits, Sources};
+use capture_daemon::api::{ApiConfig, ApiError, ApiLimits};
 use capture_daemon::archive::gateway_name;
-use capture_daemon::archive::store::Archive;
-use capture_daemon::archive::upload::{self, ArchiveCounters, UploadConfig, ARCHIVED_LIST};
-use capture_daemon::health::LiveCounters;
-use capture_daemon::pins::{PinLimits, PinStore, PINS_DIR};
+use capture_daemon::capture::ReaderConfig;
+use capture_daemon::daemon::{self, ArchiveSetup, DaemonConfig};
+use capture_daemon::pins::PinLimits;
 use capture_daemon::privileges::Group;
 use capture_daemon::retrieve::out::Format;
 use capture_daemon::retrieve::window::parse_duration;
-use capture_daemon::storage::budget::fs_space;
-use capture_daemon::storage::budget::DiskLimit;
+use capture_daemon::storage::budget::{fs_space, DiskLimit};
 use capture_daemon::storage::naming::NameTemplate;
-use capture_daemon::storage::nofollow::Dir;
-use capture_daemon::storage::ring::{RingConfig, RingWriter, SnapshotSource, StorageCounters};
-use capture_daemon::storage::{Compression, StorageError};
-use capture_daemon::timefmt::unix_now_ns;
+use capture_daemon::storage::ring::{RingConfig, StorageCounters};
+use capture_daemon::storage::Compression;
 use clap::Args;
 
 use super::args::{
     api_token, parse_disk_limit, parse_file_count, parse_megabytes, ArchiveArgs, KernelArgs, StopArgs,
 };
-use super::capture::{capture_into, print_summary, session_end};
+use super::capture::{announce, print_summary, session_end};
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
@@ -171,13 +166,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let name = capture_daemon::storage::data_stem(&args.name).unwrap_or(&args.name);
     let template = NameTemplate::parse(name)?;
-    let live = Arc::new(LiveCounters::default());
-    let pinned = Arc::new(AtomicU64::new(0));
     let compression = match (args.no_compress, args.zstd_level) {
         (true, _) | (false, 0) => Compression::None,
         (false, level) => Compression::Zstd(level),
     };
-    let config = RingConfig {
+    let ring = RingConfig {
         dir: args.dir.clone(),
         template,
         compression,
@@ -192,107 +185,28 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         frame_age: Duration::from_secs_f64(args.frame_interval),
         sync: true,
         compress_threads: args.compress_threads.map_or_else(default_compress_threads, usize::from),
-        snapshot: {
-            let live = Arc::clone(&live);
-            let started = unix_now_ns();
-            Some(SnapshotSource(Arc::new(move || live.snapshot(started))))
-        },
-        pinned_bytes: Some(Arc::clone(&pinned)),
+        // The daemon's to fill.
+        snapshot: None,
+        pinned_bytes: None,
     };
-    // The budget against the filesystem the ring will be on, read where the directory (or
-    // its nearest existing parent) is: a refused start makes nothing.
-    let existing = args.dir.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
-    let space = fs_space(existing).with_context(|| format!("reading the size of {}", existing.display()))?;
-    config.max_disk_bytes(space.total)?;
-    // Packets are secrets: whatever the umask, what ringcap writes is the daemon's user's
-    // (and with --group, readable by that group).
-    // SAFETY: umask(2) cannot fail.
-    unsafe { libc::umask(if group.is_some() { 0o027 } else { 0o077 }) };
-    if !args.dir.exists() {
-        std::fs::create_dir_all(&args.dir)
-            .map_err(|source| StorageError::Dir { dir: args.dir.clone(), source })?;
-        let dir = Dir::open(&args.dir)?;
-        dir.chmod(0o700)?;
-        if let Some(user) = &checked.run_as {
-            // A new ring directory belongs to the user who writes it.
-            dir.chown(user.uid, user.gid)?;
-        }
-    }
-    if let Some(group) = &group {
-        let dir = Dir::open(&args.dir).with_context(|| format!("opening {}", args.dir.display()))?;
-        dir.chown(u32::MAX, group.gid)
-            .with_context(|| format!("giving {} to group {}", args.dir.display(), group.name))?;
-        dir.chmod(0o2750)?;
-    }
-    if let Some(user) = &checked.run_as {
-        user.check_writable(&args.dir)?;
-    }
-    let counters = Arc::new(StorageCounters::default());
-    let ring = RingWriter::open(config, Arc::clone(&counters))?;
-    // The directory is locked now: the pins in it are this run's to tidy.
-    let pins = PinStore::open(
-        &args.dir,
-        pin_limits(&args)?,
-        args.kernel.interface.clone(),
-        host.clone(),
-        compression,
-        pinned,
-    )
-    .with_context(|| format!("opening the pins in {}", args.dir.join(PINS_DIR).display()))?;
-    if let Some(user) = &checked.run_as {
-        let gid = group.as_ref().map_or(user.gid, |g| g.gid);
-        ring.hand_over(user.uid, gid, &[ARCHIVED_LIST.name])
-            .with_context(|| format!("giving the ring's files in {} to {}", args.dir.display(), user.name))?;
-        pins.hand_over(user.uid, gid).with_context(|| format!("giving the pins to {}", user.name))?;
-    }
-    let archive_counters = match archive {
-        Some(archive) => Some(start_archive(&args, archive, archive_rate, host, Arc::clone(&pins))?),
-        None => None,
-    };
-    eprintln!(
-        "ringcap: writing the ring in {} ({} files adopted from earlier runs)",
-        args.dir.display(),
-        ring.adopted().count()
-    );
-    if !ring.foreign_files().is_empty() {
-        let names: Vec<String> = ring
-            .foreign_files()
-            .iter()
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
-        eprintln!(
-            "ringcap: warning: {} capture files in {} were not written by ringcap and are left alone \
-             (not counted by -W or --max-disk, never removed): {}",
-            names.len(),
-            args.dir.display(),
-            names.join(", ")
-        );
-    }
-    if let Some(addr) = args.http {
-        let config = ApiConfig {
-            addr,
-            client_timeout: Duration::from_secs_f64(args.http_client_timeout),
-            token,
-            ring_dir: args.dir.clone(),
-            limits: api_limits,
-        };
-        let sources = Sources {
-            live: Arc::clone(&live),
-            storage: Arc::clone(&counters),
-            pins: Arc::clone(&pins),
-            archive: archive_counters,
-            api: Arc::default(),
-        };
-        let bound = api::serve(config, sources)?;
-        eprintln!(
-            "ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /v1/pins, /metrics)"
-        );
-    }
+    let api = args.http.map(|addr| ApiConfig {
+        addr,
+        client_timeout: Duration::from_secs_f64(args.http_client_timeout),
+        token,
+        ring_dir: args.dir.clone(),
+        limits: api_limits,
+    });
+    let archive =
+        archive.map(|archive| ArchiveSetup { archive, rate: archive_rate, ring_files: args.archive_ring });
     let interfaces = if pcapng { checked.ifindexes.clone() } else { Vec::new() };
-    let summary = capture_into(&args.kernel, checked, &args.stop, Box::new(ring), live, interfaces)?;
-    print_summary(&summary);
-    print_storage_summary(&counters);
-    Ok(session_end(summary, &format_args!("the ring in {}", args.dir.display())))
+    let reader =
+        ReaderConfig { pcapng_interfaces: interfaces, ..args.stop.reader_config(args.kernel.snaplen) };
+    let capture = args.kernel.capture_options(checked, reader, args.stop.duration()?, Arc::default())?;
+    let config = DaemonConfig { capture, ring, group, pins: pin_limits(&args)?, host, api, archive };
+    let outcome = daemon::run(config, |attached| announce(attached, args.kernel.snaplen))?;
+    print_summary(&outcome.summary);
+    print_storage_summary(&outcome.storage);
+    Ok(session_end(outcome.summary, &format_args!("the ring in {}", args.dir.display())))
 }
 
 /// The API's bearer token, or none with --http-no-auth; read before anything is created.
@@ -324,8 +238,10 @@ fn api_limits(args: &RunArgs) -> anyhow::Result<ApiLimits> {
 
 /// How much pins may hold: `--max-pinned`, or half of `--max-disk`; and `--min-free`.
 fn pin_limits(args: &RunArgs) -> anyhow::Result<PinLimits> {
+    // The filesystem the ring is (or will be) on: its directory's, or its nearest parent's.
+    let existing = args.dir.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
     let total =
-        fs_space(&args.dir).with_context(|| format!("reading the size of {}", args.dir.display()))?.total;
+        fs_space(existing).with_context(|| format!("reading the size of {}", existing.display()))?.total;
     let max_disk = args.max_disk.map(|l| l.bytes(total));
     let max_pinned = args.max_pinned.map(|l| l.bytes(total)).or(max_disk.map(|b| b / 2));
     if let (Some(pinned), Some(disk)) = (max_pinned, max_disk) {
@@ -334,31 +250,6 @@ fn pin_limits(args: &RunArgs) -> anyhow::Result<PinLimits> {
         }
     }
     Ok(PinLimits { max_pinned, min_free: args.min_free.bytes(total) })
-}
-
-/// Connects to the archive, says at once whether it takes the credentials (a refusal is
-/// a warning: capture goes on, uploads are retried and counted), and starts the uploader.
-fn start_archive(
-    args: &RunArgs,
-    archive: Archive,
-    rate: Option<u64>,
-    host: String,
-    pins: Arc<PinStore>,
-) -> anyhow::Result<Arc<ArchiveCounters>> {
-    let archive = Arc::new(archive);
-    match archive.check() {
-        Ok(()) => {
-            // Another machine's keys are never written: refused now, while someone watches.
-            upload::claim_host(&archive, &host)?;
-            eprintln!("ringcap: archiving pins to {} as host {host}", archive.target);
-        }
-        Err(error) => eprintln!("ringcap: warning: archive: {error}; capture goes on, uploads are retried"),
-    }
-    let counters = Arc::new(ArchiveCounters::default());
-    let config =
-        UploadConfig { archive, host, ring_dir: args.dir.clone(), pins, ring_files: args.archive_ring, rate };
-    upload::start(config, Arc::clone(&counters)).context("starting the uploader")?;
-    Ok(counters)
 }
 
 /// What the ring writer did, including every packet it could not store.

@@ -1,0 +1,235 @@
+//! The always-on recorder (`ringcap run`) assembled from its parts: the ring directory made
+//! private, the ring writer, the pins, the uploader and the API around one capture
+//! session. The command line only parses and checks options into a [`DaemonConfig`]; tests
+//! and benches can start a daemon in process the same way.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use crate::api::{self, ApiConfig, ApiError, Sources};
+use crate::archive::store::Archive;
+use crate::archive::upload::{self, ArchiveCounters, UploadConfig, ARCHIVED_LIST};
+use crate::archive::ArchiveError;
+use crate::pins::{PinLimits, PinStore, PINS_DIR};
+use crate::privileges::{Group, PrivilegeError};
+use crate::session::{run_capture, CaptureOptions, CaptureSummary, SessionError};
+use crate::storage::budget::fs_space;
+use crate::storage::nofollow::Dir;
+use crate::storage::ring::{RingConfig, RingWriter, SnapshotSource, StorageCounters};
+use crate::storage::StorageError;
+use crate::timefmt::unix_now_ns;
+
+/// Everything `ringcap run` needs, checked.
+pub struct DaemonConfig {
+    /// The capture session; its live counters feed the files' snapshots and the API.
+    pub capture: CaptureOptions,
+    /// The ring (its snapshot source and pinned bytes are the daemon's to fill).
+    pub ring: RingConfig,
+    /// The group that may read the ring (`--group`).
+    pub group: Option<Group>,
+    pub pins: PinLimits,
+    /// The name this gateway's pins and archived objects go under.
+    pub host: String,
+    pub api: Option<ApiConfig>,
+    pub archive: Option<ArchiveSetup>,
+}
+
+/// Where and how pins (and with `ring_files`, closed ring files) are uploaded.
+pub struct ArchiveSetup {
+    pub archive: Archive,
+    /// Bytes per second at most.
+    pub rate: Option<u64>,
+    /// Upload every closed ring file too (`--archive-ring`).
+    pub ring_files: bool,
+}
+
+/// How a daemon ended: the session's summary and what the ring writer did.
+pub struct DaemonOutcome {
+    pub summary: CaptureSummary,
+    pub storage: Arc<StorageCounters>,
+}
+
+/// Why the daemon could not start or run; each message says what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("reading the size of {path}")]
+    Space {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} {path}")]
+    Dir {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the pins in {path}")]
+    Pins {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("giving {what} to {user}")]
+    HandOver {
+        what: String,
+        user: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting the uploader")]
+    Uploader(#[source] std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// Runs the recorder until the session ends (a signal, -c, the interfaces gone).
+/// `on_attached` hears which hooks each interface got once capture is up.
+pub fn run(
+    config: DaemonConfig,
+    on_attached: impl FnOnce(&[(String, Vec<String>)]),
+) -> Result<DaemonOutcome, DaemonError> {
+    let DaemonConfig { capture, mut ring, group, pins: pin_limits, host, api, archive } = config;
+    let dir = ring.dir.clone();
+    let live = Arc::clone(&capture.live);
+    let pinned = Arc::new(AtomicU64::new(0));
+    let started = unix_now_ns();
+    let snapshots = Arc::clone(&live);
+    ring.snapshot = Some(SnapshotSource(Arc::new(move || snapshots.snapshot(started))));
+    ring.pinned_bytes = Some(Arc::clone(&pinned));
+    // The budget against the filesystem the ring will be on, read where the directory (or
+    // its nearest existing parent) is: a refused start makes nothing.
+    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    let space =
+        fs_space(existing).map_err(|source| DaemonError::Space { path: existing.to_path_buf(), source })?;
+    ring.max_disk_bytes(space.total)?;
+    prepare_dir(&dir, group.as_ref(), capture.run_as.as_ref())?;
+    let compression = ring.compression;
+    let counters = Arc::new(StorageCounters::default());
+    let writer = RingWriter::open(ring, Arc::clone(&counters))?;
+    // The directory is locked now: the pins in it are this run's to tidy.
+    let pins =
+        PinStore::open(&dir, pin_limits, capture.interfaces.clone(), host.clone(), compression, pinned)
+            .map_err(|source| DaemonError::Pins { path: dir.join(PINS_DIR), source })?;
+    if let Some(user) = &capture.run_as {
+        let gid = group.as_ref().map_or(user.gid, |g| g.gid);
+        let hand_over =
+            |what: String, source| DaemonError::HandOver { what, user: user.name.clone(), source };
+        writer
+            .hand_over(user.uid, gid, &[ARCHIVED_LIST.name])
+            .map_err(|e| hand_over(format!("the ring's files in {}", dir.display()), e))?;
+        pins.hand_over(user.uid, gid).map_err(|e| hand_over("the pins".into(), e))?;
+    }
+    let archive_counters = match archive {
+        Some(setup) => Some(start_archive(setup, &dir, host, Arc::clone(&pins))?),
+        None => None,
+    };
+    eprintln!(
+        "ringcap: writing the ring in {} ({} files adopted from earlier runs)",
+        dir.display(),
+        writer.adopted().count()
+    );
+    if !writer.foreign_files().is_empty() {
+        let names: Vec<String> = writer
+            .foreign_files()
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        eprintln!(
+            "ringcap: warning: {} capture files in {} were not written by ringcap and are left alone \
+             (not counted by -W or --max-disk, never removed): {}",
+            names.len(),
+            dir.display(),
+            names.join(", ")
+        );
+    }
+    if let Some(config) = api {
+        let sources = Sources {
+            live,
+            storage: Arc::clone(&counters),
+            pins: Arc::clone(&pins),
+            archive: archive_counters,
+            api: Arc::default(),
+        };
+        let bound = api::serve(config, sources)?;
+        eprintln!(
+            "ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /v1/pins, /metrics)"
+        );
+    }
+    let summary = run_capture(&capture, Box::new(writer), on_attached)?;
+    Ok(DaemonOutcome { summary, storage: counters })
+}
+
+/// Makes the ring directory private: packets are secrets, so whatever the umask, what
+/// ringcap writes is the daemon's user's (and with `group`, readable by that group). A new
+/// directory belongs to the user who writes it.
+fn prepare_dir(
+    dir: &Path,
+    group: Option<&Group>,
+    run_as: Option<&crate::privileges::User>,
+) -> Result<(), DaemonError> {
+    let failed = |what, source| DaemonError::Dir { what, path: dir.to_path_buf(), source };
+    // SAFETY: umask(2) cannot fail.
+    unsafe { libc::umask(if group.is_some() { 0o027 } else { 0o077 }) };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StorageError::Dir { dir: dir.to_path_buf(), source })?;
+        let opened = Dir::open(dir).map_err(|e| failed("opening", e))?;
+        opened.chmod(0o700).map_err(|e| failed("making private", e))?;
+        if let Some(user) = run_as {
+            opened.chown(user.uid, user.gid).map_err(|e| failed("handing over", e))?;
+        }
+    }
+    if let Some(group) = group {
+        let opened = Dir::open(dir).map_err(|e| failed("opening", e))?;
+        opened.chown(u32::MAX, group.gid).map_err(|e| DaemonError::HandOver {
+            what: dir.display().to_string(),
+            user: format!("group {}", group.name),
+            source: e,
+        })?;
+        opened.chmod(0o2750).map_err(|e| failed("making group-readable", e))?;
+    }
+    if let Some(user) = run_as {
+        user.check_writable(dir)?;
+    }
+    Ok(())
+}
+
+/// Says at once whether the archive takes the credentials (a refusal is a warning: capture
+/// goes on, uploads are retried and counted), and starts the uploader.
+fn start_archive(
+    setup: ArchiveSetup,
+    ring_dir: &Path,
+    host: String,
+    pins: Arc<PinStore>,
+) -> Result<Arc<ArchiveCounters>, DaemonError> {
+    let archive = Arc::new(setup.archive);
+    match archive.check() {
+        Ok(()) => {
+            // Another machine's keys are never written: refused now, while someone watches.
+            upload::claim_host(&archive, &host)?;
+            eprintln!("ringcap: archiving pins to {} as host {host}", archive.target);
+        }
+        Err(error) => eprintln!("ringcap: warning: archive: {error}; capture goes on, uploads are retried"),
+    }
+    let counters = Arc::new(ArchiveCounters::default());
+    let config = UploadConfig {
+        archive,
+        host,
+        ring_dir: ring_dir.to_path_buf(),
+        pins,
+        ring_files: setup.ring_files,
+        rate: setup.rate,
+    };
+    upload::start(config, Arc::clone(&counters)).map_err(DaemonError::Uploader)?;
+    Ok(counters)
+}
