@@ -22,7 +22,7 @@ use crate::privileges::{PrivilegeError, User};
 use crate::records::XskStatistics;
 
 /// How packets travel from the kernel to ringcap (`--mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CaptureMode {
     /// Copy each packet into a BPF ring buffer; packets continue to the host as usual.
     #[default]
@@ -33,7 +33,7 @@ pub enum CaptureMode {
 }
 
 /// Where arriving packets are captured (`--ingress-hook`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IngressHook {
     /// XDP: in the driver, before the kernel builds an skb (fastest).
     #[default]

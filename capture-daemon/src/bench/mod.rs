@@ -101,7 +101,7 @@ impl FrameSize {
 }
 
 /// A way of capturing that the bench measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// ringcap through the BPF ring buffer (`--mode ring`).

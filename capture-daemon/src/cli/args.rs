@@ -16,6 +16,8 @@ use capture_daemon::session::{CaptureMode, CaptureOptions, IngressHook};
 use capture_daemon::storage::budget::DiskLimit;
 use clap::Args;
 
+use super::choices::choice;
+
 /// Kernel-side options shared by every capturing command.
 #[derive(Args, Clone)]
 pub(crate) struct KernelArgs {
@@ -35,15 +37,15 @@ pub(crate) struct KernelArgs {
           value_parser = clap::value_parser!(u32).range(4..=4 * 1024 * 1024))]
     pub(crate) buffer_kib: u32,
     /// XDP attach mode: auto tries native, then generic, and says which it got.
-    #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
+    #[arg(long, value_parser = choice::<XdpModeChoice>(), default_value = "auto")]
     pub(crate) xdp_mode: XdpModeChoice,
     /// Packets to capture: arriving (XDP), sent (TC egress), or both.
-    #[arg(long, value_enum, default_value_t = Direction::In)]
+    #[arg(long, value_parser = choice::<Direction>(), default_value = "in")]
     pub(crate) direction: Direction,
     /// How packets reach ringcap. `afxdp` redirects them into AF_XDP sockets: the fastest
     /// path, but packets then NEVER REACH THE HOST STACK. Use it only on dedicated mirror
     /// (SPAN/TAP) ports; ringcap refuses interfaces with an IP address unless --force.
-    #[arg(long, value_enum, default_value_t = CaptureMode::Ring)]
+    #[arg(long, value_parser = choice::<CaptureMode>(), default_value = "ring")]
     pub(crate) mode: CaptureMode,
     /// Capture with --mode afxdp even on an interface with an IP address, cutting the
     /// host off from the traffic arriving on it.
@@ -51,7 +53,7 @@ pub(crate) struct KernelArgs {
     pub(crate) force: bool,
     /// Where arriving packets are captured: XDP (in the driver), or TC ingress (after GRO,
     /// as the host stack sees them; works where XDP does not).
-    #[arg(long, value_enum, default_value_t = IngressHook::Xdp)]
+    #[arg(long, value_parser = choice::<IngressHook>(), default_value = "xdp")]
     pub(crate) ingress_hook: IngressHook,
     /// How long a packet may take from its time stamp to its CPU's ring or its queue's
     /// socket (milliseconds): packets are merged in time order, each written once nothing

@@ -11,6 +11,8 @@ use capture_daemon::filter::Filter;
 use capture_daemon::kernel::Direction;
 use capture_daemon::storage::budget::DiskLimit;
 use clap::Args;
+
+use super::choices::{choice, Choice};
 use ringcap_tools::testbed::TestBed;
 
 use super::args::{parse_disk_limit, parse_snaplen};
@@ -32,7 +34,7 @@ pub(crate) struct BenchArgs {
           default_value = "64,128,256,512,1024,1280,1518,imix")]
     sizes: Vec<FrameSize>,
     /// Capture modes to search: `ring` (BPF ring buffer), `afxdp` (AF_XDP sockets).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "ring,afxdp")]
+    #[arg(long, value_parser = choice::<Mode>(), value_delimiter = ',', default_value = "ring,afxdp")]
     modes: Vec<Mode>,
     /// Also search `tcpdump -w` with the same snap length and filter, as the peer.
     #[arg(long)]
@@ -79,7 +81,7 @@ pub(crate) struct BenchArgs {
     #[arg(short = 'B', long = "buffer-size", value_name = "KIB")]
     buffer_kib: Option<u32>,
     /// Directions to capture, as for `run`.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Direction>())]
     direction: Option<Direction>,
     /// With -i and afxdp: capture even though the interface has addresses (see `run --force`).
     #[arg(long)]
@@ -124,12 +126,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     push("--zstd-level", args.zstd_level.map(|l| l.to_string()));
     push("--compress-threads", args.compress_threads.map(|t| t.to_string()));
     push("-B", args.buffer_kib.map(|b| b.to_string()));
-    push(
-        "--direction",
-        args.direction.map(|d| {
-            clap::ValueEnum::to_possible_value(&d).expect("no skipped values").get_name().to_string()
-        }),
-    );
+    push("--direction", args.direction.map(|d| d.name().to_string()));
     if args.no_compress {
         run_options.push("--no-compress".into());
     }

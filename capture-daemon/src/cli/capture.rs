@@ -12,6 +12,8 @@ use capture_daemon::retrieve::out::Format;
 use capture_daemon::session::{run_capture, CaptureSummary};
 use clap::Args;
 
+use super::choices::choice;
+
 use super::args::{Checked, KernelArgs, StopArgs};
 
 #[derive(Args)]
@@ -24,7 +26,7 @@ pub(crate) struct CaptureArgs {
     #[arg(short = 'w', value_name = "FILE")]
     pub(crate) write: PathBuf,
     /// File format; pcapng (with each packet's direction) is the default for --direction both.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Format>())]
     pub(crate) format: Option<Format>,
 }
 

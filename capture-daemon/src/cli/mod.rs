@@ -2,6 +2,7 @@
 mod args;
 mod bench;
 mod capture;
+mod choices;
 mod doctor;
 mod pin;
 mod pull;

@@ -19,6 +19,8 @@ use capture_daemon::retrieve::{
 use capture_daemon::storage::budget::DiskLimit;
 use clap::Args;
 
+use super::choices::choice;
+
 use super::args::{parse_disk_limit, ArchiveArgs, WindowArgs};
 
 #[derive(Args)]
@@ -37,7 +39,7 @@ pub(crate) struct PullArgs {
     /// Output file; `-` (the default) streams to standard output.
     #[arg(short = 'w', value_name = "FILE", default_value = "-")]
     pub(crate) write: PathBuf,
-    #[arg(long, value_enum, default_value_t = Format::Pcap)]
+    #[arg(long, value_parser = choice::<Format>(), default_value = "pcap")]
     pub(crate) format: Format,
     /// Stop after this many packets.
     #[arg(long, value_name = "N")]

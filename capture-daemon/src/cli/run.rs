@@ -19,6 +19,8 @@ use capture_daemon::storage::ring::{RingConfig, StorageCounters};
 use capture_daemon::storage::Compression;
 use clap::Args;
 
+use super::choices::choice;
+
 use super::args::{
     api_token, parse_disk_limit, parse_file_count, parse_megabytes, ArchiveArgs, KernelArgs, StopArgs,
 };
@@ -82,7 +84,7 @@ pub(crate) struct RunArgs {
     pub(crate) frame_interval: f64,
     /// File format of the ring; pcapng (with each packet's interface and direction) is
     /// the default for several interfaces or --direction both.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Format>())]
     pub(crate) format: Option<Format>,
     /// Serve the HTTP API (/v1/pcap, /v1/files, /v1/stats, /metrics) on ADDR:PORT.
     #[arg(long, visible_alias = "metrics", value_name = "ADDR:PORT")]

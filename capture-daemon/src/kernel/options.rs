@@ -3,7 +3,7 @@
 use super::*;
 
 /// How the XDP program is attached (`--xdp-mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XdpModeChoice {
     /// Native, falling back to generic when the driver has no XDP support.
     Auto,
@@ -14,7 +14,7 @@ pub enum XdpModeChoice {
 }
 
 /// Which packets of an interface are captured (`--direction`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Direction {
     /// What arrives (XDP, or TC ingress with --ingress-hook tc).
     #[default]

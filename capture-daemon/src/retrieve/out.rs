@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use crate::pcap::{self, RecordRef};
 
 /// The file format of a pull.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Pcap,
     Pcapng,
