@@ -16,6 +16,7 @@
 
 mod direct;
 mod filter;
+mod packet;
 mod record;
 mod select;
 mod tcp;
@@ -30,7 +31,7 @@ use aya_ebpf::{
 };
 use capture_common::{Counter, RecordFlags, XskMeta, MAX_XSK_SOCKETS, PACKET_WINDOW};
 
-use record::PacketBytes;
+use packet::PacketBytes;
 
 /// Attached to an interface: records the packet, then lets it continue untouched.
 #[xdp]
@@ -61,22 +62,22 @@ pub fn ringcap_xsk(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn redirect_to_socket(ctx: &XdpContext) -> u32 {
     let packet = XdpPacket(ctx);
-    let Some(now) = record::selected(&packet, packet.len(), false) else {
+    let Some(now) = select::selected(&packet, packet.len(), false) else {
         return xdp_action::XDP_DROP;
     };
     stamp(ctx, now);
     // SAFETY: the value is a plain u32 that user space never removes while attached.
     let Some(first) = (unsafe { XSK_SLOTS.get(ctx.ingress_ifindex() as u32) }) else {
-        record::count(Counter::XskNoSocket);
+        packet::count(Counter::XskNoSocket);
         return xdp_action::XDP_DROP;
     };
     match XSKS.redirect(first + ctx.rx_queue_index(), u64::from(xdp_action::XDP_DROP)) {
         Ok(action) => {
-            record::count(Counter::Captured);
+            packet::count(Counter::Captured);
             action
         }
         Err(action) => {
-            record::count(Counter::XskNoSocket);
+            packet::count(Counter::XskNoSocket);
             action
         }
     }

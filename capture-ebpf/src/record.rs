@@ -4,13 +4,13 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     btf_maps::{ArrayOfMaps, RingBuf},
     helpers::{bpf_get_smp_processor_id, bpf_ringbuf_query},
-    macros::{btf_map, map},
-    maps::{HashMap, PerCpuArray},
+    macros::btf_map,
     Global,
 };
-use capture_common::{
-    Counter, RecordFlags, RecordHeader, MAX_CAPTURE_BYTES, MAX_CPUS, MAX_INTERFACES, MAX_SLOTS,
-};
+use capture_common::{Counter, RecordFlags, RecordHeader, MAX_CAPTURE_BYTES, MAX_CPUS};
+
+use crate::packet::{count, PacketBytes};
+use crate::select::selected;
 
 /// Bytes copied per packet, set by the loader (`-s SNAPLEN`).
 #[unsafe(no_mangle)]
@@ -28,67 +28,6 @@ static WAKEUP_BYTES: Global<u64> = Global::new(1 << 20);
 #[btf_map]
 static PACKET_RINGS: ArrayOfMaps<RingBuf<u8, 4096>, { MAX_CPUS as usize }> = ArrayOfMaps::new();
 
-/// Per-CPU counters: slot * COUNT + [`Counter`].
-#[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SLOTS * Counter::COUNT, 0);
-
-/// Interface index (`-i` order) by ifindex, filled by the loader.
-#[map]
-static INTERFACES: HashMap<u32, u32> = HashMap::with_max_entries(MAX_INTERFACES, 0);
-
-/// What this CPU knows of the packet it is working on: its slot, set when the packet
-/// comes in (every count and RTT sample of the packet lands in its interface's and
-/// direction's slot), and the last interface it looked up, with its index: a CPU mostly
-/// serves one interface, so the hash lookup is mostly skipped.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CpuSlot {
-    slot: u32,
-    /// ifindex + 1 of the cached lookup (0: none yet).
-    cached_ifindex: u32,
-    cached_interface: u32,
-}
-
-#[map]
-static SLOT: PerCpuArray<CpuSlot> = PerCpuArray::with_max_entries(1, 0);
-
-/// Sets the slot of the packet on `ifindex` going the way `egress` says.
-#[inline(always)]
-fn enter_slot(ifindex: u32, egress: bool) {
-    let Some(cpu) = SLOT.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU value, only this CPU uses it while the program runs.
-    let cpu = unsafe { &mut *cpu };
-    if cpu.cached_ifindex != ifindex.wrapping_add(1) {
-        // SAFETY: the value is a plain u32 the loader wrote before attaching (and never
-        // changes while attached, so the cache stays right).
-        cpu.cached_interface = unsafe { INTERFACES.get(ifindex) }.copied().unwrap_or(MAX_INTERFACES);
-        cpu.cached_ifindex = ifindex.wrapping_add(1);
-    }
-    cpu.slot = (cpu.cached_interface.min(MAX_INTERFACES) * 2 + u32::from(egress)) & (MAX_SLOTS - 1);
-}
-
-/// The slot of the packet this CPU is working on.
-#[inline(always)]
-pub fn current_slot() -> u32 {
-    SLOT.get(0).map_or(0, |cpu| cpu.slot) & (MAX_SLOTS - 1)
-}
-
-/// What a capture point must provide to have its packets recorded.
-pub trait PacketBytes {
-    /// Length of the packet on the wire.
-    fn len(&self) -> u32;
-    /// Interface the packet was seen on.
-    fn ifindex(&self) -> u32;
-    /// The part of the packet the program may read directly (`data..data_end`), what the
-    /// native filter reads.
-    fn direct(&self) -> (usize, usize);
-    /// Copies the first `len` bytes of the packet to `dst`; false on failure.
-    ///
-    /// # Safety
-    /// `dst` must be valid for `len` bytes.
-    unsafe fn load(&self, dst: *mut u8, len: u32) -> bool;
-}
-
 /// One ring buffer record: a header and a payload area of a power-of-two size class.
 /// The ring buffer needs a reservation size known to the verifier, so the size class
 /// is picked by branching on the length, each branch reserving a constant size.
@@ -96,45 +35,6 @@ pub trait PacketBytes {
 struct Slot<const N: usize> {
     header: RecordHeader,
     data: [u8; N],
-}
-
-#[inline(always)]
-pub fn count(counter: Counter) {
-    count_by(counter, 1);
-}
-
-/// Adds to a per-CPU counter.
-#[inline(always)]
-pub fn count_by(counter: Counter, by: u64) {
-    count_raw(counter as u32, by);
-}
-
-/// Adds to the per-CPU counter of index `counter` in the current packet's slot.
-#[inline(always)]
-pub fn count_raw(counter: u32, by: u64) {
-    if counter >= Counter::COUNT {
-        return;
-    }
-    if let Some(value) = COUNTERS.get_ptr_mut(current_slot() * Counter::COUNT + counter) {
-        // SAFETY: per-CPU value, only this CPU writes it while the program runs.
-        unsafe { *value += by };
-    }
-}
-
-/// Counts the packet as seen and decides whether it is recorded; returns the time to
-/// record it with, or counts a packet left out by the reason. `egress`: the packet is
-/// leaving (its counts' slot).
-#[inline(always)]
-pub fn selected<P: PacketBytes>(packet: &P, wire_len: u32, egress: bool) -> Option<u64> {
-    enter_slot(packet.ifindex(), egress);
-    count(Counter::Seen);
-    match crate::select::select(packet, wire_len) {
-        Ok(stamp) => Some(stamp),
-        Err(left_out) => {
-            count(left_out);
-            None
-        }
-    }
 }
 
 /// Records the packet (up to SNAPLEN bytes) if it is selected, and counts the outcome.

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use capture_common::{flow::flow_hash, CaptureConfig, Counter, InFlight, MAX_CPUS};
 
 use crate::direct::Direct;
-use crate::record::PacketBytes;
+use crate::packet::{count, enter_slot, PacketBytes};
 
 /// Non-zero when the loader spliced a filter into `filter::packet_filter`. A read-only
 /// global: the verifier knows its value and removes the call when there is no filter.
@@ -119,5 +119,21 @@ fn take_token(rate: u64, now: u64) -> bool {
         true
     } else {
         false
+    }
+}
+
+/// Counts the packet as seen and decides whether it is recorded; returns the time to
+/// record it with, or counts a packet left out by the reason. `egress`: the packet is
+/// leaving (its counts' slot).
+#[inline(always)]
+pub fn selected<P: PacketBytes>(packet: &P, wire_len: u32, egress: bool) -> Option<u64> {
+    enter_slot(packet.ifindex(), egress);
+    count(Counter::Seen);
+    match select(packet, wire_len) {
+        Ok(stamp) => Some(stamp),
+        Err(left_out) => {
+            count(left_out);
+            None
+        }
     }
 }

@@ -19,7 +19,7 @@ use capture_common::{
 };
 
 use crate::direct::Direct;
-use crate::record::{count_by, count_raw, PacketBytes};
+use crate::packet::{count_by, count_raw, current_slot, PacketBytes};
 
 /// Analysis state by connection (both directions share a key); sized by the loader.
 #[map]
@@ -168,7 +168,7 @@ fn record_rtt(kind: u32, ns: u64) {
         _ => Counter::TcpRttDataNs,
     };
     count_by(sum, ns);
-    let histogram = crate::record::current_slot() * RTT_KINDS + (kind & (RTT_KINDS - 1));
+    let histogram = current_slot() * RTT_KINDS + (kind & (RTT_KINDS - 1));
     let index = (histogram * RTT_BUCKETS + tcp::rtt_bucket(ns)) & (MAX_SLOTS * RTT_KINDS * RTT_BUCKETS - 1);
     if let Some(bucket) = RTT.get_ptr_mut(index) {
         // SAFETY: a live map value shared by all CPUs, updated atomically (BPF_ATOMIC add;
