@@ -1,9 +1,12 @@
 //! ringcap: an always-on packet capture appliance (a network flight recorder).
 //!
 //! Data flows one way: the kernel programs ([`kernel`]) fill per-CPU ring buffers or
-//! AF_XDP sockets ([`xsk`]); the [`capture`] reader merges their records in time order,
-//! in place, into pcap batches stamped with wall-clock time ([`clock`]), one copy per
-//! packet; and sinks ([`output`], [`storage`]) write them; [`retrieve`] reads them back.
+//! AF_XDP sockets ([`capture::xsk`]); the [`capture`] reader merges their records in time
+//! order, in place, into pcap batches stamped with wall-clock time ([`capture::clock`]),
+//! one copy per packet; a [`session`] runs it and the sinks ([`output`], the ring writer
+//! of [`storage`]) write them; [`health`] keeps the TCP health the programs measure.
+//! Files -> index -> [`retrieve`]; the ring -> [`pins`] -> [`archive`]. [`daemon`]
+//! assembles `ringcap run`; [`records`] defines what ringcap writes for itself and reads back.
 pub mod api;
 pub mod archive;
 pub mod bench;

@@ -42,7 +42,7 @@ use crate::pcap::DEFAULT_SNAPLEN;
 use crate::pins::{PinError, PinRequest, PinStore};
 use crate::retrieve::out::{Format, Stream};
 use crate::retrieve::pull::{pull, PullLimits};
-use crate::retrieve::window::Window;
+use crate::retrieve::window::{Window, WindowError};
 use crate::storage::ring::StorageCounters;
 use crate::timefmt::{unix_now, unix_now_ns};
 use json::{files_json, stats_json};
@@ -320,6 +320,25 @@ impl Write for BodyWriter {
 
 type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
+/// Why a request is refused with 400; the message is the response's body.
+#[derive(Debug, thiserror::Error)]
+enum BadRequest {
+    #[error("the query string is not valid UTF-8 form encoding")]
+    NotForm,
+    #[error("unknown parameter {0:?}: use {1}")]
+    UnknownParameter(String, String),
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    #[error("the window is longer than this server's limit of {0} s (--http-max-window)")]
+    TooLong(u64),
+}
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        text(StatusCode::BAD_REQUEST, &self.to_string())
+    }
+}
+
 /// A request's query parameters, each one of `known`, and the window they name.
 struct WindowQuery {
     params: Vec<(String, String)>,
@@ -328,12 +347,12 @@ struct WindowQuery {
 
 impl WindowQuery {
     /// The parameters and window of `query`; or why not (the body of a 400).
-    fn parse(query: QueryParams, known: &[&str]) -> Result<Self, String> {
+    fn parse(query: QueryParams, known: &[&str]) -> Result<Self, BadRequest> {
         let Ok(Query(params)) = query else {
-            return Err("the query string is not valid UTF-8 form encoding".into());
+            return Err(BadRequest::NotForm);
         };
         if let Some((key, _)) = params.iter().find(|(key, _)| !known.contains(&key.as_str())) {
-            return Err(format!("unknown parameter {key:?}: use {}", known.join(", ")));
+            return Err(BadRequest::UnknownParameter(key.clone(), known.join(", ")));
         }
         let get = |name: &str| lookup(&params, name);
         let window = Window::from_args(get("last"), get("since"), get("until"), unix_now())?;
@@ -352,13 +371,13 @@ fn lookup<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Response {
     let query = match WindowQuery::parse(query, &["last", "since", "until", "filter", "format"]) {
         Ok(parsed) => parsed,
-        Err(message) => return text(StatusCode::BAD_REQUEST, &message),
+        Err(refused) => return refused.into_response(),
     };
     let (window, get) = (query.window, |name: &str| query.get(name));
     let bad = |message: &str| text(StatusCode::BAD_REQUEST, message);
     let limits = context.config.limits;
     if let Err(message) = within_max_window(window, limits) {
-        return bad(&message);
+        return message.into_response();
     }
     let filter = match Filter::compile(get("filter").unwrap_or_default()) {
         Ok(f) => f,
@@ -429,14 +448,11 @@ async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Respon
 
 /// Refuses a window longer than `--http-max-window` (a `last` window ends a nanosecond
 /// past now, so that a packet stamped now is in: that nanosecond is not held against it).
-fn within_max_window(window: Window, limits: ApiLimits) -> Result<(), String> {
+fn within_max_window(window: Window, limits: ApiLimits) -> Result<(), BadRequest> {
     let end = window.until_ns.min(unix_now_ns() + 1);
     let length = end.saturating_sub(window.since_ns).saturating_sub(1);
     if u128::from(length) > limits.max_window.as_nanos() {
-        return Err(format!(
-            "the window is longer than this server's limit of {} s (--http-max-window)",
-            limits.max_window.as_secs()
-        ));
+        return Err(BadRequest::TooLong(limits.max_window.as_secs()));
     }
     Ok(())
 }
@@ -475,10 +491,10 @@ async fn show_pin(State(context): State<Arc<Context>>, Path(name): Path<String>)
 async fn create_pin(State(context): State<Arc<Context>>, query: QueryParams) -> Response {
     let query = match WindowQuery::parse(query, &["last", "since", "until", "filter", "name"]) {
         Ok(parsed) => parsed,
-        Err(message) => return text(StatusCode::BAD_REQUEST, &message),
+        Err(refused) => return refused.into_response(),
     };
     if let Err(message) = within_max_window(query.window, context.config.limits) {
-        return text(StatusCode::BAD_REQUEST, &message);
+        return message.into_response();
     }
     let request = PinRequest {
         name: query.get("name").map(str::to_string),

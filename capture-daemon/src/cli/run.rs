@@ -229,7 +229,7 @@ fn http_token(args: &RunArgs, addr: std::net::SocketAddr) -> anyhow::Result<Opti
 /// What one API request may ask for, checked before anything is created.
 fn api_limits(args: &RunArgs) -> anyhow::Result<ApiLimits> {
     Ok(ApiLimits {
-        max_window: parse_duration(&args.http_max_window).map_err(anyhow::Error::msg)?,
+        max_window: parse_duration(&args.http_max_window)?,
         max_packets: args.http_max_packets,
         max_bytes: match args.http_max_bytes {
             DiskLimit::Bytes(b) => b,

@@ -30,16 +30,14 @@ pub(super) fn open_pins_dir(ring_dir: &Path) -> std::io::Result<Dir> {
 }
 
 /// A pin's manifest.
-pub fn read_manifest(pin_dir: &Path) -> Result<PinManifest, String> {
-    let bytes =
-        nofollow::read_bounded(&pin_dir.join(PIN_MANIFEST), MAX_RECORD_BYTES).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+pub fn read_manifest(pin_dir: &Path) -> std::io::Result<PinManifest> {
+    Ok(serde_json::from_slice(&nofollow::read_bounded(&pin_dir.join(PIN_MANIFEST), MAX_RECORD_BYTES)?)?)
 }
 
-/// A record of a pin's directory (its manifest, its archive record).
-pub(super) fn read_record<T: serde::de::DeserializeOwned>(pin: &Dir, name: &str) -> Result<T, String> {
-    let bytes = pin.read_bounded(name, MAX_RECORD_BYTES).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+/// A record of a pin's directory (its manifest, its archive record); one that does not
+/// parse is `InvalidData`.
+pub(super) fn read_record<T: serde::de::DeserializeOwned>(pin: &Dir, name: &str) -> std::io::Result<T> {
+    Ok(serde_json::from_slice(&pin.read_bounded(name, MAX_RECORD_BYTES)?)?)
 }
 
 /// The file of a pin's [`ArchiveRecord`].

@@ -38,10 +38,19 @@ fn sidecar_text(path: &Path, limit: u64) -> String {
     }
 }
 
+/// Why a window has no statistics.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("no statistics snapshot in the ring yet (the daemon stores one a frame interval)")]
+    NoSnapshot,
+    #[error(transparent)]
+    Ring(#[from] std::io::Error),
+}
+
 /// Every snapshot stored beside the ring's files, oldest first.
-fn snapshots(dir: &Path) -> Result<Vec<StatsSnapshot>, String> {
+fn snapshots(dir: &Path) -> Result<Vec<StatsSnapshot>, StatsError> {
     let mut all = Vec::new();
-    for data in ring_files(dir).map_err(|e| e.to_string())? {
+    for data in ring_files(dir)? {
         let periodic = sidecar_text(&snapshots_path(&data), MAX_SNAPSHOTS_BYTES);
         // A line cut by a crash is not a snapshot: it is skipped.
         all.extend(periodic.lines().filter_map(|line| serde_json::from_str::<StatsSnapshot>(line).ok()));
@@ -54,12 +63,12 @@ fn snapshots(dir: &Path) -> Result<Vec<StatsSnapshot>, String> {
 }
 
 /// The statistics of `window`, or why they cannot be given.
-pub fn window_stats(dir: &Path, window: Window) -> Result<Value, String> {
+pub fn window_stats(dir: &Path, window: Window) -> Result<Value, StatsError> {
     let all = snapshots(dir)?;
     // The first snapshot at or after the window's end (the latest one if the window
     // reaches into what is still being written)...
     let Some(end) = all.iter().find(|s| s.time_ns >= window.until_ns).or(all.last()) else {
-        return Err("no statistics snapshot in the ring yet (the daemon stores one a frame interval)".into());
+        return Err(StatsError::NoSnapshot);
     };
     if end.time_ns < window.since_ns {
         return Ok(json!({ "note": "no statistics after the window's start yet" }));

@@ -5,6 +5,23 @@ use std::time::Duration;
 
 use time::{Date, Month};
 
+/// Why a window or a time cannot be read; each message says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("use either --last or --since, not both")]
+    LastAndSince,
+    #[error("say which packets: --last DURATION or --since TIME")]
+    NoWindow,
+    #[error("--until goes with --since, not --last")]
+    UntilWithLast,
+    #[error("the window is empty: --until must be after --since")]
+    Empty,
+    #[error("{0:?} is not a duration: use 90s, 10m, 2h, 1d or combinations like 1h30m")]
+    BadDuration(String),
+    #[error("{0:?} is not a time: use RFC 3339 (2026-11-24T10:15:00Z) or HH:MM[:SS] (UTC, today)")]
+    BadTime(String),
+}
+
 /// Nanoseconds since the epoch, `since` inclusive, `until` exclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -27,14 +44,14 @@ impl Window {
         since: Option<&str>,
         until: Option<&str>,
         now: Duration,
-    ) -> Result<Window, String> {
+    ) -> Result<Window, WindowError> {
         let now_ns = now.as_nanos() as u64;
         let window = match (last, since) {
-            (Some(_), Some(_)) => return Err("use either --last or --since, not both".into()),
-            (None, None) => return Err("say which packets: --last DURATION or --since TIME".into()),
+            (Some(_), Some(_)) => return Err(WindowError::LastAndSince),
+            (None, None) => return Err(WindowError::NoWindow),
             (Some(last), None) => {
                 if until.is_some() {
-                    return Err("--until goes with --since, not --last".into());
+                    return Err(WindowError::UntilWithLast);
                 }
                 let span = parse_duration(last)?;
                 // A hair past now, so a packet stamped this very nanosecond is in.
@@ -47,15 +64,15 @@ impl Window {
             },
         };
         if window.until_ns <= window.since_ns {
-            return Err("the window is empty: --until must be after --since".into());
+            return Err(WindowError::Empty);
         }
         Ok(window)
     }
 }
 
 /// `90s`, `10m`, `2h`, `1d`, `500ms`, `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration: use 90s, 10m, 2h, 1d or combinations like 1h30m");
+pub fn parse_duration(text: &str) -> Result<Duration, WindowError> {
+    let bad = || WindowError::BadDuration(text.to_string());
     let mut total = Duration::ZERO;
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -82,9 +99,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// RFC 3339 (`2026-11-24T10:15:00Z`, `2026-11-24 10:15:00.5+01:00`) or `HH:MM[:SS]` today, UTC.
-pub fn parse_time(text: &str, now: Duration) -> Result<u64, String> {
-    let bad =
-        || format!("{text:?} is not a time: use RFC 3339 (2026-11-24T10:15:00Z) or HH:MM[:SS] (UTC, today)");
+pub fn parse_time(text: &str, now: Duration) -> Result<u64, WindowError> {
+    let bad = || WindowError::BadTime(text.to_string());
     let text = text.trim();
     let (date_days, clock) = match text.split_once(['T', 't', ' ']) {
         Some((date, clock)) => {
