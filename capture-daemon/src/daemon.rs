@@ -106,8 +106,10 @@ pub fn run(
     let snapshots = Arc::clone(&live);
     ring.snapshot = Some(SnapshotSource(Arc::new(move || snapshots.snapshot(started))));
     ring.pinned_bytes = Some(Arc::clone(&pinned));
-    // The budget against the filesystem the ring will be on, read where the directory (or
-    // its nearest existing parent) is: a refused start makes nothing.
+    // The API's address first, then the budget against the filesystem the ring will be on,
+    // read where the directory (or its nearest existing parent) is: a refused start makes
+    // nothing.
+    let listener = api.as_ref().map(api::bind).transpose()?;
     let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
     let space =
         fs_space(existing).map_err(|source| DaemonError::Space { path: existing.to_path_buf(), source })?;
@@ -152,7 +154,8 @@ pub fn run(
             names.join(", ")
         );
     }
-    if let Some(config) = api {
+    if let (Some(config), Some(listener)) = (api, listener) {
+        let bound = listener.addr;
         let sources = Sources {
             live,
             storage: Arc::clone(&counters),
@@ -160,7 +163,7 @@ pub fn run(
             archive: archive_counters,
             api: Arc::default(),
         };
-        let bound = api::serve(config, sources)?;
+        api::serve(listener, config, sources);
         eprintln!(
             "ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /v1/pins, /metrics)"
         );
@@ -178,11 +181,19 @@ fn prepare_dir(
     run_as: Option<&crate::privileges::User>,
 ) -> Result<(), DaemonError> {
     let failed = |what, source| DaemonError::Dir { what, path: dir.to_path_buf(), source };
+    if let Some(user) = run_as {
+        // Before anything is made: the user must get through the directories that exist.
+        user.check_reachable(dir)?;
+    }
     // SAFETY: umask(2) cannot fail.
     unsafe { libc::umask(if group.is_some() { 0o027 } else { 0o077 }) };
     if !dir.exists() {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StorageError::Dir { dir: dir.to_path_buf(), source })?;
+        if let (Some(parent), Some(_)) = (dir.parent(), run_as) {
+            // Parents made for the ring are searchable, so the daemon's user gets through
+            // them (the ring's own directory stays private).
+            make_searchable_parents(parent).map_err(|e| failed("making the parents of", e))?;
+        }
+        std::fs::create_dir_all(dir).map_err(|error| StorageError::Dir { dir: dir.to_path_buf(), error })?;
         let opened = Dir::open(dir).map_err(|e| failed("opening", e))?;
         opened.chmod(0o700).map_err(|e| failed("making private", e))?;
         if let Some(user) = run_as {
@@ -232,4 +243,21 @@ fn start_archive(
     };
     upload::start(config, Arc::clone(&counters)).map_err(DaemonError::Uploader)?;
     Ok(counters)
+}
+
+/// Makes the missing directories of `path` (`mkdir -p`), each 0755.
+fn make_searchable_parents(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.as_os_str().is_empty() || path.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        make_searchable_parents(parent)?;
+    }
+    match std::fs::create_dir(path) {
+        // Only a directory made here is opened up.
+        Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }

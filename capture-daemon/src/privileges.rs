@@ -18,6 +18,11 @@ pub enum PrivilegeError {
     NoSuchGroup(String),
     #[error("-Z {user}: {dir} is not writable by {user}; chown {user} {dir}, or pick another --dir")]
     DirNotWritable { user: String, dir: String },
+    #[error(
+        "-Z {user}: {user} cannot reach {dir}: it may not enter {ancestor}; give it search permission \
+         (chmod o+x {ancestor}) or pick another --dir"
+    )]
+    DirNotReachable { user: String, dir: String, ancestor: String },
     #[error("-Z {user}: dropping privileges failed at {step}: {source}")]
     Drop {
         user: String,
@@ -86,19 +91,40 @@ impl User {
         let refused =
             || PrivilegeError::DirNotWritable { user: self.name.clone(), dir: dir.display().to_string() };
         let meta = std::fs::metadata(dir).map_err(|_| refused())?;
-        let mode = meta.mode();
-        let writable = if meta.uid() == self.uid {
-            mode & 0o300 == 0o300
-        } else if meta.gid() == self.gid {
-            mode & 0o030 == 0o030
-        } else {
-            mode & 0o003 == 0o003
-        };
-        if writable {
-            Ok(())
-        } else {
-            Err(refused())
+        if !self.may(&meta, 0o3) {
+            return Err(refused());
         }
+        self.check_reachable(dir)
+    }
+
+    /// Refuses `path` if the user could not get to it: every directory above it, as far as
+    /// they exist, must let the user search it.
+    pub fn check_reachable(&self, path: &Path) -> Result<(), PrivilegeError> {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        for ancestor in absolute.ancestors().skip(1) {
+            let Ok(meta) = std::fs::metadata(ancestor) else { continue };
+            if !self.may(&meta, 0o1) {
+                return Err(PrivilegeError::DirNotReachable {
+                    user: self.name.clone(),
+                    dir: path.display().to_string(),
+                    ancestor: ancestor.display().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the user, with its own group only (as after [`Self::become_it`]), has the
+    /// permission bits `want` (`0o4` read, `0o2` write, `0o1` search) on a file.
+    fn may(&self, meta: &std::fs::Metadata, want: u32) -> bool {
+        let shift = if meta.uid() == self.uid {
+            6
+        } else if meta.gid() == self.gid {
+            3
+        } else {
+            0
+        };
+        (meta.mode() >> shift) & want == want
     }
 
     /// Becomes the user for good: no supplementary groups, the user's group and user id

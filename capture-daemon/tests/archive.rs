@@ -506,16 +506,33 @@ fn the_ring_shrinks_for_pinned_bytes_and_the_pin_survives() {
     let partial = daemon.dir.join("pins/.crashed.partial");
     std::fs::create_dir_all(&partial).unwrap();
     std::fs::write(partial.join("crashed-0.pcap"), vec![0u8; 4096]).unwrap();
+    // A pin whose manifest no longer reads: listed without it, with a warning, its bytes
+    // counted, and unpinned like any other. (Before, it vanished from the list unsaid.)
+    let garbled = daemon.dir.join("pins/garbled");
+    std::fs::create_dir_all(&garbled).unwrap();
+    std::fs::write(garbled.join("garbled.pcap"), vec![0u8; 1000]).unwrap();
+    std::fs::write(garbled.join("manifest.json"), b"{ not a manifest").unwrap();
+    let garbled_bytes = tree_bytes(&garbled);
     let ring =
         daemon.start(&bed, &["--no-compress", "-C", "0.25", "--frame-bytes", "65536", "--max-disk", "2M"]);
     assert!(!partial.exists(), "the partial copy is removed at start");
+    let warned = ring.stderr.iter().any(|l| l.contains("pin garbled: its manifest.json cannot be read"));
+    assert!(warned, "{:?}", ring.stderr);
     let listed = get(&bed, &daemon.addr, "/v1/pins", Some(TOKEN));
     let listed: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
     let names: Vec<&str> =
         listed["pins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["kept"], "{listed}");
-    assert_eq!(listed["pins"][0]["state"], "pinned");
-    assert_eq!(daemon.metric(&bed, "ringcap_pinned_bytes"), pinned, "the same pin, the same bytes");
+    assert_eq!(names, ["garbled", "kept"], "{listed}");
+    assert_eq!(
+        (&listed["pins"][0]["state"], &listed["pins"][0]["manifest"]),
+        (&"pinned".into(), &serde_json::Value::Null)
+    );
+    assert_eq!(listed["pins"][1]["state"], "pinned");
+    let both = pinned + garbled_bytes;
+    assert_eq!(daemon.metric(&bed, "ringcap_pinned_bytes"), both, "the same pins, the same bytes");
+    common::api_client(&bed, &daemon.addr, &daemon.token, &["unpin", "garbled"]).succeed();
+    assert!(!garbled.exists(), "unpinned");
+    assert_eq!(daemon.metric(&bed, "ringcap_pinned_bytes"), pinned);
     stop(ring);
 }
 

@@ -449,6 +449,15 @@ fn bad_ring_settings_give_clear_errors() {
     let bed = bed();
     let dir = scratch("bad");
     let d = dir.to_str().unwrap();
+    // An API address that cannot be bound refuses the start before the ring is made (before,
+    // the directory and its pins were made first), saying the system's reason once.
+    let token = common::token_file("t0ken");
+    let args = ["run", "-i", RX_IF, "--dir", d, "--http", "10.255.0.1:9", "--http-token-file"];
+    let refused = bed.rx(RINGCAP).args(args).arg(&token).output_within_deadline();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("cannot listen on 10.255.0.1:9"), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+    assert!(!dir.exists(), "nothing was made");
     expect_failure(&bed, &["--dir", "/proc/ringcap"], "cannot use /proc/ringcap for the capture ring");
     expect_failure(&bed, &["--dir", d, "--name", "a/%Y"], "without '/'");
     expect_failure(&bed, &["--dir", d, "--name", "x%Q"], "%Q is not supported");
@@ -888,10 +897,21 @@ fn run_drops_to_an_unprivileged_user_and_captures_every_packet() {
         assert_eq!(owner, nobody.uid, "{} belongs to uid {owner}", entry.path().display());
     }
     assert_exact(&packets_of(&files), 0..600);
+    // A new ring under parents that do not exist yet: they are made searchable, so that
+    // nobody gets through them; the ring itself is private and nobody's.
+    let nested = scratch("user-new").join("a/b/ring");
+    let ring = start_run(&bed, &nested, "-G 0 -Z nobody");
+    send_and_stop(&bed, ring, (0..50).map(known_frame).collect());
+    assert_exact(&packets_of(&data_files(&nested)), 0..50);
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().mode() & 0o7777;
+    assert_eq!((mode(nested.parent().unwrap()), mode(&nested)), (0o755, 0o700));
+    assert_eq!(std::fs::metadata(&nested).unwrap().uid(), nobody.uid);
 }
 
 #[test]
 fn a_user_that_cannot_run_the_ring_is_refused_before_anything_is_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let nobody = capture_daemon::privileges::User::lookup("nobody").unwrap();
     let bed = bed();
     let dir = scratch("user-refused");
     std::fs::create_dir_all(&dir).unwrap();
@@ -899,6 +919,18 @@ fn a_user_that_cannot_run_the_ring_is_refused_before_anything_is_loaded() {
     expect_failure(&bed, &["--dir", d, "-Z", "no-such-user-ringcap"], "no such user");
     expect_failure(&bed, &["--dir", d, "-Z", "nobody"], "is not writable by nobody");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing was created");
+    // A ring nobody could write, behind a directory it may not enter (before, the start
+    // went on and every packet was lost to write errors): refused, nothing made.
+    let locked = scratch("user-locked");
+    std::fs::create_dir_all(locked.join("ring")).unwrap();
+    std::os::unix::fs::chown(locked.join("ring"), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for ring in [locked.join("ring"), locked.join("new/ring")] {
+        let message =
+            format!("nobody cannot reach {}: it may not enter {}", ring.display(), locked.display());
+        expect_failure(&bed, &["--dir", ring.to_str().unwrap(), "-Z", "nobody"], &message);
+    }
+    assert!(!locked.join("new").exists(), "nothing was made");
 }
 
 /// What systemd's `User=` and `AmbientCapabilities=` of the shipped unit give the daemon

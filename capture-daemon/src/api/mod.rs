@@ -73,7 +73,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ApiError {
     #[error("--http-no-auth would let anyone who reaches {0} pull all traffic: it is allowed on loopback addresses only")]
     NoAuthOffLoopback(SocketAddr),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
@@ -126,8 +126,15 @@ struct Context {
     pulls: Arc<tokio::sync::Semaphore>,
 }
 
-/// Binds now (so a bad address fails before capture starts) and serves on a thread.
-pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError> {
+/// The API's socket, bound and listening: taken before anything else is made, so a bad
+/// or busy address refuses the start and leaves nothing behind.
+pub struct Listener {
+    listener: StdListener,
+    pub addr: SocketAddr,
+}
+
+/// Binds `config`'s address (refused off loopback without a token).
+pub fn bind(config: &ApiConfig) -> Result<Listener, ApiError> {
     if !config.addr.ip().is_loopback() && config.token.is_none() {
         return Err(ApiError::NoAuthOffLoopback(config.addr));
     }
@@ -142,6 +149,12 @@ pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError
     }
     listener.set_nonblocking(true).map_err(|source| ApiError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| ApiError::Bind { addr, source })?;
+    Ok(Listener { listener, addr: bound })
+}
+
+/// Serves the API on `listener`, on a thread of its own.
+pub fn serve(listener: Listener, config: ApiConfig, sources: Sources) {
+    let Listener { listener, .. } = listener;
     let context =
         Arc::new(Context { config, sources, pulls: Arc::new(tokio::sync::Semaphore::new(MAX_PULLS)) });
     raise_open_files_limit();
@@ -153,7 +166,6 @@ pub fn serve(config: ApiConfig, sources: Sources) -> Result<SocketAddr, ApiError
             runtime.block_on(accept_loop(listener, context));
         })
         .expect("spawning a thread");
-    Ok(bound)
 }
 
 /// Lets the process hold [`MAX_CONNECTIONS`] sockets beside its own files: the soft limit

@@ -28,7 +28,6 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::capture::ringbuf::PacketRing;
 use crate::pcap::{self, PacketDirection};
 use crate::records::ReaderTotals;
-use crate::timefmt::unix_now;
 
 /// Pcap records of consecutive packets, in time order: a frame of the file to come.
 #[derive(Clone, Debug)]
@@ -293,8 +292,8 @@ impl Reader {
         let mut unseen_from: Vec<u64> = vec![0; self.sources.len()];
         let mut taken_total = 0u64;
         let mut rotate_pending = false;
-        let mut period_announced =
-            self.config.batch_period.map_or(0, |seconds| period_of(unix_now(), seconds));
+        // The first period is announced at once: the writer may have opened in the one before.
+        let mut period_announced = None;
         loop {
             let stopping = self.control.drain_and_stop.load(Ordering::Acquire);
             if clock_sampled.elapsed() >= Duration::from_secs(1) {
@@ -355,11 +354,12 @@ impl Reader {
                 // The earliest time a record still to be read can have.
                 let unread = heads.iter().zip(&unseen_from).map(|(head, &from)| head.unwrap_or(from)).min();
                 let period = unread.map_or(0, |ns| period_of(clock.to_unix(ns), seconds));
-                if period > period_announced {
+                // Announced when it changes: forward as time goes, back when the clock is set back.
+                if period_announced != Some(period) {
                     self.send(batch.take());
                     // Tried again on the next round while the queue is full.
                     if self.output.try_send(Delivery::PeriodStarted(period)).is_ok() {
-                        period_announced = period;
+                        period_announced = Some(period);
                     }
                 }
             }

@@ -234,14 +234,25 @@ impl PinStore {
                 continue;
             }
             let Ok(pin) = pins_dir.child(&name) else { continue };
-            let Ok(manifest) = read_record::<PinManifest>(&pin, PIN_MANIFEST) else { continue };
+            let manifest = match read_record::<PinManifest>(&pin, PIN_MANIFEST) {
+                Ok(manifest) => Some(manifest),
+                // No manifest: not a pin (a crash before the rename leaves `.NAME.partial`).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    eprintln!(
+                        "ringcap: warning: pin {name}: its {PIN_MANIFEST} cannot be read ({e}): listed without \
+                         it and never uploaded; unpin it to remove what ringcap wrote there"
+                    );
+                    None
+                }
+            };
             let archive = read_record::<ArchiveRecord>(&pin, ARCHIVED_RECORD).ok().map(|r| r.location);
             if archive.is_some() {
                 // Archived: a release cut by a crash is finished.
                 release_local_copy(&pin)?;
             }
             let state = if archive.is_some() { PinState::Archived } else { PinState::Pinned };
-            let mut info = PinInfo::new(&name, state, pin.files_bytes(), Some(manifest));
+            let mut info = PinInfo::new(&name, state, pin.files_bytes(), manifest);
             info.archive = archive;
             pins.insert(name, info);
         }

@@ -22,12 +22,8 @@ use std::path::PathBuf;
 pub enum StorageError {
     #[error("bad file name template {template:?}: {why}")]
     BadTemplate { template: String, why: String },
-    #[error("cannot use {dir} for the capture ring: {source}; create it or pick a writable --dir")]
-    Dir {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot use {dir} for the capture ring: {error}; create it or pick a writable --dir")]
+    Dir { dir: PathBuf, error: std::io::Error },
     #[error("another ringcap run is writing {dir}: stop it, or give this one another --dir")]
     Busy { dir: PathBuf },
     #[error("{0}")]

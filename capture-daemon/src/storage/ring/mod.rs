@@ -186,7 +186,7 @@ impl RingWriter {
     /// limits enforced) by the first write or tick, once capture is up.
     pub fn open(config: RingConfig, counters: Arc<StorageCounters>) -> Result<Self, StorageError> {
         let dir = config.dir.clone();
-        let dir_error = |source| StorageError::Dir { dir: dir.clone(), source };
+        let dir_error = |error| StorageError::Dir { dir: dir.clone(), error };
         std::fs::create_dir_all(&config.dir).map_err(dir_error)?;
         let lock = DirLock::acquire(&config.dir).map_err(|source| match source.kind() {
             io::ErrorKind::WouldBlock => StorageError::Busy { dir: dir.clone() },
@@ -379,10 +379,13 @@ impl RingWriter {
         Ok(())
     }
 
-    /// Moves on to -G period `period` if it is later than the one being written: its file
-    /// is named for the period's start. (Without -G every period is 0.)
+    /// Moves on to -G period `period` if it is later than the one being written, or more
+    /// than one period earlier (the clock was set back: the files follow it); its file is
+    /// named for the period's start. A batch of the period just before is late (counted by
+    /// the reader) and goes into the file being written. (Without -G every period is 0.)
     fn enter_period(&mut self, period: u64) {
-        if period > self.period {
+        let set_back = period.saturating_add(1) < self.period;
+        if period > self.period || set_back {
             self.period = period;
             let seconds = self.config.rotate_every.map_or(0, |g| g.as_secs().max(1));
             self.rotate_named_counting_errors(Duration::from_secs(period * seconds));

@@ -225,3 +225,42 @@ fn a_removed_ring_directory_stops_the_writer_with_the_way_out() {
     assert_eq!(counters.packets_lost.load(Ordering::Relaxed), 3, "the frame on its way is counted");
     assert!(ring.tick().is_err());
 }
+
+/// -G: a batch of a later period starts its file, named for the period's start; a late
+/// batch of the period before joins the file being written; a batch further back (the
+/// clock was set back) starts a file of its own period.
+#[test]
+fn periods_start_files_late_batches_join_and_a_clock_set_back_is_followed() {
+    let dir = scratch("periods");
+    let config = RingConfig { rotate_every: Some(Duration::from_secs(1)), ..config(&dir, Compression::None) };
+    let mut ring = RingWriter::open(config, Arc::default()).unwrap();
+    let second = 1_000_000_000u64;
+    for times in [&[100 * second + 5][..], &[101 * second + 2], &[100 * second + 9], &[50 * second]] {
+        ring.write(&mut batch(times)).unwrap();
+    }
+    ring.period_started(51).unwrap();
+    ring.finish().unwrap();
+    // Each file: its name, packets and the time range they span.
+    type Stored = (String, u64, Option<(u64, u64)>);
+    let mut files: Vec<Stored> = crate::storage::manifest::ring_files(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|path| {
+            let file = DataFile::open(&path).unwrap();
+            let packets = file.frames.iter().map(|f| u64::from(f.packets)).sum();
+            (path.file_name().unwrap().to_str().unwrap().to_string(), packets, file.time_range())
+        })
+        .collect();
+    files.sort();
+    let s = second;
+    assert_eq!(
+        files,
+        vec![
+            ("t-100.pcap".to_string(), 1, Some((100 * s + 5, 100 * s + 5))),
+            ("t-101.pcap".to_string(), 2, Some((100 * s + 9, 101 * s + 2))),
+            ("t-50.pcap".to_string(), 1, Some((50 * s, 50 * s))),
+            ("t-51.pcap".to_string(), 0, None),
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
