@@ -78,6 +78,12 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "--dir {0} is a symbolic link: ringcap never follows one into a ring; give the directory it points to"
+    )]
+    SymlinkedDir(PathBuf),
+    #[error("--dir {0} is not a directory: pick a directory (it is made if missing)")]
+    NotADirectory(PathBuf),
     #[error("starting the uploader")]
     Uploader(#[source] std::io::Error),
     #[error(transparent)]
@@ -181,6 +187,13 @@ fn prepare_dir(
     run_as: Option<&crate::privileges::User>,
 ) -> Result<(), DaemonError> {
     let failed = |what, source| DaemonError::Dir { what, path: dir.to_path_buf(), source };
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(DaemonError::SymlinkedDir(dir.to_path_buf()))
+        }
+        Ok(meta) if !meta.is_dir() => return Err(DaemonError::NotADirectory(dir.to_path_buf())),
+        _ => {}
+    }
     if let Some(user) = run_as {
         // Before anything is made: the user must get through the directories that exist.
         user.check_reachable(dir)?;

@@ -458,6 +458,18 @@ fn bad_ring_settings_give_clear_errors() {
     assert!(!refused.status.success() && stderr.contains("cannot listen on 10.255.0.1:9"), "{stderr}");
     assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
     assert!(!dir.exists(), "nothing was made");
+    // A symlink or a file where the ring should be: refused, saying which. (Before: a
+    // symlink was refused for its pins' directory, a file with the system's error twice.)
+    let target = scratch("bad-target");
+    std::fs::create_dir_all(&target).unwrap();
+    let link = scratch("bad-link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    expect_failure(&bed, &["--dir", link.to_str().unwrap()], "is a symbolic link");
+    let file = scratch("bad-file");
+    std::fs::write(&file, b"evidence").unwrap();
+    expect_failure(&bed, &["--dir", file.to_str().unwrap()], "is not a directory");
+    assert_eq!(std::fs::read(&file).unwrap(), b"evidence");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "nothing made behind the link");
     expect_failure(&bed, &["--dir", "/proc/ringcap"], "cannot use /proc/ringcap for the capture ring");
     expect_failure(&bed, &["--dir", d, "--name", "a/%Y"], "without '/'");
     expect_failure(&bed, &["--dir", d, "--name", "x%Q"], "%Q is not supported");

@@ -491,6 +491,19 @@ fn planted_statistics_sidecars_never_hang_a_pull_or_a_pin() {
     // The closing statistics were not written through the link either.
     assert!(std::fs::symlink_metadata(stats_path(&data)).unwrap().file_type().is_symlink());
     assert_eq!(summary_count(&stderr, "packets written to the ring"), Some(300), "{stderr:?}");
+    // Snapshots stored but none readable: said so, not "none stored yet"; packets pulled.
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::write(&fifo, "{\"time_ns\": \"x\"}\n[1, 2]\n").unwrap();
+    let d = dir.to_str().unwrap();
+    let pulled =
+        ringcap(&bed, &["pull", "--dir", d, "--last", "1h", "--with-stats", "-w", out.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&pulled.stderr);
+    assert!(pulled.status.success(), "{said}");
+    assert!(
+        said.contains("none of the 2 statistics snapshots stored beside the ring's files could be read"),
+        "{said}"
+    );
+    assert_eq!(seqs(&std::fs::read(&out).unwrap()), (0..300).collect::<Vec<_>>());
 }
 
 /// A ring file made sparse by whoever can write the ring: its index gone and a terabyte

@@ -43,32 +43,38 @@ fn sidecar_text(path: &Path, limit: u64) -> String {
 pub enum StatsError {
     #[error("no statistics snapshot in the ring yet (the daemon stores one a frame interval)")]
     NoSnapshot,
+    #[error("none of the {0} statistics snapshots stored beside the ring's files could be read")]
+    Unreadable(usize),
     #[error(transparent)]
     Ring(#[from] std::io::Error),
 }
 
-/// Every snapshot stored beside the ring's files, oldest first.
-fn snapshots(dir: &Path) -> Result<Vec<StatsSnapshot>, StatsError> {
-    let mut all = Vec::new();
+/// Every snapshot stored beside the ring's files that reads, oldest first; and how many
+/// were stored but do not read (a line cut by a crash, a damaged file).
+fn snapshots(dir: &Path) -> Result<(Vec<StatsSnapshot>, usize), StatsError> {
+    let (mut all, mut unreadable) = (Vec::new(), 0);
+    let mut read = |text: &str| match serde_json::from_str::<StatsSnapshot>(text) {
+        Ok(snapshot) => all.push(snapshot),
+        Err(_) => unreadable += 1,
+    };
     for data in ring_files(dir)? {
-        let periodic = sidecar_text(&snapshots_path(&data), MAX_SNAPSHOTS_BYTES);
-        // A line cut by a crash is not a snapshot: it is skipped.
-        all.extend(periodic.lines().filter_map(|line| serde_json::from_str::<StatsSnapshot>(line).ok()));
-        if let Ok(closing) = serde_json::from_str(&sidecar_text(&stats_path(&data), MAX_STATS_BYTES)) {
-            all.push(closing);
+        sidecar_text(&snapshots_path(&data), MAX_SNAPSHOTS_BYTES).lines().for_each(&mut read);
+        let closing = sidecar_text(&stats_path(&data), MAX_STATS_BYTES);
+        if !closing.is_empty() {
+            read(&closing);
         }
     }
     all.sort_by_key(|s| s.time_ns);
-    Ok(all)
+    Ok((all, unreadable))
 }
 
 /// The statistics of `window`, or why they cannot be given.
 pub fn window_stats(dir: &Path, window: Window) -> Result<Value, StatsError> {
-    let all = snapshots(dir)?;
+    let (all, unreadable) = snapshots(dir)?;
     // The first snapshot at or after the window's end (the latest one if the window
     // reaches into what is still being written)...
     let Some(end) = all.iter().find(|s| s.time_ns >= window.until_ns).or(all.last()) else {
-        return Err(StatsError::NoSnapshot);
+        return Err(if unreadable > 0 { StatsError::Unreadable(unreadable) } else { StatsError::NoSnapshot });
     };
     if end.time_ns < window.since_ns {
         return Ok(json!({ "note": "no statistics after the window's start yet" }));
