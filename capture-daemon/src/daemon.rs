@@ -120,6 +120,8 @@ pub fn run(
     let space =
         fs_space(existing).map_err(|source| DaemonError::Space { path: existing.to_path_buf(), source })?;
     ring.max_disk_bytes(space.total)?;
+    let made_dir = !dir.exists();
+    let made_pins = !dir.join(PINS_DIR).exists();
     prepare_dir(&dir, group.as_ref(), capture.run_as.as_ref())?;
     let compression = ring.compression;
     let counters = Arc::new(StorageCounters::default());
@@ -174,7 +176,16 @@ pub fn run(
             "ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /v1/pins, /metrics)"
         );
     }
-    let summary = run_capture(&capture, Box::new(writer), on_attached)?;
+    let summary = run_capture(&capture, Box::new(writer), on_attached).inspect_err(|_| {
+        // Capture never started (the programs could not be loaded or attached): the
+        // directories this start made go again, if nothing was put in them.
+        if made_pins {
+            let _ = std::fs::remove_dir(dir.join(PINS_DIR));
+        }
+        if made_dir {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    })?;
     Ok(DaemonOutcome { summary, storage: counters })
 }
 

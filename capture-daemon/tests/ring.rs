@@ -743,6 +743,12 @@ fn a_start_that_fails_leaves_the_ring_as_it_was() {
         assert!(stderr.contains("XDP") || stderr.contains("attach"), "{stderr}");
         assert_eq!(snapshot_files(&dir), before, "a failed start changed the ring: {stderr}");
     }
+    // A new ring whose start fails the same way leaves nothing (before: DIR and DIR/pins).
+    let fresh = scratch("failed-new");
+    let output =
+        bed.rx(RINGCAP).args(["run", "-i", RX_IF, "--dir", fresh.to_str().unwrap()]).output_within_deadline();
+    assert!(!output.status.success());
+    assert!(!fresh.exists(), "{}", String::from_utf8_lossy(&output.stderr));
     common::stop(holder);
     let kept = packets_of(&data_files(&dir));
     assert_exact(&kept, 0..100);
