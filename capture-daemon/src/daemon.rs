@@ -13,7 +13,7 @@ use crate::archive::ArchiveError;
 use crate::pins::{PinLimits, PinStore, PINS_DIR};
 use crate::privileges::{Group, PrivilegeError};
 use crate::session::{run_capture, CaptureOptions, CaptureSummary, SessionError};
-use crate::storage::budget::fs_space;
+use crate::storage::budget::{fs_space, DiskLimit};
 use crate::storage::nofollow::Dir;
 use crate::storage::ring::{RingConfig, RingWriter, SnapshotSource, StorageCounters};
 use crate::storage::StorageError;
@@ -27,7 +27,9 @@ pub struct DaemonConfig {
     pub ring: RingConfig,
     /// The group that may read the ring (`--group`).
     pub group: Option<Group>,
-    pub pins: PinLimits,
+    /// Most bytes the pins may hold together (`--max-pinned`; half of `--max-disk` if not
+    /// given).
+    pub max_pinned: Option<DiskLimit>,
     /// The name this gateway's pins and archived objects go under.
     pub host: String,
     pub api: Option<ApiConfig>,
@@ -104,7 +106,7 @@ pub fn run(
     config: DaemonConfig,
     on_attached: impl FnOnce(&[(String, Vec<String>)]),
 ) -> Result<DaemonOutcome, DaemonError> {
-    let DaemonConfig { capture, mut ring, group, pins: pin_limits, host, api, archive } = config;
+    let DaemonConfig { capture, mut ring, group, max_pinned, host, api, archive } = config;
     let dir = ring.dir.clone();
     let live = Arc::clone(&capture.live);
     let pinned = Arc::new(AtomicU64::new(0));
@@ -119,7 +121,7 @@ pub fn run(
     let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
     let space =
         fs_space(existing).map_err(|source| DaemonError::Space { path: existing.to_path_buf(), source })?;
-    ring.max_disk_bytes(space.total)?;
+    let pin_limits = pin_limits(max_pinned, ring.max_disk_bytes(space.total)?, ring.min_free, space.total)?;
     let made_dir = !dir.exists();
     let made_pins = !dir.join(PINS_DIR).exists();
     prepare_dir(&dir, group.as_ref(), capture.run_as.as_ref())?;
@@ -187,6 +189,25 @@ pub fn run(
         }
     })?;
     Ok(DaemonOutcome { summary, storage: counters })
+}
+
+/// How much pins may hold, on a filesystem of `total` bytes: `max_pinned`, or half of the
+/// ring's budget; and the free space they must leave (`--min-free`).
+fn pin_limits(
+    max_pinned: Option<DiskLimit>,
+    max_disk: Option<u64>,
+    min_free: Option<DiskLimit>,
+    total: u64,
+) -> Result<PinLimits, StorageError> {
+    let max_pinned = max_pinned.map(|l| l.bytes(total)).or(max_disk.map(|b| b / 2));
+    if let (Some(pinned), Some(disk)) = (max_pinned, max_disk) {
+        if pinned >= disk {
+            return Err(StorageError::BadLimit(format!(
+                "--max-pinned ({pinned} bytes) must be less than --max-disk ({disk} bytes): the ring needs room too"
+            )));
+        }
+    }
+    Ok(PinLimits { max_pinned, min_free: min_free.map_or(0, |l| l.bytes(total)) })
 }
 
 /// Makes the ring directory private: packets are secrets, so whatever the umask, what

@@ -86,15 +86,17 @@ impl User {
     }
 
     /// Refuses a ring directory the user could not create files in (checked before
-    /// anything is loaded, so a start that cannot work changes nothing).
+    /// anything is loaded, so a start that cannot work changes nothing). Whether the user
+    /// can get to it is [`Self::check_reachable`]'s, asked before the directory is made.
     pub fn check_writable(&self, dir: &Path) -> Result<(), PrivilegeError> {
         let refused =
             || PrivilegeError::DirNotWritable { user: self.name.clone(), dir: dir.display().to_string() };
         let meta = std::fs::metadata(dir).map_err(|_| refused())?;
-        if !self.may(&meta, 0o3) {
-            return Err(refused());
+        if self.may(&meta, 0o3) {
+            Ok(())
+        } else {
+            Err(refused())
         }
-        self.check_reachable(dir)
     }
 
     /// Refuses `path` if the user could not get to it: every directory above it, as far as

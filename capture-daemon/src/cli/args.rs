@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use capture_daemon::capture::ReaderConfig;
 use capture_daemon::filter::Filter;
-use capture_daemon::health::LiveCounters;
 use capture_daemon::kernel::{Direction, KernelConfig, ProgramSet, Selection, XdpModeChoice};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
 use capture_daemon::privileges::User;
@@ -217,14 +216,16 @@ impl KernelArgs {
         }
     }
 
+    /// The session's options: the kernel side's from these options, the reader's and the
+    /// duration from `stop`; with `pcapng`, records name the interfaces `checked` resolved.
     pub(crate) fn capture_options(
         &self,
         checked: Checked,
-        reader: ReaderConfig,
-        duration: Option<Duration>,
-        live: Arc<LiveCounters>,
+        stop: &StopArgs,
+        pcapng: bool,
     ) -> anyhow::Result<CaptureOptions> {
         let buffer_bytes = (self.buffer_kib * 1024).next_power_of_two();
+        let pcapng_interfaces = if pcapng { checked.ifindexes } else { Vec::new() };
         Ok(CaptureOptions {
             interfaces: self.interface.clone(),
             mode: self.mode,
@@ -241,20 +242,22 @@ impl KernelArgs {
                 programs: ProgramSet::default(),
             },
             selection: self.selection(),
-            reader: ReaderConfig { in_flight: Duration::from_millis(self.reorder_window), ..reader },
-            duration,
+            reader: ReaderConfig {
+                snaplen: self.snaplen,
+                max_packets: stop.count,
+                pcapng_interfaces,
+                in_flight: Duration::from_millis(self.reorder_window),
+                ..ReaderConfig::default()
+            },
+            duration: stop.duration()?,
             queue_batches: 256,
-            live,
+            live: Arc::default(),
             run_as: checked.run_as,
         })
     }
 }
 
 impl StopArgs {
-    pub(crate) fn reader_config(&self, snaplen: u32) -> ReaderConfig {
-        ReaderConfig { snaplen, max_packets: self.count, ..ReaderConfig::default() }
-    }
-
     pub(crate) fn duration(&self) -> anyhow::Result<Option<Duration>> {
         self.duration
             .map(|s| {

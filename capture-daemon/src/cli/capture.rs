@@ -1,20 +1,17 @@
 //! `ringcap capture`: one pcap or pcapng file, like `tcpdump -w`.
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use capture_common::Counter;
-use capture_daemon::capture::ReaderConfig;
-use capture_daemon::health::LiveCounters;
-use capture_daemon::output::{PcapStream, Sink};
+use capture_daemon::output::PcapStream;
 use capture_daemon::retrieve::out::Format;
 use capture_daemon::session::{run_capture, CaptureSummary};
 use clap::Args;
 
 use super::choices::choice;
 
-use super::args::{Checked, KernelArgs, StopArgs};
+use super::args::{KernelArgs, StopArgs};
 
 #[derive(Args)]
 pub(crate) struct CaptureArgs {
@@ -28,21 +25,6 @@ pub(crate) struct CaptureArgs {
     /// File format; pcapng (with each packet's direction) is the default for --direction both.
     #[arg(long, value_parser = choice::<Format>())]
     pub(crate) format: Option<Format>,
-}
-
-/// Runs a session into `sink`, announcing each interface as tcpdump does.
-pub(crate) fn capture_into(
-    kernel: &KernelArgs,
-    checked: Checked,
-    stop: &StopArgs,
-    sink: Box<dyn Sink>,
-    live: Arc<LiveCounters>,
-    pcapng_interfaces: Vec<u32>,
-) -> anyhow::Result<CaptureSummary> {
-    let snaplen = kernel.snaplen;
-    let reader = ReaderConfig { pcapng_interfaces, ..stop.reader_config(snaplen) };
-    let options = kernel.capture_options(checked, reader, stop.duration()?, live)?;
-    Ok(run_capture(&options, sink, |attached| announce(attached, snaplen))?)
 }
 
 /// Says, as tcpdump does, where capture listens.
@@ -63,9 +45,9 @@ pub(crate) fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     let names: Vec<&str> = args.kernel.interface.iter().map(String::as_str).collect();
     let sink = PcapStream::create(&args.write, args.kernel.snaplen, pcapng.then_some(&names[..]))
         .with_context(|| format!("cannot create {}", args.write.display()))?;
-    let interfaces = if pcapng { checked.ifindexes.clone() } else { Vec::new() };
-    let summary =
-        capture_into(&args.kernel, checked, &args.stop, Box::new(sink), Arc::default(), interfaces)?;
+    let options = args.kernel.capture_options(checked, &args.stop, pcapng)?;
+    let snaplen = args.kernel.snaplen;
+    let summary = run_capture(&options, Box::new(sink), |attached| announce(attached, snaplen))?;
     print_summary(&summary);
     Ok(session_end(summary, &args.write.display()))
 }

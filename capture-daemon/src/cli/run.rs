@@ -1,19 +1,15 @@
 //! `ringcap run`: the always-on ring, with the API.
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use capture_daemon::api::{ApiConfig, ApiError, ApiLimits};
 use capture_daemon::archive::gateway_name;
-use capture_daemon::capture::ReaderConfig;
 use capture_daemon::daemon::{self, ArchiveSetup, DaemonConfig};
-use capture_daemon::pins::PinLimits;
 use capture_daemon::privileges::Group;
 use capture_daemon::retrieve::out::Format;
 use capture_daemon::retrieve::window::parse_duration;
-use capture_daemon::storage::budget::{fs_space, DiskLimit};
+use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, StorageCounters};
 use capture_daemon::storage::Compression;
@@ -200,11 +196,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     let archive =
         archive.map(|archive| ArchiveSetup { archive, rate: archive_rate, ring_files: args.archive_ring });
-    let interfaces = if pcapng { checked.ifindexes.clone() } else { Vec::new() };
-    let reader =
-        ReaderConfig { pcapng_interfaces: interfaces, ..args.stop.reader_config(args.kernel.snaplen) };
-    let capture = args.kernel.capture_options(checked, reader, args.stop.duration()?, Arc::default())?;
-    let config = DaemonConfig { capture, ring, group, pins: pin_limits(&args)?, host, api, archive };
+    let capture = args.kernel.capture_options(checked, &args.stop, pcapng)?;
+    let config = DaemonConfig { capture, ring, group, max_pinned: args.max_pinned, host, api, archive };
     let outcome = daemon::run(config, |attached| announce(attached, args.kernel.snaplen))?;
     print_summary(&outcome.summary);
     print_storage_summary(&outcome.storage);
@@ -236,22 +229,6 @@ fn api_limits(args: &RunArgs) -> anyhow::Result<ApiLimits> {
             DiskLimit::Percent(_) => anyhow::bail!("--http-max-bytes takes a size (like 4G)"),
         },
     })
-}
-
-/// How much pins may hold: `--max-pinned`, or half of `--max-disk`; and `--min-free`.
-fn pin_limits(args: &RunArgs) -> anyhow::Result<PinLimits> {
-    // The filesystem the ring is (or will be) on: its directory's, or its nearest parent's.
-    let existing = args.dir.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
-    let total =
-        fs_space(existing).with_context(|| format!("reading the size of {}", existing.display()))?.total;
-    let max_disk = args.max_disk.map(|l| l.bytes(total));
-    let max_pinned = args.max_pinned.map(|l| l.bytes(total)).or(max_disk.map(|b| b / 2));
-    if let (Some(pinned), Some(disk)) = (max_pinned, max_disk) {
-        if pinned >= disk {
-            anyhow::bail!("--max-pinned ({pinned} bytes) must be less than --max-disk ({disk} bytes): the ring needs room too");
-        }
-    }
-    Ok(PinLimits { max_pinned, min_free: args.min_free.bytes(total) })
 }
 
 /// What the ring writer did, including every packet it could not store.
