@@ -290,9 +290,9 @@ fn start_archive(
     Ok(counters)
 }
 
-/// Makes the missing directories of `path` (`mkdir -p`), each 0755.
+/// Makes the missing directories of `path` (`mkdir -p`), each 0755 (set through the
+/// directory itself, never through a symlink put in its place).
 fn make_searchable_parents(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     if path.as_os_str().is_empty() || path.exists() {
         return Ok(());
     }
@@ -301,7 +301,7 @@ fn make_searchable_parents(path: &Path) -> std::io::Result<()> {
     }
     match std::fs::create_dir(path) {
         // Only a directory made here is opened up.
-        Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)),
+        Ok(()) => Dir::open(path)?.chmod(0o755),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
