@@ -5,6 +5,7 @@
 //! `user` feature adds the `aya::Pod` impls the daemon needs to read maps.
 #![cfg_attr(target_arch = "bpf", no_std)]
 
+pub mod cut;
 pub mod flow;
 pub mod packet;
 pub mod tcp;
@@ -50,9 +51,15 @@ pub struct CaptureConfig {
     pub flow_sample_every: u32,
     /// Non-zero: analyse every TCP segment (flags, handshakes, RTT) before selection.
     pub tcp_analysis: u32,
-    pub reserved: u32,
+    /// Per-flow cutting (see [`cut`]): each direction of a flow keeps this many packets
+    /// whole (0: no limit)...
+    pub flow_packets: u32,
     /// Token-bucket rate per CPU in packets per second (0: unlimited).
     pub max_pps_per_cpu: u64,
+    /// ...and this many bytes of payload (0: no limit, at most [`cut::FLOW_BYTES_MAX`])...
+    pub flow_bytes: u32,
+    /// ...and, when non-zero, nothing past a TLS or QUIC handshake.
+    pub cut_encrypted: u32,
 }
 
 /// Names of the TC capture programs (clsact/TCX ingress and egress).
@@ -220,11 +227,32 @@ pub enum Counter {
     TcpFlowsInserted = 29,
     /// Flows first seen after their handshake (their window scale is unknown).
     TcpFlowsMidStream = 30,
+    /// UDP flows the flow table started tracking (only while flows are cut).
+    UdpFlowsInserted = 31,
+    /// Per-flow cutting: packets stored with their headers only, by reason...
+    CutFlowBytes = 32,
+    CutFlowPackets = 33,
+    CutEncrypted = 34,
+    /// ...and the packet bytes that were not stored, by reason.
+    CutFlowBytesBytes = 35,
+    CutFlowPacketsBytes = 36,
+    CutEncryptedBytes = 37,
 }
 
 impl Counter {
+    /// The counters of packets cut for `reason` ([`cut::CUT_FLOW_BYTES`], ...): (packets,
+    /// bytes not stored).
+    #[inline(always)]
+    pub const fn cut(reason: u32) -> (Counter, Counter) {
+        match reason {
+            cut::CUT_FLOW_BYTES => (Counter::CutFlowBytes, Counter::CutFlowBytesBytes),
+            cut::CUT_FLOW_PACKETS => (Counter::CutFlowPackets, Counter::CutFlowPacketsBytes),
+            _ => (Counter::CutEncrypted, Counter::CutEncryptedBytes),
+        }
+    }
+
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 31;
+    pub const COUNT: u32 = 38;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -258,6 +286,13 @@ impl Counter {
         Counter::TcpRttDataNs,
         Counter::TcpFlowsInserted,
         Counter::TcpFlowsMidStream,
+        Counter::UdpFlowsInserted,
+        Counter::CutFlowBytes,
+        Counter::CutFlowPackets,
+        Counter::CutEncrypted,
+        Counter::CutFlowBytesBytes,
+        Counter::CutFlowPacketsBytes,
+        Counter::CutEncryptedBytes,
     ];
 
     /// Prometheus-style name of the counter.
@@ -294,6 +329,13 @@ impl Counter {
             Counter::TcpRttDataNs => "tcp_rtt_data_ns_sum",
             Counter::TcpFlowsInserted => "tcp_flows_inserted",
             Counter::TcpFlowsMidStream => "tcp_flows_mid_stream",
+            Counter::UdpFlowsInserted => "udp_flows_inserted",
+            Counter::CutFlowBytes => "cut_flow_bytes",
+            Counter::CutFlowPackets => "cut_flow_packets",
+            Counter::CutEncrypted => "cut_encrypted",
+            Counter::CutFlowBytesBytes => "cut_flow_bytes_bytes",
+            Counter::CutFlowPacketsBytes => "cut_flow_packets_bytes",
+            Counter::CutEncryptedBytes => "cut_encrypted_bytes",
         }
     }
 }

@@ -194,7 +194,12 @@ pub fn run_capture(
         statistics.push(
             socket.statistics_handle().map_err(|source| XskError::Setup { what: "statistics", source })?,
         );
-        sources.push(Box::new(XskSource { socket, ifindex, counters: Arc::clone(&reader_counters) }));
+        sources.push(Box::new(XskSource {
+            socket,
+            ifindex,
+            counters: Arc::clone(&reader_counters),
+            cutting: options.selection.cut.enabled(),
+        }));
     }
     // Batches as large and as old as the sink's frames, so it stores each as it comes.
     let limits = sink.batch_limits();

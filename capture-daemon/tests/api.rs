@@ -78,6 +78,8 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
         ("ringcap_tcp_segments", 6),
         ("ringcap_tcp_analysis_segments", 9),
         ("ringcap_tcp_flows", 4),
+        ("ringcap_packets_cut", 3),
+        ("ringcap_packet_bytes_cut", 3),
         ("ringcap_storage_files_removed", 2),
         ("ringcap_http_pulls_not_served", 2),
         ("ringcap_tcp_handshake_rtt_seconds", 2),

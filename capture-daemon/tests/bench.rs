@@ -154,7 +154,7 @@ fn an_external_generator_is_followed_rate_by_rate_on_a_real_interface() {
     let mut bench = bed
         .rx(RINGCAP)
         .args(["bench", "-i", RX_IF, "--rates", "20000,40000", "--sizes", "64", "--modes", "ring"])
-        .args(["--trial", "0.5", "--trials", "1"])
+        .args(["--trial", "0.5", "--trials", "1", "--flow-packets", "1"])
         .args(["--dir", dir.to_str().unwrap(), "-o", out.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -195,6 +195,10 @@ fn an_external_generator_is_followed_rate_by_rate_on_a_real_interface() {
         // Offered is what the interface counted: exactly what the test sent.
         assert_eq!(trial["ledger"]["offered"].as_u64(), Some(*count), "{trial}");
         assert_eq!(trial["ledger"]["captured"].as_u64(), Some(*count), "{trial}");
+        // One flow: with --flow-packets 1 each trial (a run of its own) keeps its first
+        // frame whole and cuts the others' 18 bytes of payload.
+        assert_eq!(trial["ledger"]["cut"].as_u64(), Some(count - 1), "{trial}");
+        assert_eq!(trial["ledger"]["cut_bytes"].as_u64(), Some((count - 1) * 18), "{trial}");
         assert_eq!(trial["generator_cpu_seconds"], Value::Null);
     }
     let result = &report["results"][0];

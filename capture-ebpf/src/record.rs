@@ -7,9 +7,9 @@ use aya_ebpf::{
     macros::btf_map,
     Global,
 };
-use capture_common::{Counter, RecordFlags, RecordHeader, MAX_CAPTURE_BYTES, MAX_CPUS};
+use capture_common::{cut::Cut, Counter, RecordFlags, RecordHeader, MAX_CAPTURE_BYTES, MAX_CPUS};
 
-use crate::packet::{count, PacketBytes};
+use crate::packet::{count, count_by, PacketBytes};
 use crate::select::selected;
 
 /// Bytes copied per packet, set by the loader (`-s SNAPLEN`).
@@ -41,7 +41,7 @@ struct Slot<const N: usize> {
 #[inline(always)]
 pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
     let orig_len = packet.len();
-    let Some(now) = selected(packet, orig_len, flags & RecordFlags::EGRESS != 0) else { return };
+    let Some(selected) = selected(packet, orig_len, flags & RecordFlags::EGRESS != 0) else { return };
     let mut cap_len = orig_len;
     let snaplen = SNAPLEN.load();
     if cap_len > snaplen {
@@ -50,7 +50,13 @@ pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
     if cap_len > MAX_CAPTURE_BYTES {
         cap_len = MAX_CAPTURE_BYTES;
     }
-    let header = RecordHeader { timestamp_ns: now, orig_len, cap_len, ifindex: packet.ifindex(), flags };
+    let keep = cut_to(cap_len, &selected.cut);
+    if keep < cap_len {
+        count_cut(selected.cut.reason, cap_len - keep);
+        cap_len = keep;
+    }
+    let header =
+        RecordHeader { timestamp_ns: selected.stamp, orig_len, cap_len, ifindex: packet.ifindex(), flags };
     let outcome = match cap_len {
         0 => return,
         1..=64 => emit::<64, P>(packet, header),
@@ -67,6 +73,25 @@ pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
         Ok(()) => Counter::Captured,
         Err(lost) => lost,
     });
+}
+
+/// The bytes of a packet of `cap_len` to store under `cut`: through its transport
+/// header when it is cut.
+#[inline(always)]
+pub fn cut_to(cap_len: u32, cut: &Cut) -> u32 {
+    if cut.reason == 0 || cut.keep == 0 || cut.keep >= cap_len {
+        cap_len
+    } else {
+        cut.keep
+    }
+}
+
+/// Counts a packet cut for `reason` and the bytes it saved.
+#[inline(always)]
+pub fn count_cut(reason: u32, saved: u32) {
+    let (packets, bytes) = Counter::cut(reason);
+    count(packets);
+    count_by(bytes, u64::from(saved));
 }
 
 #[inline(always)]

@@ -8,7 +8,11 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     Global,
 };
-use capture_common::{flow::flow_hash, CaptureConfig, Counter, InFlight, MAX_CPUS};
+use capture_common::{
+    cut::{self, Cut},
+    flow::flow_hash,
+    CaptureConfig, Counter, InFlight, MAX_CPUS,
+};
 
 use crate::direct::Direct;
 use crate::packet::{count, enter_slot, PacketBytes};
@@ -21,6 +25,18 @@ static FILTER_ACTIVE: Global<u32> = Global::new(0);
 /// Settings, entry 0.
 #[map]
 static CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
+
+/// The settings user space installed.
+#[inline(always)]
+pub fn config() -> Option<&'static CaptureConfig> {
+    CONFIG.get(0)
+}
+
+/// A packet to record: its time, and its cut (see `capture_common::cut`).
+pub struct Selected {
+    pub stamp: u64,
+    pub cut: Cut,
+}
 
 /// Token bucket per CPU: `[nano-tokens, last refill time]`.
 #[map]
@@ -66,17 +82,19 @@ pub fn leave() {
     }
 }
 
-/// Decides whether a packet is recorded, and with which time: read when the TCP analysis
-/// needs it (which may move it later, see `tcp::ringcap_tcp_flow`), else only once the
-/// packet is kept (reading the clock costs tens of ns in a VM); `Err` names the counter
-/// of a packet left out.
+/// Decides whether a packet is recorded, with which time and how cut: the time is read
+/// when the TCP analysis or cut needs it (which may move it later, see
+/// `tcp::ringcap_tcp_flow`), else only once the packet is kept (reading the clock costs
+/// tens of ns in a VM); `Err` names the counter of a packet left out. A TCP segment's cut
+/// is decided with its analysis (every segment moves its flow's state); a UDP
+/// datagram's only once it is selected.
 #[inline(always)]
-pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<u64, Counter> {
-    let Some(config) = CONFIG.get(0) else { return Ok(clock()) };
-    let config = *config;
-    let mut now = None;
-    if config.tcp_analysis != 0 {
-        now = Some(crate::tcp::analyse(packet, wire_len, clock()));
+pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<Selected, Counter> {
+    let Some(config) = config() else { return Ok(Selected { stamp: clock(), cut: Cut::default() }) };
+    let cutting = cut::enabled(config);
+    let mut tcp = None;
+    if config.tcp_analysis != 0 || cutting {
+        tcp = crate::tcp::tcp_segment(packet, wire_len, clock(), config);
     }
     if FILTER_ACTIVE.load() != 0 {
         let (data, data_end) = packet.direct();
@@ -96,11 +114,17 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<u64, Counter>
             return Err(Counter::SampledOut);
         }
     }
-    let now = now.unwrap_or_else(clock);
-    if config.max_pps_per_cpu > 0 && !take_token(config.max_pps_per_cpu, now) {
+    let (stamp, mut cut) = match tcp {
+        Some((stamp, cut)) => (stamp, cut),
+        None => (clock(), Cut::default()),
+    };
+    if config.max_pps_per_cpu > 0 && !take_token(config.max_pps_per_cpu, stamp) {
         return Err(Counter::RateLimited);
     }
-    Ok(now)
+    if cutting && tcp.is_none() {
+        cut = crate::tcp::udp_cut(packet, wire_len).unwrap_or_default();
+    }
+    Ok(Selected { stamp, cut })
 }
 
 /// One token of a per-CPU bucket refilled at `rate` per second, holding 100 ms of tokens.
@@ -122,15 +146,15 @@ fn take_token(rate: u64, now: u64) -> bool {
     }
 }
 
-/// Counts the packet as seen and decides whether it is recorded; returns the time to
-/// record it with, or counts a packet left out by the reason. `egress`: the packet is
+/// Counts the packet as seen and decides whether it is recorded; returns its time and
+/// cut, or counts a packet left out by the reason. `egress`: the packet is
 /// leaving (its counts' slot).
 #[inline(always)]
-pub fn selected<P: PacketBytes>(packet: &P, wire_len: u32, egress: bool) -> Option<u64> {
+pub fn selected<P: PacketBytes>(packet: &P, wire_len: u32, egress: bool) -> Option<Selected> {
     enter_slot(packet.ifindex(), egress);
     count(Counter::Seen);
     match select(packet, wire_len) {
-        Ok(stamp) => Some(stamp),
+        Ok(selected) => Some(selected),
         Err(left_out) => {
             count(left_out);
             None

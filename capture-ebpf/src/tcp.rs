@@ -1,38 +1,24 @@
-//! TCP health for every packet, selected or not: flag counts, and the analysis shared
-//! with user space (`capture_common::tcp`: handshake, Wireshark's sequence rules, RTT
-//! samples) run on the flow's state in an LRU hash, into per-CPU counters and log-linear
-//! RTT histograms.
+//! Per-flow work on the flow table: TCP health for every packet, selected or not (flag
+//! counts, and the analysis shared with user space, `capture_common::tcp`: handshake,
+//! Wireshark's sequence rules, RTT samples, into per-CPU counters and log-linear RTT
+//! histograms), and the per-flow cut of TCP and UDP flows (`capture_common::cut`).
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
-    btf_maps,
+    bindings::BPF_F_MMAPABLE,
     helpers::{bpf_spin_lock, bpf_spin_unlock},
-    macros::{btf_map, map},
-    maps::{Array, LruHashMap, PerCpuArray},
+    macros::map,
+    maps::{Array, PerCpuArray},
 };
 use capture_common::{
+    cut::{self, Cut, Transport},
     packet::PacketView,
-    tcp::{
-        self, FlowKey, FlowLock, FlowState, Observer, OptionScan, Segment, FLOW_LOCKS, MAX_OPTIONS,
-        RTT_BUCKETS, RTT_KINDS,
-    },
-    Counter, MAX_SLOTS, PACKET_WINDOW,
+    tcp::{self, FlowState, Observer, OptionScan, Segment, MAX_OPTIONS, RTT_BUCKETS, RTT_KINDS},
+    CaptureConfig, Counter, MAX_SLOTS, PACKET_WINDOW,
 };
 
 use crate::direct::Direct;
+use crate::flows::{find_or_insert, lock_of, Found};
 use crate::packet::{count_by, count_raw, current_slot, PacketBytes};
-
-/// Analysis state by connection (both directions share a key); sized by the loader.
-#[map]
-static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65536, 0);
-
-/// The flows' locks (see [`FlowLock`]). A BTF map: the verifier finds the spin lock in
-/// the value's BTF.
-#[btf_map]
-static FLOW_LOCK: btf_maps::Array<FlowLock, { FLOW_LOCKS as usize }> = btf_maps::Array::new();
-
-/// Where a new flow's state is built before it is inserted (too large for the stack).
-#[map]
-static NEW_FLOW: PerCpuArray<FlowState> = PerCpuArray::with_max_entries(1, 0);
+use crate::select::config;
 
 /// RTT histograms: (slot * RTT_KINDS + kind) * RTT_BUCKETS + bucket. One array for all
 /// CPUs, updated with atomic adds (samples are rare next to packets), that user space
@@ -40,71 +26,106 @@ static NEW_FLOW: PerCpuArray<FlowState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static RTT: Array<u64> = Array::with_max_entries(MAX_SLOTS * RTT_KINDS * RTT_BUCKETS, BPF_F_MMAPABLE);
 
-/// The segment being analysed and what its analysis found, per CPU: how the analysis
-/// entry and its global functions share them.
+/// The packet being worked on and what its analysis and cut found, per CPU: how the
+/// inline entries and the global functions share them.
 struct Scratch {
     segment: Segment,
     findings: Findings,
+    /// What the cut reads of the packet (TCP or UDP), and its verdict.
+    transport: Transport,
+    cut: Cut,
 }
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// Finds (or starts) the flow of the segment in the scratch and runs the shared analysis
-/// on its state, in place, under the flow's lock; returns the packet's time, made later
-/// than the flow's last one if another CPU analysed a packet of it in between. A global
-/// function of its own, so the verifier checks its many branches once, apart from its
-/// caller's.
+/// What the TCP entry does with a segment: [`ANALYSE`] and/or [`CUT`].
+const ANALYSE: u32 = 1;
+const CUT: u32 = 2;
+
+/// Finds (or starts) the flow of the segment in the scratch and, under the flow's lock,
+/// runs the shared analysis on its state in place (`work` has [`ANALYSE`]) and decides
+/// its cut (`work` has [`CUT`]); returns the packet's time, made later than the flow's
+/// last one if another CPU worked on a packet of it in between. A global function of
+/// its own, so the verifier checks its many branches once, apart from its caller's.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ringcap_tcp_flow(now: u64) -> u64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return now };
+pub extern "C" fn ringcap_tcp_flow(now: u64, work: u32) -> u64 {
+    let (Some(scratch), Some(config)) = (SCRATCH.get_ptr_mut(0), config()) else { return now };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
     let scratch = unsafe { &mut *scratch };
     scratch.findings = Findings::default();
+    scratch.cut = Cut::default();
     let segment = &scratch.segment;
-    let state = match FLOWS.get_ptr_mut(segment.key) {
-        Some(state) => state,
-        None => {
-            let Some(fresh) = NEW_FLOW.get_ptr_mut(0) else { return now };
-            // SAFETY: per-CPU scratch value, only this CPU uses it while the program runs.
-            let fresh = unsafe { &mut *fresh };
-            fresh.last_ns = 0;
-            tcp::start_flow(fresh, segment, now);
-            // NOEXIST: a flow another CPU inserted meanwhile is joined, never replaced.
-            match FLOWS.insert(segment.key, fresh, u64::from(BPF_NOEXIST)) {
-                Ok(()) => {
-                    scratch.findings.count(Counter::TcpFlowsInserted);
-                    if segment.flags & tcp::SYN == 0 {
-                        scratch.findings.count(Counter::TcpFlowsMidStream);
-                    }
-                }
-                Err(EEXIST) => {}
-                Err(_) => {
-                    scratch.findings.count(Counter::TcpFlowInsertFailed);
-                    return now;
-                }
+    let state = match find_or_insert(&segment.key, |fresh| {
+        fresh.last_ns = 0;
+        tcp::start_flow(fresh, segment, now);
+    }) {
+        Found::Existing(state) => state,
+        Found::Inserted(state) => {
+            scratch.findings.count(Counter::TcpFlowsInserted);
+            if segment.flags & tcp::SYN == 0 {
+                scratch.findings.count(Counter::TcpFlowsMidStream);
             }
-            let Some(state) = FLOWS.get_ptr_mut(segment.key) else { return now };
             state
         }
+        Found::InsertFailed => {
+            scratch.findings.count(Counter::TcpFlowInsertFailed);
+            return now;
+        }
     };
-    let Some(lock) = FLOW_LOCK.get_ptr_mut(segment.key.lock_index()) else { return now };
+    let Some(lock) = lock_of(&segment.key) else { return now };
     // SAFETY: live map values; nothing between lock and unlock calls a helper or returns.
     unsafe {
-        let lock = core::ptr::addr_of_mut!((*lock).lock).cast();
         bpf_spin_lock(lock);
         let state = &mut *state;
         let now = if now > state.last_ns { now } else { state.last_ns + 1 };
         state.last_ns = now;
-        tcp::analyse(state, segment, now, &mut scratch.findings);
+        if work & ANALYSE != 0 {
+            tcp::analyse(state, segment, now, &mut scratch.findings);
+        }
+        if work & CUT != 0 {
+            // The verifier must see the index in 0..2; LLVM, knowing a bool is 0 or 1,
+            // would drop a mask: a volatile read hides that knowledge.
+            let from_lo = core::ptr::read_volatile((&raw const segment.from_lo).cast::<u8>());
+            let half = &mut state.halves[usize::from(!from_lo & 1)].cut;
+            scratch.cut.reason = cut::decide(half, &scratch.transport, config);
+            scratch.cut.keep = scratch.transport.payload_at;
+        }
         bpf_spin_unlock(lock);
         now
     }
 }
 
-/// `-EEXIST` from a map update.
-const EEXIST: i32 = -17;
+/// Decides the cut of the UDP datagram in the scratch: its flow joins the table (only
+/// while flows are cut). A global function, as [`ringcap_tcp_flow`].
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ringcap_udp_flow(from_lo: u32) -> u32 {
+    let (Some(scratch), Some(config)) = (SCRATCH.get_ptr_mut(0), config()) else { return 0 };
+    // SAFETY: per-CPU value, only this CPU uses it while the program runs.
+    let scratch = unsafe { &mut *scratch };
+    scratch.cut = Cut::default();
+    let key = &scratch.segment.key;
+    let state = match find_or_insert(key, |fresh| *fresh = FlowState::default()) {
+        Found::Existing(state) => state,
+        Found::Inserted(state) => {
+            crate::packet::count(Counter::UdpFlowsInserted);
+            state
+        }
+        Found::InsertFailed => return 0,
+    };
+    let Some(lock) = lock_of(key) else { return 0 };
+    // SAFETY: as in `ringcap_tcp_flow`.
+    unsafe {
+        bpf_spin_lock(lock);
+        let half = &mut (*state).halves[(from_lo & 1) as usize ^ 1].cut;
+        scratch.cut.reason = cut::decide(half, &scratch.transport, config);
+        scratch.cut.keep = scratch.transport.payload_at;
+        bpf_spin_unlock(lock);
+    }
+    0
+}
 
 /// Collects what the analysis of one segment found; [`Findings::flush`] reports it. The
 /// analysis itself only sets bits and fields: with a map update inside each of its
@@ -256,25 +277,64 @@ pub extern "C" fn ringcap_tcp_options(copied: u32) -> u32 {
     0
 }
 
-/// Analyses the packet seen at `now`, `wire_len` bytes long on the wire; returns the time
-/// to record it with (see [`ringcap_tcp_flow`]). The headers are read where they lie;
-/// only options other than Linux's usual NOP NOP TIMESTAMPS (a SYN's, SACK blocks) are
-/// read from a copy of the first bytes, by a scan of their own.
+/// Analyses the TCP segment seen at `now`, `wire_len` bytes long on the wire, and decides
+/// its cut, as `config` asks; returns the time to record it with (see
+/// [`ringcap_tcp_flow`]) and its cut, `None` for a packet that is not a TCP segment. The
+/// headers are read where they lie; only options other than Linux's usual NOP NOP
+/// TIMESTAMPS (a SYN's, SACK blocks) are read from a copy of the first bytes, by a scan
+/// of their own.
 #[inline(always)]
-pub fn analyse<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> u64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return now };
+pub fn tcp_segment<P: PacketBytes>(
+    packet: &P,
+    wire_len: u32,
+    now: u64,
+    config: &CaptureConfig,
+) -> Option<(u64, Cut)> {
+    let scratch = SCRATCH.get_ptr_mut(0)?;
     let (data, end) = packet.direct();
     let direct = Direct { data, end, wire_len };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
-    let segment = unsafe { &mut (*scratch).segment };
-    if !tcp::parse_into(&direct, segment) {
-        return now;
+    let scratch = unsafe { &mut *scratch };
+    if !tcp::parse_into(&direct, &mut scratch.segment) {
+        return None;
     }
-    if !tcp::common_options(&direct, segment) {
-        let Some(copied) = copy_window(packet, wire_len) else { return now };
-        ringcap_tcp_options(copied);
+    let mut work = 0;
+    if config.tcp_analysis != 0 {
+        work |= ANALYSE;
+        if !tcp::common_options(&direct, &mut scratch.segment) {
+            let copied = copy_window(packet, wire_len)?;
+            ringcap_tcp_options(copied);
+        }
     }
-    ringcap_tcp_segment(now)
+    if cut::enabled(config) {
+        work |= CUT;
+        let segment = &scratch.segment;
+        scratch.transport = Transport {
+            tcp: true,
+            flags: segment.flags,
+            seq: segment.seq,
+            payload_len: segment.len,
+            payload_at: segment.options_end,
+            ..Transport::default()
+        };
+        scratch.transport.read_head(&direct);
+    }
+    let stamp = ringcap_tcp_segment(now, work);
+    Some((stamp, scratch.cut))
+}
+
+/// The cut of a UDP datagram, `None` for a packet that is not one.
+#[inline(always)]
+pub fn udp_cut<P: PacketBytes>(packet: &P, wire_len: u32) -> Option<Cut> {
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    let (data, end) = packet.direct();
+    let direct = Direct { data, end, wire_len };
+    // SAFETY: per-CPU value, only this CPU uses it while the program runs.
+    let scratch = unsafe { &mut *scratch };
+    let from_lo = cut::parse_udp(&direct, &mut scratch.segment.key, &mut scratch.transport)?;
+    scratch.transport.read_head(&direct);
+    ringcap_udp_flow(u32::from(from_lo));
+    Some(scratch.cut)
 }
 
 /// Counts the flags of the segment in the scratch, runs the flow analysis and reports
@@ -282,10 +342,11 @@ pub fn analyse<P: PacketBytes>(packet: &P, wire_len: u32, now: u64) -> u64 {
 /// on its own, instead of once for every path of each program that calls it.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ringcap_tcp_segment(now: u64) -> u64 {
+pub extern "C" fn ringcap_tcp_segment(now: u64, work: u32) -> u64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return now };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
     let scratch = unsafe { &mut *scratch };
+
     // Flags are rare: note them in the findings, which `flush` turns into counter updates.
     let flags = scratch.segment.flags;
     let mut noted = 0u64;
@@ -309,8 +370,10 @@ pub extern "C" fn ringcap_tcp_segment(now: u64) -> u64 {
     if scratch.segment.window == 0 && flags & (tcp::SYN | tcp::FIN | tcp::RST) == 0 {
         noted |= 1 << Counter::TcpZeroWindow as u32;
     }
-    let stamp = ringcap_tcp_flow(now);
-    scratch.findings.counters |= noted;
+    let stamp = ringcap_tcp_flow(now, work);
+    if work & ANALYSE != 0 {
+        scratch.findings.counters |= noted;
+    }
     scratch.findings.flush();
     stamp
 }

@@ -52,6 +52,8 @@ const TEST_PACKAGES: &[&str] = &[
     "chromium",
     // The unit's system call filter is checked against a traced daemon.
     "strace",
+    // Real TLS (s_server, s_client) for the per-flow cut of encrypted flows.
+    "openssl",
 ];
 
 fn run_quiet(program: &str, args: &[&str]) -> Option<String> {

@@ -23,7 +23,19 @@ pub struct FlowKey {
     pub lo_port: u16,
     pub hi_port: u16,
     /// 4 or 6.
-    pub family: u32,
+    pub family: u8,
+    /// The IP protocol: TCP, or UDP (in the table only while flows are cut).
+    pub protocol: u8,
+    pub _pad: u16,
+}
+
+impl FlowKey {
+    /// The key of the flow between endpoints `lo` and `hi` (address words and port, the
+    /// lower endpoint first).
+    #[inline(always)]
+    pub fn new(lo: ([u32; 4], u16), hi: ([u32; 4], u16), family: u8, protocol: u8) -> Self {
+        FlowKey { lo_addr: lo.0, hi_addr: hi.0, lo_port: lo.1, hi_port: hi.1, family, protocol, _pad: 0 }
+    }
 }
 
 #[inline(always)]
@@ -71,7 +83,7 @@ fn parse_fields<P: PacketView>(p: &P, out: &mut Segment) -> Option<()> {
     let len = ip_len.saturating_sub(l4 - l3 + header_len);
     let from_lo = (src, sport) <= (dst, dport);
     let (lo, hi) = if from_lo { ((src, sport), (dst, dport)) } else { ((dst, dport), (src, sport)) };
-    let key = FlowKey { lo_addr: lo.0, hi_addr: hi.0, lo_port: lo.1, hi_port: hi.1, family };
+    let key = FlowKey::new(lo, hi, family, 6);
     *out = Segment {
         key,
         from_lo,
@@ -120,6 +132,8 @@ pub struct HalfFlow {
     pub window_scale: u8,
     /// `HALF_*` bits.
     pub flags: u32,
+    /// What the per-flow cut has counted of this direction.
+    pub cut: crate::cut::CutHalf,
 }
 
 /// [`HalfFlow::window_scale`] of a side whose SYN was not seen (flow picked up mid-stream).

@@ -103,6 +103,13 @@ pub fn metrics_text(sources: &Sources) -> String {
     out
 }
 
+/// The per-flow cut's reasons, as labelled.
+const CUT_REASONS: [(u32, &str); 3] = [
+    (capture_common::cut::CUT_FLOW_BYTES, "flow_bytes"),
+    (capture_common::cut::CUT_FLOW_PACKETS, "flow_packets"),
+    (capture_common::cut::CUT_ENCRYPTED_DATA, "encrypted"),
+];
+
 /// A counter family (named with `_total`, which the encoder adds back to each sample).
 fn counters(name: &str, help: &str, series: &[(Labels, u64)]) -> Family {
     let name = name.strip_suffix("_total").expect("counter names end in _total").to_string();
@@ -151,6 +158,22 @@ fn families(sources: &Sources) -> Vec<Family> {
             (labels(&[("reason", "rate_limit")]), kernel.get(Counter::RateLimited)),
         ],
     );
+    let cut_reasons = |pick: fn((Counter, Counter)) -> Counter| -> Vec<(Labels, u64)> {
+        CUT_REASONS
+            .iter()
+            .map(|(reason, name)| (labels(&[("reason", name)]), kernel.get(pick(Counter::cut(*reason)))))
+            .collect()
+    };
+    family(
+        "ringcap_packets_cut_total",
+        "Packets stored with their headers only by the per-flow cut (--flow-bytes, --flow-packets, --cut-encrypted), by reason.",
+        &cut_reasons(|(packets, _)| packets),
+    );
+    family(
+        "ringcap_packet_bytes_cut_total",
+        "Packet bytes the per-flow cut did not store, by reason.",
+        &cut_reasons(|(_, bytes)| bytes),
+    );
     // TCP health by interface and direction: a fixed set of series per slot in use.
     let slots = locked(&sources.live.slots).clone();
     let slot_labels =
@@ -196,13 +219,18 @@ fn families(sources: &Sources) -> Vec<Family> {
     }
     family(
         "ringcap_tcp_flows_total",
-        "TCP flows of the analysis's flow table, by event.",
+        "Flows of the flow table (TCP; evicted: UDP too while flows are cut), by event.",
         &[
             (labels(&[("event", "inserted")]), kernel.get(Counter::TcpFlowsInserted)),
             (labels(&[("event", "mid_stream")]), kernel.get(Counter::TcpFlowsMidStream)),
             (labels(&[("event", "insert_failed")]), kernel.get(Counter::TcpFlowInsertFailed)),
             (labels(&[("event", "evicted")]), flows.evicted),
         ],
+    );
+    family(
+        "ringcap_udp_flows_total",
+        "UDP flows of the flow table (tracked only while flows are cut; evictions count with TCP's), by event.",
+        &[(labels(&[("event", "inserted")]), kernel.get(Counter::UdpFlowsInserted))],
     );
     family(
         "ringcap_tcp_syn_unanswered_total",

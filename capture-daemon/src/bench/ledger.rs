@@ -30,6 +30,11 @@ pub struct Ledger {
     pub writer_lost: u64,
     /// Stored in the ring's files.
     pub captured: u64,
+    /// Of those, stored with their headers only by the per-flow cut (`--flow-bytes`,
+    /// `--flow-packets`, `--cut-encrypted`), and the bytes the cut did not store: not
+    /// losses, what the cut bought.
+    pub cut: u64,
+    pub cut_bytes: u64,
     /// Offered minus every line above: frames no counter explains.
     pub unaccounted: i64,
 }
@@ -55,6 +60,11 @@ impl Ledger {
             reader_queue_dropped: n("reader", "queue_dropped"),
             writer_lost: n("storage", "packets_lost"),
             captured: n("storage", "packets_written"),
+            cut: ["cut_flow_bytes", "cut_flow_packets", "cut_encrypted"].iter().map(|k| n("kernel", k)).sum(),
+            cut_bytes: ["cut_flow_bytes_bytes", "cut_flow_packets_bytes", "cut_encrypted_bytes"]
+                .iter()
+                .map(|k| n("kernel", k))
+                .sum(),
             unaccounted: 0,
         }
         .balanced()

@@ -301,17 +301,17 @@ impl Report {
         ] {
             let _ = write!(page, "<div class=\"plot\" id=\"{id}\"><h3>{title}</h3>{svg}</div>");
         }
-        page.push_str("<h2>Drop ledger of every trial</h2><table id=\"ledger\"><tr><th>#</th><th class=\"l\">mode</th><th class=\"l\">frames</th><th class=\"l\">trial</th><th>target pps</th><th>offered pps</th><th>offered</th><th>NIC dropped</th><th>seen</th><th>not selected</th><th>kernel ring</th><th>AF_XDP rings</th><th>reader queue</th><th>writer</th><th>captured</th><th>unaccounted</th><th>CPU per core (busy / softirq %)</th></tr>");
+        page.push_str("<h2>Drop ledger of every trial</h2><table id=\"ledger\"><tr><th>#</th><th class=\"l\">mode</th><th class=\"l\">frames</th><th class=\"l\">trial</th><th>target pps</th><th>offered pps</th><th>offered</th><th>NIC dropped</th><th>seen</th><th>not selected</th><th>kernel ring</th><th>AF_XDP rings</th><th>reader queue</th><th>writer</th><th>captured</th><th>of which cut</th><th>bytes not stored (cut)</th><th>unaccounted</th><th>CPU per core (busy / softirq %)</th></tr>");
         for t in &self.trials {
             let l = &t.ledger;
             let cores: Vec<String> =
                 t.cores.iter().map(|c| format!("{:.0}/{:.0}", c.busy_percent, c.softirq_percent)).collect();
             let _ = write!(
                 page,
-                "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{:?}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{:?}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
                 t.number, t.mode, t.size, t.kind, t.target_pps.map_or("full".into(), |r| format!("{r:.0}")), t.offered_pps,
                 l.offered, l.nic_dropped, l.seen, l.not_selected, l.kernel_dropped, l.xsk_dropped, l.reader_queue_dropped,
-                l.writer_lost, l.captured, l.unaccounted, cores.join(" ")
+                l.writer_lost, l.captured, l.cut, l.cut_bytes, l.unaccounted, cores.join(" ")
             );
         }
         page.push_str("</table></body></html>\n");

@@ -10,6 +10,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use capture_common::cut::wire_len_from_ip;
+use capture_common::packet::SlicePacket;
 use capture_common::{RecordFlags, RecordHeader, XskMeta};
 
 use crate::capture::mmap::Mapping;
@@ -343,6 +345,9 @@ pub struct XskSource {
     pub ifindex: u32,
     /// Where frames that arrived without the program's timestamp are counted.
     pub counters: Arc<ReaderCounters>,
+    /// Flows are cut: a frame shorter than its IP header says was cut by the program,
+    /// and its wire length is what the header says.
+    pub cutting: bool,
 }
 
 impl RecordSource for XskSource {
@@ -360,9 +365,14 @@ impl RecordSource for XskSource {
         };
         let bytes = self.socket.bytes(&frame);
         let len = bytes.len() as u32;
+        let mut orig_len = len;
+        if self.cutting {
+            let view = SlicePacket { data: bytes, wire_len: len };
+            orig_len = wire_len_from_ip(&view).map_or(len, |wire| wire.max(len));
+        }
         let header = RecordHeader {
             timestamp_ns,
-            orig_len: len,
+            orig_len,
             cap_len: len,
             ifindex: self.ifindex,
             flags: RecordFlags::INGRESS,

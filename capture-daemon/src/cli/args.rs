@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use capture_daemon::capture::ReaderConfig;
 use capture_daemon::filter::Filter;
-use capture_daemon::kernel::{Direction, KernelConfig, ProgramSet, Selection, XdpModeChoice};
+use capture_daemon::kernel::{Direction, FlowCut, KernelConfig, ProgramSet, Selection, XdpModeChoice};
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
 use capture_daemon::privileges::User;
 use capture_daemon::retrieve::out::Format;
@@ -68,6 +68,21 @@ pub(crate) struct KernelArgs {
     /// Turn off the in-kernel TCP analysis (flags, handshakes, RTT) of every packet.
     #[arg(long)]
     pub(crate) no_tcp_analysis: bool,
+    /// Per-flow cutting: each direction of each TCP and UDP flow keeps its first SIZE bytes
+    /// of payload whole (64k, 1M; at most 1G); past that its packets are stored with their
+    /// headers only (through the TCP/UDP header) and their wire length. SYN, FIN and RST
+    /// segments are always whole.
+    #[arg(long, value_name = "SIZE", value_parser = parse_flow_bytes)]
+    pub(crate) flow_bytes: Option<u32>,
+    /// Per-flow cutting by count: each direction of a flow keeps its first N packets whole
+    /// (TCP: every segment counts; UDP: every datagram recorded).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) flow_packets: Option<u32>,
+    /// Per-flow cutting of what cannot be read anyway: a direction of a TLS flow past its
+    /// handshake (from its first application-data record) and of a QUIC flow past its
+    /// long-header packets keep headers only.
+    #[arg(long)]
+    pub(crate) cut_encrypted: bool,
     /// A connection attempt is counted unanswered when its SYN gets no SYN-ACK this long.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub(crate) syn_timeout: f64,
@@ -102,6 +117,14 @@ pub(crate) struct StopArgs {
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub(crate) duration: Option<f64>,
+}
+
+pub(crate) fn parse_flow_bytes(text: &str) -> Result<u32, String> {
+    let max = capture_common::cut::FLOW_BYTES_MAX;
+    match DiskLimit::parse(text) {
+        Ok(DiskLimit::Bytes(bytes)) if (1..=u64::from(max)).contains(&bytes) => Ok(bytes as u32),
+        _ => Err(format!("{text:?} is not a flow size: use bytes from 1 to 1G (64k, 1M)")),
+    }
 }
 
 pub(crate) fn parse_file_count(text: &str) -> Result<usize, String> {
@@ -213,6 +236,11 @@ impl KernelArgs {
             flow_sample_every: self.flow_sample.unwrap_or(1),
             max_pps: self.max_pps.unwrap_or(0),
             tcp_analysis: !self.no_tcp_analysis,
+            cut: FlowCut {
+                bytes: self.flow_bytes.unwrap_or(0),
+                packets: self.flow_packets.unwrap_or(0),
+                encrypted: self.cut_encrypted,
+            },
         }
     }
 

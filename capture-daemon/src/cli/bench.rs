@@ -15,7 +15,7 @@ use clap::Args;
 use super::choices::{choice, Choice};
 use ringcap_tools::testbed::TestBed;
 
-use super::args::{parse_disk_limit, parse_snaplen};
+use super::args::{parse_disk_limit, parse_flow_bytes, parse_snaplen};
 
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["self_test", "interface"]))]
@@ -83,6 +83,18 @@ pub(crate) struct BenchArgs {
     /// Directions to capture, as for `run`.
     #[arg(long, value_parser = choice::<Direction>())]
     direction: Option<Direction>,
+    /// Turn off the in-kernel TCP analysis, as for `run`.
+    #[arg(long)]
+    no_tcp_analysis: bool,
+    /// Per-flow cutting by bytes, as for `run` (the retention figures show what it buys).
+    #[arg(long, value_name = "SIZE", value_parser = parse_flow_bytes)]
+    flow_bytes: Option<u32>,
+    /// Per-flow cutting by packets, as for `run`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    flow_packets: Option<u32>,
+    /// Cut TLS and QUIC flows past their handshakes, as for `run`.
+    #[arg(long)]
+    cut_encrypted: bool,
     /// With -i and afxdp: capture even though the interface has addresses (see `run --force`).
     #[arg(long)]
     force: bool,
@@ -127,11 +139,17 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     push("--compress-threads", args.compress_threads.map(|t| t.to_string()));
     push("-B", args.buffer_kib.map(|b| b.to_string()));
     push("--direction", args.direction.map(|d| d.name().to_string()));
-    if args.no_compress {
-        run_options.push("--no-compress".into());
-    }
-    if args.force {
-        run_options.push("--force".into());
+    push("--flow-bytes", args.flow_bytes.map(|b| b.to_string()));
+    push("--flow-packets", args.flow_packets.map(|n| n.to_string()));
+    for (flag, on) in [
+        ("--no-compress", args.no_compress),
+        ("--no-tcp-analysis", args.no_tcp_analysis),
+        ("--cut-encrypted", args.cut_encrypted),
+        ("--force", args.force),
+    ] {
+        if on {
+            run_options.push(flag.into());
+        }
     }
     let options_text = {
         let mut text = run_options.clone();

@@ -96,6 +96,20 @@ pub(crate) fn print_summary(summary: &CaptureSummary) {
         summary.kernel.get(Counter::SampledOut),
         summary.kernel.get(Counter::RateLimited)
     );
+    let cut = |counter| summary.kernel.get(counter);
+    let cut_packets = cut(Counter::CutFlowBytes) + cut(Counter::CutFlowPackets) + cut(Counter::CutEncrypted);
+    if cut_packets > 0 {
+        eprintln!(
+            "{cut_packets} packets cut to their headers: {} past --flow-bytes, {} past --flow-packets, \
+             {} encrypted; {} bytes not stored",
+            cut(Counter::CutFlowBytes),
+            cut(Counter::CutFlowPackets),
+            cut(Counter::CutEncrypted),
+            cut(Counter::CutFlowBytesBytes)
+                + cut(Counter::CutFlowPacketsBytes)
+                + cut(Counter::CutEncryptedBytes)
+        );
+    }
     eprintln!("{} packets dropped by ringcap (writer queue full)", summary.queue_dropped);
     if summary.write_dropped > 0 {
         eprintln!("{} packets dropped by ringcap (write errors)", summary.write_dropped);

@@ -1,6 +1,8 @@
 //! The periodic sweep of the kernel's TCP flow table.
 use std::time::{Duration, Instant};
 
+use capture_common::Counter;
+
 use super::{locked, LiveCounters};
 use crate::kernel::CaptureProgram;
 use crate::records::FlowTable;
@@ -28,7 +30,9 @@ impl Sweeper {
         let (flows, unanswered) =
             program.sweep_flows(crate::capture::clock::monotonic_ns(), self.syn_timeout);
         // The counters published just now, rather than reading the kernel's again.
-        let inserted = locked(&live.kernel).get(capture_common::Counter::TcpFlowsInserted);
+        let kernel = locked(&live.kernel);
+        let inserted = kernel.get(Counter::TcpFlowsInserted) + kernel.get(Counter::UdpFlowsInserted);
+        drop(kernel);
         self.table.live = flows;
         self.table.syn_unanswered += unanswered;
         self.table.evicted = inserted.saturating_sub(flows);

@@ -10,7 +10,9 @@ pub use counters::{rtt_total, KernelCounters, RttBuckets, SlotRttBuckets};
 pub use errors::KernelError;
 use errors::{classify_load_error, error_chain, os_error};
 pub use interfaces::{host_addresses, interface_index};
-pub use options::{Attach, AttachMode, Direction, Hook, KernelConfig, ProgramSet, Selection, XdpModeChoice};
+pub use options::{
+    Attach, AttachMode, Direction, FlowCut, Hook, KernelConfig, ProgramSet, Selection, XdpModeChoice,
+};
 use std::ffi::CString;
 use std::io;
 
@@ -153,7 +155,9 @@ impl CaptureProgram {
             flow_sample_every: selection.flow_sample_every,
             max_pps_per_cpu: selection.max_pps.div_ceil(possible_cpus() as u64),
             tcp_analysis: u32::from(selection.tcp_analysis),
-            ..CaptureConfig::default()
+            flow_bytes: selection.cut.bytes,
+            flow_packets: selection.cut.packets,
+            cut_encrypted: u32::from(selection.cut.encrypted),
         };
         self.config
             .set(0, config, 0)

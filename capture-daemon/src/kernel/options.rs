@@ -133,4 +133,22 @@ pub struct Selection {
     pub max_pps: u64,
     /// Analyse every TCP segment in the kernel (flags, handshakes, RTT).
     pub tcp_analysis: bool,
+    /// Per-flow cutting.
+    pub cut: FlowCut,
+}
+
+/// Per-flow cutting (`capture_common::cut`): each direction of a flow keeps its first
+/// `bytes` of payload and `packets` whole (0: no limit), and with `encrypted` nothing past
+/// a TLS or QUIC handshake.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCut {
+    pub bytes: u32,
+    pub packets: u32,
+    pub encrypted: bool,
+}
+
+impl FlowCut {
+    pub fn enabled(&self) -> bool {
+        *self != FlowCut::default()
+    }
 }

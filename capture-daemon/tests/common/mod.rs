@@ -1,6 +1,8 @@
 //! Helpers shared by the kernel tests: test beds, ringcap processes, known frames.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod tcp_analysis;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
