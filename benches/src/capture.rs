@@ -134,7 +134,7 @@ impl Run {
     }
 }
 
-fn release_dir() -> PathBuf {
+pub(crate) fn release_dir() -> PathBuf {
     std::env::current_exe().expect("own path").parent().expect("in target/release").to_path_buf()
 }
 

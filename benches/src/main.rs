@@ -3,6 +3,7 @@
 //! `target/bench/`. Speed is measured here, never asserted in tests.
 mod capture;
 mod filter;
+mod flows;
 mod kernel_stats;
 mod pull;
 mod report;
@@ -31,6 +32,9 @@ enum Bench {
     Pull(pull::Options),
     /// Kernel ns per packet of the TCP analysis at 1, 10k and 1M flows, off and on.
     Tcp(tcp::Options),
+    /// Real TCP: what the flow table costs per packet (kernel statistics, against
+    /// --no-tcp-analysis) and what --flow-bytes 64k saves in ring bytes.
+    Flows(flows::Options),
     /// The ring writer alone at zstd levels 0, 1, 3, and the whole path against tcpdump + zstd.
     Storage(storage::Options),
 }
@@ -43,5 +47,6 @@ fn main() -> Result<()> {
         Bench::Filter(options) => filter::run(&options),
         Bench::Pull(options) => pull::run(&options),
         Bench::Tcp(options) => tcp::run(&options),
+        Bench::Flows(options) => flows::run(&options),
     }
 }
