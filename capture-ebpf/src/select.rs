@@ -92,9 +92,14 @@ pub fn leave() {
 pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<Selected, Counter> {
     let Some(config) = config() else { return Ok(Selected { stamp: clock(), cut: Cut::default() }) };
     let cutting = cut::enabled(config);
-    let mut tcp = None;
+    // (the stamp, if the clock was read; the TCP segment's cut, if it is one)
+    let mut early = (None, None);
     if config.tcp_analysis != 0 || cutting {
-        tcp = crate::tcp::tcp_segment(packet, wire_len, clock(), config);
+        let now = clock();
+        early = match crate::tcp::tcp_segment(packet, wire_len, now, config) {
+            Some((stamp, cut)) => (Some(stamp), Some(cut)),
+            None => (Some(now), None),
+        };
     }
     if FILTER_ACTIVE.load() != 0 {
         let (data, data_end) = packet.direct();
@@ -114,16 +119,16 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<Selected, Cou
             return Err(Counter::SampledOut);
         }
     }
-    let (stamp, mut cut) = match tcp {
-        Some((stamp, cut)) => (stamp, cut),
-        None => (clock(), Cut::default()),
-    };
+    let (stamp, tcp_cut) = early;
+    let stamp = stamp.unwrap_or_else(clock);
     if config.max_pps_per_cpu > 0 && !take_token(config.max_pps_per_cpu, stamp) {
         return Err(Counter::RateLimited);
     }
-    if cutting && tcp.is_none() {
-        cut = crate::tcp::udp_cut(packet, wire_len).unwrap_or_default();
-    }
+    let cut = match tcp_cut {
+        Some(cut) => cut,
+        None if cutting => crate::tcp::udp_cut(packet, wire_len).unwrap_or_default(),
+        None => Cut::default(),
+    };
     Ok(Selected { stamp, cut })
 }
 
