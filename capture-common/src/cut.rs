@@ -230,16 +230,25 @@ pub fn parse_udp<P: PacketView>(p: &P, key: &mut FlowKey, t: &mut Transport) -> 
     Some(from_lo)
 }
 
-/// The length on the wire of a frame its IP header describes (after up to two VLAN
-/// tags): how user space reads back the wire length of a frame the AF_XDP program cut
-/// (`bpf_xdp_adjust_tail`), which arrives shorter than its IP header says.
-pub fn wire_len_from_ip<P: PacketView>(p: &P) -> Option<u32> {
+/// The wire length of a frame the AF_XDP program cut (`bpf_xdp_adjust_tail`), which
+/// reaches user space ending exactly at its TCP or UDP header while its IP header still
+/// tells its length on the wire; `None` for any other frame.
+pub fn cut_wire_len<P: PacketView>(p: &P) -> Option<u32> {
+    let len = p.wire_len();
+    let header_end = match crate::tcp::parse(p) {
+        Some(segment) => segment.options_end.max(segment.options_at),
+        None => {
+            let (mut key, mut transport) = (FlowKey::default(), Transport::default());
+            parse_udp(p, &mut key, &mut transport)?;
+            transport.payload_at
+        }
+    };
     let (ethertype, l3) = network_layer(p)?;
-    match ethertype {
-        0x0800 => Some(l3 + half(p, l3 + 2)?),
-        0x86dd => Some(l3 + 40 + half(p, l3 + 4)?),
-        _ => None,
-    }
+    let ip_end = match ethertype {
+        0x0800 => l3 + half(p, l3 + 2)?,
+        _ => l3 + 40 + half(p, l3 + 4)?,
+    };
+    (header_end == len && ip_end > len).then_some(ip_end)
 }
 
 #[cfg(test)]

@@ -314,7 +314,8 @@ pub fn tcp_segment<P: PacketBytes>(
             flags: segment.flags,
             seq: segment.seq,
             payload_len: segment.len,
-            payload_at: segment.options_end,
+            // Never into the fixed header, whatever a malformed data offset says.
+            payload_at: segment.options_end.max(segment.options_at),
             ..Transport::default()
         };
         scratch.transport.read_head(&direct);

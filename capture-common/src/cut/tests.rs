@@ -147,3 +147,27 @@ fn udp_datagrams_are_parsed_with_their_payload() {
     t.read_head(&packet);
     assert_eq!((t.head, t.head_len), (0x4301_0203_0405_0607, 8));
 }
+
+#[test]
+fn only_a_frame_ending_at_its_transport_header_gets_its_wire_length_from_ip() {
+    let mut frame = vec![0u8; 54];
+    frame[12] = 0x08;
+    frame[14] = 0x45;
+    frame[16..18].copy_from_slice(&1500u16.to_be_bytes());
+    frame[23] = 6;
+    frame[46] = 5 << 4;
+    fn view(data: &[u8]) -> crate::packet::SlicePacket<'_> {
+        crate::packet::SlicePacket { data, wire_len: data.len() as u32 }
+    }
+    assert_eq!(cut_wire_len(&view(&frame)), Some(1514), "cut to its 54 bytes of headers");
+    let mut whole = frame.clone();
+    whole.resize(1514, 7);
+    assert_eq!(cut_wire_len(&view(&whole)), None, "whole");
+    let mut padded = frame.clone();
+    padded[16..18].copy_from_slice(&40u16.to_be_bytes());
+    padded.resize(60, 0);
+    assert_eq!(cut_wire_len(&view(&padded)), None, "Ethernet padding is no cut");
+    let mut lying = frame.clone();
+    lying.extend_from_slice(&[1, 2, 3]);
+    assert_eq!(cut_wire_len(&view(&lying)), None, "a short frame that does not end at its header");
+}

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use capture_common::cut::wire_len_from_ip;
+use capture_common::cut::cut_wire_len;
 use capture_common::packet::SlicePacket;
 use capture_common::{RecordFlags, RecordHeader, XskMeta};
 
@@ -345,8 +345,8 @@ pub struct XskSource {
     pub ifindex: u32,
     /// Where frames that arrived without the program's timestamp are counted.
     pub counters: Arc<ReaderCounters>,
-    /// Flows are cut: a frame shorter than its IP header says was cut by the program,
-    /// and its wire length is what the header says.
+    /// Flows are cut: a frame that ends at its transport header while its IP header says
+    /// it was longer was cut by the program, and its wire length is what the IP header says.
     pub cutting: bool,
 }
 
@@ -367,8 +367,7 @@ impl RecordSource for XskSource {
         let len = bytes.len() as u32;
         let mut orig_len = len;
         if self.cutting {
-            let view = SlicePacket { data: bytes, wire_len: len };
-            orig_len = wire_len_from_ip(&view).map_or(len, |wire| wire.max(len));
+            orig_len = cut_wire_len(&SlicePacket { data: bytes, wire_len: len }).unwrap_or(len);
         }
         let header = RecordHeader {
             timestamp_ns,
