@@ -1,21 +1,15 @@
 //! The flow table the TCP analysis and the per-flow cut share: one LRU hash of flows
-//! (both directions share a key), and the locks that serialise the work on a flow.
+//! (both directions share a key), each with the lock that serialises the work on it.
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    btf_maps,
-    macros::{btf_map, map},
+    macros::map,
     maps::{LruHashMap, PerCpuArray},
 };
-use capture_common::tcp::{FlowKey, FlowLock, FlowState, FLOW_LOCKS};
+use capture_common::tcp::{FlowKey, FlowState};
 
 /// State by flow; sized by the loader.
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65536, 0);
-
-/// The flows' locks (see [`FlowLock`]). A BTF map: the verifier finds the spin lock in
-/// the value's BTF.
-#[btf_map]
-static FLOW_LOCK: btf_maps::Array<FlowLock, { FLOW_LOCKS as usize }> = btf_maps::Array::new();
 
 /// Where a new flow's state is built before it is inserted (too large for the stack).
 #[map]
@@ -58,10 +52,51 @@ pub fn find_or_insert(key: &FlowKey, start: impl FnOnce(&mut FlowState)) -> Foun
 /// `-EEXIST` from a map update.
 const EEXIST: i32 = -17;
 
-/// The lock of the flow of `key`: taken around every change to its state.
+/// Attempts a flow's lock ([`FlowState::lock`]) gets before its packet is given up
+/// (counted): the holder works on a packet for well under a microsecond and cannot be
+/// preempted, so the bound is never reached in practice.
+const LOCK_TRIES: u32 = 1 << 12;
+
+/// Takes the lock of the flow at `state`; false when another CPU held it past the bound.
+/// An atomic compare-and-exchange (a full barrier) on the flow's own word: about the cost
+/// of one locked instruction, where `bpf_spin_lock` and its unlock were two helper calls
+/// with interrupts masked and a separate table of locks.
 #[inline(always)]
-pub fn lock_of(key: &FlowKey) -> Option<*mut aya_ebpf::bindings::bpf_spin_lock> {
-    let lock = FLOW_LOCK.get_ptr_mut(key.lock_index())?;
-    // SAFETY: a live map value; only the address of its field is taken.
-    Some(unsafe { core::ptr::addr_of_mut!((*lock).lock).cast() })
+pub fn lock(state: *mut FlowState) -> bool {
+    // SAFETY: `state` is a live map value; the word is only ever used atomically.
+    let word = unsafe { core::ptr::addr_of_mut!((*state).lock) };
+    let mut tries = 0;
+    while tries < LOCK_TRIES {
+        let previous: u64;
+        // SAFETY: BPF_ATOMIC | BPF_CMPXCHG on a map value the verifier checks: r0 holds
+        // the value expected (0, free) and receives the value found.
+        unsafe {
+            core::arch::asm!(
+                "r0 = cmpxchg_64(r1 + 0, r0, r2)",
+                inlateout("r0") 0u64 => previous,
+                in("r1") word,
+                in("r2") 1u64,
+            );
+        }
+        if previous == 0 {
+            return true;
+        }
+        tries += 1;
+    }
+    false
+}
+
+/// Releases the lock [`lock`] took: an atomic exchange, a full barrier, so every change
+/// to the state is seen by the next CPU to take it.
+#[inline(always)]
+pub fn unlock(state: *mut FlowState) {
+    // SAFETY: as in `lock`; BPF_ATOMIC | BPF_XCHG stores 0 and returns the old value.
+    unsafe {
+        let word = core::ptr::addr_of_mut!((*state).lock);
+        core::arch::asm!(
+            "r2 = xchg_64(r1 + 0, r2)",
+            in("r1") word,
+            inlateout("r2") 0u64 => _,
+        );
+    }
 }

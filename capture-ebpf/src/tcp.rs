@@ -4,7 +4,6 @@
 //! histograms), and the per-flow cut of TCP and UDP flows (`capture_common::cut`).
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
-    helpers::{bpf_spin_lock, bpf_spin_unlock},
     macros::map,
     maps::{Array, PerCpuArray},
 };
@@ -16,7 +15,7 @@ use capture_common::{
 };
 
 use crate::direct::Direct;
-use crate::flows::{find_or_insert, lock_of, Found};
+use crate::flows::{find_or_insert, lock, unlock, Found};
 use crate::packet::{count_by, count_raw, current_slot, PacketBytes};
 use crate::select::config;
 
@@ -58,6 +57,7 @@ pub extern "C" fn ringcap_tcp_flow(now: u64, work: u32) -> u64 {
     scratch.cut = Cut::default();
     let segment = &scratch.segment;
     let state = match find_or_insert(&segment.key, |fresh| {
+        fresh.lock = 0;
         fresh.last_ns = 0;
         tcp::start_flow(fresh, segment, now);
     }) {
@@ -74,10 +74,12 @@ pub extern "C" fn ringcap_tcp_flow(now: u64, work: u32) -> u64 {
             return now;
         }
     };
-    let Some(lock) = lock_of(&segment.key) else { return now };
-    // SAFETY: live map values; nothing between lock and unlock calls a helper or returns.
-    unsafe {
-        bpf_spin_lock(lock);
+    if !lock(state) {
+        crate::packet::count(Counter::FlowLockBusy);
+        return now;
+    }
+    // SAFETY: a live map value, this CPU's alone while it holds the flow's lock.
+    let stamp = unsafe {
         let state = &mut *state;
         let now = if now > state.last_ns { now } else { state.last_ns + 1 };
         state.last_ns = now;
@@ -92,9 +94,10 @@ pub extern "C" fn ringcap_tcp_flow(now: u64, work: u32) -> u64 {
             scratch.cut.reason = cut::decide(half, &scratch.transport, config);
             scratch.cut.keep = scratch.transport.payload_at;
         }
-        bpf_spin_unlock(lock);
         now
-    }
+    };
+    unlock(state);
+    stamp
 }
 
 /// Decides the cut of the UDP datagram in the scratch: its flow joins the table (only
@@ -115,15 +118,15 @@ pub extern "C" fn ringcap_udp_flow(from_lo: u32) -> u32 {
         }
         Found::InsertFailed => return 0,
     };
-    let Some(lock) = lock_of(key) else { return 0 };
-    // SAFETY: as in `ringcap_tcp_flow`.
-    unsafe {
-        bpf_spin_lock(lock);
-        let half = &mut (*state).halves[(from_lo & 1) as usize ^ 1].cut;
-        scratch.cut.reason = cut::decide(half, &scratch.transport, config);
-        scratch.cut.keep = scratch.transport.payload_at;
-        bpf_spin_unlock(lock);
+    if !lock(state) {
+        crate::packet::count(Counter::FlowLockBusy);
+        return 0;
     }
+    // SAFETY: as in `ringcap_tcp_flow`.
+    let half = unsafe { &mut (*state).halves[(from_lo & 1) as usize ^ 1].cut };
+    scratch.cut.reason = cut::decide(half, &scratch.transport, config);
+    scratch.cut.keep = scratch.transport.payload_at;
+    unlock(state);
     0
 }
 

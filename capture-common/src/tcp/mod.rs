@@ -150,49 +150,17 @@ pub const HALF_TS: u32 = 4;
 /// side's answer to it is a keep-alive ACK, not a duplicate ACK.
 pub const HALF_KEEP_ALIVE: u32 = 8;
 
-/// The kernel's `struct bpf_spin_lock`: the verifier knows it by this name in the map
-/// value's BTF.
-#[repr(C)]
-#[allow(non_camel_case_types)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct bpf_spin_lock {
-    pub val: u32,
-}
-
-/// One of the locks that serialise the analysis of a flow: the ingress and egress
-/// programs (or two receive queues) on two CPUs see a flow in turn, never at once. The
-/// kernel allows no spin lock in an LRU map's values, so flows share [`FLOW_LOCKS`]
-/// locks in an array, by [`FlowKey::lock_index`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowLock {
-    pub lock: bpf_spin_lock,
-}
-
-/// Locks for the flows (a power of two): unrelated flows rarely share one.
-pub const FLOW_LOCKS: u32 = 4096;
-
-impl FlowKey {
-    /// The lock of this flow's analysis, in `0..FLOW_LOCKS`.
-    #[inline(always)]
-    pub fn lock_index(&self) -> u32 {
-        let mut hash = (u32::from(self.lo_port) << 16 | u32::from(self.hi_port)).wrapping_mul(0x9e37_79b1);
-        let mut i = 0;
-        while i < 4 {
-            hash = (hash ^ self.lo_addr[i]).wrapping_mul(0x85eb_ca6b);
-            hash = (hash ^ self.hi_addr[i]).wrapping_mul(0xc2b2_ae35);
-            i += 1;
-        }
-        (hash ^ (hash >> 16)) & (FLOW_LOCKS - 1)
-    }
-}
-
 /// The analysis state of one connection (both directions), the value of the kernel's
 /// flow table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowState {
-    /// The time of the last packet analysed. Under the flow's lock (a [`FlowLock`]) a
+    /// Non-zero while a CPU works on the flow: the lock that serialises the packets of
+    /// a flow seen on two CPUs (ingress and egress programs, two receive queues). A word
+    /// of the flow's own, taken with an atomic compare-and-exchange: no helper call, no
+    /// lock table (the kernel allows no `bpf_spin_lock` in an LRU map's values).
+    pub lock: u64,
+    /// The time of the last packet analysed. Under the flow's lock a
     /// packet's time is made later than it, so the order of the packets' times is the
     /// order they were analysed in, and the files show a reader the sequence the
     /// analysis judged.

@@ -228,6 +228,11 @@ fn families(sources: &Sources) -> Vec<Family> {
         ],
     );
     family(
+        "ringcap_flow_lock_busy_total",
+        "Packets neither analysed nor cut: another CPU held their flow's lock past the wait's bound.",
+        &[(Vec::new(), kernel.get(Counter::FlowLockBusy))],
+    );
+    family(
         "ringcap_udp_flows_total",
         "UDP flows of the flow table (tracked only while flows are cut; evictions count with TCP's), by event.",
         &[(labels(&[("event", "inserted")]), kernel.get(Counter::UdpFlowsInserted))],
