@@ -74,6 +74,20 @@ pub struct Transport {
 }
 
 impl Transport {
+    /// What the cut needs of a TCP segment (payload head not read yet).
+    #[inline(always)]
+    pub fn of_segment(segment: &crate::tcp::Segment) -> Self {
+        Transport {
+            tcp: true,
+            flags: segment.flags,
+            seq: segment.seq,
+            payload_len: segment.len,
+            // Never into the fixed header, whatever a malformed data offset says.
+            payload_at: segment.options_end.max(segment.options_at),
+            ..Transport::default()
+        }
+    }
+
     /// Reads the payload's first bytes at `payload_at` into `head`.
     #[inline(always)]
     pub fn read_head<P: PacketView>(&mut self, p: &P) {
@@ -110,9 +124,11 @@ fn tls_record(t: &Transport, content_type: u8) -> bool {
     t.head_byte(0) == Some(content_type) && t.head_byte(1) == Some(3) && matches!(t.head_byte(2), Some(0..=4))
 }
 
-/// A QUIC long-header packet of a known version (RFC 9000 17.2: v1; RFC 9369: v2;
-/// drafts 0xff0000xx), with a connection ID length QUIC allows: a UDP payload whose
-/// first byte merely looks like one (a DNS query ID) is not taken for QUIC.
+/// A QUIC long-header packet of a known version (RFC 9000 17.2: v1; RFC 9369: v2; the
+/// drafts deployed, 29 to 34), with a connection ID length QUIC allows: a UDP payload
+/// whose first byte merely looks like one is not taken for QUIC (a DNS query's ID, flags
+/// and question count would have to spell a version: 0xffff 0x0000 0x0001 reads
+/// 0xff000000, no version).
 #[inline(always)]
 fn quic_long_header(t: &Transport) -> bool {
     if t.head_len < 8 || t.head >> 62 != 0b11 {
@@ -120,7 +136,8 @@ fn quic_long_header(t: &Transport) -> bool {
     }
     let version = (t.head >> 24) as u32;
     let dcid_len = (t.head >> 16) as u8;
-    (version == 1 || version == 0x6b33_43cf || version >> 8 == 0xff_0000) && dcid_len <= 20
+    (version == 1 || version == 0x6b33_43cf || (0xff00_001d..=0xff00_0022).contains(&version))
+        && dcid_len <= 20
 }
 
 /// A QUIC short-header (1-RTT) packet: header form 0, fixed bit 1.
@@ -133,15 +150,16 @@ fn quic_short_header(t: &Transport) -> bool {
 /// (0: kept whole, else the reason). SYN, FIN and RST segments are always whole.
 #[inline(always)]
 pub fn decide(half: &mut CutHalf, t: &Transport, config: &CaptureConfig) -> u32 {
-    half.packets = half.packets.saturating_add(1);
     let control = t.tcp && t.flags & (SYN | FIN | RST) != 0;
     if t.tcp && t.flags & SYN != 0 {
-        half.base_seq = t.seq.wrapping_add(1);
-        half.flags |= CUT_BASE;
+        // A SYN (or SYN-ACK) starts this direction afresh: a new connection on the same
+        // ports inherits nothing of the last one, whether or not the analysis saw its SYN.
+        *half = CutHalf { base_seq: t.seq.wrapping_add(1), flags: CUT_BASE, ..CutHalf::default() };
     } else if t.tcp && half.flags & CUT_BASE == 0 {
         half.base_seq = t.seq;
         half.flags |= CUT_BASE;
     }
+    half.packets = half.packets.saturating_add(1);
     if t.payload_len > 0 && half.flags & CUT_SAW_DATA == 0 {
         half.flags |= CUT_SAW_DATA;
         if t.tcp && tls_record(t, 0x16) {
@@ -171,7 +189,8 @@ pub fn decide(half: &mut CutHalf, t: &Transport, config: &CaptureConfig) -> u32 
         half.bytes += u64::from(t.payload_len);
         before >= u64::from(config.flow_bytes)
     };
-    if control {
+    // A segment without payload is all headers (and padding): there is nothing to cut.
+    if control || t.payload_len == 0 {
         0
     } else if config.cut_encrypted != 0 && half.flags & CUT_ENCRYPTED != 0 {
         CUT_ENCRYPTED_DATA
@@ -228,27 +247,6 @@ pub fn parse_udp<P: PacketView>(p: &P, key: &mut FlowKey, t: &mut Transport) -> 
     *key = FlowKey::new(lo, hi, family, UDP as u8);
     *t = Transport { payload_len: ip_end.saturating_sub(l4 + 8), payload_at: l4 + 8, ..Transport::default() };
     Some(from_lo)
-}
-
-/// The wire length of a frame the AF_XDP program cut (`bpf_xdp_adjust_tail`), which
-/// reaches user space ending exactly at its TCP or UDP header while its IP header still
-/// tells its length on the wire; `None` for any other frame.
-pub fn cut_wire_len<P: PacketView>(p: &P) -> Option<u32> {
-    let len = p.wire_len();
-    let header_end = match crate::tcp::parse(p) {
-        Some(segment) => segment.options_end.max(segment.options_at),
-        None => {
-            let (mut key, mut transport) = (FlowKey::default(), Transport::default());
-            parse_udp(p, &mut key, &mut transport)?;
-            transport.payload_at
-        }
-    };
-    let (ethertype, l3) = network_layer(p)?;
-    let ip_end = match ethertype {
-        0x0800 => l3 + half(p, l3 + 2)?,
-        _ => l3 + 40 + half(p, l3 + 4)?,
-    };
-    (header_end == len && ip_end > len).then_some(ip_end)
 }
 
 #[cfg(test)]

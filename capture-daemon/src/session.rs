@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use capture_common::MAX_INTERFACES;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
+use crate::capture::cut::{CutCounts, FlowCutter};
 use crate::capture::links::{Links, LinksEnd};
 use crate::capture::xsk::{XskConfig, XskError, XskSocket, XskSource};
 use crate::capture::{Batch, BufferPool, Delivery, Reader, ReaderConfig, ReaderControl, RecordSource};
@@ -190,17 +192,28 @@ pub fn run_capture(
     }
     let reader_counters = Arc::clone(&options.live.reader);
     let mut statistics = Vec::new();
-    for (_, ifindex, socket) in sockets {
+    // AF_XDP frames are cut by their readers (see `capture::cut`), counted with the kernel's cuts.
+    let cut_counts = CutCounts::new();
+    for (iface, ifindex, socket) in sockets {
         statistics.push(
             socket.statistics_handle().map_err(|source| XskError::Setup { what: "statistics", source })?,
         );
-        sources.push(Box::new(XskSource {
-            socket,
-            ifindex,
-            counters: Arc::clone(&reader_counters),
-            cutting: options.selection.cut.enabled(),
-        }));
+        let interface = options.interfaces.iter().position(|i| *i == iface).unwrap_or(usize::MAX);
+        let slot = interface.min(MAX_INTERFACES as usize) * 2;
+        let cutter = FlowCutter::new(
+            &options.selection.cut,
+            options.kernel.snaplen,
+            slot,
+            options.kernel.tcp_flows,
+            Arc::clone(&cut_counts),
+        );
+        sources.push(Box::new(XskSource { socket, ifindex, counters: Arc::clone(&reader_counters), cutter }));
     }
+    let counters = |program: &CaptureProgram| {
+        let mut kernel = program.counters();
+        cut_counts.add_to(&mut kernel);
+        kernel
+    };
     // Batches as large and as old as the sink's frames, so it stores each as it comes.
     let limits = sink.batch_limits();
     let reader_config = ReaderConfig {
@@ -232,7 +245,7 @@ pub fn run_capture(
     };
 
     let publish = |program: &CaptureProgram| {
-        options.live.publish(program.counters(), program.rtt_buckets());
+        options.live.publish(counters(program), program.rtt_buckets());
         *locked(&options.live.xsk) = XskStatistics::sum(&statistics);
     };
     let mut links =
@@ -268,7 +281,7 @@ pub fn run_capture(
     publish(&program);
     Ok(CaptureSummary {
         captured: reader_counters.packets.load(Ordering::Relaxed) - written.lost_packets,
-        kernel: program.counters(),
+        kernel: counters(&program),
         xsk: XskStatistics::sum(&statistics),
         queue_dropped: reader_counters.queue_dropped.load(Ordering::Relaxed),
         reorder_window_exceeded: reader_counters.reorder_window_exceeded.load(Ordering::Relaxed),

@@ -198,10 +198,19 @@ fn summary_cuts(stderr: &[String]) -> Option<[u64; 4]> {
     Some([numbers[1], numbers[2], numbers[3], numbers[4]])
 }
 
+/// What a datagram of the UDP test is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Datagram {
+    Bulk,
+    Quic,
+    /// 4 bytes of payload in a frame padded to 60 bytes.
+    Padded,
+}
+
 /// UDP flows in both capture modes: each direction keeps its first 2000 payload bytes
 /// and 3 packets whole; a QUIC flow past its long-header packets keeps headers only;
-/// counts exact, cut frames keep their wire length (AF_XDP mode too, where the frame
-/// reaches user space shortened).
+/// counts exact, cut frames keep their wire length, padding too (AF_XDP mode cuts in
+/// its readers, with the same rules and counts).
 #[test]
 fn udp_and_quic_flows_are_cut_the_same_in_both_capture_modes() {
     const FLOWS: u16 = 3;
@@ -210,12 +219,12 @@ fn udp_and_quic_flows_are_cut_the_same_in_both_capture_modes() {
     const QUIC_LEN: usize = 600;
     let template = FrameTemplate { src_mac: TX_MAC, dst_mac: SINK_MAC, ..FrameTemplate::default() };
     let mut frames = Vec::new();
-    // (frame, its index in its flow, QUIC)
+    // (its index in its flow, what it is), frame by frame
     let mut expected = Vec::new();
     for i in 0..PER_FLOW {
         for flow in 0..FLOWS {
             frames.push(template.udp(LEN, flow, i * 10 + u64::from(flow)));
-            expected.push((i, false));
+            expected.push((i, Datagram::Bulk));
         }
         if i < 12 {
             let mut quic = template.udp_ports(QUIC_LEN, 40000, 443, 1000 + i);
@@ -223,7 +232,14 @@ fn udp_and_quic_flows_are_cut_the_same_in_both_capture_modes() {
                 if i < 2 { [0xc3, 0, 0, 0, 1, 8, 0xaa, 0xbb] } else { [0x43, 0xaa, 0xbb, 1, 2, 3, 4, 5] };
             quic[HEADERS_LEN..HEADERS_LEN + 8].copy_from_slice(&header);
             frames.push(quic);
-            expected.push((i, true));
+            expected.push((i, Datagram::Quic));
+        }
+        if i < 6 {
+            let mut padded = template.udp_ports(60, 40001, 7, 2000 + i);
+            padded[16..18].copy_from_slice(&(20u16 + 8 + 4).to_be_bytes());
+            padded[38..40].copy_from_slice(&12u16.to_be_bytes());
+            frames.push(padded);
+            expected.push((i, Datagram::Padded));
         }
     }
     let count = frames.len().to_string();
@@ -238,32 +254,30 @@ fn udp_and_quic_flows_are_cut_the_same_in_both_capture_modes() {
         assert!(status.success(), "{mode}: {stderr:?}");
         let packets = read_pcap(&file).unwrap();
         assert_eq!(packets.len(), frames.len(), "{mode}");
-        let (mut by_bytes, mut by_packets, mut encrypted) = (0, 0, 0);
-        for ((packet, frame), (index, quic)) in packets.iter().zip(&frames).zip(&expected) {
+        let (mut by_bytes, mut by_packets, mut encrypted, mut not_stored) = (0, 0, 0, 0);
+        for ((packet, frame), (index, kind)) in packets.iter().zip(&frames).zip(&expected) {
             assert_eq!(packet.orig_len as usize, frame.len(), "{mode}: the wire length is kept");
-            // 458 payload bytes a datagram: the first five start within 2000 bytes.
-            let cut = match (quic, index) {
-                (true, 0..2) => false,
-                (true, _) => {
+            // 458 payload bytes a bulk datagram: the first five start within 2000 bytes.
+            let cut = match (kind, index) {
+                (Datagram::Quic, 0..2) | (Datagram::Bulk | Datagram::Padded, 0..3) => false,
+                (Datagram::Quic, _) => {
                     encrypted += 1;
                     true
                 }
-                (false, 0..3) => false,
-                (false, 3..5) => {
+                (Datagram::Bulk | Datagram::Padded, 3..5) | (Datagram::Padded, _) => {
                     by_packets += 1;
                     true
                 }
-                (false, _) => {
+                (Datagram::Bulk, _) => {
                     by_bytes += 1;
                     true
                 }
             };
             let kept = if cut { HEADERS_LEN } else { frame.len() };
-            assert_eq!(packet.data, frame[..kept], "{mode}: datagram {index} of its flow (QUIC: {quic})");
+            not_stored += (frame.len() - kept) as u64;
+            assert_eq!(packet.data, frame[..kept], "{mode}: datagram {index} of its flow ({kind:?})");
         }
-        let saved = |n: u64, len: usize| n * (len - HEADERS_LEN) as u64;
-        let not_stored = saved(by_bytes + by_packets, LEN) + saved(encrypted, QUIC_LEN);
-        assert_eq!((by_bytes, by_packets, encrypted), (45, 6, 10));
+        assert_eq!((by_bytes, by_packets, encrypted), (45, 9, 10));
         assert_eq!(
             summary_cuts(&stderr),
             Some([by_bytes, by_packets, encrypted, not_stored]),

@@ -24,7 +24,7 @@ mod tcp;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK},
-    helpers::{bpf_xdp_adjust_meta, bpf_xdp_adjust_tail},
+    helpers::bpf_xdp_adjust_meta,
     macros::{classifier, map, xdp},
     maps::{HashMap, XskMap},
     programs::{TcContext, XdpContext},
@@ -63,17 +63,9 @@ pub fn ringcap_xsk(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn redirect_to_socket(ctx: &XdpContext) -> u32 {
     let packet = XdpPacket(ctx);
-    let len = packet.len();
-    let Some(selected) = select::selected(&packet, len, false) else {
+    let Some(selected) = select::selected(&packet, packet.len(), false, false) else {
         return xdp_action::XDP_DROP;
     };
-    // A cut frame reaches its socket shortened to its headers: user space reads its
-    // wire length back from its IP header.
-    let keep = record::cut_to(len, &selected.cut);
-    // SAFETY: shrinks this frame; nothing holds a pointer into it across the call.
-    if keep < len && unsafe { bpf_xdp_adjust_tail(ctx.ctx, keep as i32 - len as i32) } == 0 {
-        record::count_cut(selected.cut.reason, len - keep);
-    }
     stamp(ctx, selected.stamp);
     // SAFETY: the value is a plain u32 that user space never removes while attached.
     let Some(first) = (unsafe { XSK_SLOTS.get(ctx.ingress_ifindex() as u32) }) else {

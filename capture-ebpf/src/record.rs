@@ -41,7 +41,7 @@ struct Slot<const N: usize> {
 #[inline(always)]
 pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
     let orig_len = packet.len();
-    let Some(selected) = selected(packet, orig_len, flags & RecordFlags::EGRESS != 0) else { return };
+    let Some(selected) = selected(packet, orig_len, flags & RecordFlags::EGRESS != 0, true) else { return };
     let mut cap_len = orig_len;
     let snaplen = SNAPLEN.load();
     if cap_len > snaplen {
@@ -51,10 +51,8 @@ pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
         cap_len = MAX_CAPTURE_BYTES;
     }
     let keep = cut_to(cap_len, &selected.cut);
-    if keep < cap_len {
-        count_cut(selected.cut.reason, cap_len - keep);
-        cap_len = keep;
-    }
+    let saved = cap_len - keep;
+    cap_len = keep;
     let header =
         RecordHeader { timestamp_ns: selected.stamp, orig_len, cap_len, ifindex: packet.ifindex(), flags };
     let outcome = match cap_len {
@@ -69,16 +67,22 @@ pub fn capture<P: PacketBytes>(packet: &P, flags: u32) {
         4097..=8192 => emit::<8192, P>(packet, header),
         _ => emit::<16384, P>(packet, header),
     };
-    count(match outcome {
-        Ok(()) => Counter::Captured,
-        Err(lost) => lost,
-    });
+    match outcome {
+        Ok(()) => {
+            count(Counter::Captured);
+            // Counted once stored: a packet lost on the way is counted as lost, not cut.
+            if saved > 0 {
+                count_cut(selected.cut.reason, saved);
+            }
+        }
+        Err(lost) => count(lost),
+    }
 }
 
 /// The bytes of a packet of `cap_len` to store under `cut`: through its transport
 /// header when it is cut.
 #[inline(always)]
-pub fn cut_to(cap_len: u32, cut: &Cut) -> u32 {
+fn cut_to(cap_len: u32, cut: &Cut) -> u32 {
     if cut.reason == 0 || cut.keep == 0 || cut.keep >= cap_len {
         cap_len
     } else {
@@ -88,7 +92,7 @@ pub fn cut_to(cap_len: u32, cut: &Cut) -> u32 {
 
 /// Counts a packet cut for `reason` and the bytes it saved.
 #[inline(always)]
-pub fn count_cut(reason: u32, saved: u32) {
+fn count_cut(reason: u32, saved: u32) {
     let (packets, bytes) = Counter::cut(reason);
     count(packets);
     count_by(bytes, u64::from(saved));

@@ -89,9 +89,9 @@ pub fn leave() {
 /// is decided with its analysis (every segment moves its flow's state); a UDP
 /// datagram's only once it is selected.
 #[inline(always)]
-pub fn select<P: PacketBytes>(packet: &P, wire_len: u32) -> Result<Selected, Counter> {
+pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, may_cut: bool) -> Result<Selected, Counter> {
     let Some(config) = config() else { return Ok(Selected { stamp: clock(), cut: Cut::default() }) };
-    let cutting = cut::enabled(config);
+    let cutting = may_cut && cut::enabled(config);
     // (the stamp, if the clock was read; the TCP segment's cut, if it is one)
     let mut early = (None, None);
     if config.tcp_analysis != 0 || cutting {
@@ -152,13 +152,14 @@ fn take_token(rate: u64, now: u64) -> bool {
 }
 
 /// Counts the packet as seen and decides whether it is recorded; returns its time and
-/// cut, or counts a packet left out by the reason. `egress`: the packet is
-/// leaving (its counts' slot).
+/// cut, or counts a packet left out by the reason. `egress`: the packet is leaving (its
+/// counts' slot); `may_cut`: the caller stores what the per-flow cut decides (the
+/// AF_XDP path leaves the cut to its readers, see `capture-daemon/src/capture/cut.rs`).
 #[inline(always)]
-pub fn selected<P: PacketBytes>(packet: &P, wire_len: u32, egress: bool) -> Option<Selected> {
+pub fn selected<P: PacketBytes>(packet: &P, wire_len: u32, egress: bool, may_cut: bool) -> Option<Selected> {
     enter_slot(packet.ifindex(), egress);
     count(Counter::Seen);
-    match select(packet, wire_len) {
+    match select(packet, wire_len, may_cut) {
         Ok(selected) => Some(selected),
         Err(left_out) => {
             count(left_out);

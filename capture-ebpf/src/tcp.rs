@@ -311,16 +311,7 @@ pub fn tcp_segment<P: PacketBytes>(
     }
     if cut::enabled(config) {
         work |= CUT;
-        let segment = &scratch.segment;
-        scratch.transport = Transport {
-            tcp: true,
-            flags: segment.flags,
-            seq: segment.seq,
-            payload_len: segment.len,
-            // Never into the fixed header, whatever a malformed data offset says.
-            payload_at: segment.options_end.max(segment.options_at),
-            ..Transport::default()
-        };
+        scratch.transport = Transport::of_segment(&scratch.segment);
         scratch.transport.read_head(&direct);
     }
     let stamp = ringcap_tcp_segment(now, work);

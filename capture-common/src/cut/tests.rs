@@ -149,25 +149,39 @@ fn udp_datagrams_are_parsed_with_their_payload() {
 }
 
 #[test]
-fn only_a_frame_ending_at_its_transport_header_gets_its_wire_length_from_ip() {
-    let mut frame = vec![0u8; 54];
-    frame[12] = 0x08;
-    frame[14] = 0x45;
-    frame[16..18].copy_from_slice(&1500u16.to_be_bytes());
-    frame[23] = 6;
-    frame[46] = 5 << 4;
-    fn view(data: &[u8]) -> crate::packet::SlicePacket<'_> {
-        crate::packet::SlicePacket { data, wire_len: data.len() as u32 }
-    }
-    assert_eq!(cut_wire_len(&view(&frame)), Some(1514), "cut to its 54 bytes of headers");
-    let mut whole = frame.clone();
-    whole.resize(1514, 7);
-    assert_eq!(cut_wire_len(&view(&whole)), None, "whole");
-    let mut padded = frame.clone();
-    padded[16..18].copy_from_slice(&40u16.to_be_bytes());
-    padded.resize(60, 0);
-    assert_eq!(cut_wire_len(&view(&padded)), None, "Ethernet padding is no cut");
-    let mut lying = frame.clone();
-    lying.extend_from_slice(&[1, 2, 3]);
-    assert_eq!(cut_wire_len(&view(&lying)), None, "a short frame that does not end at its header");
+fn a_new_connection_on_the_same_ports_starts_afresh_even_unseen_by_the_analysis() {
+    let config = config(0, 3, true);
+    let mut half = CutHalf::default();
+    decide(&mut half, &tcp(SYN, 0, &[]), &config);
+    decide(&mut half, &tcp(ACK, 1, &[0x16, 3, 1, 0, 200, 1, 0, 0]), &config);
+    assert_eq!(decide(&mut half, &tcp(ACK, 9, &[0x17, 3, 3, 0, 40, 9, 9, 9]), &config), CUT_ENCRYPTED_DATA);
+    // The next connection's SYN-ACK (this direction's SYN), then cleartext.
+    decide(&mut half, &tcp(SYN | ACK, 900_000, &[]), &config);
+    assert_eq!(decide(&mut half, &tcp(ACK, 900_001, b"GET / HTTP/1.1\r\n"), &config), 0);
+    assert_eq!(half.packets, 2, "counted from its SYN");
+}
+
+#[test]
+fn a_segment_without_payload_is_never_cut() {
+    let config = config(0, 1, false);
+    let mut half = CutHalf::default();
+    decide(&mut half, &tcp(ACK, 1, &[1; 100]), &config);
+    assert_eq!(decide(&mut half, &tcp(ACK, 101, &[]), &config), 0, "a pure ACK, padded or not");
+    assert_eq!(decide(&mut half, &tcp(ACK, 101, &[1; 100]), &config), CUT_FLOW_PACKETS);
+}
+
+#[test]
+fn a_dns_query_whose_header_spells_a_draft_version_is_not_quic() {
+    let config = config(0, 0, true);
+    let mut dns = CutHalf::default();
+    // ID 0xc0ff, flags 0x0000, one question: bytes 1-4 read 0xff000000.
+    assert_eq!(decide(&mut dns, &udp(&[0xc0, 0xff, 0, 0, 0, 1, 0, 0]), &config), 0);
+    assert_eq!(decide(&mut dns, &udp(&[0x40, 0x34, 0, 0, 0, 1, 0, 0]), &config), 0);
+    let mut draft = CutHalf::default();
+    decide(&mut draft, &udp(&[0xc3, 0xff, 0, 0, 0x1d, 8, 0, 0]), &config);
+    assert_eq!(
+        decide(&mut draft, &udp(&[0x43, 1, 2, 3, 4, 5, 6, 7]), &config),
+        CUT_ENCRYPTED_DATA,
+        "draft 29"
+    );
 }

@@ -12,6 +12,7 @@
 //! full the batch is dropped and counted, so compression or a slow disk can never stall
 //! the rings (which would turn into kernel drops).
 pub mod clock;
+pub mod cut;
 pub mod links;
 pub mod mmap;
 pub mod ringbuf;

@@ -10,10 +10,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use capture_common::cut::cut_wire_len;
-use capture_common::packet::SlicePacket;
 use capture_common::{RecordFlags, RecordHeader, XskMeta};
 
+use crate::capture::cut::FlowCutter;
 use crate::capture::mmap::Mapping;
 use crate::capture::{ReaderCounters, RecordSource};
 use crate::records::XskStatistics;
@@ -162,6 +161,8 @@ struct Received {
     start: usize,
     end: usize,
     timestamp: Option<u64>,
+    /// Bytes to store, once the cut decided (once per frame: it counts).
+    keep: Option<usize>,
 }
 
 impl XskSocket {
@@ -280,7 +281,7 @@ impl XskSocket {
             let end = start + desc.len as usize;
             if end <= self.umem.len {
                 let timestamp = start.checked_sub(XskMeta::LEN).and_then(|at| self.take_meta(at));
-                self.head = Some(Received { start, end, timestamp });
+                self.head = Some(Received { start, end, timestamp, keep: None });
             } else {
                 self.recycle();
             }
@@ -345,34 +346,33 @@ pub struct XskSource {
     pub ifindex: u32,
     /// Where frames that arrived without the program's timestamp are counted.
     pub counters: Arc<ReaderCounters>,
-    /// Flows are cut: a frame that ends at its transport header while its IP header says
-    /// it was longer was cut by the program, and its wire length is what the IP header says.
-    pub cutting: bool,
+    /// The per-flow cut of this socket's frames, when flows are cut.
+    pub cutter: Option<FlowCutter>,
 }
 
 impl RecordSource for XskSource {
     fn peek(&mut self) -> Option<(RecordHeader, &[u8])> {
-        let frame = self.socket.head()?;
-        let timestamp_ns = match frame.timestamp {
-            Some(ns) => ns,
-            None => {
-                // Stamped on arrival here, once: the stamp stays with the frame until `advance`.
-                self.counters.unstamped.fetch_add(1, Ordering::Relaxed);
-                let ns = crate::capture::clock::monotonic_ns();
-                self.socket.head = Some(Received { timestamp: Some(ns), ..frame });
-                ns
-            }
-        };
-        let bytes = self.socket.bytes(&frame);
-        let len = bytes.len() as u32;
-        let mut orig_len = len;
-        if self.cutting {
-            orig_len = cut_wire_len(&SlicePacket { data: bytes, wire_len: len }).unwrap_or(len);
+        let mut frame = self.socket.head()?;
+        if frame.timestamp.is_none() {
+            // Stamped on arrival here, once: the stamp stays with the frame until `advance`.
+            self.counters.unstamped.fetch_add(1, Ordering::Relaxed);
+            frame.timestamp = Some(crate::capture::clock::monotonic_ns());
         }
+        if frame.keep.is_none() {
+            let len = frame.end - frame.start;
+            frame.keep = Some(match &mut self.cutter {
+                Some(cutter) => cutter.keep(self.socket.bytes(&frame)),
+                None => len,
+            });
+        }
+        self.socket.head = Some(frame);
+        let bytes = self.socket.bytes(&frame);
+        let orig_len = bytes.len() as u32;
+        let bytes = &bytes[..frame.keep.unwrap_or(bytes.len()).min(bytes.len())];
         let header = RecordHeader {
-            timestamp_ns,
+            timestamp_ns: frame.timestamp.unwrap_or_default(),
             orig_len,
-            cap_len: len,
+            cap_len: bytes.len() as u32,
             ifindex: self.ifindex,
             flags: RecordFlags::INGRESS,
         };

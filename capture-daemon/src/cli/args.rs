@@ -121,7 +121,9 @@ pub(crate) struct StopArgs {
 
 pub(crate) fn parse_flow_bytes(text: &str) -> Result<u32, String> {
     let max = capture_common::cut::FLOW_BYTES_MAX;
+    let fraction_of_a_byte = text.contains('.') && !text.trim().ends_with(|c: char| c.is_ascii_alphabetic());
     match DiskLimit::parse(text) {
+        _ if fraction_of_a_byte => Err(format!("{text:?} is not a whole number of bytes (64k, 1M)")),
         Ok(DiskLimit::Bytes(bytes)) if (1..=u64::from(max)).contains(&bytes) => Ok(bytes as u32),
         _ => Err(format!("{text:?} is not a flow size: use bytes from 1 to 1G (64k, 1M)")),
     }
