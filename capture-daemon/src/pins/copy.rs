@@ -6,27 +6,18 @@ use crate::output::Sink;
 use crate::pcap::{RecordRef, DEFAULT_SNAPLEN};
 use crate::records::{PinFile, PinPull, PinWindow, PIN_FORMAT};
 use crate::retrieve::out::PacketOut;
-use crate::retrieve::pull::{pull_files, PullLimits, PullReport};
+use crate::retrieve::pull::{open_ring, pull_files, PullLimits, PullReport};
 use crate::retrieve::stats::window_stats;
 use crate::storage::frames::{duration_ns, DataFile};
-use crate::storage::manifest::ring_files;
 use crate::storage::naming::NameTemplate;
 use crate::storage::ring::{RingWriter, StorageCounters};
 
 impl PinStore {
     /// The ring's files that hold packets of `window`, opened; what could not be opened is
-    /// in the report (a file rotation removed meanwhile has left the window: not counted).
+    /// in the report (see [`open_ring`]).
     pub(super) fn open_window(&self, window: Window) -> std::io::Result<(Vec<DataFile>, PullReport)> {
-        let mut report = PullReport::default();
-        let mut files = Vec::new();
-        for path in ring_files(&self.ring_dir)? {
-            match DataFile::open(&path) {
-                Ok(file) if file.time_range().is_some_and(|(f, l)| window.overlaps(f, l)) => files.push(file),
-                Ok(_) => {}
-                Err(e) if e.is_gone() => {}
-                Err(e) => report.unreadable(&path.display(), &e),
-            }
-        }
+        let (mut files, report) = open_ring(&self.ring_dir)?;
+        files.retain(|file| file.time_range().is_some_and(|(f, l)| window.overlaps(f, l)));
         Ok((files, report))
     }
 

@@ -11,6 +11,7 @@ use crate::retrieve::out::PacketOut;
 use crate::retrieve::window::Window;
 use crate::storage::frames::{duration_ns, DataFile};
 use crate::storage::manifest::ring_files;
+use crate::storage::StorageError;
 use merge::{Identity, Merge, MergeOrder};
 use plan::{Plan, ReadFrame, Workers};
 
@@ -112,17 +113,29 @@ pub fn pull(
     limits: PullLimits,
     out: &mut dyn PacketOut,
 ) -> std::io::Result<PullReport> {
+    let (files, report) = open_ring(dir)?;
+    pull_files(files, report, window, filter, limits, out)
+}
+
+/// The ring's data files, opened, and a report counting those that could not be (a file
+/// rotation removed since the listing has left the window, and one it is starting holds
+/// no packet yet: neither is counted).
+pub fn open_ring(dir: &Path) -> std::io::Result<(Vec<DataFile>, PullReport)> {
     let mut report = PullReport::default();
     let mut files = Vec::new();
-    for path in ring_files(dir)? {
-        match DataFile::open(&path) {
+    let paths = ring_files(dir)?;
+    let newest = paths.len().checked_sub(1);
+    for (i, path) in paths.iter().enumerate() {
+        match DataFile::open(path) {
             Ok(file) => files.push(file),
-            // Removed by rotation since the listing: it left the window.
             Err(e) if e.is_gone() => {}
+            // Being started by rotation: created, its header not written yet. Any other
+            // file without a readable header is damage, and said.
+            Err(StorageError::NotPcap { .. }) if Some(i) == newest => {}
             Err(e) => report.unreadable(&path.display(), &e),
         }
     }
-    pull_files(files, report, window, filter, limits, out)
+    Ok((files, report))
 }
 
 /// [`pull`] over data files opened by the caller (the ring's, or the archive's), adding
