@@ -40,11 +40,12 @@ impl Check {
 /// Bytes written to measure the ring directory's write speed.
 const WRITE_PROBE_BYTES: usize = 64 << 20;
 
-/// Every check, for these interfaces and this ring directory.
-pub fn run(interfaces: &[String], dir: Option<&Path>) -> Vec<Check> {
+/// Every check, for these interfaces and this ring directory; `af_xdp`: the capture is
+/// to run with `--mode afxdp` (its sockets and locked memory are checked too).
+pub fn run(interfaces: &[String], dir: Option<&Path>, af_xdp: bool) -> Vec<Check> {
     let mut checks = vec![kernel_version(), btf(), jit(), privileges(), open_files(), clock_source()];
     for iface in interfaces {
-        checks.extend(interface(iface));
+        checks.extend(interface(iface, af_xdp));
     }
     if let Some(dir) = dir {
         checks.extend(ring_dir(dir));
@@ -165,7 +166,7 @@ fn clock_source() -> Check {
 }
 
 /// The interface exists, takes the capture program in the driver (tried), and its queues.
-fn interface(iface: &str) -> Vec<Check> {
+fn interface(iface: &str, af_xdp_mode: bool) -> Vec<Check> {
     let name = format!("interface {iface}");
     if crate::kernel::interface_index(iface).is_err() {
         let advice = Some("check the name with `ip link`");
@@ -216,7 +217,11 @@ fn interface(iface: &str) -> Vec<Check> {
             }
         }
     };
-    vec![xdp, queues, af_xdp(iface, queue_count)]
+    let mut checks = vec![xdp, queues];
+    if af_xdp_mode {
+        checks.push(af_xdp(iface, queue_count));
+    }
+    checks
 }
 
 /// UMEM frames of one AF_XDP socket as `ringcap run` sizes them by default (-B 65536).
@@ -272,19 +277,38 @@ fn af_xdp(iface: &str, queues: u32) -> Check {
 /// `CAP_IPC_LOCK`: locked memory without the limit.
 const CAP_IPC_LOCK: u32 = 14;
 
-/// Free space and write speed (with fdatasync) of the ring's filesystem.
+/// Free space and write speed (with fdatasync) of the ring's filesystem. A directory
+/// that does not exist yet is what `ringcap run` creates: its nearest existing parent is
+/// checked in its place (nothing is created here).
 fn ring_dir(dir: &Path) -> Vec<Check> {
     let name = format!("ring {}", dir.display());
-    // Nothing is created here: a missing directory is reported, not made.
-    let space = match crate::storage::budget::fs_space(dir) {
-        Ok(space) if dir.is_dir() => space,
+    let mut checks = Vec::new();
+    let existing = match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => dir.to_path_buf(),
         Ok(_) => {
-            let advice = Some("give the --dir of `ringcap run` (which creates it), or create it");
+            let advice = Some("give a directory as --dir (ringcap run creates a missing one)");
             return vec![Check::new(name, Status::Fail, "not a directory", advice)];
         }
+        Err(_) => {
+            let Some(parent) = dir.ancestors().skip(1).find(|p| p.is_dir()) else {
+                return vec![Check::new(name, Status::Fail, "no parent directory exists", None)];
+            };
+            checks.push(Check::new(
+                name.clone(),
+                Status::Ok,
+                format!("does not exist yet: `ringcap run` creates it in {}", parent.display()),
+                None,
+            ));
+            parent.to_path_buf()
+        }
+    };
+    let dir = existing.as_path();
+    let space = match crate::storage::budget::fs_space(dir) {
+        Ok(space) => space,
         Err(e) => {
-            let advice = Some("create it, or give a writable --dir");
-            return vec![Check::new(name, Status::Fail, format!("not usable: {e}"), advice)];
+            let advice = Some("give a --dir on a writable filesystem");
+            checks.push(Check::new(name, Status::Fail, format!("not usable: {e}"), advice));
+            return checks;
         }
     };
     let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
@@ -307,7 +331,12 @@ fn ring_dir(dir: &Path) -> Vec<Check> {
         ),
         Err(e) => Check::new(format!("{name} write speed"), Status::Fail, format!("cannot write: {e}"), None),
     };
-    vec![free, speed, ring_dir_access(&name, dir)]
+    checks.extend([free, speed]);
+    if checks.len() == 2 {
+        // The ring's own mode: a directory `run` makes is 0700.
+        checks.push(ring_dir_access(&name, dir));
+    }
+    checks
 }
 
 /// Captured packets are secrets: a ring directory every local user can read or enter

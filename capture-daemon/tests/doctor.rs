@@ -12,8 +12,10 @@ fn doctor_checks_the_machine_an_interface_and_a_ring_directory() {
     let bed = bed();
     let dir = scratch("doctor-ring");
     std::fs::create_dir_all(&dir).unwrap();
-    let out =
-        bed.rx(RINGCAP).args(["doctor", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "--json"]).succeed();
+    let out = bed
+        .rx(RINGCAP)
+        .args(["doctor", "-i", RX_IF, "--dir", dir.to_str().unwrap(), "--json", "--mode", "afxdp"])
+        .succeed();
     let report: serde_json::Value = serde_json::from_slice(&out.0).unwrap();
     let checks = report["checks"].as_array().unwrap();
     let status = |name: &str| {
@@ -38,6 +40,19 @@ fn doctor_checks_the_machine_an_interface_and_a_ring_directory() {
     // The interface is free again: the try detached its program.
     let again = bed.rx(RINGCAP).args(["doctor", "-i", RX_IF]).output_within_deadline();
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stdout));
+    // In ring mode (the default) AF_XDP is not in the way.
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("af_xdp"));
+    // A directory `run` would create is no failure: its parent's filesystem is checked.
+    let missing = dir.join("new/ring");
+    let out = bed.rx(RINGCAP).args(["doctor", "--dir", missing.to_str().unwrap()]).succeed();
+    let printed = String::from_utf8_lossy(&out.0);
+    let line = format!(
+        "ok    ring {}: does not exist yet: `ringcap run` creates it in {}",
+        missing.display(),
+        dir.display()
+    );
+    assert!(printed.contains(&line), "{printed}");
+    assert!(!missing.exists() && std::fs::read_dir(&dir).unwrap().count() == 0, "nothing is made");
 
     let bad = bed
         .rx(RINGCAP)

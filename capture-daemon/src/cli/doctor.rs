@@ -2,7 +2,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use capture_daemon::session::CaptureMode;
 use clap::Args;
+
+use super::choices::choice;
 
 #[derive(Args)]
 pub(crate) struct DoctorArgs {
@@ -12,6 +15,10 @@ pub(crate) struct DoctorArgs {
     /// The ring's directory: free space and write speed.
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
+    /// The capture mode to check for: `afxdp` also binds an AF_XDP socket and checks the
+    /// locked-memory limit its UMEMs need.
+    #[arg(long, value_parser = choice::<CaptureMode>(), default_value = "ring")]
+    pub(crate) mode: CaptureMode,
     /// Print the checks as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -19,7 +26,8 @@ pub(crate) struct DoctorArgs {
 
 pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     use capture_daemon::doctor::Status;
-    let checks = capture_daemon::doctor::run(&args.interface, args.dir.as_deref());
+    let afxdp = args.mode == CaptureMode::Afxdp;
+    let checks = capture_daemon::doctor::run(&args.interface, args.dir.as_deref(), afxdp);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "checks": checks }))?);
     } else {
