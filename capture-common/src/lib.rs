@@ -240,6 +240,16 @@ pub enum Counter {
     /// Packets of a flow whose lock another CPU held past the wait's bound: not analysed
     /// nor cut (kept whole). Never expected: a flow's work takes well under a microsecond.
     FlowLockBusy = 38,
+    /// TCP connection attempts whose SYN its target answered with a RST (refused; not
+    /// counted as unanswered).
+    TcpSynRefused = 39,
+    /// Retransmissions (any kind) of SYN and SYN-ACK segments, a part of the
+    /// retransmission counts above: attempts to connect apart from lost data.
+    TcpSynRetransmission = 40,
+    /// TCP segments on the wire (a GSO packet counts as its `gso_segs`) and their
+    /// payload bytes, the denominators of the analysis counts. Every TCP packet analysed.
+    TcpSegments = 41,
+    TcpPayloadBytes = 42,
 }
 
 impl Counter {
@@ -255,7 +265,7 @@ impl Counter {
     }
 
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 39;
+    pub const COUNT: u32 = 43;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -297,6 +307,10 @@ impl Counter {
         Counter::CutFlowPacketsBytes,
         Counter::CutEncryptedBytes,
         Counter::FlowLockBusy,
+        Counter::TcpSynRefused,
+        Counter::TcpSynRetransmission,
+        Counter::TcpSegments,
+        Counter::TcpPayloadBytes,
     ];
 
     /// Prometheus-style name of the counter.
@@ -341,6 +355,10 @@ impl Counter {
             Counter::CutFlowPacketsBytes => "cut_flow_packets_bytes",
             Counter::CutEncryptedBytes => "cut_encrypted_bytes",
             Counter::FlowLockBusy => "flow_lock_busy",
+            Counter::TcpSynRefused => "tcp_syn_refused",
+            Counter::TcpSynRetransmission => "tcp_syn_retransmission",
+            Counter::TcpSegments => "tcp_segments",
+            Counter::TcpPayloadBytes => "tcp_payload_bytes",
         }
     }
 }

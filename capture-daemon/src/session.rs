@@ -266,7 +266,7 @@ pub fn run_capture(
             published = Instant::now();
             links_end = links.check(&options.live.interfaces_up);
             if options.selection.tcp_analysis {
-                sweeper.maybe_sweep(&mut program, &options.live);
+                sweeper.maybe_sweep(&program, &options.live);
             }
         }
     }

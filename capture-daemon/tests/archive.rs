@@ -146,7 +146,7 @@ fn window_around(
 /// Waits until the newest test frame the ring holds is frame `last` (frames are sent in order).
 fn wait_stored(bed: &TestBed, daemon: &Daemon, last: u64) {
     wait_until(&format!("frame {last} is stored"), || {
-        let pcap = ringcap(bed, &["pull", "--dir", daemon.d(), "--last", "10m"]);
+        let pcap = ringcap(bed, &["pull", "--dir", daemon.d(), "--last", "10m", "--format", "pcap"]);
         let packets = read_pcap_bytes(&pcap).unwrap();
         packets.iter().filter_map(|p| sequence_of(&p.data)).next_back() == Some(last)
     });

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::tcp_analysis::{assert_counts_equal_tshark, final_snapshot_and_pcap, tshark_tcp_counts};
-use common::{bed, get, scratch, serve, start_ringcap, tshark_fields, RINGCAP, WAIT};
+use common::{bed, get, scratch, serve, start_health_daemon, start_ringcap, tshark_fields, RINGCAP, WAIT};
 use ringcap_tools::testbed::{TestBed, RX_IP};
 
 const CONNECTIONS: usize = 10;
@@ -496,23 +496,7 @@ fn unanswered_connection_attempts_are_counted_once_each() {
     let bed = bed();
     let dir = scratch("tcp-unanswered");
     let addr = "127.0.0.1:18092";
-    let ring = start_ringcap(
-        &bed,
-        "run",
-        &[
-            "--dir",
-            dir.to_str().unwrap(),
-            "-G",
-            "0",
-            "--direction",
-            "both",
-            "--http",
-            addr,
-            "--http-no-auth",
-            "--syn-timeout",
-            "1",
-        ],
-    );
+    let ring = start_health_daemon(&bed, &dir, addr);
     // One answered connection first (it also resolves the neighbours).
     let server = serve(&bed, 8082, |listener| {
         drop(listener.accept().unwrap());
@@ -551,7 +535,7 @@ fn unanswered_connection_attempts_are_counted_once_each() {
     assert_eq!(stats["kernel"]["tcp_handshakes"], 1);
     let printed = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
     let printed = String::from_utf8_lossy(&printed.stdout);
-    assert!(printed.contains("4 connection attempts unanswered"), "{printed}");
+    assert!(printed.contains("connection attempts: 4 unanswered, 0 refused"), "{printed}");
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());
 }

@@ -123,6 +123,11 @@ impl PacketBytes for XdpPacket<'_> {
         self.0.ingress_ifindex() as u32
     }
 
+    #[inline(always)]
+    fn wire_segments(&self) -> u32 {
+        1
+    }
+
     /// The first (or only) buffer of the frame: headers are always in it.
     #[inline(always)]
     fn direct(&self) -> (usize, usize) {
@@ -161,9 +166,7 @@ impl TcPacket<'_> {
     /// `GSO` when the skb stands for several wire packets.
     #[inline(always)]
     fn gso_flag(&self) -> u32 {
-        // SAFETY: the skb pointer comes from the kernel for this invocation.
-        let segments = unsafe { (*self.0.skb.skb).gso_segs };
-        if segments > 1 {
+        if self.wire_segments() > 1 {
             RecordFlags::GSO
         } else {
             0
@@ -181,6 +184,12 @@ impl PacketBytes for TcPacket<'_> {
     fn ifindex(&self) -> u32 {
         // SAFETY: as above.
         unsafe { (*self.0.skb.skb).ifindex }
+    }
+
+    #[inline(always)]
+    fn wire_segments(&self) -> u32 {
+        // SAFETY: the skb pointer comes from the kernel for this invocation.
+        unsafe { (*self.0.skb.skb).gso_segs }.max(1)
     }
 
     /// The linear part of the skb, first made to hold at least the first

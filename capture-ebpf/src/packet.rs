@@ -13,6 +13,8 @@ pub trait PacketBytes {
     fn len(&self) -> u32;
     /// Interface the packet was seen on.
     fn ifindex(&self) -> u32;
+    /// Wire packets this one stands for: a GSO packet's segment count, else 1.
+    fn wire_segments(&self) -> u32;
     /// The part of the packet the program may read directly (`data..data_end`), what the
     /// native filter reads.
     fn direct(&self) -> (usize, usize);

@@ -301,6 +301,7 @@ pub fn tcp_segment<P: PacketBytes>(
     if !tcp::parse_into(&direct, &mut scratch.segment) {
         return None;
     }
+    scratch.segment.wire_segments = packet.wire_segments();
     let mut work = 0;
     if config.tcp_analysis != 0 {
         work |= ANALYSE;
@@ -362,12 +363,11 @@ pub extern "C" fn ringcap_tcp_segment(now: u64, work: u32) -> u64 {
         f if f == tcp::SYN | tcp::ACK => noted |= 1 << Counter::TcpSynAck as u32,
         _ => {}
     }
-    if scratch.segment.window == 0 && flags & (tcp::SYN | tcp::FIN | tcp::RST) == 0 {
-        noted |= 1 << Counter::TcpZeroWindow as u32;
-    }
     let stamp = ringcap_tcp_flow(now, work);
     if work & ANALYSE != 0 {
         scratch.findings.counters |= noted;
+        count_by(Counter::TcpSegments, u64::from(scratch.segment.wire_segments));
+        count_by(Counter::TcpPayloadBytes, u64::from(scratch.segment.len));
     }
     scratch.findings.flush();
     stamp

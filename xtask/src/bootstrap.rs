@@ -54,6 +54,8 @@ const TEST_PACKAGES: &[&str] = &[
     "strace",
     // Real TLS (s_server, s_client) for the per-flow cut of encrypted flows.
     "openssl",
+    // Loss on one port beside clean flows, and SYNs dropped (the per-flow view's tests).
+    "nftables",
 ];
 
 fn run_quiet(program: &str, args: &[&str]) -> Option<String> {

@@ -96,6 +96,7 @@ fn parse_fields<P: PacketView>(p: &P, out: &mut Segment) -> Option<()> {
         options_end: l4 + header_len,
         timestamps: None,
         window_scale: None,
+        wire_segments: 1,
     };
     Some(())
 }
@@ -134,6 +135,82 @@ pub struct HalfFlow {
     pub flags: u32,
     /// What the per-flow cut has counted of this direction.
     pub cut: crate::cut::CutHalf,
+    /// Wire segments this side sent (a GSO packet counts as the segments it stands for)
+    /// and their payload bytes.
+    pub segments: u64,
+    pub payload_bytes: u64,
+}
+
+/// What one side of a connection did that an operator looks for (`ringcap top`,
+/// `/v1/flows`): Wireshark's events on the segments it sent, and the RTT samples its
+/// segments completed, which measure the path from the capture point to this side and
+/// back. Kept apart from [`HalfFlow`]: most packets touch none of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
+pub struct FlowEvents {
+    /// `tcp.analysis.retransmission`, SYNs and SYN-ACKs included...
+    pub retransmissions: u32,
+    /// ...of which SYNs and SYN-ACKs (any retransmission kind).
+    pub syn_retransmissions: u32,
+    pub fast_retransmissions: u32,
+    pub spurious_retransmissions: u32,
+    pub out_of_order: u32,
+    pub lost_segments: u32,
+    pub duplicate_acks: u32,
+    pub zero_windows: u32,
+    pub resets: u32,
+    pub rtt_samples: u32,
+    pub min_rtt_ns: u64,
+    pub last_rtt_ns: u64,
+}
+
+impl FlowEvents {
+    /// Counts an analysis event (the events kept per flow; others are not).
+    #[inline(always)]
+    fn count(&mut self, counter: Counter) {
+        let field = match counter {
+            Counter::TcpRetransmission => &mut self.retransmissions,
+            Counter::TcpSynRetransmission => &mut self.syn_retransmissions,
+            Counter::TcpFastRetransmission => &mut self.fast_retransmissions,
+            Counter::TcpSpuriousRetransmission => &mut self.spurious_retransmissions,
+            Counter::TcpOutOfOrder => &mut self.out_of_order,
+            Counter::TcpLostSegment => &mut self.lost_segments,
+            Counter::TcpDuplicateAck => &mut self.duplicate_acks,
+            Counter::TcpZeroWindow => &mut self.zero_windows,
+            _ => return,
+        };
+        *field = field.saturating_add(1);
+    }
+
+    #[inline(always)]
+    fn rtt(&mut self, ns: u64) {
+        self.rtt_samples = self.rtt_samples.saturating_add(1);
+        self.last_rtt_ns = ns;
+        if self.min_rtt_ns == 0 || ns < self.min_rtt_ns {
+            self.min_rtt_ns = ns;
+        }
+    }
+}
+
+/// Reports to the caller's observer and keeps the flow's own count of the sending side.
+struct FlowObserver<'a, O> {
+    events: &'a mut FlowEvents,
+    out: &'a mut O,
+}
+
+impl<O: Observer> Observer for FlowObserver<'_, O> {
+    #[inline(always)]
+    fn count(&mut self, counter: Counter) {
+        self.events.count(counter);
+        self.out.count(counter);
+    }
+
+    #[inline(always)]
+    fn rtt(&mut self, kind: u32, ns: u64) {
+        self.events.rtt(ns);
+        self.out.rtt(kind, ns);
+    }
 }
 
 /// [`HalfFlow::window_scale`] of a side whose SYN was not seen (flow picked up mid-stream).
@@ -181,6 +258,10 @@ pub struct FlowState {
     pub flags: u64,
     /// [from the lower endpoint, from the higher endpoint].
     pub halves: [HalfFlow; 2],
+    /// Time of the flow's first packet (of its latest connection on these ports).
+    pub first_ns: u64,
+    /// Like `halves`.
+    pub events: [FlowEvents; 2],
 }
 
 pub const FLOW_SAW_SYN: u64 = 1;
@@ -188,6 +269,8 @@ pub const FLOW_SAW_SYN_ACK: u64 = 2;
 pub const FLOW_ESTABLISHED: u64 = 4;
 /// The SYN went from the key's lower endpoint.
 pub const FLOW_SYN_FROM_LO: u64 = 8;
+/// The SYN's target answered it with a RST: the connection was refused.
+pub const FLOW_REFUSED: u64 = 16;
 
 /// A timestamp RTT sample waits at most this long for its echo (ePPing's default).
 pub const TS_SAMPLE_TIMEOUT_NS: u64 = 10_000_000_000;
@@ -213,6 +296,8 @@ pub fn start_flow(state: &mut FlowState, segment: &Segment, now: u64) {
     state.initial_rtt_ns = 0;
     state.flags = 0;
     state.syn_seq = 0;
+    state.first_ns = now;
+    state.events = [FlowEvents::default(); 2];
     if segment.flags & (SYN | ACK) == SYN {
         state.syn_ns = now;
         state.mru_syn_ns = now;
@@ -232,6 +317,17 @@ pub fn analyse<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, 
     let out_of_order_ns = if state.initial_rtt_ns > 0 { state.initial_rtt_ns } else { OUT_OF_ORDER_NS };
     let (lo, hi) = state.halves.split_at_mut(1);
     let (half, rev) = if segment.from_lo { (&mut lo[0], &mut hi[0]) } else { (&mut hi[0], &mut lo[0]) };
+    // A branch, not an index: the verifier sees a constant offset either way.
+    let events = if segment.from_lo { &mut state.events[0] } else { &mut state.events[1] };
+    let out = &mut FlowObserver { events, out };
+    half.segments += u64::from(segment.wire_segments);
+    half.payload_bytes += u64::from(segment.len);
+    if segment.flags & RST != 0 {
+        out.events.resets = out.events.resets.saturating_add(1);
+    }
+    if segment.window == 0 && segment.flags & (SYN | FIN | RST) == 0 {
+        out.count(Counter::TcpZeroWindow);
+    }
     // Every rule looks at the state before this segment, as Wireshark's do.
     let before =
         AckState { flags: half.flags, last_ack: half.last_ack, next_seq: half.next_seq, window: half.window };
@@ -266,6 +362,13 @@ fn handshake<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, ou
         }
         state.mru_syn_ns = now;
         return;
+    }
+    if segment.flags & RST != 0
+        && state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK | FLOW_REFUSED) == FLOW_SAW_SYN
+        && syn_from_lo != segment.from_lo
+    {
+        out.count(Counter::TcpSynRefused);
+        state.flags |= FLOW_REFUSED;
     }
     if ack && !syn && state.mru_syn_ns != 0 && state.initial_rtt_ns == 0 {
         state.initial_rtt_ns = now.saturating_sub(state.mru_syn_ns);
@@ -365,6 +468,9 @@ fn sequence<O: Observer>(
             };
             if let Some(kind) = kind {
                 out.count(kind);
+                if flags & SYN != 0 {
+                    out.count(Counter::TcpSynRetransmission);
+                }
                 // Karn: a retransmission of the timed data voids the data RTT sample.
                 if half.data_ns != 0 && seq_before(segment.seq, half.data_end) {
                     half.data_ns = 0;

@@ -22,6 +22,8 @@ pub struct Segment {
     pub timestamps: Option<(u32, u32)>,
     /// Window scale option (SYN and SYN-ACK only), when present.
     pub window_scale: Option<u8>,
+    /// Wire segments the packet stands for: 1, or a GSO packet's `gso_segs`.
+    pub wire_segments: u32,
 }
 
 pub const FIN: u8 = 0x01;

@@ -52,7 +52,9 @@ pub fn stats_json(sources: &Sources) -> serde_json::Value {
         tcp["seconds"] = json!(span.as_secs_f64());
         tcp
     });
+    let age = locked(&sources.live.history).back().map(|(at, _, _)| at.elapsed().as_secs_f64());
     json!({
+        "kernel_counters_age_seconds": age,
         "tcp": since_start,
         "tcp_last_minute": last_minute,
         "tcp_by_interface": by_interface(sources),
@@ -100,9 +102,17 @@ pub fn tcp_json(kernel: &KernelCounters, rtt: Option<&RttBuckets>) -> serde_json
         .map(|(counter, label)| (label.to_string(), json!(kernel.get(*counter))))
         .collect();
     tcp.insert("analysis".into(), analysis.into());
-    for counter in
-        [Counter::TcpSyn, Counter::TcpSynAck, Counter::TcpFin, Counter::TcpRst, Counter::TcpHandshakes]
-    {
+    for counter in [
+        Counter::TcpSyn,
+        Counter::TcpSynAck,
+        Counter::TcpFin,
+        Counter::TcpRst,
+        Counter::TcpHandshakes,
+        Counter::TcpSynRefused,
+        Counter::TcpSynRetransmission,
+        Counter::TcpSegments,
+        Counter::TcpPayloadBytes,
+    ] {
         tcp.insert(counter.name().into(), json!(kernel.get(counter)));
     }
     tcp.into()

@@ -206,8 +206,28 @@ fn families(sources: &Sources) -> Vec<Family> {
         TCP_ANALYSIS.iter().map(|(counter, event)| (with(prefix, "event", event), *counter)).collect()
     });
     let handshakes = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpHandshakes)]);
+    let wire_segments = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpSegments)]);
+    let payload_bytes = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpPayloadBytes)]);
+    let syn_retransmissions = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpSynRetransmission)]);
+    let refused = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpSynRefused)]);
     for (name, help, series) in [
         ("ringcap_tcp_segments_total", "TCP segments seen (selected or not), by flag.", &flags),
+        (
+            "ringcap_tcp_wire_segments_total",
+            "TCP segments on the wire (a GSO packet at TC egress counts as the segments it stands for), the denominator of the analysis counts.",
+            &wire_segments,
+        ),
+        ("ringcap_tcp_payload_bytes_total", "TCP payload bytes of those segments.", &payload_bytes),
+        (
+            "ringcap_tcp_syn_retransmissions_total",
+            "Retransmitted SYN and SYN-ACK segments (also counted as retransmission events): connection attempts, apart from lost data.",
+            &syn_retransmissions,
+        ),
+        (
+            "ringcap_tcp_syn_refused_total",
+            "TCP connection attempts refused: the SYN's target answered it with a RST.",
+            &refused,
+        ),
         (
             "ringcap_tcp_analysis_segments_total",
             "TCP segments flagged by Wireshark's analysis rules (tcp.analysis.*), by event.",
@@ -239,7 +259,7 @@ fn families(sources: &Sources) -> Vec<Family> {
     );
     family(
         "ringcap_tcp_syn_unanswered_total",
-        "TCP connection attempts whose SYN got no SYN-ACK within --syn-timeout.",
+        "TCP connection attempts whose SYN got neither a SYN-ACK nor a RST within --syn-timeout.",
         &[(Vec::new(), flows.syn_unanswered)],
     );
     family(

@@ -37,7 +37,8 @@ use tower::ServiceBuilder;
 
 use crate::archive::upload::ArchiveCounters;
 use crate::filter::Filter;
-use crate::health::LiveCounters;
+use crate::health::flows::SortKey;
+use crate::health::{locked, LiveCounters};
 use crate::pcap::DEFAULT_SNAPLEN;
 use crate::pins::{PinError, PinRequest, PinStore};
 use crate::retrieve::out::{Format, Stream};
@@ -198,6 +199,7 @@ fn router(context: Arc<Context>) -> Router {
             "/v1/stats",
             get(|State(c): State<Arc<Context>>| async move { json_response(stats_json(&c.sources)) }),
         )
+        .route("/v1/flows", get(list_flows))
         .route("/v1/pins", get(list_pins).post(create_pin))
         .route("/v1/pins/{name}", get(show_pin).delete(remove_pin))
         .route(
@@ -207,7 +209,10 @@ fn router(context: Arc<Context>) -> Router {
             }),
         )
         .fallback(|| async {
-            text(StatusCode::NOT_FOUND, "endpoints: /v1/pcap, /v1/files, /v1/stats, /v1/pins, /metrics")
+            text(
+                StatusCode::NOT_FOUND,
+                "endpoints: /v1/pcap, /v1/files, /v1/stats, /v1/flows, /v1/pins, /metrics",
+            )
         })
         .method_not_allowed_fallback(|| async {
             text(
@@ -395,7 +400,8 @@ async fn pcap(State(context): State<Arc<Context>>, query: QueryParams) -> Respon
         Ok(f) => f,
         Err(e) => return bad(&e.to_string()),
     };
-    let format = match get("format").unwrap_or("pcap") {
+    let format = match get("format").unwrap_or("") {
+        "" => Format::of_ring(&context.config.ring_dir),
         "pcap" => Format::Pcap,
         "pcapng" => Format::Pcapng,
         other => return bad(&format!("format {other:?}: use pcap or pcapng")),
@@ -484,6 +490,40 @@ fn pin_error(error: PinError) -> Response {
         serde_json::json!({ "error": error.to_string() }).to_string(),
     )
         .into_response()
+}
+
+/// Flows `/v1/flows` lists at most.
+const MAX_FLOWS_LISTED: usize = 10_000;
+
+/// `GET /v1/flows?sort=retransmission&limit=20`: the TCP connections of the last sweep
+/// of the flow table, the largest by `sort` first, and the servers and hosts behind
+/// unanswered attempts, refusals and resets.
+async fn list_flows(State(context): State<Arc<Context>>, query: QueryParams) -> Response {
+    let Ok(Query(params)) = query else {
+        return BadRequest::NotForm.into_response();
+    };
+    const KNOWN: [&str; 2] = ["sort", "limit"];
+    if let Some((key, _)) = params.iter().find(|(key, _)| !KNOWN.contains(&key.as_str())) {
+        return BadRequest::UnknownParameter(key.clone(), KNOWN.join(", ")).into_response();
+    }
+    let sort_name = lookup(&params, "sort").unwrap_or("retransmission");
+    let sort = match sort_name.parse::<SortKey>() {
+        Ok(sort) => sort,
+        Err(message) => return text(StatusCode::BAD_REQUEST, &message),
+    };
+    let limit = match lookup(&params, "limit").map(str::parse::<usize>) {
+        None => 20,
+        Some(Ok(limit)) if (1..=MAX_FLOWS_LISTED).contains(&limit) => limit,
+        Some(_) => {
+            let message = format!("limit must be a whole number from 1 to {MAX_FLOWS_LISTED}");
+            return text(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let list = Arc::clone(&locked(&context.sources.live.flow_list));
+    match serde_json::to_value(list.answer(sort, sort_name, limit)) {
+        Ok(body) => json_response(body),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 async fn list_pins(State(context): State<Arc<Context>>) -> Response {

@@ -96,7 +96,8 @@ pub(crate) struct KernelArgs {
     #[arg(long, value_name = "EXPRESSION")]
     pub(crate) filter: Option<String>,
     /// Filter expression in tcpdump syntax (`man pcap-filter`), evaluated in the kernel.
-    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    /// Options may come before or after it, as with tcpdump (`--` ends them).
+    #[arg(value_name = "EXPRESSION")]
     pub(crate) expression: Vec<String>,
 }
 
@@ -367,6 +368,37 @@ pub(crate) struct ApiArgs {
     /// File holding the daemon's bearer token (or set RINGCAP_HTTP_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub(crate) http_token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// An API request's status and JSON body.
+    pub(crate) fn call(&self, method: &str, target: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let url = format!("http://{}{target}", self.http);
+        let token = api_token(self.http_token_file.as_deref())?.map(|t| format!("Bearer {t}"));
+        let unreachable = || {
+            format!(
+                "cannot reach ringcap's API at {}: is `ringcap run --http {}` running?",
+                self.http, self.http
+            )
+        };
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(token) = &token {
+            request = request.header("Authorization", token);
+        }
+        let request = request.body(()).context("building the request")?;
+        let mut response = agent.run(request).with_context(unreachable)?;
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().context("reading the API's answer")?;
+        let value =
+            serde_json::from_str(&body).unwrap_or_else(|_| serde_json::json!({ "error": body.trim() }));
+        Ok((status, value))
+    }
+}
+
+/// The error of an API answer other than success.
+pub(crate) fn answer_error(status: u16, body: &serde_json::Value) -> anyhow::Error {
+    anyhow::anyhow!("the API answered {status}: {}", body["error"].as_str().unwrap_or("(no reason given)"))
 }
 
 /// A time window, as `pull` and `pin` take it.

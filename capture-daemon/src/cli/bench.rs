@@ -99,8 +99,9 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     force: bool,
     /// Filter expression in tcpdump syntax, applied in every trial.
-    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
-    expression: Vec<String>,
+    /// Options may come before or after it, as with tcpdump (`--` ends them).
+    #[arg(value_name = "EXPRESSION")]
+    pub(crate) expression: Vec<String>,
 }
 
 pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {

@@ -8,6 +8,9 @@ mod pin;
 mod pull;
 mod run;
 mod stats;
+#[cfg(test)]
+mod tests;
+mod top;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +42,10 @@ pub(crate) enum Command {
     Pull(PullArgs),
     /// Print a running daemon's TCP health and counters (from its `--http` API).
     Stats(StatsArgs),
+    /// Show a running daemon's TCP connections, the worst first (retransmissions, RTT,
+    /// bytes, resets...), refreshed like top(1), and the servers behind unanswered and
+    /// refused connection attempts and the hosts sending resets: `ringcap top -o rtt`.
+    Top(top::TopArgs),
     /// Keep a window of a running daemon's ring out of rotation (and, with its
     /// `--archive`, upload it): `ringcap pin --last 10m host 10.0.1.5 --name incident-42`.
     Pin(pin::PinArgs),
@@ -124,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Pull(args) => pull::pull(args),
         Command::Stats(args) => stats::stats(args),
+        Command::Top(args) => top::top(args),
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
         Command::Pins(args) => pin::pins(args),

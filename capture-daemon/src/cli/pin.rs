@@ -3,12 +3,11 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use capture_daemon::records::PinManifest;
 use clap::Args;
 use serde_json::Value;
 
-use super::args::{api_token, ApiArgs, WindowArgs};
+use super::args::{answer_error, ApiArgs, WindowArgs};
 
 #[derive(Args)]
 pub(crate) struct PinArgs {
@@ -23,7 +22,8 @@ pub(crate) struct PinArgs {
     #[arg(long)]
     pub(crate) no_wait: bool,
     /// Keep only the packets this filter selects (tcpdump syntax).
-    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    /// Options may come before or after it, as with tcpdump (`--` ends them).
+    #[arg(value_name = "EXPRESSION")]
     pub(crate) expression: Vec<String>,
 }
 
@@ -39,30 +39,6 @@ pub(crate) struct UnpinArgs {
 pub(crate) struct PinsArgs {
     #[command(flatten)]
     pub(crate) api: ApiArgs,
-}
-
-/// An API request's status and JSON body.
-fn call(api: &ApiArgs, method: &str, target: &str) -> anyhow::Result<(u16, Value)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let url = format!("http://{}{target}", api.http);
-    let token = api_token(api.http_token_file.as_deref())?.map(|t| format!("Bearer {t}"));
-    let unreachable = || {
-        format!("cannot reach ringcap's API at {}: is `ringcap run --http {}` running?", api.http, api.http)
-    };
-    let mut request = ureq::http::Request::builder().method(method).uri(&url);
-    if let Some(token) = &token {
-        request = request.header("Authorization", token);
-    }
-    let request = request.body(()).context("building the request")?;
-    let mut response = agent.run(request).with_context(unreachable)?;
-    let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string().context("reading the API's answer")?;
-    let value = serde_json::from_str(&body).unwrap_or_else(|_| serde_json::json!({ "error": body.trim() }));
-    Ok((status, value))
-}
-
-fn answer_error(status: u16, body: &Value) -> anyhow::Error {
-    anyhow::anyhow!("the API answered {status}: {}", body["error"].as_str().unwrap_or("(no reason given)"))
 }
 
 /// Percent-encodes a query value.
@@ -115,7 +91,7 @@ pub(crate) fn pin(args: PinArgs) -> anyhow::Result<ExitCode> {
     if !expression.is_empty() {
         query.push(format!("filter={}", encode(&expression)));
     }
-    let (status, pin) = call(&args.api, "POST", &format!("/v1/pins?{}", query.join("&")))?;
+    let (status, pin) = args.api.call("POST", &format!("/v1/pins?{}", query.join("&")))?;
     if status != 202 {
         return Err(answer_error(status, &pin));
     }
@@ -126,7 +102,7 @@ pub(crate) fn pin(args: PinArgs) -> anyhow::Result<ExitCode> {
     }
     let (started, mut last_said) = (Instant::now(), Instant::now());
     loop {
-        let (status, pin) = call(&args.api, "GET", &format!("/v1/pins/{}", encode(&name)))?;
+        let (status, pin) = args.api.call("GET", &format!("/v1/pins/{}", encode(&name)))?;
         if status != 200 {
             return Err(answer_error(status, &pin));
         }
@@ -150,7 +126,7 @@ pub(crate) fn pin(args: PinArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn unpin(args: UnpinArgs) -> anyhow::Result<ExitCode> {
-    let (status, pin) = call(&args.api, "DELETE", &format!("/v1/pins/{}", encode(&args.name)))?;
+    let (status, pin) = args.api.call("DELETE", &format!("/v1/pins/{}", encode(&args.name)))?;
     if status != 200 {
         return Err(answer_error(status, &pin));
     }
@@ -159,11 +135,15 @@ pub(crate) fn unpin(args: UnpinArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn pins(args: PinsArgs) -> anyhow::Result<ExitCode> {
-    let (status, body) = call(&args.api, "GET", "/v1/pins")?;
+    let (status, body) = args.api.call("GET", "/v1/pins")?;
     if status != 200 {
         return Err(answer_error(status, &body));
     }
-    for pin in body["pins"].as_array().into_iter().flatten() {
+    let pins = body["pins"].as_array().cloned().unwrap_or_default();
+    if pins.is_empty() {
+        println!("no pins: every window of the ring rotates as usual");
+    }
+    for pin in &pins {
         println!("{}", describe(pin));
     }
     Ok(ExitCode::SUCCESS)

@@ -39,8 +39,10 @@ pub(crate) struct PullArgs {
     /// Output file; `-` (the default) streams to standard output.
     #[arg(short = 'w', value_name = "FILE", default_value = "-")]
     pub(crate) write: PathBuf,
-    #[arg(long, value_parser = choice::<Format>(), default_value = "pcap")]
-    pub(crate) format: Format,
+    /// Output format; default: pcapng when the ring holds pcapng (`--direction both`,
+    /// several interfaces: each packet keeps its direction and interface), else pcap.
+    #[arg(long, value_parser = choice::<Format>())]
+    pub(crate) format: Option<Format>,
     /// Stop after this many packets.
     #[arg(long, value_name = "N")]
     pub(crate) max_packets: Option<u64>,
@@ -51,7 +53,8 @@ pub(crate) struct PullArgs {
     #[arg(long)]
     pub(crate) with_stats: bool,
     /// Filter expression in tcpdump syntax.
-    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    /// Options may come before or after it, as with tcpdump (`--` ends them).
+    #[arg(value_name = "EXPRESSION")]
     pub(crate) expression: Vec<String>,
 }
 
@@ -98,8 +101,8 @@ pub(crate) fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot create {}", args.write.display()))?,
         )
     };
-    let mut out =
-        Stream::new(std::io::BufWriter::with_capacity(1 << 20, sink), args.format, DEFAULT_SNAPLEN)?;
+    let format = args.format.unwrap_or_else(|| args.dir.as_deref().map_or(Format::Pcap, Format::of_ring));
+    let mut out = Stream::new(std::io::BufWriter::with_capacity(1 << 20, sink), format, DEFAULT_SNAPLEN)?;
     let report = match (&args.dir, &args.from) {
         (Some(dir), _) => retrieve::pull::pull(dir, window, &filter, limits, &mut out),
         (None, Some(url)) => {
@@ -112,6 +115,12 @@ pub(crate) fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     .context("writing the pulled packets")?;
     for warning in &report.warnings {
         eprintln!("ringcap: warning: {warning}");
+    }
+    if out.directions_dropped() > 0 {
+        eprintln!(
+            "ringcap: warning: {} packets were written without their direction and interface: classic pcap has no field for them (--format pcapng keeps them)",
+            out.directions_dropped()
+        );
     }
     if args.with_stats {
         let stats_file = PathBuf::from(format!("{}.stats.json", args.write.display()));

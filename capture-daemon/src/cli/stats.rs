@@ -1,31 +1,50 @@
 //! `ringcap stats`: a running daemon's TCP health and counters, from its API.
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 
-use super::args::{api_token, ApiArgs};
+use super::args::{answer_error, ApiArgs};
 
 #[derive(Args)]
 pub(crate) struct StatsArgs {
     #[command(flatten)]
     pub(crate) api: ApiArgs,
+    /// Print the API's JSON answer (`/v1/stats`) instead of the text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Print again every SECONDS, like watch(1), until interrupted.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub(crate) watch: Option<f64>,
 }
 
-pub(crate) fn stats(StatsArgs { api: args }: StatsArgs) -> anyhow::Result<ExitCode> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut request = agent.get(format!("http://{}/v1/stats", args.http));
-    if let Some(token) = api_token(args.http_token_file.as_deref())? {
-        request = request.header("Authorization", format!("Bearer {token}"));
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.1..=3600.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!("{text:?} is not a number of seconds from 0.1 to 3600")),
     }
-    let mut response = request.call().with_context(|| {
-        format!("cannot reach ringcap's API at {}: is `ringcap run --http {}` running?", args.http, args.http)
-    })?;
-    let body = response.body_mut().read_to_string().context("reading the API's answer")?;
-    if response.status() != 200 {
-        anyhow::bail!("the API answered {}: {}", response.status(), body.trim());
+}
+
+pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    loop {
+        let (status, stats) = args.api.call("GET", "/v1/stats")?;
+        if status != 200 {
+            return Err(answer_error(status, &stats));
+        }
+        if args.json {
+            println!("{stats:#}");
+        } else {
+            print_stats(&stats);
+        }
+        let Some(seconds) = args.watch else { return Ok(ExitCode::SUCCESS) };
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+        println!();
     }
-    let stats: serde_json::Value = serde_json::from_str(&body)?;
+}
+
+fn print_stats(stats: &serde_json::Value) {
+    if let Some(age) = stats["kernel_counters_age_seconds"].as_f64() {
+        println!("kernel counters as of {age:.1} s ago (the daemon reads them every second)");
+    }
     let k = &stats["kernel"];
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     print_tcp("since start", &stats["tcp"]);
@@ -58,11 +77,12 @@ pub(crate) fn stats(StatsArgs { api: args }: StatsArgs) -> anyhow::Result<ExitCo
     }
     let f = &stats["flows"];
     println!(
-        "TCP flows: {} in the table (of {}), {} evicted, {} connection attempts unanswered",
+        "TCP flows: {} in the table (of {}), {} evicted; connection attempts: {} unanswered, {} refused (`ringcap top` names them)",
         n(&f["live"]),
         n(&f["capacity"]),
         n(&f["evicted"]),
-        n(&f["syn_unanswered"])
+        n(&f["syn_unanswered"]),
+        n(&stats["tcp"]["tcp_syn_refused"])
     );
     let r = &stats["reader"];
     println!(
@@ -78,7 +98,6 @@ pub(crate) fn stats(StatsArgs { api: args }: StatsArgs) -> anyhow::Result<ExitCo
         n(&st["files_created"]),
         n(&st["files_removed"]) + n(&st["files_removed_for_space"])
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// One block of `ringcap stats`: TCP counts, Wireshark's analysis and RTT percentiles.
@@ -97,6 +116,21 @@ pub(crate) fn print_tcp(span: &str, tcp: &serde_json::Value) {
         .map(|(_, label)| format!("{} {}", label.replace('_', " "), n(&tcp["analysis"][*label])))
         .collect();
     println!("  analysis: {}", analysis.join(", "));
+    let segments = n(&tcp["tcp_segments"]);
+    let retransmitted = ["retransmission", "fast_retransmission", "spurious_retransmission"]
+        .iter()
+        .map(|key| n(&tcp["analysis"][*key]))
+        .sum::<u64>();
+    let syn = n(&tcp["tcp_syn_retransmission"]);
+    let rate = if segments > 0 {
+        format!("{:.3}%", 100.0 * retransmitted as f64 / segments as f64)
+    } else {
+        "-".into()
+    };
+    println!(
+        "  {segments} segments on the wire, {} payload bytes; retransmitted {retransmitted} ({rate}), of which {syn} SYN or SYN-ACK",
+        n(&tcp["tcp_payload_bytes"])
+    );
     for kind in capture_daemon::health::analysis::RTT_KINDS {
         let h = &tcp[kind.key];
         let ms = |v: &serde_json::Value| n(v) as f64 / 1e6;

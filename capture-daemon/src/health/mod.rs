@@ -1,8 +1,10 @@
 //! TCP health and counters in user space, as the API, the metrics and the statistics
 //! snapshots read them: the live counters a session publishes every second, with the last
-//! minute of history; the slots' labels; the flow table's sweep ([`sweeper`]); and RTT
+//! minute of history; the slots' labels; the flow table's sweep ([`sweeper`]) and its
+//! connections ([`flows`]); and RTT
 //! percentiles and the analysis events' names ([`analysis`]).
 pub mod analysis;
+pub mod flows;
 pub mod sweeper;
 
 use std::collections::VecDeque;
@@ -39,8 +41,10 @@ pub struct LiveCounters {
     pub interfaces_up: Mutex<Vec<(String, bool)>>,
     /// The kernel's loss counters of the AF_XDP sockets, summed.
     pub xsk: Mutex<XskStatistics>,
-    /// What the last sweep of the TCP flow table found.
+    /// What the last sweep of the TCP flow table found...
     pub flows: Mutex<FlowTable>,
+    /// ...and its TCP connections.
+    pub flow_list: Mutex<Arc<flows::FlowList>>,
     /// The kernel counters and RTT buckets of the last minute, one entry a second,
     /// oldest first: what "the last minute" is measured against.
     pub history: Mutex<VecDeque<(Instant, KernelCounters, Box<RttBuckets>)>>,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
-use capture_common::tcp::{FlowKey, FlowState, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK, RTT_BUCKETS, RTT_KINDS};
+use capture_common::tcp::{FlowKey, FlowState, RTT_BUCKETS, RTT_KINDS};
 use capture_common::{
     CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FLOWS_MAP, IN_FLIGHT_MAP, MAX_XSK_SOCKETS, RTT_MAP,
     TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
@@ -54,9 +54,6 @@ pub struct CaptureProgram {
     sockets: XskMap<MapData>,
     socket_slots: HashMap<MapData, u32, u32>,
     flows: HashMap<MapData, FlowKey, FlowState>,
-    /// Connection attempts already counted unanswered, by flow and SYN time: kept here,
-    /// so that user space never writes a flow the kernel may be updating.
-    unanswered: std::collections::HashMap<FlowKey, u64>,
     /// The next free slot of `sockets`.
     next_socket_slot: u32,
     loaded: ProgramSet,
@@ -134,7 +131,6 @@ impl CaptureProgram {
         Ok(CaptureProgram {
             socket_slots,
             flows,
-            unanswered: std::collections::HashMap::new(),
             next_socket_slot: 0,
             ebpf,
             counters,
@@ -305,28 +301,9 @@ impl CaptureProgram {
         keys.len()
     }
 
-    /// Walks the flow table at `now_ns` (CLOCK_MONOTONIC): returns the number of flows in
-    /// it and of connection attempts newly found unanswered (a SYN without SYN-ACK for
-    /// `syn_timeout`), each counted once. It only reads the table.
-    pub fn sweep_flows(&mut self, now_ns: u64, syn_timeout: Duration) -> (u64, u64) {
-        let timeout = syn_timeout.as_nanos() as u64;
-        let (mut live, mut newly) = (0, 0);
-        let mut still_waiting = std::collections::HashMap::new();
-        for entry in self.flows.iter() {
-            let Ok((key, state)) = entry else { continue };
-            live += 1;
-            let waiting = state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK) == FLOW_SAW_SYN;
-            if waiting && now_ns.saturating_sub(state.syn_ns) >= timeout {
-                if self.unanswered.get(&key) != Some(&state.syn_ns) {
-                    newly += 1;
-                }
-                still_waiting.insert(key, state.syn_ns);
-            }
-        }
-        // Attempts answered, evicted or replaced since are forgotten: memory stays bounded
-        // by the table.
-        self.unanswered = still_waiting;
-        (live, newly)
+    /// Every flow of the flow table now (it reads the table only, two syscalls a flow).
+    pub fn flows(&self) -> Vec<(FlowKey, FlowState)> {
+        self.flows.iter().filter_map(Result::ok).collect()
     }
 
     /// Gives the interfaces, in `-i` order, their own counter and histogram slots (the

@@ -79,8 +79,13 @@ impl PinStore {
                 return Err("the window holds no packet that the filter selects".into());
             };
             let stats_file = crate::storage::index::stats_path(&data);
-            let stats = window_stats(&self.ring_dir, request.window)
+            let mut stats = window_stats(&self.ring_dir, request.window)
                 .unwrap_or_else(|why| json!({ "error": why.to_string() }));
+            if !request.expression.is_empty() {
+                // The counts are the whole capture's (see `SCOPE`): the filter is named
+                // so that nobody reads them as the pin's own.
+                stats["filter_not_applied"] = json!(request.expression);
+            }
             write_synced(&stats_file, &serde_json::to_vec_pretty(&stats).unwrap_or_default())
                 .map_err(|e| e.to_string())?;
             let index = crate::storage::index::index_path(&data);

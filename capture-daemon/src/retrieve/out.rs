@@ -1,13 +1,33 @@
 //! Retrieval output: classic pcap (nanosecond timestamps) or pcapng, as libpcap writes them.
 use std::io::{self, Write};
+use std::path::Path;
 
 use crate::pcap::{self, RecordRef};
+use crate::storage::manifest::ring_files;
 
 /// The file format of a pull.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Pcap,
     Pcapng,
+}
+
+impl Format {
+    /// What a pull of the ring in `dir` writes unless told: pcapng when the ring holds
+    /// pcapng (`--direction both`, several interfaces), so every packet keeps its
+    /// direction and interface; classic pcap, as tcpdump writes it, otherwise.
+    pub fn of_ring(dir: &Path) -> Format {
+        let files = ring_files(dir).unwrap_or_default();
+        let pcapng = |path: &std::path::PathBuf| {
+            let name = path.to_string_lossy();
+            name.ends_with(".pcapng") || name.ends_with(".pcapng.zst")
+        };
+        if files.iter().any(pcapng) {
+            Format::Pcapng
+        } else {
+            Format::Pcap
+        }
+    }
 }
 
 /// Where pulled packets go.
@@ -25,6 +45,8 @@ pub struct Stream<W: Write> {
     snaplen: u32,
     /// pcapng: the interfaces described so far, by interface id.
     interfaces: Vec<String>,
+    /// pcap: packets written without the direction their source recorded.
+    directions_dropped: u64,
 }
 
 impl<W: Write> Stream<W> {
@@ -34,7 +56,13 @@ impl<W: Write> Stream<W> {
             Format::Pcap => pcap::write_file_header(&mut out, snaplen)?,
             Format::Pcapng => pcap::write_pcapng_header(&mut out, snaplen, &[])?,
         }
-        Ok(Stream { out, format, snaplen, interfaces: Vec::new() })
+        Ok(Stream { out, format, snaplen, interfaces: Vec::new(), directions_dropped: 0 })
+    }
+
+    /// Packets written as classic pcap, which has no field for the direction (and
+    /// interface) their source recorded.
+    pub fn directions_dropped(&self) -> u64 {
+        self.directions_dropped
     }
 
     /// The pcapng interface id of `name`, describing the interface first if it is new.
@@ -52,13 +80,16 @@ impl<W: Write> PacketOut for Stream<W> {
     fn packet(&mut self, record: &RecordRef<'_>, interface: &str) -> io::Result<()> {
         let data = &record.data[..record.data.len().min(self.snaplen as usize)];
         match self.format {
-            Format::Pcap => pcap::write_record(
-                &mut self.out,
-                record.timestamp,
-                record.orig_len.max(data.len() as u32),
-                data,
-                self.snaplen,
-            ),
+            Format::Pcap => {
+                self.directions_dropped += u64::from(record.direction.is_some());
+                pcap::write_record(
+                    &mut self.out,
+                    record.timestamp,
+                    record.orig_len.max(data.len() as u32),
+                    data,
+                    self.snaplen,
+                )
+            }
             Format::Pcapng => {
                 let id = self.interface_id(interface)?;
                 pcap::write_enhanced_packet(

@@ -68,6 +68,10 @@ fn snapshots(dir: &Path) -> Result<(Vec<StatsSnapshot>, usize), StatsError> {
     Ok((all, unreadable))
 }
 
+/// What a window's statistics count, said in them: the daemon's counters, not the
+/// packets a filter picked.
+pub const SCOPE: &str = "everything the capture saw during the covered span, on every interface and direction; a filter given to pull or pin does not narrow these counts";
+
 /// The statistics of `window`, or why they cannot be given.
 pub fn window_stats(dir: &Path, window: Window) -> Result<Value, StatsError> {
     let (all, unreadable) = snapshots(dir)?;
@@ -110,6 +114,7 @@ pub fn window_stats(dir: &Path, window: Window) -> Result<Value, StatsError> {
     Ok(json!({
         "window": { "since": rfc3339(window.since_ns), "until": if window.until_ns == u64::MAX { Value::Null } else { rfc3339(window.until_ns).into() } },
         "covered": { "from": rfc3339(from_ns), "to": rfc3339(end.time_ns) },
+        "scope": SCOPE,
         "counters": counters,
         "tcp": RTT_KINDS.iter().map(|kind| (kind.key.to_string(), json!(rtt(kind.key)))).collect::<serde_json::Map<_, _>>(),
     }))

@@ -62,6 +62,26 @@ pub fn start_api_daemon(
     start_ringcap(bed, "run", &args)
 }
 
+/// `ringcap run` of both directions into `dir` with its API on `addr` (no token) and a
+/// SYN unanswered after 1 s: the daemon of the TCP health and flow view tests.
+pub fn start_health_daemon(bed: &TestBed, dir: &std::path::Path, addr: &str) -> CaptureProcess {
+    let dir = dir.to_str().unwrap();
+    let args = [
+        "--dir",
+        dir,
+        "-G",
+        "0",
+        "--direction",
+        "both",
+        "--http",
+        addr,
+        "--http-no-auth",
+        "--syn-timeout",
+        "1",
+    ];
+    start_ringcap(bed, "run", &args)
+}
+
 /// A test bed of two veth pairs (for captures of two interfaces).
 pub fn two_pair_bed() -> TestBed {
     TestBed::remove_stale();

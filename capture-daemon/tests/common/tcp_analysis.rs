@@ -18,7 +18,17 @@ pub fn final_snapshot_and_pcap(dir: &Path, name: &str) -> (serde_json::Value, st
     let snapshot: serde_json::Value = serde_json::from_slice(&std::fs::read(&snapshots[0]).unwrap()).unwrap();
     let pcap = scratch(name);
     let out = Command::new(RINGCAP)
-        .args(["pull", "--dir", dir.to_str().unwrap(), "--last", "1h", "-w", pcap.to_str().unwrap()])
+        .args([
+            "pull",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--last",
+            "1h",
+            "--format",
+            "pcap",
+            "-w",
+            pcap.to_str().unwrap(),
+        ])
         .output_within_deadline();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (snapshot, pcap)
