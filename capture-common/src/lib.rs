@@ -250,6 +250,9 @@ pub enum Counter {
     /// payload bytes, the denominators of the analysis counts. Every TCP packet analysed.
     TcpSegments = 41,
     TcpPayloadBytes = 42,
+    /// Wire segments of the retransmissions (any kind): a GSO packet retransmitted counts
+    /// as its segments, as `RetransSegs` counts them; the numerator over `TcpSegments`.
+    TcpRetransmittedSegments = 43,
 }
 
 impl Counter {
@@ -264,8 +267,17 @@ impl Counter {
         }
     }
 
+    /// A retransmission of any kind (Wireshark's plain, fast or spurious).
+    #[inline(always)]
+    pub const fn is_retransmission(self) -> bool {
+        matches!(
+            self,
+            Counter::TcpRetransmission | Counter::TcpFastRetransmission | Counter::TcpSpuriousRetransmission
+        )
+    }
+
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 43;
+    pub const COUNT: u32 = 44;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -311,6 +323,7 @@ impl Counter {
         Counter::TcpSynRetransmission,
         Counter::TcpSegments,
         Counter::TcpPayloadBytes,
+        Counter::TcpRetransmittedSegments,
     ];
 
     /// Prometheus-style name of the counter.
@@ -359,6 +372,7 @@ impl Counter {
             Counter::TcpSynRetransmission => "tcp_syn_retransmission",
             Counter::TcpSegments => "tcp_segments",
             Counter::TcpPayloadBytes => "tcp_payload_bytes",
+            Counter::TcpRetransmittedSegments => "tcp_retransmitted_segments",
         }
     }
 }

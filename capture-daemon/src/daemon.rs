@@ -175,7 +175,7 @@ pub fn run(
         };
         api::serve(listener, config, sources);
         eprintln!(
-            "ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /v1/pins, /metrics)"
+            "ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /v1/flows, /v1/pins, /metrics)"
         );
     }
     let summary = run_capture(&capture, Box::new(writer), on_attached).inspect_err(|_| {

@@ -285,13 +285,28 @@ fn ring_dir(dir: &Path) -> Vec<Check> {
     let mut checks = Vec::new();
     let existing = match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => dir.to_path_buf(),
-        Ok(_) => {
-            let advice = Some("give a directory as --dir (ringcap run creates a missing one)");
-            return vec![Check::new(name, Status::Fail, "not a directory", advice)];
+        Ok(meta) => {
+            let (found, advice) = if meta.file_type().is_symlink() {
+                ("a symbolic link, which `ringcap run` refuses", "give the directory it points to")
+            } else {
+                ("not a directory", "give a directory as --dir (ringcap run creates a missing one)")
+            };
+            return vec![Check::new(name, Status::Fail, found, Some(advice))];
         }
         Err(_) => {
-            let Some(parent) = dir.ancestors().skip(1).find(|p| p.is_dir()) else {
-                return vec![Check::new(name, Status::Fail, "no parent directory exists", None)];
+            // The nearest path that exists (`.` for a relative one) must be a directory,
+            // as `run` would make the rest under it.
+            let nearest = dir
+                .ancestors()
+                .skip(1)
+                .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+                .find(|p| std::fs::symlink_metadata(p).is_ok());
+            let Some(parent) = nearest.filter(|p| p.is_dir()) else {
+                let found = match nearest {
+                    Some(p) => format!("cannot be created: {} is not a directory", p.display()),
+                    None => "cannot be created: no part of the path exists".to_string(),
+                };
+                return vec![Check::new(name, Status::Fail, found, Some("give a --dir under a directory"))];
             };
             checks.push(Check::new(
                 name.clone(),

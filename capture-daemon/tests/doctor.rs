@@ -53,6 +53,17 @@ fn doctor_checks_the_machine_an_interface_and_a_ring_directory() {
     );
     assert!(printed.contains(&line), "{printed}");
     assert!(!missing.exists() && std::fs::read_dir(&dir).unwrap().count() == 0, "nothing is made");
+    // Under a file, nothing can be made: that fails, saying why.
+    let file = scratch("doctor-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under = file.join("ring");
+    let out = bed.rx(RINGCAP).args(["doctor", "--dir", under.to_str().unwrap()]).output_within_deadline();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains(&format!("cannot be created: {} is not a directory", file.display())),
+        "{printed}"
+    );
 
     let bad = bed
         .rx(RINGCAP)

@@ -118,7 +118,7 @@ fn the_flow_view_names_the_lossy_connection_the_refusing_and_the_silent_servers(
     let answer = flows(&bed, addr, "sort=retransmission&limit=20");
     let top = &answer["flows"][0];
     assert_eq!(top["server"], format!("{RX_IP}:{LOSSY}"), "the lossy connection comes first: {answer:#}");
-    assert_eq!(top["state"], "established");
+    assert_eq!(top["state"], "closed", "both sides sent their FIN");
     let lossy_retransmissions = top["retransmissions"].as_u64().unwrap();
     assert!(lossy_retransmissions > 0, "{top}");
     let clean = answer["flows"]
@@ -164,6 +164,8 @@ fn the_flow_view_names_the_lossy_connection_the_refusing_and_the_silent_servers(
     assert!(String::from_utf8_lossy(&refused.stderr).contains("use one of retransmission, rtt"));
     assert_eq!(get(&bed, addr, "/v1/flows?limit=0", None).status, 400);
     assert_eq!(get(&bed, addr, "/v1/flows?colour=red", None).status, 400);
+    assert_eq!(get(&bed, addr, "/v1/flows?limit=1&limit=500000", None).status, 400, "a key given twice");
+    assert_eq!(get(&bed, addr, "/v1/flows?limit=%2B3", None).status, 400);
 
     common::stop(ring);
     // A ring of both directions is pulled as pcapng unless told: nothing is dropped unsaid.
@@ -186,6 +188,10 @@ fn the_flow_view_names_the_lossy_connection_the_refusing_and_the_silent_servers(
     // The lossy connection's events are tshark's for its frames.
     let theirs = tshark_tcp_counts(&pcap, &frames(&pcap, &format!("tcp.port == {LOSSY}")));
     assert_eq!(lossy_retransmissions, theirs["retransmission (all kinds)"], "{theirs:?}");
+    // Inbound frames are wire segments (no GSO at XDP): one retransmitted segment each.
+    let retransmitted_segments = top["to_server"]["retransmitted_segments"].as_u64().unwrap()
+        + top["to_client"]["retransmitted_segments"].as_u64().unwrap();
+    assert_eq!(retransmitted_segments, lossy_retransmissions, "{top}");
     let dup_acks = top["to_client"]["duplicate_acks"].as_u64().unwrap()
         + top["to_server"]["duplicate_acks"].as_u64().unwrap();
     assert_eq!(dup_acks, theirs["tcp_duplicate_ack"], "{theirs:?}");

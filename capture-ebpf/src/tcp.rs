@@ -366,8 +366,15 @@ pub extern "C" fn ringcap_tcp_segment(now: u64, work: u32) -> u64 {
     let stamp = ringcap_tcp_flow(now, work);
     if work & ANALYSE != 0 {
         scratch.findings.counters |= noted;
-        count_by(Counter::TcpSegments, u64::from(scratch.segment.wire_segments));
+        let segments = u64::from(scratch.segment.wire_segments);
+        count_by(Counter::TcpSegments, segments);
         count_by(Counter::TcpPayloadBytes, u64::from(scratch.segment.len));
+        const RETRANSMISSIONS: u64 = (1 << Counter::TcpRetransmission as u32)
+            | (1 << Counter::TcpFastRetransmission as u32)
+            | (1 << Counter::TcpSpuriousRetransmission as u32);
+        if scratch.findings.counters & RETRANSMISSIONS != 0 {
+            count_by(Counter::TcpRetransmittedSegments, segments);
+        }
     }
     scratch.findings.flush();
     stamp

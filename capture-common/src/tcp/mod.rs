@@ -160,6 +160,10 @@ pub struct FlowEvents {
     pub duplicate_acks: u32,
     pub zero_windows: u32,
     pub resets: u32,
+    pub fins: u32,
+    /// Wire segments of the retransmissions above (a GSO packet retransmitted counts as
+    /// its segments), the numerator of a retransmission rate over `segments`.
+    pub retransmitted_segments: u32,
     pub rtt_samples: u32,
     pub min_rtt_ns: u64,
     pub last_rtt_ns: u64,
@@ -197,12 +201,18 @@ impl FlowEvents {
 struct FlowObserver<'a, O> {
     events: &'a mut FlowEvents,
     out: &'a mut O,
+    /// The segment's wire segments.
+    wire_segments: u32,
 }
 
 impl<O: Observer> Observer for FlowObserver<'_, O> {
     #[inline(always)]
     fn count(&mut self, counter: Counter) {
         self.events.count(counter);
+        if counter.is_retransmission() {
+            let e = &mut *self.events;
+            e.retransmitted_segments = e.retransmitted_segments.saturating_add(self.wire_segments);
+        }
         self.out.count(counter);
     }
 
@@ -319,11 +329,14 @@ pub fn analyse<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, 
     let (half, rev) = if segment.from_lo { (&mut lo[0], &mut hi[0]) } else { (&mut hi[0], &mut lo[0]) };
     // A branch, not an index: the verifier sees a constant offset either way.
     let events = if segment.from_lo { &mut state.events[0] } else { &mut state.events[1] };
-    let out = &mut FlowObserver { events, out };
+    let out = &mut FlowObserver { events, out, wire_segments: segment.wire_segments };
     half.segments += u64::from(segment.wire_segments);
     half.payload_bytes += u64::from(segment.len);
     if segment.flags & RST != 0 {
         out.events.resets = out.events.resets.saturating_add(1);
+    }
+    if segment.flags & FIN != 0 {
+        out.events.fins = out.events.fins.saturating_add(1);
     }
     if segment.window == 0 && segment.flags & (SYN | FIN | RST) == 0 {
         out.count(Counter::TcpZeroWindow);
@@ -363,7 +376,10 @@ fn handshake<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, ou
         state.mru_syn_ns = now;
         return;
     }
-    if segment.flags & RST != 0
+    // Refused: a RST from the SYN's target that acknowledges the SYN (RFC 9293: in
+    // SYN-SENT only such a RST is acceptable), before any SYN-ACK.
+    if segment.flags & (RST | ACK) == RST | ACK
+        && segment.ack == state.syn_seq.wrapping_add(1)
         && state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK | FLOW_REFUSED) == FLOW_SAW_SYN
         && syn_from_lo != segment.from_lo
     {

@@ -112,6 +112,7 @@ pub fn tcp_json(kernel: &KernelCounters, rtt: Option<&RttBuckets>) -> serde_json
         Counter::TcpSynRetransmission,
         Counter::TcpSegments,
         Counter::TcpPayloadBytes,
+        Counter::TcpRetransmittedSegments,
     ] {
         tcp.insert(counter.name().into(), json!(kernel.get(counter)));
     }

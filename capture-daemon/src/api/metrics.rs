@@ -208,6 +208,8 @@ fn families(sources: &Sources) -> Vec<Family> {
     let handshakes = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpHandshakes)]);
     let wire_segments = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpSegments)]);
     let payload_bytes = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpPayloadBytes)]);
+    let retransmitted_segments =
+        per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpRetransmittedSegments)]);
     let syn_retransmissions = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpSynRetransmission)]);
     let refused = per_slot(&|prefix| vec![(prefix.clone(), Counter::TcpSynRefused)]);
     for (name, help, series) in [
@@ -218,6 +220,11 @@ fn families(sources: &Sources) -> Vec<Family> {
             &wire_segments,
         ),
         ("ringcap_tcp_payload_bytes_total", "TCP payload bytes of those segments.", &payload_bytes),
+        (
+            "ringcap_tcp_retransmitted_segments_total",
+            "Wire segments of TCP retransmissions of any kind (a GSO packet counts as its segments), for a rate over ringcap_tcp_wire_segments_total.",
+            &retransmitted_segments,
+        ),
         (
             "ringcap_tcp_syn_retransmissions_total",
             "Retransmitted SYN and SYN-ACK segments (also counted as retransmission events): connection attempts, apart from lost data.",

@@ -373,7 +373,12 @@ pub(crate) struct ApiArgs {
 impl ApiArgs {
     /// An API request's status and JSON body.
     pub(crate) fn call(&self, method: &str, target: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        // A daemon that accepts but never answers is given up on, with the reason.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .into();
         let url = format!("http://{}{target}", self.http);
         let token = api_token(self.http_token_file.as_deref())?.map(|t| format!("Bearer {t}"));
         let unreachable = || {

@@ -130,8 +130,14 @@ pub fn main() -> ExitCode {
         Command::Capture(args) => capture::capture(args),
         Command::Run(args) => run::run(*args),
         Command::Pull(args) => pull::pull(args),
-        Command::Stats(args) => stats::stats(args),
-        Command::Top(args) => top::top(args),
+        Command::Stats(args) => {
+            stop_quietly_on_closed_pipe();
+            stats::stats(args)
+        }
+        Command::Top(args) => {
+            stop_quietly_on_closed_pipe();
+            top::top(args)
+        }
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
         Command::Pins(args) => pin::pins(args),
@@ -152,7 +158,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs every check; exits non-zero when one says capture cannot work.
+/// For the commands that only print (`stats`, `top`): a reader that goes away (`| head`)
+/// ends the process quietly, as it ends cat or grep, instead of a panic on the next line.
+/// Their HTTP requests are unaffected (sockets write with MSG_NOSIGNAL).
+fn stop_quietly_on_closed_pipe() {
+    // SAFETY: restores the default action of one signal before any thread is started.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 /// One page for ringcap and one for each subcommand (`ringcap-run.1`, ...), from the
 /// same definitions that parse the command line, so the pages never fall behind.
 pub(crate) fn manpages(dir: &Path) -> anyhow::Result<ExitCode> {

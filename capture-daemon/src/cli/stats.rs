@@ -117,19 +117,16 @@ pub(crate) fn print_tcp(span: &str, tcp: &serde_json::Value) {
         .collect();
     println!("  analysis: {}", analysis.join(", "));
     let segments = n(&tcp["tcp_segments"]);
-    let retransmitted = ["retransmission", "fast_retransmission", "spurious_retransmission"]
-        .iter()
-        .map(|key| n(&tcp["analysis"][*key]))
-        .sum::<u64>();
-    let syn = n(&tcp["tcp_syn_retransmission"]);
+    let retransmitted = n(&tcp["tcp_retransmitted_segments"]);
     let rate = if segments > 0 {
         format!("{:.3}%", 100.0 * retransmitted as f64 / segments as f64)
     } else {
         "-".into()
     };
     println!(
-        "  {segments} segments on the wire, {} payload bytes; retransmitted {retransmitted} ({rate}), of which {syn} SYN or SYN-ACK",
-        n(&tcp["tcp_payload_bytes"])
+        "  {segments} segments on the wire, {} payload bytes; {retransmitted} segments retransmitted ({rate}); {} SYN or SYN-ACK retransmissions",
+        n(&tcp["tcp_payload_bytes"]),
+        n(&tcp["tcp_syn_retransmission"])
     );
     for kind in capture_daemon::health::analysis::RTT_KINDS {
         let h = &tcp[kind.key];

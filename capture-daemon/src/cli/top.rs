@@ -88,44 +88,72 @@ fn bytes(count: u64) -> String {
     format!("{value:.1}TiB")
 }
 
+/// `count` and its noun, in the singular for one.
+fn counted(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
 /// The table `ringcap top` prints for an answer of `/v1/flows`.
 pub(crate) fn render(answer: &Value) -> String {
     let mut out = String::new();
-    let swept = answer["swept_at"].as_str().unwrap_or("not yet (the first sweep comes a second after start)");
+    let swept = match (answer["swept_at"].as_str(), answer["swept_seconds_ago"].as_f64()) {
+        (Some(at), Some(ago)) => format!("swept {ago:.0} s ago ({at})"),
+        _ => "not swept yet (the first sweep comes a second after start)".to_string(),
+    };
     out.push_str(&format!(
-        "ringcap top: {} TCP connections in the flow table, swept {swept}; sorted by {}\n\n",
-        n(&answer["connections"]),
+        "ringcap top: {} in the flow table, {swept}; sorted by {}\n\n",
+        counted(n(&answer["connections"]), "TCP connection"),
         answer["sort"].as_str().unwrap_or_default()
     ));
+    let flows = answer["flows"].as_array().cloned().unwrap_or_default();
+    let pairs: Vec<String> = flows
+        .iter()
+        .map(|flow| {
+            format!(
+                "{} -> {}{}",
+                flow["client"].as_str().unwrap_or_default(),
+                flow["server"].as_str().unwrap_or_default(),
+                if flow["roles_from_syn"].as_bool() == Some(false) { "?" } else { "" }
+            )
+        })
+        .collect();
+    let width = pairs.iter().map(String::len).max().unwrap_or(0).max(16);
     out.push_str(&format!(
-        "{:<45} {:<12} {:>9} {:>9} {:>7} {:>6} {:>6} {:>5} {:>4} {:>9}\n",
+        "{:<width$} {:<11} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>5} {:>4} {:>9}\n",
         "CLIENT -> SERVER",
         "STATE",
         "SEGMENTS",
         "BYTES",
         "RETRANS",
+        "RT%",
         "SYN-RT",
         "DUPACK",
         "ZWIN",
         "RST",
         "RTT ms"
     ));
-    for flow in answer["flows"].as_array().into_iter().flatten() {
+    for (flow, pair) in flows.iter().zip(&pairs) {
         let (up, down) = (&flow["to_server"], &flow["to_client"]);
         let sum = |key: &str| n(&up[key]) + n(&down[key]);
-        let pair = format!(
-            "{} -> {}{}",
-            flow["client"].as_str().unwrap_or_default(),
-            flow["server"].as_str().unwrap_or_default(),
-            if flow["roles_from_syn"].as_bool() == Some(false) { "?" } else { "" }
-        );
+        let segments = sum("segments");
+        // Retransmitted wire segments of all wire segments (a GSO packet counts as its segments).
+        let rate = if segments > 0 {
+            format!("{:.2}", 100.0 * sum("retransmitted_segments") as f64 / segments as f64)
+        } else {
+            "-".into()
+        };
         out.push_str(&format!(
-            "{:<45} {:<12} {:>9} {:>9} {:>7} {:>6} {:>6} {:>5} {:>4} {:>9}\n",
+            "{:<width$} {:<11} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>5} {:>4} {:>9}\n",
             pair,
             flow["state"].as_str().unwrap_or_default(),
-            sum("segments"),
+            segments,
             bytes(sum("payload_bytes")),
             n(&flow["retransmissions"]),
+            rate,
             sum("syn_retransmissions"),
             sum("duplicate_acks"),
             sum("zero_windows"),
@@ -143,22 +171,25 @@ pub(crate) fn render(answer: &Value) -> String {
     };
     let attempts = |e: &Value| {
         format!(
-            "{:<45} {} attempts, {} SYN retransmissions",
+            "{:<45} {}, {}",
             e["server"].as_str().unwrap_or_default(),
-            n(&e["attempts"]),
-            n(&e["syn_retransmissions"])
+            counted(n(&e["attempts"]), "attempt"),
+            counted(n(&e["syn_retransmissions"]), "SYN retransmission")
         )
     };
     out.push_str(&list("Unanswered connection attempts, by server", "unanswered", &attempts));
     out.push_str(&list("Refused connection attempts (RST to the SYN), by server", "refused", &attempts));
     out.push_str(&list("Hosts sending resets", "rst_senders", &|e| {
         format!(
-            "{:<45} {} resets on {} connections",
+            "{:<45} {} on {}",
             e["address"].as_str().unwrap_or_default(),
-            n(&e["resets"]),
-            n(&e["connections"])
+            counted(n(&e["resets"]), "reset"),
+            counted(n(&e["connections"]), "connection")
         )
     }));
-    out.push_str("\n(?: roles guessed from the ports, the handshake was not seen; RTT: both sides' last samples added)\n");
+    out.push_str(
+        "\n(?: roles guessed from the ports, the handshake was not seen. RETRANS: Wireshark's retransmission\n\
+         events. RT%: retransmitted wire segments of all. RTT: both sides' last samples added.)\n",
+    );
     out
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
+use std::time::Instant;
 
 use capture_common::tcp::{
     FlowEvents, FlowKey, FlowState, FLOW_ESTABLISHED, FLOW_REFUSED, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK,
@@ -20,18 +21,43 @@ use crate::timefmt::rfc3339;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionState {
-    /// A SYN waits for its SYN-ACK (for less than `--syn-timeout`).
+    /// A SYN waits for its answer (for less than `--syn-timeout`).
     Connecting,
-    /// A SYN got no SYN-ACK within `--syn-timeout`.
+    /// A SYN got no answer within `--syn-timeout`: the client sent nothing but SYNs.
     Unanswered,
     /// The server answered the SYN with a RST.
     Refused,
-    /// A side sent a RST after the connection was up.
+    /// The server sent its SYN-ACK, the client never went on (a half-open connection,
+    /// what a SYN flood leaves).
+    HalfOpen,
+    /// A side sent a RST (the client giving up on its SYN included).
     Reset,
-    /// The handshake was seen.
+    /// The connection is up: the handshake was seen, or the client went on after its
+    /// SYN (the answer passed elsewhere, or in the direction not captured).
     Established,
+    /// Both sides sent their FIN.
+    Closed,
     /// Picked up mid-stream (no SYN seen).
     MidStream,
+}
+
+/// The index in [`FlowState::halves`] of the side that sent the SYN.
+fn client_index(state: &FlowState) -> usize {
+    if state.flags & FLOW_SYN_FROM_LO != 0 {
+        0
+    } else {
+        1
+    }
+}
+
+/// The connection attempt still waits for its answer: a SYN, neither a SYN-ACK nor a
+/// refusal seen, and the client sent nothing but its SYN and retransmissions of it (an
+/// ACK or data from it means it was answered, maybe unseen; a RST, that it gave up).
+pub fn waiting_for_answer(state: &FlowState) -> bool {
+    let client = client_index(state);
+    let sent_only_syns =
+        state.halves[client].segments <= 1 + u64::from(state.events[client].syn_retransmissions);
+    state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK | FLOW_REFUSED) == FLOW_SAW_SYN && sent_only_syns
 }
 
 /// What one direction of a connection carried and met: its wire segments (a GSO
@@ -47,7 +73,7 @@ pub struct DirectionCounts {
 }
 
 impl DirectionCounts {
-    /// Every retransmission kind: plain, fast and spurious.
+    /// Every retransmission event: plain, fast and spurious.
     fn all_retransmissions(&self) -> u64 {
         let e = &self.events;
         u64::from(e.retransmissions)
@@ -70,8 +96,11 @@ pub struct FlowRecord {
     pub server: SocketAddr,
     pub roles_from_syn: bool,
     pub state: ConnectionState,
-    pub first_seen: String,
-    pub last_seen: String,
+    /// The connection's first and last packet (Unix time, RFC 3339 in JSON).
+    #[serde(serialize_with = "as_rfc3339")]
+    pub first_seen: u64,
+    #[serde(serialize_with = "as_rfc3339")]
+    pub last_seen: u64,
     pub to_server: DirectionCounts,
     pub to_client: DirectionCounts,
     /// Both directions' retransmissions of every kind.
@@ -79,8 +108,11 @@ pub struct FlowRecord {
     /// Both sides' last RTT samples added (client side + server side: the connection's
     /// RTT as its ends see it); one side's when only it has a sample.
     pub rtt_ms: Option<f64>,
-    #[serde(skip)]
-    last_seen_ns: u64,
+}
+
+/// Unix nanoseconds as RFC 3339 text: records hold numbers, answers show times.
+fn as_rfc3339<S: serde::Serializer>(ns: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(*ns))
 }
 
 /// The endpoint of a flow key: (address, port), lower first.
@@ -124,16 +156,22 @@ impl FlowRecord {
         let (from_lo, from_hi) = (side(0), side(1));
         let (client, server, to_server, to_client) =
             if client_is_lo { (lo, hi, from_lo, from_hi) } else { (hi, lo, from_hi, from_lo) };
-        let waiting = state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK) == FLOW_SAW_SYN;
+        let client_went_on = to_server.segments > 1 + u64::from(to_server.events.syn_retransmissions);
         let flow_state = if state.flags & FLOW_REFUSED != 0 {
             ConnectionState::Refused
         } else if to_server.events.resets + to_client.events.resets > 0 {
             ConnectionState::Reset
-        } else if waiting && now_ns.saturating_sub(state.syn_ns) >= syn_timeout_ns {
-            ConnectionState::Unanswered
-        } else if waiting {
-            ConnectionState::Connecting
-        } else if state.flags & (FLOW_SAW_SYN_ACK | FLOW_ESTABLISHED) != 0 {
+        } else if waiting_for_answer(state) {
+            if now_ns.saturating_sub(state.syn_ns) >= syn_timeout_ns {
+                ConnectionState::Unanswered
+            } else {
+                ConnectionState::Connecting
+            }
+        } else if roles_from_syn && state.flags & FLOW_ESTABLISHED == 0 && !client_went_on {
+            ConnectionState::HalfOpen
+        } else if to_server.events.fins > 0 && to_client.events.fins > 0 {
+            ConnectionState::Closed
+        } else if roles_from_syn {
             ConnectionState::Established
         } else {
             ConnectionState::MidStream
@@ -141,8 +179,10 @@ impl FlowRecord {
         let rtt_ms = match (to_server.last_rtt_ms(), to_client.last_rtt_ms()) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
-        };
-        let wall = |ns: u64| rfc3339(clock.to_unix(ns).as_nanos() as u64);
+        }
+        // To the microsecond: the samples' own precision, without float noise.
+        .map(|ms| (ms * 1000.0).round() / 1000.0);
+        let wall = |ns: u64| clock.to_unix(ns).as_nanos() as u64;
         FlowRecord {
             client,
             server,
@@ -154,7 +194,6 @@ impl FlowRecord {
             rtt_ms,
             to_server,
             to_client,
-            last_seen_ns: state.last_ns,
         }
     }
 
@@ -191,7 +230,7 @@ impl SortKey {
             SortKey::Resets => sum(|d| u64::from(d.events.resets)),
             SortKey::DuplicateAcks => sum(|d| u64::from(d.events.duplicate_acks)),
             SortKey::ZeroWindows => sum(|d| u64::from(d.events.zero_windows)),
-            SortKey::Recent => flow.last_seen_ns as f64,
+            SortKey::Recent => flow.last_seen as f64,
         }
     }
 }
@@ -217,8 +256,8 @@ impl FromStr for SortKey {
 /// The flows of the last sweep.
 #[derive(Clone, Debug, Default)]
 pub struct FlowList {
-    /// When the sweep read the table (RFC 3339); `None` before the first.
-    pub swept_at: Option<String>,
+    /// When the sweep read the table; `None` before the first.
+    pub swept_at: Option<(String, Instant)>,
     pub flows: Vec<FlowRecord>,
 }
 
@@ -243,7 +282,9 @@ pub struct ResetSender {
 /// The answer of `/v1/flows`.
 #[derive(Clone, Debug, Serialize)]
 pub struct FlowsAnswer {
+    /// When the sweep these come from read the table (RFC 3339), and how long ago.
     pub swept_at: Option<String>,
+    pub swept_seconds_ago: Option<f64>,
     /// TCP connections in the flow table at the sweep.
     pub connections: usize,
     pub sort: String,
@@ -260,9 +301,16 @@ impl FlowList {
     /// The first `limit` flows by `sort`, and the top `limit` of each list of culprits.
     pub fn answer(&self, sort: SortKey, sort_name: &str, limit: usize) -> FlowsAnswer {
         let mut flows: Vec<&FlowRecord> = self.flows.iter().collect();
-        flows.sort_by(|a, b| sort.value(b).total_cmp(&sort.value(a)));
+        let largest_first = |a: &&FlowRecord, b: &&FlowRecord| sort.value(b).total_cmp(&sort.value(a));
+        // The first `limit` in order, without sorting the whole table.
+        if limit < flows.len() {
+            flows.select_nth_unstable_by(limit, largest_first);
+            flows.truncate(limit);
+        }
+        flows.sort_by(largest_first);
         FlowsAnswer {
-            swept_at: self.swept_at.clone(),
+            swept_at: self.swept_at.as_ref().map(|(at, _)| at.clone()),
+            swept_seconds_ago: self.swept_at.as_ref().map(|(_, when)| when.elapsed().as_secs_f64()),
             connections: self.flows.len(),
             sort: sort_name.to_string(),
             flows: flows.into_iter().take(limit).cloned().collect(),
@@ -405,6 +453,54 @@ mod tests {
         assert_eq!(answer.unanswered[0].attempts, 1);
         assert_eq!(answer.unanswered[0].syn_retransmissions, 1);
         assert!(answer.refused.is_empty());
+    }
+
+    const ACK: u8 = 0x10;
+    const SYN_ACK: u8 = 0x12;
+    const RST: u8 = 0x04;
+
+    #[test]
+    fn only_a_reset_that_acknowledges_the_syn_refuses_it() {
+        let clock = WallClock::sample();
+        let (key, state) = feed(&[
+            (1, segment(CLIENT, SERVER, SYN, 4000, 0, 0)),
+            (2, segment(SERVER, CLIENT, RST_ACK, 0, 12345, 0)),
+            (3, segment(SERVER, CLIENT, SYN_ACK, 9000, 4001, 0)),
+            (4, segment(CLIENT, SERVER, ACK, 4001, 9001, 0)),
+        ]);
+        let record = FlowRecord::new(&key, &state, 5, 1 << 40, &clock);
+        assert_ne!(record.state, ConnectionState::Refused, "a RST with another ACK number is not acceptable");
+    }
+
+    #[test]
+    fn the_answer_of_a_syn_is_known_from_the_client_alone_and_a_client_giving_up_is_no_unanswered_attempt() {
+        let clock = WallClock::sample();
+        let s = 1_000_000_000;
+        // One direction captured: the SYN, then the client's ACK and data.
+        let (key, state) = feed(&[
+            (s, segment(CLIENT, SERVER, SYN, 100, 0, 0)),
+            (s + 1, segment(CLIENT, SERVER, ACK, 101, 1, 0)),
+            (s + 2, segment(CLIENT, SERVER, ACK, 101, 1, 50)),
+        ]);
+        assert!(!waiting_for_answer(&state));
+        assert_eq!(FlowRecord::new(&key, &state, 10 * s, s, &clock).state, ConnectionState::Established);
+        // The client gives up with a RST of its own.
+        let (key, state) = feed(&[
+            (s, segment(CLIENT, SERVER, SYN, 100, 0, 0)),
+            (s + 1, segment(CLIENT, SERVER, RST, 101, 0, 0)),
+        ]);
+        assert!(!waiting_for_answer(&state));
+        assert_eq!(FlowRecord::new(&key, &state, 10 * s, s, &clock).state, ConnectionState::Reset);
+        // The server answers, the client never goes on: half-open.
+        let (key, state) = feed(&[
+            (s, segment(CLIENT, SERVER, SYN, 100, 0, 0)),
+            (s + 1, segment(SERVER, CLIENT, SYN_ACK, 9000, 101, 0)),
+            (2 * s, segment(SERVER, CLIENT, SYN_ACK, 9000, 101, 0)),
+        ]);
+        assert!(!waiting_for_answer(&state));
+        let record = FlowRecord::new(&key, &state, 10 * s, s, &clock);
+        assert_eq!(record.state, ConnectionState::HalfOpen);
+        assert_eq!(record.to_client.events.syn_retransmissions, 1);
     }
 
     #[test]

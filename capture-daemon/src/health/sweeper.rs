@@ -3,10 +3,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capture_common::tcp::{FlowKey, FlowState, FLOW_REFUSED, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK};
+use capture_common::tcp::{FlowKey, FlowState};
 use capture_common::Counter;
 
-use super::flows::{FlowList, FlowRecord};
+use super::flows::{waiting_for_answer, FlowList, FlowRecord};
 use super::{locked, LiveCounters};
 use crate::capture::clock;
 use crate::kernel::CaptureProgram;
@@ -53,7 +53,7 @@ impl Sweeper {
             .filter(|(key, _)| key.protocol == TCP)
             .map(|(key, state)| FlowRecord::new(key, state, now_ns, timeout_ns, &wall))
             .collect();
-        let swept_at = Some(crate::timefmt::rfc3339(crate::timefmt::unix_now_ns()));
+        let swept_at = Some((crate::timefmt::rfc3339(crate::timefmt::unix_now_ns()), Instant::now()));
         *locked(&live.flow_list) = Arc::new(FlowList { swept_at, flows });
         // The counters published just now, rather than reading the kernel's again.
         let kernel = locked(&live.kernel);
@@ -67,15 +67,14 @@ impl Sweeper {
         self.next = Instant::now() + (started.elapsed() * 50).max(Duration::from_secs(1));
     }
 
-    /// Connection attempts newly found unanswered at `now_ns` (a SYN without SYN-ACK nor
-    /// RST for `syn_timeout`), each counted once.
+    /// Connection attempts newly found unanswered at `now_ns` (waiting for an answer for
+    /// `syn_timeout`, see [`waiting_for_answer`]), each counted once.
     fn count_unanswered(&mut self, entries: &[(FlowKey, FlowState)], now_ns: u64) -> u64 {
         let timeout = self.syn_timeout.as_nanos() as u64;
         let mut newly = 0;
         let mut still_waiting = HashMap::new();
         for (key, state) in entries {
-            let waiting = state.flags & (FLOW_SAW_SYN | FLOW_SAW_SYN_ACK | FLOW_REFUSED) == FLOW_SAW_SYN;
-            if waiting && now_ns.saturating_sub(state.syn_ns) >= timeout {
+            if waiting_for_answer(state) && now_ns.saturating_sub(state.syn_ns) >= timeout {
                 if self.unanswered.get(key) != Some(&state.syn_ns) {
                     newly += 1;
                 }
