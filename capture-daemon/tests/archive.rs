@@ -612,13 +612,15 @@ fn pins_of_a_pcapng_ring_keep_interfaces_and_pull_once_from_the_archive() {
         daemon.metric(&bed, "ringcap_archive_uploaded_total{kind=\"ring_file\"}") >= closed
     });
     let from = garage.ringcap_args("from");
-    for format in ["pcap", "pcapng"] {
-        let format = ["--format", format];
-        let local = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &window[..], &format[..]].concat());
-        let archived = ringcap(&bed, &[&["pull"], &strs(&from)[..], &window[..], &format[..]].concat());
-        if format[1] == "pcap" {
+    // Without --format, both pulls write pcapng: the files hold it.
+    for format in [&["--format", "pcap"][..], &["--format", "pcapng"], &[]] {
+        let local = ringcap(&bed, &[&["pull", "--dir", daemon.d()], &window[..], format].concat());
+        let archived = ringcap(&bed, &[&["pull"], &strs(&from)[..], &window[..], format].concat());
+        if format.contains(&"pcap") {
             assert_eq!(seqs(&local), (0..4000).collect::<Vec<_>>());
             assert_eq!(seqs(&archived), (0..4000).collect::<Vec<_>>(), "each packet once");
+        } else {
+            assert_eq!(archived[..4], [0x0a, 0x0d, 0x0d, 0x0a], "{format:?}: a pcapng section");
         }
         assert_eq!(archived, local, "{format:?}: each packet once, with its interface and direction");
     }

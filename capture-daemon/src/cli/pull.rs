@@ -39,7 +39,7 @@ pub(crate) struct PullArgs {
     /// Output file; `-` (the default) streams to standard output.
     #[arg(short = 'w', value_name = "FILE", default_value = "-")]
     pub(crate) write: PathBuf,
-    /// Output format; default: pcapng when the ring holds pcapng (`--direction both`,
+    /// Output format; default: pcapng when the files hold pcapng (`--direction both`,
     /// several interfaces: each packet keeps its direction and interface), else pcap.
     #[arg(long, value_parser = choice::<Format>())]
     pub(crate) format: Option<Format>,
@@ -101,18 +101,22 @@ pub(crate) fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot create {}", args.write.display()))?,
         )
     };
-    let format = args.format.unwrap_or_else(|| args.dir.as_deref().map_or(Format::Pcap, Format::of_ring));
-    let mut out = Stream::new(std::io::BufWriter::with_capacity(1 << 20, sink), format, DEFAULT_SNAPLEN)?;
-    let report = match (&args.dir, &args.from) {
-        (Some(dir), _) => retrieve::pull::pull(dir, window, &filter, limits, &mut out),
-        (None, Some(url)) => {
-            let archive = Arc::new(args.archive.connect(url)?);
-            let (files, report) = open_archived(&archive, window)?;
-            retrieve::pull::pull_files(files, report, window, &filter, limits, &mut out)
-        }
+    let (files, opened) = match (&args.dir, &args.from) {
+        (Some(dir), _) => retrieve::pull::open_ring(dir)
+            .with_context(|| format!("cannot read the ring in {}", dir.display()))?,
+        (None, Some(url)) => open_archived(&Arc::new(args.archive.connect(url)?), window)?,
         (None, None) => unreachable!("clap requires --dir or --from"),
-    }
-    .context("writing the pulled packets")?;
+    };
+    // pcapng unless told otherwise when the files hold it: their packets keep their
+    // direction and interface.
+    let format = args.format.unwrap_or(if files.iter().any(|f| f.format.pcapng) {
+        Format::Pcapng
+    } else {
+        Format::Pcap
+    });
+    let mut out = Stream::new(std::io::BufWriter::with_capacity(1 << 20, sink), format, DEFAULT_SNAPLEN)?;
+    let report = retrieve::pull::pull_files(files, opened, window, &filter, limits, &mut out)
+        .context("writing the pulled packets")?;
     for warning in &report.warnings {
         eprintln!("ringcap: warning: {warning}");
     }
