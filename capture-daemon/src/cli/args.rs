@@ -401,6 +401,14 @@ impl ApiArgs {
     }
 }
 
+/// The pause between two refreshes of `stats --watch` and `top -d`: 0.1 s to an hour.
+pub(crate) fn parse_refresh_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.1..=3600.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!("{text:?} is not a number of seconds from 0.1 to 3600")),
+    }
+}
+
 /// The error of an API answer other than success.
 pub(crate) fn answer_error(status: u16, body: &serde_json::Value) -> anyhow::Error {
     anyhow::anyhow!("the API answered {status}: {}", body["error"].as_str().unwrap_or("(no reason given)"))

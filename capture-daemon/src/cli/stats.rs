@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::args::{answer_error, ApiArgs};
+use super::args::{answer_error, parse_refresh_seconds, ApiArgs};
 
 #[derive(Args)]
 pub(crate) struct StatsArgs {
@@ -13,15 +13,8 @@ pub(crate) struct StatsArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// Print again every SECONDS, like watch(1), until interrupted.
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_refresh_seconds)]
     pub(crate) watch: Option<f64>,
-}
-
-fn parse_seconds(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(seconds) if (0.1..=3600.0).contains(&seconds) => Ok(seconds),
-        _ => Err(format!("{text:?} is not a number of seconds from 0.1 to 3600")),
-    }
 }
 
 pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {

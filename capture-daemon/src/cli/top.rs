@@ -9,7 +9,7 @@ use capture_daemon::health::flows::SortKey;
 use clap::Args;
 use serde_json::Value;
 
-use super::args::{answer_error, ApiArgs};
+use super::args::{answer_error, parse_refresh_seconds, ApiArgs};
 
 #[derive(Args)]
 pub(crate) struct TopArgs {
@@ -26,7 +26,7 @@ pub(crate) struct TopArgs {
     #[arg(long)]
     pub(crate) once: bool,
     /// Seconds between refreshes.
-    #[arg(short = 'd', long, value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_delay)]
+    #[arg(short = 'd', long, value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_refresh_seconds)]
     pub(crate) delay: f64,
     /// Print the API's JSON answer instead of the table (implies --once).
     #[arg(long)]
@@ -35,13 +35,6 @@ pub(crate) struct TopArgs {
 
 fn parse_sort(text: &str) -> Result<String, String> {
     text.parse::<SortKey>().map(|_| text.to_string())
-}
-
-fn parse_delay(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(seconds) if (0.1..=3600.0).contains(&seconds) => Ok(seconds),
-        _ => Err(format!("{text:?} is not a number of seconds from 0.1 to 3600")),
-    }
 }
 
 pub(crate) fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
