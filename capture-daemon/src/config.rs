@@ -27,6 +27,8 @@ pub enum ConfigError {
     Syntax { path: String, message: String },
     #[error("{path}: {key} = {value} is not a string, number or boolean")]
     Value { path: String, key: String, value: String },
+    #[error("{path}: {message}")]
+    Trigger { path: String, message: String },
     #[error("{path}: `config` cannot appear inside a config file")]
     Nested { path: String },
     #[error("{path}: unknown key {key:?}: each key is a long option of `ringcap run` with _ for - (see `ringcap run --help` and the example ringcap.toml)")]
@@ -62,6 +64,22 @@ pub fn arguments(path: &Path, known: &[String]) -> Result<Vec<String>, ConfigErr
         }
         if !known.contains(key) && !RENAMED.iter().any(|(k, _)| k == key) {
             return Err(ConfigError::Unknown { path: shown, key: key.clone() });
+        }
+        // `[[trigger]]` tables: each is one --trigger rule.
+        if let (true, toml::Value::Array(tables)) = (key == "trigger", value) {
+            for table in tables {
+                let toml::Value::Table(table) = table else {
+                    return Err(ConfigError::Value {
+                        path: shown,
+                        key: key.clone(),
+                        value: table.to_string(),
+                    });
+                };
+                let rule = crate::triggers::from_table(table)
+                    .map_err(|message| ConfigError::Trigger { path: shown.clone(), message })?;
+                args.push(format!("--trigger={rule}"));
+            }
+            continue;
         }
         let value = match value {
             toml::Value::String(s) => s.clone(),

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::api::{self, ApiConfig, ApiError, Sources};
 use crate::archive::store::Archive;
@@ -18,6 +19,7 @@ use crate::storage::nofollow::Dir;
 use crate::storage::ring::{RingConfig, RingWriter, SnapshotSource, StorageCounters};
 use crate::storage::StorageError;
 use crate::timefmt::unix_now_ns;
+use crate::triggers::{self, Rule, Triggers};
 
 /// Everything `ringcap run` needs, checked.
 pub struct DaemonConfig {
@@ -34,7 +36,16 @@ pub struct DaemonConfig {
     pub host: String,
     pub api: Option<ApiConfig>,
     pub archive: Option<ArchiveSetup>,
+    /// Trigger rules (`--trigger`, `[[trigger]]`), checked for syntax only: their series
+    /// are checked against the daemon's before capture starts.
+    pub triggers: Vec<Rule>,
+    /// How often they are evaluated (`--trigger-interval`).
+    pub trigger_interval: Duration,
 }
+
+/// How long the end of a run waits for pins still being copied (growing ones end with
+/// what was captured).
+const PIN_CLOSE_WAIT: Duration = Duration::from_secs(60);
 
 /// Where and how pins (and with `ring_files`, closed ring files) are uploaded.
 pub struct ArchiveSetup {
@@ -98,6 +109,8 @@ pub enum DaemonError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error("{0}")]
+    Trigger(String),
 }
 
 /// Runs the recorder until the session ends (a signal, -c, the interfaces gone).
@@ -106,7 +119,8 @@ pub fn run(
     config: DaemonConfig,
     on_attached: impl FnOnce(&[(String, Vec<String>)]),
 ) -> Result<DaemonOutcome, DaemonError> {
-    let DaemonConfig { capture, mut ring, group, max_pinned, host, api, archive } = config;
+    let DaemonConfig { capture, mut ring, group, max_pinned, host, api, archive, triggers, trigger_interval } =
+        config;
     let dir = ring.dir.clone();
     let live = Arc::clone(&capture.live);
     let pinned = Arc::new(AtomicU64::new(0));
@@ -121,7 +135,11 @@ pub fn run(
     let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
     let space =
         fs_space(existing).map_err(|source| DaemonError::Space { path: existing.to_path_buf(), source })?;
-    let pin_limits = pin_limits(max_pinned, ring.max_disk_bytes(space.total)?, ring.min_free, space.total)?;
+    let mut pin_limits =
+        pin_limits(max_pinned, ring.max_disk_bytes(space.total)?, ring.min_free, space.total)?;
+    // A packet is in the ring's files once its reader has passed it on (the reorder
+    // window) and its frame is written (a frame interval, or two when the tick falls badly).
+    pin_limits.settle = ring.frame_age * 2 + capture.reader.in_flight + Duration::from_secs(1);
     let made_dir = !dir.exists();
     let made_pins = !dir.join(PINS_DIR).exists();
     prepare_dir(&dir, group.as_ref(), capture.run_as.as_ref())?;
@@ -145,11 +163,6 @@ pub fn run(
         Some(setup) => Some(start_archive(setup, &dir, host, Arc::clone(&pins))?),
         None => None,
     };
-    eprintln!(
-        "ringcap: writing the ring in {} ({} files adopted from earlier runs)",
-        dir.display(),
-        writer.adopted().count()
-    );
     if !writer.foreign_files().is_empty() {
         let names: Vec<String> = writer
             .foreign_files()
@@ -164,31 +177,60 @@ pub fn run(
             names.join(", ")
         );
     }
-    if let (Some(config), Some(listener)) = (api, listener) {
-        let bound = listener.addr;
-        let sources = Sources {
-            live,
-            storage: Arc::clone(&counters),
-            pins: Arc::clone(&pins),
-            archive: archive_counters,
-            api: Arc::default(),
-        };
-        api::serve(listener, config, sources);
-        eprintln!(
-            "ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /v1/flows, /v1/pins, /metrics)"
-        );
-    }
-    let summary = run_capture(&capture, Box::new(writer), on_attached).inspect_err(|_| {
-        // Capture never started (the programs could not be loaded or attached): the
-        // directories this start made go again, if nothing was put in them.
+    *crate::health::locked(&live.slots) = crate::health::slot_labels(&capture.interfaces, capture.direction);
+    let sources = Arc::new(Sources {
+        live,
+        storage: Arc::clone(&counters),
+        pins: Arc::clone(&pins),
+        archive: archive_counters,
+        api: Arc::default(),
+        triggers: Triggers::new(&triggers, trigger_interval),
+    });
+    // Capture never started: the directories this start made go again, if nothing was
+    // put in them.
+    let undo_start = || {
         if made_pins {
             let _ = std::fs::remove_dir(dir.join(PINS_DIR));
         }
         if made_dir {
             let _ = std::fs::remove_dir(&dir);
         }
+    };
+    let (catalog, groups) = (triggers::catalog(&sources), triggers::groups(&sources));
+    let compiled: Result<Vec<_>, String> = triggers
+        .into_iter()
+        .map(|rule| triggers::compile(rule, &catalog, &groups, trigger_interval))
+        .collect();
+    let compiled = compiled.map_err(|e| {
+        undo_start();
+        DaemonError::Trigger(e)
     })?;
-    Ok(DaemonOutcome { summary, storage: counters })
+    eprintln!(
+        "ringcap: writing the ring in {} ({} files adopted from earlier runs)",
+        dir.display(),
+        writer.adopted().count()
+    );
+    if let (Some(config), Some(listener)) = (api, listener) {
+        let bound = listener.addr;
+        api::serve(listener, config, Arc::clone(&sources));
+        eprintln!(
+            "ringcap: HTTP API on http://{bound}/ (/v1/pcap, /v1/files, /v1/stats, /v1/flows, /v1/pins, /v1/triggers, /v1/alerts, /metrics)"
+        );
+    }
+    if !compiled.is_empty() {
+        eprintln!(
+            "ringcap: {} trigger rules, evaluated every {:?}",
+            compiled.len(),
+            sources.triggers.interval
+        );
+    }
+    triggers::start(compiled, Arc::clone(&sources))
+        .map_err(|e| DaemonError::Trigger(format!("starting the trigger rules: {e}")))?;
+    // (The programs could not be loaded or attached.)
+    let summary = run_capture(&capture, Box::new(writer), on_attached).inspect_err(|_| undo_start());
+    sources.triggers.stop();
+    pins.close(PIN_CLOSE_WAIT);
+    Ok(DaemonOutcome { summary: summary?, storage: counters })
 }
 
 /// How much pins may hold, on a filesystem of `total` bytes: `max_pinned`, or half of the
@@ -207,7 +249,7 @@ fn pin_limits(
             )));
         }
     }
-    Ok(PinLimits { max_pinned, min_free: min_free.map_or(0, |l| l.bytes(total)) })
+    Ok(PinLimits { max_pinned, min_free: min_free.map_or(0, |l| l.bytes(total)), settle: Duration::ZERO })
 }
 
 /// Makes the ring directory private: packets are secrets, so whatever the umask, what

@@ -26,3 +26,4 @@ pub mod retrieve;
 pub mod session;
 pub mod storage;
 pub mod timefmt;
+pub mod triggers;

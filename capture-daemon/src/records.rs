@@ -162,6 +162,43 @@ pub struct PinManifest {
     pub files: Vec<PinFile>,
     /// What reading the window for the pin met.
     pub pull: PinPull,
+    /// Why the pin was made, when a trigger rule or an alert made it (its statistics file
+    /// holds the counters' timeline over the window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<PinTrigger>,
+}
+
+/// One comparison of a trigger rule as evaluated: what a firing reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Reading {
+    /// The comparison's left side as written, and its value (absent: no data yet).
+    pub expression: String,
+    pub value: Option<f64>,
+    /// The right side as written, and its value.
+    pub threshold: String,
+    pub threshold_value: Option<f64>,
+}
+
+/// What fired a pin: a rule of the daemon's own, or an alert posted to it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PinTrigger {
+    /// `rule` or `alertmanager`.
+    pub source: String,
+    /// The rule's name, or the alert's `alertname`.
+    pub name: String,
+    /// The rule as written (empty for an alert).
+    pub rule: String,
+    /// When it fired: RFC 3339 and ns of Unix time.
+    pub fired_at: String,
+    pub fired_at_ns: u64,
+    /// The interface and direction the condition held on (empty: the whole capture).
+    pub group: Vec<(String, String)>,
+    /// The values of the rule's comparisons when it fired.
+    pub readings: Vec<Reading>,
+    /// The alert's labels and annotations.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Where an archived pin went, written beside its manifest once the archive holds it whole.

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use common::tcp_analysis::tshark_tcp_counts;
 use common::{
-    bed, get, scratch, serve, start_health_daemon, tshark_fields, wait_until, OutputWithin, RINGCAP, WAIT,
+    bed, get, nftables, scratch, serve, start_health_daemon, tshark_fields, wait_until, OutputWithin,
+    RINGCAP, WAIT,
 };
 use ringcap_tools::testbed::{TestBed, RX_IP};
 
@@ -62,10 +63,7 @@ fn frames(pcap: &std::path::Path, filter: &str) -> BTreeSet<usize> {
 #[test]
 fn the_flow_view_names_the_lossy_connection_the_refusing_and_the_silent_servers() {
     let bed = bed();
-    let rules = scratch("flows.nft");
-    std::fs::write(&rules, RULES).unwrap();
-    let out = bed.rx("nft").arg("-f").arg(&rules).output_within_deadline();
-    assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
+    nftables(&bed, RULES);
     let dir = scratch("flows-ring");
     let addr = "127.0.0.1:18093";
     let ring = start_health_daemon(&bed, &dir, addr);

@@ -56,6 +56,10 @@ const TEST_PACKAGES: &[&str] = &[
     "openssl",
     // Loss on one port beside clean flows, and SYNs dropped (the per-flow view's tests).
     "nftables",
+    // The real alerting chain of the trigger tests: Prometheus scrapes ringcap, an alert
+    // rule fires, Alertmanager posts its webhook to ringcap.
+    "prometheus",
+    "prometheus-alertmanager",
 ];
 
 fn run_quiet(program: &str, args: &[&str]) -> Option<String> {

@@ -17,7 +17,7 @@ use crate::health::{locked, SlotLabel};
 /// The content type of [`metrics_text`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-type Labels = Vec<(String, String)>;
+pub type Labels = Vec<(String, String)>;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -29,21 +29,21 @@ fn with(base: &Labels, key: &str, value: &str) -> Labels {
     all
 }
 
-/// One metric family of a scrape.
+/// One metric family of a scrape (what trigger rules read too).
 #[derive(Debug)]
-struct Family {
+pub struct Family {
     /// Without `_total` for counters: the encoder adds it to each sample.
-    name: String,
-    help: String,
-    series: Series,
+    pub name: String,
+    pub help: String,
+    pub series: Series,
 }
 
 /// One histogram series: labels, sum, count, and per-bucket counts by upper bound (+Inf
 /// as `f64::MAX`).
-type HistogramSeries = (Labels, f64, u64, Vec<(f64, u64)>);
+pub type HistogramSeries = (Labels, f64, u64, Vec<(f64, u64)>);
 
 #[derive(Debug)]
-enum Series {
+pub enum Series {
     Counters(Vec<(Labels, u64)>),
     /// One gauge without labels.
     Gauge(u64),
@@ -117,7 +117,7 @@ fn counters(name: &str, help: &str, series: &[(Labels, u64)]) -> Family {
 }
 
 /// The families of one scrape: counters and RTT histograms, fixed label sets.
-fn families(sources: &Sources) -> Vec<Family> {
+pub fn families(sources: &Sources) -> Vec<Family> {
     let kernel = *locked(&sources.live.kernel);
     let flows = *locked(&sources.live.flows);
     let xsk = *locked(&sources.live.xsk);
@@ -375,6 +375,24 @@ fn families(sources: &Sources) -> Vec<Family> {
             &[(Vec::new(), get(&a.ring_files_missed))],
         );
     }
+    let triggers = sources.triggers.list();
+    let source_labels =
+        |t: &crate::triggers::TriggerStatus| labels(&[("rule", &t.name), ("source", t.source)]);
+    out.push(counters(
+        "ringcap_trigger_firings_total",
+        "Pins made by trigger rules (source rule) and Alertmanager alerts (source alertmanager).",
+        &triggers.iter().map(|t| (source_labels(t), t.firings)).collect::<Vec<_>>(),
+    ));
+    out.push(counters(
+        "ringcap_trigger_suppressed_total",
+        "Firings that made no pin, by reason: cooldown, hourly_cap, bytes_cap, no_room (the pins' budget), busy (pins being copied), error.",
+        &triggers
+            .iter()
+            .flat_map(|t| {
+                t.suppressed.iter().map(move |(reason, count)| (with(&source_labels(t), "reason", reason), *count))
+            })
+            .collect::<Vec<_>>(),
+    ));
     if let Some(buckets) = locked(&sources.live.rtt_by_slot).as_ref() {
         for (i, kind) in RTT_KINDS.iter().enumerate() {
             let name = kind.metric;

@@ -13,7 +13,8 @@
 //! most [`PULL_BUFFERED_CHUNKS`] chunks of [`PULL_CHUNK_BYTES`] for its client, beside the
 //! frames its workers decode (a few per worker).
 mod json;
-mod metrics;
+pub mod metrics;
+mod triggers;
 
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -109,6 +110,8 @@ pub struct Sources {
     pub archive: Option<Arc<ArchiveCounters>>,
     /// What the API refused or cut off.
     pub api: Arc<ApiCounters>,
+    /// The trigger rules' and alerts' states.
+    pub triggers: Arc<crate::triggers::Triggers>,
 }
 
 /// Pulls the API did not serve to the end, by reason (`/metrics`).
@@ -122,7 +125,7 @@ pub struct ApiCounters {
 
 struct Context {
     config: ApiConfig,
-    sources: Sources,
+    sources: Arc<Sources>,
     /// One per pull streaming.
     pulls: Arc<tokio::sync::Semaphore>,
 }
@@ -154,7 +157,7 @@ pub fn bind(config: &ApiConfig) -> Result<Listener, ApiError> {
 }
 
 /// Serves the API on `listener`, on a thread of its own.
-pub fn serve(listener: Listener, config: ApiConfig, sources: Sources) {
+pub fn serve(listener: Listener, config: ApiConfig, sources: Arc<Sources>) {
     let Listener { listener, .. } = listener;
     let context =
         Arc::new(Context { config, sources, pulls: Arc::new(tokio::sync::Semaphore::new(MAX_PULLS)) });
@@ -202,6 +205,12 @@ fn router(context: Arc<Context>) -> Router {
         .route("/v1/flows", get(list_flows))
         .route("/v1/pins", get(list_pins).post(create_pin))
         .route("/v1/pins/{name}", get(show_pin).delete(remove_pin))
+        .route("/v1/triggers", get(triggers::list))
+        .route(
+            "/v1/alerts",
+            axum::routing::post(triggers::receive_alerts)
+                .layer(axum::extract::DefaultBodyLimit::max(crate::triggers::alerts::MAX_PAYLOAD_BYTES)),
+        )
         .route(
             "/metrics",
             get(|State(c): State<Arc<Context>>| async move {
@@ -211,13 +220,13 @@ fn router(context: Arc<Context>) -> Router {
         .fallback(|| async {
             text(
                 StatusCode::NOT_FOUND,
-                "endpoints: /v1/pcap, /v1/files, /v1/stats, /v1/flows, /v1/pins, /metrics",
+                "endpoints: /v1/pcap, /v1/files, /v1/stats, /v1/flows, /v1/pins, /v1/triggers, /v1/alerts, /metrics",
             )
         })
         .method_not_allowed_fallback(|| async {
             text(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "GET everywhere; POST /v1/pins pins, DELETE /v1/pins/NAME unpins",
+                "GET everywhere; POST /v1/pins pins, DELETE /v1/pins/NAME unpins, POST /v1/alerts takes Alertmanager's webhook",
             )
         })
         .layer(middleware::from_fn_with_state(Arc::clone(&context), require_token))
@@ -572,6 +581,7 @@ async fn create_pin(State(context): State<Arc<Context>>, query: QueryParams) -> 
         name: query.get("name").map(str::to_string),
         window: query.window,
         expression: query.get("filter").unwrap_or_default().to_string(),
+        trigger: None,
     };
     let pins = Arc::clone(&context.sources.pins);
     match tokio::task::spawn_blocking(move || pins.pin(request)).await {

@@ -11,6 +11,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod top;
+mod triggers;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,6 +54,10 @@ pub(crate) enum Command {
     Unpin(pin::UnpinArgs),
     /// List a running daemon's pinned windows and where each is (copying, pinned, archived).
     Pins(pin::PinsArgs),
+    /// Show a running daemon's trigger rules and the alerts posted to it: each one's state
+    /// (idle, pending, firing, cooling_down), its values now, its firings and what was
+    /// suppressed: `ringcap triggers`.
+    Triggers(triggers::TriggersArgs),
     /// Check whether this machine can run ringcap well, and say what to do when not.
     Doctor(DoctorArgs),
     /// Measure how fast this box captures without loss (zero-loss search per frame size
@@ -141,6 +146,7 @@ pub fn main() -> ExitCode {
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
         Command::Pins(args) => pin::pins(args),
+        Command::Triggers(args) => triggers::triggers(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Bench(args) => bench::bench(*args),
         Command::Completions { shell } => {

@@ -13,6 +13,7 @@ use capture_daemon::storage::budget::DiskLimit;
 use capture_daemon::storage::naming::NameTemplate;
 use capture_daemon::storage::ring::{RingConfig, StorageCounters};
 use capture_daemon::storage::Compression;
+use capture_daemon::triggers::Rule;
 use clap::Args;
 
 use super::choices::choice;
@@ -127,6 +128,26 @@ pub(crate) struct RunArgs {
     /// Upload at most this many bytes per second (e.g. 20M).
     #[arg(long, value_name = "SIZE", requires = "archive", value_parser = parse_disk_limit)]
     pub(crate) archive_rate: Option<DiskLimit>,
+    /// A trigger rule, 'NAME: CONDITION [for DURATION] [with KEY=VALUE ...]': when the
+    /// condition holds, the window around it is pinned as NAME-YYYYmmddTHHMMSSZ (5 minutes
+    /// before, 1 after, unless `with before=... after=...`). Repeat for more rules; the
+    /// README's "Triggers" section has the language and examples.
+    #[arg(long, value_name = "RULE", value_parser = parse_trigger)]
+    pub(crate) trigger: Vec<Rule>,
+    /// Seconds between evaluations of the trigger rules.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = parse_trigger_interval)]
+    pub(crate) trigger_interval: f64,
+}
+
+fn parse_trigger(text: &str) -> Result<Rule, String> {
+    Rule::parse(text)
+}
+
+fn parse_trigger_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.1..=3600.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!("{text:?}: use 0.1 to 3600 seconds")),
+    }
 }
 
 /// Cores left after the capture's reader (one thread reads every ring and socket), at least one.
@@ -197,7 +218,17 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let archive =
         archive.map(|archive| ArchiveSetup { archive, rate: archive_rate, ring_files: args.archive_ring });
     let capture = args.kernel.capture_options(checked, &args.stop, pcapng)?;
-    let config = DaemonConfig { capture, ring, group, max_pinned: args.max_pinned, host, api, archive };
+    let config = DaemonConfig {
+        capture,
+        ring,
+        group,
+        max_pinned: args.max_pinned,
+        host,
+        api,
+        archive,
+        triggers: args.trigger.clone(),
+        trigger_interval: Duration::from_secs_f64(args.trigger_interval),
+    };
     let outcome = daemon::run(config, |attached| announce(attached, args.kernel.snaplen))?;
     print_summary(&outcome.summary);
     print_storage_summary(&outcome.storage);

@@ -51,6 +51,11 @@ pub type RttBuckets = [[u64; RTT_BUCKETS as usize]; RTT_KINDS as usize];
 /// The kernel's RTT histograms of every slot.
 pub type SlotRttBuckets = [RttBuckets; MAX_SLOTS as usize];
 
+/// Every slot's histograms, empty.
+pub fn empty_slot_rtt() -> Box<SlotRttBuckets> {
+    Box::new([[[0u64; RTT_BUCKETS as usize]; RTT_KINDS as usize]; MAX_SLOTS as usize])
+}
+
 /// The histograms of all slots summed.
 pub fn rtt_total(slots: &SlotRttBuckets) -> Box<RttBuckets> {
     let mut total = Box::new([[0u64; RTT_BUCKETS as usize]; RTT_KINDS as usize]);

@@ -6,7 +6,7 @@ mod interfaces;
 mod object;
 mod options;
 
-pub use counters::{rtt_total, KernelCounters, RttBuckets, SlotRttBuckets};
+pub use counters::{empty_slot_rtt, rtt_total, KernelCounters, RttBuckets, SlotRttBuckets};
 pub use errors::KernelError;
 use errors::{classify_load_error, error_chain, os_error};
 pub use interfaces::{host_addresses, interface_index};
@@ -319,7 +319,7 @@ impl CaptureProgram {
 
     /// Current RTT histogram buckets of every slot.
     pub fn rtt_buckets(&self) -> Box<SlotRttBuckets> {
-        let mut buckets = Box::new([[[0u64; RTT_BUCKETS as usize]; RTT_KINDS as usize]; MAX_SLOTS as usize]);
+        let mut buckets = empty_slot_rtt();
         let values: *const u64 = self.rtt.at(0);
         for (i, bucket) in buckets.iter_mut().flatten().flatten().enumerate() {
             // SAFETY: the mapping holds MAX_SLOTS * RTT_KINDS * RTT_BUCKETS u64s, which the

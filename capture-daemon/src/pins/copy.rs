@@ -7,7 +7,7 @@ use crate::pcap::{RecordRef, DEFAULT_SNAPLEN};
 use crate::records::{PinFile, PinPull, PinWindow, PIN_FORMAT};
 use crate::retrieve::out::PacketOut;
 use crate::retrieve::pull::{open_ring, pull_files, PullLimits, PullReport};
-use crate::retrieve::stats::window_stats;
+use crate::retrieve::stats::{window_stats, window_timeline};
 use crate::storage::frames::{duration_ns, DataFile};
 use crate::storage::naming::NameTemplate;
 use crate::storage::ring::{RingWriter, StorageCounters};
@@ -19,6 +19,61 @@ impl PinStore {
         let (mut files, report) = open_ring(&self.ring_dir)?;
         files.retain(|file| file.time_range().is_some_and(|(f, l)| window.overlaps(f, l)));
         Ok((files, report))
+    }
+
+    /// Pulls the window into `out`, the files opened at the request first. A window that
+    /// ends in the future is pulled in pieces as capture stores it ([`PinLimits::settle`]
+    /// behind now), each piece a time range of its own, so no packet is taken twice or
+    /// missed; once capture stops ([`PinStore::close`]) the last piece ends at what was
+    /// captured, and the pull says so.
+    fn pull_window(
+        &self,
+        request: &PinRequest,
+        filter: &Filter,
+        opened_at_request: (Vec<DataFile>, PullReport),
+        out: &mut RingOut,
+    ) -> std::io::Result<PullReport> {
+        let window = request.window;
+        let mut first = Some(opened_at_request);
+        let mut cursor = window.since_ns;
+        let mut total = PullReport::default();
+        loop {
+            let closing = self.closing.load(Ordering::Relaxed);
+            let now = crate::timefmt::unix_now_ns();
+            // Once capture has stopped, everything it captured is stored.
+            let stored = if closing { now } else { now.saturating_sub(duration_ns(self.limits.settle)) };
+            let end = window.until_ns.min(stored);
+            // The files opened at the request hold what was stored then: only the first
+            // piece reads them.
+            let opened = first.take();
+            if end > cursor {
+                let piece = Window { since_ns: cursor, until_ns: end };
+                let (files, report) = match opened {
+                    Some(opened) => opened,
+                    None => self.open_window(piece)?,
+                };
+                let report =
+                    pull_files(files, report, piece, filter, PullLimits::default(), &mut Piece(out))?;
+                total.add(report);
+                cursor = end;
+            }
+            if cursor >= window.until_ns {
+                break;
+            }
+            if closing {
+                total.warnings.push(format!(
+                    "capture stopped at {}: the pin ends there, before the {} it asked for",
+                    rfc3339(cursor),
+                    rfc3339(window.until_ns)
+                ));
+                break;
+            }
+            // The next piece, or the last one as soon as it is stored.
+            let last = window.until_ns.saturating_add(duration_ns(self.limits.settle)).saturating_sub(now);
+            std::thread::sleep(GROW_PIECE.min(Duration::from_nanos(last).max(Duration::from_millis(50))));
+        }
+        out.finish()?;
+        Ok(total)
     }
 
     /// Copies the window into `.NAME.partial/`, writes its statistics and manifest, and
@@ -67,8 +122,8 @@ impl PinStore {
                 pinned: Arc::clone(&self.pinned_bytes),
                 max_pinned: self.limits.max_pinned,
             };
-            let report = pull_files(files, opened, request.window, filter, PullLimits::default(), &mut out)
-                .map_err(|e| e.to_string())?;
+            let report =
+                self.pull_window(request, filter, (files, opened), &mut out).map_err(|e| e.to_string())?;
             let data = out.ring.current_path().map(Path::to_path_buf);
             drop(out);
             let lost = counters.packets_lost.load(Ordering::Relaxed);
@@ -81,6 +136,11 @@ impl PinStore {
             let stats_file = crate::storage::index::stats_path(&data);
             let mut stats = window_stats(&self.ring_dir, request.window)
                 .unwrap_or_else(|why| json!({ "error": why.to_string() }));
+            if request.trigger.is_some() {
+                // What led up to the firing and followed it, second by second.
+                stats["timeline"] = window_timeline(&self.ring_dir, request.window)
+                    .unwrap_or_else(|why| json!({ "error": why.to_string() }));
+            }
             if !request.expression.is_empty() {
                 // The counts are the whole capture's (see `SCOPE`): the filter is named
                 // so that nobody reads them as the pin's own.
@@ -127,6 +187,7 @@ impl PinStore {
                     files_unreadable: report.files_unreadable,
                     warnings: report.warnings,
                 },
+                trigger: request.trigger.clone(),
             };
             write_synced(
                 &partial.join(PIN_MANIFEST),
@@ -179,6 +240,25 @@ impl RingOut {
                 "the pin took pins past the {limit} bytes they may hold (--max-pinned, half of --max-disk unless \
                  given): unpin or archive older pins, or narrow the window or the filter"
             )));
+        }
+        Ok(())
+    }
+}
+
+/// How often a growing pin takes the next piece of its window.
+const GROW_PIECE: Duration = Duration::from_secs(1);
+
+/// One piece of a growing pin: its end writes out what is batched, the pin's file stays open.
+struct Piece<'a>(&'a mut RingOut);
+
+impl PacketOut for Piece<'_> {
+    fn packet(&mut self, record: &RecordRef<'_>, interface: &str) -> std::io::Result<()> {
+        self.0.packet(record, interface)
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if self.0.batch.packets > 0 {
+            self.0.write_batch()?;
         }
         Ok(())
     }

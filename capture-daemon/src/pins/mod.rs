@@ -27,7 +27,7 @@
 //! tidies and hands over what the daemon's user may have planted there.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 
 use crate::filter::Filter;
 use crate::pcap;
-use crate::records::{ArchiveRecord, PinManifest};
+use crate::records::{ArchiveRecord, PinManifest, PinTrigger};
 use crate::retrieve::window::Window;
 use crate::storage::budget::fs_space;
 use crate::storage::nofollow::{self, Dir, Kind};
@@ -58,6 +58,8 @@ pub const PINS_DIR: &str = "pins";
 const PIN_FRAME_BYTES: usize = 1 << 20;
 /// Pins copied at once at most; one more is refused until one is done.
 pub const MAX_COPYING: usize = 2;
+/// Pins growing with capture (a trigger's window reaching into the future) at once at most.
+pub const MAX_GROWING: usize = 16;
 /// How long a failed pin stays listed with its reason...
 pub const FAILED_PIN_KEEP: Duration = Duration::from_secs(600);
 /// ...and how many failed pins are listed at most (the newest).
@@ -124,6 +126,8 @@ pub struct PinInfo {
     pub upload_error: Option<String>,
     /// When it failed (failed pins are listed for [`FAILED_PIN_KEEP`]).
     failed_at: Option<Instant>,
+    /// While a pin whose window ends in the future is copied: that end (ns of Unix time).
+    pub growing_until: Option<u64>,
 }
 
 impl PinInfo {
@@ -137,6 +141,7 @@ impl PinInfo {
             archive: None,
             upload_error: None,
             failed_at,
+            growing_until: None,
         }
     }
 
@@ -154,6 +159,9 @@ impl PinInfo {
         if let Some(location) = &self.archive {
             value["archive"] = json!(location);
         }
+        if let (PinState::Copying, Some(until)) = (&self.state, self.growing_until) {
+            value["growing_until"] = json!(rfc3339(until));
+        }
         value
     }
 }
@@ -164,6 +172,9 @@ pub struct PinRequest {
     pub name: Option<String>,
     pub window: Window,
     pub expression: String,
+    /// What fired the pin (a trigger rule or an alert). Such a pin's window may end in the
+    /// future: the pin grows with capture until then.
+    pub trigger: Option<PinTrigger>,
 }
 
 /// How much pins may hold.
@@ -173,6 +184,9 @@ pub struct PinLimits {
     pub max_pinned: Option<u64>,
     /// Free space a pin must leave on the filesystem (`--min-free`).
     pub min_free: u64,
+    /// How long after its time stamp a packet is surely in the ring's files (frame
+    /// interval and reorder window, and a margin): a growing pin copies no closer to now.
+    pub settle: Duration,
 }
 
 /// The pins of a ring.
@@ -189,6 +203,8 @@ pub struct PinStore {
     pins: Mutex<BTreeMap<String, PinInfo>>,
     /// Told the name of each pin once it is whole (the uploader listens).
     whole: Mutex<Option<crossbeam_channel::Sender<String>>>,
+    /// Capture has stopped: growing pins end now, with all that was captured.
+    closing: AtomicBool,
 }
 
 /// Whether `name` may name a pin: a plain file name, as S3 keys and shells take it.
@@ -267,6 +283,7 @@ impl PinStore {
             pinned_bytes,
             pins: Mutex::new(pins),
             whole: Mutex::new(None),
+            closing: AtomicBool::new(false),
         }))
     }
 
@@ -340,15 +357,18 @@ impl PinStore {
     /// returns at once with the pin in state `copying`.
     pub fn pin(self: &Arc<Self>, mut request: PinRequest) -> Result<PinInfo, PinError> {
         let filter = Filter::compile(&request.expression).map_err(|e| PinError::BadRequest(e.to_string()))?;
-        // A pin holds what is captured already: a window open at its end stops now.
+        // A pin holds what is captured already: a window open at its end stops now, unless
+        // a trigger asked for the minutes after it too (the pin then grows until its end).
         let now = crate::timefmt::unix_now_ns();
-        request.window.until_ns = request.window.until_ns.min(now + 1);
+        let grows = request.trigger.is_some()
+            && request.window.until_ns > now
+            && !self.closing.load(Ordering::Relaxed);
+        if !grows {
+            request.window.until_ns = request.window.until_ns.min(now + 1);
+        }
         let name = request.name.clone().unwrap_or_else(|| default_name(request.window));
         check_name(&name)?;
-        let copying = self.pins().values().filter(|p| p.state == PinState::Copying).count();
-        if copying >= MAX_COPYING {
-            return Err(PinError::TooMany(copying));
-        }
+        admit(&self.pins(), &name, grows)?;
         // Opened now: the copy reads these even if rotation removes them meanwhile.
         let (files, opened) = self.open_window(request.window).map_err(|e| PinError::Io(e.to_string()))?;
         let estimate: u64 = files
@@ -357,7 +377,7 @@ impl PinStore {
             .filter(|f| f.packets > 0 && request.window.overlaps(f.earliest_ns, f.latest_ns))
             .map(|f| f.len)
             .sum();
-        if estimate == 0 {
+        if estimate == 0 && !grows {
             return Err(PinError::BadRequest(format!(
                 "the ring holds no packets from {} to {}: nothing to pin",
                 rfc3339(request.window.since_ns),
@@ -369,12 +389,7 @@ impl PinStore {
         let unfiltered = request.expression.trim().is_empty();
         let info = {
             let mut pins = self.pins();
-            if pins.get(&name).is_some_and(|p| !matches!(p.state, PinState::Failed(_))) {
-                return Err(PinError::Exists(name));
-            }
-            if pins.values().filter(|p| p.state == PinState::Copying).count() >= MAX_COPYING {
-                return Err(PinError::TooMany(MAX_COPYING));
-            }
+            admit(&pins, &name, grows)?;
             let pinned = self.pinned_bytes.load(Ordering::Relaxed);
             let room = self.limits.max_pinned.map_or(u64::MAX, |limit| limit.saturating_sub(pinned));
             if unfiltered && estimate > room {
@@ -394,7 +409,8 @@ impl PinStore {
                     self.limits.min_free
                 )));
             }
-            let info = PinInfo::new(&name, PinState::Copying, 0, None);
+            let mut info = PinInfo::new(&name, PinState::Copying, 0, None);
+            info.growing_until = grows.then_some(request.window.until_ns);
             pins.insert(name.clone(), info.clone());
             info
         };
@@ -438,6 +454,21 @@ impl PinStore {
                 let _ = sender.send(name.to_string());
             }
         }
+    }
+
+    /// Capture has stopped: pins still growing end with what was captured, and this waits
+    /// (up to `wait`) for every copy to be done, so none is cut by the exit.
+    pub fn close(&self, wait: Duration) {
+        self.closing.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + wait;
+        while self.pins().values().any(|p| p.state == PinState::Copying) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The bytes held by the pins whose names start with `prefix` (a trigger rule's).
+    pub fn bytes_named(&self, prefix: &str) -> u64 {
+        self.pins().values().filter(|p| p.name.starts_with(prefix)).map(|p| p.bytes).sum()
     }
 
     /// Removes a pin's local copy (its files go back to rotation's budget).
@@ -487,11 +518,32 @@ impl PinStore {
     }
 }
 
+/// Whether a pin named `name` may start now: no other of that name, and fewer than
+/// [`MAX_COPYING`] copies at once; a growing pin waits for capture most of the time, so
+/// those count apart, up to [`MAX_GROWING`].
+fn admit(pins: &BTreeMap<String, PinInfo>, name: &str, grows: bool) -> Result<(), PinError> {
+    if pins.get(name).is_some_and(|p| !matches!(p.state, PinState::Failed(_))) {
+        return Err(PinError::Exists(name.to_string()));
+    }
+    let limit = if grows { MAX_GROWING } else { MAX_COPYING };
+    let at_once =
+        pins.values().filter(|p| p.state == PinState::Copying && p.growing_until.is_some() == grows).count();
+    if at_once >= limit {
+        return Err(PinError::TooMany(at_once));
+    }
+    Ok(())
+}
+
 /// `pin-20261202T101500Z`: the window's start.
 fn default_name(window: Window) -> String {
-    let stamp = rfc3339(window.since_ns);
+    stamped_name("pin", window.since_ns)
+}
+
+/// `PREFIX-20261202T101500Z`: a pin named for a time (to the second, UTC).
+pub fn stamped_name(prefix: &str, ns: u64) -> String {
+    let stamp = rfc3339(ns);
     let compact: String = stamp.chars().take(19).filter(|c| c.is_ascii_alphanumeric()).collect();
-    format!("pin-{compact}Z")
+    format!("{prefix}-{compact}Z")
 }
 
 #[cfg(test)]

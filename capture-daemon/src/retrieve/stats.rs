@@ -119,3 +119,39 @@ pub fn window_stats(dir: &Path, window: Window) -> Result<Value, StatsError> {
         "tcp": RTT_KINDS.iter().map(|kind| (kind.key.to_string(), json!(rtt(kind.key)))).collect::<serde_json::Map<_, _>>(),
     }))
 }
+
+/// The most points a timeline has: longer windows add up several snapshots a point.
+const MAX_TIMELINE_POINTS: usize = 600;
+
+/// The window's counters second by second (a point per stored snapshot, at most
+/// [`MAX_TIMELINE_POINTS`]): each point is the time it ends and the kernel counters that
+/// moved since the point before, by how much. A restart of the daemon starts its counts
+/// from zero.
+pub fn window_timeline(dir: &Path, window: Window) -> Result<Value, StatsError> {
+    let (all, _) = snapshots(dir)?;
+    // The last snapshot before the window is the first point's base.
+    let first = all.iter().rposition(|s| s.time_ns < window.since_ns).unwrap_or(0);
+    let within: Vec<&StatsSnapshot> =
+        all[first..].iter().take_while(|s| s.time_ns < window.until_ns.saturating_add(1)).collect();
+    let step = within.len().div_ceil(MAX_TIMELINE_POINTS).max(1);
+    let mut points = Vec::new();
+    let mut base = within.first().copied();
+    for snapshot in within.iter().skip(1).step_by(step) {
+        let moved: serde_json::Map<String, Value> = snapshot
+            .kernel
+            .iter()
+            .filter_map(|(name, &count)| {
+                let before = base
+                    .filter(|b| b.started_ns == snapshot.started_ns)
+                    .and_then(|b| b.kernel.get(name))
+                    .copied()
+                    .unwrap_or(0);
+                let added = if count >= before { count - before } else { count };
+                (added > 0).then(|| (name.clone(), json!(added)))
+            })
+            .collect();
+        points.push(json!({ "time": rfc3339(snapshot.time_ns), "counters": moved }));
+        base = Some(snapshot);
+    }
+    Ok(Value::Array(points))
+}

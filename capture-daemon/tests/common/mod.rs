@@ -333,6 +333,18 @@ pub fn request(
     target: &str,
     token: Option<&str>,
 ) -> Response {
+    request_with_body(bed, method, addr, target, token, Vec::new())
+}
+
+/// A request with a body, as [`get`].
+pub fn request_with_body(
+    bed: &TestBed,
+    method: &'static str,
+    addr: &str,
+    target: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> Response {
     let (url, token) = (format!("http://{addr}{target}"), token.map(str::to_string));
     TestBed::in_namespace(&bed.rx_ns, move || {
         // A deadline for every request: a server that never answers fails the test, not CI.
@@ -345,7 +357,7 @@ pub fn request(
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let mut response = agent.run(request.body(()).unwrap()).expect("an HTTP response");
+        let mut response = agent.run(request.body(body).unwrap()).expect("an HTTP response");
         let status = response.status().as_u16();
         let body = response.body_mut().with_config().limit(u64::MAX).read_to_vec().expect("the whole body");
         Response { status, body }
@@ -777,6 +789,15 @@ impl OutputWithin for std::process::Command {
         assert!(out.status.success(), "{self:?} failed ({}): {stderr}", out.status);
         (out.stdout, stderr)
     }
+}
+
+/// Loads nftables `rules` in the receiving namespace (after the capture point: XDP runs
+/// before netfilter).
+pub fn nftables(bed: &TestBed, rules: &str) {
+    let file = scratch("rules.nft");
+    std::fs::write(&file, rules).unwrap();
+    let out = bed.rx("nft").arg("-f").arg(&file).output_within_deadline();
+    assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Makes a FIFO at `path` (what a hostile user plants where a file should be).

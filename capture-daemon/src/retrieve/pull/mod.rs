@@ -96,6 +96,19 @@ fn interface_name<'f>(file: &'f DataFile, record: &RecordRef<'_>) -> &'f str {
 }
 
 impl PullReport {
+    /// Adds what another pull (a later piece of the same window) did.
+    pub fn add(&mut self, other: PullReport) {
+        self.packets += other.packets;
+        self.files_read += other.files_read;
+        self.frames_read += other.frames_read;
+        self.frames_skipped += other.frames_skipped;
+        self.frames_damaged += other.frames_damaged;
+        self.bytes_damaged += other.bytes_damaged;
+        self.files_unreadable += other.files_unreadable;
+        self.duplicates += other.duplicates;
+        self.warnings.extend(other.warnings);
+    }
+
     /// Counts a file that could not be opened, with the reason.
     pub fn unreadable(&mut self, name: &dyn std::fmt::Display, why: &dyn std::fmt::Display) {
         self.files_unreadable += 1;
