@@ -190,25 +190,24 @@ fn dashboard_series() -> (BTreeSet<String>, BTreeSet<(String, String)>) {
             .unwrap();
     let mut names = BTreeSet::new();
     let mut labels = BTreeSet::new();
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().unwrap() {
-            let expr = target["expr"].as_str().unwrap();
-            let mut rest = expr;
-            while let Some(at) = rest.find("ringcap_") {
-                let name: String =
-                    rest[at..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-                rest = &rest[at + name.len()..];
-                if let Some(matchers) = rest.strip_prefix('{').and_then(|r| r.split_once('}')).map(|(m, _)| m)
-                {
-                    for matcher in matchers.split(',') {
-                        if let Some((label, value)) = matcher.split_once("=\"") {
-                            labels
-                                .insert((label.trim().to_string(), value.trim_end_matches('"').to_string()));
-                        }
+    // The panels' queries, and the annotations' (trigger firings).
+    let panels =
+        dashboard["panels"].as_array().unwrap().iter().flat_map(|p| p["targets"].as_array().unwrap());
+    for target in panels.chain(dashboard["annotations"]["list"].as_array().unwrap()) {
+        let expr = target["expr"].as_str().unwrap();
+        let mut rest = expr;
+        while let Some(at) = rest.find("ringcap_") {
+            let name: String =
+                rest[at..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            rest = &rest[at + name.len()..];
+            if let Some(matchers) = rest.strip_prefix('{').and_then(|r| r.split_once('}')).map(|(m, _)| m) {
+                for matcher in matchers.split(',') {
+                    if let Some((label, value)) = matcher.split_once("=\"") {
+                        labels.insert((label.trim().to_string(), value.trim_end_matches('"').to_string()));
                     }
                 }
-                names.insert(name);
             }
+            names.insert(name);
         }
     }
     (names, labels)
@@ -222,7 +221,20 @@ fn every_metric_the_dashboard_queries_is_served() {
     let ring = start_ringcap(
         &bed,
         "run",
-        &["--dir", dir.to_str().unwrap(), "-G", "0", "--direction", "both", "--http", addr, "--http-no-auth"],
+        &[
+            "--dir",
+            dir.to_str().unwrap(),
+            "-G",
+            "0",
+            "--direction",
+            "both",
+            "--http",
+            addr,
+            "--http-no-auth",
+            // A rule, so the trigger series (the dashboard's annotations) have samples.
+            "--trigger",
+            "quiet: rate(packets_dropped) > 1000000/s",
+        ],
     );
     // The histograms appear with the first publication of the counters (after a second).
     let scrape = || String::from_utf8(get(&bed, addr, "/metrics", None).body).unwrap();

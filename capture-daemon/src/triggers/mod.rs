@@ -394,6 +394,65 @@ fn suppressed_reason(error: &PinError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::{slot_labels, LiveCounters};
+    use crate::kernel::Direction;
+    use crate::pins::PinLimits;
+    use crate::storage::Compression;
+
+    /// The sources of a daemon capturing eth0 both ways, its pins in a scratch directory.
+    fn sources(name: &str) -> (Sources, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ringcap-triggers-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pins = PinStore::open(
+            &dir,
+            PinLimits::default(),
+            Vec::new(),
+            "gw".into(),
+            Compression::None,
+            Arc::default(),
+        )
+        .unwrap();
+        let live = LiveCounters::default();
+        *locked(&live.slots) = slot_labels(&["eth0".to_string()], Direction::Both);
+        let sources = Sources {
+            live: Arc::new(live),
+            storage: Arc::default(),
+            pins,
+            archive: None,
+            api: Arc::default(),
+            triggers: Triggers::new(&[], Duration::from_secs(1)),
+        };
+        (sources, dir)
+    }
+
+    /// Every rule the README shows (`--trigger '...'` and `[[trigger]]` tables) compiles
+    /// against a daemon's series.
+    #[test]
+    fn the_readme_rules_compile_against_a_daemon() {
+        let readme = include_str!("../../../README.md");
+        let mut rules: Vec<String> = readme
+            .split("--trigger '")
+            .skip(1)
+            .map(|rest| rest.split('\'').next().unwrap().to_string())
+            .collect();
+        for table in readme.split("[[trigger]]\n").skip(1) {
+            let text: String = table
+                .lines()
+                .take_while(|l| !l.is_empty() && !l.starts_with("```"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            rules.push(from_table(&toml::from_str(&text).unwrap()).unwrap());
+        }
+        assert!(rules.len() >= 8, "{rules:?}");
+        let (sources, dir) = sources("readme");
+        let (catalog, groups) = (catalog(&sources), groups(&sources));
+        assert_eq!(groups.len(), 2, "eth0 in and out");
+        for text in rules {
+            let rule = Rule::parse(&text).unwrap();
+            compile(rule, &catalog, &groups, Duration::from_secs(1)).unwrap();
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn pin_store_refusals_map_to_reasons() {
