@@ -9,6 +9,7 @@ mod pull;
 mod report;
 mod storage;
 mod tcp;
+mod triggers;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,9 @@ enum Bench {
     Flows(flows::Options),
     /// The ring writer alone at zstd levels 0, 1, 3, and the whole path against tcpdump + zstd.
     Storage(storage::Options),
+    /// 100 trigger rules: a round's cost in process (against the scrape alone) and the
+    /// zero-loss rate with and without them.
+    Triggers(triggers::Options),
 }
 
 fn main() -> Result<()> {
@@ -48,5 +52,6 @@ fn main() -> Result<()> {
         Bench::Pull(options) => pull::run(&options),
         Bench::Tcp(options) => tcp::run(&options),
         Bench::Flows(options) => flows::run(&options),
+        Bench::Triggers(options) => triggers::run(&options),
     }
 }

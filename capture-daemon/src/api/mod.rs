@@ -114,6 +114,29 @@ pub struct Sources {
     pub triggers: Arc<crate::triggers::Triggers>,
 }
 
+impl Sources {
+    /// The sources of a daemon whose capture has counted nothing yet: `slots` in use, RTT
+    /// histograms empty, no archive. What trigger rules are checked against (and what
+    /// tests and benches evaluate them on).
+    pub fn idle(
+        pins: Arc<PinStore>,
+        slots: Vec<crate::health::SlotLabel>,
+        triggers: Arc<crate::triggers::Triggers>,
+    ) -> Self {
+        let live = LiveCounters::default();
+        *locked(&live.slots) = slots;
+        *locked(&live.rtt_by_slot) = Some(crate::kernel::empty_slot_rtt());
+        Sources {
+            live: Arc::new(live),
+            storage: Arc::default(),
+            pins,
+            archive: None,
+            api: Arc::default(),
+            triggers,
+        }
+    }
+}
+
 /// Pulls the API did not serve to the end, by reason (`/metrics`).
 #[derive(Debug, Default)]
 pub struct ApiCounters {

@@ -98,6 +98,9 @@ pub(crate) struct BenchArgs {
     /// With -i and afxdp: capture even though the interface has addresses (see `run --force`).
     #[arg(long)]
     force: bool,
+    /// Trigger rules, as for `run` (what evaluating them costs capture shows in the rates).
+    #[arg(long, value_name = "RULE", value_parser = capture_daemon::triggers::Rule::parse)]
+    trigger: Vec<capture_daemon::triggers::Rule>,
     /// Filter expression in tcpdump syntax, applied in every trial.
     /// Options may come before or after it, as with tcpdump (`--` ends them).
     #[arg(value_name = "EXPRESSION")]
@@ -142,6 +145,9 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     push("--direction", args.direction.map(|d| d.name().to_string()));
     push("--flow-bytes", args.flow_bytes.map(|b| b.to_string()));
     push("--flow-packets", args.flow_packets.map(|n| n.to_string()));
+    for rule in &args.trigger {
+        run_options.extend(["--trigger".to_string(), rule.text.clone()]);
+    }
     for (flag, on) in [
         ("--no-compress", args.no_compress),
         ("--no-tcp-analysis", args.no_tcp_analysis),

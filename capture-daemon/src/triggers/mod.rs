@@ -146,18 +146,12 @@ impl Triggers {
 /// The families a running daemon of these interfaces shows: what rules are checked
 /// against (every series exists, RTT histograms included, before any is measured).
 pub fn catalog(sources: &Sources) -> Vec<Family> {
-    let live = crate::health::LiveCounters::default();
-    *locked(&live.slots) = locked(&sources.live.slots).clone();
-    *locked(&live.rtt_by_slot) = Some(crate::kernel::empty_slot_rtt());
-    let empty = Sources {
-        live: Arc::new(live),
-        storage: Arc::default(),
-        pins: Arc::clone(&sources.pins),
+    let slots = locked(&sources.live.slots).clone();
+    let idle = Sources {
         archive: sources.archive.clone(),
-        api: Arc::default(),
-        triggers: Arc::clone(&sources.triggers),
+        ..Sources::idle(Arc::clone(&sources.pins), slots, Arc::clone(&sources.triggers))
     };
-    families(&empty)
+    families(&idle)
 }
 
 /// The groups a capture's rules are evaluated in: each interface and direction.
@@ -394,7 +388,7 @@ fn suppressed_reason(error: &PinError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{slot_labels, LiveCounters};
+    use crate::health::slot_labels;
     use crate::kernel::Direction;
     use crate::pins::PinLimits;
     use crate::storage::Compression;
@@ -412,17 +406,8 @@ mod tests {
             Arc::default(),
         )
         .unwrap();
-        let live = LiveCounters::default();
-        *locked(&live.slots) = slot_labels(&["eth0".to_string()], Direction::Both);
-        let sources = Sources {
-            live: Arc::new(live),
-            storage: Arc::default(),
-            pins,
-            archive: None,
-            api: Arc::default(),
-            triggers: Triggers::new(&[], Duration::from_secs(1)),
-        };
-        (sources, dir)
+        let slots = slot_labels(&["eth0".to_string()], Direction::Both);
+        (Sources::idle(pins, slots, Triggers::new(&[], Duration::from_secs(1))), dir)
     }
 
     /// Every rule the README shows (`--trigger '...'` and `[[trigger]]` tables) compiles
