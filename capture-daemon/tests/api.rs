@@ -84,6 +84,9 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
         ("ringcap_http_pulls_not_served", 2),
         ("ringcap_tcp_handshake_rtt_seconds", 2),
         ("ringcap_tcp_rtt_seconds", 2),
+        // One series per trigger rule (and reason), given at start: none here.
+        ("ringcap_trigger_firings", 0),
+        ("ringcap_trigger_suppressed", 0),
     ]);
     assert!(families.len() > 20, "{families:?}");
     for (name, kind, series) in &families {

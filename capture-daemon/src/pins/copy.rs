@@ -30,7 +30,7 @@ impl PinStore {
         &self,
         request: &PinRequest,
         filter: &Filter,
-        opened_at_request: (Vec<DataFile>, PullReport),
+        opened_at_request: OpenedWindow,
         out: &mut RingOut,
     ) -> std::io::Result<PullReport> {
         let window = request.window;
@@ -44,12 +44,18 @@ impl PinStore {
             let stored = if closing { now } else { now.saturating_sub(duration_ns(self.limits.settle)) };
             let end = window.until_ns.min(stored);
             // The files opened at the request hold what was stored then: only the first
-            // piece reads them.
+            // piece reads them, and only what was surely stored when they were opened.
             let opened = first.take();
+            let end = match &opened {
+                Some((_, _, opened_ns)) if !closing => {
+                    end.min(opened_ns.saturating_sub(duration_ns(self.limits.settle)))
+                }
+                _ => end,
+            };
             if end > cursor {
                 let piece = Window { since_ns: cursor, until_ns: end };
                 let (files, report) = match opened {
-                    Some(opened) => opened,
+                    Some((files, report, _)) => (files, report),
                     None => self.open_window(piece)?,
                 };
                 let report =
@@ -85,7 +91,7 @@ impl PinStore {
         name: &str,
         request: &PinRequest,
         filter: &Filter,
-        (files, opened): (Vec<DataFile>, PullReport),
+        (files, opened, opened_ns): OpenedWindow,
         counted: &Arc<AtomicU64>,
     ) -> Result<(PinManifest, u64), String> {
         let partial_name = format!(".{name}.partial");
@@ -122,8 +128,9 @@ impl PinStore {
                 pinned: Arc::clone(&self.pinned_bytes),
                 max_pinned: self.limits.max_pinned,
             };
-            let report =
-                self.pull_window(request, filter, (files, opened), &mut out).map_err(|e| e.to_string())?;
+            let report = self
+                .pull_window(request, filter, (files, opened, opened_ns), &mut out)
+                .map_err(|e| e.to_string())?;
             let data = out.ring.current_path().map(Path::to_path_buf);
             drop(out);
             let lost = counters.packets_lost.load(Ordering::Relaxed);
@@ -244,6 +251,10 @@ impl RingOut {
         Ok(())
     }
 }
+
+/// The ring's files that hold a window, opened, what could not be opened, and when (ns
+/// of Unix time).
+pub(super) type OpenedWindow = (Vec<DataFile>, PullReport, u64);
 
 /// How often a growing pin takes the next piece of its window.
 const GROW_PIECE: Duration = Duration::from_secs(1);

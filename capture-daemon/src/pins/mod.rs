@@ -370,6 +370,7 @@ impl PinStore {
         check_name(&name)?;
         admit(&self.pins(), &name, grows)?;
         // Opened now: the copy reads these even if rotation removes them meanwhile.
+        let opened_ns = crate::timefmt::unix_now_ns();
         let (files, opened) = self.open_window(request.window).map_err(|e| PinError::Io(e.to_string()))?;
         let estimate: u64 = files
             .iter()
@@ -419,7 +420,7 @@ impl PinStore {
         let spawned = std::thread::Builder::new().name("pin".into()).spawn({
             let counted = Arc::clone(&counted);
             move || {
-                let outcome = store.copy(&name, &request, &filter, (files, opened), &counted);
+                let outcome = store.copy(&name, &request, &filter, (files, opened, opened_ns), &counted);
                 store.copied(&name, counted.load(Ordering::Relaxed), outcome);
             }
         });

@@ -58,13 +58,13 @@ type Stamped = (Instant, Raw);
 #[derive(Debug)]
 struct Term {
     bound: Bound,
-    /// What a rate, increase or quantile covers.
+    /// What a rate, increase or quantile covers (zero until compiled: not written).
     range: Duration,
     history: Vec<VecDeque<Stamped>>,
 }
 
 /// How often the daemon refreshes the kernel's counters: a change over less than this
-/// would be a burst or nothing, so it is the shortest default range.
+/// would be a burst or nothing, so it is the shortest range.
 pub const COUNTER_REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
@@ -122,8 +122,10 @@ fn label_sets(family: &Family) -> Vec<&[(String, String)]> {
 }
 
 /// Compiles `rule` against `catalog` (the families of a running daemon) for the capture's
-/// `groups`, to be evaluated every `interval` (a range not written is the longer of that
-/// and [`COUNTER_REFRESH`]); the error shows the rule with a caret under the place.
+/// `groups`, to be evaluated every `interval`; the error shows the rule with a caret
+/// under the place. A range is at least the longer of `interval` and [`COUNTER_REFRESH`],
+/// and one not written is twice that, as Prometheus advises a range of two scrapes: a
+/// burst the refresh happens to split then reads as one change, not two incidents.
 pub fn compile(
     rule: Rule,
     catalog: &[Family],
@@ -133,8 +135,9 @@ pub fn compile(
     let mut terms = Vec::new();
     let check = check(&rule.condition, &rule.text, catalog, &mut terms)
         .map_err(|e| format!("trigger {:?}: {}", rule.name, e.show(&rule.text)))?;
+    let shortest = interval.max(COUNTER_REFRESH);
     for term in &mut terms {
-        term.range = term.range.max(interval).max(COUNTER_REFRESH);
+        term.range = if term.range.is_zero() { shortest * 2 } else { term.range.max(shortest) };
     }
     let grouped = terms.iter().any(|t| !t.bound.grouped.is_empty());
     let groups: Vec<Group> = if grouped && !groups.is_empty() { groups.to_vec() } else { vec![Vec::new()] };
