@@ -66,14 +66,15 @@ pub fn arguments(path: &Path, known: &[String]) -> Result<Vec<String>, ConfigErr
             return Err(ConfigError::Unknown { path: shown, key: key.clone() });
         }
         // `[[trigger]]` tables: each is one --trigger rule.
-        if let (true, toml::Value::Array(tables)) = (key == "trigger", value) {
+        if key == "trigger" {
+            let message =
+                || "rules go in [[trigger]] tables (name, condition, ...), one per rule".to_string();
+            let toml::Value::Array(tables) = value else {
+                return Err(ConfigError::Trigger { path: shown, message: message() });
+            };
             for table in tables {
                 let toml::Value::Table(table) = table else {
-                    return Err(ConfigError::Value {
-                        path: shown,
-                        key: key.clone(),
-                        value: table.to_string(),
-                    });
+                    return Err(ConfigError::Trigger { path: shown, message: message() });
                 };
                 let rule = crate::triggers::from_table(table)
                     .map_err(|message| ConfigError::Trigger { path: shown.clone(), message })?;

@@ -196,12 +196,7 @@ pub fn run(
             let _ = std::fs::remove_dir(&dir);
         }
     };
-    let (catalog, groups) = (triggers::catalog(&sources), triggers::groups(&sources));
-    let compiled: Result<Vec<_>, String> = triggers
-        .into_iter()
-        .map(|rule| triggers::compile(rule, &catalog, &groups, trigger_interval))
-        .collect();
-    let compiled = compiled.map_err(|e| {
+    let compiled = triggers::compile_all(triggers, &sources, trigger_interval).map_err(|e| {
         undo_start();
         DaemonError::Trigger(e)
     })?;
@@ -224,10 +219,18 @@ pub fn run(
             sources.triggers.interval
         );
     }
-    triggers::start(compiled, Arc::clone(&sources))
-        .map_err(|e| DaemonError::Trigger(format!("starting the trigger rules: {e}")))?;
+    // Rules read what capture counts: they start once it is attached.
+    let evaluate = Arc::clone(&sources);
+    let attached = move |hooks: &[(String, Vec<String>)]| {
+        on_attached(hooks);
+        if let Err(e) = triggers::start(compiled, evaluate) {
+            eprintln!(
+                "ringcap: warning: the trigger rules could not start ({e}): capture goes on without them"
+            );
+        }
+    };
     // (The programs could not be loaded or attached.)
-    let summary = run_capture(&capture, Box::new(writer), on_attached).inspect_err(|_| undo_start());
+    let summary = run_capture(&capture, Box::new(writer), attached).inspect_err(|_| undo_start());
     sources.triggers.stop();
     pins.close(PIN_CLOSE_WAIT);
     Ok(DaemonOutcome { summary: summary?, storage: counters })

@@ -367,6 +367,48 @@ fn a_firing_with_the_budget_full_is_refused_with_the_reason_and_capture_goes_on(
     assert_eq!(count(&pulled, &format!("tcp.srcport == {CLOSED} && tcp.flags.reset == 1")), ATTEMPTS);
 }
 
+#[test]
+fn a_growing_pin_keeps_what_fits_and_can_be_unpinned() {
+    let bed = bed();
+    let dir = scratch("room-ring");
+    let addr = "127.0.0.1:18106";
+    const ROOM: u64 = 64 << 10;
+    let rules = [
+        "room: increase(tcp_segments{flag=\"syn\"}) > 0 with before=5s after=4s max_bytes=64k",
+        "long: increase(tcp_segments{flag=\"syn\"}) > 0 with before=5s after=1h",
+    ];
+    let ring = start_trigger_daemon(&bed, &dir, addr, &rules, &[]);
+    refused_connections(&bed, 1);
+    let fired = |rule: &str| trigger(&bed, addr, None, rule)["firings"] == 1;
+    wait_until("both rules fire", WAIT, || fired("room") && fired("long"));
+    // Within the window after the firing: far more than the rule's room.
+    transfer(&bed, CLEAN, 1 << 20);
+    let name = trigger(&bed, addr, None, "room")["last_pin"].as_str().unwrap().to_string();
+    let pin = whole_pin(&bed, addr, None, &name);
+    assert!(pin["bytes"].as_u64().unwrap() <= ROOM, "{pin:#}");
+    let warnings = pin["manifest"]["pull"]["warnings"].to_string();
+    assert!(warnings.contains("ends early") && warnings.contains("max_bytes"), "{pin:#}");
+    // What it kept is the window's start, in order: the SYN that fired it comes first.
+    let kept = pull_window(&dir.join("pins").join(&name), &pin["manifest"]["window"], "room.pcapng");
+    assert_eq!(count(&kept, &format!("tcp.dstport == {CLOSED} && tcp.flags.syn == 1")), 1);
+
+    // A pin growing for an hour is unpinned: it stops and goes.
+    let long = trigger(&bed, addr, None, "long")["last_pin"].as_str().unwrap().to_string();
+    let growing = json(&bed, addr, &format!("/v1/pins/{long}"), None);
+    assert_eq!(growing["state"], "copying", "{growing:#}");
+    assert!(growing["growing_until"].is_string(), "{growing:#}");
+    let unpin = bed.rx(RINGCAP).args(["unpin", "--http", addr, &long]).output_within_deadline();
+    assert!(unpin.status.success(), "{}", String::from_utf8_lossy(&unpin.stderr));
+    wait_until("the unpinned pin is gone", WAIT, || {
+        get(&bed, addr, &format!("/v1/pins/{long}"), None).status == 404
+    });
+    assert!(
+        !dir.join("pins").join(&long).exists() && !dir.join("pins").join(format!(".{long}.partial")).exists()
+    );
+    no_loss(&bed, addr, "");
+    stop(ring);
+}
+
 /// A process of the test's own (Prometheus, Alertmanager), killed when dropped.
 struct Server(std::process::Child);
 
@@ -473,6 +515,7 @@ fn prometheus_and_alertmanager_pin_through_the_webhook() {
     let alerts = get(&bed, "127.0.0.1:19093", "/api/v2/alerts", None);
     let alerts: serde_json::Value = serde_json::from_slice(&alerts.body).unwrap();
     let starts_at = alerts[0]["startsAt"].as_str().unwrap().to_string();
+    let fingerprint = alerts[0]["fingerprint"].as_str().unwrap().to_string();
     let starts_ns =
         capture_daemon::retrieve::window::parse_time(&starts_at, capture_daemon::timefmt::unix_now())
             .unwrap();
@@ -491,13 +534,30 @@ fn prometheus_and_alertmanager_pin_through_the_webhook() {
         "version": "4", "status": "firing", "receiver": "ringcap", "groupLabels": {}, "commonLabels": {},
         "commonAnnotations": {}, "externalURL": "http://am", "groupKey": "{}:{alertname=\"RstStorm\"}",
         "alerts": [{ "status": "firing", "labels": { "alertname": "RstStorm", "ringcap_before": "30s", "ringcap_after": "2s" },
-                     "annotations": {}, "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "x" }]
+                     "annotations": {}, "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z", "fingerprint": fingerprint }]
     });
     let post =
         |body: Vec<u8>, token: Option<&str>| request_with_body(&bed, "POST", addr, "/v1/alerts", token, body);
     let answer = post(repeat.to_string().into_bytes(), Some(token));
     assert_eq!(answer.status, 200);
     let answer: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(answer["alerts"][0]["outcome"], "exists", "{answer:#}");
+    // Another alert of the same name and start (another label set) gets a pin of its own.
+    let mut sibling = repeat.clone();
+    sibling["alerts"][0]["fingerprint"] = "other-instance".into();
+    sibling["alerts"][0]["labels"]["instance"] = "b".into();
+    let answer: serde_json::Value =
+        serde_json::from_slice(&post(sibling.to_string().into_bytes(), Some(token)).body).unwrap();
+    assert_eq!(answer["alerts"][0]["outcome"], "pinned", "{answer:#}");
+    let sibling_pin = answer["alerts"][0]["pin"].as_str().unwrap().to_string();
+    assert!(sibling_pin.starts_with(&format!("{name}-")), "{sibling_pin}");
+    whole_pin(&bed, addr, Some(token), &sibling_pin);
+    // An operator's unpin holds: the next repeat does not pin it again.
+    let unpinned =
+        request_with_body(&bed, "DELETE", addr, &format!("/v1/pins/{sibling_pin}"), Some(token), Vec::new());
+    assert_eq!(unpinned.status, 200);
+    let answer: serde_json::Value =
+        serde_json::from_slice(&post(sibling.to_string().into_bytes(), Some(token)).body).unwrap();
     assert_eq!(answer["alerts"][0]["outcome"], "exists", "{answer:#}");
     // Malformed and hostile payloads: refused, nothing pinned.
     let mut old_version = repeat.clone();
@@ -545,6 +605,15 @@ fn bad_rules_refuse_the_start_and_say_where() {
         assert!(said.contains(message) && said.contains('^'), "{rule}: {said}");
         assert!(!dir.exists(), "{rule}: a refused start made {}", dir.display());
     }
+    // Two rules of one name: a rule's name names its pins and series.
+    let out = bed
+        .rx(RINGCAP)
+        .args(["run", "-i", RX_IF, "--dir", dir.to_str().unwrap()])
+        .args(["--trigger", "a: packets_seen > 1", "--trigger", "a: packets_seen > 2"])
+        .output_within_deadline();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("\"a\" is given twice"), "{said}");
+    assert!(!dir.exists());
     // The same from a [[trigger]] table of the config file.
     let config = scratch("triggers.toml");
     std::fs::write(

@@ -605,6 +605,7 @@ async fn create_pin(State(context): State<Arc<Context>>, query: QueryParams) -> 
         window: query.window,
         expression: query.get("filter").unwrap_or_default().to_string(),
         trigger: None,
+        max_bytes: None,
     };
     let pins = Arc::clone(&context.sources.pins);
     match tokio::task::spawn_blocking(move || pins.pin(request)).await {

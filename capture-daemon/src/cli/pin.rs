@@ -66,6 +66,9 @@ fn describe(pin: &Value) -> String {
             manifest.packets, manifest.first_packet, manifest.last_packet, manifest.filter
         ));
     }
+    if let Some(until) = pin["growing_until"].as_str() {
+        line.push_str(&format!(" so far, growing with capture until {until}"));
+    }
     if let Some(error) = pin["error"].as_str() {
         line.push_str(&format!(": {error}"));
     }

@@ -58,10 +58,20 @@ impl PinStore {
                     Some((files, report, _)) => (files, report),
                     None => self.open_window(piece)?,
                 };
-                let report =
-                    pull_files(files, report, piece, filter, PullLimits::default(), &mut Piece(out))?;
-                total.add(report);
+                match pull_files(files, report, piece, filter, PullLimits::default(), &mut Piece(out)) {
+                    Ok(report) => total.add(report),
+                    // A trigger's pin reached its room: it keeps what fits, and says so.
+                    Err(_) if out.cut_short.is_some() => {
+                        let why = out.cut_short.clone().unwrap_or_default();
+                        total.warnings.push(format!("the pin ends early, at the room it had: {why}"));
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
                 cursor = end;
+            }
+            if self.cancelled(&request.name) {
+                return Err(std::io::Error::other("unpinned while it grew"));
             }
             if cursor >= window.until_ns {
                 break;
@@ -127,6 +137,9 @@ impl PinStore {
                 counted: Arc::clone(counted),
                 pinned: Arc::clone(&self.pinned_bytes),
                 max_pinned: self.limits.max_pinned,
+                keep_what_fits: request.trigger.is_some(),
+                max_bytes: request.max_bytes,
+                cut_short: None,
             };
             let report = self
                 .pull_window(request, filter, (files, opened, opened_ns), &mut out)
@@ -137,8 +150,13 @@ impl PinStore {
             if lost > 0 {
                 return Err(format!("{lost} packets could not be written to the pin (disk full?)"));
             }
-            let (Some(data), true) = (data, report.packets > 0) else {
-                return Err("the window holds no packet that the filter selects".into());
+            let packets = counters.packets_written.load(Ordering::Relaxed);
+            let (Some(data), true) = (data, packets > 0) else {
+                return Err(if request.expression.trim().is_empty() {
+                    "the ring holds no packet of the window".into()
+                } else {
+                    "the window holds no packet that the filter selects".into()
+                });
             };
             let stats_file = crate::storage::index::stats_path(&data);
             let mut stats = window_stats(&self.ring_dir, request.window)
@@ -179,7 +197,7 @@ impl PinStore {
                     until_ns: request.window.until_ns,
                 },
                 filter: request.expression.clone(),
-                packets: report.packets,
+                packets,
                 first_packet: rfc3339(first),
                 last_packet: rfc3339(last),
                 first_packet_ns: first,
@@ -230,6 +248,12 @@ pub(super) struct RingOut {
     pinned: Arc<AtomicU64>,
     /// `--max-pinned`.
     max_pinned: Option<u64>,
+    /// A trigger's pin: past its room it ends early, keeping what fits, instead of failing.
+    keep_what_fits: bool,
+    /// The most this pin may take besides (what its rule's `max_bytes` leaves).
+    max_bytes: Option<u64>,
+    /// Why a pin that keeps what fits ended early.
+    cut_short: Option<String>,
 }
 
 impl RingOut {
@@ -275,8 +299,40 @@ impl PacketOut for Piece<'_> {
     }
 }
 
+impl RingOut {
+    /// A trigger's pin: why `record` would take it past its room, if it would. Counted by
+    /// the bytes before compression, batched ones included, so the pin never takes more.
+    fn past_room(&self, record: &RecordRef<'_>) -> Option<String> {
+        const RECORD_HEADER: u64 = 32;
+        let coming = self.batch.records.len() as u64 + record.data.len() as u64 + RECORD_HEADER;
+        let pinned = self.pinned.load(Ordering::Relaxed);
+        let counted = self.counted.load(Ordering::Relaxed);
+        match (self.max_pinned, self.max_bytes) {
+            (Some(limit), _) if pinned + coming > limit => {
+                Some(format!("pins may hold {limit} bytes (--max-pinned, half of --max-disk unless given)"))
+            }
+            (_, Some(limit)) if counted + coming > limit => {
+                Some(format!("its rule's pins may hold {limit} bytes more (max_bytes)"))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl PacketOut for RingOut {
     fn packet(&mut self, record: &RecordRef<'_>, interface: &str) -> std::io::Result<()> {
+        if self.keep_what_fits && self.cut_short.is_none() {
+            if let Some(why) = self.past_room(record) {
+                // What is batched fits: it goes in, and the pin ends there.
+                if self.batch.packets > 0 {
+                    self.write_batch()?;
+                }
+                self.cut_short = Some(why);
+            }
+        }
+        if let Some(why) = &self.cut_short {
+            return Err(std::io::Error::other(why.clone()));
+        }
         let data = &record.data[..record.data.len().min(DEFAULT_SNAPLEN as usize)];
         match &self.interfaces {
             Some(interfaces) => {

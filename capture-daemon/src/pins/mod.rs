@@ -59,7 +59,7 @@ const PIN_FRAME_BYTES: usize = 1 << 20;
 /// Pins copied at once at most; one more is refused until one is done.
 pub const MAX_COPYING: usize = 2;
 /// Pins growing with capture (a trigger's window reaching into the future) at once at most.
-pub const MAX_GROWING: usize = 16;
+pub const MAX_GROWING: usize = 64;
 /// How long a failed pin stays listed with its reason...
 pub const FAILED_PIN_KEEP: Duration = Duration::from_secs(600);
 /// ...and how many failed pins are listed at most (the newest).
@@ -173,8 +173,11 @@ pub struct PinRequest {
     pub window: Window,
     pub expression: String,
     /// What fired the pin (a trigger rule or an alert). Such a pin's window may end in the
-    /// future: the pin grows with capture until then.
+    /// future: the pin grows with capture until then; past its room (`--max-pinned`,
+    /// `max_bytes`) it ends early, keeping what fits.
     pub trigger: Option<PinTrigger>,
+    /// The most this pin may take (what its rule's `max_bytes` leaves).
+    pub max_bytes: Option<u64>,
 }
 
 /// How much pins may hold.
@@ -205,6 +208,8 @@ pub struct PinStore {
     whole: Mutex<Option<crossbeam_channel::Sender<String>>>,
     /// Capture has stopped: growing pins end now, with all that was captured.
     closing: AtomicBool,
+    /// Growing pins unpinned: they stop, and go.
+    unpinned: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Whether `name` may name a pin: a plain file name, as S3 keys and shells take it.
@@ -242,6 +247,10 @@ impl PinStore {
             }
             if let Some(partial) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".partial")) {
                 if check_name(partial).is_ok() {
+                    eprintln!(
+                        "ringcap: warning: pin {partial} was still being copied when ringcap last stopped: its partial \
+                         copy is removed; the ring holds its window until rotation takes it, so pin it again"
+                    );
                     remove_pin_dir(&pins_dir, &name)?;
                 }
                 continue;
@@ -284,6 +293,7 @@ impl PinStore {
             pins: Mutex::new(pins),
             whole: Mutex::new(None),
             closing: AtomicBool::new(false),
+            unpinned: Mutex::default(),
         }))
     }
 
@@ -431,10 +441,28 @@ impl PinStore {
         Ok(info)
     }
 
+    /// Whether the growing pin `name` was unpinned.
+    fn cancelled(&self, name: &Option<String>) -> bool {
+        let unpinned = self.unpinned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        name.as_ref().is_some_and(|name| unpinned.contains(name))
+    }
+
     /// Records the end of a copy: what it counted while copying becomes the pin's real size.
     fn copied(&self, name: &str, counted: u64, outcome: Result<(PinManifest, u64), String>) {
         let mut pins = self.pins();
         self.pinned_bytes.fetch_sub(counted, Ordering::Relaxed);
+        let unpinned = self.unpinned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name);
+        if unpinned {
+            // Unpinned while it grew: nothing of it is kept (a failed copy removed its
+            // files; a whole one goes now).
+            if outcome.is_ok() {
+                if let Ok(pins_dir) = open_pins_dir(&self.ring_dir) {
+                    let _ = remove_pin_dir(&pins_dir, name);
+                }
+            }
+            pins.remove(name);
+            return;
+        }
         let info = match outcome {
             Ok((manifest, bytes)) => {
                 self.pinned_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -467,9 +495,9 @@ impl PinStore {
         }
     }
 
-    /// The bytes held by the pins whose names start with `prefix` (a trigger rule's).
+    /// The bytes held by the pins named `PREFIX-STAMP` (a trigger rule's).
     pub fn bytes_named(&self, prefix: &str) -> u64 {
-        self.pins().values().filter(|p| p.name.starts_with(prefix)).map(|p| p.bytes).sum()
+        self.pins().values().filter(|p| stamped_by(&p.name, prefix)).map(|p| p.bytes).sum()
     }
 
     /// Removes a pin's local copy (its files go back to rotation's budget).
@@ -477,6 +505,14 @@ impl PinStore {
         let mut pins = self.pins();
         let info = pins.get(name).cloned().ok_or_else(|| PinError::NotFound(name.to_string()))?;
         match info.state {
+            // A growing pin stops at its next piece, and goes.
+            PinState::Copying if info.growing_until.is_some() => {
+                self.unpinned
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(name.to_string());
+                return Ok(info);
+            }
             PinState::Copying => return Err(PinError::Busy(name.to_string())),
             PinState::Pinned | PinState::Archived => {
                 let pins_dir = open_pins_dir(&self.ring_dir).map_err(|e| PinError::Io(e.to_string()))?;
@@ -540,6 +576,19 @@ fn default_name(window: Window) -> String {
     stamped_name("pin", window.since_ns)
 }
 
+/// Whether `name` is `PREFIX-STAMP` as [`stamped_name`] makes it (rule `a`'s pins are not
+/// rule `a-b`'s).
+fn stamped_by(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('-')).is_some_and(|stamp| {
+        stamp.len() == 16
+            && stamp.char_indices().all(|(i, c)| match i {
+                8 => c == 'T',
+                15 => c == 'Z',
+                _ => c.is_ascii_digit(),
+            })
+    })
+}
+
 /// `PREFIX-20261202T101500Z`: a pin named for a time (to the second, UTC).
 pub fn stamped_name(prefix: &str, ns: u64) -> String {
     let stamp = rfc3339(ns);
@@ -550,6 +599,15 @@ pub fn stamped_name(prefix: &str, ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rules_pins_are_named_by_its_name_and_a_stamp() {
+        let name = stamped_name("a", 1_795_514_400_123_456_789);
+        assert_eq!(name, "a-20261124T100000Z");
+        assert!(stamped_by(&name, "a"));
+        assert!(!stamped_by(&stamped_name("a-b", 0), "a"));
+        assert!(!stamped_by("a-2026", "a"));
+    }
 
     /// Failed pins stay listed with their reason for a while, then go; and only the newest
     /// few are kept, so failures cannot fill the list.

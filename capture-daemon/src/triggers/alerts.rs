@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::rule::{FiringSettings, MAX_PIN_SPAN};
 use super::Triggers;
 use crate::filter::Filter;
+use crate::health::locked;
 use crate::pins::{stamped_name, PinError, PinRequest, PinStore};
 use crate::records::PinTrigger;
 use crate::retrieve::window::{parse_duration, parse_time, Window};
@@ -42,6 +43,9 @@ struct Alert {
     #[serde(default)]
     annotations: BTreeMap<String, String>,
     starts_at: String,
+    /// Alertmanager's identity of the alert (its label set).
+    #[serde(default)]
+    fingerprint: String,
 }
 
 /// What became of one alert of a payload.
@@ -58,6 +62,8 @@ pub struct AlertOutcome {
 /// A firing alert, checked: its pin's request.
 struct Checked {
     alert: String,
+    /// What tells this alert from another of its name: its fingerprint, else its labels.
+    identity: String,
     request: PinRequest,
 }
 
@@ -99,6 +105,9 @@ fn check(body: &[u8], now_ns: u64) -> Result<Vec<Checked>, String> {
         };
         let before = span("ringcap_before", defaults.before)?;
         let after = span("ringcap_after", defaults.after)?;
+        if before + after > MAX_PIN_SPAN {
+            return Err(bad("ringcap_before and ringcap_after add up to at most 24h".into()));
+        }
         let filter = setting("ringcap_filter").cloned().unwrap_or_default();
         Filter::compile(&filter).map_err(|e| bad(format!("ringcap_filter: {e}")))?;
         let starts = parse_time(&alert.starts_at, Duration::from_nanos(now_ns))
@@ -107,6 +116,11 @@ fn check(body: &[u8], now_ns: u64) -> Result<Vec<Checked>, String> {
         if starts > now_ns + duration_ns(Duration::from_secs(300)) {
             return Err(bad(format!("startsAt {} is in the future", alert.starts_at)));
         }
+        let identity = if alert.fingerprint.is_empty() {
+            alert.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(",")
+        } else {
+            alert.fingerprint.clone()
+        };
         let mut labels = alert.labels;
         labels.extend(alert.annotations.into_iter().map(|(k, v)| (format!("annotation:{k}"), v)));
         let trigger = PinTrigger {
@@ -126,13 +140,37 @@ fn check(body: &[u8], now_ns: u64) -> Result<Vec<Checked>, String> {
             window,
             expression: filter,
             trigger: Some(trigger),
+            max_bytes: None,
         };
-        checked.push(Checked { alert: name, request });
+        checked.push(Checked { alert: name, identity, request });
     }
     Ok(checked)
 }
 
+/// Six hex digits of a hash of `text` (the same in every run).
+fn short_hash(text: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    format!("{:06x}", hasher.finish() & 0xff_ffff)
+}
+
+/// Alert pins remembered (their alert's identity) so that repeats make none: the oldest
+/// are forgotten past this many.
+const REMEMBERED_ALERT_PINS: usize = 10_000;
+
 impl Triggers {
+    fn remember_alert_pin(&self, pin: &str, identity: String) {
+        let mut made = locked(&self.alert_pins);
+        if made.len() >= REMEMBERED_ALERT_PINS && !made.contains_key(pin) {
+            // Names end in their time stamp: the first in order is about the oldest.
+            if let Some(oldest) = made.keys().next().cloned() {
+                made.remove(&oldest);
+            }
+        }
+        made.insert(pin.to_string(), identity);
+    }
+
     /// Pins the window of each firing alert of an Alertmanager payload; `Err`: the payload
     /// is refused whole (400), nothing pinned.
     pub fn receive_alerts(
@@ -143,9 +181,27 @@ impl Triggers {
         let now = unix_now();
         let checked = check(body, now.as_nanos() as u64)?;
         let mut outcomes = Vec::new();
-        for Checked { alert, request } in checked {
-            let pin = request.name.clone().unwrap_or_default();
-            let result = pins.pin(request);
+        for Checked { alert, identity, mut request } in checked {
+            // Every notification of one alert names one pin, made once (an unpinned one
+            // is not made again); another alert of the same name and start gets its own.
+            let stamped = request.name.clone().unwrap_or_default();
+            let (pin, repeat) = {
+                let made = locked(&self.alert_pins);
+                match made.get(&stamped) {
+                    None => (stamped, false),
+                    Some(known) if *known == identity => (stamped, true),
+                    Some(_) => {
+                        let own = format!("{stamped}-{}", short_hash(&identity));
+                        let repeat = made.get(&own) == Some(&identity);
+                        (own, repeat)
+                    }
+                }
+            };
+            request.name = Some(pin.clone());
+            let result = if repeat { Err(PinError::Exists(pin.clone())) } else { pins.pin(request) };
+            if matches!(result, Ok(_) | Err(PinError::Exists(_))) {
+                self.remember_alert_pin(&pin, identity);
+            }
             let outcome = self.with_status(&alert, "alertmanager", |status| {
                 *status.notifications.get_or_insert(0) += 1;
                 match result {
@@ -207,6 +263,35 @@ mod tests {
         assert_eq!(trigger.labels["annotation:summary"], "rst");
     }
 
+    /// A client posting ever new alert names cannot grow the triggers' list (nor the
+    /// metrics' series) without bound.
+    #[test]
+    fn alert_names_are_bounded() {
+        let dir = std::env::temp_dir().join(format!("ringcap-alert-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pins = crate::pins::PinStore::open(
+            &dir,
+            crate::pins::PinLimits::default(),
+            Vec::new(),
+            "gw".into(),
+            crate::storage::Compression::None,
+            std::sync::Arc::default(),
+        )
+        .unwrap();
+        let triggers = Triggers::new(&[], Duration::from_secs(1));
+        let alerts: Vec<String> = (0..super::super::MAX_ALERT_NAMES + 50)
+            .map(|i| format!(r#"{{"status":"firing","labels":{{"alertname":"A{i}"}},"startsAt":"2026-11-30T08:13:20Z"}}"#))
+            .collect();
+        // The ring is empty: every pin is refused, and counted.
+        let outcomes = triggers.receive_alerts(payload(&alerts.join(",")).as_bytes(), &pins).unwrap();
+        assert!(outcomes.iter().all(|o| o.outcome == "refused"));
+        let listed = triggers.list();
+        assert_eq!(listed.len(), super::super::MAX_ALERT_NAMES + 1);
+        let other = listed.iter().find(|s| s.name == super::super::OTHER_ALERTS).unwrap();
+        assert_eq!(other.notifications, Some(50));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn bad_payloads_are_refused_whole() {
         let ok = r#"{"status":"firing","labels":{"alertname":"A"},"startsAt":"2026-11-30T08:13:20Z"}"#;
@@ -216,6 +301,10 @@ mod tests {
             (payload(&format!("{ok},{}", ok.replace("08:13:20Z", "yesterday"))), "startsAt"),
             (payload(&ok.replace("\"A\"}", "\"A\",\"ringcap_filter\":\"port\"}")), "ringcap_filter"),
             (payload(&ok.replace("\"A\"}", "\"A\",\"ringcap_after\":\"100d\"}")), "at most 24h"),
+            (
+                payload(&ok.replace("\"A\"}", "\"A\",\"ringcap_before\":\"24h\",\"ringcap_after\":\"1s\"}")),
+                "add up",
+            ),
             (payload(&ok.replace("2026-11-30", "2036-11-30")), "future"),
             (payload(&ok.replace("firing", "burning")), "status"),
             (payload(&vec![ok; MAX_ALERTS + 1].join(",")), "at most"),

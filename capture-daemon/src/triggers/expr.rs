@@ -40,8 +40,9 @@ impl SyntaxError {
     /// The message, the text, and a caret line under the place.
     pub fn show(&self, text: &str) -> String {
         let start = self.at.start.min(text.len());
-        let width = self.at.end.saturating_sub(start).max(1);
-        let pad = text[..start].chars().count();
+        let end = self.at.end.clamp(start, text.len());
+        let width = text.get(start..end).map_or(1, |t| t.chars().count()).max(1);
+        let pad = text.get(..start).map_or(0, |t| t.chars().count());
         format!("{}\n    {text}\n    {}{}", self.message, " ".repeat(pad), "^".repeat(width))
     }
 }
@@ -78,9 +79,22 @@ pub fn tokens(text: &str, offset: usize) -> Result<Vec<(Token, Span)>, SyntaxErr
             while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
                 i += 1;
             }
+            // An exponent: 1e6, 2.5E-3.
+            if matches!(bytes.get(i), Some(b'e' | b'E')) {
+                let sign = usize::from(matches!(bytes.get(i + 1), Some(b'+' | b'-')));
+                if bytes.get(i + 1 + sign).is_some_and(u8::is_ascii_digit) {
+                    i += 1 + sign;
+                    while i < bytes.len() && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+            }
             let digits = &text[start..i];
-            let value: f64 = digits.parse().map_err(|_| {
-                SyntaxError::new(format!("{digits:?} is not a number"), Span { start, end: i })
+            let value: f64 = digits.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| {
+                SyntaxError::new(
+                    format!("{digits:?} is not a number ringcap can compare"),
+                    Span { start, end: i },
+                )
             })?;
             let (scale, unit_len) = number_unit(&text[i..]);
             i += unit_len;
@@ -131,7 +145,7 @@ pub fn tokens(text: &str, offset: usize) -> Result<Vec<(Token, Span)>, SyntaxErr
 /// second, percentages as fractions, times in seconds (Prometheus' base units).
 fn number_unit(rest: &str) -> (f64, usize) {
     // Longest first: "ms" before "m", "/s" before "/".
-    const UNITS: [(&str, f64); 10] = [
+    const UNITS: [(&str, f64); 11] = [
         ("/s", 1.0),
         ("/m", 1.0 / 60.0),
         ("/h", 1.0 / 3600.0),
@@ -142,6 +156,7 @@ fn number_unit(rest: &str) -> (f64, usize) {
         ("s", 1.0),
         ("m", 60.0),
         ("h", 3600.0),
+        ("d", 86_400.0),
     ];
     for (unit, scale) in UNITS {
         if let Some(after) = rest.strip_prefix(unit) {
@@ -244,10 +259,19 @@ pub enum Condition {
     Or(Box<Condition>, Box<Condition>),
 }
 
+/// The most tokens a rule may have, and the deepest its parentheses and signs may nest:
+/// far beyond any rule a person writes, and well within the stack of the threads that
+/// parse, check and evaluate it.
+pub const MAX_TOKENS: usize = 512;
+pub const MAX_DEPTH: usize = 32;
+
 /// Parses a condition out of `tokens`, stopping before a `for` or `with` keyword; returns
 /// the condition and how many tokens it took.
 pub fn parse_condition(tokens: &[(Token, Span)], text_end: usize) -> Result<(Condition, usize), SyntaxError> {
-    let mut parser = Parser { tokens, at: 0, text_end };
+    if let Some((_, at)) = tokens.get(MAX_TOKENS) {
+        return Err(SyntaxError::new(format!("a rule has at most {MAX_TOKENS} words and symbols"), *at));
+    }
+    let mut parser = Parser { tokens, at: 0, text_end, depth: 0 };
     let condition = parser.or()?;
     Ok((condition, parser.at))
 }
@@ -256,6 +280,8 @@ struct Parser<'a> {
     tokens: &'a [(Token, Span)],
     at: usize,
     text_end: usize,
+    /// Parentheses and signs open around the place.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -270,6 +296,15 @@ impl Parser<'_> {
     /// The end of the last token taken.
     fn last_end(&self) -> usize {
         self.at.checked_sub(1).map_or(0, |i| self.tokens[i].1.end)
+    }
+
+    /// One level deeper, refused past [`MAX_DEPTH`].
+    fn deeper(&mut self) -> Result<(), SyntaxError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(SyntaxError::new(format!("nested more than {MAX_DEPTH} deep"), self.span()));
+        }
+        Ok(())
     }
 
     fn is_symbol(&self, symbol: &str) -> bool {
@@ -312,17 +347,19 @@ impl Parser<'_> {
     fn comparison(&mut self) -> Result<Condition, SyntaxError> {
         // A parenthesised condition, unless the parentheses hold a value (`(a + b) > 1`).
         if self.is_symbol("(") {
-            let saved = self.at;
+            let saved = (self.at, self.depth);
+            self.deeper()?;
             self.at += 1;
             if let Ok(inner) = self.or() {
                 if self.is_symbol(")") {
                     self.at += 1;
                     if !self.at_comparison_operator() {
+                        self.depth = saved.1;
                         return Ok(inner);
                     }
                 }
             }
-            self.at = saved;
+            (self.at, self.depth) = saved;
         }
         let left_start = self.span().start;
         let left = self.value()?;
@@ -391,13 +428,18 @@ impl Parser<'_> {
                 Ok(Value::Number(n))
             }
             Some(Token::Symbol("-")) => {
+                self.deeper()?;
                 self.at += 1;
-                Ok(Value::Negate(Box::new(self.factor()?)))
+                let inner = self.factor()?;
+                self.depth -= 1;
+                Ok(Value::Negate(Box::new(inner)))
             }
             Some(Token::Symbol("(")) => {
+                self.deeper()?;
                 self.at += 1;
                 let inner = self.value()?;
                 self.expect(")", "a closing )")?;
+                self.depth -= 1;
                 Ok(inner)
             }
             Some(Token::Name(name)) if matches!(name.as_str(), "rate" | "increase") => {
@@ -535,7 +577,7 @@ mod tests {
 
     #[test]
     fn numbers_take_units() {
-        let numbers: Vec<f64> = tokens("200/s 12000/m 3% 200ms 1.5s 2m 1h 7", 0)
+        let numbers: Vec<f64> = tokens("200/s 12000/m 3% 200ms 1.5s 2m 1h 7 2.5e3 1d", 0)
             .unwrap()
             .into_iter()
             .map(|(t, _)| match t {
@@ -543,7 +585,7 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        let expected = [200.0, 200.0, 0.03, 0.2, 1.5, 120.0, 3600.0, 7.0];
+        let expected = [200.0, 200.0, 0.03, 0.2, 1.5, 120.0, 3600.0, 7.0, 2500.0, 86_400.0];
         for (got, want) in numbers.iter().zip(expected) {
             assert!((got - want).abs() < 1e-9, "{numbers:?}");
         }
@@ -586,5 +628,15 @@ mod tests {
         assert!(parse("quantile(2, x) > 1").is_err());
         assert!(parse("rate(x[0s]) > 1").is_err());
         assert!(parse("x > 1 $").is_err());
+        // Bounded: no rule can take the stack.
+        let deep = format!("{}x{} > 1", "(".repeat(40), ")".repeat(40));
+        assert!(parse(&deep).unwrap_err().message.contains("nested"));
+        assert!(parse(&format!("{}x > 1", "-".repeat(40))).unwrap_err().message.contains("nested"));
+        let long = format!("{} > 1", vec!["x"; 400].join(" + "));
+        assert!(parse(&long).unwrap_err().message.contains("at most"));
+        assert!(parse(&format!("{}x{} > 1e6", "(".repeat(10), ")".repeat(10))).is_ok());
+        assert!(parse("x > 1e999").unwrap_err().message.contains("not a number"));
+        let text = "é > x{";
+        assert!(parse(text).unwrap_err().show(text).lines().last().unwrap().trim() == "^");
     }
 }

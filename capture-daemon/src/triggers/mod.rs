@@ -36,6 +36,13 @@ use crate::timefmt::{rfc3339, unix_now_ns};
 /// Why a firing made no pin, as `ringcap_trigger_suppressed_total{reason}` says it.
 pub const SUPPRESSED_REASONS: [&str; 6] = ["cooldown", "hourly_cap", "bytes_cap", "no_room", "busy", "error"];
 
+/// Alert names kept apart in `/v1/triggers` and the metrics; later ones are counted
+/// together under [`OTHER_ALERTS`].
+pub const MAX_ALERT_NAMES: usize = 100;
+/// The status the alerts past [`MAX_ALERT_NAMES`] names share (no alert name can be it:
+/// names are made of letters, digits, '_' and '-').
+pub const OTHER_ALERTS: &str = "(other alerts)";
+
 /// A rule's or an alert's state, as `GET /v1/triggers` and `ringcap triggers` show it.
 #[derive(Clone, Debug, Serialize)]
 pub struct TriggerStatus {
@@ -108,6 +115,8 @@ pub struct Triggers {
     /// Seconds between evaluations.
     pub interval: Duration,
     stopped: AtomicBool,
+    /// The pins alerts made, by name, with the identity of their alert (see `alerts`).
+    alert_pins: Mutex<BTreeMap<String, String>>,
 }
 
 impl Triggers {
@@ -118,6 +127,7 @@ impl Triggers {
             ),
             interval,
             stopped: AtomicBool::new(false),
+            alert_pins: Mutex::default(),
         })
     }
 
@@ -130,9 +140,18 @@ impl Triggers {
         self.stopped.store(true, Ordering::Relaxed);
     }
 
+    /// Runs `f` on the status of `name` (of `source`), made if new. Alerts past
+    /// [`MAX_ALERT_NAMES`] names share one status, [`OTHER_ALERTS`]: what a client posts
+    /// can never grow the list or the metrics' series without bound.
     fn with_status<T>(&self, name: &str, source: &'static str, f: impl FnOnce(&mut TriggerStatus) -> T) -> T {
         let mut statuses = locked(&self.statuses);
-        let at = match statuses.iter().position(|s| s.name == name && s.source == source) {
+        let find = |statuses: &[TriggerStatus], name: &str| {
+            statuses.iter().position(|s| s.name == name && s.source == source)
+        };
+        let known = statuses.iter().filter(|s| s.source == source).count();
+        let name =
+            if find(&statuses, name).is_none() && known >= MAX_ALERT_NAMES { OTHER_ALERTS } else { name };
+        let at = match find(&statuses, name) {
             Some(at) => at,
             None => {
                 statuses.push(TriggerStatus::new(name, source, ""));
@@ -165,6 +184,23 @@ pub fn groups(sources: &Sources) -> Vec<Group> {
             ]
         })
         .collect()
+}
+
+/// Compiles the rules of a daemon against its series ([`catalog`]) for its groups; the
+/// error names the first rule that does not make sense, or a name given twice (a rule's
+/// name names its pins and its series).
+pub fn compile_all(rules: Vec<Rule>, sources: &Sources, interval: Duration) -> Result<Vec<Compiled>, String> {
+    let mut names = std::collections::BTreeSet::new();
+    for rule in &rules {
+        if !names.insert(rule.name.as_str()) {
+            return Err(format!(
+                "trigger {:?} is given twice: a rule's name names its pins and its series, so each rule needs its own",
+                rule.name
+            ));
+        }
+    }
+    let (catalog, groups) = (catalog(sources), groups(sources));
+    rules.into_iter().map(|rule| compile(rule, &catalog, &groups, interval)).collect()
 }
 
 /// A rule's own bookkeeping between ticks (its shared status is in [`Triggers`]).
@@ -301,8 +337,9 @@ fn fire(
             format!("it fired {} times in the last hour (max_per_hour)", state.recent.len()),
         );
     }
+    // What the rule's pins hold already; the new one may take the rest.
+    let held = pins.bytes_named(&rule.name);
     if let Some(limit) = settings.max_bytes {
-        let held = pins.bytes_named(&format!("{}-", rule.name));
         if held >= limit {
             return status.suppress(
                 "bytes_cap",
@@ -330,6 +367,7 @@ fn fire(
         window,
         expression: settings.filter.clone(),
         trigger: Some(trigger),
+        max_bytes: settings.max_bytes.map(|limit| limit - held),
     };
     match pins.pin(request) {
         Ok(_) => {

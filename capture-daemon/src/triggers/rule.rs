@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::expr::{self, parse_condition, tokens, Condition, Span, SyntaxError, Token};
+use crate::filter::Filter;
 use crate::storage::budget::DiskLimit;
 
 /// What a firing pins and how often a rule may fire.
@@ -105,11 +106,24 @@ impl Rule {
             }
         }
         let mut settings = FiringSettings::default();
-        if let Some((Token::Name(word), _)) = rest.first() {
+        if let Some((Token::Name(word), with_at)) = rest.first() {
             if word == "with" {
                 rest = &rest[1..];
+                if rest.is_empty() {
+                    return Err(SyntaxError::new("expected KEY=VALUE after with", *with_at));
+                }
+                let mut seen = Vec::new();
                 while !rest.is_empty() {
+                    if let (Token::Name(key), at) = &rest[0] {
+                        if seen.contains(key) {
+                            return Err(SyntaxError::new(format!("{key} is given twice"), *at));
+                        }
+                        seen.push(key.clone());
+                    }
                     rest = setting(text, rest, &mut settings)?;
+                }
+                if settings.before + settings.after > MAX_PIN_SPAN {
+                    return Err(SyntaxError::new("before and after add up to at most 24h", *with_at));
                 }
             }
         }
@@ -183,6 +197,9 @@ fn setting<'t>(
                     at,
                 ));
             };
+            // Checked now, not at the first firing.
+            Filter::compile(filter)
+                .map_err(|e| SyntaxError::new(format!("the filter does not compile: {e}"), at))?;
             settings.filter = filter.clone();
         }
         _ => {
@@ -205,7 +222,9 @@ pub fn from_table(table: &toml::Table) -> Result<String, String> {
         match table.get(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(toml::Value::Integer(i)) if key == "max_per_hour" => Ok(Some(i.to_string())),
+            Some(toml::Value::Integer(i)) if key == "max_per_hour" || key == "max_bytes" => {
+                Ok(Some(i.to_string()))
+            }
             Some(other) => Err(format!("[[trigger]] {key} = {other}: expected a string")),
         }
     };
@@ -280,6 +299,10 @@ mod tests {
             ("r: x > 1 with max_per_hour=0", "at least 1"),
             ("r: x > 1 with before=48h", "at most 24h"),
             ("r: x > 1 extra", "unexpected text"),
+            ("r: x > 1 with", "after with"),
+            ("r: x > 1 with before=5m before=1m", "twice"),
+            ("r: x > 1 with before=20h after=5h", "add up"),
+            ("r: x > 1 with filter=\"host\"", "does not compile"),
         ] {
             let error = Rule::parse(text).unwrap_err();
             assert!(error.contains(needle) && error.contains('^'), "{text}: {error}");
@@ -289,7 +312,7 @@ mod tests {
     #[test]
     fn tables_become_rules() {
         let table: toml::Table = toml::from_str(
-            "name = \"slow\"\ncondition = 'rtt_p99{method=\"handshake\",side=\"server\"} > 200ms'\nfor = \"1m\"\nafter = \"2m\"\nmax_per_hour = 2\nfilter = 'port 443 and host \"x\"'\n",
+            "name = \"slow\"\ncondition = 'rtt_p99{method=\"handshake\",side=\"server\"} > 200ms'\nfor = \"1m\"\nafter = \"2m\"\nmax_per_hour = 2\nfilter = 'port 443 and tcp[13] & 2 != 0'\n",
         )
         .unwrap();
         let text = from_table(&table).unwrap();
@@ -298,7 +321,7 @@ mod tests {
         assert_eq!(rule.hold, Duration::from_secs(60));
         assert_eq!(rule.settings.after, Duration::from_secs(120));
         assert_eq!(rule.settings.max_per_hour, 2);
-        assert_eq!(rule.settings.filter, "port 443 and host \"x\"");
+        assert_eq!(rule.settings.filter, "port 443 and tcp[13] & 2 != 0");
         let mut bad = table.clone();
         bad.insert("colour".into(), toml::Value::String("red".into()));
         assert!(from_table(&bad).unwrap_err().contains("unknown key"));
