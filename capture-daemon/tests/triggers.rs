@@ -236,7 +236,7 @@ fn an_rst_storm_pins_the_minutes_before_it_and_a_retransmission_rule_stays_idle(
         cli.status.success() && shown.contains("rst_storm [rule]") && shown.contains("1 firings"),
         "{shown}"
     );
-    assert!(shown.contains(&format!("last pin {name}")), "{shown}");
+    assert!(shown.contains(&format!("last pin {name} (pinned)")), "{shown}");
     no_loss(&bed, addr, "");
     let said = stop(ring).join("\n");
     assert!(said.contains(&format!("ringcap: trigger rst_storm fired on {RX_IF} out")), "{said}");

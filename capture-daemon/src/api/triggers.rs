@@ -9,11 +9,31 @@ use axum::response::Response;
 
 use super::{json_response, text, Context};
 
+/// Each trigger with its last pin as the pin store has it now (`last_pin_state`: copying,
+/// pinned, archived, failed with `last_pin_error`, or gone once unpinned): a pin can fail
+/// after its firing, while it copies.
 pub(super) async fn list(State(context): State<Arc<Context>>) -> Response {
-    let triggers = &context.sources.triggers;
+    let sources = &context.sources;
+    let triggers: Vec<serde_json::Value> = sources
+        .triggers
+        .list()
+        .into_iter()
+        .map(|status| {
+            let pin = status.last_pin.as_deref().map(|name| sources.pins.get(name));
+            let mut value = serde_json::json!(status);
+            if let Some(pin) = pin {
+                let listed = pin.map(|p| p.to_json());
+                value["last_pin_state"] = listed.as_ref().map_or("gone".into(), |p| p["state"].clone());
+                if let Some(error) = listed.as_ref().and_then(|p| p.get("error")) {
+                    value["last_pin_error"] = error.clone();
+                }
+            }
+            value
+        })
+        .collect();
     json_response(serde_json::json!({
-        "interval_seconds": triggers.interval.as_secs_f64(),
-        "triggers": triggers.list(),
+        "interval_seconds": sources.triggers.interval.as_secs_f64(),
+        "triggers": triggers,
     }))
 }
 

@@ -62,6 +62,13 @@ fn describe(trigger: &Value) -> String {
     }
     if let Some(pin) = trigger["last_pin"].as_str() {
         line.push_str(&format!(", last pin {pin}"));
+        if let Some(state) = trigger["last_pin_state"].as_str() {
+            line.push_str(&format!(" ({state}"));
+            if let Some(error) = trigger["last_pin_error"].as_str() {
+                line.push_str(&format!(": {error}"));
+            }
+            line.push(')');
+        }
     }
     if !text("rule").is_empty() {
         line.push_str(&format!("\n    {}", text("rule")));
