@@ -180,6 +180,24 @@ pub struct Reading {
     pub threshold_value: Option<f64>,
 }
 
+/// `EXPRESSION = VALUE (vs THRESHOLD)`, as stderr and `ringcap triggers` say it.
+impl std::fmt::Display for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.value {
+            Some(value) => write!(f, "{} = {value:.6} (vs {})", self.expression, self.threshold),
+            None => write!(f, "{} = no data (vs {})", self.expression, self.threshold),
+        }
+    }
+}
+
+/// One point of a window's counters timeline: when it ends, and the kernel counters that
+/// moved since the point before, by how much.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    pub time: String,
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
 /// What fired a pin: a rule of the daemon's own, or an alert posted to it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -2,6 +2,7 @@
 //! with its state, last readings, firings and suppressed firings (from `/v1/triggers`).
 use std::process::ExitCode;
 
+use capture_daemon::records::Reading;
 use clap::Args;
 use serde_json::Value;
 
@@ -18,21 +19,8 @@ pub(crate) struct TriggersArgs {
 
 /// `expr = value (vs threshold)` for each reading of a trigger.
 fn readings(trigger: &Value) -> String {
-    let shown: Vec<String> = trigger["readings"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            let value = r["value"].as_f64().map_or_else(|| "no data".to_string(), |v| format!("{v:.6}"));
-            format!(
-                "{} = {value} (vs {})",
-                r["expression"].as_str().unwrap_or_default(),
-                r["threshold"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
-    shown.join(", ")
+    let readings: Vec<Reading> = serde_json::from_value(trigger["readings"].clone()).unwrap_or_default();
+    readings.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn describe(trigger: &Value) -> String {

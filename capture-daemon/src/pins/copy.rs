@@ -163,8 +163,10 @@ impl PinStore {
                 .unwrap_or_else(|why| json!({ "error": why.to_string() }));
             if request.trigger.is_some() {
                 // What led up to the firing and followed it, second by second.
-                stats["timeline"] = window_timeline(&self.ring_dir, request.window)
-                    .unwrap_or_else(|why| json!({ "error": why.to_string() }));
+                stats["timeline"] = match window_timeline(&self.ring_dir, request.window) {
+                    Ok(points) => json!(points),
+                    Err(why) => json!({ "error": why.to_string() }),
+                };
             }
             if !request.expression.is_empty() {
                 // The counts are the whole capture's (see `SCOPE`): the filter is named

@@ -101,7 +101,7 @@ pub enum PinState {
 }
 
 impl PinState {
-    fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             PinState::Copying => "copying",
             PinState::Pinned => "pinned",
@@ -597,6 +597,25 @@ pub fn stamped_name(prefix: &str, ns: u64) -> String {
 }
 
 #[cfg(test)]
+impl PinStore {
+    /// A store without limits in a scratch directory of its own, `name` telling tests apart.
+    pub(crate) fn scratch(name: &str) -> (Arc<Self>, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ringcap-pins-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = PinStore::open(
+            &dir,
+            PinLimits::default(),
+            Vec::new(),
+            "gw".into(),
+            Compression::None,
+            Arc::default(),
+        )
+        .unwrap();
+        (store, dir)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -613,17 +632,7 @@ mod tests {
     /// few are kept, so failures cannot fill the list.
     #[test]
     fn failed_pins_expire_from_the_list() {
-        let dir = std::env::temp_dir().join(format!("ringcap-pins-expire-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = PinStore::open(
-            &dir,
-            PinLimits::default(),
-            Vec::new(),
-            "gw".into(),
-            Compression::None,
-            Arc::default(),
-        )
-        .unwrap();
+        let (store, dir) = PinStore::scratch("expire");
         {
             let mut pins = store.pins.lock().unwrap();
             for i in 0..MAX_FAILED_LISTED + 4 {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::window::Window;
 use crate::health::analysis::{rtt_summary, RTT_KINDS};
-use crate::records::StatsSnapshot;
+use crate::records::{StatsSnapshot, TimelinePoint};
 use crate::storage::index::{snapshots_path, stats_path};
 use crate::storage::manifest::ring_files;
 use crate::storage::nofollow;
@@ -127,7 +127,7 @@ const MAX_TIMELINE_POINTS: usize = 600;
 /// [`MAX_TIMELINE_POINTS`]): each point is the time it ends and the kernel counters that
 /// moved since the point before, by how much. A restart of the daemon starts its counts
 /// from zero.
-pub fn window_timeline(dir: &Path, window: Window) -> Result<Value, StatsError> {
+pub fn window_timeline(dir: &Path, window: Window) -> Result<Vec<TimelinePoint>, StatsError> {
     let (all, _) = snapshots(dir)?;
     // The last snapshot before the window is the first point's base.
     let first = all.iter().rposition(|s| s.time_ns < window.since_ns).unwrap_or(0);
@@ -137,7 +137,7 @@ pub fn window_timeline(dir: &Path, window: Window) -> Result<Value, StatsError> 
     let mut points = Vec::new();
     let mut base = within.first().copied();
     for snapshot in within.iter().skip(1).step_by(step) {
-        let moved: serde_json::Map<String, Value> = snapshot
+        let counters = snapshot
             .kernel
             .iter()
             .filter_map(|(name, &count)| {
@@ -147,11 +147,11 @@ pub fn window_timeline(dir: &Path, window: Window) -> Result<Value, StatsError> 
                     .copied()
                     .unwrap_or(0);
                 let added = if count >= before { count - before } else { count };
-                (added > 0).then(|| (name.clone(), json!(added)))
+                (added > 0).then(|| (name.clone(), added))
             })
             .collect();
-        points.push(json!({ "time": rfc3339(snapshot.time_ns), "counters": moved }));
+        points.push(TimelinePoint { time: rfc3339(snapshot.time_ns), counters });
         base = Some(snapshot);
     }
-    Ok(Value::Array(points))
+    Ok(points)
 }

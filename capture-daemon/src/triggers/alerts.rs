@@ -147,12 +147,11 @@ fn check(body: &[u8], now_ns: u64) -> Result<Vec<Checked>, String> {
     Ok(checked)
 }
 
-/// Six hex digits of a hash of `text` (the same in every run).
+/// Six hex digits of the SHA-256 of `text`: the same in every run and every release, as
+/// the names of pins must be.
 fn short_hash(text: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    format!("{:06x}", hasher.finish() & 0xff_ffff)
+    use sha2::Digest;
+    crate::pins::hex(&sha2::Sha256::digest(text.as_bytes())[..3])
 }
 
 /// Alert pins remembered (their alert's identity) so that repeats make none: the oldest
@@ -267,17 +266,7 @@ mod tests {
     /// metrics' series) without bound.
     #[test]
     fn alert_names_are_bounded() {
-        let dir = std::env::temp_dir().join(format!("ringcap-alert-names-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pins = crate::pins::PinStore::open(
-            &dir,
-            crate::pins::PinLimits::default(),
-            Vec::new(),
-            "gw".into(),
-            crate::storage::Compression::None,
-            std::sync::Arc::default(),
-        )
-        .unwrap();
+        let (pins, dir) = crate::pins::PinStore::scratch("alert-names");
         let triggers = Triggers::new(&[], Duration::from_secs(1));
         let alerts: Vec<String> = (0..super::super::MAX_ALERT_NAMES + 50)
             .map(|i| format!(r#"{{"status":"firing","labels":{{"alertname":"A{i}"}},"startsAt":"2026-11-30T08:13:20Z"}}"#))

@@ -378,18 +378,7 @@ fn fire(
             status.fired_at = Some(rfc3339(wall));
             status.last_pin = Some(name.clone());
             let on = describe_group(&state.compiled.groups[group]);
-            let readings: Vec<String> = status
-                .readings
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{} = {} (vs {})",
-                        r.expression,
-                        r.value.map_or("none".into(), |v| format!("{v:.6}")),
-                        r.threshold
-                    )
-                })
-                .collect();
+            let readings: Vec<String> = status.readings.iter().map(ToString::to_string).collect();
             eprintln!(
                 "ringcap: trigger {} fired{on}: {}; pinning {} to {} as {name}",
                 rule.name,
@@ -428,22 +417,10 @@ mod tests {
     use super::*;
     use crate::health::slot_labels;
     use crate::kernel::Direction;
-    use crate::pins::PinLimits;
-    use crate::storage::Compression;
 
     /// The sources of a daemon capturing eth0 both ways, its pins in a scratch directory.
     fn sources(name: &str) -> (Sources, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("ringcap-triggers-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pins = PinStore::open(
-            &dir,
-            PinLimits::default(),
-            Vec::new(),
-            "gw".into(),
-            Compression::None,
-            Arc::default(),
-        )
-        .unwrap();
+        let (pins, dir) = PinStore::scratch(name);
         let slots = slot_labels(&["eth0".to_string()], Direction::Both);
         (Sources::idle(pins, slots, Triggers::new(&[], Duration::from_secs(1))), dir)
     }
