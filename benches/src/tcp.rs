@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
+use ringcap_tools::frames::TcpSegment;
 use serde_json::json;
 
 use crate::report;
@@ -27,29 +28,19 @@ const PAYLOAD: u32 = 100;
 /// An Ethernet/IPv4/TCP data segment of flow `flow` with sequence number `seq`, with a
 /// timestamp option (NOP, NOP, TS), as Linux sends them.
 fn segment(flow: u32, seq: u32) -> Vec<u8> {
-    let mut frame = vec![0u8; 14 + 20 + 32 + PAYLOAD as usize];
-    frame[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-    frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut frame[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + 32 + PAYLOAD) as u16).to_be_bytes());
-    ip[6] = 0x40;
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&[10, (flow >> 16) as u8, (flow >> 8) as u8, flow as u8]);
-    ip[16..20].copy_from_slice(&[192, 0, 2, 1]);
-    let tcp = &mut frame[34..66];
-    tcp[0..2].copy_from_slice(&(1024 + (flow % 60_000) as u16).to_be_bytes());
-    tcp[2..4].copy_from_slice(&443u16.to_be_bytes());
-    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-    tcp[8..12].copy_from_slice(&1u32.to_be_bytes());
-    tcp[12] = 8 << 4;
-    tcp[13] = 0x18;
-    tcp[14..16].copy_from_slice(&512u16.to_be_bytes());
-    tcp[20..24].copy_from_slice(&[1, 1, 8, 10]);
-    tcp[24..28].copy_from_slice(&seq.to_be_bytes());
-    frame
+    let mut timestamps = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+    timestamps[4..8].copy_from_slice(&seq.to_be_bytes());
+    TcpSegment {
+        src: ([10, (flow >> 16) as u8, (flow >> 8) as u8, flow as u8], 1024 + (flow % 60_000) as u16),
+        dst: ([192, 0, 2, 1], 443),
+        flags: 0x18,
+        seq,
+        ack: 1,
+        window: 512,
+        options: &timestamps,
+        payload: PAYLOAD as usize,
+    }
+    .frame()
 }
 
 /// Mean kernel ns per packet over `packets` segments of `flows` flows taken in turn,

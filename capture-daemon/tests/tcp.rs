@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::tcp_analysis::{assert_counts_equal_tshark, final_snapshot_and_pcap, tshark_tcp_counts};
 use common::{bed, get, scratch, serve, start_health_daemon, start_ringcap, tshark_fields, RINGCAP, WAIT};
+use ringcap_tools::frames::TcpSegment;
 use ringcap_tools::testbed::{TestBed, RX_IP};
 
 const CONNECTIONS: usize = 10;
@@ -538,4 +539,58 @@ fn unanswered_connection_attempts_are_counted_once_each() {
     assert!(printed.contains("connection attempts: 4 unanswered, 0 refused"), "{printed}");
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());
+}
+
+/// The flow table when full, through the real XDP program with `BPF_PROG_TEST_RUN`:
+/// 16384 connections into a table of 1024 flows (every insertion counted, no flow listed
+/// twice, no more than its capacity), and a flow that keeps sending survives them all
+/// with every one of its segments counted: a new flow evicts the least recently seen.
+#[test]
+fn a_full_flow_table_evicts_the_least_recently_seen_flows() {
+    use capture_common::Counter;
+    use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
+    let mut program = CaptureProgram::load(KernelConfig {
+        filter: None,
+        snaplen: 64,
+        ring_bytes: 1 << 20,
+        tcp_flows: 1024,
+        programs: ProgramSet::XDP,
+    })
+    .unwrap();
+    program
+        .select(&Selection { tcp_analysis: true, sample_every: u32::MAX, ..Selection::default() })
+        .unwrap();
+    let before = program.counters();
+    let server = (RX_IP.parse::<std::net::Ipv4Addr>().unwrap().octets(), 443);
+    let busy = ([10, 9, 9, 9], 40000u16);
+    let segment = |src, flags, seq, payload| {
+        TcpSegment { src, dst: server, flags, seq, ack: 0, window: 65535, options: &[], payload }.frame()
+    };
+    let (mut busy_segments, mut seq) = (0u64, 1u32);
+    for n in 0..16384u32 {
+        let client = ((0x0a10_0000 + n).to_be_bytes(), 1024 + (n % 50000) as u16);
+        program.test_run(&segment(client, 0x02, 1, 0), 1).unwrap();
+        if n % 16 == 0 {
+            program.test_run(&segment(busy, 0x10, seq, 100), 1).unwrap();
+            busy_segments += 1;
+            seq = seq.wrapping_add(100);
+        }
+    }
+    let delta = program.counters().since(&before);
+    assert_eq!(delta.get(Counter::TcpFlowsInserted), 16384 + 1);
+    assert_eq!(delta.get(Counter::TcpFlowInsertFailed), 0);
+    assert_eq!(delta.get(Counter::FlowLockBusy), 0);
+    let flows = program.flows();
+    // The kernel's LRU starts evicting a little before it is full (each CPU keeps free
+    // elements of its own): at most the capacity, never the exact figure.
+    assert!(flows.len() <= 1024, "a full table holds at most its capacity: {}", flows.len());
+    let keys: std::collections::HashSet<_> = flows.iter().map(|(key, _)| *key).collect();
+    assert_eq!(keys.len(), flows.len(), "no flow is listed twice");
+    let busy_port = busy.1;
+    let survivor = flows.iter().find(|(key, _)| key.lo_port == busy_port || key.hi_port == busy_port);
+    let (_, state) = survivor.expect("the busy flow was evicted");
+    let sent: u64 = state.halves.iter().map(|half| half.segments).sum();
+    assert_eq!(sent, busy_segments, "every segment of the busy flow is counted in its state");
+    assert_eq!(program.forget_flows(), flows.len());
+    assert!(program.flows().is_empty());
 }

@@ -1,4 +1,4 @@
-//! Ethernet/IPv4/UDP frames with a sequence number, for tests and benchmarks.
+//! Ethernet/IPv4/UDP frames with a sequence number, and TCP segments, for tests and benchmarks.
 
 /// Ethernet header + IPv4 header + UDP header.
 pub const HEADERS_LEN: usize = 14 + 20 + 8;
@@ -91,5 +91,50 @@ mod tests {
             assert_eq!(ipv4_checksum(&f[14..34]), 0);
             assert_eq!(sequence_of(&f), Some(42));
         }
+    }
+}
+
+/// A TCP segment in an Ethernet/IPv4 frame, as the flow analysis reads one.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSegment<'a> {
+    pub src: ([u8; 4], u16),
+    pub dst: ([u8; 4], u16),
+    /// TCP flag bits (0x02 SYN, 0x10 ACK, ...).
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub window: u16,
+    /// Options, padded by the caller to a multiple of 4 bytes.
+    pub options: &'a [u8],
+    /// Payload bytes (zeros).
+    pub payload: usize,
+}
+
+impl TcpSegment<'_> {
+    /// The frame (checksums left zero: nothing the programs check).
+    pub fn frame(&self) -> Vec<u8> {
+        let tcp_len = 20 + self.options.len();
+        let mut frame = vec![0u8; 14 + 20 + tcp_len + self.payload];
+        frame[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+        frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip = &mut frame[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + tcp_len + self.payload) as u16).to_be_bytes());
+        ip[6] = 0x40;
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&self.src.0);
+        ip[16..20].copy_from_slice(&self.dst.0);
+        let tcp = &mut frame[34..34 + tcp_len];
+        tcp[0..2].copy_from_slice(&self.src.1.to_be_bytes());
+        tcp[2..4].copy_from_slice(&self.dst.1.to_be_bytes());
+        tcp[4..8].copy_from_slice(&self.seq.to_be_bytes());
+        tcp[8..12].copy_from_slice(&self.ack.to_be_bytes());
+        tcp[12] = ((tcp_len / 4) as u8) << 4;
+        tcp[13] = self.flags;
+        tcp[14..16].copy_from_slice(&self.window.to_be_bytes());
+        tcp[20..].copy_from_slice(self.options);
+        frame
     }
 }
