@@ -7,6 +7,7 @@
 
 pub mod cut;
 pub mod flow;
+pub mod icmp;
 pub mod packet;
 pub mod tcp;
 
@@ -60,6 +61,9 @@ pub struct CaptureConfig {
     pub flow_bytes: u32,
     /// ...and, when non-zero, nothing past a TLS or QUIC handshake.
     pub cut_encrypted: u32,
+    /// Non-zero: count the health of other protocols than TCP (ICMP) on every packet.
+    pub l7_analysis: u32,
+    pub _pad: u32,
 }
 
 /// Names of the TC capture programs (clsact/TCX ingress and egress).
@@ -71,6 +75,12 @@ pub const FLOWS_MAP: &str = "FLOWS";
 /// working on ([`InFlight`]): what lets the reader merge the per-CPU rings in time order
 /// without waiting out a worst case.
 pub const IN_FLIGHT_MAP: &str = "IN_FLIGHT";
+/// Name of the array of ICMP message counts: slot * [`icmp::COUNTS_PER_SLOT`] +
+/// [`icmp::Message::index`], updated atomically and mapped by user space.
+pub const ICMP_MAP: &str = "ICMP";
+/// Name of the hash of path-MTU messages by slot, family and announced MTU
+/// ([`icmp::MtuKey`]); sized [`icmp::MTU_KEYS`].
+pub const ICMP_MTU_MAP: &str = "ICMP_MTU";
 
 /// One CPU's entry of [`IN_FLIGHT_MAP`], a cache line of its own. `stamp` is
 /// [`InFlight::IDLE`] while no program runs on the CPU, [`InFlight::READING_CLOCK`] just
@@ -253,6 +263,14 @@ pub enum Counter {
     /// Wire segments of the retransmissions (any kind): a GSO packet retransmitted counts
     /// as its segments, as `RetransSegs` counts them; the numerator over `TcpSegments`.
     TcpRetransmittedSegments = 43,
+    /// ICMP health (every packet, selected or not, unless `--no-l7-analysis`): ICMP and
+    /// ICMPv6 messages (by type and code in their own counts, `ICMP_MAP`)...
+    IcmpMessages = 44,
+    /// ...of which fragmentation needed and packet too big (path MTU discovery)...
+    IcmpPathMtu = 45,
+    /// ...and those whose announced MTU found no room in the table of MTUs (counted
+    /// here and in the messages, not by MTU).
+    IcmpMtuUntracked = 46,
 }
 
 impl Counter {
@@ -277,7 +295,7 @@ impl Counter {
     }
 
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 44;
+    pub const COUNT: u32 = 47;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -324,6 +342,9 @@ impl Counter {
         Counter::TcpSegments,
         Counter::TcpPayloadBytes,
         Counter::TcpRetransmittedSegments,
+        Counter::IcmpMessages,
+        Counter::IcmpPathMtu,
+        Counter::IcmpMtuUntracked,
     ];
 
     /// Prometheus-style name of the counter.
@@ -373,6 +394,9 @@ impl Counter {
             Counter::TcpSegments => "tcp_segments",
             Counter::TcpPayloadBytes => "tcp_payload_bytes",
             Counter::TcpRetransmittedSegments => "tcp_retransmitted_segments",
+            Counter::IcmpMessages => "icmp_messages",
+            Counter::IcmpPathMtu => "icmp_path_mtu",
+            Counter::IcmpMtuUntracked => "icmp_mtu_untracked",
         }
     }
 }

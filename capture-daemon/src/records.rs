@@ -339,3 +339,34 @@ mod tests {
         assert!(serde_json::from_str::<PinManifest>(r#"{"format":"ringcap-pin/2"}"#).is_err());
     }
 }
+
+/// ICMP and ICMPv6 health of one interface and direction, as `/v1/stats` gives it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IcmpHealth {
+    pub interface: String,
+    /// "in" or "out".
+    pub direction: String,
+    /// Messages by family, type and code (those seen).
+    pub messages: Vec<IcmpMessages>,
+    /// Fragmentation-needed and packet-too-big messages (path MTU discovery)...
+    pub path_mtu_messages: u64,
+    /// ...by the MTU they announce.
+    pub path_mtu: Vec<PathMtu>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IcmpMessages {
+    /// "ipv4" (ICMP) or "ipv6" (ICMPv6).
+    pub family: String,
+    #[serde(rename = "type")]
+    pub kind: u8,
+    pub code: u8,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PathMtu {
+    pub family: String,
+    pub mtu: u32,
+    pub count: u64,
+}

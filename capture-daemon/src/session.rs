@@ -246,6 +246,7 @@ pub fn run_capture(
 
     let publish = |program: &CaptureProgram| {
         options.live.publish(counters(program), program.rtt_buckets());
+        *locked(&options.live.icmp) = program.icmp_counts();
         *locked(&options.live.xsk) = XskStatistics::sum(&statistics);
     };
     let mut links =

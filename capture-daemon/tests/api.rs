@@ -84,6 +84,9 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
         ("ringcap_http_pulls_not_served", 2),
         ("ringcap_tcp_handshake_rtt_seconds", 2),
         ("ringcap_tcp_rtt_seconds", 2),
+        // A fixed list of ICMP and ICMPv6 types and codes, and "other" for each family.
+        ("ringcap_icmp_messages", 53),
+        ("ringcap_icmp_path_mtu_announced_bytes", 2),
         // One series per trigger rule (and reason), given at start: none here.
         ("ringcap_trigger_firings", 0),
         ("ringcap_trigger_suppressed", 0),
@@ -92,7 +95,7 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
     for (name, kind, series) in &families {
         assert!(name.starts_with("ringcap_"), "{name}");
         assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
-        let histogram = kind == "histogram" && name.ends_with("_seconds");
+        let histogram = kind == "histogram" && (name.ends_with("_seconds") || name.ends_with("_bytes"));
         assert!(kind == "counter" || kind == "gauge" || histogram, "{name}: {kind}");
         assert_eq!(*series, labelled.get(name.as_str()).copied().unwrap_or(1), "series of {name}");
     }

@@ -236,9 +236,11 @@ fn every_metric_the_dashboard_queries_is_served() {
             "quiet: rate(packets_dropped) > 1000000/s",
         ],
     );
-    // The histograms appear with the first publication of the counters (after a second).
+    // The RTT histograms appear with the first publication of the counters (after a second).
     let scrape = || String::from_utf8(get(&bed, addr, "/metrics", None).body).unwrap();
-    wait_until("/metrics has histograms", Duration::from_secs(15), || scrape().contains("_bucket{"));
+    wait_until("/metrics has the RTT histograms", Duration::from_secs(15), || {
+        scrape().contains("ringcap_tcp_rtt_seconds_bucket{")
+    });
     let metrics = scrape();
     ring.signal(libc::SIGINT);
     assert!(ring.finish(WAIT).0.success());

@@ -421,7 +421,12 @@ fn the_corpus_through_the_kernel_agrees_with_tshark() {
     .unwrap();
     // Analysis sees every packet; sampling at 1 in 2^32 keeps the ring empty.
     program
-        .select(&Selection { tcp_analysis: true, sample_every: u32::MAX, ..Selection::default() })
+        .select(&Selection {
+            tcp_analysis: true,
+            l7_analysis: true,
+            sample_every: u32::MAX,
+            ..Selection::default()
+        })
         .unwrap();
     let (mut files, mut compared, mut mismatches) = (0, 0, Vec::new());
     for capture in common::corpus_captures() {

@@ -17,6 +17,7 @@
 mod direct;
 mod filter;
 mod flows;
+mod icmp;
 mod packet;
 mod record;
 mod select;

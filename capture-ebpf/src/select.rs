@@ -101,6 +101,9 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, may_cut: bool) -> Resul
             None => (Some(now), None),
         };
     }
+    if config.l7_analysis != 0 {
+        crate::icmp::observe(packet, wire_len);
+    }
     if FILTER_ACTIVE.load() != 0 {
         let (data, data_end) = packet.direct();
         // The spliced filter reads only `data..data_end`, checking every load against

@@ -56,6 +56,8 @@ const TEST_PACKAGES: &[&str] = &[
     "openssl",
     // Loss on one port beside clean flows, and SYNs dropped (the per-flow view's tests).
     "nftables",
+    // Pings with DF set through a smaller MTU (the ICMP path-MTU test).
+    "iputils-ping",
     // The real alerting chain of the trigger tests: Prometheus scrapes ringcap, an alert
     // rule fires, Alertmanager posts its webhook to ringcap.
     "prometheus",

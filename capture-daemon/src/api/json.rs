@@ -58,6 +58,7 @@ pub fn stats_json(sources: &Sources) -> serde_json::Value {
         "tcp": since_start,
         "tcp_last_minute": last_minute,
         "tcp_by_interface": by_interface(sources),
+        "icmp_by_interface": sources.live.icmp_health(),
         "flows": *locked(&sources.live.flows),
         "kernel": kernel,
         "reader": sources.live.reader.totals(),

@@ -244,6 +244,39 @@ pub fn families(sources: &Sources) -> Vec<Family> {
     ] {
         family(name, help, series);
     }
+    let path_mtu_messages = per_slot(&|prefix| vec![(prefix.clone(), Counter::IcmpPathMtu)]);
+    family(
+        "ringcap_icmp_path_mtu_messages_total",
+        "ICMP fragmentation-needed and ICMPv6 packet-too-big messages (path MTU discovery), every packet, selected or not.",
+        &path_mtu_messages,
+    );
+    let health = sources.live.icmp_health();
+    let by_slot = |health: &crate::records::IcmpHealth| {
+        labels(&[("interface", &health.interface), ("direction", &health.direction)])
+    };
+    family(
+        "ringcap_icmp_messages_total",
+        "ICMP and ICMPv6 messages seen (selected or not), by family, type and code: one series for each code of the messages an engineer looks for, the rest of a family as type and code \"other\".",
+        &health
+            .iter()
+            .flat_map(|h| {
+                crate::health::icmp::messages(h).into_iter().map(move |(family, message, count)| {
+                    let (kind, code) = message.map_or(("other".into(), "other".into()), |(kind, code)| {
+                        (kind.to_string(), code.to_string())
+                    });
+                    let mut labels = with(&by_slot(h), "family", family);
+                    labels.push(("type".into(), kind));
+                    labels.push(("code".into(), code));
+                    (labels, count)
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    family(
+        "ringcap_icmp_mtu_untracked_total",
+        "Path-MTU messages whose announced MTU found no room in the kernel's table of MTUs (counted in the messages, not by MTU).",
+        &[(Vec::new(), kernel.get(Counter::IcmpMtuUntracked))],
+    );
     family(
         "ringcap_tcp_flows_total",
         "Flows of the flow table (TCP; evicted: UDP too while flows are cut), by event.",
@@ -393,6 +426,26 @@ pub fn families(sources: &Sources) -> Vec<Family> {
             })
             .collect::<Vec<_>>(),
     ));
+    out.push(Family {
+        name: "ringcap_icmp_path_mtu_announced_bytes".into(),
+        help: "MTUs announced by ICMP fragmentation-needed and ICMPv6 packet-too-big messages (every value in /v1/stats).".into(),
+        series: Series::Histograms(
+            health
+                .iter()
+                .flat_map(|h| {
+                    [capture_common::icmp::FAMILY_IPV4, capture_common::icmp::FAMILY_IPV6].map(|family| {
+                        let (sum, count, buckets) = crate::health::icmp::mtu_histogram(h, family);
+                        let labels = with(&by_slot(h), "family", crate::kernel::family_name(family));
+                        let buckets = buckets
+                            .into_iter()
+                            .map(|(bound, n)| (if bound == u32::MAX { f64::MAX } else { f64::from(bound) }, n))
+                            .collect();
+                        (labels, sum, count, buckets)
+                    })
+                })
+                .collect(),
+        ),
+    });
     if let Some(buckets) = locked(&sources.live.rtt_by_slot).as_ref() {
         for (i, kind) in RTT_KINDS.iter().enumerate() {
             let name = kind.metric;

@@ -68,6 +68,10 @@ pub(crate) struct KernelArgs {
     /// Turn off the in-kernel TCP analysis (flags, handshakes, RTT) of every packet.
     #[arg(long)]
     pub(crate) no_tcp_analysis: bool,
+    /// Turn off the in-kernel health of other protocols than TCP (ICMP and ICMPv6 by
+    /// type and code, path-MTU messages) on every packet.
+    #[arg(long)]
+    pub(crate) no_l7_analysis: bool,
     /// Per-flow cutting: each direction of each TCP and UDP flow keeps its first SIZE bytes
     /// of payload whole (64k, 1M; at most 1G); past that its packets are stored with their
     /// headers only (through the TCP/UDP header) and their wire length. SYN, FIN and RST
@@ -239,6 +243,7 @@ impl KernelArgs {
             flow_sample_every: self.flow_sample.unwrap_or(1),
             max_pps: self.max_pps.unwrap_or(0),
             tcp_analysis: !self.no_tcp_analysis,
+            l7_analysis: !self.no_l7_analysis,
             cut: FlowCut {
                 bytes: self.flow_bytes.unwrap_or(0),
                 packets: self.flow_packets.unwrap_or(0),

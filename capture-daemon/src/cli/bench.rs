@@ -86,6 +86,9 @@ pub(crate) struct BenchArgs {
     /// Turn off the in-kernel TCP analysis, as for `run`.
     #[arg(long)]
     no_tcp_analysis: bool,
+    /// Turn off the in-kernel health of other protocols, as for `run`.
+    #[arg(long)]
+    no_l7_analysis: bool,
     /// Per-flow cutting by bytes, as for `run` (the retention figures show what it buys).
     #[arg(long, value_name = "SIZE", value_parser = parse_flow_bytes)]
     flow_bytes: Option<u32>,
@@ -151,6 +154,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     for (flag, on) in [
         ("--no-compress", args.no_compress),
         ("--no-tcp-analysis", args.no_tcp_analysis),
+        ("--no-l7-analysis", args.no_l7_analysis),
         ("--cut-encrypted", args.cut_encrypted),
         ("--force", args.force),
     ] {

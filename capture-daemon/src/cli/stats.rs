@@ -68,6 +68,7 @@ fn print_stats(stats: &serde_json::Value) {
             n(&tcp["timestamp_rtt"]["p50_ns"]) as f64 / 1e6
         );
     }
+    print_icmp(&stats["icmp_by_interface"]);
     let f = &stats["flows"];
     println!(
         "TCP flows: {} in the table (of {}), {} evicted; connection attempts: {} unanswered, {} refused (`ringcap top` names them)",
@@ -91,6 +92,43 @@ fn print_stats(stats: &serde_json::Value) {
         n(&st["files_created"]),
         n(&st["files_removed"]) + n(&st["files_removed_for_space"])
     );
+}
+
+/// ICMP and ICMPv6 by interface and direction: the messages seen, most frequent first,
+/// and the path MTUs announced.
+fn print_icmp(icmp: &serde_json::Value) {
+    let slots: Vec<capture_daemon::records::IcmpHealth> =
+        serde_json::from_value(icmp.clone()).unwrap_or_default();
+    let seen: Vec<_> = slots.iter().filter(|slot| !slot.messages.is_empty()).collect();
+    if seen.is_empty() {
+        println!("ICMP: no messages since start");
+        return;
+    }
+    println!("ICMP by interface and direction, since start:");
+    for slot in seen {
+        let mut messages = slot.messages.clone();
+        messages.sort_by_key(|m| std::cmp::Reverse(m.count));
+        let listed: Vec<String> = messages
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {}",
+                    capture_daemon::health::icmp::message_name(&m.family, m.kind, m.code),
+                    m.count
+                )
+            })
+            .collect();
+        let mtus: Vec<String> =
+            slot.path_mtu.iter().map(|p| format!("{} MTU {}: {}", p.family, p.mtu, p.count)).collect();
+        println!(
+            "  {} {}: {}; path MTU messages {}{}",
+            slot.interface,
+            slot.direction,
+            listed.join(", "),
+            slot.path_mtu_messages,
+            if mtus.is_empty() { String::new() } else { format!(" ({})", mtus.join(", ")) }
+        );
+    }
 }
 
 /// One block of `ringcap stats`: TCP counts, Wireshark's analysis and RTT percentiles.

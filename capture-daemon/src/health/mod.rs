@@ -5,6 +5,7 @@
 //! percentiles and the analysis events' names ([`analysis`]).
 pub mod analysis;
 pub mod flows;
+pub mod icmp;
 pub mod sweeper;
 
 use std::collections::VecDeque;
@@ -14,7 +15,9 @@ use std::time::{Duration, Instant};
 use capture_common::MAX_INTERFACES;
 
 use crate::capture::ReaderCounters;
-use crate::kernel::{rtt_total, Direction, KernelCounters, RttBuckets, SlotRttBuckets};
+use crate::kernel::{
+    family_name, rtt_total, Direction, IcmpCounts, KernelCounters, RttBuckets, SlotRttBuckets,
+};
 use crate::records::{FlowTable, StatsSnapshot, XskStatistics, STATS_SNAPSHOT_VERSION};
 use analysis::RTT_KINDS;
 
@@ -35,6 +38,8 @@ pub struct LiveCounters {
     pub rtt: Mutex<Option<Box<RttBuckets>>>,
     /// ...and by slot.
     pub rtt_by_slot: Mutex<Option<Box<SlotRttBuckets>>>,
+    /// The kernel's ICMP and ICMPv6 counts.
+    pub icmp: Mutex<IcmpCounts>,
     /// The interface and direction of each slot in use.
     pub slots: Mutex<Vec<SlotLabel>>,
     /// Each interface given to -i, and whether it is still there (see `capture::links`).
@@ -99,6 +104,41 @@ impl LiveCounters {
             history.pop_front();
         }
         history.push_back((Instant::now(), kernel, rtt));
+    }
+
+    /// The ICMP health of each slot in use.
+    pub fn icmp_health(&self) -> Vec<crate::records::IcmpHealth> {
+        let counts = locked(&self.icmp).clone();
+        let kernel = *locked(&self.kernel);
+        locked(&self.slots)
+            .iter()
+            .map(|label| crate::records::IcmpHealth {
+                interface: label.interface.clone(),
+                direction: label.direction.to_string(),
+                messages: counts
+                    .messages
+                    .iter()
+                    .filter(|m| m.slot == label.slot)
+                    .map(|m| crate::records::IcmpMessages {
+                        family: family_name(m.family).to_string(),
+                        kind: m.kind,
+                        code: m.code,
+                        count: m.count,
+                    })
+                    .collect(),
+                path_mtu_messages: kernel.only(label.slot).get(capture_common::Counter::IcmpPathMtu),
+                path_mtu: counts
+                    .path_mtu
+                    .iter()
+                    .filter(|(key, _)| usize::from(key.slot) == label.slot)
+                    .map(|(key, count)| crate::records::PathMtu {
+                        family: family_name(u32::from(key.family)).to_string(),
+                        mtu: key.mtu,
+                        count: *count,
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// The counters and histograms of about the last minute (since the oldest entry of

@@ -68,3 +68,31 @@ pub fn rtt_total(slots: &SlotRttBuckets) -> Box<RttBuckets> {
     }
     total
 }
+
+/// The kernel's ICMP and ICMPv6 counts (`capture_common::icmp`), the non-zero ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IcmpCounts {
+    /// Messages by slot, family, type and code.
+    pub messages: Vec<IcmpCount>,
+    /// Path-MTU messages by slot, family and the MTU they announce.
+    pub path_mtu: Vec<(MtuKey, u64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpCount {
+    pub slot: usize,
+    /// `icmp::FAMILY_IPV4` or `icmp::FAMILY_IPV6`.
+    pub family: u32,
+    pub kind: u8,
+    pub code: u8,
+    pub count: u64,
+}
+
+/// "ipv4" or "ipv6", as labels and JSON name a family.
+pub fn family_name(family: u32) -> &'static str {
+    if family == capture_common::icmp::FAMILY_IPV6 {
+        "ipv6"
+    } else {
+        "ipv4"
+    }
+}

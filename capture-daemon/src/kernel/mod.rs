@@ -6,7 +6,9 @@ mod interfaces;
 mod object;
 mod options;
 
-pub use counters::{empty_slot_rtt, rtt_total, KernelCounters, RttBuckets, SlotRttBuckets};
+pub use counters::{
+    empty_slot_rtt, family_name, rtt_total, IcmpCount, IcmpCounts, KernelCounters, RttBuckets, SlotRttBuckets,
+};
 pub use errors::KernelError;
 use errors::{classify_load_error, error_chain, os_error};
 pub use interfaces::{host_addresses, interface_index};
@@ -20,10 +22,11 @@ use std::time::Duration;
 
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
+use capture_common::icmp::{self, MtuKey};
 use capture_common::tcp::{FlowKey, FlowState, RTT_BUCKETS, RTT_KINDS};
 use capture_common::{
-    CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FLOWS_MAP, IN_FLIGHT_MAP, MAX_XSK_SOCKETS, RTT_MAP,
-    TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
+    CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FLOWS_MAP, ICMP_MAP, ICMP_MTU_MAP, IN_FLIGHT_MAP,
+    MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
 };
 
 use crate::capture::mmap::Mapping;
@@ -50,6 +53,10 @@ pub struct CaptureProgram {
     rtt: Mapping,
     /// Keeps the RTT map (and so the mapping) alive.
     _rtt_map: MapData,
+    /// The ICMP message counts, mapped likewise.
+    icmp: Mapping,
+    _icmp_map: MapData,
+    icmp_mtu: HashMap<MapData, MtuKey, u64>,
     interfaces: HashMap<MapData, u32, u32>,
     sockets: XskMap<MapData>,
     socket_slots: HashMap<MapData, u32, u32>,
@@ -119,7 +126,12 @@ impl CaptureProgram {
         let rings = create_rings(take_map(&mut ebpf, RING_MAP)?, &in_flight, cpus, ring_bytes)?;
         let config = Array::try_from(take_map(&mut ebpf, CONFIG_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
-        let (rtt, rtt_map) = map_rtt(take_map(&mut ebpf, RTT_MAP)?)?;
+        let rtt_bytes = (MAX_SLOTS * RTT_KINDS * RTT_BUCKETS) as usize * 8;
+        let (rtt, rtt_map) = map_array(take_map(&mut ebpf, RTT_MAP)?, RTT_MAP, rtt_bytes)?;
+        let icmp_bytes = (MAX_SLOTS * icmp::COUNTS_PER_SLOT) as usize * 8;
+        let (icmp, icmp_map) = map_array(take_map(&mut ebpf, ICMP_MAP)?, ICMP_MAP, icmp_bytes)?;
+        let icmp_mtu = HashMap::try_from(take_map(&mut ebpf, ICMP_MTU_MAP)?)
+            .map_err(|e| KernelError::Load(e.to_string()))?;
         let interfaces = HashMap::try_from(take_map(&mut ebpf, INTERFACES_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let sockets =
@@ -138,6 +150,9 @@ impl CaptureProgram {
             config,
             rtt,
             _rtt_map: rtt_map,
+            icmp,
+            _icmp_map: icmp_map,
+            icmp_mtu,
             interfaces,
             sockets,
             loaded: programs,
@@ -154,6 +169,8 @@ impl CaptureProgram {
             flow_bytes: selection.cut.bytes,
             flow_packets: selection.cut.packets,
             cut_encrypted: u32::from(selection.cut.encrypted),
+            l7_analysis: u32::from(selection.l7_analysis),
+            _pad: 0,
         };
         self.config
             .set(0, config, 0)
@@ -317,6 +334,29 @@ impl CaptureProgram {
         Ok(())
     }
 
+    /// The ICMP and ICMPv6 counts now, non-zero ones (reads the mapped counts, and the
+    /// few path-MTU entries with two syscalls each).
+    pub fn icmp_counts(&self) -> IcmpCounts {
+        let values: *const u64 = self.icmp.at(0);
+        let mut messages = Vec::new();
+        for slot in 0..MAX_SLOTS {
+            for index in 0..icmp::COUNTS_PER_SLOT {
+                // SAFETY: the mapping holds MAX_SLOTS * COUNTS_PER_SLOT u64s, which the
+                // kernel updates atomically.
+                let count = unsafe {
+                    std::ptr::read_volatile(values.add((slot * icmp::COUNTS_PER_SLOT + index) as usize))
+                };
+                if count > 0 {
+                    let (family, kind, code) = icmp::at_index(index);
+                    messages.push(IcmpCount { slot: slot as usize, family, kind, code, count });
+                }
+            }
+        }
+        let mut path_mtu: Vec<(MtuKey, u64)> = self.icmp_mtu.iter().filter_map(Result::ok).collect();
+        path_mtu.sort();
+        IcmpCounts { messages, path_mtu }
+    }
+
     /// Current RTT histogram buckets of every slot.
     pub fn rtt_buckets(&self) -> Box<SlotRttBuckets> {
         let mut buckets = empty_slot_rtt();
@@ -344,15 +384,15 @@ impl CaptureProgram {
     }
 }
 
-/// Maps the RTT histogram array (`BPF_F_MMAPABLE`) into our memory, read-only in effect.
-fn map_rtt(map: Map) -> Result<(Mapping, MapData), KernelError> {
+/// Maps the first `bytes` of an array created `BPF_F_MMAPABLE` (the RTT histograms, the
+/// ICMP counts) into our memory.
+fn map_array(map: Map, name: &str, bytes: usize) -> Result<(Mapping, MapData), KernelError> {
     let Map::Array(data) = map else {
-        return Err(KernelError::Load(format!("map {RTT_MAP} is not an array")));
+        return Err(KernelError::Load(format!("map {name} is not an array")));
     };
-    let bytes = (MAX_SLOTS * RTT_KINDS * RTT_BUCKETS) as usize * 8;
     let len = bytes.div_ceil(page_size() as usize) * page_size() as usize;
     let mapping = Mapping::shared(data.fd().as_fd().as_raw_fd(), len, 0, true)
-        .map_err(|e| KernelError::Load(format!("mapping the RTT histograms: {e}")))?;
+        .map_err(|e| KernelError::Load(format!("mapping {name}: {e}")))?;
     Ok((mapping, data))
 }
 

@@ -133,6 +133,8 @@ pub struct Selection {
     pub max_pps: u64,
     /// Analyse every TCP segment in the kernel (flags, handshakes, RTT).
     pub tcp_analysis: bool,
+    /// Count the health of other protocols on every packet in the kernel (ICMP).
+    pub l7_analysis: bool,
     /// Per-flow cutting.
     pub cut: FlowCut,
 }

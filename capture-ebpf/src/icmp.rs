@@ -1,0 +1,81 @@
+//! ICMP health on every packet, selected or not (`capture_common::icmp`): messages by
+//! family, type and code, and path-MTU messages by the MTU they announce.
+use aya_ebpf::{
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
+    macros::map,
+    maps::{Array, HashMap},
+};
+use capture_common::{
+    icmp::{self, MtuKey, COUNTS_PER_SLOT, MTU_KEYS},
+    Counter, MAX_SLOTS,
+};
+
+use crate::direct::Direct;
+use crate::packet::{count, current_slot, PacketBytes};
+
+/// Message counts: slot * COUNTS_PER_SLOT + message index. One array for all CPUs,
+/// updated with atomic adds (ICMP is rare next to other packets), mapped by user space.
+#[map]
+static ICMP: Array<u64> = Array::with_max_entries(MAX_SLOTS * COUNTS_PER_SLOT, BPF_F_MMAPABLE);
+
+/// Path-MTU messages by slot, family and announced MTU.
+#[map]
+static ICMP_MTU: HashMap<MtuKey, u64> = HashMap::with_max_entries(MTU_KEYS, 0);
+
+/// Counts the packet if it is an ICMP or ICMPv6 message.
+#[inline(always)]
+pub fn observe<P: PacketBytes>(packet: &P, wire_len: u32) {
+    let (data, end) = packet.direct();
+    let Some(message) = icmp::parse(&Direct { data, end, wire_len }) else { return };
+    ringcap_icmp(message.index(), message.family, message.path_mtu.map_or(NO_MTU, u64::from));
+}
+
+/// [`ringcap_icmp`]'s `mtu` of a message that announces none.
+const NO_MTU: u64 = u64::MAX;
+
+/// Adds one message at `index` of the current slot's counts; `mtu` is the announced
+/// MTU of a path-MTU message, [`NO_MTU`] for others. A global function: the verifier
+/// checks the map updates once, apart from the programs' paths.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ringcap_icmp(index: u32, family: u32, mtu: u64) -> u32 {
+    count(Counter::IcmpMessages);
+    let slot = current_slot();
+    add(&ICMP, (slot * COUNTS_PER_SLOT + index) & (MAX_SLOTS * COUNTS_PER_SLOT - 1));
+    if mtu == NO_MTU {
+        return 0;
+    }
+    count(Counter::IcmpPathMtu);
+    let key = MtuKey { slot: slot as u16, family: family as u16, mtu: mtu as u32 };
+    if ICMP_MTU.get_ptr_mut(key).is_none() {
+        // NOEXIST: a key another CPU inserted meanwhile is added to, never reset; a full
+        // table refuses, and the lookup below counts the message untracked.
+        let _ = ICMP_MTU.insert(key, 0, u64::from(BPF_NOEXIST));
+    }
+    match ICMP_MTU.get_ptr_mut(key) {
+        // SAFETY: a live map value shared by all CPUs, updated atomically.
+        Some(value) => unsafe { atomic_add(value) },
+        None => count(Counter::IcmpMtuUntracked),
+    }
+    0
+}
+
+#[inline(always)]
+fn add(array: &Array<u64>, index: u32) {
+    if let Some(value) = array.get_ptr_mut(index) {
+        // SAFETY: as in `ringcap_icmp`.
+        unsafe { atomic_add(value) };
+    }
+}
+
+/// Adds one atomically (BPF_ATOMIC add; the BPF target's core has no AtomicU64::fetch_add).
+///
+/// # Safety
+/// `value` must be a live map value.
+#[inline(always)]
+unsafe fn atomic_add(value: *mut u64) {
+    // SAFETY: the caller's.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(value, 1)
+    };
+}
