@@ -271,6 +271,10 @@ pub enum Counter {
     /// ...and those whose announced MTU found no room in the table of MTUs (counted
     /// here and in the messages, not by MTU).
     IcmpMtuUntracked = 46,
+    /// Wireshark's `tcp.analysis.reused_ports`: a SYN (without ACK) from a side that sent
+    /// on the flow before, with another sequence number than its first (a new connection
+    /// on the ports of an earlier one), every packet.
+    TcpReusedPorts = 47,
 }
 
 impl Counter {
@@ -295,7 +299,7 @@ impl Counter {
     }
 
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 47;
+    pub const COUNT: u32 = 48;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -345,6 +349,7 @@ impl Counter {
         Counter::IcmpMessages,
         Counter::IcmpPathMtu,
         Counter::IcmpMtuUntracked,
+        Counter::TcpReusedPorts,
     ];
 
     /// Prometheus-style name of the counter.
@@ -397,6 +402,7 @@ impl Counter {
             Counter::IcmpMessages => "icmp_messages",
             Counter::IcmpPathMtu => "icmp_path_mtu",
             Counter::IcmpMtuUntracked => "icmp_mtu_untracked",
+            Counter::TcpReusedPorts => "tcp_reused_ports",
         }
     }
 }

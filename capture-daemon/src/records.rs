@@ -34,6 +34,13 @@ pub struct StatsSnapshot {
     /// pairs of the non-empty buckets.
     #[serde(default)]
     pub rtt: BTreeMap<String, Vec<(usize, u64)>>,
+    /// ICMP and ICMPv6 messages by `FAMILY TYPE CODE` ("ipv4 3 4"), and path-MTU messages
+    /// by `FAMILY MTU` ("ipv6 1280"), summed over interfaces and directions, those seen
+    /// (absent from snapshots written before ringcap counted ICMP).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub icmp: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub path_mtu: BTreeMap<String, u64>,
     /// What the ring writer did (absent where no ring writer was asked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageTotals>,

@@ -76,7 +76,7 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
         ("ringcap_packets_dropped", 7),
         ("ringcap_packets_not_selected", 3),
         ("ringcap_tcp_segments", 6),
-        ("ringcap_tcp_analysis_segments", 9),
+        ("ringcap_tcp_analysis_segments", 10),
         ("ringcap_tcp_flows", 4),
         ("ringcap_packets_cut", 3),
         ("ringcap_packet_bytes_cut", 3),

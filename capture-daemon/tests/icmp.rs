@@ -138,7 +138,7 @@ fn icmp_messages_and_path_mtu_signals_agree_with_tshark_on_a_three_namespace_pat
     // quotes the packet that caused it, whose own ICMP header tshark lists second).
     let pcap = scratch("icmp.pcapng");
     let out = Command::new(RINGCAP)
-        .args(["pull", "--dir", dir_arg, "--last", "1h", "-w", pcap.to_str().unwrap()])
+        .args(["pull", "--dir", dir_arg, "--last", "1h", "--with-stats", "-w", pcap.to_str().unwrap()])
         .output_within_deadline();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let fields = [
@@ -188,6 +188,13 @@ fn icmp_messages_and_path_mtu_signals_agree_with_tshark_on_a_three_namespace_pat
     assert_eq!(path_mtu_messages, their_mtus.values().sum::<u64>());
     assert_eq!(theirs.get(&("ipv4".into(), 0, 0)), Some(&3));
     assert_eq!(theirs.get(&("ipv6".into(), 129, 0)), Some(&3));
+    // The window's statistics (`pull --with-stats`, what a pin keeps) count them too.
+    let window: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.stats.json", pcap.display())).unwrap()).unwrap();
+    assert_eq!(window["icmp"]["path_mtu"]["ipv4 1280"], 1, "{window}");
+    assert_eq!(window["icmp"]["messages"]["ipv4 3 4"], 1, "{window}");
+    assert_eq!(window["icmp"]["messages"]["ipv4 0 0"], 3, "{window}");
+    assert_eq!(window["counters"]["icmp_path_mtu"].as_u64(), Some(path_mtu_messages), "{window}");
     // `ringcap stats` names them.
     let out_line = text
         .lines()

@@ -546,6 +546,49 @@ fn unanswered_connection_attempts_are_counted_once_each() {
     assert!(ring.finish(WAIT).0.success());
 }
 
+/// Wireshark's `tcp.analysis.reused_ports`: a client that connects three times in a row
+/// from one source port (each connection reset by the client, so no TIME_WAIT holds the
+/// port) starts two new connections on the ports of an earlier one; the kernel counts
+/// them as tshark flags them on the stored packets, with every other count equal too.
+#[test]
+fn port_reuse_agrees_with_tshark() {
+    let bed = bed();
+    let dir = scratch("tcp-reuse");
+    let ring = start_health_daemon(&bed, &dir, "127.0.0.1:18096");
+    let server = serve(&bed, 8083, |listener| {
+        for _ in 0..3 {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 5];
+            stream.read_exact(&mut hello).unwrap();
+            stream.write_all(&hello).unwrap();
+            // Until the client's reset.
+            let _ = stream.read(&mut hello);
+        }
+    });
+    let client = r#"
+import socket, struct
+for _ in range(3):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("10.77.0.1", 40123))
+    s.connect(("10.77.0.2", 8083))
+    s.sendall(b"hello")
+    assert s.recv(5) == b"hello"
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+"#;
+    let out = bed.tx("python3").args(["-c", client]).output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.join().unwrap().unwrap();
+    ring.signal(libc::SIGINT);
+    assert!(ring.finish(WAIT).0.success());
+    let (snapshot, pcap) = final_snapshot_and_pcap(&dir, "tcp-reuse.pcap");
+    let kernel = &snapshot["kernel"];
+    assert_counts_equal_tshark(kernel, &pcap);
+    assert_eq!(kernel["tcp_reused_ports"], 2, "{kernel}");
+    assert_eq!(kernel["tcp_handshakes"], 3, "{kernel}");
+}
+
 /// The flow table when full, through the real XDP program with `BPF_PROG_TEST_RUN`:
 /// 16384 connections into a table of 1024 flows (every insertion counted, no flow listed
 /// twice, no more than its capacity), and a flow that keeps sending survives them all

@@ -370,7 +370,14 @@ fn handshake<O: Observer>(state: &mut FlowState, segment: &Segment, now: u64, ou
     if syn && !ack {
         // A SYN with a new initial sequence number starts a new connection (port reuse);
         // the same SYN again is a retransmission of it.
-        if state.flags & FLOW_SAW_SYN == 0 || segment.seq != state.syn_seq || syn_from_lo != segment.from_lo {
+        let retransmitted =
+            state.flags & FLOW_SAW_SYN != 0 && segment.seq == state.syn_seq && syn_from_lo == segment.from_lo;
+        if !retransmitted {
+            // Wireshark flags the reuse when the SYN's sender sent on the flow before.
+            let sender = if segment.from_lo { &state.halves[0] } else { &state.halves[1] };
+            if sender.flags & HALF_SEQ != 0 {
+                out.count(Counter::TcpReusedPorts);
+            }
             start_flow(state, segment, now);
         }
         state.mru_syn_ns = now;

@@ -57,7 +57,7 @@ pub const RTT_KINDS: [RttKind; 4] = [
 ];
 
 /// Wireshark's TCP analysis counters (`tcp.analysis.*`), with their Prometheus label.
-pub const TCP_ANALYSIS: [(Counter, &str); 9] = [
+pub const TCP_ANALYSIS: [(Counter, &str); 10] = [
     (Counter::TcpRetransmission, "retransmission"),
     (Counter::TcpFastRetransmission, "fast_retransmission"),
     (Counter::TcpSpuriousRetransmission, "spurious_retransmission"),
@@ -67,6 +67,7 @@ pub const TCP_ANALYSIS: [(Counter, &str); 9] = [
     (Counter::TcpLostSegment, "lost_segment"),
     (Counter::TcpWindowFull, "window_full"),
     (Counter::TcpZeroWindow, "zero_window"),
+    (Counter::TcpReusedPorts, "reused_ports"),
 ];
 
 /// Percentiles of one RTT histogram, in nanoseconds.

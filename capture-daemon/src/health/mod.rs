@@ -8,7 +8,7 @@ pub mod flows;
 pub mod icmp;
 pub mod sweeper;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -160,6 +160,15 @@ impl LiveCounters {
     pub fn snapshot(&self, started_ns: u64) -> StatsSnapshot {
         let kernel = *locked(&self.kernel);
         let rtt = locked(&self.rtt).clone();
+        let (mut icmp, mut path_mtu) = (BTreeMap::new(), BTreeMap::new());
+        let counts = locked(&self.icmp).clone();
+        for m in &counts.messages {
+            *icmp.entry(format!("{} {} {}", family_name(m.family), m.kind, m.code)).or_default() += m.count;
+        }
+        for (key, count) in &counts.path_mtu {
+            *path_mtu.entry(format!("{} {}", family_name(u32::from(key.family)), key.mtu)).or_default() +=
+                count;
+        }
         let sparse = |kind: usize| -> Vec<(usize, u64)> {
             rtt.as_ref().map_or_else(Vec::new, |b| {
                 b[kind].iter().copied().enumerate().filter(|(_, c)| *c > 0).collect()
@@ -177,6 +186,8 @@ impl LiveCounters {
             xsk: *locked(&self.xsk),
             flows: *locked(&self.flows),
             rtt: RTT_KINDS.iter().map(|kind| (kind.key.to_string(), sparse(kind.index))).collect(),
+            icmp,
+            path_mtu,
             storage: None,
         }
     }

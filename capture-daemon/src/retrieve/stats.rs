@@ -5,6 +5,7 @@
 //! snapshot at or before its start (or the daemon's start) and the first at or after its
 //! end, so they cover the window to within a frame interval; the span is reported. Rings
 //! written before the periodic snapshots have the closing ones only: whole files then.
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use capture_common::tcp::RTT_BUCKETS;
@@ -93,14 +94,19 @@ pub fn window_stats(dir: &Path, window: Window) -> Result<Value, StatsError> {
         .filter(same_run)
         .find(|s| s.time_ns <= window.since_ns)
         .or_else(|| (end.started_ns < window.since_ns).then(|| all.iter().find(same_run)).flatten());
-    let counters: serde_json::Map<String, Value> = end
-        .kernel
-        .iter()
-        .map(|(name, &count)| {
-            let before = start.and_then(|s| s.kernel.get(name)).copied().unwrap_or(0);
-            (name.clone(), json!(count.saturating_sub(before)))
-        })
-        .collect();
+    let since = |counts: fn(&StatsSnapshot) -> &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+        counts(end)
+            .iter()
+            .map(|(name, &count)| {
+                let before = start.and_then(|s| counts(s).get(name)).copied().unwrap_or(0);
+                (name.clone(), count.saturating_sub(before))
+            })
+            .collect()
+    };
+    let seen = |mut counts: BTreeMap<String, u64>| {
+        counts.retain(|_, count| *count > 0);
+        counts
+    };
     let rtt = |key: &str| {
         let end_buckets = end.rtt_buckets(key, RTT_BUCKETS as usize);
         let start_buckets = start.map(|s| s.rtt_buckets(key, RTT_BUCKETS as usize));
@@ -115,8 +121,9 @@ pub fn window_stats(dir: &Path, window: Window) -> Result<Value, StatsError> {
         "window": { "since": rfc3339(window.since_ns), "until": if window.until_ns == u64::MAX { Value::Null } else { rfc3339(window.until_ns).into() } },
         "covered": { "from": rfc3339(from_ns), "to": rfc3339(end.time_ns) },
         "scope": SCOPE,
-        "counters": counters,
+        "counters": since(|s| &s.kernel),
         "tcp": RTT_KINDS.iter().map(|kind| (kind.key.to_string(), json!(rtt(kind.key)))).collect::<serde_json::Map<_, _>>(),
+        "icmp": { "messages": seen(since(|s| &s.icmp)), "path_mtu": seen(since(|s| &s.path_mtu)) },
     }))
 }
 

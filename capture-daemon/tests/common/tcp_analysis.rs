@@ -91,6 +91,10 @@ pub fn tshark_tcp_counts(
         add("tcp_lost_segment", has("Previous segment(s) not captured (common at capture start)"));
         add("tcp_window_full", has("TCP window specified by the receiver is now completely full"));
         add("tcp_zero_window", has("TCP Zero Window segment"));
+        add(
+            "tcp_reused_ports",
+            has("A new tcp session is started with the same ports as an earlier session in this trace"),
+        );
     }
     counts
 }
