@@ -50,6 +50,34 @@ pub(crate) fn network_layer<P: PacketView>(p: &P) -> Option<(u32, u32)> {
     Some((ethertype, l3))
 }
 
+/// The family (0 IPv4, 1 IPv6) of an IP packet carrying protocol `v4` (IPv4 first
+/// fragments) or next header `v6` (directly after IPv6's fixed header), after up to two
+/// VLAN tags, and where its payload starts; `None` for anything else.
+#[inline(always)]
+pub fn ip_payload<P: PacketView>(p: &P, v4: u8, v6: u8) -> Option<(u32, u32)> {
+    let (ethertype, l3) = network_layer(p)?;
+    match ethertype {
+        ETH_P_IP => {
+            let version_ihl = p.byte(l3)?;
+            if version_ihl >> 4 != 4
+                || version_ihl & 0xf < 5
+                || p.byte(l3 + 9)? != v4
+                || half(p, l3 + 6)? & 0x1fff != 0
+            {
+                return None;
+            }
+            Some((0, l3 + 4 * u32::from(version_ihl & 0xf)))
+        }
+        ETH_P_IPV6 => {
+            if p.byte(l3)? >> 4 != 6 || p.byte(l3 + 6)? != v6 {
+                return None;
+            }
+            Some((1, l3 + 40))
+        }
+        _ => None,
+    }
+}
+
 /// The symmetric hash of a packet's flow: addresses and ports of IPv4/IPv6 TCP, UDP and
 /// SCTP (after up to two VLAN tags); addresses only for other IP protocols and
 /// fragments; MAC addresses for everything else.

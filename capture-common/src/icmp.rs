@@ -2,7 +2,7 @@
 //! not) and user space (unit tests, window statistics of stored packets): a message's
 //! family, type and code, and the path MTU that a fragmentation-needed (ICMP type 3 code
 //! 4) or packet-too-big (ICMPv6 type 2) message announces.
-use crate::flow::network_layer;
+use crate::flow::ip_payload;
 use crate::packet::PacketView;
 
 /// Families, in the order of the count layout.
@@ -63,27 +63,7 @@ pub fn at_index(index: u32) -> (u32, u8, u8) {
 /// TCP) and messages of fewer than four bytes are not read.
 #[inline(always)]
 pub fn parse<P: PacketView>(p: &P) -> Option<Message> {
-    let (ethertype, l3) = network_layer(p)?;
-    let (family, l4) = match ethertype {
-        0x0800 => {
-            let version_ihl = p.byte(l3)?;
-            if version_ihl >> 4 != 4
-                || version_ihl & 0xf < 5
-                || p.byte(l3 + 9)? != 1
-                || p.half(l3 + 6)? & 0x1fff != 0
-            {
-                return None;
-            }
-            (FAMILY_IPV4, l3 + 4 * u32::from(version_ihl & 0xf))
-        }
-        0x86dd => {
-            if p.byte(l3)? >> 4 != 6 || p.byte(l3 + 6)? != 58 {
-                return None;
-            }
-            (FAMILY_IPV6, l3 + 40)
-        }
-        _ => return None,
-    };
+    let (family, l4) = ip_payload(p, 1, 58)?;
     Some(Message::of_header(family, p.word(l4)?, p.word(l4 + 4)))
 }
 

@@ -6,6 +6,7 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 
 pub mod cut;
+pub mod dns;
 pub mod flow;
 pub mod icmp;
 pub mod packet;
@@ -61,9 +62,10 @@ pub struct CaptureConfig {
     pub flow_bytes: u32,
     /// ...and, when non-zero, nothing past a TLS or QUIC handshake.
     pub cut_encrypted: u32,
-    /// Non-zero: count the health of other protocols than TCP (ICMP) on every packet.
+    /// Non-zero: count the health of other protocols than TCP (ICMP, DNS) on every packet.
     pub l7_analysis: u32,
-    pub _pad: u32,
+    /// A port DNS is also read on, beside 53 (0: none).
+    pub dns_port: u32,
 }
 
 /// Names of the TC capture programs (clsact/TCX ingress and egress).
@@ -275,6 +277,16 @@ pub enum Counter {
     /// on the flow before, with another sequence number than its first (a new connection
     /// on the ports of an earlier one), every packet.
     TcpReusedPorts = 47,
+    /// DNS health (UDP, port 53 or `--dns-port`; unless `--no-l7-analysis`): queries...
+    DnsQueries = 48,
+    /// ...responses, by rcode...
+    DnsNoError = 49,
+    DnsNxDomain = 50,
+    DnsServFail = 51,
+    DnsRefused = 52,
+    DnsOtherRcode = 53,
+    /// ...and truncated ones (TC).
+    DnsTruncated = 54,
 }
 
 impl Counter {
@@ -299,7 +311,7 @@ impl Counter {
     }
 
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 48;
+    pub const COUNT: u32 = 55;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -350,6 +362,13 @@ impl Counter {
         Counter::IcmpPathMtu,
         Counter::IcmpMtuUntracked,
         Counter::TcpReusedPorts,
+        Counter::DnsQueries,
+        Counter::DnsNoError,
+        Counter::DnsNxDomain,
+        Counter::DnsServFail,
+        Counter::DnsRefused,
+        Counter::DnsOtherRcode,
+        Counter::DnsTruncated,
     ];
 
     /// Prometheus-style name of the counter.
@@ -403,6 +422,13 @@ impl Counter {
             Counter::IcmpPathMtu => "icmp_path_mtu",
             Counter::IcmpMtuUntracked => "icmp_mtu_untracked",
             Counter::TcpReusedPorts => "tcp_reused_ports",
+            Counter::DnsQueries => "dns_queries",
+            Counter::DnsNoError => "dns_noerror",
+            Counter::DnsNxDomain => "dns_nxdomain",
+            Counter::DnsServFail => "dns_servfail",
+            Counter::DnsRefused => "dns_refused",
+            Counter::DnsOtherRcode => "dns_other_rcode",
+            Counter::DnsTruncated => "dns_truncated",
         }
     }
 }

@@ -377,3 +377,16 @@ pub struct PathMtu {
     pub mtu: u32,
     pub count: u64,
 }
+
+/// DNS health of one interface and direction, as `/v1/stats` gives it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DnsHealth {
+    pub interface: String,
+    /// "in" or "out".
+    pub direction: String,
+    pub queries: u64,
+    /// Responses by rcode: noerror, nxdomain, servfail, refused, other.
+    pub responses: BTreeMap<String, u64>,
+    /// Responses with TC set.
+    pub truncated: u64,
+}

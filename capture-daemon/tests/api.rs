@@ -86,6 +86,7 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
         ("ringcap_tcp_rtt_seconds", 2),
         // A fixed list of ICMP and ICMPv6 types and codes, and "other" for each family.
         ("ringcap_icmp_messages", 53),
+        ("ringcap_dns_responses", 5),
         ("ringcap_icmp_path_mtu_announced_bytes", 2),
         // One series per trigger rule (and reason), given at start: none here.
         ("ringcap_trigger_firings", 0),

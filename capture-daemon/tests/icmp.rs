@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{get, scratch, start_ringcap, tshark_fields, OutputWithin, RINGCAP};
 use ringcap_tools::testbed::{run, TestBed, TestBedOptions, RX_IF, TX_IF};
@@ -68,19 +68,6 @@ fn ping(bed: &TestBed, target: &str, size: u32, count: u32) {
     assert!(out.status.code().is_some(), "ping was killed: {out:?}");
 }
 
-/// `/v1/stats` once the daemon has refreshed the kernel's counts after `done` (every
-/// packet sent before it has passed the programs: `ping` exits after its last answer).
-fn stats_refreshed_after(bed: &TestBed, addr: &str, done: Instant) -> serde_json::Value {
-    let mut stats = serde_json::Value::Null;
-    common::wait_until("a refresh of the kernel's counts", Duration::from_secs(10), || {
-        // Measured before the request: a refresh younger than this came after `done`.
-        let since_done = done.elapsed().as_secs_f64();
-        stats = serde_json::from_slice(&get(bed, addr, "/v1/stats", None).body).unwrap();
-        stats["kernel_counters_age_seconds"].as_f64().is_some_and(|age| age < since_done)
-    });
-    stats
-}
-
 /// ICMP types of the traffic the test makes (echo, echo reply, destination unreachable,
 /// packet too big): neighbour discovery and MLD, which the kernel sends when it likes,
 /// are left out of the comparison.
@@ -101,7 +88,7 @@ fn icmp_messages_and_path_mtu_signals_agree_with_tshark_on_a_three_namespace_pat
     ping(&bed, "10.79.0.2", 1400, 2);
     ping(&bed, "fd00:79::2", 56, 3);
     ping(&bed, "fd00:79::2", 1400, 2);
-    let stats = stats_refreshed_after(&bed, addr, Instant::now());
+    let stats = common::stats_refreshed_after(&bed, addr, Instant::now());
     let metrics = String::from_utf8(get(&bed, addr, "/metrics", None).body).unwrap();
     let text = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
     assert!(text.status.success(), "{text:?}");
@@ -229,7 +216,7 @@ fn no_l7_analysis_counts_no_icmp() {
     let daemon = start_ringcap(&bed, "run", &args);
     let out = bed.tx("ping").args(["-c", "3", "-i", "0.2", "-W", "1", "10.77.0.2"]).output_within_deadline();
     assert!(out.status.success(), "{out:?}");
-    let stats = stats_refreshed_after(&bed, addr, Instant::now());
+    let stats = common::stats_refreshed_after(&bed, addr, Instant::now());
     common::stop(daemon);
     assert_eq!(stats["kernel"]["icmp_messages"], 0, "{stats}");
     assert!(stats["icmp_by_interface"]

@@ -15,6 +15,7 @@
 #![feature(asm_experimental_arch)]
 
 mod direct;
+mod dns;
 mod filter;
 mod flows;
 mod icmp;

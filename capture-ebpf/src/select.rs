@@ -103,6 +103,7 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, may_cut: bool) -> Resul
     }
     if config.l7_analysis != 0 {
         crate::icmp::observe(packet, wire_len);
+        crate::dns::observe(packet, wire_len, config.dns_port);
     }
     if FILTER_ACTIVE.load() != 0 {
         let (data, data_end) = packet.direct();

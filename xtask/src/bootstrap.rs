@@ -58,6 +58,8 @@ const TEST_PACKAGES: &[&str] = &[
     "nftables",
     // Pings with DF set through a smaller MTU (the ICMP path-MTU test).
     "iputils-ping",
+    // A real resolver for the DNS health test.
+    "dnsmasq-base",
     // The real alerting chain of the trigger tests: Prometheus scrapes ringcap, an alert
     // rule fires, Alertmanager posts its webhook to ringcap.
     "prometheus",

@@ -59,6 +59,7 @@ pub fn stats_json(sources: &Sources) -> serde_json::Value {
         "tcp_last_minute": last_minute,
         "tcp_by_interface": by_interface(sources),
         "icmp_by_interface": sources.live.icmp_health(),
+        "dns_by_interface": sources.live.dns_health(),
         "flows": *locked(&sources.live.flows),
         "kernel": kernel,
         "reader": sources.live.reader.totals(),

@@ -244,6 +244,26 @@ pub fn families(sources: &Sources) -> Vec<Family> {
     ] {
         family(name, help, series);
     }
+    family(
+        "ringcap_dns_queries_total",
+        "DNS queries over UDP (to port 53 or --dns-port), every packet, selected or not.",
+        &per_slot(&|prefix| vec![(prefix.clone(), Counter::DnsQueries)]),
+    );
+    family(
+        "ringcap_dns_responses_total",
+        "DNS responses over UDP, by rcode (noerror, nxdomain, servfail, refused, other).",
+        &per_slot(&|prefix| {
+            crate::health::dns::RCODES
+                .iter()
+                .map(|(counter, rcode)| (with(prefix, "rcode", rcode), *counter))
+                .collect()
+        }),
+    );
+    family(
+        "ringcap_dns_truncated_responses_total",
+        "DNS responses with TC set: the answer did not fit, the client retries over TCP.",
+        &per_slot(&|prefix| vec![(prefix.clone(), Counter::DnsTruncated)]),
+    );
     let path_mtu_messages = per_slot(&|prefix| vec![(prefix.clone(), Counter::IcmpPathMtu)]);
     family(
         "ringcap_icmp_path_mtu_messages_total",

@@ -69,9 +69,12 @@ pub(crate) struct KernelArgs {
     #[arg(long)]
     pub(crate) no_tcp_analysis: bool,
     /// Turn off the in-kernel health of other protocols than TCP (ICMP and ICMPv6 by
-    /// type and code, path-MTU messages) on every packet.
+    /// type and code, path-MTU messages; DNS queries and responses by rcode) on every packet.
     #[arg(long)]
     pub(crate) no_l7_analysis: bool,
+    /// Also read DNS on this UDP port, beside 53.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) dns_port: Option<u16>,
     /// Per-flow cutting: each direction of each TCP and UDP flow keeps its first SIZE bytes
     /// of payload whole (64k, 1M; at most 1G); past that its packets are stored with their
     /// headers only (through the TCP/UDP header) and their wire length. SYN, FIN and RST
@@ -244,6 +247,7 @@ impl KernelArgs {
             max_pps: self.max_pps.unwrap_or(0),
             tcp_analysis: !self.no_tcp_analysis,
             l7_analysis: !self.no_l7_analysis,
+            dns_port: self.dns_port.unwrap_or(0),
             cut: FlowCut {
                 bytes: self.flow_bytes.unwrap_or(0),
                 packets: self.flow_packets.unwrap_or(0),

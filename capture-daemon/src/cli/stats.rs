@@ -68,6 +68,7 @@ fn print_stats(stats: &serde_json::Value) {
             n(&tcp["timestamp_rtt"]["p50_ns"]) as f64 / 1e6
         );
     }
+    print_dns(&stats["dns_by_interface"]);
     print_icmp(&stats["icmp_by_interface"]);
     let f = &stats["flows"];
     println!(
@@ -92,6 +93,33 @@ fn print_stats(stats: &serde_json::Value) {
         n(&st["files_created"]),
         n(&st["files_removed"]) + n(&st["files_removed_for_space"])
     );
+}
+
+/// DNS by interface and direction: queries, responses by rcode, truncated.
+fn print_dns(dns: &serde_json::Value) {
+    let slots: Vec<capture_daemon::records::DnsHealth> =
+        serde_json::from_value(dns.clone()).unwrap_or_default();
+    let seen: Vec<_> =
+        slots.iter().filter(|slot| slot.queries > 0 || slot.responses.values().any(|&n| n > 0)).collect();
+    if seen.is_empty() {
+        println!("DNS: no queries or responses since start");
+        return;
+    }
+    println!("DNS by interface and direction, since start:");
+    for slot in seen {
+        let responses: Vec<String> = capture_daemon::health::dns::RCODES
+            .iter()
+            .map(|(_, rcode)| format!("{rcode} {}", slot.responses.get(*rcode).copied().unwrap_or(0)))
+            .collect();
+        println!(
+            "  {} {}: {} queries; responses: {}; {} truncated",
+            slot.interface,
+            slot.direction,
+            slot.queries,
+            responses.join(", "),
+            slot.truncated
+        );
+    }
 }
 
 /// ICMP and ICMPv6 by interface and direction: the messages seen, most frequent first,

@@ -4,6 +4,7 @@
 //! connections ([`flows`]); and RTT
 //! percentiles and the analysis events' names ([`analysis`]).
 pub mod analysis;
+pub mod dns;
 pub mod flows;
 pub mod icmp;
 pub mod sweeper;
@@ -104,6 +105,15 @@ impl LiveCounters {
             history.pop_front();
         }
         history.push_back((Instant::now(), kernel, rtt));
+    }
+
+    /// The DNS health of each slot in use.
+    pub fn dns_health(&self) -> Vec<crate::records::DnsHealth> {
+        let kernel = *locked(&self.kernel);
+        locked(&self.slots)
+            .iter()
+            .map(|label| dns::health(&label.interface, label.direction, &kernel.only(label.slot)))
+            .collect()
     }
 
     /// The ICMP health of each slot in use.

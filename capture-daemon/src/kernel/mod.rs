@@ -170,7 +170,7 @@ impl CaptureProgram {
             flow_packets: selection.cut.packets,
             cut_encrypted: u32::from(selection.cut.encrypted),
             l7_analysis: u32::from(selection.l7_analysis),
-            _pad: 0,
+            dns_port: u32::from(selection.dns_port),
         };
         self.config
             .set(0, config, 0)

@@ -133,8 +133,10 @@ pub struct Selection {
     pub max_pps: u64,
     /// Analyse every TCP segment in the kernel (flags, handshakes, RTT).
     pub tcp_analysis: bool,
-    /// Count the health of other protocols on every packet in the kernel (ICMP).
+    /// Count the health of other protocols on every packet in the kernel (ICMP, DNS).
     pub l7_analysis: bool,
+    /// A port DNS is also read on, beside 53 (0: none).
+    pub dns_port: u16,
     /// Per-flow cutting.
     pub cut: FlowCut,
 }

@@ -65,8 +65,18 @@ pub fn start_api_daemon(
 /// `ringcap run` of both directions into `dir` with its API on `addr` (no token) and a
 /// SYN unanswered after 1 s: the daemon of the TCP health and flow view tests.
 pub fn start_health_daemon(bed: &TestBed, dir: &std::path::Path, addr: &str) -> CaptureProcess {
+    start_health_daemon_with(bed, dir, addr, &[])
+}
+
+/// [`start_health_daemon`] with `extra` options.
+pub fn start_health_daemon_with(
+    bed: &TestBed,
+    dir: &std::path::Path,
+    addr: &str,
+    extra: &[&str],
+) -> CaptureProcess {
     let dir = dir.to_str().unwrap();
-    let args = [
+    let mut args = vec![
         "--dir",
         dir,
         "-G",
@@ -79,7 +89,21 @@ pub fn start_health_daemon(bed: &TestBed, dir: &std::path::Path, addr: &str) -> 
         "--syn-timeout",
         "1",
     ];
+    args.extend(extra);
     start_ringcap(bed, "run", &args)
+}
+
+/// `/v1/stats` of the daemon at `addr` (no token) once it has refreshed the kernel's
+/// counts after `done`: every packet sent before `done` has passed the programs.
+pub fn stats_refreshed_after(bed: &TestBed, addr: &str, done: std::time::Instant) -> serde_json::Value {
+    let mut stats = serde_json::Value::Null;
+    wait_until("a refresh of the kernel's counts", Duration::from_secs(10), || {
+        // Measured before the request: a refresh younger than this came after `done`.
+        let since_done = done.elapsed().as_secs_f64();
+        stats = serde_json::from_slice(&get(bed, addr, "/v1/stats", None).body).unwrap();
+        stats["kernel_counters_age_seconds"].as_f64().is_some_and(|age| age < since_done)
+    });
+    stats
 }
 
 /// A test bed of two veth pairs (for captures of two interfaces).

@@ -1,0 +1,158 @@
+//! DNS health (#30): a real resolver (dnsmasq, Debian's) in the captured namespace
+//! answers names, NXDOMAIN and REFUSED, and a responder on another port (`--dns-port`)
+//! answers SERVFAIL, truncated; a third port is not read; the daemon's counts of queries and of responses by
+//! rcode and truncation equal tshark's on the packets it stored.
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{get, scratch, OutputWithin, RINGCAP};
+use ringcap_tools::testbed::{TestBed, RX_IF};
+
+/// A process killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// dnsmasq on the receiving end, port 53: `ok.test` has an address, `nx.test` does not
+/// exist, and with no upstream anything else is refused.
+fn dnsmasq(bed: &TestBed) -> Running {
+    let child = bed
+        .rx("dnsmasq")
+        .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", "--user=root"])
+        .args(["--listen-address=10.77.0.2", "--address=/ok.test/10.1.2.3", "--address=/nx.test/"])
+        .args(["--pid-file=", "--log-facility=-"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq (Debian's dnsmasq-base) runs");
+    Running(child)
+}
+
+/// A responder on `port` answering every query with `flags` (QR set by the caller).
+fn responder(bed: &TestBed, port: u16, flags: u16) -> Running {
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('10.77.0.2', {port}))\n\
+         while True:\n    q, a = s.recvfrom(512)\n    s.sendto(q[:2] + ({flags}).to_bytes(2, 'big') + q[4:], a)\n"
+    );
+    Running(bed.rx("python3").args(["-c", &script]).spawn().unwrap())
+}
+
+/// Sends a query for `name` to `port` and waits up to 2 s for an answer; returns the rcode.
+const CLIENT: &str = r#"
+import socket, struct, sys
+name, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+for i in range(count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(struct.pack(">HHHHHH", 0x1000 + i, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1), ("10.77.0.2", port))
+    answer = s.recv(512)
+    print(answer[3] & 0xf)
+"#;
+
+fn ask(bed: &TestBed, name: &str, port: u16, count: u32) -> Vec<u8> {
+    let out = bed
+        .tx("python3")
+        .args(["-c", CLIENT, name, &port.to_string(), &count.to_string()])
+        .output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| l.parse().unwrap()).collect()
+}
+
+#[test]
+fn dns_queries_and_responses_by_rcode_agree_with_tshark() {
+    let bed = common::bed();
+    let _resolver = dnsmasq(&bed);
+    // SERVFAIL, truncated (TC); and on a port that is not DNS's here, NOERROR.
+    let _servfail = responder(&bed, 5354, 0x8382);
+    let _elsewhere = responder(&bed, 5355, 0x8180);
+    let dir = scratch("dns");
+    let addr = "127.0.0.1:9463";
+    let dir_arg = dir.to_str().unwrap();
+    let daemon = common::start_health_daemon_with(&bed, &dir, addr, &["--dns-port", "5354"]);
+    // dnsmasq may take a moment to listen: ask until it answers.
+    common::wait_until("dnsmasq answers", Duration::from_secs(10), || {
+        bed.tx("python3").args(["-c", CLIENT, "ok.test", "53", "1"]).output_within_deadline().status.success()
+    });
+    assert_eq!(ask(&bed, "ok.test", 53, 3), [0, 0, 0]);
+    assert_eq!(ask(&bed, "nx.test", 53, 2), [3, 3]);
+    assert_eq!(ask(&bed, "elsewhere.example", 53, 1), [5]);
+    assert_eq!(ask(&bed, "any.test", 5354, 2), [2, 2]);
+    // Port 5355 is not a DNS port here: not counted, though DNS.
+    assert_eq!(ask(&bed, "any.test", 5355, 1), [0]);
+    let stats = common::stats_refreshed_after(&bed, addr, Instant::now());
+    let metrics = String::from_utf8(get(&bed, addr, "/metrics", None).body).unwrap();
+    let text = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
+    common::stop(daemon);
+
+    let pcap = scratch("dns.pcapng");
+    let out = Command::new(RINGCAP)
+        .args(["pull", "--dir", dir_arg, "--last", "1h", "-w", pcap.to_str().unwrap()])
+        .output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tshark = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-d", "udp.port==5354,dns", "-Y", "dns && !(udp.port == 5355)", "-T", "fields"])
+        .args(["-e", "frame.packet_flags_direction", "-e", "dns.flags.response", "-e", "dns.flags.rcode"])
+        .args(["-e", "dns.flags.truncated"])
+        .output_within_deadline();
+    assert!(tshark.status.success(), "{}", String::from_utf8_lossy(&tshark.stderr));
+    // (direction, what) -> count, what being "query", an rcode's label, or "truncated".
+    let mut theirs: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for line in String::from_utf8(tshark.stdout).unwrap().lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let direction = if fields[0].ends_with('2') { "out" } else { "in" };
+        let mut add = |what: &str| *theirs.entry((direction.into(), what.into())).or_default() += 1;
+        if fields[1] == "0" || fields[1] == "False" {
+            add("query");
+            continue;
+        }
+        add(match fields[2] {
+            "0" => "noerror",
+            "2" => "servfail",
+            "3" => "nxdomain",
+            "5" => "refused",
+            _ => "other",
+        });
+        if fields[3] == "1" || fields[3] == "True" {
+            add("truncated");
+        }
+    }
+    let mut ours: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for slot in stats["dns_by_interface"].as_array().unwrap() {
+        assert_eq!(slot["interface"], RX_IF);
+        let direction = slot["direction"].as_str().unwrap().to_string();
+        let mut add = |what: &str, n: u64| {
+            if n > 0 {
+                *ours.entry((direction.clone(), what.into())).or_default() += n;
+            }
+        };
+        add("query", slot["queries"].as_u64().unwrap());
+        add("truncated", slot["truncated"].as_u64().unwrap());
+        for (rcode, n) in slot["responses"].as_object().unwrap() {
+            add(rcode, n.as_u64().unwrap());
+        }
+    }
+    assert_eq!(ours, theirs, "DNS counts by direction: ours (left), tshark's (right)");
+    // Queries arrive at the resolver (in), responses leave it (out); the wait's queries too.
+    assert!(theirs[&("in".to_string(), "query".to_string())] >= 8);
+    assert_eq!(theirs[&("out".to_string(), "nxdomain".to_string())], 2);
+    assert_eq!(theirs[&("out".to_string(), "refused".to_string())], 1);
+    assert_eq!(theirs[&("out".to_string(), "servfail".to_string())], 2);
+    assert_eq!(theirs[&("out".to_string(), "truncated".to_string())], 2);
+    let line = format!(
+        "ringcap_dns_responses_total{{interface=\"{RX_IF}\",direction=\"out\",rcode=\"nxdomain\"}} 2"
+    );
+    assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("nxdomain 2, servfail 2"), "{text}");
+}
