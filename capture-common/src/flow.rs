@@ -52,27 +52,25 @@ pub(crate) fn network_layer<P: PacketView>(p: &P) -> Option<(u32, u32)> {
 
 /// The family (0 IPv4, 1 IPv6) of an IP packet carrying protocol `v4` (IPv4 first
 /// fragments) or next header `v6` (directly after IPv6's fixed header), after up to two
-/// VLAN tags, and where its payload starts; `None` for anything else.
+/// VLAN tags, where its payload starts, and where the IP packet ends by its own length
+/// (not the frame's: padding and trailers are no payload); `None` for anything else.
 #[inline(always)]
-pub fn ip_payload<P: PacketView>(p: &P, v4: u8, v6: u8) -> Option<(u32, u32)> {
+pub fn ip_payload<P: PacketView>(p: &P, v4: u8, v6: u8) -> Option<(u32, u32, u32)> {
     let (ethertype, l3) = network_layer(p)?;
     match ethertype {
         ETH_P_IP => {
             let version_ihl = p.byte(l3)?;
-            if version_ihl >> 4 != 4
-                || version_ihl & 0xf < 5
-                || p.byte(l3 + 9)? != v4
-                || half(p, l3 + 6)? & 0x1fff != 0
+            if version_ihl >> 4 != 4 || version_ihl & 0xf < 5 || p.byte(l3 + 9)? != v4 || half(p, l3 + 6)? & 0x1fff != 0
             {
                 return None;
             }
-            Some((0, l3 + 4 * u32::from(version_ihl & 0xf)))
+            Some((0, l3 + 4 * u32::from(version_ihl & 0xf), l3 + half(p, l3 + 2)?))
         }
         ETH_P_IPV6 => {
             if p.byte(l3)? >> 4 != 6 || p.byte(l3 + 6)? != v6 {
                 return None;
             }
-            Some((1, l3 + 40))
+            Some((1, l3 + 40, l3 + 40 + half(p, l3 + 4)?))
         }
         _ => None,
     }

@@ -9,7 +9,8 @@ use crate::packet::PacketView;
 pub const FAMILY_IPV4: u32 = 0;
 pub const FAMILY_IPV6: u32 = 1;
 pub const FAMILIES: u32 = 2;
-/// Codes counted apart; a higher code counts with [`CODES`] - 1 (none in use reaches it).
+/// Codes counted apart; a higher code counts with [`CODES`] - 1, which user space reports
+/// as "31 and higher" (no message in use has such a code).
 pub const CODES: u32 = 32;
 pub const TYPES: u32 = 256;
 /// Counts of one slot (interface and direction): family, type and code.
@@ -39,9 +40,10 @@ pub struct Message {
     pub family: u32,
     pub kind: u8,
     pub code: u8,
-    /// The next-hop MTU a fragmentation-needed or packet-too-big message announces (0
-    /// when it announces none: RFC 1191's "0" from an old router); `None` for others.
-    pub path_mtu: Option<u32>,
+    /// Whether the message is a fragmentation-needed or packet-too-big one, and the
+    /// next-hop MTU it announces: `None` inside when the message is cut before it (0 is an
+    /// old router's "unknown", RFC 1191).
+    pub path_mtu: Option<Option<u32>>,
 }
 
 impl Message {
@@ -63,8 +65,12 @@ pub fn at_index(index: u32) -> (u32, u8, u8) {
 /// TCP) and messages of fewer than four bytes are not read.
 #[inline(always)]
 pub fn parse<P: PacketView>(p: &P) -> Option<Message> {
-    let (family, l4) = ip_payload(p, 1, 58)?;
-    Some(Message::of_header(family, p.word(l4)?, p.word(l4 + 4)))
+    let (family, l4, end) = ip_payload(p, 1, 58)?;
+    if l4 + 4 > end {
+        return None;
+    }
+    let second = if l4 + 8 <= end { p.word(l4 + 4) } else { None };
+    Some(Message::of_header(family, p.word(l4)?, second))
 }
 
 impl Message {
@@ -76,10 +82,9 @@ impl Message {
     pub fn of_header(family: u32, first: u32, second: Option<u32>) -> Message {
         let kind = (first >> 24) as u8;
         let code = (first >> 16) as u8;
-        let second = second.unwrap_or(0);
         let path_mtu = match (family, kind, code) {
             // RFC 1191: the next-hop MTU in the low half of the second word.
-            (FAMILY_IPV4, 3, 4) => Some(second & 0xffff),
+            (FAMILY_IPV4, 3, 4) => Some(second.map(|word| word & 0xffff)),
             // RFC 4443: the MTU is the whole second word.
             (FAMILY_IPV6, 2, _) => Some(second),
             _ => None,
@@ -97,6 +102,7 @@ mod tests {
         let mut f = vec![0u8; 14 + 20 + 8];
         f[12] = 0x08;
         f[14] = 0x45;
+        f[17] = 28;
         f[23] = 1;
         f[34] = kind;
         f[35] = code;
@@ -111,19 +117,20 @@ mod tests {
     #[test]
     fn fragmentation_needed_and_packet_too_big_announce_their_mtu() {
         let needed = message(&ipv4_icmp(3, 4, [0, 0, 0x05, 0x00])).unwrap();
-        assert_eq!(needed, Message { family: FAMILY_IPV4, kind: 3, code: 4, path_mtu: Some(1280) });
+        assert_eq!(needed, Message { family: FAMILY_IPV4, kind: 3, code: 4, path_mtu: Some(Some(1280)) });
         let unreachable = message(&ipv4_icmp(3, 1, [0, 0, 0x05, 0x00])).unwrap();
         assert_eq!(unreachable.path_mtu, None);
 
         let mut v6 = vec![0u8; 14 + 40 + 8];
         v6[12..14].copy_from_slice(&[0x86, 0xdd]);
         v6[14] = 0x60;
+        v6[19] = 8;
         v6[20] = 58;
         v6[54] = 2;
         v6[58..62].copy_from_slice(&1400u32.to_be_bytes());
         assert_eq!(
             message(&v6),
-            Some(Message { family: FAMILY_IPV6, kind: 2, code: 0, path_mtu: Some(1400) })
+            Some(Message { family: FAMILY_IPV6, kind: 2, code: 0, path_mtu: Some(Some(1400)) })
         );
     }
 
@@ -136,8 +143,15 @@ mod tests {
         later_fragment[21] = 1;
         assert_eq!(message(&later_fragment), None);
         assert_eq!(message(&ipv4_icmp(0, 0, [0; 4])[..37]), None);
-        // A fragmentation-needed message cut before its MTU still counts, announcing 0.
-        assert_eq!(message(&ipv4_icmp(3, 4, [0, 0, 5, 0])[..40]).unwrap().path_mtu, Some(0));
+        // A fragmentation-needed message cut before its MTU still counts, announcing none.
+        assert_eq!(message(&ipv4_icmp(3, 4, [0, 0, 5, 0])[..40]).unwrap().path_mtu, Some(None));
+        // What follows the IP packet (Ethernet padding, a trailer) is not its payload.
+        let mut no_icmp = ipv4_icmp(0, 0, [0; 4]);
+        no_icmp[17] = 20;
+        assert_eq!(message(&no_icmp), None);
+        let mut short = ipv4_icmp(3, 4, [0, 0, 5, 0xdc]);
+        short[17] = 24;
+        assert_eq!(message(&short).unwrap().path_mtu, Some(None), "the MTU lies in the padding");
     }
 
     #[test]

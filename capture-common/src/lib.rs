@@ -287,6 +287,14 @@ pub enum Counter {
     DnsOtherRcode = 53,
     /// ...and truncated ones (TC).
     DnsTruncated = 54,
+    /// Queries sent again before their response (same conversation and ID), Wireshark's
+    /// `dns.retransmission` on queries...
+    DnsRetransmissions = 55,
+    /// ...responses matched to their query, and the sum of their response times...
+    DnsAnswered = 56,
+    DnsResponseTimeNs = 57,
+    /// ...and responses to no query seen (before capture, forgotten, or answered already).
+    DnsUnmatched = 58,
 }
 
 impl Counter {
@@ -311,7 +319,7 @@ impl Counter {
     }
 
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 55;
+    pub const COUNT: u32 = 59;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -369,6 +377,10 @@ impl Counter {
         Counter::DnsRefused,
         Counter::DnsOtherRcode,
         Counter::DnsTruncated,
+        Counter::DnsRetransmissions,
+        Counter::DnsAnswered,
+        Counter::DnsResponseTimeNs,
+        Counter::DnsUnmatched,
     ];
 
     /// Prometheus-style name of the counter.
@@ -429,6 +441,10 @@ impl Counter {
             Counter::DnsRefused => "dns_refused",
             Counter::DnsOtherRcode => "dns_other_rcode",
             Counter::DnsTruncated => "dns_truncated",
+            Counter::DnsRetransmissions => "dns_retransmissions",
+            Counter::DnsAnswered => "dns_answered",
+            Counter::DnsResponseTimeNs => "dns_response_time_ns",
+            Counter::DnsUnmatched => "dns_unmatched",
         }
     }
 }

@@ -368,6 +368,10 @@ pub struct IcmpMessages {
     #[serde(rename = "type")]
     pub kind: u8,
     pub code: u8,
+    /// The count holds this code and every higher one (the kernel counts codes from 31
+    /// up together; no message in use has one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub and_higher: bool,
     pub count: u64,
 }
 

@@ -27,25 +27,35 @@ static ICMP_MTU: HashMap<MtuKey, u64> = HashMap::with_max_entries(MTU_KEYS, 0);
 pub fn observe<P: PacketBytes>(packet: &P, wire_len: u32) {
     let (data, end) = packet.direct();
     let Some(message) = icmp::parse(&Direct { data, end, wire_len }) else { return };
-    ringcap_icmp(message.index(), message.family, message.path_mtu.map_or(NO_MTU, u64::from));
+    let path_mtu = match message.path_mtu {
+        None => NOT_PATH_MTU,
+        Some(None) => MTU_CUT_OFF,
+        Some(Some(mtu)) => u64::from(mtu),
+    };
+    ringcap_icmp(message.index(), message.family, path_mtu);
 }
 
-/// [`ringcap_icmp`]'s `mtu` of a message that announces none.
-const NO_MTU: u64 = u64::MAX;
+/// [`ringcap_icmp`]'s `mtu` of a message that is no path-MTU message...
+const NOT_PATH_MTU: u64 = u64::MAX;
+/// ...and of one cut before the MTU it announces.
+const MTU_CUT_OFF: u64 = u64::MAX - 1;
 
 /// Adds one message at `index` of the current slot's counts; `mtu` is the announced
-/// MTU of a path-MTU message, [`NO_MTU`] for others. A global function: the verifier
-/// checks the map updates once, apart from the programs' paths.
+/// MTU of a path-MTU message, or one of the two markers above. A global function: the
+/// verifier checks the map updates once, apart from the programs' paths.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn ringcap_icmp(index: u32, family: u32, mtu: u64) -> u32 {
     count(Counter::IcmpMessages);
     let slot = current_slot();
     add(&ICMP, (slot * COUNTS_PER_SLOT + index) & (MAX_SLOTS * COUNTS_PER_SLOT - 1));
-    if mtu == NO_MTU {
+    if mtu == NOT_PATH_MTU {
         return 0;
     }
     count(Counter::IcmpPathMtu);
+    if mtu == MTU_CUT_OFF {
+        return 0;
+    }
     let key = MtuKey { slot: slot as u16, family: family as u16, mtu: mtu as u32 };
     if ICMP_MTU.get_ptr_mut(key).is_none() {
         // NOEXIST: a key another CPU inserted meanwhile is added to, never reset; a full

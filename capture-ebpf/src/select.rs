@@ -58,7 +58,7 @@ fn in_flight() -> Option<*mut u64> {
 /// about to, then which time it read: a record this CPU adds to its ring from now on is
 /// stamped no earlier (the TCP analysis only moves stamps later).
 #[inline(always)]
-fn clock() -> u64 {
+pub(crate) fn clock() -> u64 {
     let entry = in_flight();
     if let Some(entry) = entry {
         // SAFETY: this CPU's entry of a live array; the reader only reads it.
@@ -103,7 +103,7 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, may_cut: bool) -> Resul
     }
     if config.l7_analysis != 0 {
         crate::icmp::observe(packet, wire_len);
-        crate::dns::observe(packet, wire_len, config.dns_port);
+        crate::dns::observe(packet, wire_len, config.dns_port, &mut early.0);
     }
     if FILTER_ACTIVE.load() != 0 {
         let (data, data_end) = packet.direct();

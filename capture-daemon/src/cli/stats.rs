@@ -122,6 +122,9 @@ fn print_dns(dns: &serde_json::Value) {
     }
 }
 
+/// Kinds of ICMP message `ringcap stats` lists for an interface and direction.
+const MESSAGES_LISTED: usize = 8;
+
 /// ICMP and ICMPv6 by interface and direction: the messages seen, most frequent first,
 /// and the path MTUs announced.
 fn print_icmp(icmp: &serde_json::Value) {
@@ -136,16 +139,14 @@ fn print_icmp(icmp: &serde_json::Value) {
     for slot in seen {
         let mut messages = slot.messages.clone();
         messages.sort_by_key(|m| std::cmp::Reverse(m.count));
-        let listed: Vec<String> = messages
+        let mut listed: Vec<String> = messages
             .iter()
-            .map(|m| {
-                format!(
-                    "{} {}",
-                    capture_daemon::health::icmp::message_name(&m.family, m.kind, m.code),
-                    m.count
-                )
-            })
+            .take(MESSAGES_LISTED)
+            .map(|m| format!("{} {}", capture_daemon::health::icmp::message_name(m), m.count))
             .collect();
+        if messages.len() > MESSAGES_LISTED {
+            listed.push(format!("{} more kinds (stats --json lists them)", messages.len() - MESSAGES_LISTED));
+        }
         let mtus: Vec<String> =
             slot.path_mtu.iter().map(|p| format!("{} MTU {}: {}", p.family, p.mtu, p.count)).collect();
         println!(

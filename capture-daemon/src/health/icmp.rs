@@ -6,7 +6,7 @@
 //! histogram over the MTUs of real links. `/v1/stats` gives every type, code and MTU seen.
 use capture_common::icmp::{FAMILY_IPV4, FAMILY_IPV6};
 
-use crate::records::IcmpHealth;
+use crate::records::{IcmpHealth, IcmpMessages};
 
 /// (family, type, codes 0..N) of the messages with series of their own.
 const NAMED: [(u32, u8, u8); 19] = [
@@ -69,23 +69,29 @@ pub fn messages(health: &IcmpHealth) -> Vec<MessageSeries> {
 }
 
 /// A message's name as `ringcap stats` prints it: the RFC's, or its numbers.
-pub fn message_name(family: &str, kind: u8, code: u8) -> String {
-    let name = match (family, kind, code) {
+pub fn message_name(message: &IcmpMessages) -> String {
+    let family = message.family.as_str();
+    let name = match (family, message.kind, message.code) {
         ("ipv4", 0, 0) | ("ipv6", 129, 0) => "echo reply",
         ("ipv4", 8, 0) | ("ipv6", 128, 0) => "echo request",
         ("ipv4", 3, 0) => "network unreachable",
         ("ipv4", 3, 1) | ("ipv6", 1, 3) => "host unreachable",
+        ("ipv4", 3, 2) => "protocol unreachable",
         ("ipv4", 3, 3) | ("ipv6", 1, 4) => "port unreachable",
         ("ipv4", 3, 4) => "fragmentation needed",
         ("ipv4", 3, 13) | ("ipv6", 1, 1) => "administratively prohibited",
         ("ipv6", 1, 0) => "no route",
         ("ipv6", 2, 0) => "packet too big",
-        ("ipv4", 11, _) | ("ipv6", 3, _) => "time exceeded",
-        ("ipv6", 135, 0) => "neighbor solicitation",
-        ("ipv6", 136, 0) => "neighbor advertisement",
+        ("ipv4", 11, 0) | ("ipv6", 3, 0) => "time exceeded in transit",
+        ("ipv4", 11, 1) | ("ipv6", 3, 1) => "reassembly time exceeded",
         ("ipv6", 133, 0) => "router solicitation",
         ("ipv6", 134, 0) => "router advertisement",
-        _ => return format!("{family} type {kind} code {code}"),
+        ("ipv6", 135, 0) => "neighbor solicitation",
+        ("ipv6", 136, 0) => "neighbor advertisement",
+        _ => {
+            let or_higher = if message.and_higher { "+" } else { "" };
+            return format!("{family} type {} code {}{or_higher}", message.kind, message.code);
+        }
     };
     format!("{family} {name}")
 }
@@ -115,7 +121,8 @@ pub fn mtu_histogram(health: &IcmpHealth, family: u32) -> (f64, u64, Vec<(u32, u
         })
         .collect();
     let total = below;
-    let sum = announced.iter().map(|(mtu, n)| f64::from(*mtu) * *n as f64).sum();
+    // A fold from 0: an empty f64 sum is -0.0, which the text format prints as such.
+    let sum = announced.iter().fold(0.0, |sum, (mtu, n)| sum + f64::from(*mtu) * *n as f64);
     (sum, total, buckets)
 }
 
@@ -126,11 +133,11 @@ fn family_name(family: u32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{IcmpMessages, PathMtu};
+    use crate::records::PathMtu;
 
     fn health() -> IcmpHealth {
         let message =
-            |family: &str, kind, code, count| IcmpMessages { family: family.into(), kind, code, count };
+            |family: &str, kind, code, count| IcmpMessages { family: family.into(), kind, code, and_higher: false, count };
         IcmpHealth {
             interface: "eth0".into(),
             direction: "in".into(),
@@ -164,10 +171,17 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_named_by_family() {
-        assert_eq!(message_name("ipv4", 3, 4), "ipv4 fragmentation needed");
-        assert_eq!(message_name("ipv6", 2, 0), "ipv6 packet too big");
-        assert_eq!(message_name("ipv6", 200, 1), "ipv6 type 200 code 1");
+    fn messages_are_named_by_family_type_and_code() {
+        let name = |family: &str, kind, code, and_higher| {
+            message_name(&IcmpMessages { family: family.into(), kind, code, and_higher, count: 1 })
+        };
+        assert_eq!(name("ipv4", 3, 4, false), "ipv4 fragmentation needed");
+        assert_eq!(name("ipv6", 2, 0, false), "ipv6 packet too big");
+        assert_eq!(name("ipv4", 11, 0, false), "ipv4 time exceeded in transit");
+        assert_eq!(name("ipv4", 11, 1, false), "ipv4 reassembly time exceeded");
+        assert_eq!(name("ipv4", 11, 2, false), "ipv4 type 11 code 2");
+        assert_eq!(name("ipv6", 200, 1, false), "ipv6 type 200 code 1");
+        assert_eq!(name("ipv4", 169, 31, true), "ipv4 type 169 code 31+");
     }
 
     #[test]

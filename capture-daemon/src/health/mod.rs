@@ -133,6 +133,7 @@ impl LiveCounters {
                         family: family_name(m.family).to_string(),
                         kind: m.kind,
                         code: m.code,
+                        and_higher: u32::from(m.code) == capture_common::icmp::CODES - 1,
                         count: m.count,
                     })
                     .collect(),
@@ -173,7 +174,9 @@ impl LiveCounters {
         let (mut icmp, mut path_mtu) = (BTreeMap::new(), BTreeMap::new());
         let counts = locked(&self.icmp).clone();
         for m in &counts.messages {
-            *icmp.entry(format!("{} {} {}", family_name(m.family), m.kind, m.code)).or_default() += m.count;
+            let or_higher = if u32::from(m.code) == capture_common::icmp::CODES - 1 { "+" } else { "" };
+            let key = format!("{} {} {}{or_higher}", family_name(m.family), m.kind, m.code);
+            *icmp.entry(key).or_default() += m.count;
         }
         for (key, count) in &counts.path_mtu {
             *path_mtu.entry(format!("{} {}", family_name(u32::from(key.family)), key.mtu)).or_default() +=
