@@ -88,8 +88,10 @@ pub fn parse_into<P: PacketView>(p: &P, other_port: u32, transaction: &mut Trans
         return None;
     }
     let (_, l3) = network_layer(p)?;
-    let (source_at, destination_at, words) = if family == 0 { (l3 + 12, l3 + 16, 1) } else { (l3 + 8, l3 + 24, 4) };
-    let (client_at, server_at) = if response { (destination_at, source_at) } else { (source_at, destination_at) };
+    let (source_at, destination_at, words) =
+        if family == 0 { (l3 + 12, l3 + 16, 1) } else { (l3 + 8, l3 + 24, 4) };
+    let (client_at, server_at) =
+        if response { (destination_at, source_at) } else { (source_at, destination_at) };
     let mut i = 0;
     while i < 4 {
         transaction.client[i as usize] = if i < words { p.word(client_at + 4 * i)? } else { 0 };
@@ -153,7 +155,10 @@ mod tests {
         };
         let (asked, answered) = (transaction(&query), transaction(&response));
         assert_eq!(asked, answered);
-        assert_eq!((asked.client[0], asked.server[0], asked.client_port, asked.server_port, asked.id), (0x0a00_0001, 0x0a00_0035, 40000, 53, 0x1234));
+        assert_eq!(
+            (asked.client[0], asked.server[0], asked.client_port, asked.server_port, asked.id),
+            (0x0a00_0001, 0x0a00_0035, 40000, 53, 0x1234)
+        );
     }
 
     #[test]

@@ -60,7 +60,10 @@ pub fn ip_payload<P: PacketView>(p: &P, v4: u8, v6: u8) -> Option<(u32, u32, u32
     match ethertype {
         ETH_P_IP => {
             let version_ihl = p.byte(l3)?;
-            if version_ihl >> 4 != 4 || version_ihl & 0xf < 5 || p.byte(l3 + 9)? != v4 || half(p, l3 + 6)? & 0x1fff != 0
+            if version_ihl >> 4 != 4
+                || version_ihl & 0xf < 5
+                || p.byte(l3 + 9)? != v4
+                || half(p, l3 + 6)? & 0x1fff != 0
             {
                 return None;
             }

@@ -393,4 +393,12 @@ pub struct DnsHealth {
     pub responses: BTreeMap<String, u64>,
     /// Responses with TC set.
     pub truncated: u64,
+    /// Queries sent again before their response (counted where the queries pass)...
+    pub retransmissions: u64,
+    /// ...queries without a response after `--dns-timeout`...
+    pub unanswered: u64,
+    /// ...responses to no query seen...
+    pub unmatched: u64,
+    /// ...and the time from each answered query to its response (where the responses pass).
+    pub response_time: crate::health::analysis::RttSummary,
 }

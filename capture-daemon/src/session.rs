@@ -56,6 +56,8 @@ pub struct CaptureOptions {
     pub xsk_frames: u32,
     /// A SYN without SYN-ACK this long is a connection attempt that went unanswered.
     pub syn_timeout: Duration,
+    /// A DNS query without response this long went unanswered.
+    pub dns_timeout: Duration,
     pub kernel: KernelConfig,
     /// Filter and sampling, installed before any program is attached.
     pub selection: Selection,
@@ -247,6 +249,7 @@ pub fn run_capture(
     let publish = |program: &CaptureProgram| {
         options.live.publish(counters(program), program.rtt_buckets());
         *locked(&options.live.icmp) = program.icmp_counts();
+        *locked(&options.live.dns_times) = Some(program.dns_times());
         *locked(&options.live.xsk) = XskStatistics::sum(&statistics);
     };
     let mut links =
@@ -268,6 +271,14 @@ pub fn run_capture(
             links_end = links.check(&options.live.interfaces_up);
             if options.selection.tcp_analysis {
                 sweeper.maybe_sweep(&program, &options.live);
+            }
+            if options.selection.l7_analysis {
+                let asked_before = crate::capture::clock::monotonic_ns()
+                    .saturating_sub(options.dns_timeout.as_nanos() as u64);
+                let expired = program.expire_dns_queries(asked_before);
+                for (total, more) in locked(&options.live.dns_unanswered).iter_mut().zip(expired) {
+                    *total += more;
+                }
             }
         }
     }

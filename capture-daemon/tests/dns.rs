@@ -156,3 +156,126 @@ fn dns_queries_and_responses_by_rcode_agree_with_tshark() {
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("nxdomain 2, servfail 2"), "{text}");
 }
+
+/// A responder that answers late (300 ms), once per query however often it is sent
+/// again, and never a query for a name starting with "silent".
+const LATE_RESPONDER: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.77.0.2", int(sys.argv[1])))
+seen = set()
+while True:
+    q, a = s.recvfrom(512)
+    if (a, q[:2]) in seen or b"silent" in q:
+        continue
+    seen.add((a, q[:2]))
+    time.sleep(0.3)
+    s.sendto(q[:2] + b"\x81\x80" + q[4:], a)
+"#;
+
+/// Three answered queries, one sent twice before its answer (same port and ID), one
+/// never answered.
+const TIMED_CLIENT: &str = r#"
+import socket, struct, sys, time
+port = int(sys.argv[1])
+def query(name, id):
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    return struct.pack(">HHHHHH", id, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
+for i in range(3):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.sendto(query("late.test", 0x2000 + i), ("10.77.0.2", port))
+    s.recv(512)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(query("again.test", 0x3000), ("10.77.0.2", port))
+time.sleep(0.1)
+s.sendto(query("again.test", 0x3000), ("10.77.0.2", port))
+s.recv(512)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(query("silent.test", 0x4000), ("10.77.0.2", port))
+"#;
+
+/// Response times (query to response, matched by conversation and ID), retransmitted
+/// queries and unanswered ones equal tshark's `dns.time`, `dns.retransmission` and
+/// requests without `dns.response_in`: the response-time summary is computed from
+/// tshark's samples in the kernel's buckets and must be the same, percentile by percentile.
+#[test]
+fn dns_response_times_retransmissions_and_unanswered_queries_agree_with_tshark() {
+    let bed = common::bed();
+    let _responder = Running(bed.rx("python3").args(["-c", LATE_RESPONDER, "5356"]).spawn().unwrap());
+    let dir = scratch("dns-times");
+    let addr = "127.0.0.1:9464";
+    let daemon =
+        common::start_health_daemon_with(&bed, &dir, addr, &["--dns-port", "5356", "--dns-timeout", "1"]);
+    // The responder may take a moment to bind: its first answer opens the test.
+    common::wait_until("the responder answers", Duration::from_secs(10), || {
+        bed.tx("python3")
+            .args(["-c", CLIENT, "ready.test", "5356", "1"])
+            .output_within_deadline()
+            .status
+            .success()
+    });
+    let out = bed.tx("python3").args(["-c", TIMED_CLIENT, "5356"]).output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The silent query expires after --dns-timeout (1 s) at a sweep, once a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let stats = common::stats_refreshed_after(&bed, addr, Instant::now());
+    let text = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
+    common::stop(daemon);
+
+    let pcap = scratch("dns-times.pcapng");
+    let out = Command::new(RINGCAP)
+        .args(["pull", "--dir", dir.to_str().unwrap(), "--last", "1h", "-w", pcap.to_str().unwrap()])
+        .output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tshark = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        // Two passes: a request learns its response (dns.response_in) in the second.
+        .args(["-2", "-d", "udp.port==5356,dns", "-R", "dns", "-T", "fields"])
+        .args([
+            "-e",
+            "dns.flags.response",
+            "-e",
+            "dns.time",
+            "-e",
+            "dns.retransmission",
+            "-e",
+            "dns.response_in",
+        ])
+        .output_within_deadline();
+    assert!(tshark.status.success(), "{}", String::from_utf8_lossy(&tshark.stderr));
+    let (mut buckets, mut retransmissions, mut unanswered) = ([0u64; 256], 0, 0);
+    let truthy = |field: &str| field == "1" || field == "True";
+    for line in String::from_utf8(tshark.stdout).unwrap().lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        if truthy(fields[0]) {
+            if !fields[1].is_empty() {
+                let ns = (fields[1].parse::<f64>().unwrap() * 1e9).round() as u64;
+                buckets[capture_common::tcp::rtt_bucket(ns) as usize] += 1;
+            }
+        } else if truthy(fields[2]) {
+            retransmissions += 1;
+        } else if fields[3].is_empty() {
+            unanswered += 1;
+        }
+    }
+    let theirs = capture_daemon::health::analysis::rtt_summary(&buckets);
+    assert_eq!((theirs.count, retransmissions, unanswered), (5, 1, 1), "the traffic: {theirs:?}");
+    let slot = |direction: &str| {
+        let slots = stats["dns_by_interface"].as_array().unwrap();
+        let slot = slots.iter().find(|s| s["direction"] == direction).unwrap_or_else(|| panic!("{stats}"));
+        serde_json::from_value::<capture_daemon::records::DnsHealth>(slot.clone()).unwrap()
+    };
+    let (asked, answered) = (slot("in"), slot("out"));
+    assert_eq!(answered.response_time, theirs, "response times: ours, then tshark's");
+    assert!(theirs.p50_ns >= 300_000_000, "the responder answers late: {theirs:?}");
+    assert_eq!(
+        (asked.retransmissions, asked.unanswered, answered.unmatched),
+        (1, 1, 0),
+        "{asked:?} {answered:?}"
+    );
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("(1 retransmitted, 1 unanswered)"), "{text}");
+}

@@ -13,7 +13,7 @@ use capture_common::{
 };
 
 use crate::direct::Direct;
-use crate::packet::{count, count_by, current_slot, PacketBytes};
+use crate::packet::{count, count_by, current_slot};
 
 /// The transaction of the message at hand, per CPU (too large for the stack).
 #[map]
@@ -28,19 +28,18 @@ static DNS_PENDING: LruHashMap<Transaction, Pending> = LruHashMap::with_max_entr
 #[map]
 static DNS_TIMES: Array<u64> = Array::with_max_entries(MAX_SLOTS * RTT_BUCKETS, BPF_F_MMAPABLE);
 
-/// Counts the packet if it is a DNS query or response over UDP; `stamp` is the packet's
-/// time, read here if not yet (a response's time must be the one its record gets).
+/// Counts the packet if it is a DNS query or response over UDP; `now` is the packet's
+/// time, 0 if not read yet, when it is read here (a response's time must be the one its
+/// record gets); returns the time read, 0 if none.
 #[inline(always)]
-pub fn observe<P: PacketBytes>(packet: &P, wire_len: u32, other_port: u32, stamp: &mut Option<u64>) {
-    let Some(transaction) = DNS_SCRATCH.get_ptr_mut(0) else { return };
-    let (data, end) = packet.direct();
+pub fn observe(packet: &Direct, other_port: u32, now: u64) -> u64 {
+    let Some(transaction) = DNS_SCRATCH.get_ptr_mut(0) else { return now };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
-    let parsed = dns::parse_into(&Direct { data, end, wire_len }, other_port, unsafe { &mut *transaction });
-    if let Some(message) = parsed {
-        let now = *stamp.get_or_insert_with(crate::select::clock);
-        let rcode = if message.response { u32::from(message.rcode) } else { NOT_A_RESPONSE };
-        ringcap_dns(rcode, u32::from(message.truncated), now);
-    }
+    let Some(message) = dns::parse_into(packet, other_port, unsafe { &mut *transaction }) else { return now };
+    let now = if now == 0 { crate::select::clock() } else { now };
+    let rcode = if message.response { u32::from(message.rcode) } else { NOT_A_RESPONSE };
+    ringcap_dns(rcode, u32::from(message.truncated), now);
+    now
 }
 
 /// [`ringcap_dns`]'s `rcode` of a query.
@@ -83,7 +82,8 @@ pub extern "C" fn ringcap_dns(rcode: u32, truncated: u32, now: u64) -> u32 {
         return 0;
     }
     // SAFETY: a live map value, read before it is removed.
-    let Some(query_ns) = DNS_PENDING.get_ptr(transaction).map(|pending| unsafe { (*pending).query_ns }) else {
+    let Some(query_ns) = DNS_PENDING.get_ptr(transaction).map(|pending| unsafe { (*pending).query_ns })
+    else {
         count(Counter::DnsUnmatched);
         return 0;
     };
@@ -95,7 +95,9 @@ pub extern "C" fn ringcap_dns(rcode: u32, truncated: u32, now: u64) -> u32 {
     if let Some(bucket) = DNS_TIMES.get_ptr_mut(index) {
         // SAFETY: a live map value shared by all CPUs, updated atomically.
         unsafe {
-            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(bucket, 1)
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                bucket, 1,
+            )
         };
     }
     0

@@ -11,7 +11,7 @@ use capture_common::{
 };
 
 use crate::direct::Direct;
-use crate::packet::{count, current_slot, PacketBytes};
+use crate::packet::{count, current_slot};
 
 /// Message counts: slot * COUNTS_PER_SLOT + message index. One array for all CPUs,
 /// updated with atomic adds (ICMP is rare next to other packets), mapped by user space.
@@ -24,9 +24,8 @@ static ICMP_MTU: HashMap<MtuKey, u64> = HashMap::with_max_entries(MTU_KEYS, 0);
 
 /// Counts the packet if it is an ICMP or ICMPv6 message.
 #[inline(always)]
-pub fn observe<P: PacketBytes>(packet: &P, wire_len: u32) {
-    let (data, end) = packet.direct();
-    let Some(message) = icmp::parse(&Direct { data, end, wire_len }) else { return };
+pub fn observe(packet: &Direct) {
+    let Some(message) = icmp::parse(packet) else { return };
     let path_mtu = match message.path_mtu {
         None => NOT_PATH_MTU,
         Some(None) => MTU_CUT_OFF,

@@ -102,8 +102,11 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, may_cut: bool) -> Resul
         };
     }
     if config.l7_analysis != 0 {
-        crate::icmp::observe(packet, wire_len);
-        crate::dns::observe(packet, wire_len, config.dns_port, &mut early.0);
+        let (data, end) = packet.direct();
+        let now = observe_l7(data, end, wire_len, config.dns_port, early.0.unwrap_or(0));
+        if now != 0 {
+            early.0 = Some(now);
+        }
     }
     if FILTER_ACTIVE.load() != 0 {
         let (data, data_end) = packet.direct();
@@ -134,6 +137,17 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, may_cut: bool) -> Resul
         None => Cut::default(),
     };
     Ok(Selected { stamp, cut })
+}
+
+/// The health of other protocols than TCP (ICMP, DNS) on the packet `data..end`, seen at
+/// `now` (0: not read yet); returns its time if it was read. A BPF subprogram of its own:
+/// inlined, its parsing moved LLVM's register choices in the rest of `select` into forms
+/// the verifier refuses (a bitwise AND on a packet pointer, in the AF_XDP program).
+#[inline(never)]
+fn observe_l7(data: usize, end: usize, wire_len: u32, dns_port: u32, now: u64) -> u64 {
+    let packet = Direct { data, end, wire_len };
+    crate::icmp::observe(&packet);
+    crate::dns::observe(&packet, dns_port, now)
 }
 
 /// One token of a per-CPU bucket refilled at `rate` per second, holding 100 ms of tokens.

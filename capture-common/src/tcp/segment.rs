@@ -74,13 +74,16 @@ pub fn common_options<P: PacketView>(p: &P, segment: &mut Segment) -> bool {
     if segment.options_end - at != 12 {
         return false;
     }
-    match (p.word(at), p.word(at + 4), p.word(at + 8)) {
-        (Some(0x0101_080a), Some(value), Some(echo)) => {
-            segment.timestamps = Some((value, echo));
-            true
-        }
-        _ => false,
+    // One load after the other, each returning early: as a tuple of three options, LLVM
+    // merged their bounds checks with bitwise operations on the packet's address, which
+    // the verifier refuses.
+    if p.word(at) != Some(0x0101_080a) {
+        return false;
     }
+    let Some(value) = p.word(at + 4) else { return false };
+    let Some(echo) = p.word(at + 8) else { return false };
+    segment.timestamps = Some((value, echo));
+    true
 }
 
 /// Options a segment's scan looks at, at most (as ePPing does).

@@ -1,6 +1,7 @@
 //! `/metrics`: the daemon's counters and RTT histograms, exposed by prometheus-client
 //! (the OpenMetrics text format; Prometheus scrapes it as it is) from a snapshot taken
 //! for each scrape.
+use capture_common::tcp::RTT_BUCKETS;
 use capture_common::Counter;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -114,6 +115,23 @@ const CUT_REASONS: [(u32, &str); 3] = [
 fn counters(name: &str, help: &str, series: &[(Labels, u64)]) -> Family {
     let name = name.strip_suffix("_total").expect("counter names end in _total").to_string();
     Family { name, help: help.to_string(), series: Series::Counters(series.to_vec()) }
+}
+
+/// A histogram of the RTT buckets' scheme in Prometheus' seconds: its total, and the
+/// count of each bucket (the encoder adds them up), +Inf last.
+fn seconds_buckets(histogram: &[u64; RTT_BUCKETS as usize]) -> (u64, Vec<(f64, u64)>) {
+    let total: u64 = histogram.iter().sum();
+    let mut below = 0;
+    let mut counts: Vec<(f64, u64)> = prometheus_bounds_ns()
+        .map(|bound| {
+            let at_most = count_at_most(histogram, bound);
+            let count = at_most - below;
+            below = at_most;
+            (bound as f64 / 1e9, count)
+        })
+        .collect();
+    counts.push((f64::MAX, total - below));
+    (total, counts)
 }
 
 /// The families of one scrape: counters and RTT histograms, fixed label sets.
@@ -258,6 +276,22 @@ pub fn families(sources: &Sources) -> Vec<Family> {
                 .map(|(counter, rcode)| (with(prefix, "rcode", rcode), *counter))
                 .collect()
         }),
+    );
+    family(
+        "ringcap_dns_query_retransmissions_total",
+        "DNS queries sent again before their response (same conversation and ID), where the queries pass.",
+        &per_slot(&|prefix| vec![(prefix.clone(), Counter::DnsRetransmissions)]),
+    );
+    family(
+        "ringcap_dns_unmatched_responses_total",
+        "DNS responses to no query seen (sent before capture started, forgotten, or answered already).",
+        &per_slot(&|prefix| vec![(prefix.clone(), Counter::DnsUnmatched)]),
+    );
+    let dns_unanswered = *locked(&sources.live.dns_unanswered);
+    family(
+        "ringcap_dns_unanswered_queries_total",
+        "DNS queries without a response after --dns-timeout, where the queries pass.",
+        &slots.iter().map(|slot| (slot_labels(slot), dns_unanswered[slot.slot])).collect::<Vec<_>>(),
     );
     family(
         "ringcap_dns_truncated_responses_total",
@@ -466,25 +500,28 @@ pub fn families(sources: &Sources) -> Vec<Family> {
                 .collect(),
         ),
     });
+    if let Some(times) = locked(&sources.live.dns_times).as_ref() {
+        let series = slots
+            .iter()
+            .map(|slot| {
+                let (total, counts) = seconds_buckets(&times[slot.slot]);
+                let sum = kernel.only(slot.slot).get(Counter::DnsResponseTimeNs) as f64 / 1e9;
+                (slot_labels(slot), sum, total, counts)
+            })
+            .collect();
+        out.push(Family {
+            name: "ringcap_dns_response_time_seconds".into(),
+            help: "DNS response time, from a query to its response (matched by conversation and ID), where the responses pass.".into(),
+            series: Series::Histograms(series),
+        });
+    }
     if let Some(buckets) = locked(&sources.live.rtt_by_slot).as_ref() {
         for (i, kind) in RTT_KINDS.iter().enumerate() {
             let name = kind.metric;
             let series = slots.iter().map(|slot| {
                 let (key, value) = kind.label;
                 let labels = with(&slot_labels(slot), key, value);
-                let histogram = &buckets[slot.slot][kind.index];
-                let total: u64 = histogram.iter().sum();
-                // Per-bucket counts (the encoder adds them up), +Inf last.
-                let mut below = 0;
-                let mut counts: Vec<(f64, u64)> = prometheus_bounds_ns()
-                    .map(|bound| {
-                        let at_most = count_at_most(histogram, bound);
-                        let count = at_most - below;
-                        below = at_most;
-                        (bound as f64 / 1e9, count)
-                    })
-                    .collect();
-                counts.push((f64::MAX, total - below));
+                let (total, counts) = seconds_buckets(&buckets[slot.slot][kind.index]);
                 let sum = kernel.only(slot.slot).get(kind.sum) as f64 / 1e9;
                 (labels, sum, total, counts)
             });

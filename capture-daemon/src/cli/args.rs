@@ -93,6 +93,9 @@ pub(crate) struct KernelArgs {
     /// A connection attempt is counted unanswered when its SYN gets no SYN-ACK this long.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub(crate) syn_timeout: f64,
+    /// A DNS query is counted unanswered when it gets no response this long.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub(crate) dns_timeout: f64,
     /// TCP flows the analysis tracks at once; the least recently seen are evicted.
     #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub(crate) tcp_flows: u32,
@@ -125,6 +128,14 @@ pub(crate) struct StopArgs {
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub(crate) duration: Option<f64>,
+}
+
+/// `value` seconds of option `flag` as a duration, or why it is none.
+fn positive_seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| anyhow::anyhow!("{flag} {value} is not a positive number of seconds"))
 }
 
 pub(crate) fn parse_flow_bytes(text: &str) -> Result<u32, String> {
@@ -189,15 +200,19 @@ impl KernelArgs {
 
     /// `--syn-timeout` as a duration, or why it is none.
     fn syn_timeout(&self) -> anyhow::Result<Duration> {
-        Duration::try_from_secs_f64(self.syn_timeout).ok().filter(|t| !t.is_zero()).ok_or_else(|| {
-            anyhow::anyhow!("--syn-timeout {} is not a positive number of seconds", self.syn_timeout)
-        })
+        positive_seconds("--syn-timeout", self.syn_timeout)
+    }
+
+    /// `--dns-timeout` as a duration, or why it is none.
+    fn dns_timeout(&self) -> anyhow::Result<Duration> {
+        positive_seconds("--dns-timeout", self.dns_timeout)
     }
 
     /// Refuses what cannot work before anything is loaded or created; returns what it
     /// resolved, for the capture to use as it is.
     pub(crate) fn check(&self) -> anyhow::Result<Checked> {
         self.syn_timeout()?;
+        self.dns_timeout()?;
         let checked =
             Checked { ifindexes: self.interface_indexes()?, filter: self.filter()?, run_as: self.run_as()? };
         if self.mode == CaptureMode::Afxdp {
@@ -274,6 +289,7 @@ impl KernelArgs {
             direction: self.direction,
             xsk_frames: (buffer_bytes / capture_daemon::capture::xsk::FRAME_SIZE).max(512),
             syn_timeout: self.syn_timeout()?,
+            dns_timeout: self.dns_timeout()?,
             kernel: KernelConfig {
                 filter: Some(checked.filter),
                 snaplen: self.snaplen,

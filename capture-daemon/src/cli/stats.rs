@@ -111,13 +111,21 @@ fn print_dns(dns: &serde_json::Value) {
             .iter()
             .map(|(_, rcode)| format!("{rcode} {}", slot.responses.get(*rcode).copied().unwrap_or(0)))
             .collect();
+        let time = &slot.response_time;
         println!(
-            "  {} {}: {} queries; responses: {}; {} truncated",
+            "  {} {}: {} queries ({} retransmitted, {} unanswered); responses: {}; {} truncated, {} unmatched; \
+             response time p50 {:.3} ms, p99 {:.3} ms ({} answered)",
             slot.interface,
             slot.direction,
             slot.queries,
+            slot.retransmissions,
+            slot.unanswered,
             responses.join(", "),
-            slot.truncated
+            slot.truncated,
+            slot.unmatched,
+            time.p50_ns as f64 / 1e6,
+            time.p99_ns as f64 / 1e6,
+            time.count
         );
     }
 }

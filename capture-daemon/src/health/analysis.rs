@@ -71,7 +71,7 @@ pub const TCP_ANALYSIS: [(Counter, &str); 10] = [
 ];
 
 /// Percentiles of one RTT histogram, in nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RttSummary {
     pub count: u64,
     pub p50_ns: u64,

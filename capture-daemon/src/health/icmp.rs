@@ -136,8 +136,13 @@ mod tests {
     use crate::records::PathMtu;
 
     fn health() -> IcmpHealth {
-        let message =
-            |family: &str, kind, code, count| IcmpMessages { family: family.into(), kind, code, and_higher: false, count };
+        let message = |family: &str, kind, code, count| IcmpMessages {
+            family: family.into(),
+            kind,
+            code,
+            and_higher: false,
+            count,
+        };
         IcmpHealth {
             interface: "eth0".into(),
             direction: "in".into(),

@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use capture_common::MAX_INTERFACES;
+use capture_common::{MAX_INTERFACES, MAX_SLOTS};
 
 use crate::capture::ReaderCounters;
 use crate::kernel::{
-    family_name, rtt_total, Direction, IcmpCounts, KernelCounters, RttBuckets, SlotRttBuckets,
+    family_name, rtt_total, Direction, IcmpCounts, KernelCounters, RttBuckets, SlotDnsTimes, SlotRttBuckets,
 };
 use crate::records::{FlowTable, StatsSnapshot, XskStatistics, STATS_SNAPSHOT_VERSION};
 use analysis::RTT_KINDS;
@@ -41,6 +41,10 @@ pub struct LiveCounters {
     pub rtt_by_slot: Mutex<Option<Box<SlotRttBuckets>>>,
     /// The kernel's ICMP and ICMPv6 counts.
     pub icmp: Mutex<IcmpCounts>,
+    /// The kernel's DNS response-time histograms by slot (empty until the first refresh),
+    /// and the queries found unanswered after `--dns-timeout`, by slot.
+    pub dns_times: Mutex<Option<Box<SlotDnsTimes>>>,
+    pub dns_unanswered: Mutex<[u64; MAX_SLOTS as usize]>,
     /// The interface and direction of each slot in use.
     pub slots: Mutex<Vec<SlotLabel>>,
     /// Each interface given to -i, and whether it is still there (see `capture::links`).
@@ -110,9 +114,18 @@ impl LiveCounters {
     /// The DNS health of each slot in use.
     pub fn dns_health(&self) -> Vec<crate::records::DnsHealth> {
         let kernel = *locked(&self.kernel);
+        let times = locked(&self.dns_times).clone();
+        let unanswered = *locked(&self.dns_unanswered);
         locked(&self.slots)
             .iter()
-            .map(|label| dns::health(&label.interface, label.direction, &kernel.only(label.slot)))
+            .map(|label| {
+                let slot = dns::Slot {
+                    kernel: &kernel.only(label.slot),
+                    times: times.as_ref().map(|t| &t[label.slot]),
+                    unanswered: unanswered.get(label.slot).copied().unwrap_or(0),
+                };
+                dns::health(&label.interface, label.direction, &slot)
+            })
             .collect()
     }
 

@@ -48,6 +48,9 @@ impl KernelCounters {
 /// The kernel's RTT histograms of one slot (or summed over slots), by kind.
 pub type RttBuckets = [[u64; RTT_BUCKETS as usize]; RTT_KINDS as usize];
 
+/// The kernel's DNS response-time histograms of every slot.
+pub type SlotDnsTimes = [[u64; RTT_BUCKETS as usize]; MAX_SLOTS as usize];
+
 /// The kernel's RTT histograms of every slot.
 pub type SlotRttBuckets = [RttBuckets; MAX_SLOTS as usize];
 

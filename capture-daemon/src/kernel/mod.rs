@@ -7,7 +7,8 @@ mod object;
 mod options;
 
 pub use counters::{
-    empty_slot_rtt, family_name, rtt_total, IcmpCount, IcmpCounts, KernelCounters, RttBuckets, SlotRttBuckets,
+    empty_slot_rtt, family_name, rtt_total, IcmpCount, IcmpCounts, KernelCounters, RttBuckets, SlotDnsTimes,
+    SlotRttBuckets,
 };
 pub use errors::KernelError;
 use errors::{classify_load_error, error_chain, os_error};
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
+use capture_common::dns::{self, Pending, Transaction};
 use capture_common::icmp::{self, MtuKey};
 use capture_common::tcp::{FlowKey, FlowState, RTT_BUCKETS, RTT_KINDS};
 use capture_common::{
@@ -57,6 +59,10 @@ pub struct CaptureProgram {
     icmp: Mapping,
     _icmp_map: MapData,
     icmp_mtu: HashMap<MapData, MtuKey, u64>,
+    /// The DNS response-time histograms, mapped likewise, and the pending queries.
+    dns_times: Mapping,
+    _dns_times_map: MapData,
+    dns_pending: HashMap<MapData, Transaction, Pending>,
     interfaces: HashMap<MapData, u32, u32>,
     sockets: XskMap<MapData>,
     socket_slots: HashMap<MapData, u32, u32>,
@@ -132,6 +138,11 @@ impl CaptureProgram {
         let (icmp, icmp_map) = map_array(take_map(&mut ebpf, ICMP_MAP)?, ICMP_MAP, icmp_bytes)?;
         let icmp_mtu = HashMap::try_from(take_map(&mut ebpf, ICMP_MTU_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
+        let dns_bytes = (MAX_SLOTS * RTT_BUCKETS) as usize * 8;
+        let (dns_times, dns_times_map) =
+            map_array(take_map(&mut ebpf, dns::TIMES_MAP)?, dns::TIMES_MAP, dns_bytes)?;
+        let dns_pending = HashMap::try_from(take_map(&mut ebpf, dns::PENDING_MAP)?)
+            .map_err(|e| KernelError::Load(e.to_string()))?;
         let interfaces = HashMap::try_from(take_map(&mut ebpf, INTERFACES_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let sockets =
@@ -153,6 +164,9 @@ impl CaptureProgram {
             icmp,
             _icmp_map: icmp_map,
             icmp_mtu,
+            dns_times,
+            _dns_times_map: dns_times_map,
+            dns_pending,
             interfaces,
             sockets,
             loaded: programs,
@@ -355,6 +369,37 @@ impl CaptureProgram {
         let mut path_mtu: Vec<(MtuKey, u64)> = self.icmp_mtu.iter().filter_map(Result::ok).collect();
         path_mtu.sort();
         IcmpCounts { messages, path_mtu }
+    }
+
+    /// The DNS response-time histograms of every slot now (the RTT histograms' buckets).
+    pub fn dns_times(&self) -> Box<SlotDnsTimes> {
+        let mut times = Box::new([[0u64; RTT_BUCKETS as usize]; MAX_SLOTS as usize]);
+        let values: *const u64 = self.dns_times.at(0);
+        for (i, bucket) in times.iter_mut().flatten().enumerate() {
+            // SAFETY: the mapping holds MAX_SLOTS * RTT_BUCKETS u64s, updated atomically.
+            *bucket = unsafe { std::ptr::read_volatile(values.add(i)) };
+        }
+        times
+    }
+
+    /// Forgets the DNS queries that waited for their response since before
+    /// `asked_before_ns` (the kernel's monotonic clock); returns how many, by the slot
+    /// they were seen on. A response that comes later counts as unmatched.
+    pub fn expire_dns_queries(&mut self, asked_before_ns: u64) -> [u64; MAX_SLOTS as usize] {
+        let mut expired = [0u64; MAX_SLOTS as usize];
+        let old: Vec<(Transaction, Pending)> = self
+            .dns_pending
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, pending)| pending.query_ns < asked_before_ns)
+            .collect();
+        for (transaction, pending) in old {
+            // Removed by the kernel meanwhile: answered after all.
+            if self.dns_pending.remove(&transaction).is_ok() {
+                expired[(pending.slot % MAX_SLOTS) as usize] += 1;
+            }
+        }
+        expired
     }
 
     /// Current RTT histogram buckets of every slot.
