@@ -5,6 +5,7 @@ mod capture;
 mod filter;
 mod flows;
 mod kernel_stats;
+mod l7;
 mod pull;
 mod report;
 mod storage;
@@ -38,6 +39,8 @@ enum Bench {
     Flows(flows::Options),
     /// The ring writer alone at zstd levels 0, 1, 3, and the whole path against tcpdump + zstd.
     Storage(storage::Options),
+    /// Kernel ns per packet of the ICMP and DNS health on bulk TCP, DNS and ICMP, off and on.
+    L7(l7::Options),
     /// 100 trigger rules: a round's cost in process (against the scrape alone) and the
     /// zero-loss rate with and without them.
     Triggers(triggers::Options),
@@ -53,5 +56,6 @@ fn main() -> Result<()> {
         Bench::Tcp(options) => tcp::run(&options),
         Bench::Flows(options) => flows::run(&options),
         Bench::Triggers(options) => triggers::run(&options),
+        Bench::L7(options) => l7::run(&options),
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
+use capture_daemon::kernel::{CaptureProgram, KernelConfig, Selection};
 use ringcap_tools::frames::TcpSegment;
 use serde_json::json;
 
@@ -69,13 +69,7 @@ pub fn run(options: &Options) -> Result<()> {
     let mut figures = Vec::new();
     for &flows in &options.flows {
         let started = Instant::now();
-        let mut program = CaptureProgram::load(KernelConfig {
-            filter: None,
-            snaplen: 64,
-            ring_bytes: 1 << 20,
-            tcp_flows: (flows * 2).max(1024),
-            programs: ProgramSet::XDP,
-        })?;
+        let mut program = CaptureProgram::load(KernelConfig::test_run((flows * 2).max(1024)))?;
         let mut timed = |analysis: bool| -> Result<f64> {
             program.forget_flows();
             program.select(&Selection {

@@ -1,7 +1,7 @@
 //! DNS health, shared by the kernel (which counts every packet, selected or not) and
 //! user space: queries and responses over UDP to and from port 53 (or `--dns-port`), the
 //! responses by rcode and truncation, read from the fixed 12-byte header.
-use crate::flow::{ip_payload, network_layer};
+use crate::flow::{ip_payload, IpPayload};
 use crate::packet::PacketView;
 
 /// A query and its response, matched as Wireshark matches them: the conversation (the
@@ -49,6 +49,8 @@ pub const TIMES_MAP: &str = "DNS_TIMES";
 
 /// The DNS port.
 pub const PORT: u32 = 53;
+/// IP protocol number of UDP.
+const UDP: u8 = 17;
 
 /// A DNS message's header, as counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,15 +68,20 @@ pub struct Message {
 /// from the port, a response to it) is not one.
 #[inline(always)]
 pub fn parse<P: PacketView>(p: &P, other_port: u32) -> Option<Message> {
-    parse_into(p, other_port, &mut Transaction::default())
+    parse_into(p, &ip_payload(p)?, other_port, &mut Transaction::default())
 }
 
-/// [`parse`], which also fills in the message's transaction (in place: the kernel's
-/// stack has no room for one).
+/// [`parse`] of a packet whose IP payload was found already, which also fills in the
+/// message's transaction (in place: the kernel's stack has no room for one).
 #[inline(always)]
-pub fn parse_into<P: PacketView>(p: &P, other_port: u32, transaction: &mut Transaction) -> Option<Message> {
-    let (family, l4, end) = ip_payload(p, 17, 17)?;
-    if l4 + 8 + 12 > end {
+pub fn parse_into<P: PacketView>(
+    p: &P,
+    ip: &IpPayload,
+    other_port: u32,
+    transaction: &mut Transaction,
+) -> Option<Message> {
+    let (family, l4, end) = (ip.family, ip.l4, ip.end);
+    if ip.protocol != UDP || l4 + 8 + 12 > end {
         return None;
     }
     let ports = p.word(l4)?;
@@ -87,7 +94,7 @@ pub fn parse_into<P: PacketView>(p: &P, other_port: u32, transaction: &mut Trans
     if response != dns_port(source) || !response && !dns_port(destination) {
         return None;
     }
-    let (_, l3) = network_layer(p)?;
+    let l3 = ip.l3;
     let (source_at, destination_at, words) =
         if family == 0 { (l3 + 12, l3 + 16, 1) } else { (l3 + 8, l3 + 24, 4) };
     let (client_at, server_at) =
@@ -149,8 +156,9 @@ mod tests {
         response[26..30].copy_from_slice(&[10, 0, 0, 53]);
         response[30..34].copy_from_slice(&[10, 0, 0, 1]);
         let transaction = |frame: &[u8]| {
-            let mut t = Transaction::default();
-            parse_into(&SlicePacket { data: frame, wire_len: frame.len() as u32 }, 0, &mut t).unwrap();
+            let (mut t, p) =
+                (Transaction::default(), SlicePacket { data: frame, wire_len: frame.len() as u32 });
+            parse_into(&p, &ip_payload(&p).unwrap(), 0, &mut t).unwrap();
             t
         };
         let (asked, answered) = (transaction(&query), transaction(&response));

@@ -50,30 +50,41 @@ pub(crate) fn network_layer<P: PacketView>(p: &P) -> Option<(u32, u32)> {
     Some((ethertype, l3))
 }
 
-/// The family (0 IPv4, 1 IPv6) of an IP packet carrying protocol `v4` (IPv4 first
-/// fragments) or next header `v6` (directly after IPv6's fixed header), after up to two
-/// VLAN tags, where its payload starts, and where the IP packet ends by its own length
-/// (not the frame's: padding and trailers are no payload); `None` for anything else.
+/// Where an IP packet's payload lies, for the parsers of what it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpPayload {
+    /// 0 IPv4, 1 IPv6.
+    pub family: u32,
+    /// IPv4's protocol, IPv6's next header after the fixed header.
+    pub protocol: u8,
+    pub l3: u32,
+    /// Where the payload starts...
+    pub l4: u32,
+    /// ...and where the IP packet ends by its own length (not the frame's: padding and
+    /// trailers are no payload).
+    pub end: u32,
+}
+
+/// The payload of an IPv4 first fragment or of an IPv6 packet (what follows its fixed
+/// header), after up to two VLAN tags; `None` for anything else.
 #[inline(always)]
-pub fn ip_payload<P: PacketView>(p: &P, v4: u8, v6: u8) -> Option<(u32, u32, u32)> {
+pub fn ip_payload<P: PacketView>(p: &P) -> Option<IpPayload> {
     let (ethertype, l3) = network_layer(p)?;
     match ethertype {
         ETH_P_IP => {
             let version_ihl = p.byte(l3)?;
-            if version_ihl >> 4 != 4
-                || version_ihl & 0xf < 5
-                || p.byte(l3 + 9)? != v4
-                || half(p, l3 + 6)? & 0x1fff != 0
-            {
+            if version_ihl >> 4 != 4 || version_ihl & 0xf < 5 || half(p, l3 + 6)? & 0x1fff != 0 {
                 return None;
             }
-            Some((0, l3 + 4 * u32::from(version_ihl & 0xf), l3 + half(p, l3 + 2)?))
+            let l4 = l3 + 4 * u32::from(version_ihl & 0xf);
+            Some(IpPayload { family: 0, protocol: p.byte(l3 + 9)?, l3, l4, end: l3 + half(p, l3 + 2)? })
         }
         ETH_P_IPV6 => {
-            if p.byte(l3)? >> 4 != 6 || p.byte(l3 + 6)? != v6 {
+            if p.byte(l3)? >> 4 != 6 {
                 return None;
             }
-            Some((1, l3 + 40, l3 + 40 + half(p, l3 + 4)?))
+            let end = l3 + 40 + half(p, l3 + 4)?;
+            Some(IpPayload { family: 1, protocol: p.byte(l3 + 6)?, l3, l4: l3 + 40, end })
         }
         _ => None,
     }

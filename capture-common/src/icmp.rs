@@ -2,7 +2,7 @@
 //! not) and user space (unit tests, window statistics of stored packets): a message's
 //! family, type and code, and the path MTU that a fragmentation-needed (ICMP type 3 code
 //! 4) or packet-too-big (ICMPv6 type 2) message announces.
-use crate::flow::ip_payload;
+use crate::flow::{ip_payload, IpPayload};
 use crate::packet::PacketView;
 
 /// Families, in the order of the count layout.
@@ -65,8 +65,14 @@ pub fn at_index(index: u32) -> (u32, u8, u8) {
 /// TCP) and messages of fewer than four bytes are not read.
 #[inline(always)]
 pub fn parse<P: PacketView>(p: &P) -> Option<Message> {
-    let (family, l4, end) = ip_payload(p, 1, 58)?;
-    if l4 + 4 > end {
+    parse_payload(p, &ip_payload(p)?)
+}
+
+/// [`parse`] of a packet whose IP payload was found already.
+#[inline(always)]
+pub fn parse_payload<P: PacketView>(p: &P, ip: &IpPayload) -> Option<Message> {
+    let (family, l4, end) = (ip.family, ip.l4, ip.end);
+    if ip.protocol != if family == FAMILY_IPV4 { 1 } else { 58 } || l4 + 4 > end {
         return None;
     }
     let second = if l4 + 8 <= end { p.word(l4 + 4) } else { None };

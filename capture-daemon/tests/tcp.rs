@@ -410,15 +410,8 @@ fn wireshark_analysis_agrees_with_tshark_on_parallel_connections_under_random_lo
 #[test]
 fn the_corpus_through_the_kernel_agrees_with_tshark() {
     use capture_common::packet::SlicePacket;
-    use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
-    let mut program = CaptureProgram::load(KernelConfig {
-        filter: None,
-        snaplen: 64,
-        ring_bytes: 1 << 20,
-        tcp_flows: 65536,
-        programs: ProgramSet::XDP,
-    })
-    .unwrap();
+    use capture_daemon::kernel::{CaptureProgram, KernelConfig, Selection};
+    let mut program = CaptureProgram::load(KernelConfig::test_run(65536)).unwrap();
     // Analysis sees every packet; sampling at 1 in 2^32 keeps the ring empty.
     program
         .select(&Selection {
@@ -596,15 +589,8 @@ for _ in range(3):
 #[test]
 fn a_full_flow_table_evicts_the_least_recently_seen_flows() {
     use capture_common::Counter;
-    use capture_daemon::kernel::{CaptureProgram, KernelConfig, ProgramSet, Selection};
-    let mut program = CaptureProgram::load(KernelConfig {
-        filter: None,
-        snaplen: 64,
-        ring_bytes: 1 << 20,
-        tcp_flows: 1024,
-        programs: ProgramSet::XDP,
-    })
-    .unwrap();
+    use capture_daemon::kernel::{CaptureProgram, KernelConfig, Selection};
+    let mut program = CaptureProgram::load(KernelConfig::test_run(1024)).unwrap();
     program
         .select(&Selection { tcp_analysis: true, sample_every: u32::MAX, ..Selection::default() })
         .unwrap();

@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use capture_common::{
     dns::{self, Pending, Transaction, PENDING_QUERIES},
+    flow::IpPayload,
     tcp::{rtt_bucket, RTT_BUCKETS},
     Counter, MAX_SLOTS,
 };
@@ -32,10 +33,12 @@ static DNS_TIMES: Array<u64> = Array::with_max_entries(MAX_SLOTS * RTT_BUCKETS, 
 /// time, 0 if not read yet, when it is read here (a response's time must be the one its
 /// record gets); returns the time read, 0 if none.
 #[inline(always)]
-pub fn observe(packet: &Direct, other_port: u32, now: u64) -> u64 {
+pub fn observe(packet: &Direct, ip: &IpPayload, other_port: u32, now: u64) -> u64 {
     let Some(transaction) = DNS_SCRATCH.get_ptr_mut(0) else { return now };
     // SAFETY: per-CPU value, only this CPU uses it while the program runs.
-    let Some(message) = dns::parse_into(packet, other_port, unsafe { &mut *transaction }) else { return now };
+    let Some(message) = dns::parse_into(packet, ip, other_port, unsafe { &mut *transaction }) else {
+        return now;
+    };
     let now = if now == 0 { crate::select::clock() } else { now };
     let rcode = if message.response { u32::from(message.rcode) } else { NOT_A_RESPONSE };
     ringcap_dns(rcode, u32::from(message.truncated), now);

@@ -6,6 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap},
 };
 use capture_common::{
+    flow::IpPayload,
     icmp::{self, MtuKey, COUNTS_PER_SLOT, MTU_KEYS},
     Counter, MAX_SLOTS,
 };
@@ -24,8 +25,8 @@ static ICMP_MTU: HashMap<MtuKey, u64> = HashMap::with_max_entries(MTU_KEYS, 0);
 
 /// Counts the packet if it is an ICMP or ICMPv6 message.
 #[inline(always)]
-pub fn observe(packet: &Direct) {
-    let Some(message) = icmp::parse(packet) else { return };
+pub fn observe(packet: &Direct, ip: &IpPayload) {
+    let Some(message) = icmp::parse_payload(packet, ip) else { return };
     let path_mtu = match message.path_mtu {
         None => NOT_PATH_MTU,
         Some(None) => MTU_CUT_OFF,

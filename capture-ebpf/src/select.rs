@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use capture_common::{
     cut::{self, Cut},
-    flow::flow_hash,
+    flow::{flow_hash, ip_payload},
     CaptureConfig, Counter, InFlight, MAX_CPUS,
 };
 
@@ -146,8 +146,15 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, may_cut: bool) -> Resul
 #[inline(never)]
 fn observe_l7(data: usize, end: usize, wire_len: u32, dns_port: u32, now: u64) -> u64 {
     let packet = Direct { data, end, wire_len };
-    crate::icmp::observe(&packet);
-    crate::dns::observe(&packet, dns_port, now)
+    let Some(ip) = ip_payload(&packet) else { return now };
+    match ip.protocol {
+        1 | 58 => {
+            crate::icmp::observe(&packet, &ip);
+            now
+        }
+        17 => crate::dns::observe(&packet, &ip, dns_port, now),
+        _ => now,
+    }
 }
 
 /// One token of a per-CPU bucket refilled at `rate` per second, holding 100 ms of tokens.

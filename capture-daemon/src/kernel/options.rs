@@ -105,6 +105,14 @@ pub struct KernelConfig {
     pub programs: ProgramSet,
 }
 
+impl KernelConfig {
+    /// The XDP program alone, unfiltered, copying 64 bytes into a 1 MiB ring: what runs
+    /// packets under `BPF_PROG_TEST_RUN` (benchmarks and tests of the kernel's analysis).
+    pub fn test_run(tcp_flows: u32) -> KernelConfig {
+        KernelConfig { filter: None, snaplen: 64, ring_bytes: 1 << 20, tcp_flows, programs: ProgramSet::XDP }
+    }
+}
+
 /// A set of [`Attach`] points whose programs are loaded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProgramSet(u8);
