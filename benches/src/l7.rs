@@ -1,8 +1,10 @@
-//! `bench l7`: what the health of other protocols than TCP (ICMP, DNS) costs per packet:
+//! `bench l7`: what the health of ICMP, DNS, TLS and HTTP costs per packet:
 //! the real XDP program under `BPF_PROG_TEST_RUN`, `--no-l7-analysis` and the default in
-//! turn, on three mixes: bulk TCP data segments (the L7 parsing only looks and leaves),
+//! turn, on four mixes: bulk TCP data segments (the L7 parsing only looks and leaves),
 //! DNS queries and their responses (each query enters the kernel's table of pending
-//! queries, each response leaves it with a response-time sample), and ICMP echoes.
+//! exchanges, each response leaves it with a response-time sample), HTTP requests and
+//! their responses (read from a copy by a global function, through the same table), and
+//! ICMP echoes.
 use std::time::Instant;
 
 use anyhow::Result;
@@ -66,6 +68,30 @@ fn echo(seq: u16, reply: bool) -> Vec<u8> {
     f
 }
 
+/// An HTTP/1.1 request from the client's `port` to the server's 80, or its response.
+fn http(port: u16, response: bool) -> Vec<u8> {
+    let message: &[u8] = if response {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    } else {
+        b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    };
+    let (src, dst) = if response { ((SERVER, 80), (CLIENT, port)) } else { ((CLIENT, port), (SERVER, 80)) };
+    let mut frame = TcpSegment {
+        src,
+        dst,
+        flags: 0x18,
+        seq: 1,
+        ack: 1,
+        window: 512,
+        options: &[],
+        payload: message.len(),
+    }
+    .frame();
+    let at = frame.len() - message.len();
+    frame[at..].copy_from_slice(message);
+    frame
+}
+
 /// The `i`th packet of `mix`.
 fn packet(mix: &str, i: u32) -> Vec<u8> {
     let turn = (i / 2) as u16;
@@ -83,6 +109,8 @@ fn packet(mix: &str, i: u32) -> Vec<u8> {
         .frame(),
         // Queries from 1024 client ports in turn, each answered by the next packet.
         "DNS" => dns(1024 + turn % 1024, turn, i % 2 == 1),
+        // Requests on 1024 connections in turn, each answered by the next packet.
+        "HTTP" => http(1024 + turn % 1024, i % 2 == 1),
         _ => echo(turn, i % 2 == 1),
     }
 }
@@ -99,7 +127,7 @@ fn ns_per_packet(program: &CaptureProgram, mix: &str, packets: u32) -> Result<f6
 pub fn run(options: &Options) -> Result<()> {
     let started = Instant::now();
     let mut program = CaptureProgram::load(KernelConfig::test_run(1024))?;
-    const MIXES: [&str; 3] = ["bulk TCP", "DNS", "ICMP echo"];
+    const MIXES: [&str; 4] = ["bulk TCP", "DNS", "HTTP", "ICMP echo"];
     // (mix, off, on) per round.
     let mut measured: Vec<(&str, f64, f64)> = Vec::new();
     for round in 1..=options.rounds {

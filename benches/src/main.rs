@@ -39,7 +39,8 @@ enum Bench {
     Flows(flows::Options),
     /// The ring writer alone at zstd levels 0, 1, 3, and the whole path against tcpdump + zstd.
     Storage(storage::Options),
-    /// Kernel ns per packet of the ICMP and DNS health on bulk TCP, DNS and ICMP, off and on.
+    /// Kernel ns per packet of the ICMP, DNS, TLS and HTTP health on bulk TCP, DNS, HTTP and
+    /// ICMP, off and on.
     L7(l7::Options),
     /// 100 trigger rules: a round's cost in process (against the scrape alone) and the
     /// zero-loss rate with and without them.

@@ -1,51 +1,9 @@
 //! DNS health, shared by the kernel (which counts every packet, selected or not) and
-//! user space: queries and responses over UDP to and from port 53 (or `--dns-port`), the
-//! responses by rcode and truncation, read from the fixed 12-byte header.
-use crate::flow::{ip_payload, IpPayload};
+//! user space: queries and responses over UDP and TCP to and from port 53 (or
+//! `--dns-port`), the responses by rcode and truncation, read from the fixed 12-byte header.
+use crate::exchange::{self, Exchange};
+use crate::flow::{ip_payload, IpPayload, TcpPayload};
 use crate::packet::PacketView;
-
-/// A query and its response, matched as Wireshark matches them: the conversation (the
-/// client's and the server's address and port) and the transaction ID.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Transaction {
-    pub client: [u32; 4],
-    pub server: [u32; 4],
-    pub client_port: u16,
-    pub server_port: u16,
-    pub id: u16,
-    /// 4 or 6.
-    pub family: u8,
-    pub _pad: u8,
-}
-
-/// A query waiting for its response, in the kernel's table of pending queries.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pending {
-    /// When the first query of the transaction passed (a retransmission keeps it).
-    pub query_ns: u64,
-    /// The slot (interface and direction) the query was seen on.
-    pub slot: u32,
-    /// Retransmissions of the query seen so far.
-    pub retransmissions: u32,
-}
-
-#[cfg(feature = "user")]
-// SAFETY: plain integers, no padding.
-unsafe impl aya::Pod for Transaction {}
-#[cfg(feature = "user")]
-// SAFETY: plain integers, no padding.
-unsafe impl aya::Pod for Pending {}
-
-/// Name of the LRU hash of pending queries ([`Transaction`] -> [`Pending`]).
-pub const PENDING_MAP: &str = "DNS_PENDING";
-/// Queries the kernel waits for at once; past them the oldest are forgotten (their
-/// responses then count as unmatched).
-pub const PENDING_QUERIES: u32 = 16384;
-/// Name of the array of response-time histograms: slot * RTT_BUCKETS + bucket (the
-/// RTT histograms' log-linear buckets), mapped by user space.
-pub const TIMES_MAP: &str = "DNS_TIMES";
 
 /// The DNS port.
 pub const PORT: u32 = 53;
@@ -68,49 +26,79 @@ pub struct Message {
 /// from the port, a response to it) is not one.
 #[inline(always)]
 pub fn parse<P: PacketView>(p: &P, other_port: u32) -> Option<Message> {
-    parse_into(p, &ip_payload(p)?, other_port, &mut Transaction::default())
+    parse_into(p, &ip_payload(p)?, other_port, &mut Exchange::default())
 }
 
 /// [`parse`] of a packet whose IP payload was found already, which also fills in the
-/// message's transaction (in place: the kernel's stack has no room for one).
+/// message's exchange, matched as Wireshark matches a query and its response: the
+/// conversation and the transaction ID (in place: the kernel's stack has no room for one).
 #[inline(always)]
 pub fn parse_into<P: PacketView>(
     p: &P,
     ip: &IpPayload,
     other_port: u32,
-    transaction: &mut Transaction,
+    exchange: &mut Exchange,
 ) -> Option<Message> {
-    let (family, l4, end) = (ip.family, ip.l4, ip.end);
-    if ip.protocol != UDP || l4 + 8 + 12 > end {
+    if ip.protocol != UDP || ip.l4 + 8 + 12 > ip.end {
         return None;
     }
-    let ports = p.word(l4)?;
+    message_at(p, ip, p.word(ip.l4)?, ip.l4 + 8, other_port, exchange)
+}
+
+/// The DNS message a TCP segment from or to port 53 or `other_port` starts (its two-byte
+/// length, then the header), as [`parse_into`] reads a datagram's. A segment that goes on
+/// with a longer message is no message of its own; to tell one from the other, a message
+/// here must be a standard query or its response (opcode 0) for one question.
+#[inline(always)]
+pub fn parse_tcp_into<P: PacketView>(
+    p: &P,
+    ip: &IpPayload,
+    segment: &TcpPayload,
+    other_port: u32,
+    exchange: &mut Exchange,
+) -> Option<Message> {
+    let at = segment.at + 2;
+    if at + 12 > segment.end || p.word(at)? & 0x7800 != 0 || p.word(at + 4)? >> 16 != 1 {
+        return None;
+    }
+    message_at(p, ip, segment.ports, at, other_port, exchange)
+}
+
+/// The message whose header is at `at`, in a packet from and to `ports`.
+#[inline(always)]
+fn message_at<P: PacketView>(
+    p: &P,
+    ip: &IpPayload,
+    ports: u32,
+    at: u32,
+    other_port: u32,
+    exchange: &mut Exchange,
+) -> Option<Message> {
     let (source, destination) = (ports >> 16, ports & 0xffff);
-    let dns_port = |port: u32| port == PORT || (other_port != 0 && port == other_port);
+    let dns_port = |port: u32| is_dns_port(port, other_port);
     // ID, flags; QDCOUNT..ARCOUNT must be there too.
-    let head = p.word(l4 + 8)?;
-    p.word(l4 + 8 + 8)?;
+    let head = p.word(at)?;
+    p.word(at + 8)?;
     let response = head & 0x8000 != 0;
     if response != dns_port(source) || !response && !dns_port(destination) {
         return None;
     }
-    let l3 = ip.l3;
-    let (source_at, destination_at, words) =
-        if family == 0 { (l3 + 12, l3 + 16, 1) } else { (l3 + 8, l3 + 24, 4) };
-    let (client_at, server_at) =
-        if response { (destination_at, source_at) } else { (source_at, destination_at) };
-    let mut i = 0;
-    while i < 4 {
-        transaction.client[i as usize] = if i < words { p.word(client_at + 4 * i)? } else { 0 };
-        transaction.server[i as usize] = if i < words { p.word(server_at + 4 * i)? } else { 0 };
-        i += 1;
-    }
-    let (client_port, server_port) = if response { (destination, source) } else { (source, destination) };
-    transaction.client_port = client_port as u16;
-    transaction.server_port = server_port as u16;
-    transaction.id = (head >> 16) as u16;
-    transaction.family = if family == 0 { 4 } else { 6 };
+    exchange::fill(p, ip, ports, !response, exchange)?;
+    exchange.id = (head >> 16) as u16;
+    exchange.kind = exchange::KIND_DNS;
     Some(Message { response, rcode: (head & 0xf) as u8, truncated: head & 0x0200 != 0 })
+}
+
+/// Whether `port` is 53 or `other_port` (0: none).
+#[inline(always)]
+fn is_dns_port(port: u32, other_port: u32) -> bool {
+    port == PORT || (other_port != 0 && port == other_port)
+}
+
+/// Whether a packet from and to `ports` involves port 53 or `other_port`.
+#[inline(always)]
+pub fn involves_port(ports: u32, other_port: u32) -> bool {
+    is_dns_port(ports >> 16, other_port) || is_dns_port(ports & 0xffff, other_port)
 }
 
 #[cfg(test)]
@@ -156,8 +144,7 @@ mod tests {
         response[26..30].copy_from_slice(&[10, 0, 0, 53]);
         response[30..34].copy_from_slice(&[10, 0, 0, 1]);
         let transaction = |frame: &[u8]| {
-            let (mut t, p) =
-                (Transaction::default(), SlicePacket { data: frame, wire_len: frame.len() as u32 });
+            let (mut t, p) = (Exchange::default(), SlicePacket { data: frame, wire_len: frame.len() as u32 });
             parse_into(&p, &ip_payload(&p).unwrap(), 0, &mut t).unwrap();
             t
         };
@@ -167,6 +154,39 @@ mod tests {
             (asked.client[0], asked.server[0], asked.client_port, asked.server_port, asked.id),
             (0x0a00_0001, 0x0a00_0035, 40000, 53, 0x1234)
         );
+    }
+
+    #[test]
+    fn a_tcp_segment_that_starts_a_message_is_one() {
+        let segment = |payload: &[u8]| {
+            let mut f = vec![0u8; 14 + 20 + 20];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[16..18].copy_from_slice(&((40 + payload.len()) as u16).to_be_bytes());
+            f[23] = 6;
+            f[34..36].copy_from_slice(&53u16.to_be_bytes());
+            f[36..38].copy_from_slice(&40000u16.to_be_bytes());
+            f[46] = 0x50;
+            f.extend(payload);
+            f
+        };
+        let message = |frame: &[u8]| {
+            let p = SlicePacket { data: frame, wire_len: frame.len() as u32 };
+            let ip = ip_payload(&p).unwrap();
+            let tcp = crate::flow::tcp_payload(&p, &ip).unwrap();
+            parse_tcp_into(&p, &ip, &tcp, 0, &mut Exchange::default())
+        };
+        let response = [0, 30, 0x12, 0x34, 0x81, 0x83, 0, 1, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            message(&segment(&response)),
+            Some(Message { response: true, rcode: 3, truncated: false })
+        );
+        let mut continued = response;
+        continued[7] = 7;
+        assert_eq!(message(&segment(&continued)), None, "seven questions: the rest of a longer message");
+        assert_eq!(message(&segment(&response[..13])), None);
+        assert!(involves_port(53 << 16 | 40000, 0) && involves_port(40000 << 16 | 5353, 5353));
+        assert!(!involves_port(40000 << 16 | 5353, 0));
     }
 
     #[test]

@@ -57,8 +57,9 @@ pub struct IpPayload {
     pub family: u32,
     /// IPv4's protocol, IPv6's next header after the fixed header.
     pub protocol: u8,
+    /// Where the IP header starts...
     pub l3: u32,
-    /// Where the payload starts...
+    /// ...where the payload starts...
     pub l4: u32,
     /// ...and where the IP packet ends by its own length (not the frame's: padding and
     /// trailers are no payload).
@@ -88,6 +89,36 @@ pub fn ip_payload<P: PacketView>(p: &P) -> Option<IpPayload> {
         }
         _ => None,
     }
+}
+
+/// IP protocol number of TCP.
+pub const TCP: u8 = 6;
+
+/// Where a TCP segment's payload lies, for the parsers of what it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpPayload {
+    /// The source and destination ports, as one word.
+    pub ports: u32,
+    /// The TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10).
+    pub flags: u8,
+    /// Where the payload starts and where it ends.
+    pub at: u32,
+    pub end: u32,
+}
+
+/// The payload of the TCP segment in `ip`, if it is one with a whole header.
+#[inline(always)]
+pub fn tcp_payload<P: PacketView>(p: &P, ip: &IpPayload) -> Option<TcpPayload> {
+    if ip.protocol != TCP {
+        return None;
+    }
+    let ports = word(p, ip.l4)?;
+    let offset_flags = half(p, ip.l4 + 12)?;
+    let at = ip.l4 + 4 * (offset_flags >> 12);
+    if offset_flags >> 12 < 5 || at > ip.end {
+        return None;
+    }
+    Some(TcpPayload { ports, flags: offset_flags as u8, at, end: ip.end })
 }
 
 /// The symmetric hash of a packet's flow: addresses and ports of IPv4/IPv6 TCP, UDP and

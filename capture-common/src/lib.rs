@@ -7,10 +7,13 @@
 
 pub mod cut;
 pub mod dns;
+pub mod exchange;
 pub mod flow;
+pub mod http;
 pub mod icmp;
 pub mod packet;
 pub mod tcp;
+pub mod tls;
 
 /// Name of the array of per-CPU BPF ring buffers that carry packet records to user
 /// space: entry N is the ring of CPU N, created and inserted by the loader.
@@ -295,6 +298,35 @@ pub enum Counter {
     DnsResponseTimeNs = 57,
     /// ...and responses to no query seen (before capture, forgotten, or answered already).
     DnsUnmatched = 58,
+    /// TLS handshakes (any TCP port; unless `--no-l7-analysis`): ClientHellos...
+    TlsClientHellos = 59,
+    /// ...ServerHellos by the version the server chose (1.0, 1.1, 1.2, 1.3, other)...
+    TlsServerHello10 = 60,
+    TlsServerHello11 = 61,
+    TlsServerHello12 = 62,
+    TlsServerHello13 = 63,
+    TlsServerHelloOther = 64,
+    /// ...alerts in the clear (by description in their own array)...
+    TlsAlerts = 65,
+    /// ...handshakes that ended before the ServerHello: in an alert, a RST, a FIN...
+    TlsFailedAlert = 66,
+    TlsFailedReset = 67,
+    TlsFailedFin = 68,
+    /// ...ServerHellos matched to their ClientHello, and the sum of the handshake times.
+    TlsHandshakes = 69,
+    TlsHandshakeTimeNs = 70,
+    /// HTTP/1.x (any TCP port; unless `--no-l7-analysis`): segments that start a request...
+    HttpRequests = 71,
+    /// ...or a response, by status class...
+    Http1xx = 72,
+    Http2xx = 73,
+    Http3xx = 74,
+    Http4xx = 75,
+    Http5xx = 76,
+    HttpOtherStatus = 77,
+    /// ...final responses matched to their request, and the sum of the response times.
+    HttpAnswered = 78,
+    HttpResponseTimeNs = 79,
 }
 
 impl Counter {
@@ -319,7 +351,7 @@ impl Counter {
     }
 
     /// Number of counters, the size of the per-CPU array.
-    pub const COUNT: u32 = 59;
+    pub const COUNT: u32 = 80;
     /// All counters, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -381,6 +413,27 @@ impl Counter {
         Counter::DnsAnswered,
         Counter::DnsResponseTimeNs,
         Counter::DnsUnmatched,
+        Counter::TlsClientHellos,
+        Counter::TlsServerHello10,
+        Counter::TlsServerHello11,
+        Counter::TlsServerHello12,
+        Counter::TlsServerHello13,
+        Counter::TlsServerHelloOther,
+        Counter::TlsAlerts,
+        Counter::TlsFailedAlert,
+        Counter::TlsFailedReset,
+        Counter::TlsFailedFin,
+        Counter::TlsHandshakes,
+        Counter::TlsHandshakeTimeNs,
+        Counter::HttpRequests,
+        Counter::Http1xx,
+        Counter::Http2xx,
+        Counter::Http3xx,
+        Counter::Http4xx,
+        Counter::Http5xx,
+        Counter::HttpOtherStatus,
+        Counter::HttpAnswered,
+        Counter::HttpResponseTimeNs,
     ];
 
     /// Prometheus-style name of the counter.
@@ -445,6 +498,27 @@ impl Counter {
             Counter::DnsAnswered => "dns_answered",
             Counter::DnsResponseTimeNs => "dns_response_time_ns",
             Counter::DnsUnmatched => "dns_unmatched",
+            Counter::TlsClientHellos => "tls_client_hellos",
+            Counter::TlsServerHello10 => "tls_server_hello_1_0",
+            Counter::TlsServerHello11 => "tls_server_hello_1_1",
+            Counter::TlsServerHello12 => "tls_server_hello_1_2",
+            Counter::TlsServerHello13 => "tls_server_hello_1_3",
+            Counter::TlsServerHelloOther => "tls_server_hello_other",
+            Counter::TlsAlerts => "tls_alerts",
+            Counter::TlsFailedAlert => "tls_failed_alert",
+            Counter::TlsFailedReset => "tls_failed_reset",
+            Counter::TlsFailedFin => "tls_failed_fin",
+            Counter::TlsHandshakes => "tls_handshakes",
+            Counter::TlsHandshakeTimeNs => "tls_handshake_time_ns",
+            Counter::HttpRequests => "http_requests",
+            Counter::Http1xx => "http_1xx",
+            Counter::Http2xx => "http_2xx",
+            Counter::Http3xx => "http_3xx",
+            Counter::Http4xx => "http_4xx",
+            Counter::Http5xx => "http_5xx",
+            Counter::HttpOtherStatus => "http_other_status",
+            Counter::HttpAnswered => "http_answered",
+            Counter::HttpResponseTimeNs => "http_response_time_ns",
         }
     }
 }

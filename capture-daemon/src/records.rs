@@ -30,8 +30,9 @@ pub struct StatsSnapshot {
     pub xsk: XskStatistics,
     #[serde(default)]
     pub flows: FlowTable,
-    /// The RTT histograms by kind (`health::analysis::RTT_KINDS`): `[bucket, count]`
-    /// pairs of the non-empty buckets.
+    /// The RTT histograms by kind (`health::analysis::RTT_KINDS`), and the answer times of
+    /// DNS, TLS and HTTP by `health::ANSWER_TIMES` key (absent before ringcap timed them):
+    /// `[bucket, count]` pairs of the non-empty buckets.
     #[serde(default)]
     pub rtt: BTreeMap<String, Vec<(usize, u64)>>,
     /// ICMP and ICMPv6 messages by `FAMILY TYPE CODE` ("ipv4 3 4"), and path-MTU messages
@@ -41,6 +42,10 @@ pub struct StatsSnapshot {
     pub icmp: BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub path_mtu: BTreeMap<String, u64>,
+    /// TLS alerts in the clear by description (`capture_common::tls::alert_label`), those
+    /// seen.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tls_alerts: BTreeMap<String, u64>,
     /// What the ring writer did (absent where no ring writer was asked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageTotals>,
@@ -380,6 +385,43 @@ pub struct PathMtu {
     pub family: String,
     pub mtu: u32,
     pub count: u64,
+}
+
+/// TLS handshakes of one interface and direction, as `/v1/stats` gives them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TlsHealth {
+    pub interface: String,
+    /// "in" or "out".
+    pub direction: String,
+    pub client_hellos: u64,
+    /// ServerHellos by the version the server chose: 1.0, 1.1, 1.2, 1.3, other.
+    pub server_hellos: BTreeMap<String, u64>,
+    /// Alerts in the clear by description (those seen).
+    pub alerts: BTreeMap<String, u64>,
+    /// Handshakes that ended before their ServerHello, by how: alert, reset, fin, and
+    /// timeout (nothing within `--tls-timeout`).
+    pub failed: BTreeMap<String, u64>,
+    /// ServerHellos matched to their ClientHello (where the ServerHellos pass), and the
+    /// time between them.
+    pub handshakes: u64,
+    pub handshake_time: crate::health::analysis::RttSummary,
+}
+
+/// HTTP/1.x exchanges of one interface and direction, as `/v1/stats` gives them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HttpHealth {
+    pub interface: String,
+    /// "in" or "out".
+    pub direction: String,
+    pub requests: u64,
+    /// Responses by status class: 1xx..5xx, other.
+    pub responses: BTreeMap<String, u64>,
+    /// Requests with a final response (where the responses pass), and the time from
+    /// each request to its response...
+    pub answered: u64,
+    pub response_time: crate::health::analysis::RttSummary,
+    /// ...and requests without one after `--http-timeout` (where the requests pass).
+    pub unanswered: u64,
 }
 
 /// DNS health of one interface and direction, as `/v1/stats` gives it.

@@ -45,6 +45,24 @@ pub enum IngressHook {
 }
 
 /// What to capture and how.
+/// How long a request waits for its answer before it counts unanswered, by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerTimeouts {
+    pub dns: Duration,
+    pub tls: Duration,
+    pub http: Duration,
+}
+
+impl AnswerTimeouts {
+    /// When each kind's requests must have started to be still waiting now, on the
+    /// kernel's monotonic clock (by `capture_common::exchange` kind).
+    fn started_before_ns(&self) -> [u64; capture_common::exchange::KINDS as usize] {
+        let now = crate::capture::clock::monotonic_ns();
+        let before = |timeout: Duration| now.saturating_sub(timeout.as_nanos() as u64);
+        [before(self.dns), before(self.tls), before(self.http), 0]
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
     pub interfaces: Vec<String>,
@@ -56,8 +74,8 @@ pub struct CaptureOptions {
     pub xsk_frames: u32,
     /// A SYN without SYN-ACK this long is a connection attempt that went unanswered.
     pub syn_timeout: Duration,
-    /// A DNS query without response this long went unanswered.
-    pub dns_timeout: Duration,
+    /// How long a request waits for its answer before it counts unanswered.
+    pub answer_timeouts: AnswerTimeouts,
     pub kernel: KernelConfig,
     /// Filter and sampling, installed before any program is attached.
     pub selection: Selection,
@@ -249,7 +267,8 @@ pub fn run_capture(
     let publish = |program: &CaptureProgram| {
         options.live.publish(counters(program), program.rtt_buckets());
         *locked(&options.live.icmp) = program.icmp_counts();
-        *locked(&options.live.dns_times) = Some(program.dns_times());
+        *locked(&options.live.exchange_times) = Some(program.exchange_times());
+        *locked(&options.live.tls_alerts) = program.tls_alerts();
         *locked(&options.live.xsk) = XskStatistics::sum(&statistics);
     };
     let mut links =
@@ -273,10 +292,9 @@ pub fn run_capture(
                 sweeper.maybe_sweep(&program, &options.live);
             }
             if options.selection.l7_analysis {
-                let asked_before = crate::capture::clock::monotonic_ns()
-                    .saturating_sub(options.dns_timeout.as_nanos() as u64);
-                let expired = program.expire_dns_queries(asked_before);
-                for (total, more) in locked(&options.live.dns_unanswered).iter_mut().zip(expired) {
+                let expired = program.expire_exchanges(options.answer_timeouts.started_before_ns());
+                let mut unanswered = locked(&options.live.unanswered);
+                for (total, more) in unanswered.iter_mut().flatten().zip(expired.iter().flatten()) {
                     *total += more;
                 }
             }

@@ -87,6 +87,11 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
         // A fixed list of ICMP and ICMPv6 types and codes, and "other" for each family.
         ("ringcap_icmp_messages", 53),
         ("ringcap_dns_responses", 5),
+        // TLS versions, alert descriptions (24 and "other"), ways to fail; HTTP classes.
+        ("ringcap_tls_server_hellos", 5),
+        ("ringcap_tls_alerts", 25),
+        ("ringcap_tls_handshake_failures", 4),
+        ("ringcap_http_responses", 6),
         ("ringcap_icmp_path_mtu_announced_bytes", 2),
         // One series per trigger rule (and reason), given at start: none here.
         ("ringcap_trigger_firings", 0),

@@ -1,25 +1,15 @@
 //! DNS health (#30): a real resolver (dnsmasq, Debian's) in the captured namespace
-//! answers names, NXDOMAIN and REFUSED, and a responder on another port (`--dns-port`)
+//! answers names, NXDOMAIN and REFUSED, over UDP and TCP, and a responder on another port (`--dns-port`)
 //! answers SERVFAIL, truncated; a third port is not read; the daemon's counts of queries and of responses by
 //! rcode and truncation equal tshark's on the packets it stored.
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{get, scratch, OutputWithin, RINGCAP};
+use common::{scratch, OutputWithin, Running, RINGCAP};
 use ringcap_tools::testbed::{TestBed, RX_IF};
-
-/// A process killed on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// dnsmasq on the receiving end, port 53: `ok.test` has an address, `nx.test` does not
 /// exist, and with no upstream anything else is refused.
@@ -58,10 +48,28 @@ for i in range(count):
     print(answer[3] & 0xf)
 "#;
 
+/// [`CLIENT`] over TCP: one connection, each query and response behind its length.
+const TCP_CLIENT: &str = r#"
+import socket, struct, sys
+name, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+s = socket.create_connection(("10.77.0.2", port), timeout=2)
+for i in range(count):
+    query = struct.pack(">HHHHHH", 0x5000 + i, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
+    s.sendall(struct.pack(">H", len(query)) + query)
+    length = struct.unpack(">H", s.recv(2, socket.MSG_WAITALL))[0]
+    answer = s.recv(length, socket.MSG_WAITALL)
+    print(answer[3] & 0xf)
+"#;
+
 fn ask(bed: &TestBed, name: &str, port: u16, count: u32) -> Vec<u8> {
+    ask_with(bed, CLIENT, name, port, count)
+}
+
+fn ask_with(bed: &TestBed, client: &str, name: &str, port: u16, count: u32) -> Vec<u8> {
     let out = bed
         .tx("python3")
-        .args(["-c", CLIENT, name, &port.to_string(), &count.to_string()])
+        .args(["-c", client, name, &port.to_string(), &count.to_string()])
         .output_within_deadline();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(|l| l.parse().unwrap()).collect()
@@ -88,10 +96,10 @@ fn dns_queries_and_responses_by_rcode_agree_with_tshark() {
     assert_eq!(ask(&bed, "any.test", 5354, 2), [2, 2]);
     // Port 5355 is not a DNS port here: not counted, though DNS.
     assert_eq!(ask(&bed, "any.test", 5355, 1), [0]);
-    let stats = common::stats_refreshed_after(&bed, addr, Instant::now());
-    let metrics = String::from_utf8(get(&bed, addr, "/metrics", None).body).unwrap();
-    let text = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
-    common::stop(daemon);
+    // Over TCP, on one connection.
+    assert_eq!(ask_with(&bed, TCP_CLIENT, "ok.test", 53, 2), [0, 0]);
+    assert_eq!(ask_with(&bed, TCP_CLIENT, "nx.test", 53, 1), [3]);
+    let common::HealthReading { stats, metrics, text } = common::read_health_and_stop(&bed, addr, daemon);
 
     let pcap = scratch("dns.pcapng");
     let out = Command::new(RINGCAP)
@@ -145,16 +153,15 @@ fn dns_queries_and_responses_by_rcode_agree_with_tshark() {
     assert_eq!(ours, theirs, "DNS counts by direction: ours (left), tshark's (right)");
     // Queries arrive at the resolver (in), responses leave it (out); the wait's queries too.
     assert!(theirs[&("in".to_string(), "query".to_string())] >= 8);
-    assert_eq!(theirs[&("out".to_string(), "nxdomain".to_string())], 2);
+    assert_eq!(theirs[&("out".to_string(), "nxdomain".to_string())], 3, "two over UDP, one over TCP");
     assert_eq!(theirs[&("out".to_string(), "refused".to_string())], 1);
     assert_eq!(theirs[&("out".to_string(), "servfail".to_string())], 2);
     assert_eq!(theirs[&("out".to_string(), "truncated".to_string())], 2);
     let line = format!(
-        "ringcap_dns_responses_total{{interface=\"{RX_IF}\",direction=\"out\",rcode=\"nxdomain\"}} 2"
+        "ringcap_dns_responses_total{{interface=\"{RX_IF}\",direction=\"out\",rcode=\"nxdomain\"}} 3"
     );
     assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
-    let text = String::from_utf8(text.stdout).unwrap();
-    assert!(text.contains("nxdomain 2, servfail 2"), "{text}");
+    assert!(text.contains("nxdomain 3, servfail 2"), "{text}");
 }
 
 /// A responder that answers late (300 ms), once per query however often it is sent
@@ -220,9 +227,7 @@ fn dns_response_times_retransmissions_and_unanswered_queries_agree_with_tshark()
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The silent query expires after --dns-timeout (1 s) at a sweep, once a second.
     std::thread::sleep(Duration::from_millis(2500));
-    let stats = common::stats_refreshed_after(&bed, addr, Instant::now());
-    let text = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
-    common::stop(daemon);
+    let common::HealthReading { stats, text, .. } = common::read_health_and_stop(&bed, addr, daemon);
 
     let pcap = scratch("dns-times.pcapng");
     let out = Command::new(RINGCAP)
@@ -276,6 +281,5 @@ fn dns_response_times_retransmissions_and_unanswered_queries_agree_with_tshark()
         (1, 1, 0),
         "{asked:?} {answered:?}"
     );
-    let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("(1 retransmitted, 1 unanswered)"), "{text}");
 }

@@ -12,7 +12,7 @@ use capture_common::{
 };
 
 use crate::direct::Direct;
-use crate::packet::{count, current_slot};
+use crate::packet::{add_one, atomic_add, count, current_slot};
 
 /// Message counts: slot * COUNTS_PER_SLOT + message index. One array for all CPUs,
 /// updated with atomic adds (ICMP is rare next to other packets), mapped by user space.
@@ -48,7 +48,7 @@ const MTU_CUT_OFF: u64 = u64::MAX - 1;
 pub extern "C" fn ringcap_icmp(index: u32, family: u32, mtu: u64) -> u32 {
     count(Counter::IcmpMessages);
     let slot = current_slot();
-    add(&ICMP, (slot * COUNTS_PER_SLOT + index) & (MAX_SLOTS * COUNTS_PER_SLOT - 1));
+    add_one(&ICMP, (slot * COUNTS_PER_SLOT + index) & (MAX_SLOTS * COUNTS_PER_SLOT - 1));
     if mtu == NOT_PATH_MTU {
         return 0;
     }
@@ -68,24 +68,4 @@ pub extern "C" fn ringcap_icmp(index: u32, family: u32, mtu: u64) -> u32 {
         None => count(Counter::IcmpMtuUntracked),
     }
     0
-}
-
-#[inline(always)]
-fn add(array: &Array<u64>, index: u32) {
-    if let Some(value) = array.get_ptr_mut(index) {
-        // SAFETY: as in `ringcap_icmp`.
-        unsafe { atomic_add(value) };
-    }
-}
-
-/// Adds one atomically (BPF_ATOMIC add; the BPF target's core has no AtomicU64::fetch_add).
-///
-/// # Safety
-/// `value` must be a live map value.
-#[inline(always)]
-unsafe fn atomic_add(value: *mut u64) {
-    // SAFETY: the caller's.
-    unsafe {
-        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(value, 1)
-    };
 }

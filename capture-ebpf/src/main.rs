@@ -16,13 +16,17 @@
 
 mod direct;
 mod dns;
+mod exchange;
 mod filter;
 mod flows;
+mod http;
 mod icmp;
 mod packet;
+mod payload;
 mod record;
 mod select;
 mod tcp;
+mod tls;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK},

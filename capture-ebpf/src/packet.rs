@@ -3,7 +3,7 @@
 //! per-CPU counters.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use capture_common::{Counter, MAX_INTERFACES, MAX_SLOTS};
 
@@ -91,4 +91,26 @@ pub fn count_raw(counter: u32, by: u64) {
         // SAFETY: per-CPU value, only this CPU writes it while the program runs.
         unsafe { *value += by };
     }
+}
+
+/// Adds one to the `index`th value of an array shared by all CPUs, atomically (BPF_ATOMIC
+/// add; the BPF target's core has no AtomicU64::fetch_add).
+#[inline(always)]
+pub fn add_one(array: &Array<u64>, index: u32) {
+    if let Some(value) = array.get_ptr_mut(index) {
+        // SAFETY: a live map value; every writer adds atomically.
+        unsafe { atomic_add(value) };
+    }
+}
+
+/// Adds one to a map value atomically.
+///
+/// # Safety
+/// `value` must be a live map value.
+#[inline(always)]
+pub unsafe fn atomic_add(value: *mut u64) {
+    // SAFETY: the caller's.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(value, 1)
+    };
 }

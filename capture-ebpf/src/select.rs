@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use capture_common::{
     cut::{self, Cut},
-    flow::{flow_hash, ip_payload},
+    flow::{flow_hash, ip_payload, TCP},
     CaptureConfig, Counter, InFlight, MAX_CPUS,
 };
 
@@ -103,7 +103,15 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, may_cut: bool) -> Resul
     }
     if config.l7_analysis != 0 {
         let (data, end) = packet.direct();
-        let now = observe_l7(data, end, wire_len, config.dns_port, early.0.unwrap_or(0));
+        let mut now = observe_l7(data, end, wire_len, config.dns_port, early.0.unwrap_or(0));
+        if now == READ_PAYLOAD {
+            now = match crate::tcp::copy_window(packet, wire_len) {
+                Some(copied) => {
+                    crate::payload::ringcap_tcp_payload(copied, config.dns_port, early.0.unwrap_or(0))
+                }
+                None => 0,
+            };
+        }
         if now != 0 {
             early.0 = Some(now);
         }
@@ -139,8 +147,12 @@ pub fn select<P: PacketBytes>(packet: &P, wire_len: u32, may_cut: bool) -> Resul
     Ok(Selected { stamp, cut })
 }
 
-/// The health of other protocols than TCP (ICMP, DNS) on the packet `data..end`, seen at
-/// `now` (0: not read yet); returns its time if it was read. A BPF subprogram of its own:
+/// [`observe_l7`]'s answer for a TCP segment to copy (no clock reads it).
+const READ_PAYLOAD: u64 = u64::MAX;
+
+/// The health of ICMP and DNS over UDP on the packet `data..end`, seen at `now` (0: not
+/// read yet); returns its time if it was read, or [`READ_PAYLOAD`] for a TCP segment that
+/// `crate::payload` reads from a copy. A BPF subprogram of its own:
 /// inlined, its parsing moved LLVM's register choices in the rest of `select` into forms
 /// the verifier refuses (a bitwise AND on a packet pointer, in the AF_XDP program).
 #[inline(never)]
@@ -153,6 +165,7 @@ fn observe_l7(data: usize, end: usize, wire_len: u32, dns_port: u32, now: u64) -
             now
         }
         17 => crate::dns::observe(&packet, &ip, dns_port, now),
+        TCP if crate::payload::worth_reading(&packet, &ip, dns_port) => READ_PAYLOAD,
         _ => now,
     }
 }

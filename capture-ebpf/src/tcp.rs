@@ -16,7 +16,7 @@ use capture_common::{
 
 use crate::direct::Direct;
 use crate::flows::{find_or_insert, lock, unlock, Found};
-use crate::packet::{count_by, count_raw, current_slot, PacketBytes};
+use crate::packet::{add_one, count_by, count_raw, current_slot, PacketBytes};
 use crate::select::config;
 
 /// RTT histograms: (slot * RTT_KINDS + kind) * RTT_BUCKETS + bucket. One array for all
@@ -135,7 +135,8 @@ pub extern "C" fn ringcap_udp_flow(from_lo: u32) -> u32 {
 /// branches, the verifier's paths multiplied past its budget.
 #[derive(Default)]
 struct Findings {
-    /// Bit `c` set: counter `c` (< 64) is to be incremented.
+    /// Bit `c` set: counter `c` (< 64: the analysis counts none of the higher ones) is
+    /// to be incremented.
     counters: u64,
     /// RTT samples: (kind, ns); at most three per segment (handshake, timestamp, data).
     rtt: [(u32, u64); 3],
@@ -165,7 +166,7 @@ impl Findings {
             return;
         }
         let mut bit = Counter::TcpSyn as u32;
-        while bit < Counter::COUNT {
+        while bit < 64 {
             if self.counters & (1 << bit) != 0 {
                 count_raw(bit, 1);
             }
@@ -194,24 +195,19 @@ fn record_rtt(kind: u32, ns: u64) {
     count_by(sum, ns);
     let histogram = current_slot() * RTT_KINDS + (kind & (RTT_KINDS - 1));
     let index = (histogram * RTT_BUCKETS + tcp::rtt_bucket(ns)) & (MAX_SLOTS * RTT_KINDS * RTT_BUCKETS - 1);
-    if let Some(bucket) = RTT.get_ptr_mut(index) {
-        // SAFETY: a live map value shared by all CPUs, updated atomically (BPF_ATOMIC add;
-        // the BPF target's core has no AtomicU64::fetch_add).
-        unsafe {
-            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
-                bucket, 1,
-            )
-        };
-    }
+    add_one(&RTT, index);
 }
 
-/// The first bytes of the packet whose options are scanned, per CPU (too large for the stack).
+/// The first bytes of the packet whose options are scanned (or whose TLS or HTTP is
+/// read), per CPU (too large for the stack). Twice the bytes ever copied: where LLVM
+/// knows an offset's constant part cannot carry out of the mask, it adds that part after
+/// masking (`(a & mask) + c`), and the verifier must find that inside the value too.
 #[map]
-static WINDOW: PerCpuArray<[u8; PACKET_WINDOW as usize]> = PerCpuArray::with_max_entries(1, 0);
+static WINDOW: PerCpuArray<[u8; 2 * PACKET_WINDOW as usize]> = PerCpuArray::with_max_entries(1, 0);
 
 /// The copied window of a packet, as the TCP option scan reads it.
 struct Window {
-    bytes: *const [u8; PACKET_WINDOW as usize],
+    bytes: *const [u8; 2 * PACKET_WINDOW as usize],
     copied: u32,
     wire_len: u32,
 }
@@ -234,7 +230,7 @@ impl PacketView for Window {
 
 /// The copied window of the packet, as a packet view.
 #[inline(always)]
-fn window(copied: u32, wire_len: u32) -> Option<impl PacketView> {
+pub(crate) fn window(copied: u32, wire_len: u32) -> Option<impl PacketView> {
     // The window's reads mask each offset into it, which is the bound the verifier needs;
     // were `copied` known to be at most PACKET_WINDOW, LLVM would drop the mask after the
     // `offset < copied` check. A volatile reload hides that knowledge.
@@ -246,7 +242,7 @@ fn window(copied: u32, wire_len: u32) -> Option<impl PacketView> {
 /// Copies the packet's first bytes (at most [`PACKET_WINDOW`]) into this CPU's window, for
 /// what reads them from there; returns how many, `None` if the copy failed.
 #[inline(always)]
-fn copy_window<P: PacketBytes>(packet: &P, wire_len: u32) -> Option<u32> {
+pub(crate) fn copy_window<P: PacketBytes>(packet: &P, wire_len: u32) -> Option<u32> {
     let bytes = WINDOW.get_ptr_mut(0)?;
     let mut copied = if wire_len > PACKET_WINDOW { PACKET_WINDOW } else { wire_len };
     if copied > 0 {

@@ -60,6 +60,8 @@ pub fn stats_json(sources: &Sources) -> serde_json::Value {
         "tcp_by_interface": by_interface(sources),
         "icmp_by_interface": sources.live.icmp_health(),
         "dns_by_interface": sources.live.dns_health(),
+        "tls_by_interface": sources.live.tls_health(),
+        "http_by_interface": sources.live.http_health(),
         "flows": *locked(&sources.live.flows),
         "kernel": kernel,
         "reader": sources.live.reader.totals(),

@@ -2,7 +2,7 @@
 //! (the OpenMetrics text format; Prometheus scrapes it as it is) from a snapshot taken
 //! for each scrape.
 use capture_common::tcp::RTT_BUCKETS;
-use capture_common::Counter;
+use capture_common::{exchange, Counter};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -112,6 +112,28 @@ const CUT_REASONS: [(u32, &str); 3] = [
 ];
 
 /// A counter family (named with `_total`, which the encoder adds back to each sample).
+/// The answer-time histograms: kind, name, the counter of their sum, help.
+const ANSWER_TIMES: [(u8, &str, Counter, &str); 3] = [
+    (
+        exchange::KIND_DNS,
+        "ringcap_dns_response_time_seconds",
+        Counter::DnsResponseTimeNs,
+        "DNS response time, from a query to its response (matched by conversation and ID), where the responses pass.",
+    ),
+    (
+        exchange::KIND_TLS,
+        "ringcap_tls_handshake_time_seconds",
+        Counter::TlsHandshakeTimeNs,
+        "TLS handshake time, from a ClientHello to its ServerHello (on the same connection), where the ServerHellos pass.",
+    ),
+    (
+        exchange::KIND_HTTP,
+        "ringcap_http_response_time_seconds",
+        Counter::HttpResponseTimeNs,
+        "HTTP/1.x response time, from the start of a request to the start of its final response (on the same connection), where the responses pass.",
+    ),
+];
+
 fn counters(name: &str, help: &str, series: &[(Labels, u64)]) -> Family {
     let name = name.strip_suffix("_total").expect("counter names end in _total").to_string();
     Family { name, help: help.to_string(), series: Series::Counters(series.to_vec()) }
@@ -287,16 +309,84 @@ pub fn families(sources: &Sources) -> Vec<Family> {
         "DNS responses to no query seen (sent before capture started, forgotten, or answered already).",
         &per_slot(&|prefix| vec![(prefix.clone(), Counter::DnsUnmatched)]),
     );
-    let dns_unanswered = *locked(&sources.live.dns_unanswered);
+    let unanswered = locked(&sources.live.unanswered).clone();
+    let unanswered_of = |kind: u8| {
+        slots
+            .iter()
+            .map(|slot| (slot_labels(slot), unanswered[usize::from(kind)][slot.slot]))
+            .collect::<Vec<_>>()
+    };
     family(
         "ringcap_dns_unanswered_queries_total",
         "DNS queries without a response after --dns-timeout, where the queries pass.",
-        &slots.iter().map(|slot| (slot_labels(slot), dns_unanswered[slot.slot])).collect::<Vec<_>>(),
+        &unanswered_of(exchange::KIND_DNS),
     );
     family(
         "ringcap_dns_truncated_responses_total",
         "DNS responses with TC set: the answer did not fit, the client retries over TCP.",
         &per_slot(&|prefix| vec![(prefix.clone(), Counter::DnsTruncated)]),
+    );
+    family(
+        "ringcap_tls_client_hellos_total",
+        "TLS ClientHellos (any TCP port), every packet, selected or not.",
+        &per_slot(&|prefix| vec![(prefix.clone(), Counter::TlsClientHellos)]),
+    );
+    family(
+        "ringcap_tls_server_hellos_total",
+        "TLS ServerHellos by the version the server chose (1.0, 1.1, 1.2, 1.3, other).",
+        &per_slot(&|prefix| {
+            crate::health::tls::VERSIONS
+                .iter()
+                .map(|(counter, version)| (with(prefix, "version", version), *counter))
+                .collect()
+        }),
+    );
+    let tls_alerts = locked(&sources.live.tls_alerts).clone();
+    family(
+        "ringcap_tls_alerts_total",
+        "TLS alerts sent in the clear (during handshakes), by description as RFC 8446 names it; \"other\" for the rest.",
+        &slots
+            .iter()
+            .flat_map(|slot| {
+                crate::health::tls::alerts_by_label(&tls_alerts, slot.slot)
+                    .into_iter()
+                    .map(|(label, count)| (with(&slot_labels(slot), "description", label), count))
+            })
+            .collect::<Vec<_>>(),
+    );
+    let tls_timeouts = unanswered_of(exchange::KIND_TLS);
+    family(
+        "ringcap_tls_handshake_failures_total",
+        "TLS handshakes that ended before their ServerHello, by how: an alert, a RST, a FIN, or nothing within --tls-timeout.",
+        &per_slot(&|prefix| {
+            crate::health::tls::FAILURES
+                .iter()
+                .filter_map(|(counter, how)| counter.map(|counter| (with(prefix, "how", how), counter)))
+                .collect()
+        })
+        .into_iter()
+        .chain(tls_timeouts.into_iter().map(|(labels, count)| (with(&labels, "how", "timeout"), count)))
+        .collect::<Vec<_>>(),
+    );
+    family(
+        "ringcap_http_requests_total",
+        "HTTP/1.x requests (segments that start one, any TCP port), every packet, selected or not.",
+        &per_slot(&|prefix| vec![(prefix.clone(), Counter::HttpRequests)]),
+    );
+    family(
+        "ringcap_http_responses_total",
+        "HTTP/1.x responses by status class (1xx..5xx, other).",
+        &per_slot(&|prefix| {
+            crate::health::http::CLASSES
+                .iter()
+                .map(|(counter, class)| (with(prefix, "class", class), *counter))
+                .collect()
+        }),
+    );
+    family(
+        "ringcap_http_unanswered_requests_total",
+        "HTTP/1.x requests without a final response after --http-timeout, where the requests pass.",
+        &unanswered_of(exchange::KIND_HTTP),
     );
     let path_mtu_messages = per_slot(&|prefix| vec![(prefix.clone(), Counter::IcmpPathMtu)]);
     family(
@@ -500,20 +590,18 @@ pub fn families(sources: &Sources) -> Vec<Family> {
                 .collect(),
         ),
     });
-    if let Some(times) = locked(&sources.live.dns_times).as_ref() {
-        let series = slots
-            .iter()
-            .map(|slot| {
-                let (total, counts) = seconds_buckets(&times[slot.slot]);
-                let sum = kernel.only(slot.slot).get(Counter::DnsResponseTimeNs) as f64 / 1e9;
-                (slot_labels(slot), sum, total, counts)
-            })
-            .collect();
-        out.push(Family {
-            name: "ringcap_dns_response_time_seconds".into(),
-            help: "DNS response time, from a query to its response (matched by conversation and ID), where the responses pass.".into(),
-            series: Series::Histograms(series),
-        });
+    if let Some(times) = locked(&sources.live.exchange_times).as_ref() {
+        for (kind, name, sum, help) in ANSWER_TIMES {
+            let series = slots
+                .iter()
+                .map(|slot| {
+                    let (total, counts) = seconds_buckets(&times[usize::from(kind)][slot.slot]);
+                    let sum = kernel.only(slot.slot).get(sum) as f64 / 1e9;
+                    (slot_labels(slot), sum, total, counts)
+                })
+                .collect();
+            out.push(Family { name: name.into(), help: help.into(), series: Series::Histograms(series) });
+        }
     }
     if let Some(buckets) = locked(&sources.live.rtt_by_slot).as_ref() {
         for (i, kind) in RTT_KINDS.iter().enumerate() {

@@ -11,7 +11,7 @@ use capture_daemon::kernel::{Direction, FlowCut, KernelConfig, ProgramSet, Selec
 use capture_daemon::pcap::DEFAULT_SNAPLEN;
 use capture_daemon::privileges::User;
 use capture_daemon::retrieve::out::Format;
-use capture_daemon::session::{CaptureMode, CaptureOptions, IngressHook};
+use capture_daemon::session::{AnswerTimeouts, CaptureMode, CaptureOptions, IngressHook};
 use capture_daemon::storage::budget::DiskLimit;
 use clap::Args;
 
@@ -96,6 +96,13 @@ pub(crate) struct KernelArgs {
     /// A DNS query is counted unanswered when it gets no response this long.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub(crate) dns_timeout: f64,
+    /// A TLS handshake is counted timed out when its ClientHello gets no ServerHello
+    /// (nor alert, RST or FIN) this long.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub(crate) tls_timeout: f64,
+    /// An HTTP request is counted unanswered when it gets no final response this long.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub(crate) http_timeout: f64,
     /// TCP flows the analysis tracks at once; the least recently seen are evicted.
     #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub(crate) tcp_flows: u32,
@@ -203,16 +210,21 @@ impl KernelArgs {
         positive_seconds("--syn-timeout", self.syn_timeout)
     }
 
-    /// `--dns-timeout` as a duration, or why it is none.
-    fn dns_timeout(&self) -> anyhow::Result<Duration> {
-        positive_seconds("--dns-timeout", self.dns_timeout)
+    /// `--dns-timeout`, `--tls-timeout` and `--http-timeout` as durations, or why one is
+    /// none.
+    fn answer_timeouts(&self) -> anyhow::Result<AnswerTimeouts> {
+        Ok(AnswerTimeouts {
+            dns: positive_seconds("--dns-timeout", self.dns_timeout)?,
+            tls: positive_seconds("--tls-timeout", self.tls_timeout)?,
+            http: positive_seconds("--http-timeout", self.http_timeout)?,
+        })
     }
 
     /// Refuses what cannot work before anything is loaded or created; returns what it
     /// resolved, for the capture to use as it is.
     pub(crate) fn check(&self) -> anyhow::Result<Checked> {
         self.syn_timeout()?;
-        self.dns_timeout()?;
+        self.answer_timeouts()?;
         let checked =
             Checked { ifindexes: self.interface_indexes()?, filter: self.filter()?, run_as: self.run_as()? };
         if self.mode == CaptureMode::Afxdp {
@@ -289,7 +301,7 @@ impl KernelArgs {
             direction: self.direction,
             xsk_frames: (buffer_bytes / capture_daemon::capture::xsk::FRAME_SIZE).max(512),
             syn_timeout: self.syn_timeout()?,
-            dns_timeout: self.dns_timeout()?,
+            answer_timeouts: self.answer_timeouts()?,
             kernel: KernelConfig {
                 filter: Some(checked.filter),
                 snaplen: self.snaplen,

@@ -69,6 +69,8 @@ fn print_stats(stats: &serde_json::Value) {
         );
     }
     print_dns(&stats["dns_by_interface"]);
+    print_tls(&stats["tls_by_interface"]);
+    print_http(&stats["http_by_interface"]);
     print_icmp(&stats["icmp_by_interface"]);
     let f = &stats["flows"];
     println!(
@@ -107,10 +109,8 @@ fn print_dns(dns: &serde_json::Value) {
     }
     println!("DNS by interface and direction, since start:");
     for slot in seen {
-        let responses: Vec<String> = capture_daemon::health::dns::RCODES
-            .iter()
-            .map(|(_, rcode)| format!("{rcode} {}", slot.responses.get(*rcode).copied().unwrap_or(0)))
-            .collect();
+        let responses =
+            by_label(&slot.responses, capture_daemon::health::dns::RCODES.iter().map(|(_, r)| *r));
         let time = &slot.response_time;
         println!(
             "  {} {}: {} queries ({} retransmitted, {} unanswered); responses: {}; {} truncated, {} unmatched; \
@@ -120,9 +120,83 @@ fn print_dns(dns: &serde_json::Value) {
             slot.queries,
             slot.retransmissions,
             slot.unanswered,
-            responses.join(", "),
+            responses,
             slot.truncated,
             slot.unmatched,
+            time.p50_ns as f64 / 1e6,
+            time.p99_ns as f64 / 1e6,
+            time.count
+        );
+    }
+}
+
+/// "label n, label n" of the counts, in the order of `labels`.
+fn by_label(
+    counts: &std::collections::BTreeMap<String, u64>,
+    labels: impl Iterator<Item = &'static str>,
+) -> String {
+    labels
+        .map(|label| format!("{label} {}", counts.get(label).copied().unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// TLS handshakes by interface and direction: hellos, versions chosen, failures and
+/// alerts, handshake times.
+fn print_tls(tls: &serde_json::Value) {
+    let slots: Vec<capture_daemon::records::TlsHealth> =
+        serde_json::from_value(tls.clone()).unwrap_or_default();
+    let seen: Vec<_> = slots
+        .iter()
+        .filter(|slot| {
+            slot.client_hellos > 0 || slot.server_hellos.values().any(|&n| n > 0) || !slot.alerts.is_empty()
+        })
+        .collect();
+    if seen.is_empty() {
+        println!("TLS: no handshakes since start");
+        return;
+    }
+    println!("TLS handshakes by interface and direction, since start:");
+    for slot in seen {
+        let alerts: Vec<String> = slot.alerts.iter().map(|(alert, n)| format!("{alert} {n}")).collect();
+        let time = &slot.handshake_time;
+        println!(
+            "  {} {}: {} ClientHellos; ServerHellos: {}; failed before the ServerHello: {}; alerts: {}; \
+             handshake time p50 {:.3} ms, p99 {:.3} ms ({} timed)",
+            slot.interface,
+            slot.direction,
+            slot.client_hellos,
+            by_label(&slot.server_hellos, capture_daemon::health::tls::VERSIONS.iter().map(|(_, v)| *v)),
+            by_label(&slot.failed, capture_daemon::health::tls::FAILURES.iter().map(|(_, how)| *how)),
+            if alerts.is_empty() { "none".to_string() } else { alerts.join(", ") },
+            time.p50_ns as f64 / 1e6,
+            time.p99_ns as f64 / 1e6,
+            time.count
+        );
+    }
+}
+
+/// HTTP/1.x by interface and direction: requests, responses by status class, response
+/// times.
+fn print_http(http: &serde_json::Value) {
+    let slots: Vec<capture_daemon::records::HttpHealth> =
+        serde_json::from_value(http.clone()).unwrap_or_default();
+    let seen: Vec<_> =
+        slots.iter().filter(|slot| slot.requests > 0 || slot.responses.values().any(|&n| n > 0)).collect();
+    if seen.is_empty() {
+        println!("HTTP: no requests or responses since start");
+        return;
+    }
+    println!("HTTP/1.x by interface and direction, since start:");
+    for slot in seen {
+        let time = &slot.response_time;
+        println!(
+            "  {} {}: {} requests ({} unanswered); responses: {}; response time p50 {:.3} ms, p99 {:.3} ms ({} answered)",
+            slot.interface,
+            slot.direction,
+            slot.requests,
+            slot.unanswered,
+            by_label(&slot.responses, capture_daemon::health::http::CLASSES.iter().map(|(_, c)| *c)),
             time.p50_ns as f64 / 1e6,
             time.p99_ns as f64 / 1e6,
             time.count

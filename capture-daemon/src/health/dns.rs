@@ -1,19 +1,10 @@
 //! DNS health as the API, Prometheus and `ringcap stats` give it: the kernel's counts of
 //! queries and of responses by rcode, response times, retransmitted and unanswered
 //! queries, by interface and direction.
-use capture_common::tcp::RTT_BUCKETS;
 use capture_common::Counter;
 
-use super::analysis::rtt_summary;
-use crate::kernel::KernelCounters;
+use super::ExchangeSlot;
 use crate::records::DnsHealth;
-
-/// What the daemon knows of one slot's DNS.
-pub struct Slot<'a> {
-    pub kernel: &'a KernelCounters,
-    pub times: Option<&'a [u64; RTT_BUCKETS as usize]>,
-    pub unanswered: u64,
-}
 
 /// The response counters by the rcode label they carry.
 pub const RCODES: [(Counter, &str); 5] = [
@@ -25,8 +16,8 @@ pub const RCODES: [(Counter, &str); 5] = [
 ];
 
 /// The DNS health of one slot.
-pub fn health(interface: &str, direction: &str, slot: &Slot) -> DnsHealth {
-    let kernel = slot.kernel;
+pub fn health(interface: &str, direction: &str, slot: &ExchangeSlot) -> DnsHealth {
+    let kernel = &slot.kernel;
     DnsHealth {
         interface: interface.to_string(),
         direction: direction.to_string(),
@@ -36,6 +27,6 @@ pub fn health(interface: &str, direction: &str, slot: &Slot) -> DnsHealth {
         retransmissions: kernel.get(Counter::DnsRetransmissions),
         unanswered: slot.unanswered,
         unmatched: kernel.get(Counter::DnsUnmatched),
-        response_time: slot.times.map(rtt_summary).unwrap_or_default(),
+        response_time: slot.times(),
     }
 }

@@ -6,18 +6,22 @@
 pub mod analysis;
 pub mod dns;
 pub mod flows;
+pub mod http;
 pub mod icmp;
 pub mod sweeper;
+pub mod tls;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use capture_common::{MAX_INTERFACES, MAX_SLOTS};
+use capture_common::tcp::RTT_BUCKETS;
+use capture_common::{exchange, MAX_INTERFACES};
 
 use crate::capture::ReaderCounters;
 use crate::kernel::{
-    family_name, rtt_total, Direction, IcmpCounts, KernelCounters, RttBuckets, SlotDnsTimes, SlotRttBuckets,
+    family_name, rtt_total, Direction, ExchangeTimes, IcmpCounts, KernelCounters, RttBuckets, SlotRttBuckets,
+    Unanswered,
 };
 use crate::records::{FlowTable, StatsSnapshot, XskStatistics, STATS_SNAPSHOT_VERSION};
 use analysis::RTT_KINDS;
@@ -41,10 +45,12 @@ pub struct LiveCounters {
     pub rtt_by_slot: Mutex<Option<Box<SlotRttBuckets>>>,
     /// The kernel's ICMP and ICMPv6 counts.
     pub icmp: Mutex<IcmpCounts>,
-    /// The kernel's DNS response-time histograms by slot (empty until the first refresh),
-    /// and the queries found unanswered after `--dns-timeout`, by slot.
-    pub dns_times: Mutex<Option<Box<SlotDnsTimes>>>,
-    pub dns_unanswered: Mutex<[u64; MAX_SLOTS as usize]>,
+    /// The kernel's answer-time histograms of DNS, TLS and HTTP by slot (empty until the
+    /// first refresh), and the requests found unanswered after their timeout.
+    pub exchange_times: Mutex<Option<Box<ExchangeTimes>>>,
+    pub unanswered: Mutex<Box<Unanswered>>,
+    /// The kernel's TLS alert counts: (slot, description, count).
+    pub tls_alerts: Mutex<Vec<(usize, u8, u64)>>,
     /// The interface and direction of each slot in use.
     pub slots: Mutex<Vec<SlotLabel>>,
     /// Each interface given to -i, and whether it is still there (see `capture::links`).
@@ -58,6 +64,32 @@ pub struct LiveCounters {
     /// The kernel counters and RTT buckets of the last minute, one entry a second,
     /// oldest first: what "the last minute" is measured against.
     pub history: Mutex<VecDeque<(Instant, KernelCounters, Box<RttBuckets>)>>,
+}
+
+/// The answer-time histograms a statistics snapshot keeps beside the RTT ones, summed
+/// over interfaces and directions: exchange kind and key.
+pub const ANSWER_TIMES: [(u8, &str); 3] = [
+    (exchange::KIND_DNS, "dns_response"),
+    (exchange::KIND_TLS, "tls_handshake"),
+    (exchange::KIND_HTTP, "http_response"),
+];
+
+/// What the daemon knows of one slot's exchanges of one kind (DNS, TLS or HTTP).
+pub struct ExchangeSlot<'a> {
+    pub slot: usize,
+    /// The slot's kernel counters alone.
+    pub kernel: KernelCounters,
+    /// The answer times (empty until the first refresh).
+    pub times: Option<&'a [u64; RTT_BUCKETS as usize]>,
+    /// Requests without an answer after their timeout.
+    pub unanswered: u64,
+}
+
+impl ExchangeSlot<'_> {
+    /// The answer times' percentiles.
+    pub fn times(&self) -> analysis::RttSummary {
+        self.times.map(analysis::rtt_summary).unwrap_or_default()
+    }
 }
 
 /// What one slot of the kernel's counters and histograms stands for.
@@ -111,22 +143,46 @@ impl LiveCounters {
         history.push_back((Instant::now(), kernel, rtt));
     }
 
-    /// The DNS health of each slot in use.
-    pub fn dns_health(&self) -> Vec<crate::records::DnsHealth> {
+    /// What each slot in use knows of the exchanges of `kind` (`capture_common::exchange`),
+    /// made into a health record by `health`.
+    fn exchange_health<T>(&self, kind: u8, health: impl Fn(&SlotLabel, &ExchangeSlot) -> T) -> Vec<T> {
         let kernel = *locked(&self.kernel);
-        let times = locked(&self.dns_times).clone();
-        let unanswered = *locked(&self.dns_unanswered);
+        let times = locked(&self.exchange_times).clone();
+        let unanswered = locked(&self.unanswered)[usize::from(kind)];
         locked(&self.slots)
             .iter()
             .map(|label| {
-                let slot = dns::Slot {
-                    kernel: &kernel.only(label.slot),
-                    times: times.as_ref().map(|t| &t[label.slot]),
+                let slot = ExchangeSlot {
+                    slot: label.slot,
+                    kernel: kernel.only(label.slot),
+                    times: times.as_ref().map(|t| &t[usize::from(kind)][label.slot]),
                     unanswered: unanswered.get(label.slot).copied().unwrap_or(0),
                 };
-                dns::health(&label.interface, label.direction, &slot)
+                health(label, &slot)
             })
             .collect()
+    }
+
+    /// The DNS health of each slot in use.
+    pub fn dns_health(&self) -> Vec<crate::records::DnsHealth> {
+        self.exchange_health(exchange::KIND_DNS, |label, slot| {
+            dns::health(&label.interface, label.direction, slot)
+        })
+    }
+
+    /// The TLS handshakes of each slot in use.
+    pub fn tls_health(&self) -> Vec<crate::records::TlsHealth> {
+        let alerts = locked(&self.tls_alerts).clone();
+        self.exchange_health(exchange::KIND_TLS, |label, slot| {
+            tls::health(&label.interface, label.direction, slot, &alerts)
+        })
+    }
+
+    /// The HTTP exchanges of each slot in use.
+    pub fn http_health(&self) -> Vec<crate::records::HttpHealth> {
+        self.exchange_health(exchange::KIND_HTTP, |label, slot| {
+            http::health(&label.interface, label.direction, slot)
+        })
     }
 
     /// The ICMP health of each slot in use.
@@ -200,6 +256,24 @@ impl LiveCounters {
                 b[kind].iter().copied().enumerate().filter(|(_, c)| *c > 0).collect()
             })
         };
+        let times = locked(&self.exchange_times).clone();
+        let mut rtt: BTreeMap<String, Vec<(usize, u64)>> =
+            RTT_KINDS.iter().map(|kind| (kind.key.to_string(), sparse(kind.index))).collect();
+        for (kind, key) in ANSWER_TIMES {
+            let summed = times.as_ref().map_or([0; RTT_BUCKETS as usize], |t| {
+                let mut summed = [0; RTT_BUCKETS as usize];
+                for slot in &t[usize::from(kind)] {
+                    summed.iter_mut().zip(slot).for_each(|(sum, count)| *sum += count);
+                }
+                summed
+            });
+            rtt.insert(key.to_string(), summed.into_iter().enumerate().filter(|(_, c)| *c > 0).collect());
+        }
+        let mut tls_alerts = BTreeMap::new();
+        for (_, description, count) in locked(&self.tls_alerts).iter() {
+            *tls_alerts.entry(capture_common::tls::alert_label(*description).to_string()).or_default() +=
+                count;
+        }
         StatsSnapshot {
             version: STATS_SNAPSHOT_VERSION,
             started_ns,
@@ -211,9 +285,10 @@ impl LiveCounters {
             reader: self.reader.totals(),
             xsk: *locked(&self.xsk),
             flows: *locked(&self.flows),
-            rtt: RTT_KINDS.iter().map(|kind| (kind.key.to_string(), sparse(kind.index))).collect(),
+            rtt,
             icmp,
             path_mtu,
+            tls_alerts,
             storage: None,
         }
     }

@@ -48,8 +48,12 @@ impl KernelCounters {
 /// The kernel's RTT histograms of one slot (or summed over slots), by kind.
 pub type RttBuckets = [[u64; RTT_BUCKETS as usize]; RTT_KINDS as usize];
 
-/// The kernel's DNS response-time histograms of every slot.
-pub type SlotDnsTimes = [[u64; RTT_BUCKETS as usize]; MAX_SLOTS as usize];
+/// The answer-time histograms of DNS, TLS and HTTP (by `capture_common::exchange` kind),
+/// of every slot.
+pub type ExchangeTimes = [[[u64; RTT_BUCKETS as usize]; MAX_SLOTS as usize]; KINDS as usize];
+
+/// Requests found without an answer after their timeout, by kind and slot.
+pub type Unanswered = [[u64; MAX_SLOTS as usize]; KINDS as usize];
 
 /// The kernel's RTT histograms of every slot.
 pub type SlotRttBuckets = [RttBuckets; MAX_SLOTS as usize];

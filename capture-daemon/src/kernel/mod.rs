@@ -7,8 +7,8 @@ mod object;
 mod options;
 
 pub use counters::{
-    empty_slot_rtt, family_name, rtt_total, IcmpCount, IcmpCounts, KernelCounters, RttBuckets, SlotDnsTimes,
-    SlotRttBuckets,
+    empty_slot_rtt, family_name, rtt_total, ExchangeTimes, IcmpCount, IcmpCounts, KernelCounters, RttBuckets,
+    SlotRttBuckets, Unanswered,
 };
 pub use errors::KernelError;
 use errors::{classify_load_error, error_chain, os_error};
@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
-use capture_common::dns::{self, Pending, Transaction};
+use capture_common::exchange::{self, Exchange, Pending, KINDS};
 use capture_common::icmp::{self, MtuKey};
 use capture_common::tcp::{FlowKey, FlowState, RTT_BUCKETS, RTT_KINDS};
+use capture_common::tls;
 use capture_common::{
     CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FLOWS_MAP, ICMP_MAP, ICMP_MTU_MAP, IN_FLIGHT_MAP,
     MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
@@ -59,10 +60,14 @@ pub struct CaptureProgram {
     icmp: Mapping,
     _icmp_map: MapData,
     icmp_mtu: HashMap<MapData, MtuKey, u64>,
-    /// The DNS response-time histograms, mapped likewise, and the pending queries.
-    dns_times: Mapping,
-    _dns_times_map: MapData,
-    dns_pending: HashMap<MapData, Transaction, Pending>,
+    /// The answer-time histograms of DNS, TLS and HTTP, mapped likewise, and the
+    /// requests waiting for their answer.
+    exchange_times: Mapping,
+    _exchange_times_map: MapData,
+    exchanges: HashMap<MapData, Exchange, Pending>,
+    /// The TLS alert counts, mapped likewise.
+    tls_alerts: Mapping,
+    _tls_alerts_map: MapData,
     interfaces: HashMap<MapData, u32, u32>,
     sockets: XskMap<MapData>,
     socket_slots: HashMap<MapData, u32, u32>,
@@ -138,11 +143,16 @@ impl CaptureProgram {
         let (icmp, icmp_map) = map_array(take_map(&mut ebpf, ICMP_MAP)?, ICMP_MAP, icmp_bytes)?;
         let icmp_mtu = HashMap::try_from(take_map(&mut ebpf, ICMP_MTU_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
-        let dns_bytes = (MAX_SLOTS * RTT_BUCKETS) as usize * 8;
-        let (dns_times, dns_times_map) =
-            map_array(take_map(&mut ebpf, dns::TIMES_MAP)?, dns::TIMES_MAP, dns_bytes)?;
-        let dns_pending = HashMap::try_from(take_map(&mut ebpf, dns::PENDING_MAP)?)
+        let (exchange_times, exchange_times_map) = map_array(
+            take_map(&mut ebpf, exchange::TIMES_MAP)?,
+            exchange::TIMES_MAP,
+            exchange::TIMES as usize * 8,
+        )?;
+        let exchanges = HashMap::try_from(take_map(&mut ebpf, exchange::PENDING_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
+        let alerts_bytes = (MAX_SLOTS * tls::ALERTS_PER_SLOT) as usize * 8;
+        let (tls_alerts, tls_alerts_map) =
+            map_array(take_map(&mut ebpf, tls::ALERTS_MAP)?, tls::ALERTS_MAP, alerts_bytes)?;
         let interfaces = HashMap::try_from(take_map(&mut ebpf, INTERFACES_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
         let sockets =
@@ -164,9 +174,11 @@ impl CaptureProgram {
             icmp,
             _icmp_map: icmp_map,
             icmp_mtu,
-            dns_times,
-            _dns_times_map: dns_times_map,
-            dns_pending,
+            exchange_times,
+            _exchange_times_map: exchange_times_map,
+            exchanges,
+            tls_alerts,
+            _tls_alerts_map: tls_alerts_map,
             interfaces,
             sockets,
             loaded: programs,
@@ -371,32 +383,57 @@ impl CaptureProgram {
         IcmpCounts { messages, path_mtu }
     }
 
-    /// The DNS response-time histograms of every slot now (the RTT histograms' buckets).
-    pub fn dns_times(&self) -> Box<SlotDnsTimes> {
-        let mut times = Box::new([[0u64; RTT_BUCKETS as usize]; MAX_SLOTS as usize]);
-        let values: *const u64 = self.dns_times.at(0);
-        for (i, bucket) in times.iter_mut().flatten().enumerate() {
-            // SAFETY: the mapping holds MAX_SLOTS * RTT_BUCKETS u64s, updated atomically.
+    /// The answer-time histograms of every kind and slot now (the RTT histograms'
+    /// buckets).
+    pub fn exchange_times(&self) -> Box<ExchangeTimes> {
+        let mut times = Box::new([[[0u64; RTT_BUCKETS as usize]; MAX_SLOTS as usize]; KINDS as usize]);
+        let values: *const u64 = self.exchange_times.at(0);
+        for (i, bucket) in times.iter_mut().flatten().flatten().enumerate() {
+            // SAFETY: the mapping holds exchange::TIMES u64s in this order, updated atomically.
             *bucket = unsafe { std::ptr::read_volatile(values.add(i)) };
         }
         times
     }
 
-    /// Forgets the DNS queries that waited for their response since before
-    /// `asked_before_ns` (the kernel's monotonic clock); returns how many, by the slot
-    /// they were seen on. A response that comes later counts as unmatched.
-    pub fn expire_dns_queries(&mut self, asked_before_ns: u64) -> [u64; MAX_SLOTS as usize] {
-        let mut expired = [0u64; MAX_SLOTS as usize];
-        let old: Vec<(Transaction, Pending)> = self
-            .dns_pending
+    /// The TLS alerts counted so far: (slot, description, count), those above 0.
+    pub fn tls_alerts(&self) -> Vec<(usize, u8, u64)> {
+        let values: *const u64 = self.tls_alerts.at(0);
+        let mut alerts = Vec::new();
+        for slot in 0..MAX_SLOTS {
+            for description in 0..tls::ALERTS_PER_SLOT {
+                // SAFETY: the mapping holds MAX_SLOTS * ALERTS_PER_SLOT u64s, updated atomically.
+                let count = unsafe {
+                    std::ptr::read_volatile(values.add((slot * tls::ALERTS_PER_SLOT + description) as usize))
+                };
+                if count > 0 {
+                    alerts.push((slot as usize, description as u8, count));
+                }
+            }
+        }
+        alerts
+    }
+
+    /// Forgets the requests of each kind that waited for their answer since before
+    /// `started_before_ns[kind]` (the kernel's monotonic clock; 0: none); returns how
+    /// many, by kind and the slot they were seen on. An answer that comes later finds
+    /// no request.
+    pub fn expire_exchanges(&mut self, started_before_ns: [u64; KINDS as usize]) -> Box<Unanswered> {
+        let mut expired = Box::new([[0u64; MAX_SLOTS as usize]; KINDS as usize]);
+        let old: Vec<(Exchange, Pending)> = self
+            .exchanges
             .iter()
             .filter_map(Result::ok)
-            .filter(|(_, pending)| pending.query_ns < asked_before_ns)
+            .filter(|(exchange, pending)| {
+                started_before_ns
+                    .get(usize::from(exchange.kind))
+                    .is_some_and(|before| pending.started_ns < *before)
+            })
             .collect();
-        for (transaction, pending) in old {
+        for (exchange, pending) in old {
             // Removed by the kernel meanwhile: answered after all.
-            if self.dns_pending.remove(&transaction).is_ok() {
-                expired[(pending.slot % MAX_SLOTS) as usize] += 1;
+            if self.exchanges.remove(&exchange).is_ok() {
+                expired[usize::from(exchange.kind) % KINDS as usize][(pending.slot % MAX_SLOTS) as usize] +=
+                    1;
             }
         }
         expired

@@ -124,6 +124,9 @@ pub fn window_stats(dir: &Path, window: Window) -> Result<Value, StatsError> {
         "counters": since(|s| &s.kernel),
         "tcp": RTT_KINDS.iter().map(|kind| (kind.key.to_string(), json!(rtt(kind.key)))).collect::<serde_json::Map<_, _>>(),
         "icmp": { "messages": seen(since(|s| &s.icmp)), "path_mtu": seen(since(|s| &s.path_mtu)) },
+        "dns": { "response_time": rtt("dns_response") },
+        "tls": { "handshake_time": rtt("tls_handshake"), "alerts": seen(since(|s| &s.tls_alerts)) },
+        "http": { "response_time": rtt("http_response") },
     }))
 }
 

@@ -19,6 +19,16 @@ pub fn bed() -> TestBed {
     TestBed::new().expect("creating the test bed (needs root)")
 }
 
+/// A process of the test bed (a server, a client), killed on drop.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A fresh path in this test process's scratch directory, unique even when tests
 /// running in parallel ask for the same name.
 pub fn scratch(name: &str) -> PathBuf {
@@ -104,6 +114,23 @@ pub fn stats_refreshed_after(bed: &TestBed, addr: &str, done: std::time::Instant
         stats["kernel_counters_age_seconds"].as_f64().is_some_and(|age| age < since_done)
     });
     stats
+}
+
+/// What a health daemon says once every packet sent so far has passed its programs:
+/// `/v1/stats`, `/metrics` and `ringcap stats`.
+pub struct HealthReading {
+    pub stats: serde_json::Value,
+    pub metrics: String,
+    pub text: String,
+}
+
+/// Reads the health daemon at `addr` (see [`HealthReading`]), then stops it.
+pub fn read_health_and_stop(bed: &TestBed, addr: &str, daemon: CaptureProcess) -> HealthReading {
+    let stats = stats_refreshed_after(bed, addr, std::time::Instant::now());
+    let metrics = String::from_utf8(get(bed, addr, "/metrics", None).body).unwrap();
+    let text = bed.rx(RINGCAP).args(["stats", "--http", addr]).output_within_deadline();
+    stop(daemon);
+    HealthReading { stats, metrics, text: String::from_utf8(text.stdout).unwrap() }
 }
 
 /// A test bed of two veth pairs (for captures of two interfaces).
@@ -836,4 +863,36 @@ pub fn mkfifo(path: &std::path::Path) {
 pub fn metric(bed: &TestBed, addr: &str, token: &str, series: &str) -> Option<u64> {
     let text = String::from_utf8_lossy(&get(bed, addr, "/metrics", Some(token)).body).into_owned();
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The ring in `dir` pulled whole with its window's statistics (`--with-stats`, what a
+/// pin keeps), read by tshark with `args` (decode-as rules, a filter) and `fields`: one
+/// row of fields per packet shown, and the statistics.
+pub fn tshark_rows(
+    dir: &std::path::Path,
+    args: &[&str],
+    fields: &[&str],
+) -> (Vec<Vec<String>>, serde_json::Value) {
+    let pcap = scratch("rows.pcapng");
+    let out = std::process::Command::new(RINGCAP)
+        .args(["pull", "--last", "1h", "--with-stats", "--dir"])
+        .arg(dir)
+        .arg("-w")
+        .arg(&pcap)
+        .output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut tshark = std::process::Command::new("tshark");
+    tshark.arg("-r").arg(&pcap).args(args).args(["-T", "fields"]);
+    for field in fields {
+        tshark.args(["-e", field]);
+    }
+    let out = tshark.output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| line.split('\t').map(str::to_string).collect())
+        .collect();
+    let stats = std::fs::read(format!("{}.stats.json", pcap.display())).unwrap();
+    (rows, serde_json::from_slice(&stats).unwrap())
 }
