@@ -162,6 +162,7 @@ mod tests {
         f[23] = 17;
         f[34..36].copy_from_slice(&sport.to_be_bytes());
         f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f[38..40].copy_from_slice(&(8u16 + 12).to_be_bytes());
         f[42..44].copy_from_slice(&0x1234u16.to_be_bytes());
         f[44..46].copy_from_slice(&flags.to_be_bytes());
         f
@@ -243,5 +244,8 @@ mod tests {
         assert_eq!(message(&datagram(53, 40000, 0x0100), 0), None, "a query from the DNS port");
         assert_eq!(message(&datagram(40000, 53, 0x8180), 0), None, "a response to the DNS port");
         assert_eq!(message(&datagram(40000, 53, 0x0100)[..50], 0), None);
+        let mut empty = datagram(40000, 53, 0x0100);
+        empty[38..40].copy_from_slice(&8u16.to_be_bytes());
+        assert_eq!(message(&empty, 0), None, "a UDP length that leaves no room for a message");
     }
 }
