@@ -140,9 +140,6 @@ pub fn run(options: &Options) -> Result<()> {
                     sample_every: u32::MAX,
                     ..Selection::default()
                 };
-                // Each measurement starts from an empty flow table: the same segments sent
-                // again would be retransmissions to the TCP analysis, and cost it more.
-                program.forget_flows();
                 program.select(&selection)?;
                 ns_per_packet(&program, mix, options.packets)
             };

@@ -40,33 +40,6 @@ pub struct Pending {
     pub slot: u32,
     /// Retransmissions of the request seen so far.
     pub retransmissions: u32,
-    /// The TCP sequence number of the request's segment (0 for DNS over UDP): a segment
-    /// of the same number is its TCP retransmission, another one a further request.
-    pub seq: u32,
-    /// Further requests on the connection waiting behind this one (HTTP pipelining)...
-    pub queued: u16,
-    /// ...and 1 once the first was answered: the requests waiting now are queued ones,
-    /// whose own start is not known (`started_ns` is then when they began to lead).
-    pub untimed: u16,
-}
-
-impl Pending {
-    /// The requests that wait: the first unless answered, and those queued behind it.
-    pub fn waiting(&self) -> u64 {
-        u64::from(self.queued) + u64::from(self.untimed == 0)
-    }
-}
-
-/// What a request does to its exchange ([`Pending`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Started {
-    /// It starts it.
-    New,
-    /// It is the waiting request again (same TCP sequence number; any DNS query with the
-    /// ID of a waiting one).
-    Repeat,
-    /// It is another request on a connection whose first one still waits.
-    Another,
 }
 
 #[cfg(feature = "user")]

@@ -91,27 +91,6 @@ pub fn ip_payload<P: PacketView>(p: &P) -> Option<IpPayload> {
     }
 }
 
-/// One end of a conversation, as the kernel's tables of ends (DNS servers) key it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Endpoint {
-    /// The address as big-endian words (IPv4 in the first).
-    pub addr: [u32; 4],
-    pub port: u16,
-    /// 4 or 6; 0 for [`Endpoint::OTHER`].
-    pub family: u8,
-    pub _pad: u8,
-}
-
-impl Endpoint {
-    /// The entry every end past a table's first ones shares.
-    pub const OTHER: Endpoint = Endpoint { addr: [0; 4], port: 0, family: 0, _pad: 0 };
-}
-
-#[cfg(feature = "user")]
-// SAFETY: plain integers, no padding.
-unsafe impl aya::Pod for Endpoint {}
-
 /// IP protocol number of TCP.
 pub const TCP: u8 = 6;
 
@@ -120,8 +99,6 @@ pub const TCP: u8 = 6;
 pub struct TcpPayload {
     /// The source and destination ports, as one word.
     pub ports: u32,
-    /// The sequence number.
-    pub seq: u32,
     /// The TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10).
     pub flags: u8,
     /// Where the payload starts and where it ends.
@@ -136,13 +113,12 @@ pub fn tcp_payload<P: PacketView>(p: &P, ip: &IpPayload) -> Option<TcpPayload> {
         return None;
     }
     let ports = word(p, ip.l4)?;
-    let seq = word(p, ip.l4 + 4)?;
     let offset_flags = half(p, ip.l4 + 12)?;
     let at = ip.l4 + 4 * (offset_flags >> 12);
     if offset_flags >> 12 < 5 || at > ip.end {
         return None;
     }
-    Some(TcpPayload { ports, seq, flags: offset_flags as u8, at, end: ip.end })
+    Some(TcpPayload { ports, flags: offset_flags as u8, at, end: ip.end })
 }
 
 /// The symmetric hash of a packet's flow: addresses and ports of IPv4/IPv6 TCP, UDP and

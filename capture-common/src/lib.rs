@@ -103,13 +103,6 @@ impl InFlight {
     pub const READING_CLOCK: u64 = u64::MAX;
 }
 
-/// Name of the hash of TCP connection attempts by destination (`flow::Endpoint` -> count):
-/// the first [`MAX_DESTINATIONS`] destinations a SYN went to, then `flow::Endpoint::OTHER`
-/// (which user space puts in at load, so it always fits).
-pub const DESTINATIONS_MAP: &str = "TCP_DESTINATIONS";
-/// Destinations whose connection attempts are counted apart.
-pub const MAX_DESTINATIONS: u32 = 64;
-
 /// Name of the per-CPU array of RTT histogram buckets ([`tcp::RTT_KINDS`] x [`tcp::RTT_BUCKETS`]).
 pub const RTT_MAP: &str = "RTT";
 /// Interfaces whose counters and histograms are kept apart, in `-i` order; packets of

@@ -12,8 +12,6 @@ const SERVER_HELLO: u8 = 2;
 /// The extension in which TLS 1.3's ServerHello names its version (the legacy field
 /// says 1.2).
 const SUPPORTED_VERSIONS: u32 = 43;
-/// The legacy version TLS 1.3 ServerHellos carry too.
-const TLS12: u16 = 0x0303;
 /// Extensions of a ServerHello read for it; servers send a handful.
 const MAX_EXTENSIONS: u32 = 12;
 
@@ -29,12 +27,9 @@ pub const VERSIONS: [(u16, &str); 4] = [(0x0301, "1.0"), (0x0302, "1.1"), (0x030
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
     ClientHello,
-    /// The version the server chose (TLS 1.3's from its supported_versions extension; 0
-    /// if it could not be read); `retry`: a HelloRetryRequest, which does not end the
-    /// handshake.
+    /// The version the server chose (TLS 1.3's from its supported_versions extension).
     ServerHello {
         version: u16,
-        retry: bool,
     },
     /// An alert in the clear: its description (RFC 8446's AlertDescription).
     Alert {
@@ -70,66 +65,42 @@ pub fn parse<P: PacketView>(p: &P, at: u32, end: u32) -> Option<Record> {
         ALERT if length == 2 && at + 7 <= end => Some(Record::Alert { description: p.half(at + 5)? as u8 }),
         HANDSHAKE => match next as u8 {
             CLIENT_HELLO => Some(Record::ClientHello),
-            SERVER_HELLO => Some(Record::ServerHello {
-                version: server_version(p, at, end).unwrap_or(0),
-                retry: retry_request(p, at),
-            }),
+            SERVER_HELLO => Some(Record::ServerHello { version: server_version(p, at, end).unwrap_or(0) }),
             _ => None,
         },
         _ => None,
     }
 }
 
-/// The version a ServerHello at `at` chose: its legacy version field, unless that says
-/// 1.2, which TLS 1.3 says too; then its supported_versions extension, or 1.2 if all of
-/// its extensions were read without one. `None`: the extensions could not all be read
-/// (cut, past the first kilobyte, more than [`MAX_EXTENSIONS`] before the one sought) or
-/// claim more than the packet holds.
+/// The version a ServerHello at `at` chose: its supported_versions extension if it has
+/// one, else its legacy version field; `None` if the message is cut before either.
 #[inline(always)]
 fn server_version<P: PacketView>(p: &P, at: u32, end: u32) -> Option<u16> {
     // Record header 5, handshake header 4, then the legacy version, 32 random bytes.
     let legacy = p.half(at + 9)? as u16;
-    if legacy != TLS12 {
-        return Some(legacy);
-    }
     let session_id = at + 43;
-    let extensions = session_id + 1 + (p.half(session_id)? >> 8) + 2 + 1;
-    let last = extensions + 2 + p.half(extensions)?;
-    if last > end {
-        return None;
-    }
-    let mut next = extensions + 2;
+    let Some(extensions) = p.half(session_id).map(|n| session_id + 1 + (n >> 8) + 2 + 1) else {
+        return Some(legacy);
+    };
+    let Some(total) = p.half(extensions) else { return Some(legacy) };
+    let (mut next, last) = (extensions + 2, (extensions + 2 + total).min(end));
     let mut i = 0;
-    while i < MAX_EXTENSIONS {
-        if next == last {
-            return Some(legacy);
-        }
-        if next + 4 > last {
-            return None;
-        }
-        let head = p.word(next)?;
+    while i < MAX_EXTENSIONS && next + 4 <= last {
+        let Some(head) = p.word(next) else { break };
         if head >> 16 == SUPPORTED_VERSIONS && head & 0xffff == 2 {
-            return p.half(next + 4).map(|v| v as u16);
+            return p.half(next + 4).map(|v| v as u16).or(Some(legacy));
         }
         // An extension past the first kilobyte of a packet is out of the kernel's reach
         // anyway; the bound keeps every offset far below 64 KiB, which the verifier needs
         // to see (LLVM checks the kernel's offset bound on a copy it does not follow).
         let length = head & 0xffff;
         if length > 1024 {
-            return None;
+            break;
         }
         next += 4 + length;
         i += 1;
     }
-    None
-}
-
-/// Whether the ServerHello at `at` is a HelloRetryRequest (TLS 1.3: the server asks
-/// for another ClientHello; RFC 8446 marks it by a fixed random, SHA-256 of
-/// "HelloRetryRequest", whose first eight bytes are read).
-#[inline(always)]
-fn retry_request<P: PacketView>(p: &P, at: u32) -> bool {
-    p.word(at + 11) == Some(0xcf21_ad74) && p.word(at + 15) == Some(0xe59a_6111)
+    Some(legacy)
 }
 
 /// The label of a version, as the metrics carry it.
@@ -217,26 +188,13 @@ mod tests {
 
     #[test]
     fn the_server_hello_names_the_version_chosen() {
-        let hello = |version| Some(Record::ServerHello { version, retry: false });
         let tls13 = server_hello(0x0303, 32, &[(51, &[0, 29, 0, 1, 9]), (43, &[3, 4])]);
-        assert_eq!(record(&tls13), hello(0x0304));
+        assert_eq!(record(&tls13), Some(Record::ServerHello { version: 0x0304 }));
         let tls12 = server_hello(0x0303, 0, &[(65281, &[0]), (11, &[1, 0])]);
-        assert_eq!(record(&tls12), hello(0x0303));
-        assert_eq!(record(&server_hello(0x0301, 0, &[])), hello(0x0301));
-        // Cut in the extensions, or claiming more than there is: not known.
-        assert_eq!(record(&tls13[..85]), hello(0));
-        let mut overlong = tls12.clone();
-        // The extensions' length, before their 11 bytes.
-        let at = overlong.len() - 11 - 2;
-        overlong[at..at + 2].copy_from_slice(&0xffffu16.to_be_bytes());
-        assert_eq!(record(&overlong), hello(0));
-        // More extensions before supported_versions than are read: not known either.
-        let many: Vec<(u16, &[u8])> =
-            (0..12).map(|i| (100 + i, &[][..])).chain([(43, &[3u8, 4][..])]).collect();
-        assert_eq!(record(&server_hello(0x0303, 0, &many)), hello(0));
-        let mut retry = tls13.clone();
-        retry[11..19].copy_from_slice(&[0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11]);
-        assert_eq!(record(&retry), Some(Record::ServerHello { version: 0x0304, retry: true }));
+        assert_eq!(record(&tls12), Some(Record::ServerHello { version: 0x0303 }));
+        assert_eq!(record(&server_hello(0x0301, 0, &[])), Some(Record::ServerHello { version: 0x0301 }));
+        // Cut in the extensions: the legacy version.
+        assert_eq!(record(&tls13[..60]), Some(Record::ServerHello { version: 0x0303 }));
         assert_eq!(version_label(0x0304), "1.3");
         assert_eq!(version_label(0x7f1c), "other");
         assert_eq!(alert_label(70), "protocol_version");

@@ -387,30 +387,6 @@ pub struct PathMtu {
     pub count: u64,
 }
 
-/// What one DNS server was asked and answered (over all interfaces and directions), as
-/// `/v1/stats` gives it: the first 16 servers seen, then "other".
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DnsServer {
-    /// Address and port, or "other".
-    pub server: String,
-    pub queries: u64,
-    /// Responses by rcode: noerror, nxdomain, servfail, refused, other.
-    pub responses: BTreeMap<String, u64>,
-    pub truncated: u64,
-    /// Responses matched to their query, and the sum of their response times.
-    pub answered: u64,
-    pub response_time_ns_sum: u64,
-}
-
-/// TCP connection attempts (first SYNs) to one destination, over all interfaces and
-/// directions, as `/v1/stats` gives them: the first 64 destinations seen, then "other".
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TcpDestination {
-    /// Address and port, or "other".
-    pub destination: String,
-    pub connections: u64,
-}
-
 /// TLS handshakes of one interface and direction, as `/v1/stats` gives them.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TlsHealth {

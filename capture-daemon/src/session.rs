@@ -269,8 +269,6 @@ pub fn run_capture(
         *locked(&options.live.icmp) = program.icmp_counts();
         *locked(&options.live.exchange_times) = Some(program.exchange_times());
         *locked(&options.live.tls_alerts) = program.tls_alerts();
-        *locked(&options.live.dns_servers) = program.dns_servers();
-        *locked(&options.live.tcp_destinations) = program.tcp_destinations();
         *locked(&options.live.xsk) = XskStatistics::sum(&statistics);
     };
     let mut links =

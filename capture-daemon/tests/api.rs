@@ -87,8 +87,6 @@ fn the_api_serves_what_the_cli_pulls_and_survives_vanishing_clients() {
         // A fixed list of ICMP and ICMPv6 types and codes, and "other" for each family.
         ("ringcap_icmp_messages", 53),
         ("ringcap_dns_responses", 5),
-        // One server until one is seen: the shared "other" entry.
-        ("ringcap_dns_server_responses", 5),
         // TLS versions, alert descriptions (24 and "other"), ways to fail; HTTP classes.
         ("ringcap_tls_server_hellos", 5),
         ("ringcap_tls_alerts", 25),

@@ -5,10 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{scratch, OutputWithin, Running};
+use common::{scratch, OutputWithin, Running, RINGCAP};
 use ringcap_tools::testbed::{TestBed, RX_IF};
 
 /// dnsmasq on the receiving end, port 53: `ok.test` has an address, `nx.test` does not
@@ -84,6 +84,7 @@ fn dns_queries_and_responses_by_rcode_agree_with_tshark() {
     let _elsewhere = responder(&bed, 5355, 0x8180);
     let dir = scratch("dns");
     let addr = "127.0.0.1:9463";
+    let dir_arg = dir.to_str().unwrap();
     let daemon = common::start_health_daemon_with(&bed, &dir, addr, &["--dns-port", "5354"]);
     // dnsmasq may take a moment to listen: ask until it answers.
     common::wait_until("dnsmasq answers", Duration::from_secs(10), || {
@@ -100,44 +101,30 @@ fn dns_queries_and_responses_by_rcode_agree_with_tshark() {
     assert_eq!(ask_with(&bed, TCP_CLIENT, "nx.test", 53, 1), [3]);
     let common::HealthReading { stats, metrics, text } = common::read_health_and_stop(&bed, addr, daemon);
 
-    let (rows, _) = common::tshark_rows(
-        &dir,
-        &["-d", "udp.port==5354,dns", "-Y", "dns && !(udp.port == 5355)"],
-        &[
-            "frame.packet_flags_direction",
-            "dns.flags.response",
-            "dns.flags.rcode",
-            "dns.flags.truncated",
-            "ip.src",
-            "ip.dst",
-            "udp.srcport",
-            "udp.dstport",
-            "tcp.srcport",
-            "tcp.dstport",
-        ],
-    );
-    // (direction, what) -> count, what being "query", an rcode's label, or "truncated";
-    // and the same by server (the address and port a query goes to, a response comes from).
+    let pcap = scratch("dns.pcapng");
+    let out = Command::new(RINGCAP)
+        .args(["pull", "--dir", dir_arg, "--last", "1h", "-w", pcap.to_str().unwrap()])
+        .output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tshark = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-d", "udp.port==5354,dns", "-Y", "dns && !(udp.port == 5355)", "-T", "fields"])
+        .args(["-e", "frame.packet_flags_direction", "-e", "dns.flags.response", "-e", "dns.flags.rcode"])
+        .args(["-e", "dns.flags.truncated"])
+        .output_within_deadline();
+    assert!(tshark.status.success(), "{}", String::from_utf8_lossy(&tshark.stderr));
+    // (direction, what) -> count, what being "query", an rcode's label, or "truncated".
     let mut theirs: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let mut their_servers: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for fields in &rows {
+    for line in String::from_utf8(tshark.stdout).unwrap().lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
         let direction = if fields[0].ends_with('2') { "out" } else { "in" };
-        let response = fields[1] == "1" || fields[1] == "True";
-        let port = |udp: usize, tcp: usize| if fields[udp].is_empty() { &fields[tcp] } else { &fields[udp] };
-        let server = if response {
-            format!("{}:{}", fields[4], port(6, 8))
-        } else {
-            format!("{}:{}", fields[5], port(7, 9))
-        };
-        let mut add = |what: &str| {
-            *theirs.entry((direction.into(), what.into())).or_default() += 1;
-            *their_servers.entry((server.clone(), what.into())).or_default() += 1;
-        };
-        if !response {
+        let mut add = |what: &str| *theirs.entry((direction.into(), what.into())).or_default() += 1;
+        if fields[1] == "0" || fields[1] == "False" {
             add("query");
             continue;
         }
-        add(match fields[2].as_str() {
+        add(match fields[2] {
             "0" => "noerror",
             "2" => "servfail",
             "3" => "nxdomain",
@@ -163,26 +150,6 @@ fn dns_queries_and_responses_by_rcode_agree_with_tshark() {
             add(rcode, n.as_u64().unwrap());
         }
     }
-    let mut our_servers: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for server in stats["dns_servers"].as_array().unwrap() {
-        let server: capture_daemon::records::DnsServer = serde_json::from_value(server.clone()).unwrap();
-        let mut add = |what: &str, n: u64| {
-            if n > 0 {
-                *our_servers.entry((server.server.clone(), what.into())).or_default() += n;
-            }
-        };
-        add("query", server.queries);
-        add("truncated", server.truncated);
-        for (rcode, n) in &server.responses {
-            add(rcode, *n);
-        }
-    }
-    assert_eq!(our_servers, their_servers, "DNS counts by server: ours (left), tshark's (right)");
-    assert_eq!(
-        their_servers.keys().map(|(server, _)| server.as_str()).collect::<std::collections::BTreeSet<_>>(),
-        ["10.77.0.2:53", "10.77.0.2:5354"].into(),
-        "two servers"
-    );
     assert_eq!(ours, theirs, "DNS counts by direction: ours (left), tshark's (right)");
     // Queries arrive at the resolver (in), responses leave it (out); the wait's queries too.
     assert!(theirs[&("in".to_string(), "query".to_string())] >= 8);
@@ -195,12 +162,6 @@ fn dns_queries_and_responses_by_rcode_agree_with_tshark() {
     );
     assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     assert!(text.contains("nxdomain 3, servfail 2"), "{text}");
-    assert!(
-        text.contains("  10.77.0.2:5354: 2 queries; responses: noerror 0, nxdomain 0, servfail 2"),
-        "{text}"
-    );
-    let line = "ringcap_dns_server_responses_total{server=\"10.77.0.2:53\",rcode=\"nxdomain\"} 3";
-    assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
 }
 
 /// A responder that answers late (300 ms), once per query however often it is sent
@@ -268,21 +229,38 @@ fn dns_response_times_retransmissions_and_unanswered_queries_agree_with_tshark()
     std::thread::sleep(Duration::from_millis(2500));
     let common::HealthReading { stats, text, .. } = common::read_health_and_stop(&bed, addr, daemon);
 
-    let (rows, window) = common::tshark_rows(
-        &dir,
+    let pcap = scratch("dns-times.pcapng");
+    let out = Command::new(RINGCAP)
+        .args(["pull", "--dir", dir.to_str().unwrap(), "--last", "1h", "-w", pcap.to_str().unwrap()])
+        .output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tshark = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
         // Two passes: a request learns its response (dns.response_in) in the second.
-        &["-2", "-d", "udp.port==5356,dns", "-R", "dns"],
-        &["dns.flags.response", "dns.time", "dns.retransmission", "dns.response_in"],
-    );
+        .args(["-2", "-d", "udp.port==5356,dns", "-R", "dns", "-T", "fields"])
+        .args([
+            "-e",
+            "dns.flags.response",
+            "-e",
+            "dns.time",
+            "-e",
+            "dns.retransmission",
+            "-e",
+            "dns.response_in",
+        ])
+        .output_within_deadline();
+    assert!(tshark.status.success(), "{}", String::from_utf8_lossy(&tshark.stderr));
     let (mut buckets, mut retransmissions, mut unanswered) = ([0u64; 256], 0, 0);
     let truthy = |field: &str| field == "1" || field == "True";
-    for fields in &rows {
-        if truthy(&fields[0]) {
+    for line in String::from_utf8(tshark.stdout).unwrap().lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        if truthy(fields[0]) {
             if !fields[1].is_empty() {
                 let ns = (fields[1].parse::<f64>().unwrap() * 1e9).round() as u64;
                 buckets[capture_common::tcp::rtt_bucket(ns) as usize] += 1;
             }
-        } else if truthy(&fields[2]) {
+        } else if truthy(fields[2]) {
             retransmissions += 1;
         } else if fields[3].is_empty() {
             unanswered += 1;
@@ -290,8 +268,6 @@ fn dns_response_times_retransmissions_and_unanswered_queries_agree_with_tshark()
     }
     let theirs = capture_daemon::health::analysis::rtt_summary(&buckets);
     assert_eq!((theirs.count, retransmissions, unanswered), (5, 1, 1), "the traffic: {theirs:?}");
-    // The window's statistics (`pull --with-stats`, a pin's) time them too.
-    assert_eq!(window["dns"]["response_time"], serde_json::to_value(theirs).unwrap(), "{window}");
     let slot = |direction: &str| {
         let slots = stats["dns_by_interface"].as_array().unwrap();
         let slot = slots.iter().find(|s| s["direction"] == direction).unwrap_or_else(|| panic!("{stats}"));

@@ -1,30 +1,16 @@
 //! DNS health on every packet, selected or not (`capture_common::dns`), over UDP and TCP: queries,
 //! responses by rcode and truncation, and each query's response time, matched by
 //! conversation and ID in the table of pending exchanges.
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, HashMap},
-};
 use capture_common::{
-    dns::{self, ServerCounts, MAX_SERVERS},
-    exchange::{Exchange, Started},
-    flow::{Endpoint, IpPayload, TcpPayload},
+    dns,
+    flow::{IpPayload, TcpPayload},
     packet::PacketView,
     Counter,
 };
 
 use crate::direct::Direct;
-use crate::ends;
 use crate::exchange;
-use crate::packet::{atomic_add, atomic_add_by, count, count_by};
-
-/// Counts by DNS server: the first MAX_SERVERS seen, then Endpoint::OTHER.
-#[map]
-static DNS_SERVERS: HashMap<Endpoint, ServerCounts> = HashMap::with_max_entries(MAX_SERVERS + 1, 0);
-
-/// A new server's counts: zero, never written.
-#[map]
-static DNS_SERVER_ZERO: Array<ServerCounts> = Array::with_max_entries(1, 0);
+use crate::packet::{count, count_by};
 
 /// Counts the packet if it is a DNS query or response over UDP; `now` is the packet's
 /// time, 0 if not read yet, when it is read here (a response's time must be the one its
@@ -82,46 +68,17 @@ pub extern "C" fn ringcap_dns(rcode: u32, truncated: u32, now: u64) -> u32 {
     }
     let Some(exchange) = exchange::scratch() else { return 0 };
     if rcode == NOT_A_RESPONSE {
-        if exchange::start(exchange, now, 0, false) != Started::New {
+        if !exchange::start(exchange, now) {
             count(Counter::DnsRetransmissions);
         }
-        count_server(exchange, rcode, truncated, None);
         return 0;
     }
-    // DNS queues nothing: an answer is timed or unmatched.
-    let answered = exchange::answer(exchange, now).flatten();
-    match answered {
+    match exchange::answer(exchange, now) {
         Some(ns) => {
             count(Counter::DnsAnswered);
             count_by(Counter::DnsResponseTimeNs, ns);
         }
         None => count(Counter::DnsUnmatched),
     }
-    count_server(exchange, rcode, truncated, answered);
     0
-}
-
-/// Counts the message in its server's entry (the server of `exchange`), or in the
-/// shared one once the table is full; `answered`: a response's time, if it was matched.
-#[inline(always)]
-fn count_server(exchange: &Exchange, rcode: u32, truncated: u32, answered: Option<u64>) {
-    let (Some(key), Some(fresh)) = (ends::key(), DNS_SERVER_ZERO.get(0)) else { return };
-    *key = Endpoint { addr: exchange.server, port: exchange.server_port, family: exchange.family, _pad: 0 };
-    let Some(counts) = ends::entry(&DNS_SERVERS, fresh) else { return };
-    // SAFETY: a live map value shared by all CPUs; every field is added to atomically.
-    unsafe {
-        let counts = &mut *counts;
-        let field = match rcode {
-            NOT_A_RESPONSE => &raw mut counts.queries,
-            _ => &raw mut counts.responses[dns::rcode_slot(rcode)],
-        };
-        atomic_add(field);
-        if truncated != 0 {
-            atomic_add(&raw mut counts.truncated);
-        }
-        if let Some(ns) = answered {
-            atomic_add(&raw mut counts.answered);
-            atomic_add_by(&raw mut counts.response_time_ns, ns);
-        }
-    }
 }

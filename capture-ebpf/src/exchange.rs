@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use capture_common::{
-    exchange::{times_index, Exchange, Pending, Started, PENDING_EXCHANGES, TIMES},
+    exchange::{times_index, Exchange, Pending, PENDING_EXCHANGES, TIMES},
     tcp::rtt_bucket,
 };
 
@@ -32,69 +32,35 @@ pub fn scratch() -> Option<&'static mut Exchange> {
     EXCHANGE_SCRATCH.get_ptr_mut(0).map(|exchange| unsafe { &mut *exchange })
 }
 
-/// Starts `exchange` at `now` with the request whose TCP sequence number is `seq` (0 for
-/// UDP), unless one waits already: then the request is a repeat of it (counted among its
-/// retransmissions) or another one (queued behind it if `queue`: HTTP's pipelining; a
-/// TLS ClientHello after a HelloRetryRequest goes on with the same handshake).
+/// Starts `exchange` at `now`, unless it waits already: then the request is a
+/// retransmission, counted on the pending exchange; returns whether it started.
 #[inline(always)]
-pub fn start(exchange: &Exchange, now: u64, seq: u32, queue: bool) -> Started {
+pub fn start(exchange: &Exchange, now: u64) -> bool {
     match EXCHANGES.get_ptr_mut(exchange) {
-        // SAFETY: a live map value; a lost increment under a race only undercounts what
-        // user space reports of it.
-        Some(pending) => unsafe {
-            if (*pending).seq == seq {
-                (*pending).retransmissions += 1;
-                Started::Repeat
-            } else {
-                if queue {
-                    (*pending).queued = (*pending).queued.saturating_add(1);
-                }
-                (*pending).seq = seq;
-                Started::Another
-            }
-        },
+        Some(pending) => {
+            // SAFETY: a live map value; a lost increment under a race only undercounts
+            // what user space reports of it.
+            unsafe { (*pending).retransmissions += 1 };
+            false
+        }
         None => {
-            let pending = Pending {
-                started_ns: now,
-                slot: current_slot(),
-                retransmissions: 0,
-                seq,
-                queued: 0,
-                untimed: 0,
-            };
+            let pending = Pending { started_ns: now, slot: current_slot(), retransmissions: 0 };
             let _ = EXCHANGES.insert(exchange, pending, 0);
-            Started::New
+            true
         }
     }
 }
 
 /// Ends `exchange` with its answer at `now`: the time since its request goes into the
-/// kind's histogram of the current slot; returns it, `None` if no request waited. An
-/// answer to a request queued behind the first (which was answered) is `Some(None)`:
-/// matched, but its own start is not known, so not timed.
+/// kind's histogram of the current slot; returns it, `None` if no request waited.
 #[inline(always)]
-pub fn answer(exchange: &Exchange, now: u64) -> Option<Option<u64>> {
-    let pending = EXCHANGES.get_ptr_mut(exchange)?;
-    // SAFETY: a live map value, read (and while requests stay queued, updated) before it
-    // is removed.
-    let (started, queued, untimed) =
-        unsafe { ((*pending).started_ns, (*pending).queued, (*pending).untimed) };
-    if queued == 0 {
-        let _ = EXCHANGES.remove(exchange);
-    } else {
-        // SAFETY: as above. The next queued request leads now, untimed.
-        unsafe {
-            (*pending).started_ns = now;
-            (*pending).queued = queued - 1;
-            (*pending).untimed = 1;
-        }
-    }
-    if untimed != 0 {
-        return Some(None);
-    }
+pub fn answer(exchange: &Exchange, now: u64) -> Option<u64> {
+    // SAFETY: a live map value, read before it is removed.
+    let started = EXCHANGES.get_ptr(exchange).map(|pending| unsafe { (*pending).started_ns })?;
+    let _ = EXCHANGES.remove(exchange);
     let ns = now.saturating_sub(started);
     add_one(&EXCHANGE_TIMES, times_index(u32::from(exchange.kind), current_slot(), rtt_bucket(ns)));
-    Some(Some(ns))
+    Some(ns)
 }
 
 /// Ends `exchange` without an answer; returns whether it waited.

@@ -2,7 +2,7 @@
 //! responses by status class, and the time from a request to its final response,
 //! matched in the table of pending exchanges (one request at a time per connection).
 use capture_common::{
-    exchange::{self as common, Started},
+    exchange as common,
     flow::{IpPayload, TcpPayload},
     http::{self, Message},
     packet::PacketView,
@@ -25,28 +25,24 @@ pub fn observe<P: PacketView>(packet: &P, ip: &IpPayload, segment: &TcpPayload, 
         Message::Request => (true, REQUEST),
         Message::Response { status } => (false, u32::from(status)),
     };
-    let seq = segment.seq;
     if common::fill(packet, ip, segment.ports, from_client, exchange).is_none() {
         return now;
     }
     exchange.id = 0;
     exchange.kind = common::KIND_HTTP;
     let now = if now == 0 { crate::select::clock() } else { now };
-    count_message(status, seq, now);
+    count_message(status, now);
     now
 }
 
 /// Counts a request ([`REQUEST`]) or a response of `status` for the exchange in the
-/// scratch, in a segment of sequence number `seq` seen at `now`.
+/// scratch, seen at `now`.
 #[inline(always)]
-fn count_message(status: u32, seq: u32, now: u64) {
+fn count_message(status: u32, now: u64) {
     let Some(exchange) = exchange::scratch() else { return };
     if status == REQUEST {
-        // A TCP retransmission of the waiting request is not another one; a pipelined
-        // request queues behind it.
-        if exchange::start(exchange, now, seq, true) != Started::Repeat {
-            count(Counter::HttpRequests);
-        }
+        count(Counter::HttpRequests);
+        exchange::start(exchange, now);
         return;
     }
     count(match status / 100 {
@@ -57,17 +53,11 @@ fn count_message(status: u32, seq: u32, now: u64) {
         5 => Counter::Http5xx,
         _ => Counter::HttpOtherStatus,
     });
-    // An interim response (100 Continue) leaves the request waiting for its final one;
-    // 101 Switching Protocols is the last HTTP response of its connection.
-    if status == 101 || (200..600).contains(&status) {
-        match exchange::answer(exchange, now) {
-            Some(Some(ns)) => {
-                count(Counter::HttpAnswered);
-                count_by(Counter::HttpResponseTimeNs, ns);
-            }
-            // Answers a pipelined request: matched, not timed.
-            Some(None) => count(Counter::HttpAnswered),
-            None => {}
+    // An interim response (100 Continue) leaves the request waiting for its final one.
+    if status >= 200 {
+        if let Some(ns) = exchange::answer(exchange, now) {
+            count(Counter::HttpAnswered);
+            count_by(Counter::HttpResponseTimeNs, ns);
         }
     }
 }

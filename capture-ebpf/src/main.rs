@@ -14,10 +14,8 @@
 // The filter placeholder is BPF assembly.
 #![feature(asm_experimental_arch)]
 
-mod destinations;
 mod direct;
 mod dns;
-mod ends;
 mod exchange;
 mod filter;
 mod flows;

@@ -110,17 +110,7 @@ pub fn add_one(array: &Array<u64>, index: u32) {
 #[inline(always)]
 pub unsafe fn atomic_add(value: *mut u64) {
     // SAFETY: the caller's.
-    unsafe { atomic_add_by(value, 1) };
-}
-
-/// Adds `by` to a map value atomically.
-///
-/// # Safety
-/// `value` must be a live map value.
-#[inline(always)]
-pub unsafe fn atomic_add_by(value: *mut u64, by: u64) {
-    // SAFETY: the caller's.
     unsafe {
-        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(value, by)
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(value, 1)
     };
 }

@@ -25,13 +25,7 @@ pub fn worth_reading(packet: &Direct, ip: &IpPayload, dns_port: u32) -> bool {
     if segment.at + 4 > segment.end {
         return false;
     }
-    let Some(first) = packet.word(segment.at) else { return false };
-    // Most segments are ruled out by their first byte: bulk data, TLS application data.
-    match (first >> 24) as u8 {
-        21 | 22 => tls::may_start(first),
-        b'C' | b'D' | b'G' | b'H' | b'O' | b'P' | b'T' => http::may_start(first),
-        _ => false,
-    }
+    packet.word(segment.at).is_some_and(|first| tls::may_start(first) || http::may_start(first))
 }
 
 /// Reads the TCP segment in the copied window (`copied` bytes) for DNS (on port 53 or

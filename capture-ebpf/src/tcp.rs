@@ -371,11 +371,6 @@ pub extern "C" fn ringcap_tcp_segment(now: u64, work: u32) -> u64 {
         if scratch.findings.counters & RETRANSMISSIONS != 0 {
             count_by(Counter::TcpRetransmittedSegments, segments);
         }
-        if flags & (tcp::SYN | tcp::ACK) == tcp::SYN
-            && scratch.findings.counters & (1 << Counter::TcpSynRetransmission as u32) == 0
-        {
-            crate::destinations::count_attempt(&scratch.segment);
-        }
     }
     scratch.findings.flush();
     stamp

@@ -4,7 +4,7 @@
 //! time from a ClientHello to its ServerHello, matched in the table of pending exchanges.
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
 use capture_common::{
-    exchange::{self as common, Exchange, Started},
+    exchange::{self as common, Exchange},
     flow::{IpPayload, TcpPayload},
     packet::PacketView,
     tls::{self, Record, ALERTS_PER_SLOT},
@@ -25,16 +25,14 @@ const SERVER_HELLO: u32 = 1;
 const ALERT: u32 = 2;
 const RESET: u32 = 3;
 const FIN: u32 = 4;
-const RETRY_REQUEST: u32 = 5;
 
 /// Counts the segment if it starts a TLS handshake message or an alert, or closes a
 /// connection (which may end a handshake); `now` as in `crate::dns::observe`.
 #[inline(always)]
 pub fn observe<P: PacketView>(packet: &P, ip: &IpPayload, segment: &TcpPayload, now: u64) -> u64 {
     let (event, detail) = match tls::parse(packet, segment.at, segment.end) {
-        Some(Record::ClientHello) => (CLIENT_HELLO, segment.seq),
-        Some(Record::ServerHello { version, retry: false }) => (SERVER_HELLO, u32::from(version)),
-        Some(Record::ServerHello { version, retry: true }) => (RETRY_REQUEST, u32::from(version)),
+        Some(Record::ClientHello) => (CLIENT_HELLO, 0),
+        Some(Record::ServerHello { version }) => (SERVER_HELLO, u32::from(version)),
         Some(Record::Alert { description }) => (ALERT, u32::from(description)),
         None if segment.flags & 0x04 != 0 => (RESET, 0),
         None if segment.flags & 0x01 != 0 => (FIN, 0),
@@ -43,8 +41,7 @@ pub fn observe<P: PacketView>(packet: &P, ip: &IpPayload, segment: &TcpPayload, 
     let Some(exchange) = exchange::scratch() else { return now };
     // Which side sent a closing segment or an alert is not known: the sender is taken
     // for the client first, then for the server.
-    let from_client = event != SERVER_HELLO && event != RETRY_REQUEST;
-    if common::fill(packet, ip, segment.ports, from_client, exchange).is_none() {
+    if common::fill(packet, ip, segment.ports, event != SERVER_HELLO, exchange).is_none() {
         return now;
     }
     exchange.id = 0;
@@ -59,13 +56,11 @@ pub fn observe<P: PacketView>(packet: &P, ip: &IpPayload, segment: &TcpPayload, 
 fn count_event(event: u32, detail: u32, now: u64) {
     let Some(exchange) = exchange::scratch() else { return };
     match event {
-        // `detail`: the segment's sequence number; a TCP retransmission is not counted again.
         CLIENT_HELLO => {
-            if exchange::start(exchange, now, detail, false) != Started::Repeat {
-                count(Counter::TlsClientHellos);
-            }
+            count(Counter::TlsClientHellos);
+            exchange::start(exchange, now);
         }
-        SERVER_HELLO | RETRY_REQUEST => {
+        SERVER_HELLO => {
             count(match detail {
                 0x0301 => Counter::TlsServerHello10,
                 0x0302 => Counter::TlsServerHello11,
@@ -73,12 +68,9 @@ fn count_event(event: u32, detail: u32, now: u64) {
                 0x0304 => Counter::TlsServerHello13,
                 _ => Counter::TlsServerHelloOther,
             });
-            // A HelloRetryRequest leaves the handshake waiting for its second ClientHello.
-            if event == SERVER_HELLO {
-                if let Some(Some(ns)) = exchange::answer(exchange, now) {
-                    count(Counter::TlsHandshakes);
-                    count_by(Counter::TlsHandshakeTimeNs, ns);
-                }
+            if let Some(ns) = exchange::answer(exchange, now) {
+                count(Counter::TlsHandshakes);
+                count_by(Counter::TlsHandshakeTimeNs, ns);
             }
         }
         _ => {

@@ -60,8 +60,6 @@ pub fn stats_json(sources: &Sources) -> serde_json::Value {
         "tcp_by_interface": by_interface(sources),
         "icmp_by_interface": sources.live.icmp_health(),
         "dns_by_interface": sources.live.dns_health(),
-        "dns_servers": crate::health::dns::servers(&locked(&sources.live.dns_servers)),
-        "tcp_destinations": crate::health::flows::destinations(&locked(&sources.live.tcp_destinations)),
         "tls_by_interface": sources.live.tls_health(),
         "http_by_interface": sources.live.http_health(),
         "flows": *locked(&sources.live.flows),

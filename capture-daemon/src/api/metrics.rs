@@ -327,30 +327,6 @@ pub fn families(sources: &Sources) -> Vec<Family> {
         &per_slot(&|prefix| vec![(prefix.clone(), Counter::DnsTruncated)]),
     );
     family(
-        "ringcap_tcp_destination_connections_total",
-        "TCP connection attempts (first SYNs, not their retransmissions) by destination address and port: the first 64 destinations seen, then \"other\"; over every interface and direction.",
-        &crate::health::flows::destinations(&locked(&sources.live.tcp_destinations))
-            .iter()
-            .map(|d| (labels(&[("destination", &d.destination)]), d.connections))
-            .collect::<Vec<_>>(),
-    );
-    // By DNS server: the first 16 seen, then "other", over every interface and direction.
-    let servers = crate::health::dns::servers(&locked(&sources.live.dns_servers));
-    let server = |s: &crate::records::DnsServer| labels(&[("server", &s.server)]);
-    family(
-        "ringcap_dns_server_queries_total",
-        "DNS queries by server (address and port: the first 16 servers seen, then \"other\"), over every interface and direction.",
-        &servers.iter().map(|s| (server(s), s.queries)).collect::<Vec<_>>(),
-    );
-    family(
-        "ringcap_dns_server_responses_total",
-        "DNS responses by server and rcode (noerror, nxdomain, servfail, refused, other).",
-        &servers
-            .iter()
-            .flat_map(|s| s.responses.iter().map(|(rcode, n)| (with(&server(s), "rcode", rcode), *n)))
-            .collect::<Vec<_>>(),
-    );
-    family(
         "ringcap_tls_client_hellos_total",
         "TLS ClientHellos (any TCP port), every packet, selected or not.",
         &per_slot(&|prefix| vec![(prefix.clone(), Counter::TlsClientHellos)]),
@@ -627,19 +603,6 @@ pub fn families(sources: &Sources) -> Vec<Family> {
             out.push(Family { name: name.into(), help: help.into(), series: Series::Histograms(series) });
         }
     }
-    out.push(Family {
-        name: "ringcap_dns_server_response_time_seconds".into(),
-        help: "DNS response times by server: their sum and count (the mean; the percentiles are in ringcap_dns_response_time_seconds, by interface and direction).".into(),
-        series: Series::Histograms(
-            crate::health::dns::servers(&locked(&sources.live.dns_servers))
-                .iter()
-                .map(|s| {
-                    let sum = s.response_time_ns_sum as f64 / 1e9;
-                    (labels(&[("server", &s.server)]), sum, s.answered, vec![(f64::MAX, s.answered)])
-                })
-                .collect(),
-        ),
-    });
     if let Some(buckets) = locked(&sources.live.rtt_by_slot).as_ref() {
         for (i, kind) in RTT_KINDS.iter().enumerate() {
             let name = kind.metric;

@@ -69,11 +69,9 @@ fn print_stats(stats: &serde_json::Value) {
         );
     }
     print_dns(&stats["dns_by_interface"]);
-    print_dns_servers(&stats["dns_servers"]);
     print_tls(&stats["tls_by_interface"]);
     print_http(&stats["http_by_interface"]);
     print_icmp(&stats["icmp_by_interface"]);
-    print_destinations(&stats["tcp_destinations"]);
     let f = &stats["flows"];
     println!(
         "TCP flows: {} in the table (of {}), {} evicted; connection attempts: {} unanswered, {} refused (`ringcap top` names them)",
@@ -141,52 +139,6 @@ fn by_label(
         .map(|label| format!("{label} {}", counts.get(label).copied().unwrap_or(0)))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Destinations `ringcap stats` lists the connection attempts of.
-const DESTINATIONS_LISTED: usize = 8;
-
-/// TCP connection attempts by destination, most first.
-fn print_destinations(destinations: &serde_json::Value) {
-    let destinations: Vec<capture_daemon::records::TcpDestination> =
-        serde_json::from_value(destinations.clone()).unwrap_or_default();
-    let seen: Vec<String> = destinations
-        .iter()
-        .filter(|d| d.connections > 0)
-        .take(DESTINATIONS_LISTED)
-        .map(|d| format!("{} {}", d.destination, d.connections))
-        .collect();
-    if !seen.is_empty() {
-        println!("TCP connection attempts by destination, since start: {}", seen.join(", "));
-    }
-}
-
-/// DNS by server, those asked or answering: queries, responses by rcode, mean response
-/// time.
-fn print_dns_servers(servers: &serde_json::Value) {
-    let servers: Vec<capture_daemon::records::DnsServer> =
-        serde_json::from_value(servers.clone()).unwrap_or_default();
-    let seen: Vec<_> =
-        servers.iter().filter(|s| s.queries > 0 || s.responses.values().any(|&n| n > 0)).collect();
-    if seen.is_empty() {
-        return;
-    }
-    println!("DNS by server, since start:");
-    for server in seen {
-        let mean = if server.answered > 0 {
-            format!("{:.3} ms", server.response_time_ns_sum as f64 / server.answered as f64 / 1e6)
-        } else {
-            "none".to_string()
-        };
-        println!(
-            "  {}: {} queries; responses: {}; {} truncated; mean response time {mean} ({} answered)",
-            server.server,
-            server.queries,
-            by_label(&server.responses, capture_common::dns::RCODES.iter().copied()),
-            server.truncated,
-            server.answered
-        );
-    }
 }
 
 /// TLS handshakes by interface and direction: hellos, versions chosen, failures and

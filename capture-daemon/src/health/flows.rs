@@ -8,7 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Instant;
 
-use capture_common::flow::Endpoint;
 use capture_common::tcp::{
     FlowEvents, FlowKey, FlowState, FLOW_ESTABLISHED, FLOW_REFUSED, FLOW_SAW_SYN, FLOW_SAW_SYN_ACK,
     FLOW_SYN_FROM_LO,
@@ -16,7 +15,6 @@ use capture_common::tcp::{
 use serde::Serialize;
 
 use crate::capture::clock::WallClock;
-use crate::records::TcpDestination;
 use crate::timefmt::rfc3339;
 
 /// Where a connection stands, as far as the capture point saw it.
@@ -117,50 +115,20 @@ fn as_rfc3339<S: serde::Serializer>(ns: &u64, serializer: S) -> Result<S::Ok, S:
     serializer.serialize_str(&rfc3339(*ns))
 }
 
-/// The socket address of an address in the kernel's words (big-endian, IPv4 in the
-/// first) of `family` (4 or 6) and a port.
-pub fn socket_address(family: u8, words: [u32; 4], port: u16) -> SocketAddr {
-    let address = if family == 4 {
-        IpAddr::V4(Ipv4Addr::from(words[0]))
-    } else {
-        let mut bytes = [0u8; 16];
-        for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        IpAddr::V6(Ipv6Addr::from(bytes))
-    };
-    SocketAddr::new(address, port)
-}
-
-/// The label of an end in one of the kernel's bounded tables of ends: its address and
-/// port, or "other" for the entry those past the table's first ones share.
-pub fn endpoint_label(end: &Endpoint) -> String {
-    if *end == Endpoint::OTHER {
-        return "other".to_string();
-    }
-    socket_address(end.family, end.addr, end.port).to_string()
-}
-
-/// The TCP connection attempts by destination, most first ("other" last).
-pub fn destinations(counts: &[(Endpoint, u64)]) -> Vec<TcpDestination> {
-    let mut destinations: Vec<TcpDestination> = counts
-        .iter()
-        .map(|(end, connections)| TcpDestination {
-            destination: endpoint_label(end),
-            connections: *connections,
-        })
-        .collect();
-    destinations
-        .sort_by_key(|d| (d.destination == "other", std::cmp::Reverse(d.connections), d.destination.clone()));
-    destinations
-}
-
 /// The endpoint of a flow key: (address, port), lower first.
 fn endpoints(key: &FlowKey) -> (SocketAddr, SocketAddr) {
-    (
-        socket_address(key.family, key.lo_addr, key.lo_port),
-        socket_address(key.family, key.hi_addr, key.hi_port),
-    )
+    let address = |words: [u32; 4]| -> IpAddr {
+        if key.family == 4 {
+            IpAddr::V4(Ipv4Addr::from(words[0]))
+        } else {
+            let mut bytes = [0u8; 16];
+            for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
+                chunk.copy_from_slice(&word.to_be_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+    };
+    (SocketAddr::new(address(key.lo_addr), key.lo_port), SocketAddr::new(address(key.hi_addr), key.hi_port))
 }
 
 impl FlowRecord {

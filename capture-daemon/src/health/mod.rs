@@ -49,9 +49,6 @@ pub struct LiveCounters {
     /// first refresh), and the requests found unanswered after their timeout.
     pub exchange_times: Mutex<Option<Box<ExchangeTimes>>>,
     pub unanswered: Mutex<Box<Unanswered>>,
-    /// The kernel's counts by DNS server, and of TCP connection attempts by destination.
-    pub dns_servers: Mutex<Vec<(capture_common::flow::Endpoint, capture_common::dns::ServerCounts)>>,
-    pub tcp_destinations: Mutex<Vec<(capture_common::flow::Endpoint, u64)>>,
     /// The kernel's TLS alert counts: (slot, description, count).
     pub tls_alerts: Mutex<Vec<(usize, u8, u64)>>,
     /// The interface and direction of each slot in use.

@@ -23,16 +23,13 @@ use std::time::Duration;
 
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, XskMap};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode};
-use capture_common::dns::{self, ServerCounts};
 use capture_common::exchange::{self, Exchange, Pending, KINDS};
-use capture_common::flow::Endpoint;
 use capture_common::icmp::{self, MtuKey};
 use capture_common::tcp::{FlowKey, FlowState, RTT_BUCKETS, RTT_KINDS};
 use capture_common::tls;
 use capture_common::{
-    CaptureConfig, CONFIG_MAP, DESTINATIONS_MAP, FILTER_ACTIVE_GLOBAL, FLOWS_MAP, ICMP_MAP, ICMP_MTU_MAP,
-    IN_FLIGHT_MAP, MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM,
-    XSK_SLOTS_MAP,
+    CaptureConfig, CONFIG_MAP, FILTER_ACTIVE_GLOBAL, FLOWS_MAP, ICMP_MAP, ICMP_MTU_MAP, IN_FLIGHT_MAP,
+    MAX_XSK_SOCKETS, RTT_MAP, TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM, XSKS_MAP, XSK_PROGRAM, XSK_SLOTS_MAP,
 };
 
 use crate::capture::mmap::Mapping;
@@ -68,9 +65,6 @@ pub struct CaptureProgram {
     exchange_times: Mapping,
     _exchange_times_map: MapData,
     exchanges: HashMap<MapData, Exchange, Pending>,
-    /// The counts by DNS server, and the TCP connection attempts by destination.
-    dns_servers: HashMap<MapData, Endpoint, ServerCounts>,
-    tcp_destinations: HashMap<MapData, Endpoint, u64>,
     /// The TLS alert counts, mapped likewise.
     tls_alerts: Mapping,
     _tls_alerts_map: MapData,
@@ -156,19 +150,6 @@ impl CaptureProgram {
         )?;
         let exchanges = HashMap::try_from(take_map(&mut ebpf, exchange::PENDING_MAP)?)
             .map_err(|e| KernelError::Load(e.to_string()))?;
-        let mut dns_servers: HashMap<MapData, Endpoint, ServerCounts> =
-            HashMap::try_from(take_map(&mut ebpf, dns::SERVERS_MAP)?)
-                .map_err(|e| KernelError::Load(e.to_string()))?;
-        // The shared entry first, so that a full table always has it.
-        dns_servers
-            .insert(Endpoint::OTHER, ServerCounts::default(), 0)
-            .map_err(|e| KernelError::Load(format!("{}: {e}", dns::SERVERS_MAP)))?;
-        let mut tcp_destinations: HashMap<MapData, Endpoint, u64> =
-            HashMap::try_from(take_map(&mut ebpf, DESTINATIONS_MAP)?)
-                .map_err(|e| KernelError::Load(e.to_string()))?;
-        tcp_destinations
-            .insert(Endpoint::OTHER, 0, 0)
-            .map_err(|e| KernelError::Load(format!("{DESTINATIONS_MAP}: {e}")))?;
         let alerts_bytes = (MAX_SLOTS * tls::ALERTS_PER_SLOT) as usize * 8;
         let (tls_alerts, tls_alerts_map) =
             map_array(take_map(&mut ebpf, tls::ALERTS_MAP)?, tls::ALERTS_MAP, alerts_bytes)?;
@@ -196,8 +177,6 @@ impl CaptureProgram {
             exchange_times,
             _exchange_times_map: exchange_times_map,
             exchanges,
-            dns_servers,
-            tcp_destinations,
             tls_alerts,
             _tls_alerts_map: tls_alerts_map,
             interfaces,
@@ -416,18 +395,6 @@ impl CaptureProgram {
         times
     }
 
-    /// The counts of every DNS server in the kernel's table (two syscalls each, for at
-    /// most 17 entries).
-    pub fn dns_servers(&self) -> Vec<(Endpoint, ServerCounts)> {
-        self.dns_servers.iter().filter_map(Result::ok).collect()
-    }
-
-    /// The TCP connection attempts by destination in the kernel's table (two syscalls
-    /// each, for at most 65 entries).
-    pub fn tcp_destinations(&self) -> Vec<(Endpoint, u64)> {
-        self.tcp_destinations.iter().filter_map(Result::ok).collect()
-    }
-
     /// The TLS alerts counted so far: (slot, description, count), those above 0.
     pub fn tls_alerts(&self) -> Vec<(usize, u8, u64)> {
         let values: *const u64 = self.tls_alerts.at(0);
@@ -448,7 +415,7 @@ impl CaptureProgram {
 
     /// Forgets the requests of each kind that waited for their answer since before
     /// `started_before_ns[kind]` (the kernel's monotonic clock; 0: none); returns how
-    /// many requests waited (pipelined ones too), by kind and the slot they were seen on. An answer that comes later finds
+    /// many, by kind and the slot they were seen on. An answer that comes later finds
     /// no request.
     pub fn expire_exchanges(&mut self, started_before_ns: [u64; KINDS as usize]) -> Box<Unanswered> {
         let mut expired = Box::new([[0u64; MAX_SLOTS as usize]; KINDS as usize]);
@@ -466,7 +433,7 @@ impl CaptureProgram {
             // Removed by the kernel meanwhile: answered after all.
             if self.exchanges.remove(&exchange).is_ok() {
                 expired[usize::from(exchange.kind) % KINDS as usize][(pending.slot % MAX_SLOTS) as usize] +=
-                    pending.waiting();
+                    1;
             }
         }
         expired

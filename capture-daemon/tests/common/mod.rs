@@ -290,17 +290,6 @@ pub struct CorpusCapture {
 }
 
 /// Every pcap and pcapng capture of the corpus ringcap's reader understands, by name.
-/// The XDP program for the corpus under `BPF_PROG_TEST_RUN`: the TCP and L7 analysis see
-/// every packet; sampling at 1 in 2^32 keeps the ring empty.
-pub fn corpus_program() -> capture_daemon::kernel::CaptureProgram {
-    use capture_daemon::kernel::{CaptureProgram, KernelConfig, Selection};
-    let mut program = CaptureProgram::load(KernelConfig::test_run(65536)).unwrap();
-    let selection =
-        Selection { tcp_analysis: true, l7_analysis: true, sample_every: u32::MAX, ..Selection::default() };
-    program.select(&selection).unwrap();
-    program
-}
-
 pub fn corpus_captures() -> Vec<CorpusCapture> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/tcpdump-tests");
     assert!(
@@ -325,15 +314,11 @@ pub fn corpus_captures() -> Vec<CorpusCapture> {
 /// tshark's `-T fields` dissection of `file`: for each packet `filter` selects (every
 /// packet when it is empty), the values of `fields`, in order.
 pub fn tshark_fields(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    let filter: &[&str] = if filter.is_empty() { &[] } else { &["-Y", filter] };
-    tshark_fields_with(file, filter, fields)
-}
-
-/// [`tshark_fields`] with tshark's options `args` (decode-as rules, preferences, two
-/// passes, a filter).
-pub fn tshark_fields_with(file: &std::path::Path, args: &[&str], fields: &[&str]) -> Vec<Vec<String>> {
     let mut command = std::process::Command::new("tshark");
-    command.arg("-r").arg(file).args(args).args(["-T", "fields"]);
+    command.arg("-r").arg(file).args(["-T", "fields"]);
+    if !filter.is_empty() {
+        command.args(["-Y", filter]);
+    }
     for field in fields {
         command.args(["-e", field]);
     }
@@ -896,7 +881,18 @@ pub fn tshark_rows(
         .arg(&pcap)
         .output_within_deadline();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows = tshark_fields_with(&pcap, args, fields);
+    let mut tshark = std::process::Command::new("tshark");
+    tshark.arg("-r").arg(&pcap).args(args).args(["-T", "fields"]);
+    for field in fields {
+        tshark.args(["-e", field]);
+    }
+    let out = tshark.output_within_deadline();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| line.split('\t').map(str::to_string).collect())
+        .collect();
     let stats = std::fs::read(format!("{}.stats.json", pcap.display())).unwrap();
     (rows, serde_json::from_slice(&stats).unwrap())
 }
